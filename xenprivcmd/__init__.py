@@ -1,0 +1,69 @@
+"""xenprivcmd: talk to the Xen hypervisor from a Linux dom0 through privcmd.
+
+Pure Python (ctypes + stdlib): no compiler, no libxenctrl, no Xen headers at
+run time.  The running hypervisor's ABI is detected and the matching
+domctl/sysctl layouts, generated from Xen's public headers, are used.
+
+    import xenprivcmd
+    with xenprivcmd.open() as xen:
+        print(xen.version().release)
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .errors import (
+    DecodeError,
+    HypercallError,
+    HypervisorPermissionError,
+    InterfaceVersionMismatch,
+    NoSuchDomain,
+    NotDom0Error,
+    NotSupported,
+    PrivcmdPermissionError,
+    TryAgain,
+    XenError,
+    XenNotAvailable,
+    XenprivcmdError,
+)
+from .handle import Handle
+from .types import VersionInfo
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "open",
+    "Handle",
+    "VersionInfo",
+    "XenprivcmdError",
+    "XenError",
+    "XenNotAvailable",
+    "NotDom0Error",
+    "PrivcmdPermissionError",
+    "HypercallError",
+    "InterfaceVersionMismatch",
+    "NoSuchDomain",
+    "HypervisorPermissionError",
+    "NotSupported",
+    "TryAgain",
+    "DecodeError",
+]
+
+LOCAL_URIS = ("", "privcmd", "privcmd:", "privcmd:///", "xen:", "xen:///", "xen:///system")
+
+
+def open(uri: Optional[str] = None) -> Handle:  # noqa: A001 - the natural name
+    """Open a connection to a hypervisor.
+
+    ``uri`` ``None`` (or ``"xen:///"``, ``"privcmd:///"``) is the local privcmd
+    device.  Raises :class:`NotDom0Error` when this machine is no Xen dom0,
+    :class:`PrivcmdPermissionError` when the device may not be opened (run as
+    root), ``ValueError`` for a URI it does not know.
+    """
+    from ._privcmd import open_privcmd
+
+    name = "xen:///" if uri is None else uri
+    if uri is None or uri in LOCAL_URIS:
+        return Handle(open_privcmd(), name)
+    raise ValueError(f"unknown hypervisor URI {uri!r} (known: xen:///, privcmd:///)")

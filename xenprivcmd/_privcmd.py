@@ -1,0 +1,424 @@
+"""The one module of xenprivcmd that touches the operating system.
+
+Everything that opens a device, issues an ``ioctl``, maps, locks or advises
+memory lives here.  Above this module the library only sees a
+:class:`Transport`: "issue hypercall *op* with these five arguments" and "give
+me a hypercall buffer of at least *n* bytes".  The simulator, the fakes and the
+record/replay transports plug in behind the same interface, so the encode ->
+hypercall -> decode path above it is the production one in every test.
+
+Hypercall buffers follow libxencall:
+
+* when ``/dev/xen/hypercall`` exists, buffers are ``mmap``\\ s of it (the
+  kernel hands out memory Xen may safely access);
+* otherwise anonymous private memory mapped with ``MAP_LOCKED``, advised
+  ``MADV_DONTFORK`` and with every page touched, so it is resident before the
+  hypervisor writes to it.
+
+Invariants (who owns what, when a view dies):
+
+* a :class:`Buffer` owns its mapping; :meth:`Buffer.release` unmaps it and
+  every view taken from it is dead from then on (views must not outlive the
+  buffer; the ops layer only keeps views inside one call);
+* each thread has its own scratch buffer per transport (no lock on the hot
+  path); it grows geometrically and is never shrunk while the thread lives;
+* after ``fork()`` the child forgets every buffer of the parent without
+  touching its address range (``MADV_DONTFORK`` mappings are not there in the
+  child) and maps new ones on first use.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import fcntl
+import mmap
+import os
+import struct
+import threading
+import weakref
+from typing import Callable, Dict, Optional, Tuple, Type, TypeVar
+
+from .errors import NotDom0Error, PrivcmdPermissionError, XenError, XenNotAvailable
+
+__all__ = [
+    "PAGE_SIZE",
+    "IOCTL_PRIVCMD_HYPERCALL",
+    "Buffer",
+    "Transport",
+    "PrivcmdTransport",
+    "open_privcmd",
+]
+
+PAGE_SIZE = mmap.PAGESIZE
+
+# struct privcmd_hypercall { __u64 op; __u64 arg[5]; } (linux/include/uapi/xen/privcmd.h)
+# IOCTL_PRIVCMD_HYPERCALL = _IOC(_IOC_NONE, 'P', 0, sizeof(struct privcmd_hypercall))
+_HYPERCALL_REQ = struct.Struct("=6Q")
+IOCTL_PRIVCMD_HYPERCALL = (ord("P") << 8) | (_HYPERCALL_REQ.size << 16)
+
+PRIVCMD_PATHS = ("/dev/xen/privcmd", "/proc/xen/privcmd")
+HYPERCALL_BUF_PATH = "/dev/xen/hypercall"
+
+_PROT_RW = mmap.PROT_READ | mmap.PROT_WRITE
+_MAP_LOCKED = 0x2000  # same value on x86_64 and arm64 (asm-generic/mman.h)
+_MADV_DONTFORK = getattr(mmap, "MADV_DONTFORK", 10)
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+# How many times an ioctl interrupted by a signal (EINTR) is issued again.
+# The privcmd driver returns EINTR before Xen acted, so a retry never applies
+# an operation twice.
+EINTR_RETRIES = 16
+
+
+class privcmd_hypercall(ctypes.Structure):
+    """``struct privcmd_hypercall`` of the Linux privcmd driver."""
+
+    _fields_ = [("op", ctypes.c_uint64), ("arg", ctypes.c_uint64 * 5)]
+
+
+assert ctypes.sizeof(privcmd_hypercall) == _HYPERCALL_REQ.size == 48
+
+
+def _load_libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.restype = ctypes.c_int
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.madvise.restype = ctypes.c_int
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc
+
+
+_libc = _load_libc()
+
+
+def _round_up(size: int) -> int:
+    return max(PAGE_SIZE, (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+
+
+_C = TypeVar("_C", bound="ctypes._CData")
+
+
+class Buffer:
+    """A page-aligned region of memory the hypervisor may read and write.
+
+    ``address`` is what goes into a hypercall argument; ``view`` is a
+    writable ``memoryview`` of the same bytes (no copy).  ``at(cls, offset)``
+    gives a ctypes object laid over the buffer (cached per class and offset),
+    so a reply is read in place.
+    """
+
+    __slots__ = ("address", "size", "view", "kind", "_unmap", "_pid", "_views", "__weakref__")
+
+    def __init__(self, address: int, size: int, kind: str, unmap: Optional[Callable[[int, int], None]]) -> None:
+        self.address = address
+        self.size = size
+        self.kind = kind
+        self._unmap = unmap
+        self._pid = os.getpid()
+        self.view = memoryview((ctypes.c_char * size).from_address(address)).cast("B")
+        self._views: Dict[Tuple[type, int], object] = {}
+
+    def at(self, cls: Type[_C], offset: int = 0) -> _C:
+        """A ctypes ``cls`` instance over the buffer at ``offset`` (zero copy)."""
+        key = (cls, offset)
+        obj = self._views.get(key)
+        if obj is None:
+            if offset < 0 or offset + ctypes.sizeof(cls) > self.size:
+                raise ValueError(f"{cls.__name__} at offset {offset} does not fit in a {self.size}-byte buffer")
+            obj = self._views[key] = cls.from_address(self.address + offset)  # type: ignore[attr-defined]
+        return obj  # type: ignore[return-value]
+
+    def clear(self, length: Optional[int] = None) -> None:
+        """Zero the first ``length`` bytes (default: all)."""
+        n = self.size if length is None else length
+        if not 0 <= n <= self.size:
+            raise ValueError(f"cannot clear {n} bytes of a {self.size}-byte buffer")
+        ctypes.memset(self.address, 0, n)
+
+    @property
+    def alive(self) -> bool:
+        return self.address != 0
+
+    def release(self) -> None:
+        """Unmap the memory; every view of it is dead afterwards."""
+        if self.address == 0:
+            return
+        address, size, unmap = self.address, self.size, self._unmap
+        self._views.clear()
+        self.view.release()
+        self.address = 0
+        if unmap is not None and self._pid == os.getpid():
+            unmap(address, size)
+
+    def forget(self) -> None:
+        """Drop the buffer without unmapping it (the child after ``fork()``)."""
+        self._views.clear()
+        self.view.release()
+        self.address = 0
+
+    def __del__(self) -> None:
+        try:
+            self.release()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        return f"<Buffer {self.kind} {self.size} bytes at {self.address:#x}>"
+
+
+def _munmap(address: int, size: int) -> None:
+    if _libc.munmap(address, size) != 0:  # pragma: no cover - only on a library bug
+        raise OSError(ctypes.get_errno(), "munmap of a hypercall buffer failed")
+
+
+def _map_anonymous(size: int, locked: bool) -> Buffer:
+    """Anonymous memory for hypercall buffers, the way libxencall maps it."""
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (_MAP_LOCKED if locked else 0)
+    address = _libc.mmap(None, size, _PROT_RW, flags, -1, 0)
+    if address is None or address == _MAP_FAILED:
+        err = ctypes.get_errno()
+        hint = " (RLIMIT_MEMLOCK too low?)" if locked and err in (_errno.EAGAIN, _errno.ENOMEM, _errno.EPERM) else ""
+        raise XenError(err, f"cannot map a {size}-byte hypercall buffer: {os.strerror(err)}{hint}")
+    if _libc.madvise(address, size, _MADV_DONTFORK) != 0:
+        err = ctypes.get_errno()
+        _libc.munmap(address, size)
+        raise XenError(err, f"madvise(MADV_DONTFORK) on a hypercall buffer failed: {os.strerror(err)}")
+    ctypes.memset(address, 0, size)  # touch every page
+    return Buffer(address, size, "anonymous-locked" if locked else "anonymous", _munmap)
+
+
+def _map_device(fd: int, size: int) -> Buffer:
+    address = _libc.mmap(None, size, _PROT_RW, mmap.MAP_SHARED, fd, 0)
+    if address is None or address == _MAP_FAILED:
+        err = ctypes.get_errno()
+        raise XenError(err, f"cannot map {size} bytes of {HYPERCALL_BUF_PATH}: {os.strerror(err)}")
+    ctypes.memset(address, 0, size)
+    return Buffer(address, size, HYPERCALL_BUF_PATH, _munmap)
+
+
+_live_transports: "weakref.WeakSet[Transport]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for transport in list(_live_transports):
+        transport._forget_buffers()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Transport:
+    """What the library above sees of a hypervisor connection.
+
+    Subclasses implement :meth:`hypercall` and :meth:`_map`; buffer
+    management (per-thread scratch buffers, growth, fork safety, counters)
+    is shared.  ``calls`` counts hypercalls issued through this transport
+    (the tests use it to prove that bad input issues none).
+    """
+
+    #: Which memory the buffers come from, e.g. ``"/dev/xen/hypercall"``.
+    buffer_kind = "unset"
+    #: What this transport talks to: ``"privcmd"``, ``"sim"``, ``"replay"``, ...
+    kind = "unset"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.closed = False
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._buffers: "weakref.WeakSet[Buffer]" = weakref.WeakSet()
+        _live_transports.add(self)
+
+    # -- to be provided by subclasses ----------------------------------------
+    def hypercall(self, op: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0) -> int:
+        """Issue hypercall ``op``; return its (non-negative) result or raise ``OSError``."""
+        raise NotImplementedError
+
+    def _map(self, size: int) -> Buffer:
+        raise NotImplementedError
+
+    # -- buffers ----------------------------------------------------------------
+    def scratch(self, size: int = PAGE_SIZE) -> Buffer:
+        """This thread's hypercall buffer, at least ``size`` bytes.
+
+        Reused across calls; replaced by a larger one (the old one unmapped)
+        when ``size`` exceeds it.  Only the calling thread may use it, and
+        only until its next call to ``scratch``.
+        """
+        buf: Optional[Buffer] = getattr(self._local, "buf", None)
+        if buf is not None and buf.size >= size and buf.address:
+            return buf
+        return self._grow(buf, size)
+
+    def _grow(self, old: Optional[Buffer], size: int) -> Buffer:
+        if self.closed:
+            raise XenError(_errno.EBADF, "the handle is closed")
+        if size <= 0:
+            raise ValueError(f"buffer size must be positive, not {size}")
+        want = _round_up(size)
+        if old is not None and old.address:
+            want = max(want, 2 * old.size)
+        buf = self._map(want)
+        with self._lock:
+            self._buffers.add(buf)
+        self._local.buf = buf
+        if old is not None:
+            old.release()
+        return buf
+
+    def _forget_buffers(self) -> None:
+        for buf in list(self._buffers):
+            buf.forget()
+        self._buffers = weakref.WeakSet()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def stats(self) -> Dict[str, int]:
+        """Counters for soak tests: hypercalls issued, buffers and bytes mapped."""
+        live = [b for b in list(self._buffers) if b.alive]
+        return {"calls": self.calls, "buffers": len(live), "mapped_bytes": sum(b.size for b in live)}
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for buf in list(self._buffers):
+            buf.release()
+        self._local = threading.local()
+        _live_transports.discard(self)
+
+    def describe(self) -> str:
+        return f"{self.kind} (buffers: {self.buffer_kind})"
+
+
+class MemoryTransport(Transport):
+    """Base for transports whose "hypervisor" runs in this process (fakes,
+    simulator, replay): buffers are plain anonymous mappings, not locked, so
+    no privilege is needed, and the hypercall is answered by :meth:`handle`,
+    which reads the request straight from the caller's buffers by address.
+    """
+
+    buffer_kind = "anonymous"
+
+    def _map(self, size: int) -> Buffer:
+        return _map_anonymous(size, locked=False)
+
+    def hypercall(self, op: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0) -> int:
+        if self.closed:
+            raise XenError(_errno.EBADF, "the handle is closed")
+        self.calls += 1
+        return self.handle(op, (a0, a1, a2, a3, a4))
+
+    def handle(self, op: int, args: Tuple[int, int, int, int, int]) -> int:
+        """Answer one hypercall: return a result or raise ``OSError(errno)``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def read(address: int, size: int) -> bytes:
+        """Bytes of a caller's buffer (for in-process hypervisors)."""
+        return ctypes.string_at(address, size)
+
+    @staticmethod
+    def write(address: int, data: bytes) -> None:
+        """Write into a caller's buffer (for in-process hypervisors)."""
+        ctypes.memmove(address, data, len(data))
+
+
+class PrivcmdTransport(Transport):
+    """The Linux privcmd driver of a Xen dom0."""
+
+    kind = "privcmd"
+
+    def __init__(self, fd: int, path: str, buf_fd: Optional[int]) -> None:
+        super().__init__()
+        self.fd = fd
+        self.path = path
+        self._buf_fd = buf_fd
+        self.buffer_kind = HYPERCALL_BUF_PATH if buf_fd is not None else "anonymous-locked"
+
+    def hypercall(self, op: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0) -> int:
+        # Hot path: one pack into this thread's prebuilt request, one ioctl.
+        local = self._local
+        try:
+            req = local.req
+        except AttributeError:
+            req = local.req = privcmd_hypercall()
+        _pack_req(req, 0, op, a0, a1, a2, a3, a4)
+        self.calls += 1
+        try:
+            return _ioctl(self.fd, IOCTL_PRIVCMD_HYPERCALL, req, True)  # type: ignore[no-any-return]
+        except InterruptedError:
+            return self._retry(req)
+        except ValueError:
+            if self.closed:
+                raise XenError(_errno.EBADF, "the handle is closed") from None
+            raise
+
+    def _retry(self, req: privcmd_hypercall) -> int:
+        for _ in range(EINTR_RETRIES):
+            try:
+                return int(_ioctl(self.fd, IOCTL_PRIVCMD_HYPERCALL, req, True))
+            except InterruptedError:
+                continue
+        raise InterruptedError(_errno.EINTR, f"hypercall {req.op} interrupted {EINTR_RETRIES + 1} times")
+
+    def _map(self, size: int) -> Buffer:
+        if self._buf_fd is not None:
+            return _map_device(self._buf_fd, size)
+        return _map_anonymous(size, locked=True)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        super().close()
+        for fd in (self.fd, self._buf_fd):
+            if fd is not None:
+                os.close(fd)
+        self.fd = -1
+
+    def describe(self) -> str:
+        return f"{self.path} (buffers: {self.buffer_kind})"
+
+
+_pack_req = _HYPERCALL_REQ.pack_into
+_ioctl = fcntl.ioctl
+
+
+def open_privcmd(paths: Tuple[str, ...] = PRIVCMD_PATHS, hypercall_buf: Optional[str] = HYPERCALL_BUF_PATH) -> PrivcmdTransport:
+    """Open the privcmd device (``/dev/xen/privcmd``, else ``/proc/xen/privcmd``).
+
+    Raises :class:`NotDom0Error` when no device exists, and
+    :class:`PrivcmdPermissionError` when it exists but may not be opened.
+    """
+    denied: Optional[Tuple[str, OSError]] = None
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        except PermissionError as exc:
+            if denied is None:
+                denied = (path, exc)
+            continue
+        except OSError as exc:
+            raise XenNotAvailable(exc.errno or _errno.EIO, f"cannot open {path}: {exc.strerror}") from None
+        buf_fd: Optional[int] = None
+        if hypercall_buf:
+            try:
+                buf_fd = os.open(hypercall_buf, os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                buf_fd = None  # older kernels: locked anonymous memory instead
+        return PrivcmdTransport(fd, path, buf_fd)
+    if denied is not None:
+        denied_path, denied_exc = denied
+        raise PrivcmdPermissionError(
+            denied_exc.errno or _errno.EACCES, f"permission denied opening {denied_path}: run as root"
+        )
+    raise NotDom0Error(
+        _errno.ENOENT,
+        "no privcmd device (" + ", ".join(paths) + "): this is not a Xen dom0"
+        " (or the xen-privcmd module is not loaded)",
+    )
