@@ -1,0 +1,1 @@
+"""Internals of the xenvm tool (see ../README.md)."""

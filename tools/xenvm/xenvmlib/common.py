@@ -1,0 +1,83 @@
+"""Shared helpers: cache location, logging, subprocess wrappers."""
+
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+# Bump when the image layout / init script changes so cached images rebuild.
+TOOL_VERSION = "1"
+
+SUITES = ("bullseye", "bookworm", "trixie", "sid")
+KERNEL_SUITE = "bookworm"  # its 6.1 kernel works as PV dom0 under every Xen here
+
+_quiet = False
+
+
+class XenvmError(Exception):
+    """A failure with a message meant for the user."""
+
+    def __init__(self, msg, code=2):
+        super().__init__(msg)
+        self.code = code
+
+
+def set_quiet(q):
+    global _quiet
+    _quiet = q
+
+
+def log(msg):
+    if not _quiet:
+        sys.stderr.write("xenvm: %s\n" % msg)
+        sys.stderr.flush()
+
+
+def cache_root(override=None):
+    d = override or os.environ.get("XENVM_CACHE")
+    if not d:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+            os.path.expanduser("~"), ".cache")
+        d = os.path.join(base, "xenprivcmd-xenvm")
+    d = os.path.abspath(d)
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def run(cmd, check=True, capture=False, env=None, cwd=None, quiet_ok=False):
+    """Run a command; on failure raise XenvmError with its output."""
+    res = subprocess.run(cmd, stdout=subprocess.PIPE if capture or quiet_ok else None,
+                         stderr=subprocess.PIPE if capture or quiet_ok else None,
+                         env=env, cwd=cwd, universal_newlines=True)
+    if check and res.returncode != 0:
+        out = ((res.stdout or "") + (res.stderr or "")).strip()
+        raise XenvmError("command failed (exit %d): %s\n%s" % (
+            res.returncode, " ".join(shlex.quote(c) for c in cmd), out[-3000:]))
+    return res
+
+
+def key_of(obj):
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+class Timer:
+    def __init__(self):
+        self.t0 = time.monotonic()
+
+    def __call__(self):
+        return time.monotonic() - self.t0

@@ -1,0 +1,75 @@
+"""Work out which Debian packages a suite's image needs and download them."""
+
+import re
+
+from .apt import AptState
+from .common import KERNEL_SUITE, XenvmError, log
+
+# Of apt's install closure only these packages can hold files the image uses
+# (shared libraries, python, xen tools); the rest (perl, systemd, ...) is skipped.
+KEEP_RE = re.compile(r"^(lib|zlib1g|xen|python3|busybox)")
+
+
+def _xen_version(apt):
+    vers = []
+    for name in apt.pkgnames("xen-hypervisor-"):
+        m = re.match(r"^xen-hypervisor-(\d+)\.(\d+)-amd64$", name)
+        if m and apt.candidate(name):
+            vers.append((int(m.group(1)), int(m.group(2))))
+    if not vers:
+        raise XenvmError("suite %s has no xen-hypervisor-*-amd64 package" % apt.suite)
+    return "%d.%d" % max(vers)
+
+
+def _python_version(apt):
+    for d in apt.depends("python3-minimal"):
+        m = re.match(r"^python(3\.\d+)-minimal$", d)
+        if m:
+            return m.group(1)
+    raise XenvmError("cannot tell the python3 version of suite %s" % apt.suite)
+
+
+def _kernel_package(apt):
+    for d in apt.depends("linux-image-amd64"):
+        if re.match(r"^linux-image-\d.*-amd64$", d) and apt.candidate(d):
+            return d
+    names = [n for n in apt.pkgnames("linux-image-6.1") if re.match(r"^linux-image-6\.1\.\d+-\d+-amd64$", n)]
+    if not names:
+        raise XenvmError("no linux-image-6.1 kernel found in %s" % apt.suite)
+    return sorted(names, key=lambda n: int(n.split("-")[3]))[-1]
+
+
+def fetch(cache, suite, refresh=False):
+    """Returns a manifest: versions, package -> (version, deb path)."""
+    apt = AptState(cache, suite)
+    apt.update(force=refresh)
+    xv = _xen_version(apt)
+    pyv = _python_version(apt)
+    roots = {
+        "hypervisor": "xen-hypervisor-%s-amd64" % xv,
+        "xen_utils": "xen-utils-%s" % xv,
+        "python_minimal": "python%s-minimal" % pyv,
+        "python_stdlib": "libpython%s-stdlib" % pyv,
+        "python_libminimal": "libpython%s-minimal" % pyv,
+        "busybox": "busybox-static",
+    }
+    want = sorted(set(roots.values()) | {"xen-utils-common", "xenstore-utils"})
+    closure = apt.resolve_closure(want)
+    pkgs = {p: v for p, v in closure.items() if KEEP_RE.match(p)}
+    debs = apt.download(pkgs)
+
+    kapt = apt if suite == KERNEL_SUITE else AptState(cache, KERNEL_SUITE)
+    kapt.update(force=refresh)
+    kpkg = _kernel_package(kapt)
+    kver = kapt.candidate(kpkg)
+    kdeb = kapt.download({kpkg: kver})[kpkg]
+    log("%s: Xen %s, python%s, kernel %s %s, %d packages" % (
+        suite, xv, pyv, kpkg, kver, len(pkgs)))
+    return {
+        "suite": suite,
+        "xen_version": xv,
+        "python_version": pyv,
+        "roots": roots,
+        "packages": {p: [pkgs[p], debs[p]] for p in sorted(pkgs)},
+        "kernel": {"package": kpkg, "version": kver, "deb": kdeb},
+    }
