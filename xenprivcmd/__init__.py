@@ -53,17 +53,26 @@ __all__ = [
 LOCAL_URIS = ("", "privcmd", "privcmd:", "privcmd:///", "xen:", "xen:///", "xen:///system")
 
 
-def open(uri: Optional[str] = None) -> Handle:  # noqa: A001 - the natural name
+def open(uri: Optional[str] = None, abi: Optional[str] = None) -> Handle:  # noqa: A001 - the natural name
     """Open a connection to a hypervisor.
 
     ``uri`` ``None`` (or ``"xen:///"``, ``"privcmd:///"``) is the local privcmd
     device.  Raises :class:`NotDom0Error` when this machine is no Xen dom0,
     :class:`PrivcmdPermissionError` when the device may not be opened (run as
-    root), ``ValueError`` for a URI it does not know.
+    root), ``ValueError`` for a URI it does not know.  ``abi`` (a release
+    such as ``"4.17.0"``) overrides detection; the hypervisor must still
+    accept its interface versions.
     """
     from ._privcmd import open_privcmd
 
     name = "xen:///" if uri is None else uri
     if uri is None or uri in LOCAL_URIS:
-        return Handle(open_privcmd(), name)
+        return Handle(open_privcmd(), name, abi=abi, arch=_machine_arch())
     raise ValueError(f"unknown hypervisor URI {uri!r} (known: xen:///, privcmd:///)")
+
+
+def _machine_arch() -> str:
+    import platform
+
+    m = platform.machine()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(m, m)

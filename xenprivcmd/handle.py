@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import threading
 from types import TracebackType
-from typing import Optional, Type
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
+from uuid import UUID
 
+from . import abi as _abi
 from ._privcmd import Transport
+from .ops import domains as _dom
+from .ops import host as _host
 from .ops import version as _version
-from .types import VersionInfo
+from .ops._wire import Wire
+from .types import (
+    CpuTopology,
+    DomainInfo,
+    NumaNode,
+    PcpuInfo,
+    PhysInfo,
+    SchedParams,
+    VcpuAffinity,
+    VcpuInfo,
+    VersionInfo,
+)
 
 __all__ = ["Handle"]
 
@@ -20,10 +36,20 @@ class Handle:
     context manager.  A handle may be shared by threads.
     """
 
-    def __init__(self, transport: Transport, uri: str) -> None:
+    def __init__(self, transport: Transport, uri: str, abi: Union[None, str, "_abi.Variant"] = None,
+                 arch: str = "x86_64") -> None:
         self.transport = transport
         self.uri = uri
+        self.arch = arch
         self._varbuf_ops: Optional[bool] = None
+        self._lock = threading.Lock()
+        self._abi: Optional[_abi.Variant] = None
+        self._abi_override = abi
+        self._wire: Optional[Wire] = None
+        self._nr_cpus: Optional[int] = None
+        #: What detection read and probed (for ``xpsh capabilities``).
+        self.detection: Dict[str, Any] = {}
+        self._console_index: Optional[int] = None
 
     # -- lifetime ---------------------------------------------------------------
     def close(self) -> None:
@@ -70,3 +96,172 @@ class Handle:
         """Where hypercall buffers come from (``/dev/xen/hypercall``,
         ``anonymous-locked``, or a simulator's memory)."""
         return self.transport.buffer_kind
+
+    # -- ABI ----------------------------------------------------------------------
+    @property
+    def abi(self) -> "_abi.Variant":
+        """The ABI variant of the running hypervisor (detected once, then cached)."""
+        if self._abi is None:
+            with self._lock:
+                if self._abi is None:
+                    self._abi = self._detect()
+        return self._abi
+
+    def _detect(self) -> "_abi.Variant":
+        from . import _detect
+
+        override = self._abi_override
+        if override is not None:
+            variant = override if isinstance(override, _abi.Variant) else _abi.variant(override, arch=self.arch)
+            _detect.check_override(self.transport, variant)
+            self.detection = {"method": "override", "release": variant.release}
+            return variant
+        variant, report = _detect.detect(self.transport, arch=self.arch)
+        self.detection = report
+        return variant
+
+    @property
+    def wire(self) -> Wire:
+        w = self._wire
+        if w is None:
+            w = self._wire = Wire(self.abi)
+        return w
+
+    # -- domains --------------------------------------------------------------------
+    def domains(self, names: bool = False) -> List[DomainInfo]:
+        """Every domain, in domid order (``XEN_SYSCTL_getdomaininfolist``).
+
+        With ``names=True`` each result carries its name from xenstore when
+        one is reachable (else the names stay ``None``; never an error).
+        """
+        infos = _dom.domains(self.wire, self.transport)
+        return self.with_names(infos) if names else infos
+
+    def domain_info(self, domid: int, name: bool = False) -> DomainInfo:
+        """One domain; :class:`~xenprivcmd.errors.NoSuchDomain` if it does not exist (every release)."""
+        info = _dom.domain_info(self.wire, self.transport, domid)
+        return self.with_names([info])[0] if name else info
+
+    def with_names(self, infos: List[DomainInfo]) -> List[DomainInfo]:
+        """``infos`` with their ``name`` filled in from xenstore where known."""
+        table = self.domain_names()
+        if not table:
+            return infos
+        return [i._replace(name=table.get(i.domid)) for i in infos]
+
+    def domain_names(self) -> Dict[int, str]:
+        """domid -> name from xenstore; ``{}`` when there is no xenstore."""
+        if self.transport.kind != "privcmd":
+            names = getattr(self.transport, "domain_names", None)
+            return dict(names()) if callable(names) else {}
+        from . import xenstore
+
+        return xenstore.try_domain_names()
+
+    def lookup(self, ident: Union[int, str, UUID]) -> DomainInfo:
+        """A domain by id (int or digits), name, or UUID string."""
+        if isinstance(ident, int) and not isinstance(ident, bool):
+            return self.domain_info(ident, name=True)
+        if isinstance(ident, UUID):
+            key: Union[int, UUID, str] = ident
+        elif isinstance(ident, str) and ident.strip().isdigit():
+            return self.domain_info(int(ident), name=True)
+        elif isinstance(ident, str):
+            try:
+                key = UUID(ident)
+            except ValueError:
+                key = ident
+        else:
+            raise TypeError(f"a domain is named by an int, a name or a UUID, not {type(ident).__name__}")
+        for info in self.domains(names=True):
+            if (isinstance(key, UUID) and info.handle == key) or info.name == key:
+                return info
+        import errno
+
+        from .errors import NoSuchDomain
+
+        raise NoSuchDomain(errno.ESRCH, f"no domain named {ident!r}", domid=None)
+
+    def pause(self, domid: int) -> None:
+        """Pause a domain (``XEN_DOMCTL_pausedomain``)."""
+        _dom.pause(self.wire, self.transport, domid)
+
+    def unpause(self, domid: int) -> None:
+        """Unpause a domain (``XEN_DOMCTL_unpausedomain``)."""
+        _dom.unpause(self.wire, self.transport, domid)
+
+    def destroy(self, domid: int) -> None:
+        """Destroy a domain (``XEN_DOMCTL_destroydomain``, EAGAIN retried)."""
+        _dom.destroy(self.wire, self.transport, domid)
+
+    def set_max_mem(self, domid: int, kib: int) -> None:
+        """Set a domain's memory limit in KiB (``XEN_DOMCTL_max_mem``)."""
+        _dom.set_max_mem(self.wire, self.transport, domid, kib)
+
+    def set_max_vcpus(self, domid: int, n: int) -> None:
+        """``XEN_DOMCTL_max_vcpus`` (Xen < 4.12; raises NotSupported after)."""
+        _dom.set_max_vcpus(self.wire, self.transport, domid, n)
+
+    def vcpu_info(self, domid: int) -> List[VcpuInfo]:
+        """Every vcpu of a domain."""
+        return _dom.vcpu_info(self.wire, self.transport, domid)
+
+    def nr_cpus(self) -> int:
+        """Size of cpumaps: physinfo's max_cpu_id + 1 (cached)."""
+        if self._nr_cpus is None:
+            self._nr_cpus = self.physinfo().max_cpu_id + 1
+        return self._nr_cpus
+
+    def vcpu_affinity(self, domid: int, vcpu: int) -> VcpuAffinity:
+        """Hard (and soft, Xen >= 4.5) affinity of one vcpu."""
+        return _dom.get_vcpu_affinity(self.wire, self.transport, domid, vcpu, self.nr_cpus())
+
+    def set_vcpu_affinity(self, domid: int, vcpu: int, hard: Optional[Iterable[int]] = None,
+                          soft: Optional[Iterable[int]] = None) -> VcpuAffinity:
+        """Pin a vcpu; returns the affinity Xen then reports."""
+        return _dom.set_vcpu_affinity(self.wire, self.transport, domid, vcpu, self.nr_cpus(), hard, soft)
+
+    def sched_params(self, domid: int) -> SchedParams:
+        """Weight and cap of a domain under the host's scheduler (credit, credit2)."""
+        sid, name = self.sched_id()
+        return _dom.sched_params(self.wire, self.transport, domid, sid, name)
+
+    def set_sched_params(self, domid: int, weight: Optional[int] = None, cap: Optional[int] = None) -> SchedParams:
+        """Set weight (1..65535) and/or cap (0..65534, 0 = none); returns the new values."""
+        sid, name = self.sched_id()
+        return _dom.set_sched_params(self.wire, self.transport, domid, sid, name, weight, cap)
+
+    def create_domain(self, max_vcpus: int = 1, handle: Optional[UUID] = None) -> int:
+        """Create an empty, paused PV domain (no kernel); returns its domid."""
+        return _dom.create_domain(self.wire, self.transport, max_vcpus=max_vcpus, handle=handle)
+
+    # -- host -----------------------------------------------------------------------
+    def physinfo(self) -> PhysInfo:
+        """``XEN_SYSCTL_physinfo``."""
+        return _host.physinfo(self.wire, self.transport)
+
+    def sched_id(self) -> Tuple[int, str]:
+        """(id, name) of the host's scheduler."""
+        return _host.sched_id(self.wire, self.transport)
+
+    def cpu_topology(self) -> List[CpuTopology]:
+        return _host.cpu_topology(self.wire, self.transport, self.nr_cpus() - 1)
+
+    def numa_info(self) -> List[NumaNode]:
+        return _host.numa_info(self.wire, self.transport, self.physinfo().max_node_id)
+
+    def pcpu_info(self) -> List[PcpuInfo]:
+        return _host.pcpu_info(self.wire, self.transport, self.nr_cpus() - 1)
+
+    def read_console(self, clear: bool = False, incremental: bool = False) -> str:
+        """The hypervisor's console ring (``xl dmesg``).
+
+        ``incremental=True`` returns only what is new since the previous
+        incremental read on this handle (the first one returns everything).
+        """
+        data, index = _host.read_console(
+            self.wire, self.transport, clear=clear, index=self._console_index if incremental else None
+        )
+        if incremental or index is not None:
+            self._console_index = index
+        return data.decode("utf-8", "replace")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
+from typing import FrozenSet, NamedTuple, Optional, Tuple
+from uuid import UUID
 
-__all__ = ["VersionInfo"]
+__all__ = ["VersionInfo", "DomainInfo", "VcpuInfo", "VcpuAffinity", "SchedParams", "PhysInfo", "CpuTopology", "NumaNode", "PcpuInfo", "SHUTDOWN_REASONS"]
 
 
 class VersionInfo(NamedTuple):
@@ -35,3 +36,214 @@ class VersionInfo(NamedTuple):
     def release(self) -> str:
         """``"4.17.7"``-style: major.minor and the extraversion."""
         return f"{self.major}.{self.minor}{self.extraversion}"
+
+
+# XEN_DOMINF_* bits (domctl.h; the same since Xen 3.0.3, the dom0_op era's
+# DOMFLAGS_* are translated to these by the ops layer).
+_DYING, _HVM, _SHUTDOWN, _PAUSED, _BLOCKED, _RUNNING, _DEBUGGED, _XS_DOMAIN, _HAP = (1 << i for i in range(9))
+_SHUTDOWN_SHIFT, _SHUTDOWN_MASK = 16, 0xFF
+
+#: SHUTDOWN_* reasons (sched.h).
+SHUTDOWN_REASONS = {0: "poweroff", 1: "reboot", 2: "suspend", 3: "crash", 4: "watchdog", 5: "soft_reset"}
+
+
+class DomainInfo(NamedTuple):
+    """One domain, as ``getdomaininfo`` reports it.
+
+    Fields are Xen's (``tot_pages``, ``cpu_time`` in ns, ...); a field the
+    running release does not have is ``None``.  Decoded views (``state``,
+    ``paused``, ``memory_kib``, ``uuid``, ...) are properties computed on
+    access, so listing stays cheap.
+    """
+
+    domid: int
+    flags: int
+    tot_pages: int
+    max_pages: int
+    outstanding_pages: Optional[int]
+    shr_pages: Optional[int]
+    paged_pages: Optional[int]
+    shared_info_frame: int
+    cpu_time: int
+    nr_online_vcpus: int
+    max_vcpu_id: int
+    ssidref: int
+    handle_bytes: bytes
+    cpupool: Optional[int]
+    name: Optional[str] = None
+
+    @property
+    def handle(self) -> UUID:
+        """The domain handle (the toolstack's UUID for it)."""
+        return UUID(bytes=self.handle_bytes)
+
+    @property
+    def uuid(self) -> UUID:
+        """The same as :attr:`handle`."""
+        return UUID(bytes=self.handle_bytes)
+
+    @property
+    def dying(self) -> bool:
+        return bool(self.flags & _DYING)
+
+    @property
+    def hvm(self) -> bool:
+        return bool(self.flags & _HVM)
+
+    @property
+    def hap(self) -> bool:
+        return bool(self.flags & _HAP)
+
+    @property
+    def shutdown(self) -> bool:
+        return bool(self.flags & _SHUTDOWN)
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.flags & _PAUSED)
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.flags & _BLOCKED)
+
+    @property
+    def running(self) -> bool:
+        return bool(self.flags & _RUNNING)
+
+    @property
+    def debugged(self) -> bool:
+        return bool(self.flags & _DEBUGGED)
+
+    @property
+    def shutdown_code(self) -> Optional[int]:
+        return (self.flags >> _SHUTDOWN_SHIFT) & _SHUTDOWN_MASK if self.shutdown else None
+
+    @property
+    def shutdown_reason(self) -> Optional[str]:
+        code = self.shutdown_code
+        return None if code is None else SHUTDOWN_REASONS.get(code, f"code {code}")
+
+    @property
+    def state_letters(self) -> str:
+        """``xl list``'s six state columns, e.g. ``"r-----"``."""
+        f = self.flags
+        crashed = self.shutdown_code == 3
+        return "".join(
+            (
+                "r" if f & _RUNNING else "-",
+                "b" if f & _BLOCKED else "-",
+                "p" if f & _PAUSED else "-",
+                "s" if f & _SHUTDOWN and not crashed else "-",
+                "c" if crashed else "-",
+                "d" if f & _DYING else "-",
+            )
+        )
+
+    @property
+    def state(self) -> str:
+        """virsh's word for the state: running, idle, paused, in shutdown, shut off, crashed, dying."""
+        f = self.flags
+        if f & _DYING:
+            return "dying"
+        if f & _SHUTDOWN:
+            return "crashed" if self.shutdown_code == 3 else "shut off"
+        if f & _PAUSED:
+            return "paused"
+        if f & _RUNNING:
+            return "running"
+        if f & _BLOCKED:
+            return "idle"
+        return "no state"
+
+    @property
+    def memory_kib(self) -> int:
+        return self.tot_pages * 4
+
+    @property
+    def max_memory_kib(self) -> int:
+        return self.max_pages * 4
+
+    @property
+    def vcpus(self) -> int:
+        return self.max_vcpu_id + 1
+
+
+class VcpuInfo(NamedTuple):
+    """One vcpu (``getvcpuinfo``); ``cpu_time`` in ns; ``cpu`` the pcpu it is on."""
+
+    vcpu: int
+    online: bool
+    blocked: bool
+    running: bool
+    cpu_time: int
+    cpu: int
+
+
+class VcpuAffinity(NamedTuple):
+    """Hard and soft affinity of one vcpu as sets of pcpu numbers (soft is None before Xen 4.5)."""
+
+    vcpu: int
+    hard: FrozenSet[int]
+    soft: Optional[FrozenSet[int]]
+
+
+class SchedParams(NamedTuple):
+    """Credit / credit2 parameters of a domain."""
+
+    scheduler: str
+    weight: int
+    cap: Optional[int]
+
+
+class PhysInfo(NamedTuple):
+    """``XEN_SYSCTL_physinfo``; pages are 4 KiB."""
+
+    threads_per_core: int
+    cores_per_socket: int
+    nr_cpus: int
+    max_cpu_id: int
+    nr_nodes: int
+    max_node_id: int
+    cpu_khz: int
+    capabilities: int
+    total_pages: int
+    free_pages: int
+    scrub_pages: int
+    outstanding_pages: Optional[int]
+    max_mfn: Optional[int]
+    hw_cap: Tuple[int, ...]
+    virt_caps: Tuple[str, ...]
+
+    @property
+    def total_memory_kib(self) -> int:
+        return self.total_pages * 4
+
+    @property
+    def free_memory_kib(self) -> int:
+        return self.free_pages * 4
+
+    @property
+    def nr_sockets(self) -> int:
+        per = self.threads_per_core * self.cores_per_socket
+        return max(1, self.nr_cpus // per) if per else 0
+
+
+class CpuTopology(NamedTuple):
+    """Where one pcpu sits; None for an offline/invalid cpu."""
+
+    cpu: int
+    core: Optional[int]
+    socket: Optional[int]
+    node: Optional[int]
+
+
+class NumaNode(NamedTuple):
+    node: int
+    memsize: int
+    memfree: int
+    distances: Tuple[int, ...]
+
+
+class PcpuInfo(NamedTuple):
+    cpu: int
+    idletime: int

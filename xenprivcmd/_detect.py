@@ -1,0 +1,198 @@
+"""Find out which ABI the running hypervisor speaks.
+
+1. ``XENVER_version`` gives (major, minor); the extraversion (".7",
+   ".5-pre", "-rc") gives the point release where it can be read.
+2. The ABI tables (:mod:`xenprivcmd.abi`) give the releases of that series
+   and their domctl/sysctl interface versions.
+3. Probes confirm: domctl and sysctl check ``interface_version`` before
+   anything else and answer ``EACCES`` when it is not theirs, so a read-only
+   probe (``getdomaininfo`` of dom0, ``sched_id``) with a candidate version
+   either passes or says "not mine" without side effects.
+4. When no candidate of the series is accepted (a distro or development
+   build), a bounded scan tries every interface version the tables know.
+
+The interface version pair does not always decide a layout (e.g. 4.10.0 and
+4.10.1 share domctl 0x0e but not getdomaininfo), so among the releases whose
+versions the hypervisor accepts, the one the extraversion names wins, else the
+newest not past it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from . import abi
+from ._privcmd import Transport
+from .errors import InterfaceVersionMismatch, XenprivcmdError, from_errno
+from .ops import version as _version
+
+__all__ = ["UnknownHypervisorError", "detect", "probe_domctl", "probe_sysctl", "parse_micro"]
+
+__HYPERVISOR_sysctl = 35
+__HYPERVISOR_domctl = 36
+
+# Known interface versions are probed in this order when nothing in the
+# series matched; the scan is bounded by the tables plus this margin.
+SCAN_MARGIN = 2
+
+
+class UnknownHypervisorError(XenprivcmdError, LookupError):
+    """The running hypervisor speaks no ABI this package knows."""
+
+
+def parse_micro(extraversion: str) -> Optional[int]:
+    """The point release from an extraversion: ".7" -> 7, ".5-pre" -> 5, "-rc" -> None."""
+    m = re.match(r"\.(\d+)", extraversion)
+    return int(m.group(1)) if m else None
+
+
+def _probe(t: Transport, op: int, hypercall: str, wrapper: type, cmd: int, version: int, domain: Optional[int]) -> bool:
+    """Issue a read-only domctl/sysctl with ``version``; True unless EACCES."""
+    size = ctypes.sizeof(wrapper)
+    buf = t.scratch(size + 64)
+    buf.clear(size)
+    req: Any = buf.at(wrapper)
+    req.cmd = cmd
+    req.interface_version = version
+    if domain is not None:
+        req.domain = domain
+    try:
+        t.hypercall(op, buf.address)
+    except OSError as exc:
+        if exc.errno == _errno.EACCES:
+            return False
+        # Any other answer means the version check passed.
+        if exc.errno in (_errno.EFAULT,):
+            raise from_errno(exc.errno, hypercall=hypercall, subop="probe") from None
+    return True
+
+
+def probe_domctl(t: Transport, variant: "abi.Variant", version: Optional[int] = None) -> bool:
+    """Whether the hypervisor accepts ``version`` (default: the variant's) for domctl."""
+    v = variant.domctl_interface_version if version is None else version
+    if v is None:
+        return False
+    return _probe(
+        t, __HYPERVISOR_domctl, "domctl", variant.structs["xen_domctl"],
+        variant.constants["XEN_DOMCTL_getdomaininfo"], v, 0,
+    )
+
+
+def probe_sysctl(t: Transport, variant: "abi.Variant", version: Optional[int] = None) -> bool:
+    """Whether the hypervisor accepts ``version`` (default: the variant's) for sysctl."""
+    v = variant.sysctl_interface_version if version is None else version
+    if v is None:
+        return False
+    return _probe(
+        t, __HYPERVISOR_sysctl, "sysctl", variant.structs["xen_sysctl"],
+        variant.constants["XEN_SYSCTL_sched_id"], v, None,
+    )
+
+
+def _pick(cands: Sequence["abi.Variant"], micro: Optional[int]) -> "abi.Variant":
+    """Among releases of one series (newest first), the one ``micro`` names."""
+    if micro is not None:
+        for v in cands:
+            if len(v.xen) > 2 and v.xen[2] <= micro:
+                return v
+    return cands[0]
+
+
+def detect(t: Transport, arch: str = "x86_64") -> Tuple["abi.Variant", Dict[str, object]]:
+    """Detect the running hypervisor's ABI variant.
+
+    Returns the variant and a small report (what was read, what was probed)
+    for ``xpsh capabilities`` and for error messages.  Raises
+    :class:`UnknownHypervisorError` when nothing known fits.
+    """
+    major, minor = _version.version(t)
+    try:
+        extra = _version.extraversion(t, False)
+    except XenprivcmdError:
+        extra = ""
+    micro = parse_micro(extra)
+    report: Dict[str, object] = {"xen": f"{major}.{minor}{extra}", "probes": []}
+    probes: List[Tuple[str, int, bool]] = report["probes"]  # type: ignore[assignment]
+
+    def ok_domctl(var: "abi.Variant", version: int) -> bool:
+        r = probe_domctl(t, var, version)
+        probes.append(("domctl", version, r))
+        return r
+
+    def ok_sysctl(var: "abi.Variant", version: int) -> bool:
+        r = probe_sysctl(t, var, version)
+        probes.append(("sysctl", version, r))
+        return r
+
+    cands = abi.candidates(major, minor, arch=arch)
+    if cands and cands[0].domctl_interface_version is None:
+        # Xen 3.0.0-3.0.2: the dom0_op interface; no domctl/sysctl to probe.
+        chosen = _pick(cands, micro)
+        report["method"] = "dom0_op era: by version"
+        return chosen, report
+    # Candidates of this series whose interface versions the hypervisor accepts.
+    accepted = []
+    tried: Dict[Tuple[int, int], bool] = {}
+    for var in cands:
+        key = (var.domctl_interface_version or -1, var.sysctl_interface_version or -1)
+        if key not in tried:
+            tried[key] = ok_domctl(var, key[0]) and ok_sysctl(var, key[1])
+        if tried[key]:
+            accepted.append(var)
+    if accepted:
+        report["method"] = "series + probes"
+        return _pick(accepted, micro), report
+    # Bounded scan: every interface version any known release uses.
+    known: List[Tuple[int, int]] = sorted(
+        {
+            (v.domctl_interface_version, v.sysctl_interface_version)
+            for v in _all_variants(arch)
+            if v.domctl_interface_version is not None and v.sysctl_interface_version is not None
+        },
+        reverse=True,
+    )
+    newest = known[0]
+    scan_domctl = list(range(newest[0] + SCAN_MARGIN, newest[0], -1)) + sorted({d for d, _ in known}, reverse=True)
+    ref = _all_variants(arch)[-1]
+    dom_ok = next((d for d in scan_domctl if ok_domctl(ref, d)), None)
+    scan_sysctl = list(range(newest[1] + SCAN_MARGIN, newest[1], -1)) + sorted({s for _, s in known}, reverse=True)
+    sys_ok = next((s for s in scan_sysctl if ok_sysctl(ref, s)), None)
+    report["scan"] = {"domctl": dom_ok, "sysctl": sys_ok}
+    matches = [v for v in _all_variants(arch) if (v.domctl_interface_version, v.sysctl_interface_version) == (dom_ok, sys_ok)]
+    if matches:
+        # Prefer the release nearest to what XENVER_version said.
+        matches.sort(key=lambda v: (abs((v.xen[0] * 100 + v.xen[1]) - (major * 100 + minor)), [-x for x in v.xen]))
+        report["method"] = "scan"
+        return matches[0], report
+    newest_known = abi.releases()[-1]
+    raise UnknownHypervisorError(
+        f"Xen {major}.{minor}{extra} speaks domctl interface "
+        f"{'%#x' % dom_ok if dom_ok is not None else 'unknown'} / sysctl "
+        f"{'%#x' % sys_ok if sys_ok is not None else 'unknown'}, which no known release "
+        f"(up to {newest_known}) uses; upgrade xenprivcmd or pass abi= explicitly"
+    )
+
+
+_variants_cache: Dict[str, List["abi.Variant"]] = {}
+
+
+def _all_variants(arch: str) -> List["abi.Variant"]:
+    vs = _variants_cache.get(arch)
+    if vs is None:
+        vs = _variants_cache[arch] = [abi.variant(r, arch=arch) for r in abi.releases()]
+    return vs
+
+
+def check_override(t: Transport, variant: "abi.Variant") -> None:
+    """An explicit ABI still has to be accepted by the hypervisor."""
+    if variant.domctl_interface_version is None:
+        return
+    if not probe_domctl(t, variant):
+        raise InterfaceVersionMismatch(
+            _errno.EACCES,
+            f"domctl: the hypervisor rejects interface version {variant.domctl_interface_version:#x} of {variant.release}",
+            hypercall="domctl",
+        )

@@ -1,0 +1,159 @@
+"""domctl / sysctl plumbing for one ABI variant.
+
+A :class:`Wire` is built once per handle from the detected variant: it knows
+the wrapper structures (``xen_domctl``, ``xen_sysctl``), the offset of their
+``u`` union, the op numbers and interface versions, and a precomputed reader
+for ``getdomaininfo`` records.  Every request is laid into the calling
+thread's scratch buffer (zeroed first), issued, and its reply read in place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import operator
+from typing import Any, Callable, Optional, Tuple
+
+from .._layout import has_field, record_reader
+from .._privcmd import Buffer, Transport
+from ..errors import DecodeError, NotSupported, from_errno
+from ..types import DomainInfo
+
+__HYPERVISOR_dom0_op = 7
+__HYPERVISOR_sysctl = 35
+__HYPERVISOR_domctl = 36
+
+#: Largest domid a caller may name (DOMID_FIRST_RESERVED - 1).
+DOMID_MAX = 0x7FEF
+DOMID_FIRST_RESERVED = 0x7FF0
+
+# DomainInfo's Xen fields, in DomainInfo's order (its last field, name, is ours).
+DOMAININFO_FIELDS = (
+    "domain", "flags", "tot_pages", "max_pages", "outstanding_pages", "shr_pages", "paged_pages",
+    "shared_info_frame", "cpu_time", "nr_online_vcpus", "max_vcpu_id", "ssidref", "handle", "cpupool",
+)
+_NO_NAME = (None,)
+_new_info = tuple.__new__
+
+# Offset of a domctl's payload area: the records/cpumaps of a request go at
+# this offset in the scratch buffer, clear of the wrapper structure.
+PAYLOAD_OFFSET = 4096
+
+
+def check_domid(domid: Any) -> int:
+    """A domid named by a caller: an int in 0..0x7FEF (no reserved ids)."""
+    if isinstance(domid, bool) or not isinstance(domid, int):
+        raise TypeError(f"domid must be an int, not {type(domid).__name__}")
+    if not 0 <= domid <= DOMID_MAX:
+        raise ValueError(f"domid {domid} is out of range 0..{DOMID_MAX:#x}")
+    return domid
+
+
+class Wire:
+    """Request/reply plumbing for one variant (see module doc)."""
+
+    def __init__(self, variant: Any) -> None:
+        self.variant = variant
+        self.constants = variant.constants
+        structs = variant.structs
+        self.dom0_op = variant.domctl_interface_version is None
+        if self.dom0_op:
+            raise NotSupported(
+                _errno.ENOSYS,
+                f"Xen {variant.release} uses the dom0_op interface, which this version of xenprivcmd "
+                "detects but does not operate",
+            )
+        self.domctl_cls = structs["xen_domctl"]
+        self.sysctl_cls = structs["xen_sysctl"]
+        self.domctl_size = ctypes.sizeof(self.domctl_cls)
+        self.sysctl_size = ctypes.sizeof(self.sysctl_cls)
+        self.domctl_iv = variant.domctl_interface_version
+        self.sysctl_iv = variant.sysctl_interface_version
+        self.domctl_u = self.domctl_cls.u.offset
+        self.sysctl_u = self.sysctl_cls.u.offset
+        info = structs["xen_domctl_getdomaininfo"]
+        self.info_size = ctypes.sizeof(info)
+        self.info_reader, index = record_reader(info, DOMAININFO_FIELDS)
+        # Fast path: every field present, in DomainInfo's order -> a record
+        # tuple is a DomainInfo but for the name.
+        self.info_fast = index == list(range(len(DOMAININFO_FIELDS)))
+        self.info_index = index
+        self.info_next_domain = variant.xen < (4, 18)
+
+    # -- constants ---------------------------------------------------------------
+    def const(self, name: str, what: str) -> int:
+        try:
+            return int(self.constants[name])
+        except KeyError:
+            raise NotSupported(
+                _errno.ENOSYS, f"{what}: Xen {self.variant.release} has no {name}"
+            ) from None
+
+    def has(self, struct_name: str, field: Optional[str] = None) -> bool:
+        cls = self.variant.structs.get(struct_name)
+        return cls is not None and (field is None or has_field(cls, field))
+
+    # -- domctl ------------------------------------------------------------------
+    def domctl(self, t: Transport, subop: str, domid: int, payload: int = 0) -> Tuple[Buffer, Any]:
+        """A zeroed ``xen_domctl`` for ``XEN_DOMCTL_<subop>`` in the scratch buffer."""
+        cmd = self.const("XEN_DOMCTL_" + subop, f"domctl {subop}")
+        buf = t.scratch(PAYLOAD_OFFSET + payload if payload else self.domctl_size)
+        ctypes.memset(buf.address, 0, self.domctl_size)
+        req = buf.at(self.domctl_cls)
+        req.cmd = cmd
+        req.interface_version = self.domctl_iv
+        req.domain = domid
+        return buf, req
+
+    def issue_domctl(self, t: Transport, buf: Buffer, subop: str, domid: Optional[int]) -> int:
+        try:
+            return t.hypercall(__HYPERVISOR_domctl, buf.address)
+        except OSError as exc:
+            raise from_errno(exc.errno or _errno.EIO, hypercall="domctl", subop=subop, domid=domid) from None
+
+    def simple_domctl(self, t: Transport, subop: str, domid: int, fill: Optional[Callable[[Any], None]] = None) -> Any:
+        buf, req = self.domctl(t, subop, domid)
+        if fill is not None:
+            fill(req.u)
+        self.issue_domctl(t, buf, subop, domid)
+        return req
+
+    # -- sysctl ------------------------------------------------------------------
+    def sysctl(self, t: Transport, subop: str, payload: int = 0) -> Tuple[Buffer, Any]:
+        cmd = self.const("XEN_SYSCTL_" + subop, f"sysctl {subop}")
+        buf = t.scratch(PAYLOAD_OFFSET + payload if payload else self.sysctl_size)
+        ctypes.memset(buf.address, 0, self.sysctl_size)
+        req = buf.at(self.sysctl_cls)
+        req.cmd = cmd
+        req.interface_version = self.sysctl_iv
+        return buf, req
+
+    def issue_sysctl(self, t: Transport, buf: Buffer, subop: str) -> int:
+        try:
+            return t.hypercall(__HYPERVISOR_sysctl, buf.address)
+        except OSError as exc:
+            raise from_errno(exc.errno or _errno.EIO, hypercall="sysctl", subop=subop) from None
+
+    # -- getdomaininfo records -------------------------------------------------------
+    def info_from(self, view: memoryview, offset: int) -> DomainInfo:
+        rec = self.info_reader.unpack_from(view, offset)
+        if self.info_fast:
+            return _new_info(DomainInfo, rec + _NO_NAME)  # type: ignore[no-any-return]
+        return self._info_slow(rec)
+
+    def _info_slow(self, rec: Tuple[Any, ...]) -> DomainInfo:
+        vals = [None if i is None else rec[i] for i in self.info_index]
+        return DomainInfo._make(vals + [None])
+
+    def infos_from(self, view: memoryview, offset: int, count: int) -> "list[DomainInfo]":
+        """``count`` records read in place from ``view`` at ``offset``."""
+        end = offset + count * self.info_size
+        if count < 0 or end > len(view):
+            raise DecodeError(f"{count} domain records do not fit in the {len(view)}-byte buffer")
+        records = self.info_reader.iter_unpack(view[offset:end])
+        if self.info_fast:
+            return [_new_info(DomainInfo, rec + _NO_NAME) for rec in records]
+        return [self._info_slow(rec) for rec in records]
+
+
+get_domid = operator.itemgetter(0)

@@ -1,0 +1,372 @@
+"""Domain operations (domctl, and sysctl getdomaininfolist for listing).
+
+Every function validates its arguments before anything is issued: a value
+that is invalid on its face raises ``ValueError``/``TypeError`` and no
+hypercall leaves the process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import time
+from typing import Any, FrozenSet, Iterable, List, Optional, Sequence, Tuple
+from uuid import UUID
+
+from .._privcmd import Transport
+from ..errors import DecodeError, NoSuchDomain, NotSupported, TryAgain
+from ..types import DomainInfo, SchedParams, VcpuAffinity, VcpuInfo
+from ._wire import DOMID_FIRST_RESERVED, PAYLOAD_OFFSET, Wire, check_domid
+
+#: Records asked for per getdomaininfolist call (paginated by first_domain).
+LIST_CHUNK = 1024
+
+#: destroydomain: how long EAGAIN ("still tearing down") is retried.
+DESTROY_RETRY_SECONDS = 30.0
+
+#: Bounds of scheduler parameters (credit / credit2).
+WEIGHT_MIN, WEIGHT_MAX = 1, 65535
+CAP_MIN, CAP_MAX = 0, 65534
+
+#: Largest memory limit accepted, in KiB (16 TiB: beyond any host Xen runs on).
+MAX_MEM_KIB = 16 << 30
+
+MAX_VCPUS = 8192
+
+
+def _check_int(value: Any, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{what} {value} is out of range {lo}..{hi}")
+    return value
+
+
+# -- listing --------------------------------------------------------------------
+
+def domains(w: Wire, t: Transport, chunk: int = LIST_CHUNK) -> List[DomainInfo]:
+    """Every domain, in domid order, through ``XEN_SYSCTL_getdomaininfolist``.
+
+    One reused buffer; the records are read straight out of it.  Paginated
+    by ``first_domain`` so any number of domains (Xen allows 32k) is listed.
+    """
+    if chunk <= 0:
+        raise ValueError("chunk must be positive")
+    out: List[DomainInfo] = []
+    first = 0
+    size = w.info_size
+    payload = chunk * size
+    while first < DOMID_FIRST_RESERVED:
+        buf, req = w.sysctl(t, "getdomaininfolist", payload)
+        args = req.u.getdomaininfolist
+        args.first_domain = first
+        args.max_domains = chunk
+        args.buffer = buf.address + PAYLOAD_OFFSET
+        w.issue_sysctl(t, buf, "getdomaininfolist")
+        n = args.num_domains
+        if n > chunk:
+            raise DecodeError(f"getdomaininfolist: {n} domains returned for {chunk} asked")
+        batch = w.infos_from(buf.view, PAYLOAD_OFFSET, n)
+        if batch and batch[0].domid < first:
+            raise DecodeError(f"getdomaininfolist: domain {batch[0].domid} returned, asked from {first}")
+        out += batch
+        if n < chunk:
+            break
+        first = batch[-1].domid + 1
+    return out
+
+
+def domain_info(w: Wire, t: Transport, domid: int) -> DomainInfo:
+    """One domain by id (``XEN_DOMCTL_getdomaininfo``).
+
+    Before Xen 4.18 the hypercall answers with the next existing domain when
+    ``domid`` does not exist; that is turned into :class:`NoSuchDomain` here,
+    as 4.18+ does itself.
+    """
+    check_domid(domid)
+    buf, req = w.domctl(t, "getdomaininfo", domid)
+    w.issue_domctl(t, buf, "getdomaininfo", domid)
+    info = w.info_from(buf.view, w.domctl_u)
+    if info.domid != domid:
+        raise NoSuchDomain(
+            _errno.ESRCH, f"domctl getdomaininfo(domid={domid}): no such domain (ESRCH)",
+            hypercall="domctl", subop="getdomaininfo", domid=domid,
+        )
+    return info
+
+
+# -- life cycle -----------------------------------------------------------------
+
+def pause(w: Wire, t: Transport, domid: int) -> None:
+    w.simple_domctl(t, "pausedomain", check_domid(domid))
+
+
+def unpause(w: Wire, t: Transport, domid: int) -> None:
+    w.simple_domctl(t, "unpausedomain", check_domid(domid))
+
+
+def destroy(w: Wire, t: Transport, domid: int, timeout: float = DESTROY_RETRY_SECONDS) -> None:
+    """Destroy a domain; EAGAIN (Xen <= 4.5 returns it while tearing down) is retried."""
+    check_domid(domid)
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            w.simple_domctl(t, "destroydomain", domid)
+            return
+        except TryAgain:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+def set_max_mem(w: Wire, t: Transport, domid: int, kib: int) -> None:
+    check_domid(domid)
+    _check_int(kib, "memory (KiB)", 0, MAX_MEM_KIB)
+
+    def fill(u: Any) -> None:
+        u.max_mem.max_memkb = kib
+
+    w.simple_domctl(t, "max_mem", domid, fill)
+
+
+def set_max_vcpus(w: Wire, t: Transport, domid: int, n: int) -> None:
+    check_domid(domid)
+    _check_int(n, "vcpu count", 1, MAX_VCPUS)
+    w.const("XEN_DOMCTL_max_vcpus", "set_max_vcpus")  # removed in Xen 4.12: fail before issuing
+
+    def fill(u: Any) -> None:
+        u.max_vcpus.max = n
+
+    w.simple_domctl(t, "max_vcpus", domid, fill)
+
+
+# -- vcpus ----------------------------------------------------------------------
+
+def vcpu_info(w: Wire, t: Transport, domid: int) -> List[VcpuInfo]:
+    """Every vcpu of a domain (``XEN_DOMCTL_getvcpuinfo`` for 0..max_vcpu_id)."""
+    info = domain_info(w, t, domid)
+    out = []
+    for vcpu in range(info.max_vcpu_id + 1):
+        out.append(one_vcpu(w, t, domid, vcpu))
+    return out
+
+
+def one_vcpu(w: Wire, t: Transport, domid: int, vcpu: int) -> VcpuInfo:
+    def fill(u: Any) -> None:
+        u.getvcpuinfo.vcpu = vcpu
+
+    req = w.simple_domctl(t, "getvcpuinfo", domid, fill)
+    r = req.u.getvcpuinfo
+    return VcpuInfo(vcpu, bool(r.online), bool(r.blocked), bool(r.running), int(r.cpu_time), int(r.cpu))
+
+
+def _cpumap_bytes(nr_cpus: int) -> int:
+    return (nr_cpus + 7) // 8
+
+
+def _cpus_from(raw: bytes, nr_cpus: int) -> FrozenSet[int]:
+    bits = int.from_bytes(raw, "little")
+    return frozenset(c for c in range(nr_cpus) if bits >> c & 1)
+
+
+def _check_vcpu(info: DomainInfo, vcpu: int) -> int:
+    return _check_int(vcpu, "vcpu", 0, info.max_vcpu_id)
+
+
+def _check_cpus(cpus: Iterable[int], nr_cpus: int) -> FrozenSet[int]:
+    out = set()
+    for c in cpus:
+        out.add(_check_int(c, "cpu", 0, nr_cpus - 1))
+    if not out:
+        raise ValueError("a cpu map must name at least one cpu")
+    return frozenset(out)
+
+
+def get_vcpu_affinity(w: Wire, t: Transport, domid: int, vcpu: int, nr_cpus: int) -> VcpuAffinity:
+    info = domain_info(w, t, domid)
+    _check_vcpu(info, vcpu)
+    return _affinity(w, t, domid, vcpu, nr_cpus, None, None)
+
+
+def set_vcpu_affinity(
+    w: Wire, t: Transport, domid: int, vcpu: int, nr_cpus: int,
+    hard: Optional[Iterable[int]] = None, soft: Optional[Iterable[int]] = None,
+) -> VcpuAffinity:
+    """Set hard and/or soft affinity; returns what Xen then reports."""
+    check_domid(domid)
+    _check_int(vcpu, "vcpu", 0, MAX_VCPUS - 1)
+    hard_set = None if hard is None else _check_cpus(hard, nr_cpus)
+    soft_set = None if soft is None else _check_cpus(soft, nr_cpus)
+    if hard_set is None and soft_set is None:
+        raise ValueError("give a hard or a soft cpu map (or both)")
+    modern = w.has("xen_domctl_vcpuaffinity", "cpumap_soft")
+    if soft_set is not None and not modern:
+        raise NotSupported(_errno.EOPNOTSUPP, f"soft affinity: Xen {w.variant.release} has hard affinity only (before 4.5)")
+    info = domain_info(w, t, domid)
+    _check_vcpu(info, vcpu)
+    return _affinity(w, t, domid, vcpu, nr_cpus, hard_set, soft_set)
+
+
+def _affinity(
+    w: Wire, t: Transport, domid: int, vcpu: int, nr_cpus: int,
+    hard: Optional[FrozenSet[int]], soft: Optional[FrozenSet[int]],
+) -> VcpuAffinity:
+    setting = hard is not None or soft is not None
+    subop = "setvcpuaffinity" if setting else "getvcpuaffinity"
+    nbytes = _cpumap_bytes(nr_cpus)
+    buf, req = w.domctl(t, subop, domid, payload=2 * nbytes + 16)
+    hard_at, soft_at = PAYLOAD_OFFSET, PAYLOAD_OFFSET + nbytes + 8
+    ctypes.memset(buf.address + PAYLOAD_OFFSET, 0, 2 * nbytes + 16)
+    a = req.u.vcpuaffinity
+    a.vcpu = vcpu
+    modern = w.has("xen_domctl_vcpuaffinity", "cpumap_soft")
+    if modern:
+        flags = 0
+        if not setting or hard is not None:
+            flags |= w.const("XEN_VCPUAFFINITY_HARD", "affinity")
+        if not setting or soft is not None:
+            flags |= w.const("XEN_VCPUAFFINITY_SOFT", "affinity")
+        a.flags = flags
+        maps: Tuple[Tuple[Any, int, Optional[FrozenSet[int]]], ...] = (
+            (a.cpumap_hard, hard_at, hard), (a.cpumap_soft, soft_at, soft))
+    else:
+        maps = ((a.cpumap, hard_at, hard),)
+    for cpumap, at, cpus in maps:
+        cpumap.bitmap = buf.address + at
+        _set_nr(cpumap, nr_cpus)
+        if cpus is not None:
+            bits = sum(1 << c for c in cpus)
+            buf.view[at : at + nbytes] = bits.to_bytes(nbytes, "little")
+    w.issue_domctl(t, buf, subop, domid)
+    if setting:
+        # setvcpuaffinity writes back the effective maps; read them fresh.
+        return _affinity(w, t, domid, vcpu, nr_cpus, None, None)
+    hard_out = _cpus_from(bytes(buf.view[hard_at : hard_at + nbytes]), nr_cpus)
+    soft_out = _cpus_from(bytes(buf.view[soft_at : soft_at + nbytes]), nr_cpus) if modern else None
+    return VcpuAffinity(vcpu, hard_out, soft_out)
+
+
+def _set_nr(cpumap: Any, nr_cpus: int) -> None:
+    names = [f[0] for f in cpumap._fields_]
+    setattr(cpumap, "nr_bits" if "nr_bits" in names else "nr_cpus", nr_cpus)
+
+
+# -- scheduler ------------------------------------------------------------------
+
+SCHEDULERS = {"credit": "XEN_SCHEDULER_CREDIT", "credit2": "XEN_SCHEDULER_CREDIT2"}
+
+
+def sched_params(w: Wire, t: Transport, domid: int, sched_id: int, sched_name: str) -> SchedParams:
+    check_domid(domid)
+    member = _sched_member(w, sched_name)
+
+    def fill(u: Any) -> None:
+        u.scheduler_op.sched_id = sched_id
+        u.scheduler_op.cmd = w.const("XEN_DOMCTL_SCHEDOP_getinfo", "schedinfo")
+
+    req = w.simple_domctl(t, "scheduler_op", domid, fill)
+    p = getattr(req.u.scheduler_op.u, member)
+    cap = p.cap if has_cap(p) else None
+    return SchedParams(sched_name, int(p.weight), None if cap is None else int(cap))
+
+
+def has_cap(p: Any) -> bool:
+    return any(f[0] == "cap" for f in p._fields_)
+
+
+def set_sched_params(
+    w: Wire, t: Transport, domid: int, sched_id: int, sched_name: str,
+    weight: Optional[int] = None, cap: Optional[int] = None,
+) -> SchedParams:
+    """Set weight and/or cap; the other keeps its value.  Returns the new parameters."""
+    check_domid(domid)
+    if weight is None and cap is None:
+        raise ValueError("give a weight or a cap")
+    if weight is not None:
+        _check_int(weight, "weight", WEIGHT_MIN, WEIGHT_MAX)
+    if cap is not None:
+        _check_int(cap, "cap", CAP_MIN, CAP_MAX)
+    member = _sched_member(w, sched_name)
+    current = sched_params(w, t, domid, sched_id, sched_name)
+    if cap is not None and current.cap is None:
+        raise NotSupported(_errno.EOPNOTSUPP, f"{sched_name} on Xen {w.variant.release} has no cap")
+
+    def fill(u: Any) -> None:
+        op = u.scheduler_op
+        op.sched_id = sched_id
+        op.cmd = w.const("XEN_DOMCTL_SCHEDOP_putinfo", "schedinfo")
+        p = getattr(op.u, member)
+        p.weight = current.weight if weight is None else weight
+        if current.cap is not None:
+            p.cap = current.cap if cap is None else cap
+
+    w.simple_domctl(t, "scheduler_op", domid, fill)
+    return sched_params(w, t, domid, sched_id, sched_name)
+
+
+def _sched_member(w: Wire, sched_name: str) -> str:
+    if sched_name not in SCHEDULERS:
+        raise NotSupported(
+            _errno.EOPNOTSUPP, f"scheduler parameters: {sched_name!r} is not supported (credit, credit2 are)"
+        )
+    return sched_name
+
+
+# -- creation -------------------------------------------------------------------
+
+def create_domain(
+    w: Wire, t: Transport, *, max_vcpus: int = 1, handle: Optional[UUID] = None,
+    max_evtchn_port: int = 1023, max_grant_frames: int = 32, max_maptrack_frames: int = 1024,
+) -> int:
+    """Create an empty, paused PV domain (no kernel is loaded).  Returns its domid.
+
+    The creation parameters are laid out as the running release expects; on
+    releases that set vcpus after creation (before 4.12) the max_vcpus domctl
+    follows.
+    """
+    _check_int(max_vcpus, "max_vcpus", 1, MAX_VCPUS)
+    _check_int(max_evtchn_port, "max_evtchn_port", 0, (1 << 31) - 1)
+    _check_int(max_grant_frames, "max_grant_frames", 1, 1 << 20)
+    _check_int(max_maptrack_frames, "max_maptrack_frames", 0, 1 << 20)
+    if handle is not None and not isinstance(handle, UUID):
+        raise TypeError("handle must be a uuid.UUID")
+    cls = w.variant.structs["xen_domctl_createdomain"]
+    names = {f[0] for f in cls._fields_}
+
+    def fill(u: Any) -> None:
+        c = u.createdomain
+        if handle is not None:
+            ctypes.memmove(ctypes.addressof(c.handle), handle.bytes, 16)
+        values = {
+            "max_vcpus": max_vcpus,
+            "max_evtchn_port": max_evtchn_port,
+            "max_grant_frames": max_grant_frames,
+            "max_maptrack_frames": max_maptrack_frames,
+        }
+        for name, value in values.items():
+            if name in names:
+                setattr(c, name, value)
+        if "grant_opts" in names:
+            # XEN_DOMCTL_GRANT_version(1): grant table v1 (4.17+).
+            c.grant_opts = 1
+
+    req = w.simple_domctl(t, "createdomain", 0, fill)
+    domid = int(req.domain)
+    if not 0 < domid < DOMID_FIRST_RESERVED:
+        raise DecodeError(f"createdomain returned domid {domid}")
+    if "max_vcpus" not in names and "XEN_DOMCTL_max_vcpus" in w.constants:
+        try:
+            set_max_vcpus(w, t, domid, max_vcpus)
+        except Exception:
+            destroy(w, t, domid)  # nothing half-done
+            raise
+    return domid
+
+
+def find(infos: Sequence[DomainInfo], domid: int) -> Optional[DomainInfo]:
+    for i in infos:
+        if i.domid == domid:
+            return i
+    return None

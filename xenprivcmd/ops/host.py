@@ -1,0 +1,199 @@
+"""Host operations (sysctl): physinfo, scheduler, topology, NUMA, pcpus, console."""
+
+from __future__ import annotations
+
+import errno as _errno
+import struct
+from typing import Any, List, Optional, Tuple
+
+from .._privcmd import Transport
+from ..errors import DecodeError, NotSupported
+from ..types import CpuTopology, NumaNode, PcpuInfo, PhysInfo
+from ._wire import PAYLOAD_OFFSET, Wire
+
+#: XEN_SCHEDULER_* ids (the same in every release that has them).
+SCHEDULER_NAMES = {4: "sedf", 5: "credit", 6: "credit2", 7: "arinc653", 8: "rtds", 9: "null"}
+
+#: XEN_SYSCTL_PHYSCAP_* bit -> virsh/xl word.
+PHYSCAP_NAMES = ((0, "hvm"), (1, "pv"), (2, "directio"), (3, "hap"), (4, "shadow"), (5, "iommu_hap_pt_share"),
+                 (6, "vmtrace"), (7, "vpmu"), (8, "gnttab-v1"), (9, "gnttab-v2"))
+
+INVALID_TOPOLOGY_ID = 0xFFFFFFFF  # XEN_INVALID_{CORE,SOCKET,NODE}_ID (~0U)
+INVALID_MEM_SZ = 0xFFFFFFFFFFFFFFFF
+
+#: Upper bounds used to size buffers from what physinfo says.
+MAX_CPUS = 16384
+MAX_NODES = 1024
+
+#: Console ring bytes fetched per readconsole call.
+CONSOLE_CHUNK = 16384
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    return getattr(obj, name) if any(f[0] == name for f in obj._fields_) else default
+
+
+def physinfo(w: Wire, t: Transport) -> PhysInfo:
+    buf, req = w.sysctl(t, "physinfo")
+    w.issue_sysctl(t, buf, "physinfo")
+    p = req.u.physinfo
+    caps = int(_get(p, "capabilities", 0))
+    nr_cpus = int(_get(p, "nr_cpus", 0))
+    threads = int(p.threads_per_core)
+    cores = int(p.cores_per_socket)
+    if nr_cpus == 0:  # Xen 3.0.x: derived from the topology counts
+        nr_cpus = threads * cores * int(_get(p, "sockets_per_node", 1)) * int(_get(p, "nr_nodes", 1))
+    max_cpu_id = int(_get(p, "max_cpu_id", nr_cpus - 1))
+    nr_nodes = int(_get(p, "nr_nodes", 1))
+    info = PhysInfo(
+        threads_per_core=threads,
+        cores_per_socket=cores,
+        nr_cpus=nr_cpus,
+        max_cpu_id=max_cpu_id,
+        nr_nodes=nr_nodes,
+        max_node_id=int(_get(p, "max_node_id", nr_nodes - 1)),
+        cpu_khz=int(p.cpu_khz),
+        capabilities=caps,
+        total_pages=int(p.total_pages),
+        free_pages=int(p.free_pages),
+        scrub_pages=int(p.scrub_pages),
+        outstanding_pages=_opt_int(_get(p, "outstanding_pages")),
+        max_mfn=_opt_int(_get(p, "max_mfn")),
+        hw_cap=tuple(int(x) for x in p.hw_cap),
+        virt_caps=tuple(name for bit, name in PHYSCAP_NAMES if caps >> bit & 1),
+    )
+    if not 0 <= info.max_cpu_id < MAX_CPUS or info.nr_cpus > info.max_cpu_id + 1:
+        raise DecodeError(f"physinfo: nr_cpus {info.nr_cpus} / max_cpu_id {info.max_cpu_id} make no sense")
+    return info
+
+
+def _opt_int(v: Any) -> Optional[int]:
+    return None if v is None else int(v)
+
+
+def sched_id(w: Wire, t: Transport) -> Tuple[int, str]:
+    """(XEN_SCHEDULER_* id, name) of the scheduler of cpupool 0."""
+    buf, req = w.sysctl(t, "sched_id")
+    w.issue_sysctl(t, buf, "sched_id")
+    sid = int(req.u.sched_id.sched_id)
+    return sid, SCHEDULER_NAMES.get(sid, f"sched-{sid}")
+
+
+def cpu_topology(w: Wire, t: Transport, max_cpu_id: int) -> List[CpuTopology]:
+    """core/socket/node of every pcpu (cputopoinfo; topologyinfo before 4.6)."""
+    n = max_cpu_id + 1
+    if w.has("xen_sysctl_cputopoinfo"):
+        rec = struct.Struct("<III")
+        buf, req = w.sysctl(t, "cputopoinfo", n * rec.size)
+        req.u.cputopoinfo.num_cpus = n
+        req.u.cputopoinfo.cputopo = buf.address + PAYLOAD_OFFSET
+        w.issue_sysctl(t, buf, "cputopoinfo")
+        got = int(req.u.cputopoinfo.num_cpus)
+        if got > n:
+            raise DecodeError(f"cputopoinfo: {got} cpus returned for {n} asked")
+        rows = rec.iter_unpack(buf.view[PAYLOAD_OFFSET : PAYLOAD_OFFSET + got * rec.size])
+        return [CpuTopology(i, *(None if v == INVALID_TOPOLOGY_ID else v for v in row)) for i, row in enumerate(rows)]
+    if w.has("xen_sysctl_topologyinfo"):
+        size = 4 * n
+        buf, req = w.sysctl(t, "topologyinfo", 3 * size)
+        ti = req.u.topologyinfo
+        ti.max_cpu_index = n - 1
+        base = buf.address + PAYLOAD_OFFSET
+        ti.cpu_to_core, ti.cpu_to_socket, ti.cpu_to_node = base, base + size, base + 2 * size
+        w.issue_sysctl(t, buf, "topologyinfo")
+        got = int(ti.max_cpu_index) + 1
+        if got > n:
+            raise DecodeError(f"topologyinfo: {got} cpus returned for {n} asked")
+        arr = struct.unpack_from(f"<{3 * n}I", buf.view, PAYLOAD_OFFSET)
+        return [
+            CpuTopology(i, *(None if v == INVALID_TOPOLOGY_ID else v for v in (arr[i], arr[n + i], arr[2 * n + i])))
+            for i in range(got)
+        ]
+    raise NotSupported(_errno.ENOSYS, f"cpu topology: Xen {w.variant.release} has no topology sysctl")
+
+
+def numa_info(w: Wire, t: Transport, max_node_id: int) -> List[NumaNode]:
+    """Memory and distances of every NUMA node (numainfo; old layout before 4.6)."""
+    n = max_node_id + 1
+    if not 0 < n <= MAX_NODES:
+        raise DecodeError(f"numa_info: {n} nodes is not plausible")
+    if w.has("xen_sysctl_numainfo", "meminfo"):
+        mem = struct.Struct("<QQ")
+        dist_at = PAYLOAD_OFFSET + n * mem.size
+        buf, req = w.sysctl(t, "numainfo", n * mem.size + 4 * n * n)
+        ni = req.u.numainfo
+        ni.num_nodes = n
+        ni.meminfo = buf.address + PAYLOAD_OFFSET
+        ni.distance = buf.address + dist_at
+        w.issue_sysctl(t, buf, "numainfo")
+        got = int(ni.num_nodes)
+        if got > n:
+            raise DecodeError(f"numainfo: {got} nodes returned for {n} asked")
+        mems = list(mem.iter_unpack(buf.view[PAYLOAD_OFFSET : PAYLOAD_OFFSET + got * mem.size]))
+        # Xen lays the distance matrix out with the row length it was asked for.
+        dist = struct.unpack_from(f"<{n * n}I", buf.view, dist_at)
+        return [NumaNode(i, mems[i][0], mems[i][1], tuple(dist[i * n : i * n + got])) for i in range(got)]
+    if w.has("xen_sysctl_numainfo", "node_to_memsize"):
+        buf, req = w.sysctl(t, "numainfo", 16 * n + 4 * n * n)
+        ni = req.u.numainfo
+        ni.max_node_index = n - 1
+        base = buf.address + PAYLOAD_OFFSET
+        ni.node_to_memsize, ni.node_to_memfree, ni.node_to_node_distance = base, base + 8 * n, base + 16 * n
+        w.issue_sysctl(t, buf, "numainfo")
+        got = int(ni.max_node_index) + 1
+        if got > n:
+            raise DecodeError(f"numainfo: {got} nodes returned for {n} asked")
+        sizes = struct.unpack_from(f"<{n}Q", buf.view, PAYLOAD_OFFSET)
+        frees = struct.unpack_from(f"<{n}Q", buf.view, PAYLOAD_OFFSET + 8 * n)
+        dist = struct.unpack_from(f"<{n * n}I", buf.view, PAYLOAD_OFFSET + 16 * n)
+        return [NumaNode(i, sizes[i], frees[i], tuple(dist[i * n : i * n + got])) for i in range(got)]
+    raise NotSupported(_errno.ENOSYS, f"numa info: Xen {w.variant.release} has no numainfo sysctl")
+
+
+def pcpu_info(w: Wire, t: Transport, max_cpu_id: int) -> List[PcpuInfo]:
+    """Idle time (ns) of every pcpu (``XEN_SYSCTL_getcpuinfo``)."""
+    n = max_cpu_id + 1
+    buf, req = w.sysctl(t, "getcpuinfo", 8 * n)
+    gi = req.u.getcpuinfo
+    gi.max_cpus = n
+    gi.info = buf.address + PAYLOAD_OFFSET
+    w.issue_sysctl(t, buf, "getcpuinfo")
+    got = int(gi.nr_cpus)
+    if got > n:
+        raise DecodeError(f"getcpuinfo: {got} cpus returned for {n} asked")
+    idle = struct.unpack_from(f"<{got}Q", buf.view, PAYLOAD_OFFSET)
+    return [PcpuInfo(i, v) for i, v in enumerate(idle)]
+
+
+def read_console(w: Wire, t: Transport, clear: bool = False, index: Optional[int] = None) -> Tuple[bytes, Optional[int]]:
+    """The console ring.  With ``index`` (from the previous call) only what is
+    new since then comes back (Xen's incremental mode).  Returns (bytes, next index).
+
+    ``clear`` empties the ring after reading.
+    """
+    out = bytearray()
+    incremental = index is not None
+    idx = index or 0
+    rc_has_index = w.has("xen_sysctl_readconsole", "incremental")
+    while True:
+        buf, req = w.sysctl(t, "readconsole", CONSOLE_CHUNK)
+        rc = req.u.readconsole
+        rc.clear = 1 if clear else 0
+        if rc_has_index:
+            rc.incremental = 1 if (incremental or out) else 0
+            rc.index = idx
+        rc.buffer = buf.address + PAYLOAD_OFFSET
+        rc.count = CONSOLE_CHUNK
+        w.issue_sysctl(t, buf, "readconsole")
+        count = int(rc.count)
+        if count > CONSOLE_CHUNK:
+            raise DecodeError(f"readconsole: {count} bytes returned for a {CONSOLE_CHUNK}-byte buffer")
+        out += buf.view[PAYLOAD_OFFSET : PAYLOAD_OFFSET + count]
+        if not rc_has_index:
+            return bytes(out), None
+        new_idx = int(rc.index)
+        if count < CONSOLE_CHUNK or new_idx == idx:
+            return bytes(out), new_idx
+        idx = new_idx
+        clear = False
+
