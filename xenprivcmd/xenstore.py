@@ -1,0 +1,672 @@
+"""A small xenstore client: read the store's tree from dom0, in pure Python.
+
+The library uses it for what the hypervisor does not know: domain names and
+VM UUIDs live in xenstore, not in Xen.  Everything else in xenprivcmd works
+without it; :func:`try_domain_names` is the entry point that never fails
+because xenstore is missing.
+
+Wire protocol (Xen's public header ``io/xs_wire.h``): every message is a
+16-byte header ``struct xsd_sockmsg { uint32_t type, req_id, tx_id, len; }``
+in the host's byte order, followed by ``len`` bytes of payload, at most
+``XENSTORE_PAYLOAD_MAX`` (4096).  Requests carry nul-terminated strings; the
+reply echoes ``type`` and ``req_id``, or has type ``XS_ERROR`` and an errno
+*name* such as ``"ENOENT\\0"``.  This client issues one request at a time on
+its connection (a lock is held from sending the request to reading the whole
+reply), registers no watches and uses no transactions (``tx_id`` 0).
+
+Two transports speak the same framing:
+
+* the unix socket of a xenstored running in this domain
+  (``/run/xenstored/socket``, ``/var/run/xenstored/socket``);
+* the kernel device ``/dev/xen/xenbus`` (``/proc/xen/xenbus`` on old
+  kernels), which relays messages to xenstored wherever it runs.
+
+:meth:`Xenstore.open` tries the socket first, then the device, like
+libxenstore.  The socket talks to the daemon directly (no relay through the
+kernel and the xenstore ring, whose requests are serialised for the whole
+kernel), and a socket file left behind by a dead xenstored is detected at
+once (``ECONNREFUSED``) instead of blocking.  The device is still the only way
+when xenstored runs in a stub domain and no socket exists.  ``XENSTORED_PATH``
+in the environment (libxenstore's variable) names the one path to use, socket
+or device, with no fallback.
+
+Failures:
+
+* :class:`XenstoreError` (an ``OSError``) when xenstored refuses a request:
+  ``errno`` is the errno, ``path`` the node; ``ENOENT`` is the subclass
+  :class:`XenstoreNoEntry`, also a ``FileNotFoundError``;
+  :class:`XenstoreTimeout` (also a ``TimeoutError``) when no reply came in
+  time;
+* :class:`XenstoreUnavailable` when there is nothing to connect to;
+* :class:`xenprivcmd.errors.DecodeError` when a reply is malformed (another
+  request's id, a length beyond 4096, a connection closed mid-reply).
+
+After a timeout or a malformed reply the connection is closed (a late reply
+could otherwise be taken for the answer to the next request); the next request
+connects again when the :class:`Xenstore` was opened from a path.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import select
+import socket
+import stat
+import struct
+import threading
+import uuid as _uuid
+from typing import Callable, Dict, List, Optional, Protocol, Tuple, Union
+
+from .errors import DecodeError, XenprivcmdError
+
+__all__ = [
+    "XS_CONTROL",
+    "XS_DIRECTORY",
+    "XS_READ",
+    "XS_GET_PERMS",
+    "XS_WATCH",
+    "XS_UNWATCH",
+    "XS_TRANSACTION_START",
+    "XS_TRANSACTION_END",
+    "XS_INTRODUCE",
+    "XS_RELEASE",
+    "XS_GET_DOMAIN_PATH",
+    "XS_WRITE",
+    "XS_MKDIR",
+    "XS_RM",
+    "XS_SET_PERMS",
+    "XS_WATCH_EVENT",
+    "XS_ERROR",
+    "XENSTORE_PAYLOAD_MAX",
+    "HEADER",
+    "SOCKET_PATHS",
+    "DEVICE_PATHS",
+    "DEFAULT_TIMEOUT",
+    "XenstoreError",
+    "XenstoreNoEntry",
+    "XenstoreTimeout",
+    "XenstoreUnavailable",
+    "Transport",
+    "SocketTransport",
+    "DeviceTransport",
+    "Xenstore",
+    "try_domain_names",
+]
+
+# enum xsd_sockmsg_type (io/xs_wire.h); XS_CONTROL was called XS_DEBUG before Xen 4.9.
+XS_CONTROL = 0
+XS_DIRECTORY = 1
+XS_READ = 2
+XS_GET_PERMS = 3
+XS_WATCH = 4
+XS_UNWATCH = 5
+XS_TRANSACTION_START = 6
+XS_TRANSACTION_END = 7
+XS_INTRODUCE = 8
+XS_RELEASE = 9
+XS_GET_DOMAIN_PATH = 10
+XS_WRITE = 11
+XS_MKDIR = 12
+XS_RM = 13
+XS_SET_PERMS = 14
+XS_WATCH_EVENT = 15
+XS_ERROR = 16
+
+_TYPE_NAMES = {
+    XS_CONTROL: "CONTROL",
+    XS_DIRECTORY: "DIRECTORY",
+    XS_READ: "READ",
+    XS_GET_PERMS: "GET_PERMS",
+    XS_WATCH: "WATCH",
+    XS_UNWATCH: "UNWATCH",
+    XS_TRANSACTION_START: "TRANSACTION_START",
+    XS_TRANSACTION_END: "TRANSACTION_END",
+    XS_INTRODUCE: "INTRODUCE",
+    XS_RELEASE: "RELEASE",
+    XS_GET_DOMAIN_PATH: "GET_DOMAIN_PATH",
+    XS_WRITE: "WRITE",
+    XS_MKDIR: "MKDIR",
+    XS_RM: "RM",
+    XS_SET_PERMS: "SET_PERMS",
+    XS_WATCH_EVENT: "WATCH_EVENT",
+    XS_ERROR: "ERROR",
+}
+
+XENSTORE_PAYLOAD_MAX = 4096
+
+# struct xsd_sockmsg: four uint32_t in the byte order of the host (xenstored
+# and the kernel relay use native order; every Xen architecture is little-endian).
+HEADER = struct.Struct("=4I")
+
+SOCKET_PATHS: Tuple[str, ...] = ("/run/xenstored/socket", "/var/run/xenstored/socket")
+DEVICE_PATHS: Tuple[str, ...] = ("/dev/xen/xenbus", "/proc/xen/xenbus")
+ENV_PATH = "XENSTORED_PATH"
+DEFAULT_TIMEOUT = 5.0
+
+UNAVAILABLE_MESSAGE = "no xenstore: xenstored is not running and /dev/xen/xenbus is absent"
+
+# The errno names xenstored sends (xsd_errors[] in io/xs_wire.h); any other
+# E* name the errno module knows is accepted too, anything else becomes EIO.
+_XSD_ERRORS = (
+    "EINVAL",
+    "EACCES",
+    "EEXIST",
+    "EISDIR",
+    "ENOENT",
+    "ENOMEM",
+    "ENOSPC",
+    "EIO",
+    "ENOTEMPTY",
+    "ENOSYS",
+    "EROFS",
+    "EBUSY",
+    "EAGAIN",
+    "EISCONN",
+    "E2BIG",
+)
+
+
+# --------------------------------------------------------------------------
+# Exceptions
+
+
+class XenstoreError(XenprivcmdError, OSError):
+    """xenstore refused a request, or the connection to it failed.
+
+    ``errno`` is the errno, ``path`` (also ``filename``) the node the request
+    was about, ``op`` the message type name (``"READ"``, ...), where known.
+    """
+
+    def __init__(self, errno: int, message: str, *, path: Optional[str] = None, op: Optional[str] = None) -> None:
+        super().__init__(errno, message)
+        self.message = message
+        self.path = path
+        self.op = op
+        self.filename = path
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (_rebuild, (type(self), self.errno, self.message, self.path, self.op))
+
+
+def _rebuild(cls, errno, message, path, op):  # type: ignore[no-untyped-def]
+    return cls(errno, message, path=path, op=op)
+
+
+class XenstoreNoEntry(XenstoreError, FileNotFoundError):
+    """ENOENT: the node does not exist."""
+
+
+class XenstoreTimeout(XenstoreError, TimeoutError):
+    """No (complete) reply within the timeout; the connection was dropped."""
+
+
+class XenstoreUnavailable(XenstoreError):
+    """Neither the xenstored socket nor the xenbus device can be opened."""
+
+
+def errno_from_name(name: str) -> int:
+    """The errno number of an errno name from xenstored (``"ENOENT"`` -> 2); EIO if unknown."""
+    if name in _XSD_ERRORS or (name.startswith("E") and name.isalnum() and name.isupper()):
+        value = getattr(_errno, name, None)
+        if isinstance(value, int):
+            return value
+    return _errno.EIO
+
+
+def _error(err: int, message: str, *, path: Optional[str], op: Optional[str]) -> XenstoreError:
+    cls = XenstoreNoEntry if err == _errno.ENOENT else XenstoreError
+    return cls(err, message, path=path, op=op)
+
+
+# --------------------------------------------------------------------------
+# Transports
+
+
+class Transport(Protocol):
+    """A byte stream to xenstored: the one interface both transports implement."""
+
+    kind: str
+    path: str
+
+    def send(self, data: bytes, timeout: Optional[float]) -> None:
+        """Write all of ``data``."""
+
+    def recv(self, size: int, timeout: Optional[float]) -> bytes:
+        """Read at most ``size`` (> 0) bytes; ``b""`` at end of stream; ``socket.timeout`` on timeout."""
+
+    def close(self) -> None:
+        """Release the connection; idempotent."""
+
+
+class SocketTransport:
+    """The unix socket of xenstored."""
+
+    kind = "socket"
+
+    def __init__(self, sock: socket.socket, path: str = "") -> None:
+        self.sock = sock
+        self.path = path
+
+    @classmethod
+    def connect(cls, path: str, timeout: Optional[float] = DEFAULT_TIMEOUT) -> SocketTransport:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(path)
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock, path)
+
+    def send(self, data: bytes, timeout: Optional[float]) -> None:
+        self.sock.settimeout(timeout)
+        self.sock.sendall(data)
+
+    def recv(self, size: int, timeout: Optional[float]) -> bytes:
+        self.sock.settimeout(timeout)
+        return self.sock.recv(size)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class DeviceTransport:
+    """The xenbus device of the kernel (``/dev/xen/xenbus``), or any read/write fd with the same framing.
+
+    The kernel wants each request in whole (it buffers partial writes until a
+    message is complete) and queues replies for ``read``.  Reads are preceded
+    by ``poll`` so that a missing reply times out instead of blocking.
+    """
+
+    kind = "device"
+
+    def __init__(self, fd: int, path: str = "") -> None:
+        self.fd: Optional[int] = fd
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str) -> DeviceTransport:
+        return cls(os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY), path)
+
+    def _fileno(self) -> int:
+        if self.fd is None:
+            raise OSError(_errno.EBADF, "xenbus device is closed")
+        return self.fd
+
+    def _wait(self, event: int, timeout: Optional[float]) -> None:
+        poller = select.poll()
+        poller.register(self._fileno(), event)
+        ms = None if timeout is None else max(0, int(timeout * 1000))
+        if not poller.poll(ms):
+            raise socket.timeout("timed out")
+
+    def send(self, data: bytes, timeout: Optional[float]) -> None:
+        view = memoryview(data)
+        while view:
+            self._wait(select.POLLOUT, timeout)
+            n = os.write(self._fileno(), view)
+            view = view[n:]
+
+    def recv(self, size: int, timeout: Optional[float]) -> bytes:
+        self._wait(select.POLLIN, timeout)
+        try:
+            return os.read(self._fileno(), size)
+        except OSError as e:
+            if e.errno == _errno.EIO:  # a pty whose other side is gone; the kernel device never says EIO
+                return b""
+            raise
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _connect_path(path: str, timeout: Optional[float]) -> Transport:
+    """Open ``path``: a unix socket is a xenstored socket, anything else is used as the xenbus device."""
+    if _is_socket(path):
+        return SocketTransport.connect(path, timeout)
+    return DeviceTransport.open(path)
+
+
+def _connect_auto(timeout: Optional[float]) -> Transport:
+    """Try each socket, then each device; raise :class:`XenstoreUnavailable` if none answers."""
+    failures: List[Tuple[str, OSError]] = []
+    for path in SOCKET_PATHS:
+        if not _is_socket(path):
+            continue
+        try:
+            return SocketTransport.connect(path, timeout)
+        except OSError as e:  # ECONNREFUSED: a socket file left by a dead xenstored
+            failures.append((path, e))
+    for path in DEVICE_PATHS:
+        if not os.path.exists(path):
+            continue
+        try:
+            return DeviceTransport.open(path)
+        except OSError as e:
+            failures.append((path, e))
+    denied = [(p, e) for p, e in failures if isinstance(e, PermissionError)]
+    if denied:
+        path = denied[0][0]
+        raise XenstoreUnavailable(_errno.EACCES, f"no xenstore: permission denied on {path} (run as root)", path=path)
+    raise XenstoreUnavailable(_errno.ENOENT, UNAVAILABLE_MESSAGE)
+
+
+# --------------------------------------------------------------------------
+# The client
+
+
+def _path_bytes(path: str) -> bytes:
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"xenstore path must be a non-empty str, not {path!r}")
+    if "\0" in path:
+        raise ValueError(f"xenstore path contains a NUL: {path!r}")
+    return path.encode("utf-8")
+
+
+def _check_domid(domid: int) -> int:
+    if isinstance(domid, bool) or not isinstance(domid, int) or not 0 <= domid <= 0xFFFF:
+        raise ValueError(f"domid must be an int in 0..65535, not {domid!r}")
+    return domid
+
+
+def _text(value: bytes) -> str:
+    """A xenstore value as text: a trailing NUL dropped, undecodable bytes replaced."""
+    if value.endswith(b"\0"):
+        value = value[:-1]
+    return value.decode("utf-8", errors="replace")
+
+
+def _parse_uuid(text: str) -> Optional[str]:
+    try:
+        return str(_uuid.UUID(text.strip()))
+    except ValueError:
+        return None
+
+
+class Xenstore:
+    """A connection to xenstore.
+
+    ``with Xenstore.open() as xs: xs.read("/local/domain/0/name")``.  Safe to
+    share between threads: requests are serialised on the connection.
+    """
+
+    def __init__(
+        self,
+        transport: Optional[Transport] = None,
+        *,
+        timeout: Optional[float] = DEFAULT_TIMEOUT,
+        connector: Optional[Callable[[], Transport]] = None,
+    ) -> None:
+        if transport is None and connector is None:
+            raise ValueError("Xenstore needs a transport or a connector")
+        self.timeout = timeout
+        self._transport = transport
+        self._connector = connector
+        self._lock = threading.Lock()
+        self._req_id = 0
+        self._closed = False
+        self.reconnects = 0
+
+    @classmethod
+    def open(cls, path: Optional[str] = None, *, timeout: Optional[float] = DEFAULT_TIMEOUT) -> Xenstore:
+        """Connect to xenstore.
+
+        ``path`` (or else ``$XENSTORED_PATH``) names a socket or a device and
+        is the only one tried; without either, the xenstored sockets are tried
+        first, then the xenbus devices.  ``timeout`` (seconds, ``None`` for
+        none) bounds the connect and every reply.
+        """
+        if path is None:
+            path = os.environ.get(ENV_PATH) or None
+
+        connector: Callable[[], Transport]
+        if path is None:
+
+            def connector() -> Transport:
+                return _connect_auto(timeout)
+
+        else:
+            fixed = path
+
+            def connector() -> Transport:
+                if not os.path.exists(fixed):
+                    raise XenstoreUnavailable(_errno.ENOENT, f"no xenstore: {fixed} does not exist", path=fixed)
+                try:
+                    return _connect_path(fixed, timeout)
+                except socket.timeout:
+                    raise
+                except OSError as e:
+                    err = e.errno or _errno.EIO
+                    raise XenstoreUnavailable(err, f"no xenstore at {fixed}: {os.strerror(err)}", path=fixed) from e
+
+        try:
+            transport = connector()
+        except socket.timeout as e:
+            raise XenstoreTimeout(_errno.ETIMEDOUT, f"xenstore: connect timed out after {timeout} s") from e
+        return cls(transport, timeout=timeout, connector=connector)
+
+    # -- plumbing ----------------------------------------------------------
+
+    @property
+    def kind(self) -> Optional[str]:
+        """``"socket"`` or ``"device"`` (``None`` while disconnected)."""
+        return None if self._transport is None else self._transport.kind
+
+    @property
+    def path(self) -> Optional[str]:
+        """The socket or device path of the current connection."""
+        return None if self._transport is None else self._transport.path
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._drop()
+
+    def __enter__(self) -> Xenstore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.kind} {self.path!r}"
+        return f"<Xenstore {state}>"
+
+    def _drop(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            try:
+                transport.close()
+            except OSError:
+                pass
+
+    def _connected(self) -> Transport:
+        if self._closed:
+            raise ValueError("I/O operation on a closed Xenstore")
+        if self._transport is None:
+            if self._connector is None:
+                raise XenstoreError(_errno.ENOTCONN, "xenstore: connection lost and cannot be reopened")
+            try:
+                self._transport = self._connector()
+            except socket.timeout as e:
+                raise XenstoreTimeout(_errno.ETIMEDOUT, f"xenstore: connect timed out after {self.timeout} s") from e
+            self.reconnects += 1
+        return self._transport
+
+    def _recv_exact(self, transport: Transport, size: int, what: str) -> bytes:
+        chunks: List[bytes] = []
+        got = 0
+        while got < size:
+            chunk = transport.recv(size - got, self.timeout)
+            if not chunk:
+                raise DecodeError(f"xenstore: connection closed after {got} of {size} bytes of {what}")
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def request(self, msg_type: int, payload: bytes, *, path: Optional[str] = None) -> bytes:
+        """Send one message and return the payload of its reply.
+
+        Raises :class:`XenstoreError` for an error reply, :class:`DecodeError`
+        for a malformed one, :class:`XenstoreTimeout` when none comes in time.
+        """
+        op = _TYPE_NAMES.get(msg_type, str(msg_type))
+        where = f" {path}" if path is not None else ""
+        if len(payload) > XENSTORE_PAYLOAD_MAX:
+            raise XenstoreError(
+                _errno.E2BIG,
+                f"xenstore {op}{where}: request of {len(payload)} bytes exceeds {XENSTORE_PAYLOAD_MAX}",
+                path=path,
+                op=op,
+            )
+        with self._lock:
+            transport = self._connected()
+            self._req_id = (self._req_id + 1) & 0xFFFFFFFF
+            req_id = self._req_id
+            try:
+                transport.send(HEADER.pack(msg_type, req_id, 0, len(payload)) + payload, self.timeout)
+                header = self._recv_exact(transport, HEADER.size, "the reply header")
+                rtype, rid, _tx, length = HEADER.unpack(header)
+                if rid != req_id:
+                    raise DecodeError(f"xenstore {op}{where}: reply to request {rid}, expected {req_id}")
+                if length > XENSTORE_PAYLOAD_MAX:
+                    raise DecodeError(f"xenstore {op}{where}: reply length {length} exceeds {XENSTORE_PAYLOAD_MAX}")
+                if rtype not in (msg_type, XS_ERROR):
+                    name = _TYPE_NAMES.get(rtype, str(rtype))
+                    raise DecodeError(f"xenstore {op}{where}: reply of type {name}")
+                body = self._recv_exact(transport, length, "the reply payload")
+            except DecodeError:
+                self._drop()
+                raise
+            except socket.timeout as e:
+                self._drop()
+                raise XenstoreTimeout(
+                    _errno.ETIMEDOUT, f"xenstore {op}{where}: no reply within {self.timeout} s", path=path, op=op
+                ) from e
+            except OSError as e:
+                self._drop()
+                err = e.errno or _errno.EIO
+                raise XenstoreError(err, f"xenstore {op}{where}: {os.strerror(err)}", path=path, op=op) from e
+        if rtype == XS_ERROR:
+            name = body.split(b"\0", 1)[0].decode("ascii", errors="replace")
+            err = errno_from_name(name)
+            raise _error(err, f"xenstore {op}{where}: {os.strerror(err)} ({name})", path=path, op=op)
+        return body
+
+    # -- operations --------------------------------------------------------
+
+    def read(self, path: str) -> bytes:
+        """The value of node ``path``."""
+        return self.request(XS_READ, _path_bytes(path) + b"\0", path=path)
+
+    def directory(self, path: str) -> List[str]:
+        """The names of the children of ``path`` (not full paths)."""
+        body = self.request(XS_DIRECTORY, _path_bytes(path) + b"\0", path=path)
+        return [name.decode("utf-8", errors="replace") for name in body.split(b"\0") if name]
+
+    def write(self, path: str, value: Union[bytes, str]) -> None:
+        """Set node ``path`` to ``value`` (a str is UTF-8 encoded), creating it and its parents."""
+        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        self.request(XS_WRITE, _path_bytes(path) + b"\0" + data, path=path)
+
+    def rm(self, path: str) -> None:
+        """Remove node ``path`` and everything below it."""
+        self.request(XS_RM, _path_bytes(path) + b"\0", path=path)
+
+    def get_domain_path(self, domid: int) -> str:
+        """The home of a domain in the store, ``/local/domain/<domid>``."""
+        body = self.request(XS_GET_DOMAIN_PATH, b"%d\0" % _check_domid(domid), path=f"<domid {domid}>")
+        return _text(body)
+
+    # -- what the library needs --------------------------------------------
+
+    def domids(self) -> List[int]:
+        """The domids listed under ``/local/domain``, ascending."""
+        return sorted(int(name) for name in self.directory("/local/domain") if name.isdigit())
+
+    def name_of(self, domid: int) -> Optional[str]:
+        """The name of a domain, ``None`` when it has none (or does not exist)."""
+        try:
+            return _text(self.read(f"/local/domain/{_check_domid(domid)}/name"))
+        except XenstoreNoEntry:
+            return None
+
+    def domain_names(self) -> Dict[int, str]:
+        """``{domid: name}`` for every domain under ``/local/domain`` that has a name."""
+        try:
+            domids = self.domids()
+        except XenstoreNoEntry:
+            return {}
+        names: Dict[int, str] = {}
+        for domid in domids:
+            name = self.name_of(domid)  # None: the domain went away since the listing
+            if name is not None:
+                names[domid] = name
+        return names
+
+    def domid_of(self, name: str) -> Optional[int]:
+        """The domid of the domain called ``name`` (the lowest one if several), or ``None``."""
+        for domid, dname in sorted(self.domain_names().items()):
+            if dname == name:
+                return domid
+        return None
+
+    def vm_uuid(self, domid: int) -> Optional[str]:
+        """The UUID of a domain, from ``/vm/<uuid>/uuid`` or else the ``/vm/<uuid>`` path itself.
+
+        ``None`` when the domain has no ``vm`` node or neither gives a UUID.
+        """
+        try:
+            vm = _text(self.read(f"/local/domain/{_check_domid(domid)}/vm")).rstrip("/")
+        except XenstoreNoEntry:
+            return None
+        if not vm.startswith("/"):
+            return None
+        try:
+            found = _parse_uuid(_text(self.read(vm + "/uuid")))
+        except XenstoreNoEntry:
+            found = None
+        if found is not None:
+            return found
+        # The path: "/vm/<uuid>", or "/vm/<uuid>-<n>" after a rename by old toolstacks.
+        last = vm.rsplit("/", 1)[-1]
+        return _parse_uuid(last) or _parse_uuid(last[:36])
+
+    def domain_uuid_map(self) -> Dict[int, str]:
+        """``{domid: uuid}`` for every domain under ``/local/domain`` whose UUID is known."""
+        try:
+            domids = self.domids()
+        except XenstoreNoEntry:
+            return {}
+        uuids: Dict[int, str] = {}
+        for domid in domids:
+            found = self.vm_uuid(domid)
+            if found is not None:
+                uuids[domid] = found
+        return uuids
+
+
+def try_domain_names(path: Optional[str] = None, *, timeout: Optional[float] = DEFAULT_TIMEOUT) -> Dict[int, str]:
+    """``{domid: name}`` from xenstore, or ``{}`` when xenstore is unavailable or fails.
+
+    Never raises for a missing, dead, slow or misbehaving xenstore: names are a
+    nicety, and the library works without them.
+    """
+    try:
+        with Xenstore.open(path, timeout=timeout) as xs:
+            return xs.domain_names()
+    except (OSError, DecodeError):
+        return {}
