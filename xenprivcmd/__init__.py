@@ -68,7 +68,25 @@ def open(uri: Optional[str] = None, abi: Optional[str] = None) -> Handle:  # noq
     name = "xen:///" if uri is None else uri
     if uri is None or uri in LOCAL_URIS:
         return Handle(open_privcmd(), name, abi=abi, arch=_machine_arch())
-    raise ValueError(f"unknown hypervisor URI {uri!r} (known: xen:///, privcmd:///)")
+    if not isinstance(uri, str):
+        raise TypeError(f"uri must be a str, not {type(uri).__name__}")
+    scheme = uri.split(":", 1)[0]
+    if scheme in _SCHEMES:
+        module, func = _SCHEMES[scheme]
+        import importlib
+
+        opener = getattr(importlib.import_module(module, __name__), func)
+        return opener(uri, abi=abi)  # type: ignore[no-any-return]
+    raise ValueError(f"unknown hypervisor URI {uri!r} (known: xen:///, " + ", ".join(f"{s}://" for s in _SCHEMES) + ")")
+
+
+# Other transports, imported only when their URI is used:
+# scheme -> (module, function(uri, abi=...) -> Handle).
+_SCHEMES = {
+    "sim": (".sim", "open_uri"),
+    "record": (".record", "open_record"),
+    "replay": (".record", "open_replay"),
+}
 
 
 def _machine_arch() -> str:
