@@ -274,6 +274,30 @@ def test_domain_names_skips_domains_without_name(xs: Xenstore) -> None:
     assert xs.domain_names() == {0: "Domain-0", 1: "web", 5: "db"}
 
 
+def test_domain_names_ignores_entries_that_are_no_domid(xs: Xenstore) -> None:
+    for odd in ("99999", "0x1", "\u00b2", "-3", "1a"):
+        xs.write(f"/local/domain/{odd}/name", "odd")
+    assert xs.domain_names() == {0: "Domain-0", 1: "web", 5: "db"}
+    assert xs.domids() == [0, 1, 5]
+
+
+def test_interrupt_mid_reply_drops_the_connection(
+    xs: Xenstore, fake: FakeXenstored, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert xs.read("/") == b""
+    transport = xs._transport
+    assert transport is not None
+
+    def interrupted(size: int, timeout: object) -> bytes:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(transport, "recv", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        xs.read("/local/domain/1/name")
+    assert xs.kind is None  # the unread reply must not answer the next request
+    assert xs.read("/local/domain/0/name") == b"Domain-0"
+
+
 def test_domain_names_of_an_empty_store(fake: FakeXenstored, xs: Xenstore) -> None:
     xs.rm("/local")
     assert xs.domain_names() == {}

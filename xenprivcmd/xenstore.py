@@ -560,6 +560,9 @@ class Xenstore:
                 self._drop()
                 err = e.errno or _errno.EIO
                 raise XenstoreError(err, f"xenstore {op}{where}: {os.strerror(err)}", path=path, op=op) from e
+            except BaseException:  # KeyboardInterrupt mid-reply: the stream is out of step
+                self._drop()
+                raise
         if rtype == XS_ERROR:
             name = body.split(b"\0", 1)[0].decode("ascii", errors="replace")
             err = errno_from_name(name)
@@ -595,7 +598,8 @@ class Xenstore:
 
     def domids(self) -> List[int]:
         """The domids listed under ``/local/domain``, ascending."""
-        return sorted(int(name) for name in self.directory("/local/domain") if name.isdigit())
+        names = self.directory("/local/domain")
+        return sorted(int(n) for n in names if n.isascii() and n.isdigit() and len(n) <= 5 and int(n) <= 0xFFFF)
 
     def name_of(self, domid: int) -> Optional[str]:
         """The name of a domain, ``None`` when it has none (or does not exist)."""
