@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Type
 
 __all__ = [
     "release_table", "head_release", "arches", "keys_for", "layout_set", "const_set",
-    "ctype_for", "struct_class", "layout_data", "struct_rows", "StructMap",
+    "ctype_for", "spec_sizeof", "struct_class", "layout_data", "struct_rows", "StructMap",
 ]
 
 StructRow = Tuple[str, str, int, int, Tuple[Tuple[str, int, str], ...]]
@@ -158,6 +158,11 @@ def ctype_for(arch: str, spec: str) -> Any:
     with _lock:
         _type_cache.setdefault(ck, t)
         return _type_cache[ck]
+
+
+def spec_sizeof(arch: str, spec: str) -> int:
+    """sizeof of a generated type spec, in bytes."""
+    return ctypes.sizeof(ctype_for(arch, spec))
 
 
 def struct_class(arch: str, sid: int) -> Type[Any]:
