@@ -295,10 +295,10 @@ def ensure_pyelftools(allow_install: bool) -> None:
         import elftools  # noqa: F401
     except ImportError:
         if not allow_install:
-            raise Failure("pyelftools is needed by gen_structs.py --check (pip install pyelftools)")
+            raise Failure("pyelftools is needed by gen_structs.py --check (pip install pyelftools)") from None
         p = run([sys.executable, "-m", "pip", "install", "--quiet", "pyelftools"])
         if p.returncode != 0:
-            raise Failure("pip install pyelftools failed:\n" + p.stderr[-2000:])
+            raise Failure("pip install pyelftools failed:\n" + p.stderr[-2000:]) from None
 
 
 def check_suite(suite: str, scratch: str, arch: str) -> List[str]:

@@ -236,7 +236,7 @@ def compare_release(e: Extracted, release: str, arch: str) -> List[str]:
 
     rows, lset, consts = layout_data(arch, release)
     committed: Dict[str, Tuple[str, int, int, tuple]] = {}
-    for name, spec in lset.items():
+    for spec in lset.values():
         mo = _SPEC_RE.match(spec)
         if mo and mo.group(1) == "#" and not mo.group(3):
             _denormalise(rows, int(mo.group(2)), committed)

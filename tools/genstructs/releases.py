@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
 import tarfile
-import io
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
