@@ -16,6 +16,7 @@ from .ops._wire import Wire
 from .types import (
     CpuTopology,
     DomainInfo,
+    DomainState,
     NumaNode,
     PcpuInfo,
     PhysInfo,
@@ -181,6 +182,10 @@ class Handle:
         from .errors import NoSuchDomain
 
         raise NoSuchDomain(errno.ESRCH, f"no domain named {ident!r}", domid=None)
+
+    def domain_state(self, domid: int) -> DomainState:
+        """The stable ``get_domain_state`` domctl (Xen 4.21+; NotSupported before)."""
+        return _dom.domain_state(self.wire, self.transport, domid)
 
     def pause(self, domid: int) -> None:
         """Pause a domain (``XEN_DOMCTL_pausedomain``)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import FrozenSet, NamedTuple, Optional, Tuple
 from uuid import UUID
 
-__all__ = ["VersionInfo", "DomainInfo", "VcpuInfo", "VcpuAffinity", "SchedParams", "PhysInfo", "CpuTopology", "NumaNode", "PcpuInfo", "SHUTDOWN_REASONS"]
+__all__ = ["VersionInfo", "DomainInfo", "DomainState", "VcpuInfo", "VcpuAffinity", "SchedParams", "PhysInfo", "CpuTopology", "NumaNode", "PcpuInfo", "SHUTDOWN_REASONS"]
 
 
 class VersionInfo(NamedTuple):
@@ -166,6 +166,20 @@ class DomainInfo(NamedTuple):
     @property
     def vcpus(self) -> int:
         return self.max_vcpu_id + 1
+
+
+class DomainState(NamedTuple):
+    """``XEN_DOMCTL_get_domain_state`` (Xen 4.21+, the stable domctl)."""
+
+    domid: int
+    exists: bool
+    shutdown: bool
+    dying: bool
+    dead: bool
+    control: bool
+    hardware: bool
+    xenstore: bool
+    unique_id: int
 
 
 class VcpuInfo(NamedTuple):

@@ -94,14 +94,17 @@ class Wire:
         return cls is not None and (field is None or has_field(cls, field))
 
     # -- domctl ------------------------------------------------------------------
-    def domctl(self, t: Transport, subop: str, domid: int, payload: int = 0) -> Tuple[Buffer, Any]:
-        """A zeroed ``xen_domctl`` for ``XEN_DOMCTL_<subop>`` in the scratch buffer."""
+    def domctl(self, t: Transport, subop: str, domid: int, payload: int = 0, stable: bool = False) -> Tuple[Buffer, Any]:
+        """A zeroed ``xen_domctl`` for ``XEN_DOMCTL_<subop>`` in the scratch buffer.
+
+        ``stable`` ops (4.21+: get_domain_state) take interface version 0.
+        """
         cmd = self.const("XEN_DOMCTL_" + subop, f"domctl {subop}")
         buf = t.scratch(PAYLOAD_OFFSET + payload if payload else self.domctl_size)
         ctypes.memset(buf.address, 0, self.domctl_size)
         req = buf.at(self.domctl_cls)
         req.cmd = cmd
-        req.interface_version = self.domctl_iv
+        req.interface_version = 0 if stable else self.domctl_iv
         req.domain = domid
         return buf, req
 

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from .._privcmd import Transport
 from ..errors import DecodeError, NoSuchDomain, NotSupported, TryAgain
-from ..types import DomainInfo, SchedParams, VcpuAffinity, VcpuInfo
+from ..types import DomainInfo, DomainState, SchedParams, VcpuAffinity, VcpuInfo
 from ._wire import DOMID_FIRST_RESERVED, PAYLOAD_OFFSET, Wire, check_domid
 
 #: Records asked for per getdomaininfolist call (paginated by first_domain).
@@ -93,6 +93,22 @@ def domain_info(w: Wire, t: Transport, domid: int) -> DomainInfo:
             hypercall="domctl", subop="getdomaininfo", domid=domid,
         )
     return info
+
+
+def domain_state(w: Wire, t: Transport, domid: int) -> DomainState:
+    """``XEN_DOMCTL_get_domain_state`` (Xen 4.21+): the stable, versionless domctl."""
+    check_domid(domid)
+    w.const("XEN_DOMCTL_get_domain_state", "domain_state")
+    buf, req = w.domctl(t, "get_domain_state", domid, stable=True)
+    w.issue_domctl(t, buf, "get_domain_state", domid)
+    s = req.u.get_domain_state
+    state, caps = int(s.state), int(s.caps)
+    return DomainState(
+        domid=int(req.domain),
+        exists=bool(state & 1), shutdown=bool(state & 2), dying=bool(state & 4), dead=bool(state & 8),
+        control=bool(caps & 1), hardware=bool(caps & 2), xenstore=bool(caps & 4),
+        unique_id=int(s.unique_id),
+    )
 
 
 # -- life cycle -----------------------------------------------------------------
