@@ -78,10 +78,31 @@ def generate(gitdir: str, arches: Sequence[str], head_ref: str, jobs: int) -> Ta
     rels = rel_mod.list_releases(gitdir, head_ref)
     per_arch: Dict[str, Dict[str, Extracted]] = {}
     for arch in arches:
-        use = rels if arch == "x86_64" else [r for r in rels if r.xen >= (4, 0)]
+        use = [r for r in rels if r.xen >= TARGETS[arch].min_xen]
         print("extracting %d releases for %s ..." % (len(use), arch), file=sys.stderr)
         per_arch[arch] = extract_all(gitdir, use, arch, jobs)
     return build_tables(rels, per_arch)
+
+
+def committed_arches(outdir: str) -> List[str]:
+    """Arches of the committed output (so --check covers exactly those)."""
+    import ast
+
+    text = _read(os.path.join(outdir, "_gen_releases.py")) or ""
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "ARCHES":
+            return list(ast.literal_eval(node.value))  # type: ignore[arg-type]
+    return ["x86_64"]
+
+
+def _check_compilers(arches: Sequence[str]) -> None:
+    import shutil
+
+    for arch in arches:
+        if shutil.which(TARGETS[arch].cc) is None:
+            raise SystemExit("compiler %r for %s not found (Debian: apt-get install %s)"
+                             % (TARGETS[arch].cc, arch,
+                                "gcc" if arch == "x86_64" else "gcc-%s-linux-gnu" % arch))
 
 
 def _read(path: str) -> Optional[str]:
@@ -159,11 +180,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--release", help="release whose committed tables --headers is checked against")
     ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1)
     a = ap.parse_args(argv)
-    arches = a.arch or ["x86_64"]
+    arches = a.arch or committed_arches(a.out)
     if a.headers:
         if not a.check or not a.release:
             ap.error("--headers is only supported with --check and --release")
         return max(check_headers(a.headers, a.release, arch) for arch in arches)
+    _check_compilers(arches)
     gitdir = rel_mod.find_gitdir(a.xen_git or DEFAULT_GIT)
     tables = generate(gitdir, arches, a.head_ref, a.jobs)
     files = render(tables)

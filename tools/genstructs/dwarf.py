@@ -36,6 +36,8 @@ class Target:
     arch: str
     cc: str
     cflags: Tuple[str, ...] = ()
+    #: oldest Xen release whose public headers support this target
+    min_xen: Tuple[int, ...] = (3, 0, 0)
 
     @property
     def pointer_size(self) -> int:
@@ -44,7 +46,9 @@ class Target:
 
 TARGETS: Dict[str, Target] = {
     "x86_64": Target("x86_64", os.environ.get("XENPRIVCMD_CC_X86_64", "gcc"), ("-m64",)),
-    "aarch64": Target("aarch64", os.environ.get("XENPRIVCMD_CC_AARCH64", "aarch64-linux-gnu-gcc")),
+    # arm64 support in the public headers starts with Xen 4.3
+    "aarch64": Target("aarch64", os.environ.get("XENPRIVCMD_CC_AARCH64", "aarch64-linux-gnu-gcc"),
+                      (), (4, 3, 0)),
 }
 
 # Headers included (when present) in the translation unit, in this order.
