@@ -615,11 +615,16 @@ def _hexdiff(op: int, what: str, offset: int, recorded: bytes, live: bytes) -> s
     row = offset - offset % ROW
     a = recorded[row : row + ROW].ljust(ROW, b"\0")
     b = live[row : row + ROW].ljust(ROW, b"\0")
-    marks = "".join("^^ " if x != y else "   " for x, y in zip(a, b)).rstrip()
+
+    def cols(data: bytes) -> str:
+        h = data.hex(" ")
+        return h[:23] + "  " + h[24:]
+
+    marks = cols(bytes(0xFF if x != y else 0 for x, y in zip(a, b))).replace("ff", "^^").replace("00", "  ")
     return (f"{what} byte {offset:#x}{_field_hint(op, offset)} differs:\n"
-            f"  recorded  {row:04x}  {a.hex(' ')}\n"
-            f"  replayed  {row:04x}  {b.hex(' ')}\n"
-            f"                  {marks}")
+            f"  recorded  {row:04x}  {cols(a)}\n"
+            f"  replayed  {row:04x}  {cols(b)}\n"
+            f"                  {marks.rstrip()}")
 
 
 class ReplayTransport(MemoryTransport):
