@@ -435,3 +435,27 @@ def test_every_recording_replays_to_its_sidecar(recfile):
     for want, got in zip(side["steps"], steps):
         assert got == want, f"{want['step']} decodes differently from what was decoded live"
     assert [s["step"] for s in steps] == [s["step"] for s in side["steps"]]
+
+
+# -- regenerating the fixtures --------------------------------------------------------------------
+
+def regenerate() -> None:
+    """Re-record the in-repo fixtures (after a deliberate change of what the
+    library sends): ``python -m tests.test_record``.  Real-Xen recordings
+    (tests/recordings/xen-*/) are made in a dom0 with
+    ``python -m xenprivcmd.record make`` and are never regenerated here."""
+    _wire._Wire__HYPERVISOR_domctl = 36  # type: ignore[attr-defined]  # see _wire_hypercall_numbers
+    _wire._Wire__HYPERVISOR_sysctl = 35  # type: ignore[attr-defined]
+    os.makedirs(os.path.join(RECORDINGS, "fakedom0"), exist_ok=True)
+    out = os.path.join(RECORDINGS, "fakedom0", "scenario.rec")
+    side = record.make(out, inner=FakeDom0(), comment="tests/test_record.py FakeDom0 (fakexen + a 2-cpu dom0-only host)")
+    print(f"{out}: {side['records']} records")
+    if HAVE_SIM:
+        os.makedirs(os.path.join(RECORDINGS, "sim-default"), exist_ok=True)
+        out = os.path.join(RECORDINGS, "sim-default", "scenario.rec")
+        side = record.make(out, inner="sim:///default", comment="xenprivcmd.sim sim:///default")
+        print(f"{out}: {side['records']} records")
+
+
+if __name__ == "__main__":
+    regenerate()

@@ -63,8 +63,8 @@ import struct
 import sys
 import threading
 import uuid
-from typing import IO, Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
-from urllib.parse import parse_qsl
+from typing import IO, Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from urllib.parse import parse_qsl, quote
 
 from ._privcmd import Buffer, MemoryTransport, Transport
 from .errors import XenError, XenprivcmdError
@@ -874,21 +874,27 @@ def sidecar_path(recfile: str) -> str:
     return (root if ext and ext != ".json" else recfile) + ".json"
 
 
-def make(outfile: str, inner: Optional[str] = None, comment: str = "", abi: Optional[str] = None) -> Dict[str, Any]:
-    """Record the scenario against ``inner`` into ``outfile`` and write its JSON sidecar; returns the sidecar."""
-    from urllib.parse import quote
+def make(outfile: str, inner: Union[None, str, Transport] = None, comment: str = "",
+         abi: Optional[str] = None) -> Dict[str, Any]:
+    """Record the scenario into ``outfile`` and write its JSON sidecar; returns the sidecar.
 
+    ``inner`` is what is recorded: a URI (default: the local privcmd device)
+    or a :class:`Transport` (an in-process hypervisor; closed afterwards).
+    """
     from . import open as xopen
+    from .handle import Handle
 
-    uri = "record:" + os.path.abspath(outfile)
-    query = []
-    if inner:
-        query.append("inner=" + quote(inner, safe=":/"))
-    if comment:
-        query.append("comment=" + quote(comment, safe=""))
-    if query:
-        uri = "record://" + os.path.abspath(outfile) + "?" + "&".join(query)
-    h = xopen(uri, abi=abi)
+    if isinstance(inner, Transport):
+        t = RecordingTransport(inner, outfile, comment=comment, inner_uri=inner.kind, arch="x86_64", abi=abi)
+        h = Handle(t, "record:" + outfile, abi=abi)
+    else:
+        query = []
+        if inner:
+            query.append("inner=" + quote(inner, safe=":/"))
+        if comment:
+            query.append("comment=" + quote(comment, safe=""))
+        uri = "record://" + os.path.abspath(outfile) + ("?" + "&".join(query) if query else "")
+        h = xopen(uri, abi=abi)
     try:
         steps = run_scenario(h)
     finally:
@@ -919,10 +925,13 @@ def check(recfile: str, abi: Optional[str] = None) -> List[str]:
     with open(sidecar_path(recfile), encoding="utf-8") as f:
         side = json.load(f)
     h = xopen("replay:" + os.path.abspath(recfile), abi=abi)
+    t = h.transport
+    assert isinstance(t, ReplayTransport)
     try:
         steps = run_scenario(h)
     finally:
-        h.close()
+        unused = t.remaining
+        t.close(strict=False)
     diffs = []
     want: List[Dict[str, Any]] = side["steps"]
     if [s["step"] for s in want] != [s["step"] for s in steps]:
@@ -930,6 +939,8 @@ def check(recfile: str, abi: Optional[str] = None) -> List[str]:
     for a, b in zip(want, steps):
         if a != b:
             diffs.append(f"{a['step']}: live {json.dumps(a, sort_keys=True)}\n  replayed {json.dumps(b, sort_keys=True)}")
+    if unused:
+        diffs.append(f"{unused} of {len(t.records)} records unused (the library issued fewer hypercalls than recorded)")
     return diffs
 
 
@@ -964,4 +975,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through the package module, so its exception classes are the ones the
+    # library raises (not copies defined in __main__).
+    from xenprivcmd.record import main as _main
+
+    sys.exit(_main())
