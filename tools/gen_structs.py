@@ -182,6 +182,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     a = ap.parse_args(argv)
     arches = a.arch or committed_arches(a.out)
     if a.headers:
+        arches = a.arch or ["x86_64"]
         if not a.check or not a.release:
             ap.error("--headers is only supported with --check and --release")
         return max(check_headers(a.headers, a.release, arch) for arch in arches)

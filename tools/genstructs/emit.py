@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -142,12 +143,24 @@ def _dict_lines(d: Dict[str, object], indent: str) -> List[str]:
     return ["%s%r: %s," % (indent, k, _lit(v)) for k, v in d.items()]
 
 
-def _set_rows(rows: List[SetRow], vtype: str) -> List[str]:
-    out = []
-    for key, parent, d, removed in rows:
-        out.append("    (%r, %r, {" % (key, parent))
-        out.extend(_dict_lines(d, "        "))
-        out.append("    }, %r)," % (removed,))
+def _j(v: object) -> str:
+    return json.dumps(v, separators=(",", ":"), sort_keys=False)
+
+
+def _pylit(text: str) -> str:
+    return "'%s'" % text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _set_rows(rows: List[SetRow]) -> List[str]:
+    """JSON text of the rows, one dict entry per line."""
+    out = ["    '['"]
+    for ri, (key, parent, d, removed) in enumerate(rows):
+        out.append("    %s" % _pylit("[%s,%s,{" % (_j(key), _j(parent))))
+        items = list(d.items())
+        for i, (k, v) in enumerate(items):
+            out.append("    %s" % _pylit("%s:%s%s" % (_j(k), _j(v), "," if i < len(items) - 1 else "")))
+        out.append("    %s" % _pylit("},%s]%s" % (_j(list(removed)), "," if ri < len(rows) - 1 else "")))
+    out.append("    ']'")
     return out
 
 
@@ -184,34 +197,37 @@ def render(t: Tables) -> Dict[str, str]:
         lines = [HEADER.rstrip("\n"),
                  '"""Struct layouts for %s (gcc), deduplicated across Xen releases.' % arch,
                  "",
-                 "STRUCTS[i] = (C name, 's'|'u', sizeof, alignof, ((field, offset, spec), ...)).",
+                 "The data is JSON (one row per line; the literal pieces concatenate):",
+                 "it loads in ~1 ms even where no .pyc can be written.",
+                 "",
+                 "STRUCTS[i] = [C name, 's'|'u', sizeof, alignof, [[field, offset, spec], ...]].",
                  "spec: u8..u64 i8..i64 c f32 f64 h(guest handle) p(pointer) #<struct index>,",
                  "then [N] array dimensions; an empty field name is an anonymous member.",
-                 "LAYOUTS rows: (key, parent key, {name: spec} added/changed, removed names).",
+                 "LAYOUTS rows: [key, parent key, {name: spec} added/changed, [removed names]].",
                  '"""',
                  "",
-                 "from typing import Dict, Optional, Tuple",
-                 "",
-                 "STRUCTS: Tuple[Tuple[str, str, int, int, Tuple[Tuple[str, int, str], ...]], ...] = ("]
-        for i, (cname, kind, size, align, fields) in enumerate(at.structs):
-            lines.append("    (%r, %r, %d, %d, %r),  # %d" % (cname, kind, size, align, fields, i))
+                 "STRUCTS_JSON = ("]
+        rows = at.structs
+        for i, (cname, kind, size, align, fields) in enumerate(rows):
+            item = _j([cname, kind, size, align, [list(f) for f in fields]])
+            lines.append("    %s  # %d" % (_pylit(("[" if i == 0 else "") + item
+                                                  + ("]" if i == len(rows) - 1 else ",")), i))
         lines.append(")")
         lines.append("")
-        lines.append("LAYOUTS: Tuple[Tuple[str, Optional[str], Dict[str, str], Tuple[str, ...]], ...] = (")
-        lines.extend(_set_rows(at.layouts, "str"))
+        lines.append("LAYOUTS_JSON = (")
+        lines.extend(_set_rows(at.layouts))
         lines.append(")")
         files["_gen_%s_layouts.py" % arch] = "\n".join(lines) + "\n"
 
         lines = [HEADER.rstrip("\n"),
                  '"""Integer constants (macros) for %s, deduplicated across Xen releases.' % arch,
                  "",
-                 "CONSTS rows: (key, parent key, {name: value} added/changed, removed names).",
+                 "JSON, one entry per line. CONSTS rows: [key, parent key,",
+                 "{name: value} added/changed, [removed names]].",
                  '"""',
                  "",
-                 "from typing import Dict, Optional, Tuple",
-                 "",
-                 "CONSTS: Tuple[Tuple[str, Optional[str], Dict[str, int], Tuple[str, ...]], ...] = ("]
-        lines.extend(_set_rows(at.consts, "int"))
+                 "CONSTS_JSON = ("]
+        lines.extend(_set_rows(at.consts))
         lines.append(")")
         files["_gen_%s_consts.py" % arch] = "\n".join(lines) + "\n"
     return files

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import json
 import re
 import threading
 from types import ModuleType
@@ -56,8 +57,29 @@ def keys_for(arch: str, release: str) -> Optional[Tuple[str, str]]:
     return keys.get(arch, {}).get(release)
 
 
+_json_cache: Dict[Tuple[str, str], Any] = {}
+
+
+def _data(arch: str, table: str) -> Any:
+    """Parsed JSON table ``STRUCTS``/``LAYOUTS``/``CONSTS`` of ``arch`` (cached)."""
+    ck = (arch, table)
+    got = _json_cache.get(ck)
+    if got is None:
+        mod = _gen("%s_%s" % (arch, "consts" if table == "CONSTS" else "layouts"))
+        got = json.loads(getattr(mod, table + "_JSON"))
+        if table == "STRUCTS":
+            got = tuple((r[0], r[1], r[2], r[3], tuple((f[0], f[1], f[2]) for f in r[4]))
+                        for r in got)
+        else:
+            got = {r[0]: (r[0], r[1], r[2], tuple(r[3])) for r in got}
+        with _lock:
+            got = _json_cache.setdefault(ck, got)
+    return got
+
+
 def struct_rows(arch: str) -> Tuple[StructRow, ...]:
-    rows: Tuple[StructRow, ...] = _gen("%s_layouts" % arch).STRUCTS
+    """All struct layouts of ``arch``: (C name, 's'|'u', size, align, fields)."""
+    rows: Tuple[StructRow, ...] = _data(arch, "STRUCTS")
     return rows
 
 
@@ -70,9 +92,7 @@ def _resolve(arch: str, table: str, key: str) -> Dict[str, Any]:
         got = _set_cache.get(ck)
         if got is not None:
             return got
-        mod = _gen("%s_%s" % (arch, "layouts" if table == "LAYOUTS" else "consts"))
-        rows = getattr(mod, table)
-        index = {r[0]: r for r in rows}
+        index: Dict[str, Tuple[str, Optional[str], Dict[str, Any], Tuple[str, ...]]] = _data(arch, table)
         if key not in index:
             raise KeyError(key)
         # walk up to the nearest cached ancestor (or the root), then replay
