@@ -202,6 +202,16 @@ def test_record_uri_with_inner_fake_and_header(tmp_path, monkeypatch):
     assert text.rstrip().endswith(f"# end: {record.load(str(path)).records[-1].number} records")
 
 
+@pytest.mark.skipif(os.path.exists("/dev/xen/privcmd") or os.path.exists("/proc/xen/privcmd"), reason="this machine is a dom0")
+def test_record_uri_default_inner_is_the_local_device(tmp_path):
+    path = tmp_path / "none.rec"
+    with pytest.raises(xenprivcmd.NotDom0Error):
+        xenprivcmd.open(f"record:{path}")
+    assert not path.exists()
+    with pytest.raises(FileNotFoundError):
+        xenprivcmd.open(f"replay:{path}")
+
+
 def test_uri_parsing():
     assert record._split_uri("record:/a/b.rec", "record") == ("/a/b.rec", {})
     assert record._split_uri("record:rel.rec", "record") == ("rel.rec", {})

@@ -66,7 +66,7 @@ import uuid
 from typing import IO, Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 from urllib.parse import parse_qsl, quote
 
-from ._privcmd import Buffer, MemoryTransport, Transport
+from ._privcmd import PAGE_SIZE, Buffer, MemoryTransport, Transport
 from .errors import XenError, XenprivcmdError
 
 __all__ = [
@@ -509,7 +509,7 @@ class RecordingTransport(Transport):
         return "\n".join(lines)
 
     # -- buffers: the inner transport's ---------------------------------------------
-    def scratch(self, size: int = 4096) -> Buffer:
+    def scratch(self, size: int = PAGE_SIZE) -> Buffer:
         if self.closed:
             raise XenError(_errno.EBADF, "the handle is closed")
         buf = self.inner.scratch(size)
