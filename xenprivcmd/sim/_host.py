@@ -1,0 +1,491 @@
+"""The simulated host: pcpus, NUMA nodes, memory, scheduler, console ring,
+domains with vcpus, and the xenstore names the toolstack would have written.
+
+Everything is deterministic given the seed and the clock: with the default
+simulated clock, time advances by ``tick_ns`` per hypercall, so the same
+sequence of calls sees the same values.  ``clock="real"`` uses
+``time.monotonic_ns()`` instead.
+
+Each domain keeps its packed ``getdomaininfo`` record (bytes, in the
+release's layout) cached; every state change invalidates it, and only
+domains with a running vcpu (at most one per pcpu) are repacked as time
+passes, so listing 32k domains is a join and one memmove per page.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import time
+import uuid
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
+
+from .. import abi
+from ._layout import RecordPacker, Tables
+
+#: domids 0..0x7FEF are domains; 0x7FF0 and up are reserved (DOMID_FIRST_RESERVED).
+DOMID_FIRST_RESERVED = 0x7FF0
+MAX_DOMAINS = DOMID_FIRST_RESERVED
+XEN_INVALID_MAX_VCPU_ID = 0xFFFFFFFF
+MAX_VIRT_CPUS = 8192
+PAGE_SHIFT = 12
+
+# XEN_DOMINF_* (the same bits since 3.0.3)
+DOMINF_DYING, DOMINF_HVM, DOMINF_SHUTDOWN, DOMINF_PAUSED, DOMINF_BLOCKED, DOMINF_RUNNING = (1 << i for i in range(6))
+
+SCHEDULERS = {"credit": 5, "credit2": 6}
+SCHED_CONST = {"credit": "XEN_SCHEDULER_CREDIT", "credit2": "XEN_SCHEDULER_CREDIT2"}
+SCHED_BANNER = {"credit": "SMP Credit Scheduler (credit)", "credit2": "SMP Credit Scheduler rev2 (credit2)"}
+
+DEFAULT_WEIGHT = 256
+CONRING_SIZE = 1 << 14
+
+
+class Clock:
+    """Nanoseconds since boot: simulated (advanced per hypercall) or real."""
+
+    __slots__ = ("real", "tick_ns", "_sim", "_t0")
+
+    def __init__(self, real: bool = False, tick_ns: int = 1_000_000, boot_ns: int = 3_600_000_000_000) -> None:
+        self.real = real
+        self.tick_ns = tick_ns
+        self._sim = boot_ns
+        self._t0 = time.monotonic_ns() - boot_ns
+
+    def now(self) -> int:
+        if self.real:
+            return time.monotonic_ns() - self._t0
+        return self._sim
+
+    def tick(self) -> None:
+        self._sim += self.tick_ns
+
+    def advance(self, ns: int) -> None:
+        """Move simulated time forward (with a real clock: no effect)."""
+        if ns < 0:
+            raise ValueError("time only moves forward")
+        self._sim += ns
+
+
+class Vcpu:
+    __slots__ = ("vid", "online", "blocked", "cpu", "base", "since", "hard", "soft")
+
+    def __init__(self, vid: int, cpu: int, online: bool, blocked: bool, all_cpus: FrozenSet[int], now: int,
+                 base: int = 0) -> None:
+        self.vid = vid
+        self.online = online
+        self.blocked = blocked
+        self.cpu = cpu
+        self.base = base
+        self.since = now
+        self.hard = all_cpus
+        self.soft = all_cpus
+
+
+class Domain:
+    """One domain, as the hypervisor sees it."""
+
+    __slots__ = ("domid", "handle", "tot_pages", "max_pages", "max_vcpus", "vcpus", "pause_count", "dying",
+                 "weight", "cap", "shared_info_frame", "hvm", "destroy_tries", "is_dom0",
+                 "_rec", "_rec_at", "_running")
+
+    def __init__(self, domid: int, handle: bytes, tot_pages: int, max_pages: int) -> None:
+        self.domid = domid
+        self.handle = handle
+        self.tot_pages = tot_pages
+        self.max_pages = max_pages
+        self.max_vcpus = 0
+        self.vcpus: List[Vcpu] = []
+        self.pause_count = 0
+        self.dying = False
+        self.weight = DEFAULT_WEIGHT
+        self.cap = 0
+        self.shared_info_frame = 0x100000 + domid * 0x10
+        self.hvm = False
+        self.destroy_tries = 0
+        self.is_dom0 = domid == 0
+        self._rec: Optional[bytes] = None
+        self._rec_at = -1
+        self._running = False
+
+    # -- time -----------------------------------------------------------------
+    def vcpu_running(self, v: Vcpu) -> bool:
+        return v.online and not v.blocked and self.pause_count == 0 and not self.dying
+
+    def vcpu_time(self, v: Vcpu, now: int) -> int:
+        return v.base + (now - v.since) if self.vcpu_running(v) else v.base
+
+    def fold(self, now: int) -> None:
+        """Account elapsed running time before a state change."""
+        for v in self.vcpus:
+            if self.vcpu_running(v):
+                v.base += now - v.since
+            v.since = now
+        self._rec = None
+
+    def changed(self) -> None:
+        self._rec = None
+
+    def flags(self) -> Tuple[int, int, int]:
+        """(XEN_DOMINF flags, nr_online_vcpus, max_vcpu_id) as getdomaininfo computes them."""
+        flags = DOMINF_BLOCKED
+        online = 0
+        max_id = XEN_INVALID_MAX_VCPU_ID
+        for v in self.vcpus:
+            max_id = v.vid
+            if v.online:
+                if not v.blocked:
+                    flags &= ~DOMINF_BLOCKED
+                if self.vcpu_running(v):
+                    flags |= DOMINF_RUNNING
+                online += 1
+        flags = flags if online else 0
+        if self.dying:
+            flags |= DOMINF_DYING
+        if self.pause_count > 0:
+            flags |= DOMINF_PAUSED
+        if self.hvm:
+            flags |= DOMINF_HVM
+        return flags, online, max_id
+
+    def record(self, packer: RecordPacker, now: int) -> bytes:
+        rec = self._rec
+        if rec is not None and (not self._running or self._rec_at == now):
+            return rec
+        flags, online, max_id = self.flags()
+        cpu_time = 0
+        running = False
+        for v in self.vcpus:
+            cpu_time += self.vcpu_time(v, now)
+            running = running or self.vcpu_running(v)
+        rec = packer.pack({
+            "domain": self.domid, "flags": flags, "tot_pages": self.tot_pages, "max_pages": self.max_pages,
+            "shared_info_frame": self.shared_info_frame, "cpu_time": cpu_time, "nr_online_vcpus": online,
+            "max_vcpu_id": max_id, "handle": self.handle, "cpupool": 0, "gpaddr_bits": 0 if not self.hvm else 48,
+        })
+        self._rec, self._rec_at, self._running = rec, now, running
+        return rec
+
+
+class Console:
+    """Xen's console ring (``conring``): producer/consumer u32 indices."""
+
+    __slots__ = ("size", "ring", "p", "c")
+
+    def __init__(self, size: int = CONRING_SIZE) -> None:
+        if size & (size - 1):
+            raise ValueError("console ring size must be a power of two")
+        self.size = size
+        self.ring = bytearray(size)
+        self.p = 0
+        self.c = 0
+
+    def puts(self, text: str) -> None:
+        data = text.encode()
+        if len(data) > self.size:  # only the tail fits; the producer still counts every byte
+            self.p = (self.p + len(data) - self.size) & 0xFFFFFFFF
+            data = data[-self.size:]
+        idx = self.p & (self.size - 1)
+        first = min(len(data), self.size - idx)
+        self.ring[idx:idx + first] = data[:first]
+        self.ring[0:len(data) - first] = data[first:]
+        self.p = (self.p + len(data)) & 0xFFFFFFFF
+        if ((self.p - self.c) & 0xFFFFFFFF) > self.size:
+            self.c = (self.p - self.size) & 0xFFFFFFFF
+
+    def line(self, text: str) -> None:
+        self.puts(f"(XEN) {text}\n")
+
+    def read(self, max_bytes: int, clear: bool, incremental: bool, index: int, has_index: bool) -> Tuple[bytes, int]:
+        """``read_console_ring``: (bytes, index after what was read)."""
+        c, p = self.c, self.p
+        if has_index and incremental:
+            inside = (c < index <= p) if c <= p else (c < index or index <= p)
+            if inside:
+                c = index
+        out = bytearray()
+        mask = self.size - 1
+        while c != p and len(out) < max_bytes:
+            idx = c & mask
+            n = (p - c) & 0xFFFFFFFF
+            n = min(n, self.size - idx, max_bytes - len(out))
+            out += self.ring[idx:idx + n]
+            c = (c + n) & 0xFFFFFFFF
+        if clear:
+            if has_index:
+                self.c = ((p - self.size) & 0xFFFFFFFF) if ((p - c) & 0xFFFFFFFF) > self.size else c
+            else:
+                self.c = p
+        return bytes(out), c
+
+    def text(self) -> str:
+        """Everything in the ring now (for tests)."""
+        data, _ = self.read(self.size, False, False, 0, True)
+        return data.decode("utf-8", "replace")
+
+
+class DomainSpec:
+    """What a host description says about one domain."""
+
+    __slots__ = ("domid", "name", "uuid", "memory_kib", "max_memory_kib", "vcpus", "state")
+
+    def __init__(self, domid: Optional[int], name: Optional[str], uuid_: Optional[uuid.UUID], memory_kib: int,
+                 max_memory_kib: Optional[int], vcpus: int, state: str) -> None:
+        self.domid = domid
+        self.name = name
+        self.uuid = uuid_
+        self.memory_kib = memory_kib
+        self.max_memory_kib = max_memory_kib
+        self.vcpus = vcpus
+        self.state = state
+
+
+STATES = ("running", "blocked", "idle", "paused")
+
+
+class Host:
+    """A simulated Xen host (see the module doc)."""
+
+    def __init__(
+        self,
+        release: str,
+        *,
+        arch: str = "x86_64",
+        pcpus: int = 4,
+        nodes: int = 1,
+        sched: str = "credit",
+        memory_mib: Optional[int] = None,
+        seed: int = 0,
+        extraversion: Optional[str] = None,
+        clock: str = "sim",
+        domains: Iterable[DomainSpec] = (),
+        console_size: int = CONRING_SIZE,
+        commandline: str = "console=com1,vga loglvl=all guest_loglvl=all dom0_mem=2048M,max:2048M",
+    ) -> None:
+        self.variant = abi.variant(release, arch=arch)
+        self.release = self.variant.release
+        self.xen = self.variant.xen
+        self.arch = arch
+        self.tables = Tables(arch, self.release)
+        if not 1 <= pcpus <= 4096:
+            raise ValueError(f"pcpus must be 1..4096, not {pcpus}")
+        if not 1 <= nodes <= 64 or pcpus % nodes:
+            raise ValueError(f"nodes must be 1..64 and divide pcpus ({pcpus}), not {nodes}")
+        if sched not in SCHEDULERS:
+            raise ValueError(f"sched must be one of {', '.join(SCHEDULERS)}, not {sched!r}")
+        if sched == "credit2" and self.tables.const(SCHED_CONST[sched]) is None:
+            raise ValueError(f"Xen {self.release} has no credit2 scheduler (4.1 and later have)")
+        if clock not in ("sim", "real"):
+            raise ValueError(f"clock must be 'sim' or 'real', not {clock!r}")
+        self.pcpus = pcpus
+        self.nodes = nodes
+        self.sched = sched
+        self.sched_id = int(self.tables.const(SCHED_CONST[sched], SCHEDULERS[sched]) or SCHEDULERS[sched])
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.clock = Clock(real=clock == "real")
+        self.all_cpus: FrozenSet[int] = frozenset(range(pcpus))
+        self.extraversion = extraversion if extraversion is not None else _default_extra(self.variant.xen, self.release)
+        self.commandline = commandline
+        self.changeset = "%012x, 2026-01-%02d 12:00:00 +0000" % (self.rng.getrandbits(48), 1 + seed % 28)
+        self.build_id = self.rng.getrandbits(160).to_bytes(20, "little")
+        self.console = Console(console_size)
+        self.domains: Dict[int, Domain] = {}
+        self.domids: List[int] = []
+        self.names: Dict[int, str] = {}
+        self.rover = 0
+        self.used_pages = 0
+        self._idle_rate = [4 + self.rng.randrange(5) for _ in range(pcpus)]
+        self.xen_pages = 8192 + 256 * pcpus  # what Xen itself keeps
+        self.packer = self.tables.member("xen_domctl", "u.getdomaininfo").packer()
+        specs = list(domains)
+        if not specs or specs[0].domid not in (0, None) or (specs[0].domid is None and specs[0].name not in (None, "Domain-0")):
+            specs.insert(0, DomainSpec(0, "Domain-0", None, 2 << 20, None, min(pcpus, 4), "running"))
+        need_kib = sum(s.memory_kib for s in specs)
+        if memory_mib is None:
+            memory_mib = max(16384, (need_kib // 1024) * 5 // 4 + 4096)
+        self.total_pages = memory_mib << (20 - PAGE_SHIFT)
+        if need_kib // 4 + self.xen_pages > self.total_pages:
+            raise ValueError(f"the domains need {need_kib // 1024} MiB, the host has {memory_mib} MiB")
+        self._boot_log()
+        self._running_slots = pcpus
+        for spec in specs:
+            self._add(spec)
+
+    # -- construction ---------------------------------------------------------------
+    def _boot_log(self) -> None:
+        con = self.console
+        v = f"{self.xen[0]}.{self.xen[1]}{self.extraversion}"
+        con.line(f"Xen version {v} (builder@sim.xenprivcmd) (gcc (Debian 12.2.0-14) 12.2.0) debug=n "
+                 f"Thu Jan  1 00:00:00 UTC 2026")
+        con.line(f"Latest ChangeSet: {self.changeset}")
+        con.line("Bootloader: GRUB 2.06-13")
+        con.line(f"Command line: {self.commandline}")
+        con.line("Xen image load base address: 0")
+        con.line(f"System RAM: {self.total_pages >> (20 - PAGE_SHIFT)}MB ({self.total_pages << 2}kB)")
+        for n in range(self.nodes):
+            con.line(f"NUMA: Node {n} PXM {n} cpus {n * self.pcpus // self.nodes}-{(n + 1) * self.pcpus // self.nodes - 1}")
+        con.line(f"Using scheduler: {SCHED_BANNER[self.sched]}")
+        con.line(f"Brought up {self.pcpus} CPUs")
+        con.line("*** LOADING DOMAIN 0 ***")
+        con.line(f"Dom0 has maximum {min(self.pcpus, 4)} VCPUs")
+        con.line("Scrubbing Free RAM in background")
+        con.line("Freed 2048kB init memory")
+
+    def _add(self, spec: DomainSpec) -> Domain:
+        if spec.state not in STATES:
+            raise ValueError(f"domain state must be one of {', '.join(STATES)}, not {spec.state!r}")
+        domid = spec.domid if spec.domid is not None else self._free_domid()
+        if domid is None:
+            raise ValueError(f"more than {MAX_DOMAINS} domains")
+        if not 0 <= domid < DOMID_FIRST_RESERVED:
+            raise ValueError(f"domid {domid} is out of range 0..{DOMID_FIRST_RESERVED - 1:#x}")
+        if domid in self.domains:
+            raise ValueError(f"domid {domid} used twice")
+        if not 1 <= spec.vcpus <= MAX_VIRT_CPUS:
+            raise ValueError(f"vcpus must be 1..{MAX_VIRT_CPUS}, not {spec.vcpus}")
+        handle = (spec.uuid.bytes if spec.uuid is not None
+                  else (bytes(16) if domid == 0 else _uuid4(self.rng).bytes))
+        pages = spec.memory_kib // 4
+        max_kib = spec.max_memory_kib if spec.max_memory_kib is not None else spec.memory_kib
+        d = Domain(domid, handle, pages, max_kib // 4)
+        now = self.clock.now()
+        d.max_vcpus = spec.vcpus
+        for i in range(spec.vcpus):
+            running = spec.state == "running" and self._running_slots > 0 and (i == 0 or self.rng.random() < 0.5)
+            if running:
+                self._running_slots -= 1
+            cpu = (domid + i) % self.pcpus
+            d.vcpus.append(Vcpu(i, cpu, True, not running and spec.state != "paused", self.all_cpus, now,
+                                base=self.rng.randrange(1, 10**12) if domid else 10**12 + i))
+        if spec.state == "paused":
+            d.pause_count = 1
+        self.used_pages += pages
+        self.domains[domid] = d
+        bisect.insort(self.domids, domid)
+        self.rover = max(self.rover, domid)
+        if spec.name:
+            self.names[domid] = spec.name
+        return d
+
+    # -- queries ----------------------------------------------------------------------
+    def now(self) -> int:
+        return self.clock.now()
+
+    @property
+    def free_pages(self) -> int:
+        return max(0, self.total_pages - self.xen_pages - self.used_pages)
+
+    def domain(self, domid: int) -> Optional[Domain]:
+        return self.domains.get(domid)
+
+    def next_domain(self, domid: int) -> Optional[Domain]:
+        i = bisect.bisect_left(self.domids, domid)
+        return self.domains[self.domids[i]] if i < len(self.domids) else None
+
+    def records(self, first: int, count: int) -> Tuple[int, bytes]:
+        """Up to ``count`` packed records of the domains >= ``first``."""
+        i = bisect.bisect_left(self.domids, first)
+        ids = self.domids[i:i + count]
+        now = self.clock.now()
+        packer = self.packer
+        doms = self.domains
+        return len(ids), b"".join([doms[d].record(packer, now) for d in ids])
+
+    def cpu_node(self, cpu: int) -> int:
+        return cpu // (self.pcpus // self.nodes)
+
+    def topology(self) -> Tuple[int, int, int]:
+        """(threads_per_core, cores_per_socket, sockets_per_node); sockets == nodes."""
+        per_node = self.pcpus // self.nodes
+        threads = 2 if per_node % 2 == 0 else 1
+        return threads, per_node // threads, 1
+
+    def cpu_topo(self, cpu: int) -> Tuple[int, int, int]:
+        threads, _cores, _ = self.topology()
+        per_node = self.pcpus // self.nodes
+        return (cpu % per_node) // threads, self.cpu_node(cpu), self.cpu_node(cpu)
+
+    def node_pages(self, node: int) -> Tuple[int, int]:
+        """(size, free) of a NUMA node, in pages."""
+        n = self.nodes
+        size = self.total_pages // n + (self.total_pages % n if node == n - 1 else 0)
+        free = self.free_pages // n + (self.free_pages % n if node == n - 1 else 0)
+        return size, free
+
+    def idletime(self, cpu: int) -> int:
+        return self.clock.now() * self._idle_rate[cpu] // 8
+
+    def distance(self, a: int, b: int) -> int:
+        return 10 if a == b else 20
+
+    # -- changes (the domctl handlers call these) ---------------------------------------
+    def _free_domid(self) -> Optional[int]:
+        """Xen's rover: the next free domid after the last one handed out."""
+        if len(self.domains) >= MAX_DOMAINS:
+            return None
+        dom = self.rover + 1
+        for _ in range(DOMID_FIRST_RESERVED):
+            if dom >= DOMID_FIRST_RESERVED:
+                dom = 1
+            if dom not in self.domains:
+                return dom
+            dom += 1
+        return None
+
+    def create(self, domid: Optional[int], handle: bytes, max_vcpus: int, hvm: bool = False) -> Domain:
+        """A new, paused domain with no memory and no vcpus online."""
+        if domid is None:
+            domid = self._free_domid()
+            if domid is None:
+                raise OSError(12, "no free domid")  # ENOMEM
+            self.rover = domid
+        d = Domain(domid, handle, 0, 0)
+        d.max_vcpus = max_vcpus
+        d.pause_count = 1
+        d.hvm = hvm
+        self.domains[domid] = d
+        bisect.insort(self.domids, domid)
+        self.console.line(f"d{domid}: created (max_vcpus={max_vcpus})")
+        return d
+
+    def alloc_vcpus(self, d: Domain, n: int) -> None:
+        now = self.clock.now()
+        d.fold(now)
+        for i in range(len(d.vcpus), n):
+            cpu = (d.domid + i) % self.pcpus
+            d.vcpus.append(Vcpu(i, cpu, False, True, self.all_cpus, now))
+        d.changed()
+
+    def remove(self, d: Domain) -> None:
+        del self.domains[d.domid]
+        i = bisect.bisect_left(self.domids, d.domid)
+        del self.domids[i]
+        self.used_pages -= d.tot_pages
+        self.names.pop(d.domid, None)
+        self.console.line(f"d{d.domid}: destroyed ({d.tot_pages} pages freed)")
+
+    def set_name(self, domid: int, name: Optional[str]) -> None:
+        if name is None:
+            self.names.pop(domid, None)
+        else:
+            self.names[domid] = name
+
+
+def _default_extra(xen: Tuple[int, ...], release: str) -> str:
+    if "-" in release:  # development head: "4.23-dev"
+        return "-unstable"
+    return "." + ".".join(str(x) for x in xen[2:]) if len(xen) > 2 else ".0"
+
+
+def _uuid4(rng: random.Random) -> uuid.UUID:
+    return uuid.UUID(int=rng.getrandbits(128), version=4)
+
+
+def parse_state(value: Any) -> str:
+    s = str(value).lower()
+    if s == "idle":
+        return "blocked"
+    if s not in STATES:
+        raise ValueError(f"domain state must be one of {', '.join(STATES)}, not {value!r}")
+    return s
