@@ -1,0 +1,276 @@
+"""One xpsh session: the connection, global options, output, and running a command."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from typing import Any, Dict, List, Optional, TextIO, Tuple
+
+from .. import errors as _errors
+from ..trace import CallRecord, DryRunTransport, TimingTransport, innermost
+from .parse import UsageError, parse_args, suggest
+
+__all__ = ["Session", "Options", "DEFAULT_URI"]
+
+DEFAULT_URI = "xen:///"
+
+
+class Options:
+    """Global options (``xpsh [options] ...``)."""
+
+    def __init__(self, uri: Optional[str] = None, readonly: bool = False, quiet: bool = False, timing: bool = False,
+                 json_mode: bool = False, dry_run: bool = False) -> None:
+        self.uri = uri
+        self.readonly = readonly
+        self.quiet = quiet
+        self.timing = timing
+        self.json = json_mode
+        self.dry_run = dry_run
+
+
+class Session:
+    """State shared by the commands of one xpsh run."""
+
+    def __init__(self, opts: Options, stdout: TextIO, stderr: TextIO, handle: Any = None,
+                 env: Optional[Dict[str, str]] = None) -> None:
+        self.opts = opts
+        self.stdout = stdout
+        self.stderr = stderr
+        self.env = dict(os.environ if env is None else env)
+        self._injected = handle
+        self._handle: Any = None
+        self._orig_transport: Any = None
+        self.timer: Optional[TimingTransport] = None
+        self.dry: Optional[DryRunTransport] = None
+        self.suppress = False
+        self.quit = False
+        self.failures = 0
+        self.interactive = False
+        self._dom_cache: Tuple[float, List[str]] = (0.0, [])
+
+    # -- connection ---------------------------------------------------------------------------
+    @property
+    def uri(self) -> str:
+        if self.opts.uri:
+            return self.opts.uri
+        return self.env.get("XPSH_DEFAULT_CONNECT_URI") or DEFAULT_URI
+
+    @property
+    def connected(self) -> bool:
+        return self._handle is not None
+
+    @property
+    def handle(self) -> Any:
+        """The open :class:`~xenprivcmd.Handle` (opened on first use)."""
+        if self._handle is None:
+            h = self._injected
+            if h is None:
+                h = self._open(self.uri)
+            self._orig_transport = h.transport
+            t = h.transport
+            if self.opts.timing:
+                t = self.timer = TimingTransport(t)
+            if self.opts.dry_run:
+                t = self.dry = DryRunTransport(t)
+            h.transport = t
+            self._handle = h
+        return self._handle
+
+    @staticmethod
+    def _open(uri: str) -> Any:
+        import xenprivcmd
+
+        try:
+            return xenprivcmd.open(None if uri == DEFAULT_URI else uri)
+        except _errors.XenprivcmdError as exc:
+            raise UsageError(str(exc)) from None
+        except ImportError as exc:
+            raise UsageError(f"cannot open {uri!r}: {exc}") from None
+        except (ValueError, TypeError, OSError) as exc:
+            raise UsageError(f"cannot open {uri!r}: {exc}") from None
+
+    def connect(self, uri: str) -> None:
+        self.close()
+        self._injected = None
+        self.opts.uri = uri
+        self.handle  # noqa: B018 - open now so a bad URI fails here
+
+    def close(self) -> None:
+        h = self._handle
+        if h is None:
+            return
+        self._handle = None
+        if h is self._injected:
+            h.transport = self._orig_transport
+        else:
+            h.close()
+        self.timer = self.dry = None
+
+    def hypercalls_issued(self) -> int:
+        """Hypercalls that reached the hypervisor (0 when never connected)."""
+        if self._handle is None:
+            return 0
+        return int(innermost(self._handle.transport).calls)
+
+    # -- output -------------------------------------------------------------------------------
+    def write(self, text: str) -> None:
+        if self.suppress:
+            return
+        self.stdout.write(text)
+
+    def line(self, text: str = "") -> None:
+        self.write(text + "\n")
+
+    def result(self, data: Any, text: Optional[str] = None) -> None:
+        """Emit a command's result: ``data`` as JSON with ``--json``, else ``text``."""
+        if self.suppress:
+            return
+        if self.opts.json:
+            self.stdout.write(json.dumps(data, sort_keys=False, default=str) + "\n")
+        elif text is not None:
+            self.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+        self.stdout.flush()
+
+    def error(self, message: str) -> None:
+        self.stderr.write(f"error: {message}\n")
+        self.stderr.flush()
+
+    # -- domains --------------------------------------------------------------------------------
+    def lookup(self, ident: Any) -> Any:
+        """A domain by id, name or UUID, or a one-line error naming it."""
+        text = str(ident).strip()
+        if not text:
+            raise UsageError("empty domain name")
+        try:
+            return self.handle.lookup(text)
+        except _errors.NoSuchDomain as exc:
+            raise UsageError(f"failed to get domain '{text}': {exc}") from None
+        except ValueError as exc:
+            raise UsageError(f"failed to get domain '{text}': {exc}") from None
+
+    def domain_words(self) -> List[str]:
+        """Domain names and ids for completion (cached for 2 s; never raises)."""
+        stamp, words = self._dom_cache
+        now = time.monotonic()
+        if now - stamp < 2.0 and words:
+            return words
+        try:
+            infos = self.handle.domains(names=True)
+        except Exception:
+            return words
+        out = [i.name for i in infos if i.name] + [str(i.domid) for i in infos]
+        self._dom_cache = (now, out)
+        return out
+
+    # -- running commands -----------------------------------------------------------------------
+    def execute(self, tokens: List[str]) -> bool:
+        """Run one command; report errors; True on success."""
+        from .commands import COMMANDS, resolve
+
+        ok = False
+        start = time.perf_counter()
+        if self.timer is not None:
+            self.timer.take()
+        name = tokens[0] if tokens else ""
+        try:
+            cmd = resolve(name)
+            if cmd is None:
+                hint = suggest(name, sorted(COMMANDS))
+                raise UsageError(f"unknown command: '{name}'" + (f"; did you mean '{hint}'?" if hint else ""))
+            args = parse_args(cmd.name, tokens[1:], cmd.args, cmd.opts)
+            changing = cmd.changes(args)
+            if changing and self.opts.readonly:
+                raise UsageError(f"command '{cmd.name}' changes state: refused in read-only mode (-r)")
+            dry = changing and self.opts.dry_run
+            if dry:
+                assert self.handle is not None and self.dry is not None
+                self.dry.variant = self.handle.abi
+                self.dry.take()
+                self.suppress = True
+            try:
+                cmd.func(self, args)
+            finally:
+                self.suppress = False
+            if dry:
+                self._report_dry_run(cmd.name)
+            ok = True
+        except KeyboardInterrupt:
+            raise
+        except UsageError as exc:
+            self.error(str(exc))
+        except (_errors.XenprivcmdError, ValueError, TypeError, OSError, LookupError) as exc:
+            self.error(_describe(exc))
+            if self.env.get("XPSH_DEBUG"):
+                traceback.print_exc(file=self.stderr)
+        except Exception as exc:  # a bug: still one line unless debugging
+            self.error(f"internal error: {type(exc).__name__}: {exc}")
+            if self.env.get("XPSH_DEBUG"):
+                traceback.print_exc(file=self.stderr)
+        finally:
+            self.stdout.flush()
+            if self.opts.timing:
+                self._report_timing(time.perf_counter() - start)
+        if not ok:
+            self.failures += 1
+        return ok
+
+    def _report_dry_run(self, name: str) -> None:
+        assert self.dry is not None
+        recs = self.dry.take()
+        if self.opts.json:
+            self.result({"dry_run": True, "command": name, "hypercalls": [_dry_dict(r) for r in recs]})
+            return
+        if not recs:
+            self.line(f"dry run: '{name}' would issue no state-changing hypercall")
+            return
+        n = len(recs)
+        self.line(f"dry run: '{name}' would issue {n} hypercall{'s' if n != 1 else ''} (not issued):")
+        for r in recs:
+            self.line("  " + r.describe())
+
+    def _report_timing(self, seconds: float) -> None:
+        recs: List[CallRecord] = self.timer.take() if self.timer is not None else []
+        if self.opts.json:
+            self.stderr.write(json.dumps({"time_ms": round(seconds * 1e3, 3),
+                                          "hypercalls": [_timing_dict(r) for r in recs]}) + "\n")
+        else:
+            self.stderr.write(f"(Time: {seconds * 1e3:.3f} ms, {len(recs)} hypercall{'s' if len(recs) != 1 else ''})\n")
+            for r in recs:
+                status = "" if r.error is None else f"  -> {r.error}"
+                self.stderr.write(f"  {r.describe():<48} {r.seconds * 1e6:10.1f} us{status}\n")
+        self.stderr.flush()
+
+
+def _dry_dict(r: CallRecord) -> Dict[str, Any]:
+    d = r.as_dict()
+    return {k: d[k] for k in ("op", "hypercall", "subop", "domid", "fields")}
+
+
+def _timing_dict(r: CallRecord) -> Dict[str, Any]:
+    d = r.as_dict()
+    return {"hypercall": d["hypercall"], "subop": d["subop"], "domid": d["domid"],
+            "us": round(r.seconds * 1e6, 1), "error": d["error"]}
+
+
+def _describe(exc: BaseException) -> str:
+    msg = str(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, _errors.XenError):
+        name = None
+        if exc.errno is not None:
+            import errno as _errno
+
+            name = _errno.errorcode.get(exc.errno)
+        msg = exc.strerror or msg
+        if name:
+            msg = f"{msg} ({name})"
+    return msg or type(exc).__name__
+
+
+def stream_isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+

@@ -1,0 +1,502 @@
+"""Transport wrappers that watch hypercalls: timing and dry-run.
+
+Both sit between a :class:`~xenprivcmd.handle.Handle` and the transport it
+was opened with, so everything above them (ABI detection, the ops layer) runs
+unchanged::
+
+    xen = xenprivcmd.open()
+    timing = TimingTransport(xen.transport)
+    xen.transport = timing
+    xen.domains()
+    for rec in timing.take():
+        print(rec.describe(), rec.seconds)
+
+* :class:`TimingTransport` issues every hypercall and records what it was
+  (op, sub-op name, domain), how long it took and how it ended.
+* :class:`DryRunTransport` lets read-only hypercalls through (``xen_version``,
+  and the domctl/sysctl sub-ops in :data:`READONLY_DOMCTL` /
+  :data:`READONLY_SYSCTL`) and *records instead of issuing* everything else:
+  ``pausedomain``, ``unpausedomain``, ``destroydomain``, ``max_mem``,
+  ``max_vcpus``, ``setvcpuaffinity``, ``scheduler_op`` ``putinfo``,
+  ``createdomain``, and any sub-op it does not know to be read-only.  An
+  intercepted hypercall "succeeds" (returns 0) without reaching the
+  hypervisor; ``createdomain`` reports :data:`DRY_RUN_DOMID`.  A
+  ``readconsole`` that would clear the ring is issued with ``clear`` = 0 and
+  recorded as the clearing call it would have been.
+
+Requests are decoded with the ctypes classes of the ABI variant (set
+``variant`` once it is known, e.g. ``wrapper.variant = handle.abi``; until
+then the variant is inferred from the request's ``interface_version``), so
+payload fields carry Xen's names (``max_memkb``, ``cpumap_hard``, ...).
+
+Wrappers stack: ``DryRunTransport(TimingTransport(t))`` times only what is
+really issued.  :func:`innermost` finds the transport that talks to the
+hypervisor (its ``calls`` counts what was really issued).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import threading
+import time
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+from . import abi as _abi
+from ._privcmd import PAGE_SIZE, Buffer, Transport
+
+__all__ = [
+    "CallRecord",
+    "Decoded",
+    "Decoder",
+    "TransportWrapper",
+    "TimingTransport",
+    "DryRunTransport",
+    "innermost",
+    "READONLY_DOMCTL",
+    "READONLY_SYSCTL",
+    "DRY_RUN_DOMID",
+]
+
+HYPERCALL_NAMES = {7: "dom0_op", 17: "xen_version", 35: "sysctl", 36: "domctl"}
+_XEN_VERSION, _SYSCTL, _DOMCTL = 17, 35, 36
+
+#: domctl sub-ops that only read (the dry-run lets them through).
+READONLY_DOMCTL = frozenset({
+    "getdomaininfo", "getvcpuinfo", "getvcpuaffinity", "getnodeaffinity", "getvcpucontext",
+    "get_address_size", "gettscinfo", "getvcpuextstate", "get_ext_vcpucontext", "get_device_group",
+    "gethvmcontext", "gethvmcontext_partial", "get_cpu_policy", "get_vcpu_msrs", "getpageframeinfo3",
+    "get_paging_mempool_size",
+})
+#: sysctl sub-ops that only read (``readconsole`` is let through with ``clear`` forced to 0).
+READONLY_SYSCTL = frozenset({
+    "getdomaininfolist", "physinfo", "sched_id", "cputopoinfo", "topologyinfo", "numainfo",
+    "getcpuinfo", "readconsole", "get_cpu_policy", "get_cpu_featureset", "get_cpu_levelling_caps",
+    "pcitopoinfo",
+})
+
+#: The domid a dry-run ``createdomain`` reports (DOMID_FIRST_RESERVED - 1).
+DRY_RUN_DOMID = 0x7FEF
+
+#: XEN_SCHEDULER_* id -> member of ``xen_domctl_scheduler_op.u``.
+_SCHED_MEMBERS = {5: "credit", 6: "credit2", 8: "rtds"}
+#: domctl sub-op -> member of ``xen_domctl.u`` when the names differ.
+_DOMCTL_MEMBERS = {"setvcpuaffinity": "vcpuaffinity", "getvcpuaffinity": "vcpuaffinity",
+                   "setnodeaffinity": "nodeaffinity", "getnodeaffinity": "nodeaffinity"}
+#: Constants sharing the XEN_DOMCTL_/XEN_SYSCTL_ prefix that are not commands.
+_NOT_COMMANDS = ("vmtrace_enable", "vmtrace_disable", "vmtrace_reset_and_enable", "vmtrace_output_position",
+                 "vmtrace_get_option", "vmtrace_set_option", "pm_op_", "cpu_featureset_", "cpu_policy_")
+
+_XENVER_NAMES = {
+    0: "version", 1: "extraversion", 2: "compile_info", 3: "capabilities", 4: "changeset",
+    5: "platform_parameters", 6: "get_features", 7: "pagesize", 8: "guest_handle", 9: "commandline",
+    10: "build_id", 11: "extraversion2", 12: "capabilities2", 13: "changeset2", 14: "commandline2",
+}
+
+
+class Decoded(NamedTuple):
+    """What a hypercall request says, by Xen's names."""
+
+    hypercall: str
+    subop: Optional[str]
+    domid: Optional[int]
+    fields: Dict[str, Any]
+
+    def describe(self) -> str:
+        """``domctl max_mem(domid=3) max_memkb=1048576``-style one-liner."""
+        what = self.hypercall if self.subop is None else f"{self.hypercall} {self.subop}"
+        if self.domid is not None:
+            what += f"(domid={self.domid})"
+        flat = _flatten(self.fields)
+        if flat:
+            what += " " + " ".join(f"{k}={_show(v)}" for k, v in flat)
+        return what
+
+
+class CallRecord(NamedTuple):
+    """One hypercall seen by a wrapper."""
+
+    op: int
+    decoded: Decoded
+    #: Wall time spent in the hypercall (0.0 when not issued).
+    seconds: float
+    #: The return value; ``None`` when it failed or was not issued.
+    result: Optional[int]
+    #: errno name when it failed (``"ESRCH"``), else ``None``.
+    error: Optional[str]
+    #: False when a dry-run wrapper held it back.
+    issued: bool
+
+    def describe(self) -> str:
+        return self.decoded.describe()
+
+    def as_dict(self) -> Dict[str, Any]:
+        d = self.decoded
+        return {
+            "op": self.op, "hypercall": d.hypercall, "subop": d.subop, "domid": d.domid,
+            "fields": _jsonable(d.fields), "seconds": self.seconds, "result": self.result,
+            "error": self.error, "issued": self.issued,
+        }
+
+
+def _flatten(fields: Dict[str, Any], prefix: str = "") -> List[Tuple[str, Any]]:
+    out: List[Tuple[str, Any]] = []
+    for k, v in fields.items():
+        if isinstance(v, dict):
+            out += _flatten(v, f"{prefix}{k}.")
+        else:
+            out.append((prefix + k, v))
+    return out
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ",".join(str(x) for x in v) + "]"
+    return str(v)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return v
+    return str(v)
+
+
+def _cpulist(cpus: List[int]) -> str:
+    """``[0,1,2,5]`` -> ``"0-2,5"``."""
+    out: List[str] = []
+    i = 0
+    while i < len(cpus):
+        j = i
+        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
+            j += 1
+        out.append(str(cpus[i]) if i == j else f"{cpus[i]}-{cpus[j]}")
+        i = j + 1
+    return ",".join(out) or "none"
+
+
+# -- decoding -------------------------------------------------------------------------------
+
+_iv_cache: Dict[Tuple[str, int, str], Optional["_abi.Variant"]] = {}
+_iv_lock = threading.Lock()
+
+
+def _variant_for_iv(which: str, iv: int, arch: str) -> Optional["_abi.Variant"]:
+    """The newest known release whose domctl (or sysctl) interface version is ``iv``."""
+    key = (which, iv, arch)
+    with _iv_lock:
+        if key in _iv_cache:
+            return _iv_cache[key]
+        found: Optional[_abi.Variant] = None
+        idx = 0 if which == "domctl" else 1
+        for release, pair in reversed(list(_abi.interface_versions().items())):
+            if pair[idx] == iv:
+                try:
+                    found = _abi.variant(release, arch=arch)
+                except _abi.UnknownABIError:
+                    continue
+                break
+        _iv_cache[key] = found
+        return found
+
+
+_names_cache: Dict[Tuple[str, str], Dict[int, str]] = {}
+
+
+def _command_names(variant: "_abi.Variant", which: str) -> Dict[int, str]:
+    """cmd number -> sub-op name (``XEN_DOMCTL_pausedomain`` -> ``pausedomain``)."""
+    key = (variant.constants_key, which)
+    names = _names_cache.get(key)
+    if names is None:
+        prefix = "XEN_DOMCTL_" if which == "domctl" else "XEN_SYSCTL_"
+        names = {}
+        for name in variant.constants:
+            if not name.startswith(prefix):
+                continue
+            sub = name[len(prefix):]
+            if not sub[:1].islower() or sub.startswith(_NOT_COMMANDS):
+                continue
+            names.setdefault(int(variant.constants[name]), sub)
+        _names_cache[key] = names
+    return names
+
+
+class Decoder:
+    """Decodes hypercall requests in the caller's memory by the ABI's ctypes classes."""
+
+    def __init__(self, variant: Optional["_abi.Variant"] = None, arch: str = _abi.DEFAULT_ARCH) -> None:
+        self.variant = variant
+        self.arch = variant.arch if variant is not None else arch
+
+    def _variant(self, which: str, iv: int) -> Optional["_abi.Variant"]:
+        v = self.variant
+        if v is not None:
+            mine = v.domctl_interface_version if which == "domctl" else v.sysctl_interface_version
+            if mine == iv:
+                return v
+        found = _variant_for_iv(which, iv, self.arch)
+        if found is None:
+            # An interface version no table has (a probe of a development
+            # build): command numbers never change, so name it by the head's.
+            try:
+                found = _abi.variant(_abi.head_release(), arch=self.arch)
+            except _abi.UnknownABIError:
+                return None
+        return found
+
+    def request(self, op: int, args: Tuple[int, ...]) -> Tuple[Decoded, Optional[Any], Optional["_abi.Variant"]]:
+        """(decoded, the ctypes request object in place or None, variant used)."""
+        name = HYPERCALL_NAMES.get(op, f"hypercall{op}")
+        if op == _XEN_VERSION:
+            return Decoded(name, _XENVER_NAMES.get(args[0], str(args[0])), None, {}), None, None
+        if op not in (_DOMCTL, _SYSCTL) or not args[0]:
+            return Decoded(name, None, None, {"args": [hex(a) for a in args]}), None, None
+        addr = args[0]
+        head = (ctypes.c_uint32 * 2).from_address(addr)
+        cmd, iv = int(head[0]), int(head[1])
+        variant = self._variant(name, iv)
+        if variant is None:
+            return Decoded(name, f"cmd{cmd}", None, {"interface_version": hex(iv)}), None, None
+        wrapper = variant.structs["xen_domctl" if op == _DOMCTL else "xen_sysctl"]
+        req = wrapper.from_address(addr)
+        subop = _command_names(variant, name).get(cmd, f"cmd{cmd}")
+        domid = int(req.domain) if op == _DOMCTL else None
+        return Decoded(name, subop, domid, {}), req, variant
+
+    def decode(self, op: int, args: Tuple[int, ...], payload: bool = True) -> Decoded:
+        """Decode a request; ``payload`` adds the sub-op's fields."""
+        dec, req, variant = self.request(op, args)
+        if not payload or req is None or variant is None or dec.subop is None:
+            return dec
+        return dec._replace(fields=self.payload(req, dec.subop))
+
+    def payload(self, req: Any, subop: str) -> Dict[str, Any]:
+        member = _DOMCTL_MEMBERS.get(subop, subop)
+        u = req.u
+        if not any(f[0] == member for f in type(u)._fields_):
+            return {}
+        value = getattr(u, member)
+        if subop == "scheduler_op":
+            return _sched_fields(value)
+        out = _fields(value)
+        if member == "vcpuaffinity" and isinstance(out.get("flags"), int):
+            out["flags"] = _flag_names(req, out["flags"])
+        return out
+
+
+def _fields(obj: Any) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    names = [f[0] for f in obj._fields_]
+    bitmap_nr = next((n for n in ("nr_bits", "nr_cpus") if n in names), None)
+    for name, *_ in obj._fields_:
+        if name.startswith("_pad") or name.startswith("pad"):
+            continue
+        value = getattr(obj, name)
+        if name == "bitmap" and bitmap_nr is not None:
+            out[name] = _read_bitmap(int(value), int(getattr(obj, bitmap_nr)))
+        elif name in _HANDLE_FIELDS and isinstance(value, int):
+            out[name] = hex(value)
+        elif isinstance(value, ctypes.Union):
+            out[name] = "<union>"
+        elif isinstance(value, ctypes.Structure):
+            out[name] = _fields(value)
+        elif isinstance(value, ctypes.Array):
+            items = list(value)
+            if name == "handle" and len(items) == 16:
+                import uuid
+
+                out[name] = str(uuid.UUID(bytes=bytes(items)))
+            else:
+                out[name] = [int(x) if isinstance(x, int) else x for x in items]
+        else:
+            out[name] = value
+    return out
+
+
+#: Guest handles (addresses in the caller's memory), shown in hex.
+_HANDLE_FIELDS = frozenset({"buffer", "cputopo", "meminfo", "distance", "info"})
+
+#: Largest cpumap read out of a caller's buffer (bits).
+_MAX_BITMAP_BITS = 1 << 16
+
+
+def _read_bitmap(address: int, nr_bits: int) -> str:
+    if not address or not 0 < nr_bits <= _MAX_BITMAP_BITS:
+        return "none" if not address else f"<{nr_bits} bits>"
+    n = (nr_bits + 7) // 8
+    bits = int.from_bytes(ctypes.string_at(address, n), "little")
+    return _cpulist([c for c in range(nr_bits) if bits >> c & 1])
+
+
+def _flag_names(req: Any, flags: int) -> str:
+    """XEN_VCPUAFFINITY_* bits by name (``HARD|SOFT``)."""
+    names = [n for bit, n in ((1, "HARD"), (2, "SOFT"), (4, "FORCE")) if flags & bit]
+    rest = flags & ~7
+    if rest:
+        names.append(hex(rest))
+    return "|".join(names) or "0"
+
+
+def _sched_reads(variant: Optional["_abi.Variant"], cmd: int) -> bool:
+    """Whether a scheduler_op cmd is XEN_DOMCTL_SCHEDOP_getinfo / getvcpuinfo."""
+    consts = variant.constants if variant is not None else {}
+    reads = {consts.get("XEN_DOMCTL_SCHEDOP_getinfo", 1), consts.get("XEN_DOMCTL_SCHEDOP_getvcpuinfo", 3)}
+    return cmd in reads
+
+
+def _sched_fields(op: Any) -> Dict[str, Any]:
+    out: Dict[str, Any] = {"sched_id": int(op.sched_id)}
+    cmd = int(op.cmd)
+    out["cmd"] = {0: "putinfo", 1: "getinfo", 2: "putvcpuinfo", 3: "getvcpuinfo"}.get(cmd, cmd)
+    member = _SCHED_MEMBERS.get(int(op.sched_id))
+    if member is not None and any(f[0] == member for f in type(op.u)._fields_):
+        out[member] = _fields(getattr(op.u, member))
+    return out
+
+
+# -- wrappers -----------------------------------------------------------------------------
+
+
+def innermost(t: Transport) -> Transport:
+    """The transport under every wrapper (the one that talks to the hypervisor)."""
+    while isinstance(t, TransportWrapper):
+        t = t.inner
+    return t
+
+
+class TransportWrapper(Transport):
+    """A transport that forwards to ``inner`` (buffers, extras such as a
+    simulator's ``domain_names``); subclasses override :meth:`hypercall`.
+    ``calls`` counts the hypercalls asked of this wrapper.
+    """
+
+    def __init__(self, inner: Transport, variant: Optional["_abi.Variant"] = None) -> None:
+        super().__init__()
+        self.inner = inner
+        self.kind = inner.kind
+        self.buffer_kind = inner.buffer_kind
+        self.decoder = Decoder(variant)
+        self._rec_lock = threading.Lock()
+
+    @property
+    def variant(self) -> Optional["_abi.Variant"]:
+        return self.decoder.variant
+
+    @variant.setter
+    def variant(self, v: Optional["_abi.Variant"]) -> None:
+        self.decoder.variant = v
+
+    def hypercall(self, op: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0) -> int:
+        self.calls += 1
+        return self.inner.hypercall(op, a0, a1, a2, a3, a4)
+
+    def scratch(self, size: int = PAGE_SIZE) -> Buffer:
+        return self.inner.scratch(size)
+
+    def _map(self, size: int) -> Buffer:
+        return self.inner._map(size)
+
+    def stats(self) -> Dict[str, int]:
+        return self.inner.stats()
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes the wrapper does not have itself
+        # (e.g. a simulator's domain_names()).
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+class TimingTransport(TransportWrapper):
+    """Issues every hypercall and records it with its latency (see module doc)."""
+
+    def __init__(self, inner: Transport, variant: Optional["_abi.Variant"] = None) -> None:
+        super().__init__(inner, variant)
+        self.records: List[CallRecord] = []
+
+    def hypercall(self, op: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0) -> int:
+        self.calls += 1
+        args = (a0, a1, a2, a3, a4)
+        try:
+            decoded = self.decoder.decode(op, args, payload=False)
+        except Exception:  # never let bookkeeping break a call
+            decoded = Decoded(HYPERCALL_NAMES.get(op, f"hypercall{op}"), None, None, {})
+        start = time.perf_counter()
+        try:
+            result = self.inner.hypercall(op, a0, a1, a2, a3, a4)
+        except OSError as exc:
+            elapsed = time.perf_counter() - start
+            name = _errno.errorcode.get(exc.errno or 0, str(exc.errno))
+            self._add(CallRecord(op, decoded, elapsed, None, name, True))
+            raise
+        self._add(CallRecord(op, decoded, time.perf_counter() - start, result, None, True))
+        return result
+
+    def _add(self, rec: CallRecord) -> None:
+        with self._rec_lock:
+            self.records.append(rec)
+
+    def take(self) -> List[CallRecord]:
+        """The records so far, and forget them."""
+        with self._rec_lock:
+            out, self.records = self.records, []
+        return out
+
+
+class DryRunTransport(TransportWrapper):
+    """Lets read-only hypercalls through and records the rest (see module doc)."""
+
+    def __init__(self, inner: Transport, variant: Optional["_abi.Variant"] = None) -> None:
+        super().__init__(inner, variant)
+        self.intercepted: List[CallRecord] = []
+
+    def hypercall(self, op: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0) -> int:
+        self.calls += 1
+        args = (a0, a1, a2, a3, a4)
+        if op == _XEN_VERSION:
+            return self.inner.hypercall(op, a0, a1, a2, a3, a4)
+        try:
+            decoded, req, variant = self.decoder.request(op, args)
+        except Exception:
+            decoded, req, variant = Decoded(HYPERCALL_NAMES.get(op, f"hypercall{op}"), None, None, {}), None, None
+        subop = decoded.subop
+        if req is not None and subop is not None:
+            if op == _DOMCTL and subop in READONLY_DOMCTL:
+                return self.inner.hypercall(op, a0, a1, a2, a3, a4)
+            if op == _DOMCTL and subop == "scheduler_op" and _sched_reads(variant, int(req.u.scheduler_op.cmd)):
+                return self.inner.hypercall(op, a0, a1, a2, a3, a4)
+            if op == _SYSCTL and subop == "readconsole" and int(req.u.readconsole.clear):
+                self._record(op, decoded, req)
+                req.u.readconsole.clear = 0
+                return self.inner.hypercall(op, a0, a1, a2, a3, a4)
+            if op == _SYSCTL and subop in READONLY_SYSCTL:
+                return self.inner.hypercall(op, a0, a1, a2, a3, a4)
+        self._record(op, decoded, req)
+        if req is not None and subop == "createdomain":
+            req.domain = DRY_RUN_DOMID
+        return 0
+
+    def _record(self, op: int, decoded: Decoded, req: Any) -> None:
+        if req is not None and decoded.subop is not None:
+            try:
+                decoded = decoded._replace(fields=self.decoder.payload(req, decoded.subop))
+            except Exception:
+                pass
+        with self._rec_lock:
+            self.intercepted.append(CallRecord(op, decoded, 0.0, None, None, False))
+
+    def take(self) -> List[CallRecord]:
+        """The held-back hypercalls so far, and forget them."""
+        with self._rec_lock:
+            out, self.intercepted = self.intercepted, []
+        return out
