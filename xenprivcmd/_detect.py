@@ -31,8 +31,8 @@ from .ops import version as _version
 
 __all__ = ["UnknownHypervisorError", "detect", "probe_domctl", "probe_sysctl", "parse_micro"]
 
-__HYPERVISOR_sysctl = 35
-__HYPERVISOR_domctl = 36
+HYPERVISOR_sysctl = 35
+HYPERVISOR_domctl = 36
 
 # Known interface versions are probed in this order when nothing in the
 # series matched; the scan is bounded by the tables plus this margin.
@@ -76,7 +76,7 @@ def probe_domctl(t: Transport, variant: "abi.Variant", version: Optional[int] = 
     if v is None:
         return False
     return _probe(
-        t, __HYPERVISOR_domctl, "domctl", variant.structs["xen_domctl"],
+        t, HYPERVISOR_domctl, "domctl", variant.structs["xen_domctl"],
         variant.constants["XEN_DOMCTL_getdomaininfo"], v, 0,
     )
 
@@ -87,7 +87,7 @@ def probe_sysctl(t: Transport, variant: "abi.Variant", version: Optional[int] = 
     if v is None:
         return False
     return _probe(
-        t, __HYPERVISOR_sysctl, "sysctl", variant.structs["xen_sysctl"],
+        t, HYPERVISOR_sysctl, "sysctl", variant.structs["xen_sysctl"],
         variant.constants["XEN_SYSCTL_sched_id"], v, None,
     )
 

@@ -19,9 +19,9 @@ from .._privcmd import Buffer, Transport
 from ..errors import DecodeError, NotSupported, from_errno
 from ..types import DomainInfo
 
-__HYPERVISOR_dom0_op = 7
-__HYPERVISOR_sysctl = 35
-__HYPERVISOR_domctl = 36
+HYPERVISOR_dom0_op = 7
+HYPERVISOR_sysctl = 35
+HYPERVISOR_domctl = 36
 
 #: Largest domid a caller may name (DOMID_FIRST_RESERVED - 1).
 DOMID_MAX = 0x7FEF
@@ -110,7 +110,7 @@ class Wire:
 
     def issue_domctl(self, t: Transport, buf: Buffer, subop: str, domid: Optional[int]) -> int:
         try:
-            return t.hypercall(__HYPERVISOR_domctl, buf.address)
+            return t.hypercall(HYPERVISOR_domctl, buf.address)
         except OSError as exc:
             raise from_errno(exc.errno or _errno.EIO, hypercall="domctl", subop=subop, domid=domid) from None
 
@@ -133,7 +133,7 @@ class Wire:
 
     def issue_sysctl(self, t: Transport, buf: Buffer, subop: str) -> int:
         try:
-            return t.hypercall(__HYPERVISOR_sysctl, buf.address)
+            return t.hypercall(HYPERVISOR_sysctl, buf.address)
         except OSError as exc:
             raise from_errno(exc.errno or _errno.EIO, hypercall="sysctl", subop=subop) from None
 

@@ -1,4 +1,4 @@
-"""``__HYPERVISOR_xen_version``: who the hypervisor is.
+"""``HYPERVISOR_xen_version``: who the hypervisor is.
 
 The ``XENVER_*`` sub-op numbers and payload sizes are a stable ABI (unchanged
 since Xen 3.0; the ``*2`` sub-ops were added in Xen 4.20 by "xen/version:
@@ -16,7 +16,7 @@ from .._privcmd import Buffer, Transport
 from ..errors import DecodeError, HypercallError, from_errno
 from ..types import VersionInfo
 
-__HYPERVISOR_xen_version = 17
+HYPERVISOR_xen_version = 17
 
 XENVER_version = 0
 XENVER_extraversion = 1
@@ -55,7 +55,7 @@ _feature_info = struct.Struct("=II")
 def call(t: Transport, subop: int, address: int = 0) -> int:
     """Issue one ``xen_version`` sub-op; typed error on failure."""
     try:
-        return t.hypercall(__HYPERVISOR_xen_version, subop, address)
+        return t.hypercall(HYPERVISOR_xen_version, subop, address)
     except OSError as exc:
         raise from_errno(exc.errno or _errno.EIO, hypercall="xen_version", subop=SUBOP_NAMES.get(subop, str(subop))) from None
 
