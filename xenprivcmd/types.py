@@ -43,6 +43,9 @@ class VersionInfo(NamedTuple):
 _DYING, _HVM, _SHUTDOWN, _PAUSED, _BLOCKED, _RUNNING, _DEBUGGED, _XS_DOMAIN, _HAP = (1 << i for i in range(9))
 _SHUTDOWN_SHIFT, _SHUTDOWN_MASK = 16, 0xFF
 
+#: XEN_INVALID_MAX_VCPU_ID: getdomaininfo's max_vcpu_id of a domain without vcpus.
+INVALID_MAX_VCPU_ID = 0xFFFFFFFF
+
 #: SHUTDOWN_* reasons (sched.h).
 SHUTDOWN_REASONS = {0: "poweroff", 1: "reboot", 2: "suspend", 3: "crash", 4: "watchdog", 5: "soft_reset"}
 
@@ -165,7 +168,8 @@ class DomainInfo(NamedTuple):
 
     @property
     def vcpus(self) -> int:
-        return self.max_vcpu_id + 1
+        """Number of vcpus (0 while a new domain has none: max_vcpu_id is ~0 then)."""
+        return 0 if self.max_vcpu_id == INVALID_MAX_VCPU_ID else self.max_vcpu_id + 1
 
 
 class DomainState(NamedTuple):

@@ -163,10 +163,9 @@ def set_max_vcpus(w: Wire, t: Transport, domid: int, n: int) -> None:
 def vcpu_info(w: Wire, t: Transport, domid: int) -> List[VcpuInfo]:
     """Every vcpu of a domain (``XEN_DOMCTL_getvcpuinfo`` for 0..max_vcpu_id)."""
     info = domain_info(w, t, domid)
-    out = []
-    for vcpu in range(info.max_vcpu_id + 1):
-        out.append(one_vcpu(w, t, domid, vcpu))
-    return out
+    if info.vcpus > MAX_VCPUS:
+        raise DecodeError(f"getdomaininfo: max_vcpu_id {info.max_vcpu_id} of domain {domid} is beyond any Xen")
+    return [one_vcpu(w, t, domid, vcpu) for vcpu in range(info.vcpus)]
 
 
 def one_vcpu(w: Wire, t: Transport, domid: int, vcpu: int) -> VcpuInfo:
@@ -188,7 +187,9 @@ def _cpus_from(raw: bytes, nr_cpus: int) -> FrozenSet[int]:
 
 
 def _check_vcpu(info: DomainInfo, vcpu: int) -> int:
-    return _check_int(vcpu, "vcpu", 0, info.max_vcpu_id)
+    if info.vcpus == 0:
+        raise ValueError(f"domain {info.domid} has no vcpus")
+    return _check_int(vcpu, "vcpu", 0, info.vcpus - 1)
 
 
 def _check_cpus(cpus: Iterable[int], nr_cpus: int) -> FrozenSet[int]:
