@@ -297,7 +297,10 @@ class Host:
         self.used_pages = 0
         self._idle_rate = [4 + self.rng.randrange(5) for _ in range(pcpus)]
         self.xen_pages = 8192 + 256 * pcpus  # what Xen itself keeps
-        self.packer = self.tables.member("xen_domctl", "u.getdomaininfo").packer()
+        if "xen_domctl" in self.tables:
+            self.packer = self.tables.member("xen_domctl", "u.getdomaininfo").packer()
+        else:  # the dom0_op era (3.0.0-3.0.2)
+            self.packer = self.tables.layout("dom0_getdomaininfo").packer()
         specs = list(domains)
         if not specs or specs[0].domid not in (0, None) or (specs[0].domid is None and specs[0].name not in (None, "Domain-0")):
             specs.insert(0, DomainSpec(0, "Domain-0", None, 2 << 20, None, min(pcpus, 4), "running"))

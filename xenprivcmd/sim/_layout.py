@@ -18,6 +18,7 @@ from ..structs import layout_data
 
 _SPEC = re.compile(r"^([a-z]\d*|c|h|p|#\d+)((?:\[\d+\])*)$")
 _DIM = re.compile(r"\[(\d+)\]")
+_CMD_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # command names are lower case (XEN_DOMCTL_getdomaininfo)
 
 # spec code -> (struct code, size); guest handles are 8 bytes on every 64-bit target
 _CODES: Dict[str, Tuple[str, int]] = {
@@ -219,7 +220,7 @@ class Tables:
     def names(self, prefix: str) -> Dict[int, str]:
         """value -> name (without ``prefix``) for the constants ``prefix*``."""
         out: Dict[int, str] = {}
-        for k, v in self.consts.items():
-            if k.startswith(prefix) and not k[len(prefix):].isupper():
+        for k, v in sorted(self.consts.items()):
+            if k.startswith(prefix) and _CMD_NAME.match(k[len(prefix):]):
                 out.setdefault(int(v), k[len(prefix):])
         return out
