@@ -426,7 +426,7 @@ def test_garbled_replies_never_crash(release, kind):
         h.transport.faults.garble(kind, times=None)
         try:
             op()
-        except (errors.XenprivcmdError, ) as exc:
+        except errors.XenprivcmdError as exc:
             assert isinstance(exc, (errors.DecodeError, errors.XenError)), exc
         h.transport.faults.clear()
 

@@ -81,6 +81,9 @@ class SimTransport(MemoryTransport):
             cmd = t.const("XEN_SYSCTL_" + name)
             if cmd is not None and not self.dom0_op_era:
                 self._sysctl[cmd] = (name, s)
+        # the simulated commands name their numbers first (constants of other families may share them)
+        self._domctl_names.update({cmd: name for cmd, (name, _h) in self._domctl.items()})
+        self._sysctl_names.update({cmd: name for cmd, (name, _s) in self._sysctl.items()})
         self._modern_affinity = not self.dom0_op_era and "u.vcpuaffinity.cpumap_hard.bitmap" in self.domctl
         self._pause_count = host.xen >= (4, 5)
         self._destroy_eagain = host.xen < (4, 6)
