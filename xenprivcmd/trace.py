@@ -283,7 +283,13 @@ class Decoder:
             return _sched_fields(value)
         out = _fields(value)
         if member == "vcpuaffinity" and isinstance(out.get("flags"), int):
-            out["flags"] = _flag_names(req, out["flags"])
+            flags = out["flags"]
+            # Only the maps the flags name are read by Xen.
+            if not flags & 1:
+                out.pop("cpumap_hard", None)
+            if not flags & 2:
+                out.pop("cpumap_soft", None)
+            out["flags"] = _flag_names(flags)
         return out
 
 
@@ -331,7 +337,7 @@ def _read_bitmap(address: int, nr_bits: int) -> str:
     return _cpulist([c for c in range(nr_bits) if bits >> c & 1])
 
 
-def _flag_names(req: Any, flags: int) -> str:
+def _flag_names(flags: int) -> str:
     """XEN_VCPUAFFINITY_* bits by name (``HARD|SOFT``)."""
     names = [n for bit, n in ((1, "HARD"), (2, "SOFT"), (4, "FORCE")) if flags & bit]
     rest = flags & ~7
