@@ -20,7 +20,7 @@ _quiet = False
 class XenvmError(Exception):
     """A failure with a message meant for the user."""
 
-    def __init__(self, msg, code=2):
+    def __init__(self, msg, code=125):
         super().__init__(msg)
         self.code = code
 

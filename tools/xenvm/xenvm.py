@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""xenvm: boot a real Debian Xen hypervisor under QEMU and run a command as
+root in its dom0.  See README.md next to this file."""
+
+import argparse
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from xenvmlib import common, hostsetup  # noqa: E402
+from xenvmlib.common import SUITES, XenvmError, log  # noqa: E402
+
+DEFAULT_PIP_DEPS = "pytest"
+
+
+def _prepare(args, need_pip=False):
+    """fetch + build for args.suite; returns (cache, image info)."""
+    from xenvmlib import fetch, image
+    cache = common.cache_root(args.cache)
+    hostsetup.setup(pip_needed=need_pip)
+    t = common.Timer()
+    manifest = fetch.fetch(cache, args.suite, refresh=getattr(args, "refresh", False))
+    t_fetch = t()
+    info = image.build(cache, manifest, force=getattr(args, "rebuild", False))
+    t_build = t() - t_fetch
+    log("%s: image ready (fetch %.1f s, build %.1f s): %s"
+        % (args.suite, t_fetch, t_build, os.path.dirname(info["rootfs"])))
+    return cache, info
+
+
+def cmd_setup(args):
+    hostsetup.setup(pip_needed=True, quiet_if_ok=False)
+    return 0
+
+
+def cmd_fetch(args):
+    _prepare(args)
+    return 0
+
+
+def cmd_info(args):
+    cache, info = _prepare(args)
+    for k in ("suite", "xen_version", "python_version", "xen", "vmlinux", "rootfs"):
+        print("%s: %s" % (k, info[k]))
+    print("kernel: %s %s" % (info["kernel"]["package"], info["kernel"]["version"]))
+    for p, v in sorted(info["packages"].items()):
+        print("package: %s %s" % (p, v))
+    return 0
+
+
+def cmd_run(args):
+    from xenvmlib import pipdeps, runner
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise XenvmError("no command given: xenvm.py run --suite S -- CMD ARGS...")
+    for kv in args.env:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", kv):
+            raise XenvmError("--env wants NAME=VALUE, got %r" % kv)
+    if args.guests < 0:
+        raise XenvmError("--guests must be >= 0")
+    share = None if args.no_share else os.path.abspath(args.share or os.getcwd())
+    if share and not os.path.isdir(share):
+        raise XenvmError("--share %s is not a directory" % share)
+    cache, info = _prepare(args, need_pip=bool(args.pip_deps.strip()))
+    piece = pipdeps.pip_piece(cache, info, args.pip_deps)
+    spec = runner.RunSpec(
+        suite=args.suite, command=command, guests=args.guests, xenstore=args.xenstore,
+        timeout=args.timeout, share=share, workdir=args.workdir, env=args.env,
+        pythonpath=args.pythonpath, pip_piece=piece,
+        pip_dir=pipdeps.DOM0_DIR if piece else None, mem_mb=args.memory,
+        dom0_mem_mb=args.dom0_mem, smp=args.smp, kvm=args.kvm, console=args.console,
+        log_path=args.log, xen_args=args.xen_args, dom0_args=args.dom0_args)
+    return runner.run_vm(cache, info, spec)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="xenvm.py", description=__doc__)
+    p.add_argument("--cache", help="cache directory (default $XENVM_CACHE or "
+                   "$XDG_CACHE_HOME/xenprivcmd-xenvm or ~/.cache/xenprivcmd-xenvm)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    sub = p.add_subparsers(dest="cmd")
+
+    s = sub.add_parser("setup", help="install the host packages xenvm needs (apt-get)")
+    s.set_defaults(func=cmd_setup)
+
+    def suite_opts(sp):
+        sp.add_argument("--suite", required=True, choices=SUITES)
+        sp.add_argument("--refresh", action="store_true",
+                        help="re-run apt-get update for the private apt state now")
+        sp.add_argument("--rebuild", action="store_true", help="rebuild the image")
+
+    s = sub.add_parser("fetch", help="download the suite's packages and build its image")
+    suite_opts(s)
+    s.set_defaults(func=cmd_fetch)
+
+    s = sub.add_parser("info", help="show the image and package versions of a suite")
+    suite_opts(s)
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("run", help="boot Xen + dom0 under QEMU and run CMD in dom0",
+                       usage="xenvm.py run --suite S [options] -- CMD [ARGS...]")
+    suite_opts(s)
+    s.add_argument("--guests", type=int, default=0, metavar="N",
+                   help="xl create N PV guests guest1..guestN first (implies --xenstore)")
+    s.add_argument("--xenstore", action="store_true",
+                   help="start xenstored, xen-init-dom0 and xenconsoled first")
+    s.add_argument("--timeout", type=int, default=900, metavar="SEC",
+                   help="hard limit for the whole boot + command (default 900)")
+    s.add_argument("--share", metavar="DIR",
+                   help="host directory mounted read-write at /host (default: cwd)")
+    s.add_argument("--no-share", action="store_true", help="mount no host directory")
+    s.add_argument("--workdir", metavar="DIR",
+                   help="cwd in dom0 (relative to /host; default /host)")
+    s.add_argument("--env", action="append", default=[], metavar="K=V",
+                   help="environment variable for CMD (repeatable)")
+    s.add_argument("--pythonpath", action="append", default=[], metavar="DIR",
+                   help="extra PYTHONPATH entry in dom0 (relative to /host; repeatable)")
+    s.add_argument("--pip-deps", default=DEFAULT_PIP_DEPS, metavar="'REQ ...'",
+                   help="pure-Python wheels for dom0's python, fetched with the host's pip "
+                   "(default %r; '' for none)" % DEFAULT_PIP_DEPS)
+    s.add_argument("--memory", type=int, metavar="MB", help="QEMU RAM (default 2048, more "
+                   "when many guests)")
+    s.add_argument("--dom0-mem", type=int, default=1024, metavar="MB",
+                   help="dom0_mem (default 1024)")
+    s.add_argument("--smp", type=int, default=2, help="QEMU CPUs (default 2)")
+    s.add_argument("--kvm", action="store_true",
+                   help="use KVM (only on hosts with real VT-x/AMD-V; TCG otherwise)")
+    s.add_argument("--console", action="store_true",
+                   help="echo the whole serial console to stderr live")
+    s.add_argument("--log", metavar="FILE", help="console log file (default in the cache)")
+    s.add_argument("--xen-args", default="", help="extra Xen command line arguments")
+    s.add_argument("--dom0-args", default="", help="extra dom0 kernel command line arguments")
+    s.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    s.set_defaults(func=cmd_run)
+
+    args = p.parse_args(argv)
+    if not getattr(args, "func", None):
+        p.print_help()
+        return 2
+    common.set_quiet(args.quiet)
+    try:
+        return args.func(args)
+    except XenvmError as e:
+        sys.stderr.write("xenvm: error: %s\n" % e)
+        return e.code
+    except KeyboardInterrupt:
+        sys.stderr.write("xenvm: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

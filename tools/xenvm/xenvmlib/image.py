@@ -1,0 +1,324 @@
+"""Build a suite's boot image: Xen ELF, dom0 vmlinux, dom0 initramfs (busybox,
+the suite's python3 and Xen userland), and the domU kernel + initrd piece."""
+
+import gzip
+import os
+import re
+import shutil
+import stat
+import subprocess
+
+from . import initscripts, kernel
+from .common import TOOL_VERSION, XenvmError, key_of, log, read_json, run, write_json
+from .cpio import CpioWriter
+from .elf import Elf, is_elf
+
+# Top-level directories that merged-/usr folds into /usr.
+MERGED = ("bin", "sbin", "lib", "lib64", "lib32", "libx32")
+SKIP_RE = re.compile(r"^usr/share/(doc|man|info|lintian|locale|bash-completion|doc-base|bug|"
+                     r"initramfs-tools|binfmts|pixmaps|applications|python3/debian_defaults)/|"
+                     r"^etc/(init\.d|default|systemd|logrotate\.d)/|^usr/lib/systemd/|^usr/share/doc$|"
+                     r"^usr/lib/xen-[^/]+/lib/x86_64-linux-gnu/xenfsimage/")
+PY_SKIP_RE = re.compile(r"^usr/lib/python3\.\d+/(idlelib|tkinter|turtledemo|ensurepip|lib2to3/tests|"
+                        r"test|unittest/test|distutils/tests|sqlite3/test|ctypes/test|"
+                        r"__phello__|config-[^/]*)(/|$)")
+LIB_DIRS = ("usr/lib/x86_64-linux-gnu", "usr/lib64", "usr/lib")
+
+
+def canon(rel):
+    rel = rel.lstrip("./").lstrip("/")
+    top = rel.split("/", 1)[0]
+    if top in MERGED:
+        return "usr/" + rel
+    return rel
+
+
+def image_key(manifest):
+    return key_of({
+        "tool": TOOL_VERSION,
+        "suite": manifest["suite"],
+        "packages": {p: v[0] for p, v in manifest["packages"].items()},
+        "kernel": [manifest["kernel"]["package"], manifest["kernel"]["version"]],
+        "init": initscripts.digest(),
+    })
+
+
+def image_dir(cache, manifest):
+    return os.path.join(cache, "images", "%s-%s" % (manifest["suite"], image_key(manifest)))
+
+
+def extract_deb(cache, deb):
+    d = os.path.join(cache, "extract", os.path.basename(deb)[:-4])
+    if not os.path.isdir(d):
+        tmp = d + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        run(["dpkg-deb", "-x", deb, tmp])
+        os.replace(tmp, d)
+    return d
+
+
+class FileSet:
+    """Files of the unpacked packages, indexed by merged-/usr path."""
+
+    def __init__(self):
+        self.files = {}   # canon path -> (host path, pkg)
+        self.by_pkg = {}
+
+    def add_pkg(self, pkg, root):
+        lst = self.by_pkg.setdefault(pkg, [])
+        for dp, dns, fns in os.walk(root):
+            for n in fns + [d for d in dns if os.path.islink(os.path.join(dp, d))]:
+                hp = os.path.join(dp, n)
+                c = canon(os.path.relpath(hp, root))
+                self.files.setdefault(c, (hp, pkg))
+                lst.append(c)
+
+    def resolve(self, path, depth=0):
+        """Follow symlinks inside the image namespace; returns the list of
+        paths visited (links and final file), or None."""
+        path = canon(os.path.normpath(path))
+        if depth > 20 or path not in self.files:
+            return None
+        hp = self.files[path][0]
+        if os.path.islink(hp):
+            t = os.readlink(hp)
+            nxt = t if t.startswith("/") else os.path.join(os.path.dirname(path), t)
+            rest = self.resolve(nxt, depth + 1)
+            return None if rest is None else [path] + rest
+        return [path]
+
+
+def _resolve_in_root(root, rel, depth=0):
+    p = os.path.join(root, rel.lstrip("/"))
+    if depth < 20 and os.path.islink(p):
+        t = os.readlink(p)
+        nxt = t if t.startswith("/") else os.path.join(os.path.dirname(rel.lstrip("/")), t)
+        return _resolve_in_root(root, os.path.normpath(nxt), depth + 1)
+    return p
+
+
+def suite_python_cmd(root, pyver):
+    """Command running the suite's python3 on the host via the suite's own ld.so."""
+    ld = _resolve_in_root(root, "usr/lib64/ld-linux-x86-64.so.2")
+    libpath = ":".join(os.path.join(root, d) for d in LIB_DIRS)
+    return [ld, "--library-path", libpath, os.path.join(root, "usr/bin/python" + pyver)]
+
+
+def compile_pyc(root, pyver, dirs, strip_root, prepend="/"):
+    """Byte-compile with the suite's interpreter (unchecked-hash pycs, so they
+    stay valid whatever the mtimes): saves a lot of time under TCG."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONHOME": os.path.join(root, "usr"),
+           "PYTHONNOUSERSITE": "1", "LC_ALL": "C.UTF-8"}
+    cmd = suite_python_cmd(root, pyver) + [
+        "-m", "compileall", "-q", "-j", "2", "--invalidation-mode", "unchecked-hash",
+        "-s", strip_root, "-p", prepend] + dirs
+    res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         universal_newlines=True)
+    if res.returncode != 0:
+        log("warning: byte-compiling with the suite's python reported errors:\n%s"
+            % res.stdout[-1500:])
+
+
+def _gzip_cpio(path, fill, level=6):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level, mtime=0) as gz:
+            w = CpioWriter(gz)
+            fill(w)
+            w.close()
+    os.replace(tmp, path)
+
+
+def build(cache, manifest, force=False):
+    """Builds (or reuses) the image; returns its info dict."""
+    out = image_dir(cache, manifest)
+    info_path = os.path.join(out, "image.json")
+    if os.path.exists(info_path) and not force:
+        return read_json(info_path)
+    suite = manifest["suite"]
+    xv, pyv = manifest["xen_version"], manifest["python_version"]
+    roots = manifest["roots"]
+    log("%s: building image (Xen %s, python%s)" % (suite, xv, pyv))
+    kinfo = kernel.prepare(cache, manifest["kernel"])
+    kdir = kernel.kernel_dir(cache, manifest["kernel"])
+
+    tmp = out + ".tmp"
+    idir = os.path.dirname(out)
+    for n in os.listdir(idir):
+        if n.endswith(".tmp"):
+            shutil.rmtree(os.path.join(idir, n), ignore_errors=True)
+    os.makedirs(tmp)
+    fs = FileSet()
+    for pkg, (ver, deb) in sorted(manifest["packages"].items()):
+        fs.add_pkg(pkg, extract_deb(cache, deb))
+
+    # --- Xen hypervisor image
+    hv = [c for c in fs.by_pkg[roots["hypervisor"]] if re.match(r"^boot/xen-.*\.gz$", c)]
+    if not hv:
+        raise XenvmError("no /boot/xen-*.gz in %s" % roots["hypervisor"])
+    with gzip.open(fs.files[sorted(hv)[-1]][0]) as fi, open(os.path.join(tmp, "xen"), "wb") as fo:
+        shutil.copyfileobj(fi, fo)
+
+    # --- select dom0 rootfs files
+    selected = set()
+    py_pkgs = {roots["python_minimal"], roots["python_stdlib"], roots["python_libminimal"]}
+    xen_pkgs = {roots["xen_utils"], "xen-utils-common", "xenstore-utils"} | {
+        p for p in fs.by_pkg if re.match(r"^lib(xen|yajl)", p)}
+    for pkg in py_pkgs | xen_pkgs:
+        for c in fs.by_pkg.get(pkg, []):
+            if SKIP_RE.search(c) or PY_SKIP_RE.search(c):
+                continue
+            selected.add(c)
+    bb = fs.resolve("bin/busybox")
+    if not bb:
+        raise XenvmError("busybox-static has no /bin/busybox")
+    selected.update(bb)
+    # glibc's loader and the NSS 'files' module (separate before glibc 2.34)
+    for c in list(fs.files):
+        if re.match(r"^usr/lib/x86_64-linux-gnu/libnss_(files|dns)\.so\.2$", c):
+            selected.update(fs.resolve(c) or [])
+
+    # --- shared library closure over DT_NEEDED
+    missing = set()
+    todo = [c for c in selected]
+    seen = set()
+    while todo:
+        c = todo.pop()
+        if c in seen:
+            continue
+        seen.add(c)
+        hp = fs.files.get(c, (None,))[0]
+        if not hp or os.path.islink(hp) or not is_elf(hp):
+            continue
+        try:
+            e = Elf(hp)
+            needed, runpath = e.dynamic()
+            interp = e.interp()
+        except (ValueError, IndexError, UnicodeDecodeError):
+            continue
+        if interp:
+            r = fs.resolve(interp)
+            if r:
+                for x in r:
+                    if x not in selected:
+                        selected.add(x)
+                        todo.append(x)
+        dirs = [p.replace("$ORIGIN", "/" + os.path.dirname(c)) for p in runpath] + list(LIB_DIRS)
+        for so in needed:
+            for d in dirs:
+                r = fs.resolve(os.path.join(d, so))
+                if r:
+                    for x in r:
+                        if x not in selected:
+                            selected.add(x)
+                            todo.append(x)
+                    break
+            else:
+                missing.add("%s (needed by /%s)" % (so, c))
+    if missing:
+        log("%s: warning: shared libraries not found: %s" % (suite, ", ".join(sorted(missing))))
+
+    # --- materialize the rootfs tree
+    root = os.path.join(tmp, "root")
+    for c in sorted(selected):
+        hp = fs.files[c][0]
+        dst = os.path.join(root, c)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if os.path.islink(hp):
+            os.symlink(os.readlink(hp), dst)
+        else:
+            shutil.copy2(hp, dst)
+    for top in MERGED[:4]:
+        os.symlink("usr/" + top, os.path.join(root, top))
+    os.makedirs(os.path.join(root, "usr/bin"), exist_ok=True)
+    if not os.path.lexists(os.path.join(root, "usr/bin/python3")):
+        os.symlink("python" + pyv, os.path.join(root, "usr/bin/python3"))
+    bbhost = os.path.join(root, bb[-1])
+    applets = run([bbhost, "--list-full"], capture=True).stdout.split()
+    for a in applets:
+        dst = os.path.join(root, canon(a))
+        if not os.path.lexists(dst):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            os.symlink("/" + bb[-1], dst)
+    xbin = "usr/lib/xen-%s/bin" % xv
+    # Debian's wrapper symlinks -> the real binaries of this Xen version
+    for d in ("usr/bin", "usr/sbin"):
+        dd = os.path.join(root, d)
+        for n in os.listdir(dd) if os.path.isdir(dd) else []:
+            p = os.path.join(dd, n)
+            if os.path.islink(p) and os.readlink(p).endswith("xen-utils-wrapper"):
+                os.unlink(p)
+                if os.path.exists(os.path.join(root, xbin, n)):
+                    os.symlink("/" + xbin + "/" + n, p)
+    xenstored = "xenstored" if os.path.exists(os.path.join(root, xbin, "xenstored")) else "oxenstored"
+    # kernel modules
+    mdir = os.path.join(root, "usr/lib/modules", kinfo["kver"])
+    os.makedirs(mdir)
+    for m in kinfo["modules"]:
+        shutil.copyfile(os.path.join(kdir, "modules", m + ".ko"), os.path.join(mdir, m + ".ko"))
+    # /etc, init and friends
+    for d in ("proc", "sys", "dev", "run", "tmp", "host", "root", "mnt", "var/lib/xen",
+              "var/lib/xenstored", "var/log/xen/console", "etc/xenvm", "opt/xenvm"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    os.chmod(os.path.join(root, "tmp"), 0o1777)
+    os.symlink("../run", os.path.join(root, "var/run"))
+    os.symlink("../run/lock", os.path.join(root, "var/lock"))
+    files = initscripts.dom0_files(xv=xv, pyv=pyv, suite=suite, kver=kinfo["kver"],
+                                   modules=kinfo["modules"], xenstored=xenstored)
+    for rel, (data, mode) in files.items():
+        p = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        if os.path.lexists(p):
+            os.unlink(p)
+        with open(p, "w") as f:
+            f.write(data)
+        os.chmod(p, mode)
+
+    # byte-compile the stdlib and Xen's python bits with the suite's interpreter
+    pydirs = [os.path.join(root, "usr/lib/python" + pyv)]
+    compile_pyc(root, pyv, pydirs, root)
+    check = subprocess.run(suite_python_cmd(root, pyv) + ["-c", "import sys; print(sys.version)"],
+                           env={"PYTHONHOME": os.path.join(root, "usr"), "PATH": "/usr/bin:/bin"},
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    if check.returncode != 0:
+        raise XenvmError("%s: the suite's python%s does not run from the image tree:\n%s"
+                         % (suite, pyv, check.stdout[-1500:]))
+
+    _gzip_cpio(os.path.join(tmp, "rootfs.cpio.gz"), lambda w: w.add_tree(root))
+
+    # --- domU piece: kernel + tiny busybox initrd, unpacked in dom0 under /opt/xenvm/guest
+    def guest_initrd(w):
+        for d in ("bin", "proc", "sys", "dev", "tmp"):
+            w.dir(d)
+        with open(fs.files[bb[-1]][0], "rb") as f:
+            w.file("bin/busybox", f.read(), 0o755)
+        w.symlink("bin/sh", "busybox")
+        w.file("init", initscripts.GUEST_INIT.encode(), 0o755)
+    _gzip_cpio(os.path.join(tmp, "guest-initrd.gz"), guest_initrd, 9)
+
+    def guest_piece(w):
+        for d in ("opt", "opt/xenvm", "opt/xenvm/guest"):
+            w.dir(d)
+        with open(os.path.join(kdir, "vmlinuz"), "rb") as f:
+            w.file("opt/xenvm/guest/vmlinuz", f.read())
+        with open(os.path.join(tmp, "guest-initrd.gz"), "rb") as f:
+            w.file("opt/xenvm/guest/initrd.gz", f.read())
+    with open(os.path.join(tmp, "guest.cpio"), "wb") as f:
+        w = CpioWriter(f)
+        guest_piece(w)
+        w.close()
+
+    info = {
+        "suite": suite, "xen_version": xv, "python_version": pyv, "key": image_key(manifest),
+        "xen": os.path.join(out, "xen"),
+        "vmlinux": os.path.join(kdir, "vmlinux"),
+        "rootfs": os.path.join(out, "rootfs.cpio.gz"),
+        "guest_piece": os.path.join(out, "guest.cpio"),
+        "kernel": kinfo, "packages": {p: v[0] for p, v in manifest["packages"].items()},
+        "root": os.path.join(out, "root"),
+    }
+    write_json(os.path.join(tmp, "image.json"), info)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return read_json(info_path)
