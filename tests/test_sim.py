@@ -28,14 +28,9 @@ from . import scenarios
 ALL = [r for r in abi.releases() if not abi.variant(r).is_dom0_op]
 DOM0_OP = [r for r in abi.releases() if abi.variant(r).is_dom0_op]
 
-# Releases the library cannot detect (test_library_bug_detect_3_0_series).
-DETECT_BROKEN = {"3.0.3": "library bug: _detect probes dom0_op-era candidates (KeyError xen_domctl)",
-                 "3.0.4": "library bug: _detect probes dom0_op-era candidates (KeyError xen_domctl)"}
-
 
 def rel_params(releases):
-    return [pytest.param(r, marks=pytest.mark.xfail(reason=DETECT_BROKEN[r], strict=False)) if r in DETECT_BROKEN
-            else r for r in releases]
+    return list(releases)
 
 
 def sim(query: str = "", **kw: object) -> xenprivcmd.Handle:
@@ -78,8 +73,6 @@ def test_scenarios_on_credit2_and_numa():
 @pytest.mark.parametrize("release", rel_params(ALL))
 def test_detection_picks_the_exact_release(release):
     h = sim(xen=release)
-    if release == "4.1.6":
-        pytest.xfail("library bug: test_library_bug_detect_4_1_6")
     assert h.abi.release == release, h.detection
 
 
@@ -553,7 +546,7 @@ def test_open_default_is_instant():
 # -- library bugs found with the simulator (these fail until the library is fixed) ----------
 
 @pytest.mark.parametrize("release", DOM0_OP)
-def test_library_bug_detect_dom0_op_era(release):
+def test_regression_detect_dom0_op_era(release):
     """xenprivcmd/_detect.py detect(): for XENVER_version 3.0 the candidates are 3.0.4..3.0.0;
     the newest (3.0.4) has domctl, so the dom0_op branch is skipped and domctl is probed.  On
     3.0.0-3.0.2 there is no domctl hypercall: ENOSYS, which _probe() counts as "version
@@ -564,7 +557,7 @@ def test_library_bug_detect_dom0_op_era(release):
     assert sim(xen=release).abi.release == release
 
 
-def test_library_bug_detect_3_0_series():
+def test_regression_detect_3_0_series():
     """xenprivcmd/_detect.py detect(): the candidate loop probes every release of the 3.0
     series, including the dom0_op releases 3.0.0-3.0.2, whose ``(None or -1)`` interface
     version is passed to probe_domctl -> ``variant.structs["xen_domctl"]`` KeyError.  Fix: skip
@@ -573,7 +566,7 @@ def test_library_bug_detect_3_0_series():
         assert sim(xen=release).abi.release == release
 
 
-def test_library_bug_detect_4_1_6():
+def test_regression_detect_4_1_6():
     """xenprivcmd/_detect.py _pick()/parse_micro(): extraversion ".6" (Xen 4.1.6) picks 4.1.6.1,
     the first candidate with ``xen[2] <= 6``; ".6.1" is also read as micro 6.  Fix: parse every
     dotted number of the extraversion and prefer the candidate whose version tuple equals
@@ -582,7 +575,7 @@ def test_library_bug_detect_4_1_6():
     assert sim(xen="4.1.6.1").abi.release == "4.1.6.1"
 
 
-def test_library_bug_sched_params_issue_a_hypercall_before_validating():
+def test_regression_sched_params_issue_a_hypercall_before_validating():
     """xenprivcmd/handle.py set_sched_params(): calls ``self.sched_id()`` (a sysctl) before
     ops/domains.py validates domid/weight/cap, so bad arguments issue a hypercall (the ops
     layer promises none).  Fix: validate in handle.py first, or cache the scheduler id."""
@@ -596,7 +589,7 @@ def test_library_bug_sched_params_issue_a_hypercall_before_validating():
     assert h.transport.calls == calls
 
 
-def test_library_bug_created_domain_has_no_vcpus_on_4_12_and_later():
+def test_regression_created_domain_has_no_vcpus_on_4_12_and_later():
     """xenprivcmd/ops/domains.py create_domain(): from Xen 4.12 ``max_vcpus`` goes in
     createdomain, but the vcpus are still allocated by XEN_DOMCTL_max_vcpus (which must repeat
     the same number); create_domain skips it when createdomain has the field, so the new domain
@@ -609,7 +602,7 @@ def test_library_bug_created_domain_has_no_vcpus_on_4_12_and_later():
     assert len(h.vcpu_info(domid)) == 2
 
 
-def test_library_bug_read_console_plain_read_moves_the_incremental_cursor():
+def test_regression_read_console_plain_read_moves_the_incremental_cursor():
     """xenprivcmd/handle.py read_console(): the docstring says incremental reads return what is
     new "since the previous incremental read" (the first one: everything), but a plain read
     also stores the index (``if incremental or index is not None``), so an incremental read

@@ -43,10 +43,11 @@ class UnknownHypervisorError(XenprivcmdError, LookupError):
     """The running hypervisor speaks no ABI this package knows."""
 
 
-def parse_micro(extraversion: str) -> Optional[int]:
-    """The point release from an extraversion: ".7" -> 7, ".5-pre" -> 5, "-rc" -> None."""
-    m = re.match(r"\.(\d+)", extraversion)
-    return int(m.group(1)) if m else None
+def parse_micro(extraversion: str) -> Optional[Tuple[int, ...]]:
+    """The point release from an extraversion: ".7" -> (7,), ".6.1" -> (6, 1),
+    ".5-pre" -> (5,), "-rc" -> None."""
+    m = re.match(r"((?:\.\d+)+)", extraversion)
+    return tuple(int(x) for x in m.group(1)[1:].split(".")) if m else None
 
 
 def _probe(t: Transport, op: int, hypercall: str, wrapper: type, cmd: int, version: int, domain: Optional[int]) -> bool:
@@ -64,9 +65,11 @@ def _probe(t: Transport, op: int, hypercall: str, wrapper: type, cmd: int, versi
     except OSError as exc:
         if exc.errno == _errno.EACCES:
             return False
-        # Any other answer means the version check passed.
-        if exc.errno in (_errno.EFAULT,):
+        if exc.errno == _errno.ENOSYS:
+            return False  # no such hypercall (the dom0_op era has no domctl/sysctl)
+        if exc.errno == _errno.EFAULT:
             raise from_errno(exc.errno, hypercall=hypercall, subop="probe") from None
+        # Any other answer means the version check passed.
     return True
 
 
@@ -92,11 +95,15 @@ def probe_sysctl(t: Transport, variant: "abi.Variant", version: Optional[int] = 
     )
 
 
-def _pick(cands: Sequence["abi.Variant"], micro: Optional[int]) -> "abi.Variant":
-    """Among releases of one series (newest first), the one ``micro`` names."""
+def _pick(cands: Sequence["abi.Variant"], micro: Optional[Tuple[int, ...]]) -> "abi.Variant":
+    """Among releases of one series (newest first), the one ``micro`` names:
+    the exact point release, else the newest not past it, else the newest."""
     if micro is not None:
         for v in cands:
-            if len(v.xen) > 2 and v.xen[2] <= micro:
+            if tuple(v.xen[2:]) == micro:
+                return v
+        for v in cands:
+            if tuple(v.xen[2:]) <= micro:
                 return v
     return cands[0]
 
@@ -127,12 +134,9 @@ def detect(t: Transport, arch: str = "x86_64") -> Tuple["abi.Variant", Dict[str,
         probes.append(("sysctl", version, r))
         return r
 
-    cands = abi.candidates(major, minor, arch=arch)
-    if cands and cands[0].domctl_interface_version is None:
-        # Xen 3.0.0-3.0.2: the dom0_op interface; no domctl/sysctl to probe.
-        chosen = _pick(cands, micro)
-        report["method"] = "dom0_op era: by version"
-        return chosen, report
+    all_cands = abi.candidates(major, minor, arch=arch)
+    cands = [v for v in all_cands if v.domctl_interface_version is not None]
+    dom0_op_era = [v for v in all_cands if v.domctl_interface_version is None]
     # Candidates of this series whose interface versions the hypervisor accepts.
     accepted = []
     tried: Dict[Tuple[int, int], bool] = {}
@@ -145,6 +149,10 @@ def detect(t: Transport, arch: str = "x86_64") -> Tuple["abi.Variant", Dict[str,
     if accepted:
         report["method"] = "series + probes"
         return _pick(accepted, micro), report
+    if dom0_op_era:
+        # Xen 3.0.0-3.0.2: the dom0_op interface, no domctl/sysctl (ENOSYS above).
+        report["method"] = "dom0_op era: by version"
+        return _pick(dom0_op_era, micro), report
     # Bounded scan: every interface version any known release uses.
     known: List[Tuple[int, int]] = sorted(
         {

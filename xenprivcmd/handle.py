@@ -12,7 +12,7 @@ from ._privcmd import Transport
 from .ops import domains as _dom
 from .ops import host as _host
 from .ops import version as _version
-from .ops._wire import Wire
+from .ops._wire import Wire, check_domid
 from .types import (
     CpuTopology,
     DomainInfo,
@@ -204,7 +204,8 @@ class Handle:
         _dom.set_max_mem(self.wire, self.transport, domid, kib)
 
     def set_max_vcpus(self, domid: int, n: int) -> None:
-        """``XEN_DOMCTL_max_vcpus`` (Xen < 4.12; raises NotSupported after)."""
+        """``XEN_DOMCTL_max_vcpus``: allocate the domain's vcpus (from Xen 4.12
+        ``n`` must equal the ``max_vcpus`` given at creation; Xen says EINVAL otherwise)."""
         _dom.set_max_vcpus(self.wire, self.transport, domid, n)
 
     def vcpu_info(self, domid: int) -> List[VcpuInfo]:
@@ -228,11 +229,13 @@ class Handle:
 
     def sched_params(self, domid: int) -> SchedParams:
         """Weight and cap of a domain under the host's scheduler (credit, credit2)."""
+        check_domid(domid)
         sid, name = self.sched_id()
         return _dom.sched_params(self.wire, self.transport, domid, sid, name)
 
     def set_sched_params(self, domid: int, weight: Optional[int] = None, cap: Optional[int] = None) -> SchedParams:
         """Set weight (1..65535) and/or cap (0..65534, 0 = none); returns the new values."""
+        _dom.check_sched_args(domid, weight, cap)
         sid, name = self.sched_id()
         return _dom.set_sched_params(self.wire, self.transport, domid, sid, name, weight, cap)
 
@@ -267,6 +270,6 @@ class Handle:
         data, index = _host.read_console(
             self.wire, self.transport, clear=clear, index=self._console_index if incremental else None
         )
-        if incremental or index is not None:
+        if incremental:
             self._console_index = index
         return data.decode("utf-8", "replace")

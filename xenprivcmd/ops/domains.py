@@ -150,7 +150,7 @@ def set_max_mem(w: Wire, t: Transport, domid: int, kib: int) -> None:
 def set_max_vcpus(w: Wire, t: Transport, domid: int, n: int) -> None:
     check_domid(domid)
     _check_int(n, "vcpu count", 1, MAX_VCPUS)
-    w.const("XEN_DOMCTL_max_vcpus", "set_max_vcpus")  # removed in Xen 4.12: fail before issuing
+    w.const("XEN_DOMCTL_max_vcpus", "set_max_vcpus")  # fail before issuing if a release lacks it
 
     def fill(u: Any) -> None:
         u.max_vcpus.max = n
@@ -298,13 +298,7 @@ def set_sched_params(
     weight: Optional[int] = None, cap: Optional[int] = None,
 ) -> SchedParams:
     """Set weight and/or cap; the other keeps its value.  Returns the new parameters."""
-    check_domid(domid)
-    if weight is None and cap is None:
-        raise ValueError("give a weight or a cap")
-    if weight is not None:
-        _check_int(weight, "weight", WEIGHT_MIN, WEIGHT_MAX)
-    if cap is not None:
-        _check_int(cap, "cap", CAP_MIN, CAP_MAX)
+    check_sched_args(domid, weight, cap)
     member = _sched_member(w, sched_name)
     current = sched_params(w, t, domid, sched_id, sched_name)
     if cap is not None and current.cap is None:
@@ -323,6 +317,16 @@ def set_sched_params(
     return sched_params(w, t, domid, sched_id, sched_name)
 
 
+def check_sched_args(domid: int, weight: Optional[int], cap: Optional[int]) -> None:
+    check_domid(domid)
+    if weight is None and cap is None:
+        raise ValueError("give a weight or a cap")
+    if weight is not None:
+        _check_int(weight, "weight", WEIGHT_MIN, WEIGHT_MAX)
+    if cap is not None:
+        _check_int(cap, "cap", CAP_MIN, CAP_MAX)
+
+
 def _sched_member(w: Wire, sched_name: str) -> str:
     if sched_name not in SCHEDULERS:
         raise NotSupported(
@@ -339,9 +343,8 @@ def create_domain(
 ) -> int:
     """Create an empty, paused PV domain (no kernel is loaded).  Returns its domid.
 
-    The creation parameters are laid out as the running release expects; on
-    releases that set vcpus after creation (before 4.12) the max_vcpus domctl
-    follows.
+    The creation parameters are laid out as the running release expects; the
+    max_vcpus domctl follows (it allocates the vcpus on every release).
     """
     _check_int(max_vcpus, "max_vcpus", 1, MAX_VCPUS)
     _check_int(max_evtchn_port, "max_evtchn_port", 0, (1 << 31) - 1)
@@ -373,7 +376,9 @@ def create_domain(
     domid = int(req.domain)
     if not 0 < domid < DOMID_FIRST_RESERVED:
         raise DecodeError(f"createdomain returned domid {domid}")
-    if "max_vcpus" not in names and "XEN_DOMCTL_max_vcpus" in w.constants:
+    # Every release allocates the vcpus with XEN_DOMCTL_max_vcpus; from 4.12
+    # it must repeat createdomain's max_vcpus.
+    if "XEN_DOMCTL_max_vcpus" in w.constants:
         try:
             set_max_vcpus(w, t, domid, max_vcpus)
         except Exception:
