@@ -87,9 +87,14 @@ class Domain:
 
     __slots__ = ("domid", "handle", "tot_pages", "max_pages", "max_vcpus", "vcpus", "pause_count", "dying",
                  "weight", "cap", "shared_info_frame", "hvm", "destroy_tries", "is_dom0",
-                 "_rec", "_rec_at", "_running")
+                 "unique_id", "_rec", "_rec_at", "_running")
+
+    #: Xen 4.21+ gives every domain ever created a unique id (get_domain_state).
+    _next_unique_id = 1
 
     def __init__(self, domid: int, handle: bytes, tot_pages: int, max_pages: int) -> None:
+        self.unique_id = Domain._next_unique_id
+        Domain._next_unique_id += 1
         self.domid = domid
         self.handle = handle
         self.tot_pages = tot_pages

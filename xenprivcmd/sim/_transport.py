@@ -70,7 +70,7 @@ class SimTransport(MemoryTransport):
                         ("max_mem", self._max_mem), ("max_vcpus", self._max_vcpus),
                         ("getvcpuinfo", self._getvcpuinfo), ("getvcpuaffinity", self._vcpuaffinity),
                         ("setvcpuaffinity", self._vcpuaffinity), ("scheduler_op", self._scheduler_op),
-                        ("createdomain", self._createdomain)):
+                        ("createdomain", self._createdomain), ("get_domain_state", self._get_domain_state)):
             cmd = t.const("XEN_DOMCTL_" + name)
             if cmd is not None and not self.dom0_op_era:
                 self._domctl[cmd] = (name, h)
@@ -229,10 +229,12 @@ class SimTransport(MemoryTransport):
             raise self._fail(E.EFAULT)
         lay = self.domctl
         op = bytearray(self.read(addr, lay.size))
-        if lay.get(op, "interface_version") != self.host.variant.domctl_interface_version:
-            raise self._fail(E.EACCES, "domctl interface version mismatch")
         cmd = lay.get(op, "cmd")
         entry = self._domctl.get(cmd)
+        # Stable ops (4.21+: get_domain_state) take interface version 0.
+        want = 0 if entry and entry[0] == "get_domain_state" else self.host.variant.domctl_interface_version
+        if lay.get(op, "interface_version") != want:
+            raise self._fail(E.EACCES, "domctl interface version mismatch")
         d: Optional[Domain] = None
         name = entry[0] if entry else ""
         if name != "createdomain":
@@ -269,6 +271,16 @@ class SimTransport(MemoryTransport):
         lay.put(op, "domain", d.domid)
         if self._garble == "zeros":
             op[at:at + len(rec)] = bytes(len(rec))
+        return True
+
+    def _get_domain_state(self, op: bytearray, d: Optional[Domain]) -> bool:
+        assert d is not None
+        lay = self.domctl
+        state = 1 | (4 if d.dying else 0)  # EXIST, DYING
+        caps = 3 if d.is_dom0 else 0  # CONTROL | HARDWARE
+        lay.put(op, "u.get_domain_state.state", state)
+        lay.put(op, "u.get_domain_state.caps", caps)
+        lay.put(op, "u.get_domain_state.unique_id", d.unique_id)
         return True
 
     def _pause(self, op: bytearray, d: Optional[Domain]) -> bool:
