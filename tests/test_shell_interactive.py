@@ -205,3 +205,34 @@ def test_commands_from_a_pipe():
     assert r.stdout == "1\ndb1\n"
     assert r.stderr.startswith("error: failed to get domain 'nosuch'")
     assert r.returncode == 1
+
+
+def test_top_live_refreshes_until_interrupted(cache):
+    p = spawn(cache, "top", "--delay", "0.05")
+    try:
+        p.expect(r"\x1b\[H\x1b\[2Jxpsh top - ")
+        p.expect(r"\x1b\[H\x1b\[2Jxpsh top - ")
+        p.expect(r"web1 r----- +\d+ +\d+\.\d")
+        os.killpg(p.proc.pid, signal.SIGINT)
+        assert p.wait() == 0
+    finally:
+        p.close()
+    assert "Traceback" not in p.seen
+
+
+def test_connect_switches_hypervisor(cache):
+    p = spawn(cache, uri="nope:///")
+    try:
+        p.expect(PROMPT)
+        p.send("list\r")
+        p.expect(r"error: cannot open 'nope:///': unknown hypervisor URI")
+        p.expect(PROMPT)
+        p.send(f"connect {URI}\r")
+        p.expect(PROMPT)
+        p.send("uri; domname 1\r")
+        p.expect(re.escape(URI))
+        p.expect(r"web1")
+        p.send("quit\r")
+        assert p.wait() == 0
+    finally:
+        p.close()
