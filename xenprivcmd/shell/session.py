@@ -196,7 +196,7 @@ class Session:
             if dry:
                 self._report_dry_run(cmd.name)
             ok = True
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, BrokenPipeError):
             raise
         except UsageError as exc:
             self.error(str(exc))
