@@ -73,7 +73,8 @@ def cmd_run(args):
         pythonpath=args.pythonpath, pip_piece=piece,
         pip_dir=pipdeps.DOM0_DIR if piece else None, mem_mb=args.memory,
         dom0_mem_mb=args.dom0_mem, smp=args.smp, kvm=args.kvm, console=args.console,
-        log_path=args.log, xen_args=args.xen_args, dom0_args=args.dom0_args)
+        log_path=args.log, xen_args=args.xen_args, dom0_args=args.dom0_args,
+        sched=args.sched)
     return runner.run_vm(cache, info, spec)
 
 
@@ -132,6 +133,9 @@ def main(argv=None):
     s.add_argument("--console", action="store_true",
                    help="echo the whole serial console to stderr live")
     s.add_argument("--log", metavar="FILE", help="console log file (default in the cache)")
+    s.add_argument("--sched", default="credit",
+                   help="Xen scheduler (sched=...; default credit so 'xl sched-credit' has "
+                   "data; '' for Xen's own default, credit2)")
     s.add_argument("--xen-args", default="", help="extra Xen command line arguments")
     s.add_argument("--dom0-args", default="", help="extra dom0 kernel command line arguments")
     s.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")

@@ -2,8 +2,10 @@
 
 import re
 
+import os
+
 from .apt import AptState
-from .common import KERNEL_SUITE, XenvmError, log
+from .common import KERNEL_SUITE, TOOL_VERSION, XenvmError, log, read_json, write_json
 
 # Of apt's install closure only these packages can hold files the image uses
 # (shared libraries, python, xen tools); the rest (perl, systemd, ...) is skipped.
@@ -39,10 +41,26 @@ def _kernel_package(apt):
     return sorted(names, key=lambda n: int(n.split("-")[3]))[-1]
 
 
+def _stamp(apt):
+    p = os.path.join(apt.root, "updated")
+    return os.path.getmtime(p) if os.path.exists(p) else None
+
+
 def fetch(cache, suite, refresh=False):
-    """Returns a manifest: versions, package -> (version, deb path)."""
+    """Returns a manifest: versions, package -> (version, deb path).
+    Reuses the last manifest while the private apt lists are unchanged."""
     apt = AptState(cache, suite)
     apt.update(force=refresh)
+    kapt = apt if suite == KERNEL_SUITE else AptState(cache, KERNEL_SUITE)
+    kapt.update(force=refresh)
+    mpath = os.path.join(apt.root, "manifest.json")
+    mkey = [TOOL_VERSION, _stamp(apt), _stamp(kapt), open(__file__).read()]
+    if os.path.exists(mpath):
+        old = read_json(mpath)
+        m = old.get("manifest", {})
+        if old.get("key") == mkey and all(os.path.exists(d) for _, d in m["packages"].values()) \
+                and os.path.exists(m["kernel"]["deb"]):
+            return m
     xv = _xen_version(apt)
     pyv = _python_version(apt)
     roots = {
@@ -58,14 +76,12 @@ def fetch(cache, suite, refresh=False):
     pkgs = {p: v for p, v in closure.items() if KEEP_RE.match(p)}
     debs = apt.download(pkgs)
 
-    kapt = apt if suite == KERNEL_SUITE else AptState(cache, KERNEL_SUITE)
-    kapt.update(force=refresh)
     kpkg = _kernel_package(kapt)
     kver = kapt.candidate(kpkg)
     kdeb = kapt.download({kpkg: kver})[kpkg]
     log("%s: Xen %s, python%s, kernel %s %s, %d packages" % (
         suite, xv, pyv, kpkg, kver, len(pkgs)))
-    return {
+    manifest = {
         "suite": suite,
         "xen_version": xv,
         "python_version": pyv,
@@ -73,3 +89,5 @@ def fetch(cache, suite, refresh=False):
         "packages": {p: [pkgs[p], debs[p]] for p in sorted(pkgs)},
         "kernel": {"package": kpkg, "version": kver, "deb": kdeb},
     }
+    write_json(mpath, {"key": mkey, "manifest": manifest})
+    return manifest

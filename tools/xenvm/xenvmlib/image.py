@@ -174,9 +174,10 @@ def build(cache, manifest, force=False):
     if not bb:
         raise XenvmError("busybox-static has no /bin/busybox")
     selected.update(bb)
-    # glibc's loader and the NSS 'files' module (separate before glibc 2.34)
+    # dlopen()ed by glibc: NSS 'files' (separate before glibc 2.34), and
+    # libgcc_s for pthread_cancel (xl's threads need it)
     for c in list(fs.files):
-        if re.match(r"^usr/lib/x86_64-linux-gnu/libnss_(files|dns)\.so\.2$", c):
+        if re.match(r"^usr/lib/x86_64-linux-gnu/(libnss_(files|dns)\.so\.2|libgcc_s\.so\.1)$", c):
             selected.update(fs.resolve(c) or [])
 
     # --- shared library closure over DT_NEEDED

@@ -78,9 +78,19 @@ while [ "$i" -le "${XENVM_GUESTS:-0}" ]; do
     i=$((i+1))
 done
 m STAGE:command
+OUT=
+n=0
+while [ -z "$OUT" ]; do
+    for p in /sys/class/virtio-ports/*; do
+        [ "$(cat $p/name 2>/dev/null)" = xenvm.out ] && [ -c /dev/${p##*/} ] && OUT=/dev/${p##*/}
+    done
+    [ -n "$OUT" ] && break
+    n=$((n+1)); [ $n -gt 100 ] && fail "no virtio port xenvm.out for the command's output"
+    sleep 0.1
+done
 echo 1 > /proc/sys/kernel/printk
 m START
-/bin/sh /xenvm/cmd.sh
+/bin/sh /xenvm/cmd.sh >$OUT 2>&1
 rc=$?
 cd /
 sync

@@ -7,15 +7,16 @@ import os
 import shutil
 import struct
 
-from .common import XenvmError, log, run, write_json, read_json
+from .common import XenvmError, key_of, log, run, write_json, read_json
 from .elf import Elf
 
-# Load order from the trial runs: Xen devices first, then the 9p share.
+# Load order from the trial runs: Xen devices first, then the 9p share
+# (plus virtio_console: the command's output goes to the host on a virtio port).
 # Each module's own dependencies (from .modinfo) are loaded before it.
 WANTED_MODULES = [
     "xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc",
     "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_ring", "virtio", "virtio_pci",
-    "9pnet", "9pnet_virtio", "netfs", "fscache", "9p",
+    "virtio_console", "9pnet", "9pnet_virtio", "netfs", "fscache", "9p",
 ]
 
 
@@ -49,7 +50,7 @@ def extract_vmlinux(bzimage, out):
 
 def prepare(cache, kinfo):
     """Returns dict with vmlinuz, vmlinux, kver, modules (ordered list of .ko paths)."""
-    base = os.path.join(cache, "kernel", "%s_%s" % (kinfo["package"], kinfo["version"]))
+    base = kernel_dir(cache, kinfo)
     meta = os.path.join(base, "kernel.json")
     if os.path.exists(meta):
         return read_json(meta)
@@ -115,4 +116,5 @@ def prepare(cache, kinfo):
 
 
 def kernel_dir(cache, kinfo):
-    return os.path.join(cache, "kernel", "%s_%s" % (kinfo["package"], kinfo["version"]))
+    return os.path.join(cache, "kernel", "%s_%s-%s" % (
+        kinfo["package"], kinfo["version"], key_of(WANTED_MODULES)[:8]))

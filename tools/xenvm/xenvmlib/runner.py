@@ -66,7 +66,7 @@ class RunSpec:
     def __init__(self, suite, command, guests=0, xenstore=False, timeout=900, share=None,
                  workdir=None, env=(), pythonpath=(), pip_piece=None, pip_dir=None,
                  mem_mb=None, dom0_mem_mb=1024, smp=2, kvm=False, console=False,
-                 log_path=None, xen_args="", dom0_args="", guest1_vcpus=2):
+                 log_path=None, xen_args="", dom0_args="", guest1_vcpus=2, sched="credit"):
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
@@ -125,13 +125,14 @@ def build_initrd(path, image, spec, nonce):
         w.close()
 
 
-def qemu_command(image, spec, initrd):
+def qemu_command(image, spec, initrd, out_path):
     mem = spec.mem_mb
     if not mem:
         need = spec.dom0_mem_mb + spec.guests * (128 + 24) + 320
         mem = max(2048, need)
     xen_cmd = ("console=com1 com1=115200,8n1 dom0_mem=%dM,max:%dM loglvl=all guest_loglvl=all "
-               "bootscrub=0 %s" % (spec.dom0_mem_mb, spec.dom0_mem_mb, spec.xen_args)).strip()
+               "bootscrub=0 %s%s" % (spec.dom0_mem_mb, spec.dom0_mem_mb,
+                               "sched=%s " % spec.sched if spec.sched else "", spec.xen_args)).strip()
     dom0_cmd = ("console=hvc0 earlyprintk=xen loglevel=5 %s" % spec.dom0_args).strip()
     accel = "kvm" if spec.kvm else "tcg"
     cpu = "host" if spec.kvm else "qemu64,+svm"
@@ -141,6 +142,9 @@ def qemu_command(image, spec, initrd):
            "-no-reboot", "-nodefaults",
            "-kernel", image["xen"], "-append", xen_cmd,
            "-initrd", "%s %s,%s" % (image["vmlinux"], dom0_cmd.replace(",", ",,"), initrd)]
+    cmd += ["-device", "virtio-serial-pci,id=vser0",
+            "-chardev", "file,id=cmdout,path=%s" % out_path,
+            "-device", "virtserialport,bus=vser0.0,chardev=cmdout,name=xenvm.out"]
     if spec.share:
         share = os.path.abspath(spec.share)
         if "," in share:
@@ -151,17 +155,15 @@ def qemu_command(image, spec, initrd):
 
 
 class ConsoleWatcher:
-    """Splits the serial stream: everything to the log, the command's output
-    (between the START and END markers, minus Xen's own lines) to stdout."""
+    """Follows the serial console (Xen + dom0 kernel + init's markers): logs
+    it, tracks the boot stage and the command's exit status."""
 
-    def __init__(self, nonce, logf, out, echo_console):
+    def __init__(self, nonce, logf, echo_console):
         self.nonce = nonce.encode()
         self.logf = logf
-        self.out = out
         self.echo = echo_console
         self.buf = b""
         self.phase = "boot"
-        self.midline = False
         self.stage = None
         self.saw_xen = False
         self.saw_linux = False
@@ -179,67 +181,39 @@ class ConsoleWatcher:
         self.buf += data.replace(b"\r", b"")
         while b"\n" in self.buf:
             line, self.buf = self.buf.split(b"\n", 1)
-            self._line(line, True)
-        if self.phase == "cmd" and self.buf:
-            self._partial()
+            self._line(line)
 
-    def _partial(self):
-        # flush a partial command line (progress dots) unless it might be a
-        # marker or a Xen line still arriving
-        b = self.buf
-        if not self.midline and (b"(XEN)".startswith(b[:5]) or b.startswith(b"(XEN)")):
-            return
-        cut = b.find(b"@@")
-        if cut == -1:
-            cut = len(b) - 1 if b.endswith(b"@") else len(b)
-        if cut > 0:
-            self.out.write(b[:cut])
-            self.out.flush()
-            self.buf = b[cut:]
-            self.midline = True
-
-    def _line(self, line, complete):
+    def _line(self, line):
         if not self.saw_xen and b"Xen version" in line:
             self.saw_xen = True
         if not self.saw_linux and (b"Linux version" in line or b"LOADING DOMAIN 0" in line):
             self.saw_linux = True
         m = MARK_RE.search(line)
-        if m and m.group(1) == self.nonce:
-            before = line[:m.start()]
-            if self.phase == "cmd" and before:
-                self.out.write(before + b"\n")
-            elif self.phase == "cmd" and self.midline:
-                self.out.write(b"\n")
-            self.midline = False
-            self.out.flush()
-            word = m.group(2).decode()
-            arg = (m.group(3) or b"").decode(errors="replace")
-            if word == "STAGE":
-                self.stage = arg
-            elif word == "INIT":
-                self.stage = "init"
-            elif word == "START":
-                self.phase = "cmd"
-                self.t_start = time.monotonic()
-            elif word == "END":
-                self.phase = "done"
-                self.t_end = time.monotonic()
-                try:
-                    self.rc = int(arg)
-                except ValueError:
-                    self.rc = EXIT_FAILURE
-            elif word == "FAIL":
-                self.fail = arg
-                self.phase = "done"
+        if not m or m.group(1) != self.nonce:
             return
-        if self.phase == "cmd":
-            if not self.midline and line.startswith(b"(XEN)"):
-                return
-            self.out.write(line + b"\n")
-            self.out.flush()
-            self.midline = False
+        word = m.group(2).decode()
+        arg = (m.group(3) or b"").decode(errors="replace")
+        if word == "STAGE":
+            self.stage = arg
+        elif word == "INIT":
+            self.stage = "init"
+        elif word == "START":
+            self.phase = "cmd"
+            self.t_start = time.monotonic()
+        elif word == "END":
+            self.phase = "done"
+            self.t_end = time.monotonic()
+            try:
+                self.rc = int(arg)
+            except ValueError:
+                self.rc = EXIT_FAILURE
+        elif word == "FAIL":
+            self.fail = arg
+            self.phase = "done"
 
     def where(self):
+        if self.phase == "cmd":
+            return "running the command"
         if self.stage is None:
             if self.saw_linux:
                 return "booting the dom0 kernel"
@@ -251,6 +225,32 @@ class ConsoleWatcher:
         if self.stage.startswith("guest"):
             return "creating %s with xl create" % self.stage
         return STAGES.get(self.stage, self.stage)
+
+
+class OutputFollower:
+    """Copies what QEMU writes to the command-output file to our stdout."""
+
+    def __init__(self, path, out):
+        self.path = path
+        self.out = out
+        self.f = None
+
+    def poll(self):
+        if self.f is None:
+            try:
+                self.f = open(self.path, "rb")
+            except OSError:
+                return
+        while True:
+            data = self.f.read(65536)
+            if not data:
+                return
+            self.out.write(data)
+            self.out.flush()
+
+    def close(self):
+        if self.f:
+            self.f.close()
 
 
 def _tail(path, n=40):
@@ -282,10 +282,10 @@ def _diagnose(log_path):
     return None
 
 
-def _prune_logs(logdir, keep=40):
+def _prune_logs(logdir, keep=60):
     try:
         logs = sorted((os.path.getmtime(os.path.join(logdir, n)), n)
-                      for n in os.listdir(logdir) if n.endswith(".log"))
+                      for n in os.listdir(logdir) if n.endswith((".log", ".out")))
         for _, n in logs[:-keep]:
             os.unlink(os.path.join(logdir, n))
     except OSError:
@@ -304,7 +304,9 @@ def run_vm(cache, image, spec):
     initrd = os.path.join(logdir, ".initrd-%d" % os.getpid())
     nonce = secrets.token_hex(8)
     build_initrd(initrd, image, spec, nonce)
-    cmd = qemu_command(image, spec, initrd)
+    out_path = log_path[:-4] + ".out" if log_path.endswith(".log") else log_path + ".out"
+    open(out_path, "wb").close()
+    cmd = qemu_command(image, spec, initrd, out_path)
 
     # one QEMU at a time on this machine
     lockf = open(os.path.join(cache, "qemu.lock"), "w")
@@ -318,7 +320,8 @@ def run_vm(cache, image, spec):
     logf = open(log_path, "wb")
     logf.write(("# xenvm %s\n# %s\n" % (label, " ".join(shlex.quote(c) for c in cmd))).encode())
     errf = open(log_path + ".stderr", "w+b")
-    watcher = ConsoleWatcher(nonce, logf, sys.stdout.buffer, spec.console)
+    watcher = ConsoleWatcher(nonce, logf, spec.console)
+    follower = OutputFollower(out_path, sys.stdout.buffer)
     proc = None
     reason = None
     code = None
@@ -342,6 +345,7 @@ def run_vm(cache, image, spec):
                 if now - end_seen_at > 10:
                     break  # dom0 said it is done; do not wait for poweroff forever
             r, _, _ = select.select([fd], [], [], 0.2)
+            follower.poll()
             if r:
                 try:
                     data = os.read(fd, 65536)
@@ -382,6 +386,8 @@ def run_vm(cache, image, spec):
                     pass
                 proc.wait()
         signal.signal(signal.SIGTERM, old_term)
+        follower.poll()
+        follower.close()
         try:
             os.unlink(initrd)
         except OSError:
