@@ -14,32 +14,10 @@ from typing import Any, Dict, Optional, Tuple
 import pytest
 
 import xenprivcmd
-from xenprivcmd.ops import _wire
 from xenprivcmd.shell import run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 URI = "sim:///default"
-
-# ops/_wire.py names its hypercall numbers __HYPERVISOR_*; inside class Wire the
-# names are mangled to _Wire__HYPERVISOR_*, which the module lacks (the library
-# fix is pending).  While that is so, the subprocess gets the mangled names
-# first; once fixed, it is plain ``python -m xenprivcmd``.
-WIRE_BUG = "_Wire__HYPERVISOR_domctl" in _wire.Wire.issue_domctl.__code__.co_names and not hasattr(
-    _wire, "_Wire__HYPERVISOR_domctl")
-SHIM = (
-    "import runpy, sys\n"
-    "from xenprivcmd.ops import _wire\n"
-    "_wire._Wire__HYPERVISOR_domctl = 36\n"
-    "_wire._Wire__HYPERVISOR_sysctl = 35\n"
-    "sys.argv[0] = 'xpsh'\n"
-    "runpy.run_module('xenprivcmd', run_name='__main__')\n"
-)
-
-
-@pytest.fixture(autouse=True)
-def _wire_hypercall_numbers(monkeypatch):
-    monkeypatch.setattr(_wire, "_Wire__HYPERVISOR_domctl", 36, raising=False)
-    monkeypatch.setattr(_wire, "_Wire__HYPERVISOR_sysctl", 35, raising=False)
 
 
 def _env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
@@ -52,8 +30,7 @@ def _env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
 def xpsh(*args: str, env: Optional[Dict[str, str]] = None, uri: Optional[str] = URI,
          timeout: float = 60) -> Tuple[int, str, str]:
     """Run ``python -m xenprivcmd [-c URI] ARGS``; (status, stdout, stderr)."""
-    cmd = [sys.executable, "-c", SHIM] if WIRE_BUG else [sys.executable, "-m", "xenprivcmd"]
-    cmd += (["-c", uri] if uri else []) + list(args)
+    cmd = [sys.executable, "-m", "xenprivcmd"] + (["-c", uri] if uri else []) + list(args)
     p = subprocess.run(cmd, capture_output=True, text=True, env=_env(env), timeout=timeout, cwd=ROOT)
     return p.returncode, p.stdout, p.stderr
 

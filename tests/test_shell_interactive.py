@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import pytest
 
-from .test_shell import ROOT, SHIM, URI, WIRE_BUG, _env
+from .test_shell import ROOT, URI, _env
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pty behaviour is Linux's")
 
@@ -30,7 +30,7 @@ class Pty:
         self.master, slave = os.openpty()
         attrs = termios.tcgetattr(slave)
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
-        cmd = [sys.executable, "-c", SHIM] if WIRE_BUG else [sys.executable, "-m", "xenprivcmd"]
+        cmd = [sys.executable, "-m", "xenprivcmd"]
         self.proc = subprocess.Popen(cmd + args, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT,
                                      start_new_session=True, close_fds=True)
         os.close(slave)
@@ -198,7 +198,7 @@ def test_interactive_completion_of_options_values(cache):
 
 
 def test_commands_from_a_pipe():
-    cmd = [sys.executable, "-c", SHIM] if WIRE_BUG else [sys.executable, "-m", "xenprivcmd"]
+    cmd = [sys.executable, "-m", "xenprivcmd"]
     script = "domid web1\n# a comment\n\ndominfo nosuch\ndomname 2\n"
     r = subprocess.run(cmd + ["-c", URI], input=script, capture_output=True, text=True, env=_env(), cwd=ROOT,
                        timeout=60)

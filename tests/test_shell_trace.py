@@ -9,8 +9,6 @@ import pytest
 import xenprivcmd
 from xenprivcmd.trace import DRY_RUN_DOMID, DryRunTransport, TimingTransport, innermost
 
-from .test_shell import _wire_hypercall_numbers  # noqa: F401 - autouse fixture
-
 RELEASES = ["4.1", "4.4", "4.10.1", "4.12", "4.17", "4.23-dev"]
 
 
