@@ -1,6 +1,7 @@
 """Groups ``list N=<n>``: ``Handle.domains()`` on the simulator, per domain.
 
-For each N (``--bench-sizes``, default 1, 100, 1000, 32768 domains):
+For each N (``--bench-sizes``, default 1, 100, 1000 and a full host: 32752
+domains, as many as Xen allows: domids 0..0x7FEF; 32768 is clamped to it):
 
 * floor: ``struct.Struct.iter_unpack`` (the library's own record reader, same
   format) over the same bytes the simulator writes, materialised as a list;
