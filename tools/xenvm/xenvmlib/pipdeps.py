@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,122 @@ def host_pip():
         if p:
             return [p]
     raise XenvmError("no pip on the host: install python3-pip (xenvm.py setup does)")
+
+
+# --- PEP 508 environment markers, evaluated for dom0's python -----------------
+# pip download --python-version checks wheel tags and Requires-Python for the
+# target, but evaluates markers (e.g. 'exceptiongroup; python_version < "3.11"')
+# for the host's python; so the dependencies are completed here.
+
+_TOK = re.compile(r"\s*(\(|\)|===|==|!=|<=|>=|~=|<|>|not\s+in\b|in\b|and\b|or\b|not\b|"
+                  r"'[^']*'|\"[^\"]*\"|[A-Za-z_][A-Za-z0-9_.]*)")
+_VERSION_VARS = ("python_version", "python_full_version", "implementation_version")
+
+
+def _marker_env(pyv):
+    return {"python_version": pyv, "python_full_version": pyv + ".0",
+            "implementation_version": pyv + ".0", "os_name": "posix",
+            "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
+            "platform_release": "", "platform_version": "", "implementation_name": "cpython",
+            "platform_python_implementation": "CPython", "extra": ""}
+
+
+def _vtuple(v):
+    return tuple(int(x) if x.isdigit() else 0 for x in re.split(r"[.]", v.split("+")[0]) if x)
+
+
+def _cmp(op, a, b, version):
+    if op in ("in", "not in"):
+        r = a in b
+        return r if op == "in" else not r
+    if version:
+        try:
+            a, b = _vtuple(a), _vtuple(b)
+            if op == "~=":
+                return a >= b and a[:len(b) - 1] == b[:len(b) - 1]
+        except ValueError:
+            pass
+    return {"==": a == b, "===": a == b, "!=": a != b, "<": a < b, "<=": a <= b,
+            ">": a > b, ">=": a >= b, "~=": a >= b}[op]
+
+
+def eval_marker(text, env):
+    toks = []
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        m = _TOK.match(text, pos)
+        if not m:
+            raise ValueError("bad marker: %r" % text)
+        toks.append(re.sub(r"\s+", " ", m.group(1)))
+        pos = m.end()
+    i = [0]
+
+    def peek():
+        return toks[i[0]] if i[0] < len(toks) else None
+
+    def take():
+        i[0] += 1
+        return toks[i[0] - 1]
+
+    def value():
+        t = take()
+        if t[0] in "'\"":
+            return t[1:-1], False
+        return env.get(t, ""), t in _VERSION_VARS
+
+    def atom():
+        if peek() == "(":
+            take()
+            r = expr()
+            take()
+            return r
+        a, av = value()
+        op = take()
+        b, bv = value()
+        return _cmp(op, a, b, av or bv)
+
+    def conj():
+        r = atom()
+        while peek() == "and":
+            take()
+            r = atom() and r
+        return r
+
+    def expr():
+        r = conj()
+        while peek() == "or":
+            take()
+            r = conj() or r
+        return r
+
+    return expr()
+
+
+def _norm_name(n):
+    return re.sub(r"[-_.]+", "-", n).lower()
+
+
+def _wheel_requirements(path, env):
+    """(project name, [requirement strings that apply to env])."""
+    name, reqs = None, []
+    with zipfile.ZipFile(path) as z:
+        meta = [n for n in z.namelist() if n.endswith(".dist-info/METADATA")]
+        text = z.read(meta[0]).decode("utf-8", "replace") if meta else ""
+    for line in text.split("\n\n", 1)[0].splitlines():
+        if line.startswith("Name:"):
+            name = _norm_name(line.split(":", 1)[1].strip())
+        elif line.startswith("Requires-Dist:"):
+            req = line.split(":", 1)[1].strip()
+            req, _, marker = req.partition(";")
+            if marker.strip():
+                try:
+                    if not eval_marker(marker, env):
+                        continue
+                except (ValueError, IndexError, KeyError):
+                    continue
+            reqs.append(req.strip())
+    return name, reqs
 
 
 def pip_piece(cache, image, spec):
@@ -56,6 +173,25 @@ def pip_piece(cache, image, spec):
     if res.returncode != 0:
         raise XenvmError("pip download for python%s failed (only pure-Python wheels can be "
                          "used in dom0):\n%s" % (pyv, res.stdout[-2500:]))
+    env = _marker_env(pyv)
+    for _ in range(10):
+        have, wanted = set(), {}
+        for n in os.listdir(wheels):
+            if n.endswith(".whl"):
+                name, reqs = _wheel_requirements(os.path.join(wheels, n), env)
+                have.add(name)
+                for r in reqs:
+                    m = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", r)
+                    if m:
+                        wanted[_norm_name(m.group(1))] = re.sub(r"\[[^\]]*\]", "", r)
+        todo = [r for n, r in sorted(wanted.items()) if n not in have]
+        if not todo:
+            break
+        res = subprocess.run(cmd[:cmd.index("-d")] + ["-d", wheels] + todo,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             universal_newlines=True)
+        if res.returncode != 0:
+            raise XenvmError("pip download for python%s failed:\n%s" % (pyv, res.stdout[-2500:]))
     names = sorted(n for n in os.listdir(wheels) if n.endswith(".whl"))
     for n in names:
         with zipfile.ZipFile(os.path.join(wheels, n)) as z:
