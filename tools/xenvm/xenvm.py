@@ -20,11 +20,12 @@ def _prepare(args, need_pip=False):
     from xenvmlib import fetch, image
     cache = common.cache_root(args.cache)
     hostsetup.setup(pip_needed=need_pip)
-    t = common.Timer()
-    manifest = fetch.fetch(cache, args.suite, refresh=getattr(args, "refresh", False))
-    t_fetch = t()
-    info = image.build(cache, manifest, force=getattr(args, "rebuild", False))
-    t_build = t() - t_fetch
+    with common.cache_lock(cache, "build", "fetching/building"):
+        t = common.Timer()
+        manifest = fetch.fetch(cache, args.suite, refresh=getattr(args, "refresh", False))
+        t_fetch = t()
+        info = image.build(cache, manifest, force=getattr(args, "rebuild", False))
+        t_build = t() - t_fetch
     log("%s: image ready (fetch %.1f s, build %.1f s): %s"
         % (args.suite, t_fetch, t_build, os.path.dirname(info["rootfs"])))
     return cache, info
@@ -66,7 +67,8 @@ def cmd_run(args):
     if share and not os.path.isdir(share):
         raise XenvmError("--share %s is not a directory" % share)
     cache, info = _prepare(args, need_pip=bool(args.pip_deps.strip()))
-    piece = pipdeps.pip_piece(cache, info, args.pip_deps)
+    with common.cache_lock(cache, "build", "fetching wheels"):
+        piece = pipdeps.pip_piece(cache, info, args.pip_deps)
     spec = runner.RunSpec(
         suite=args.suite, command=command, guests=args.guests, xenstore=args.xenstore,
         timeout=args.timeout, share=share, workdir=args.workdir, env=args.env,

@@ -1,5 +1,7 @@
 """Shared helpers: cache location, logging, subprocess wrappers."""
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -81,3 +83,18 @@ class Timer:
 
     def __call__(self):
         return time.monotonic() - self.t0
+
+
+@contextlib.contextmanager
+def cache_lock(cache, name, what):
+    """Exclusive lock on the cache (several users may share one cache dir)."""
+    f = open(os.path.join(cache, name + ".lock"), "w")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            log("waiting for another xenvm process (%s)" % what)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+    finally:
+        f.close()

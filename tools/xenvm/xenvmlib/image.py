@@ -111,7 +111,7 @@ def compile_pyc(root, pyver, dirs, strip_root, prepend="/"):
     env = {"PATH": "/usr/bin:/bin", "PYTHONHOME": os.path.join(root, "usr"),
            "PYTHONNOUSERSITE": "1", "LC_ALL": "C.UTF-8"}
     cmd = suite_python_cmd(root, pyver) + [
-        "-m", "compileall", "-q", "-j", "2", "--invalidation-mode", "unchecked-hash",
+        "-m", "compileall", "-q", "-j", "1", "--invalidation-mode", "unchecked-hash",
         "-s", strip_root, "-p", prepend] + dirs
     res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          universal_newlines=True)
