@@ -115,13 +115,35 @@ def libxenctrl_ctypes_ops():
             "physinfo": physinfo}, os.path.basename(cands[0])
 
 
-def whole_command(cmd, repeats):
+def whole_command(cmd, repeats, phases=None):
+    """Wall ms per run; JSON lines the command prints are appended to ``phases``."""
     out = []
     for _ in range(repeats):
         t0 = time.perf_counter_ns()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True,
+                             universal_newlines=True)
         out.append((time.perf_counter_ns() - t0) / 1e6)
+        if phases is not None:
+            phases.append(json.loads(res.stdout.strip().splitlines()[-1]))
     return out
+
+
+# Where the time of a one-shot listing goes (ms): import, open (no hypercall),
+# ABI detection, domains() with names from xenstore.
+LIST_CHILD = """
+import json, time
+t0 = time.perf_counter()
+import xenprivcmd
+t1 = time.perf_counter()
+h = xenprivcmd.open()
+t2 = time.perf_counter()
+h.abi
+t3 = time.perf_counter()
+n = len(h.domains(names=True))
+t4 = time.perf_counter()
+print(json.dumps({"import": (t1 - t0) * 1e3, "open": (t2 - t1) * 1e3, "detect": (t3 - t2) * 1e3,
+                  "domains_names": (t4 - t3) * 1e3, "domains": n}))
+"""
 
 
 def main():
@@ -168,21 +190,18 @@ def main():
         ops[op] = {impl: statistics.median(v) for impl, v in samples[op].items() if v}
         ops[op].update({f"{impl}_min": min(v) for impl, v in samples[op].items() if v})
 
-    code = ("import xenprivcmd\nh = xenprivcmd.open()\n"
-            "print(len([d.domid for d in h.domains(names=True)]))\n")
-    env = dict(os.environ)
     commands = {}
     cmd_samples = {}
-    for name, cmd in (("xl list", ["xl", "list"]), ("python3 xenprivcmd list", [sys.executable, "-c", code]),
+    phases = []
+    for name, cmd in (("xl list", ["xl", "list"]), ("python3 xenprivcmd list", [sys.executable, "-c", LIST_CHILD]),
                       ("python3 -c pass", [sys.executable, "-c", "pass"])):
         try:
             whole_command(cmd, 1)
-            cmd_samples[name] = whole_command(cmd, args.cmd_repeats)
+            cmd_samples[name] = whole_command(cmd, args.cmd_repeats, phases if "xenprivcmd" in name else None)
             commands[name] = statistics.median(cmd_samples[name])
         except (OSError, subprocess.CalledProcessError) as exc:
-            commands[name + " (failed)"] = 0.0
             print(f"realxen_dom0: {name}: {exc}", file=sys.stderr)
-    del env
+    list_phases = {k: statistics.median(p[k] for p in phases) for k in (phases[0] if phases else {})}
 
     doc = {
         "kind": "xenprivcmd-realxen-bench",
@@ -198,6 +217,7 @@ def main():
         "c_headers": heads,
         "ops": ops,
         "commands": commands,
+        "list_phases_ms": list_phases,
         "samples": {"ops": samples, "commands": cmd_samples},
         "seconds": round(time.monotonic() - t0, 1),
     }
@@ -211,6 +231,7 @@ def main():
         print(op, " ".join(f"{k}={v:.0f}ns" + (f"({v / floor:.2f}x)" if floor else "")
                            for k, v in m.items() if not k.endswith("_min")))
     print("commands (ms):", json.dumps(commands))
+    print("python3 xenprivcmd list, phases (ms):", json.dumps(list_phases))
     return 0
 
 

@@ -28,7 +28,7 @@ int main(int argc, char **argv)
         return 1;
     }
     xc_physinfo_t phys;
-#if __XEN_LATEST_INTERFACE_VERSION__ >= 0x00041200
+#if XEN_DOMCTL_INTERFACE_VERSION >= 0x16 /* Xen 4.18: xc_dominfo_t gone */
     xc_domaininfo_t one;
 #define GETINFO() xc_domain_getinfo_single(xch, 0, &one)
 #else
@@ -36,8 +36,8 @@ int main(int argc, char **argv)
 #define GETINFO() (xc_domain_getinfo(xch, 0, 1, &one) == 1 ? 0 : -1)
 #endif
     int n = xc_domain_getinfolist(xch, 0, LIST_MAX, infos);
-    printf("{\"impl\": \"libxenctrl_c\", \"domains\": %d, \"interface\": \"%#x\"}\n", n,
-           (unsigned)__XEN_LATEST_INTERFACE_VERSION__);
+    printf("{\"impl\": \"libxenctrl_c\", \"domains\": %d, \"domctl_interface\": \"%#x\"}\n", n,
+           (unsigned)XEN_DOMCTL_INTERFACE_VERSION);
 
     if (wanted(argc, argv, "xen_version"))
         BENCH("libxenctrl_c", "xen_version", iters, repeats, xc_version(xch, XENVER_version, NULL));
