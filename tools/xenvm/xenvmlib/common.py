@@ -11,7 +11,7 @@ import sys
 import time
 
 # Bump when the image layout / init script changes so cached images rebuild.
-TOOL_VERSION = "1"
+TOOL_VERSION = "2"
 
 SUITES = ("bullseye", "bookworm", "trixie", "sid")
 KERNEL_SUITE = "bookworm"  # its 6.1 kernel works as PV dom0 under every Xen here

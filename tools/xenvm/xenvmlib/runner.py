@@ -375,6 +375,7 @@ def run_vm(cache, image, spec):
         reason = "terminated (SIGTERM) while %s; QEMU was killed" % watcher.where()
         code = 143
     finally:
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a 2nd Ctrl-C must not skip cleanup
         if proc is not None and proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -386,6 +387,7 @@ def run_vm(cache, image, spec):
                     pass
                 proc.wait()
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
         follower.poll()
         follower.close()
         try:
@@ -422,7 +424,7 @@ def run_vm(cache, image, spec):
                 reason = "%s while %s" % (what, watcher.where())
         code = EXIT_FAILURE
     sys.stdout.flush()
-    msg = ("xenvm: FAILED on %s: %s (after %.0f s). Full console log: %s\n"
+    msg = ("xenvm: FAILED on %s: %s (%.0f s after QEMU started). Full console log: %s\n"
            "---- last 40 console lines ----\n%s\n---- end of console ----\n"
            % (label, reason, elapsed, log_path, _tail(log_path)))
     sys.stderr.write(msg)
