@@ -230,6 +230,11 @@ def realxen_rows(doc: Dict[str, Any]) -> List[Row]:
     xl = doc.get("commands", {})
     for name, ms in xl.items():
         rows.append(_row(f"real Xen {suite}", f"{name} (whole command, ms)", round(ms, 1), "ms"))
+    ph = doc.get("list_phases_ms") or {}
+    if ph:
+        rows.append(_row(f"real Xen {suite}", "one-shot xenprivcmd listing: import / open / detect / domains(names)",
+                         " / ".join(f"{ph.get(k, 0):.0f}" for k in ("import", "open", "detect", "domains_names")),
+                         "ms"))
     return rows
 
 
@@ -297,6 +302,11 @@ def markdown(rows: Sequence[Row], machines: Sequence[Tuple[str, Dict[str, Any]]]
             for name, ms in doc.get("commands", {}).items():
                 lines.append(f"| {doc.get('suite')} | {doc.get('xen')} | `{name}` (whole command) | "
                              f"{ms:.1f} ms |" + " |" * (len(REALXEN_IMPLS) - 1))
+            ph = doc.get("list_phases_ms") or {}
+            if ph:
+                lines.append(f"| {doc.get('suite')} | {doc.get('xen')} | one-shot listing phases (ms) | "
+                             + " | ".join(f"{k} {ph.get(k, 0):.0f}" for k in ("import", "open", "detect", "domains_names"))
+                             + " |")
     lines.append("")
     return "\n".join(lines)
 
@@ -308,8 +318,12 @@ def plot(path: str, list_table: Sequence[Dict[str, float]], issue: Dict[str, flo
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = 2 + (1 if realxen else 0)
-    fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 5.0), constrained_layout=True)
+    if realxen:
+        fig, grid = plt.subplots(2, 2, figsize=(14, 10.5), constrained_layout=True)
+        axes = list(grid.flat)
+    else:
+        fig, grid = plt.subplots(1, 2, figsize=(13, 5.0), constrained_layout=True)
+        axes = list(grid.flat)
     ax = axes[0]
     styles = [("floor", "iter_unpack floor", "k", "o", "-"), ("library-only", "domains() minus sim", "tab:blue", "s", "-"),
               ("library", "domains() incl. sim", "tab:blue", "s", ":"), ("sim", "sim reply writing", "tab:gray", "^", "--"),
@@ -366,8 +380,25 @@ def plot(path: str, list_table: Sequence[Dict[str, float]], issue: Dict[str, flo
         ax.axhline(1.0, color="k", linewidth=1, label="C ioctl floor")
         ax.set_xticks(x)
         ax.set_xticklabels(labels, fontsize=7, rotation=60, ha="right")
-        ax.set_ylabel("latency / C ioctl floor (same boot)")
-        ax.set_title("Real Xen dom0: per-op latency vs the C floor")
+        ax.set_ylabel("latency / C ioctl floor (same boot), log")
+        ax.set_yscale("log")
+        ax.set_title("Real Xen dom0 (QEMU): per-op latency vs the C floor")
+        ax.legend(fontsize=8)
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+
+        ax = axes[3]
+        names = sorted({c for d in realxen for c in d.get("commands", {})})
+        x = np.arange(len(realxen))
+        width = 0.8 / max(1, len(names))
+        for k, c in enumerate(names):
+            vals = [d.get("commands", {}).get(c, 0.0) for d in realxen]
+            bars = ax.bar(x + (k - (len(names) - 1) / 2) * width, vals, width, label=c)
+            for b, v in zip(bars, vals):
+                ax.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{v:.0f}", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(x)
+        ax.set_xticklabels([f"{d.get('suite')}\nXen {d.get('xen')}" for d in realxen], fontsize=8)
+        ax.set_ylabel("ms per run (median)")
+        ax.set_title("Real Xen dom0 (QEMU): whole commands")
         ax.legend(fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)
     fig.savefig(path, dpi=110)
