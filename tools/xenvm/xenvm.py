@@ -76,7 +76,7 @@ def cmd_run(args):
         pip_dir=pipdeps.DOM0_DIR if piece else None, mem_mb=args.memory,
         dom0_mem_mb=args.dom0_mem, smp=args.smp, kvm=args.kvm, console=args.console,
         log_path=args.log, xen_args=args.xen_args, dom0_args=args.dom0_args,
-        sched=args.sched)
+        sched=args.sched, wait_guests=not args.no_wait_guests, guest1_vcpus=args.guest1_vcpus)
     return runner.run_vm(cache, info, spec)
 
 
@@ -109,6 +109,11 @@ def main(argv=None):
     suite_opts(s)
     s.add_argument("--guests", type=int, default=0, metavar="N",
                    help="xl create N PV guests guest1..guestN first (implies --xenstore)")
+    s.add_argument("--no-wait-guests", action="store_true",
+                   help="start CMD as soon as the guests are listed, without waiting for "
+                   "their kernels to boot")
+    s.add_argument("--guest1-vcpus", type=int, default=2, metavar="N",
+                   help="vcpus of guest1 (default 2; the other guests have 1)")
     s.add_argument("--xenstore", action="store_true",
                    help="start xenstored, xen-init-dom0 and xenconsoled first")
     s.add_argument("--timeout", type=int, default=900, metavar="SEC",

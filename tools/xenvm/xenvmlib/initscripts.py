@@ -77,6 +77,20 @@ while [ "$i" -le "${XENVM_GUESTS:-0}" ]; do
     done
     i=$((i+1))
 done
+if [ "${XENVM_GUESTS:-0}" -gt 0 ] && [ "${XENVM_WAIT_GUESTS:-1}" = 1 ]; then
+    # a booted Linux guest has announced its shutdown features in xenstore
+    m STAGE:guests-boot
+    i=1
+    while [ "$i" -le "$XENVM_GUESTS" ]; do
+        domid=$(xl domid guest$i)
+        n=0
+        until xenstore-read /local/domain/$domid/control/feature-poweroff >/dev/null 2>&1; do
+            n=$((n+1)); [ $n -gt 240 ] && fail "guest$i (domid $domid) did not boot within 120 s"
+            sleep 0.5
+        done
+        i=$((i+1))
+    done
+fi
 m STAGE:command
 OUT=
 n=0

@@ -27,6 +27,7 @@ STAGES = {
     "xen-init-dom0": "running xen-init-dom0",
     "xenconsoled": "starting xenconsoled",
     "command": "starting the command",
+    "guests-boot": "waiting for the guests' kernels to boot",
 }
 
 
@@ -66,7 +67,8 @@ class RunSpec:
     def __init__(self, suite, command, guests=0, xenstore=False, timeout=900, share=None,
                  workdir=None, env=(), pythonpath=(), pip_piece=None, pip_dir=None,
                  mem_mb=None, dom0_mem_mb=1024, smp=2, kvm=False, console=False,
-                 log_path=None, xen_args="", dom0_args="", guest1_vcpus=2, sched="credit"):
+                 log_path=None, xen_args="", dom0_args="", guest1_vcpus=2, sched="credit",
+                 wait_guests=True):
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
@@ -119,6 +121,7 @@ def build_initrd(path, image, spec, nonce):
             "XENVM_XENSTORE": "1" if (spec.xenstore or spec.guests) else "0",
             "XENVM_GUESTS": str(spec.guests),
             "XENVM_GUEST1_VCPUS": str(spec.guest1_vcpus),
+            "XENVM_WAIT_GUESTS": "1" if spec.wait_guests else "0",
         }
         w.file("xenvm/run.conf", "".join("%s=%s\n" % kv for kv in conf.items()).encode())
         w.file("xenvm/cmd.sh", _command_script(spec).encode(), 0o755)
