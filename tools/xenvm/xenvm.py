@@ -37,7 +37,10 @@ def cmd_setup(args):
 
 
 def cmd_fetch(args):
-    _prepare(args)
+    suites = SUITES if args.suite == "all" else [args.suite]
+    for suite in suites:
+        args.suite = suite
+        _prepare(args)
     return 0
 
 
@@ -90,14 +93,15 @@ def main(argv=None):
     s = sub.add_parser("setup", help="install the host packages xenvm needs (apt-get)")
     s.set_defaults(func=cmd_setup)
 
-    def suite_opts(sp):
-        sp.add_argument("--suite", required=True, choices=SUITES)
+    def suite_opts(sp, allow_all=False):
+        sp.add_argument("--suite", required=True,
+                        choices=SUITES + ("all",) if allow_all else SUITES)
         sp.add_argument("--refresh", action="store_true",
                         help="re-run apt-get update for the private apt state now")
         sp.add_argument("--rebuild", action="store_true", help="rebuild the image")
 
     s = sub.add_parser("fetch", help="download the suite's packages and build its image")
-    suite_opts(s)
+    suite_opts(s, allow_all=True)
     s.set_defaults(func=cmd_fetch)
 
     s = sub.add_parser("info", help="show the image and package versions of a suite")

@@ -7,6 +7,7 @@ import re
 import shutil
 import stat
 import subprocess
+import time
 
 from . import initscripts, kernel
 from .common import TOOL_VERSION, XenvmError, key_of, log, read_json, run, write_json
@@ -135,6 +136,7 @@ def build(cache, manifest, force=False):
     out = image_dir(cache, manifest)
     info_path = os.path.join(out, "image.json")
     if os.path.exists(info_path) and not force:
+        os.utime(info_path)
         return read_json(info_path)
     suite = manifest["suite"]
     xv, pyv = manifest["xen_version"], manifest["python_version"]
@@ -322,4 +324,19 @@ def build(cache, manifest, force=False):
     write_json(os.path.join(tmp, "image.json"), info)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
+    prune_images(cache, suite, keep=out)
     return read_json(info_path)
+
+
+def prune_images(cache, suite, keep, min_age=3600):
+    """Drop this suite's older images (not touched for an hour: a concurrent
+    run may still be booting one)."""
+    idir = os.path.join(cache, "images")
+    for n in os.listdir(idir):
+        p = os.path.join(idir, n)
+        if n.startswith(suite + "-") and p != keep and not n.endswith(".tmp"):
+            try:
+                if time.time() - os.path.getmtime(os.path.join(p, "image.json")) > min_age:
+                    shutil.rmtree(p)
+            except OSError:
+                pass
