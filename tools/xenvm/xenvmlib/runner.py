@@ -311,8 +311,8 @@ def run_vm(cache, image, spec):
     open(out_path, "wb").close()
     cmd = qemu_command(image, spec, initrd, out_path)
 
-    # one QEMU at a time on this machine
-    lockf = open(os.path.join(cache, "qemu.lock"), "w")
+    # one QEMU at a time on this machine (whatever cache dir each run uses)
+    lockf = open(os.environ.get("XENVM_QEMU_LOCK") or "/tmp/xenvm-qemu.lock", "a")
     try:
         fcntl.flock(lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
