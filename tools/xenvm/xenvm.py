@@ -165,6 +165,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         sys.stderr.write("xenvm: interrupted\n")
         return 130
+    except Exception:
+        import traceback
+        traceback.print_exc()
+        sys.stderr.write("xenvm: internal error (see the traceback above)\n")
+        return 125
 
 
 if __name__ == "__main__":

@@ -147,6 +147,7 @@ def build(cache, manifest, force=False):
 
     tmp = out + ".tmp"
     idir = os.path.dirname(out)
+    os.makedirs(idir, exist_ok=True)
     for n in os.listdir(idir):
         if n.endswith(".tmp"):
             shutil.rmtree(os.path.join(idir, n), ignore_errors=True)

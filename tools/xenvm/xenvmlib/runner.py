@@ -248,8 +248,13 @@ class OutputFollower:
             data = self.f.read(65536)
             if not data:
                 return
-            self.out.write(data)
-            self.out.flush()
+            if self.out is None:
+                continue
+            try:
+                self.out.write(data)
+                self.out.flush()
+            except (BrokenPipeError, ValueError):
+                self.out = None  # reader went away (| head); keep the VM going
 
     def close(self):
         if self.f:
