@@ -213,7 +213,11 @@ FACE["set_vcpu_affinity"] = (st.one_of(
 @robust_settings(60)
 @given(data=st.data())
 def test_arguments_bad_on_their_face_issue_no_hypercall_at_all(name, data):
-    """A fresh handle (nothing cached but the ABI): ``transport.calls`` must not move."""
+    """A fresh handle (nothing cached but the ABI): ``transport.calls`` must not move.
+
+    LIBRARY BUG (vcpu_affinity, set_vcpu_affinity; see the robustness report): the
+    handle reads physinfo (for the cpumap size) before it validates domid and vcpu,
+    and get_vcpu_affinity issues getdomaininfo before it type-checks vcpu."""
     h = fresh()
     strategy, call = FACE[name]
     args, kwargs = data.draw(strategy)

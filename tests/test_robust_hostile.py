@@ -346,10 +346,9 @@ def run_checked(h: Handle, name: str) -> Optional[BaseException]:
 
 
 def _record(name: str, t: HostileXen, exc: Optional[BaseException]) -> None:
-    count(f"decoder/{name}")
-    count("hostile/actions applied", t.applied)
-    outcome = "ok" if exc is None else type(exc).__name__
-    count(f"outcome/{outcome}")
+    count(f"decoder/hostile/{name}")
+    count("hostile/actions applied (garbled replies)", t.applied)
+    count(f"outcome/hostile/{'ok' if exc is None else type(exc).__name__}")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -451,8 +450,8 @@ def _expect_typed(h: Handle, name: str) -> None:
         exc = run_checked(h, name)
     finally:
         t.hostile = False
-    count(f"decoder/{name}")
-    count(f"outcome/{'ok' if exc is None else type(exc).__name__}")
+    count(f"decoder/hostile/{name}")
+    count(f"outcome/hostile/{'ok' if exc is None else type(exc).__name__}")
 
 
 @pytest.mark.parametrize("field,name,value", [
@@ -475,7 +474,7 @@ def test_hostile_counts_beyond_the_buffer_are_decode_errors(field, name, value):
         exc = run_checked(h, name)
     finally:
         t.hostile = False
-    count(f"decoder/{name}")
+    count(f"decoder/hostile/{name}")
     if name == "vcpu_info" or "max_cpu_id" in field or "nr_cpus" in field or "max_node_id" in field:
         assert isinstance(exc, DecodeError), exc
     else:
@@ -498,7 +497,7 @@ def _records_never_advancing(t: HostileXen, before: Dict[str, int]) -> None:
     t._write_clamped(lo + 4096, bytes(data))
 
 
-def test_hostile_listing_that_never_advances_ends():
+def test_library_bug_hostile_listing_that_never_advances_hangs():
     """LIBRARY BUG (see the robustness report): getdomaininfolist answering a full chunk
     whose last record is not past ``first_domain`` makes ``domains()`` ask the same page
     forever (and grow its list without bound).  It must raise DecodeError."""
@@ -517,7 +516,7 @@ def _console_full(t: HostileXen, before: Dict[str, int]) -> None:
         ctypes.memmove(lo, bytes(raw), lay.size)
 
 
-def test_hostile_console_that_never_ends_ends():
+def test_library_bug_hostile_console_that_never_ends_hangs():
     """LIBRARY BUG (see the robustness report): readconsole answering a full buffer and
     a new index every time makes ``read_console()`` loop forever, its result growing
     by 16 KiB a call.  It must stop with DecodeError (or at a bound)."""
@@ -556,7 +555,7 @@ def test_hostile_varbuf_lengths(release, how):
         exc = run_checked(h, "version")
     finally:
         t.hostile = False
-    count("decoder/version")
+    count("decoder/hostile/version")
     assert t.applied, "no varbuf sub-op was issued"
     assert isinstance(exc, DecodeError), exc
 
@@ -571,7 +570,7 @@ def test_hostile_fixed_strings_unterminated_or_garbage(kind):
         exc = run_checked(h, "version")
     finally:
         t.hostile, t.cycle, t.script = False, False, []
-    count("decoder/version")
+    count("decoder/hostile/version")
     if kind == "nonul":
         assert isinstance(exc, DecodeError), exc
 
@@ -614,10 +613,10 @@ def test_sim_faults_are_typed(name, faults, release):
     finally:
         fired = len(t.faults.fired)
         t.faults.clear()
-    count(f"decoder/{name}")
+    count(f"decoder/sim/{name}")
     count("sim/faults armed", len(faults))
     count("sim/faults fired", fired)
-    count(f"outcome/{'ok' if exc is None else type(exc).__name__}")
+    count(f"outcome/sim/{'ok' if exc is None else type(exc).__name__}")
 
 
 @pytest.mark.parametrize("release", RELEASES)
@@ -632,9 +631,10 @@ def test_sim_every_garble_on_every_decoder(release, kind, name):
     finally:
         fired = len(h.transport.faults.fired)
         h.transport.faults.clear()
-    count(f"decoder/{name}")
+    count(f"decoder/sim/{name}")
+    count("sim/faults armed", 1)
     count("sim/faults fired", fired)
-    count(f"outcome/{'ok' if exc is None else type(exc).__name__}")
+    count(f"outcome/sim/{'ok' if exc is None else type(exc).__name__}")
 
 
 # -- 1c. a subset in a subprocess: no interpreter crash --------------------------------------
