@@ -320,7 +320,7 @@ def test_privcmd_retries_eintr_and_applies_exactly_once(monkeypatch, eintr, op):
 
 
 @pytest.mark.parametrize("op", ["pausedomain", "getdomaininfo"])
-def test_library_bug_privcmd_eintr_beyond_the_retries_is_not_an_interrupted_error(monkeypatch, op):
+def test_regression_privcmd_eintr_beyond_the_retries_is_not_an_interrupted_error(monkeypatch, op):
     """The retries run out: the caller gets an InterruptedError (``except InterruptedError``
     works, as for any interrupted system call) and nothing was applied."""
     h, sim, fake = privcmd_on_sim(monkeypatch, _privcmd.EINTR_RETRIES + 1, (op,))
@@ -380,7 +380,7 @@ class _SignalAfter(SimTransport):
         return rc
 
 
-def test_library_bug_interrupt_between_createdomain_and_max_vcpus_half_creates():
+def test_regression_interrupt_between_createdomain_and_max_vcpus_half_creates():
     """create_domain is two hypercalls (createdomain, then max_vcpus allocating the vcpus).
     A Ctrl-C (KeyboardInterrupt) between them must not leave a domain without vcpus:
     either it is destroyed or it is complete."""

@@ -497,7 +497,7 @@ def _records_never_advancing(t: HostileXen, before: Dict[str, int]) -> None:
     t._write_clamped(lo + 4096, bytes(data))
 
 
-def test_library_bug_hostile_listing_that_never_advances_hangs():
+def test_regression_hostile_listing_that_never_advances_hangs():
     """LIBRARY BUG (see the robustness report): getdomaininfolist answering a full chunk
     whose last record is not past ``first_domain`` makes ``domains()`` ask the same page
     forever (and grow its list without bound).  It must raise DecodeError."""
@@ -516,7 +516,7 @@ def _console_full(t: HostileXen, before: Dict[str, int]) -> None:
         ctypes.memmove(lo, bytes(raw), lay.size)
 
 
-def test_library_bug_hostile_console_that_never_ends_hangs():
+def test_regression_hostile_console_that_never_ends_hangs():
     """LIBRARY BUG (see the robustness report): readconsole answering a full buffer and
     a new index every time makes ``read_console()`` loop forever, its result growing
     by 16 KiB a call.  It must stop with DecodeError (or at a bound)."""

@@ -18,6 +18,7 @@ from .errors import (
     HypercallError,
     HypervisorPermissionError,
     InterfaceVersionMismatch,
+    Interrupted,
     NoSuchDomain,
     NotDom0Error,
     NotSupported,
@@ -47,6 +48,7 @@ __all__ = [
     "HypervisorPermissionError",
     "NotSupported",
     "TryAgain",
+    "Interrupted",
     "DecodeError",
 ]
 

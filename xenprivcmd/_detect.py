@@ -67,7 +67,7 @@ def _probe(t: Transport, op: int, hypercall: str, wrapper: type, cmd: int, versi
             return False
         if exc.errno == _errno.ENOSYS:
             return False  # no such hypercall (the dom0_op era has no domctl/sysctl)
-        if exc.errno == _errno.EFAULT:
+        if exc.errno in (_errno.EFAULT, _errno.EINTR):
             raise from_errno(exc.errno, hypercall=hypercall, subop="probe") from None
         # Any other answer means the version check passed.
     return True

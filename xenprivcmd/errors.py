@@ -31,6 +31,7 @@ __all__ = [
     "HypervisorPermissionError",
     "NotSupported",
     "TryAgain",
+    "Interrupted",
     "DecodeError",
     "from_errno",
 ]
@@ -105,6 +106,10 @@ class NotSupported(HypercallError):
     """ENOSYS / EOPNOTSUPP: this hypervisor does not have the operation."""
 
 
+class Interrupted(HypercallError, InterruptedError):
+    """EINTR: interrupted by a signal before the hypervisor acted (nothing was applied)."""
+
+
 class TryAgain(HypercallError, BlockingIOError):
     """EAGAIN / EBUSY: the hypervisor asks to retry later."""
 
@@ -146,6 +151,8 @@ def from_errno(
         cls, reason = HypervisorPermissionError, "permission denied by the hypervisor"
     elif err in (_errno.ENOSYS, _errno.EOPNOTSUPP):
         cls, reason = NotSupported, "not supported by this hypervisor"
+    elif err == _errno.EINTR:
+        cls, reason = Interrupted, "interrupted by a signal"
     elif err in (_errno.EAGAIN, _errno.EBUSY):
         cls, reason = TryAgain, "hypervisor busy, try again"
     else:

@@ -220,11 +220,17 @@ class Handle:
 
     def vcpu_affinity(self, domid: int, vcpu: int) -> VcpuAffinity:
         """Hard (and soft, Xen >= 4.5) affinity of one vcpu."""
+        check_domid(domid)
+        _dom._check_int(vcpu, "vcpu", 0, _dom.MAX_VCPUS - 1)
         return _dom.get_vcpu_affinity(self.wire, self.transport, domid, vcpu, self.nr_cpus())
 
     def set_vcpu_affinity(self, domid: int, vcpu: int, hard: Optional[Iterable[int]] = None,
                           soft: Optional[Iterable[int]] = None) -> VcpuAffinity:
         """Pin a vcpu; returns the affinity Xen then reports."""
+        check_domid(domid)
+        _dom._check_int(vcpu, "vcpu", 0, _dom.MAX_VCPUS - 1)
+        if hard is None and soft is None:
+            raise ValueError("give a hard or a soft cpu map (or both)")
         return _dom.set_vcpu_affinity(self.wire, self.transport, domid, vcpu, self.nr_cpus(), hard, soft)
 
     def sched_params(self, domid: int) -> SchedParams:

@@ -67,8 +67,9 @@ def domains(w: Wire, t: Transport, chunk: int = LIST_CHUNK) -> List[DomainInfo]:
         if n > chunk:
             raise DecodeError(f"getdomaininfolist: {n} domains returned for {chunk} asked")
         batch = w.infos_from(buf.view, PAYLOAD_OFFSET, n)
-        if batch and batch[0].domid < first:
-            raise DecodeError(f"getdomaininfolist: domain {batch[0].domid} returned, asked from {first}")
+        if batch and (batch[0].domid < first or batch[-1].domid < first + n - 1):
+            raise DecodeError(f"getdomaininfolist: domains {batch[0].domid}..{batch[-1].domid} returned "
+                              f"as {n} records from {first}")
         out += batch
         if n < chunk:
             break
@@ -202,6 +203,8 @@ def _check_cpus(cpus: Iterable[int], nr_cpus: int) -> FrozenSet[int]:
 
 
 def get_vcpu_affinity(w: Wire, t: Transport, domid: int, vcpu: int, nr_cpus: int) -> VcpuAffinity:
+    check_domid(domid)
+    _check_int(vcpu, "vcpu", 0, MAX_VCPUS - 1)
     info = domain_info(w, t, domid)
     _check_vcpu(info, vcpu)
     return _affinity(w, t, domid, vcpu, nr_cpus, None, None)
@@ -372,18 +375,24 @@ def create_domain(
             # XEN_DOMCTL_GRANT_version(1): grant table v1 (4.17+).
             c.grant_opts = 1
 
-    req = w.simple_domctl(t, "createdomain", 0, fill)
-    domid = int(req.domain)
-    if not 0 < domid < DOMID_FIRST_RESERVED:
-        raise DecodeError(f"createdomain returned domid {domid}")
-    # Every release allocates the vcpus with XEN_DOMCTL_max_vcpus; from 4.12
-    # it must repeat createdomain's max_vcpus.
-    if "XEN_DOMCTL_max_vcpus" in w.constants:
-        try:
+    buf, req = w.domctl(t, "createdomain", 0)
+    fill(req.u)
+    try:
+        w.issue_domctl(t, buf, "createdomain", 0)
+        domid = int(req.domain)
+        if not 0 < domid < DOMID_FIRST_RESERVED:
+            raise DecodeError(f"createdomain returned domid {domid}")
+        # Every release allocates the vcpus with XEN_DOMCTL_max_vcpus; from 4.12
+        # it must repeat createdomain's max_vcpus.
+        if "XEN_DOMCTL_max_vcpus" in w.constants:
             set_max_vcpus(w, t, domid, max_vcpus)
-        except Exception:
-            destroy(w, t, domid)  # nothing half-done
-            raise
+    except BaseException:
+        # Nothing half-done, whatever interrupted us (an error, KeyboardInterrupt
+        # right after the hypercall returned): the reply's domid is still in the buffer.
+        created = int(req.domain) if buf.alive else 0
+        if 0 < created < DOMID_FIRST_RESERVED:
+            destroy(w, t, created)
+        raise
     return domid
 
 

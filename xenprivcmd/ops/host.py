@@ -27,6 +27,8 @@ MAX_NODES = 1024
 
 #: Console ring bytes fetched per readconsole call.
 CONSOLE_CHUNK = 16384
+#: Most console bytes one read_console() accepts (far beyond any Xen console ring).
+MAX_CONSOLE_BYTES = 64 << 20
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -189,6 +191,8 @@ def read_console(w: Wire, t: Transport, clear: bool = False, index: Optional[int
         if count > CONSOLE_CHUNK:
             raise DecodeError(f"readconsole: {count} bytes returned for a {CONSOLE_CHUNK}-byte buffer")
         out += buf.view[PAYLOAD_OFFSET : PAYLOAD_OFFSET + count]
+        if len(out) > MAX_CONSOLE_BYTES:
+            raise DecodeError(f"readconsole: more than {MAX_CONSOLE_BYTES} bytes, beyond any console ring")
         if not rc_has_index:
             return bytes(out), None
         new_idx = int(rc.index)
