@@ -1,0 +1,129 @@
+"""xpsh against the real hypervisor: as a subprocess, and interactive through a pty."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+
+from .conftest import xl_info, xl_list, xl_table
+
+
+def xpsh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, "-m", "xenprivcmd", *args], capture_output=True, text=True, timeout=300)
+    if check:
+        assert out.returncode == 0, out.stderr
+        assert "Traceback" not in out.stderr
+    return out
+
+
+def test_list_json_matches_xl_list(guest):
+    doc = json.loads(xpsh("--json", "list", "--all").stdout)
+    ours = {d["id"]: d for d in doc["domains"]}
+    theirs = {int(r["id"]): r for r in xl_list()}
+    assert set(ours) == set(theirs)
+    for domid, row in theirs.items():
+        assert ours[domid]["name"] == row["name"]
+        assert ours[domid]["memory_kib"] // 1024 == int(row["mem"])
+
+
+def test_list_table_and_xl_layout(guest):
+    text = xpsh("list").stdout
+    assert text.splitlines()[0].split() == ["Id", "Name", "State"]
+    assert any(line.split()[:2] == [str(guest), "guest1"] for line in text.splitlines())
+    xl_like = xpsh("list", "--xl").stdout
+    assert "guest1" in xl_like
+
+
+def test_nodeinfo_json_matches_xl_info():
+    doc = json.loads(xpsh("--json", "nodeinfo").stdout)
+    info = xl_info()
+    assert doc["cpus"] == int(info["nr_cpus"])
+    assert doc["memory_kib"] // 1024 == int(info["total_memory"])
+    assert doc["threads_per_core"] == int(info["threads_per_core"])
+
+
+def test_dominfo_vcpuinfo_schedinfo(guest):
+    dom = json.loads(xpsh("--json", "dominfo", "guest1").stdout)
+    assert dom["id"] == guest and dom["name"] == "guest1"
+    vc = json.loads(xpsh("--json", "vcpuinfo", "guest1").stdout)
+    rows = [r for r in xl_table("vcpu-list") if r[1] == str(guest)]
+    assert len(vc["vcpus"]) == len(rows)
+    sched = json.loads(xpsh("--json", "schedinfo", "guest1").stdout)
+    cmd = "sched-credit" if sched["scheduler"] == "credit" else "sched-credit2"
+    row = next(r for r in xl_table(cmd) if r[1] == str(guest))
+    assert sched["weight"] == int(row[2])
+
+
+def test_capabilities_and_version():
+    caps = json.loads(xpsh("--json", "capabilities").stdout)
+    assert caps["abi"]["domctl_interface_version"] is not None
+    assert caps["buffers"]
+    ver = json.loads(xpsh("--json", "version").stdout)
+    info = xl_info()
+    assert ver["hypervisor"]["major"] == int(info["xen_major"])
+
+
+def test_dmesg_has_xl_dmesg_tail():
+    ours = xpsh("dmesg").stdout
+    from .conftest import xl
+
+    last = [line for line in xl("dmesg").splitlines() if line.strip()][-1]
+    assert last in ours
+
+
+def test_suspend_resume_and_errors(guest):
+    xpsh("suspend", "guest1")
+    assert "p" in {r["id"]: r["state"] for r in xl_list()}[str(guest)]
+    xpsh("resume", "guest1")
+    assert "p" not in {r["id"]: r["state"] for r in xl_list()}[str(guest)]
+    bad = xpsh("dominfo", "no-such-domain", check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+    refused = xpsh("destroy", "0", check=False)
+    assert refused.returncode == 1 and "--force" in refused.stderr
+    ro = xpsh("-r", "suspend", "guest1", check=False)
+    assert ro.returncode == 1 and "p" not in {r["id"]: r["state"] for r in xl_list()}[str(guest)]
+
+
+def test_interactive_through_a_pty(guest, tmp_path):
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "TERM": "dumb"}
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(sys.executable, [sys.executable, "-m", "xenprivcmd"], env)
+    out = b""
+
+    def read_until(marker: bytes, timeout: float = 120) -> bytes:
+        nonlocal out
+        end = time.monotonic() + timeout
+        while marker not in out:
+            left = end - time.monotonic()
+            assert left > 0, f"no {marker!r} in {out[-500:]!r}"
+            r, _, _ = select.select([fd], [], [], left)
+            if r:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                out += chunk
+        return out
+
+    read_until(b"xpsh # ")
+    os.write(fd, b"help\r")
+    read_until(b"dominfo")
+    out = b""
+    os.write(fd, b"dominfo gue\t\r")  # completes the domain name
+    read_until(b"guest1")
+    read_until(b"xpsh # ")
+    out = b""
+    os.write(fd, b"dominfo nosuch\r")
+    read_until(b"error:")
+    os.write(fd, b"quit\r")
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.WIFEXITED(status)
+    history = tmp_path / "xpsh" / "history"
+    assert history.exists() and b"dominfo" in history.read_bytes()
