@@ -12,7 +12,8 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import operator
-from typing import Any, Callable, Optional, Tuple
+import struct
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from .._layout import has_field, record_reader
 from .._privcmd import Buffer, Transport
@@ -71,6 +72,16 @@ class Wire:
         self.sysctl_iv = variant.sysctl_interface_version
         self.domctl_u = self.domctl_cls.u.offset
         self.sysctl_u = self.sysctl_cls.u.offset
+        # The request headers are written with one pack_into; their layout
+        # (cmd, interface_version[, domain]) is the same in every release.
+        where = [(getattr(self.domctl_cls, f).offset) for f in ("cmd", "interface_version", "domain")]
+        where += [(getattr(self.sysctl_cls, f).offset) for f in ("cmd", "interface_version")]
+        if where != [0, 4, 8, 0, 4]:
+            raise ValueError(f"unexpected domctl/sysctl header layout {where} in {variant.release}")
+        self._domctl_zeros = bytes(self.domctl_size)
+        self._sysctl_zeros = bytes(self.sysctl_size)
+        self._domctl_cmds: Dict[str, int] = {}
+        self._sysctl_cmds: Dict[str, int] = {}
         info = structs["xen_domctl_getdomaininfo"]
         self.info_size = ctypes.sizeof(info)
         self.info_reader, index = record_reader(info, DOMAININFO_FIELDS)
@@ -99,14 +110,14 @@ class Wire:
 
         ``stable`` ops (4.21+: get_domain_state) take interface version 0.
         """
-        cmd = self.const("XEN_DOMCTL_" + subop, f"domctl {subop}")
+        cmd = self._domctl_cmds.get(subop)
+        if cmd is None:
+            cmd = self._domctl_cmds[subop] = self.const("XEN_DOMCTL_" + subop, f"domctl {subop}")
         buf = t.scratch(PAYLOAD_OFFSET + payload if payload else self.domctl_size)
-        ctypes.memset(buf.address, 0, self.domctl_size)
-        req = buf.at(self.domctl_cls)
-        req.cmd = cmd
-        req.interface_version = 0 if stable else self.domctl_iv
-        req.domain = domid
-        return buf, req
+        view = buf.view
+        view[: self.domctl_size] = self._domctl_zeros
+        _domctl_header(view, 0, cmd, 0 if stable else self.domctl_iv, domid)
+        return buf, buf.at(self.domctl_cls)
 
     def issue_domctl(self, t: Transport, buf: Buffer, subop: str, domid: Optional[int]) -> int:
         try:
@@ -123,13 +134,14 @@ class Wire:
 
     # -- sysctl ------------------------------------------------------------------
     def sysctl(self, t: Transport, subop: str, payload: int = 0) -> Tuple[Buffer, Any]:
-        cmd = self.const("XEN_SYSCTL_" + subop, f"sysctl {subop}")
+        cmd = self._sysctl_cmds.get(subop)
+        if cmd is None:
+            cmd = self._sysctl_cmds[subop] = self.const("XEN_SYSCTL_" + subop, f"sysctl {subop}")
         buf = t.scratch(PAYLOAD_OFFSET + payload if payload else self.sysctl_size)
-        ctypes.memset(buf.address, 0, self.sysctl_size)
-        req = buf.at(self.sysctl_cls)
-        req.cmd = cmd
-        req.interface_version = self.sysctl_iv
-        return buf, req
+        view = buf.view
+        view[: self.sysctl_size] = self._sysctl_zeros
+        _sysctl_header(view, 0, cmd, self.sysctl_iv)
+        return buf, buf.at(self.sysctl_cls)
 
     def issue_sysctl(self, t: Transport, buf: Buffer, subop: str) -> int:
         try:
@@ -160,3 +172,5 @@ class Wire:
 
 
 get_domid = operator.itemgetter(0)
+_domctl_header = struct.Struct("<IIH").pack_into
+_sysctl_header = struct.Struct("<II").pack_into

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import errno as _errno
+import functools
 import struct
-from typing import Any, List, Optional, Tuple
+from typing import Any, FrozenSet, List, Optional, Tuple
 
 from .._privcmd import Transport
 from ..errors import DecodeError, NotSupported
@@ -31,8 +32,13 @@ CONSOLE_CHUNK = 16384
 MAX_CONSOLE_BYTES = 64 << 20
 
 
+@functools.cache
+def _names(cls: type) -> FrozenSet[str]:
+    return frozenset(f[0] for f in getattr(cls, "_fields_", ()))
+
+
 def _get(obj: Any, name: str, default: Any = None) -> Any:
-    return getattr(obj, name) if any(f[0] == name for f in obj._fields_) else default
+    return getattr(obj, name) if name in _names(type(obj)) else default  # type: ignore[arg-type]
 
 
 def physinfo(w: Wire, t: Transport) -> PhysInfo:
