@@ -138,9 +138,9 @@ def numa_info(w: Wire, t: Transport, max_node_id: int) -> List[NumaNode]:
         if got > n:
             raise DecodeError(f"numainfo: {got} nodes returned for {n} asked")
         mems = list(mem.iter_unpack(buf.view[PAYLOAD_OFFSET : PAYLOAD_OFFSET + got * mem.size]))
-        # Xen lays the distance matrix out with the row length it was asked for.
-        dist = struct.unpack_from(f"<{n * n}I", buf.view, dist_at)
-        return [NumaNode(i, mems[i][0], mems[i][1], tuple(dist[i * n : i * n + got])) for i in range(got)]
+        # Xen lays the distance matrix out with rows as long as the nodes it answered.
+        dist = struct.unpack_from(f"<{got * got}I", buf.view, dist_at)
+        return [NumaNode(i, mems[i][0], mems[i][1], tuple(dist[i * got : (i + 1) * got])) for i in range(got)]
     if w.has("xen_sysctl_numainfo", "node_to_memsize"):
         buf, req = w.sysctl(t, "numainfo", 16 * n + 4 * n * n)
         ni = req.u.numainfo
@@ -153,8 +153,9 @@ def numa_info(w: Wire, t: Transport, max_node_id: int) -> List[NumaNode]:
             raise DecodeError(f"numainfo: {got} nodes returned for {n} asked")
         sizes = struct.unpack_from(f"<{n}Q", buf.view, PAYLOAD_OFFSET)
         frees = struct.unpack_from(f"<{n}Q", buf.view, PAYLOAD_OFFSET + 8 * n)
-        dist = struct.unpack_from(f"<{n * n}I", buf.view, PAYLOAD_OFFSET + 16 * n)
-        return [NumaNode(i, sizes[i], frees[i], tuple(dist[i * n : i * n + got])) for i in range(got)]
+        # Rows as long as the nodes answered (Xen < 4.6 returns the last online node's index).
+        dist = struct.unpack_from(f"<{got * got}I", buf.view, PAYLOAD_OFFSET + 16 * n)
+        return [NumaNode(i, sizes[i], frees[i], tuple(dist[i * got : (i + 1) * got])) for i in range(got)]
     raise NotSupported(_errno.ENOSYS, f"numa info: Xen {w.variant.release} has no numainfo sysctl")
 
 

@@ -28,6 +28,9 @@ XENVER_NAMES = {0: "version", 1: "extraversion", 2: "compile_info", 3: "capabili
 Handler = Callable[[bytearray, Optional[Domain]], bool]
 
 
+#: Xen reports MAX_NUMNODES - 1 as physinfo's max_node_id (not the last online node).
+MAX_NUMNODES = 64
+
 class HypercallFailed(Exception):
     """Internal: a handler's error, with whether the op struct is copied back first."""
 
@@ -542,7 +545,7 @@ class SimTransport(MemoryTransport):
         values = {
             "threads_per_core": threads, "cores_per_socket": cores, "sockets_per_node": sockets,
             "nr_cpus": host.pcpus, "max_cpu_id": host.pcpus - 1, "nr_nodes": host.nodes,
-            "max_node_id": host.nodes - 1, "cpu_khz": 2_400_000, "capabilities": caps,
+            "max_node_id": MAX_NUMNODES - 1, "cpu_khz": 2_400_000, "capabilities": caps,
             "total_pages": host.total_pages, "free_pages": host.free_pages, "scrub_pages": 0,
             "outstanding_pages": 0, "max_mfn": host.total_pages + 0x100000 - 1,
         }
