@@ -129,10 +129,13 @@ def test_vcpu_info_matches_xl_vcpu_list(xen, guest):
     rows = [r for r in xl_table("vcpu-list") if r[1] == str(guest)]
     vcpus = xen.vcpu_info(guest)
     assert len(vcpus) == len(rows)
+    nr_cpus = xen.physinfo().nr_cpus
     for v, row in zip(vcpus, rows):
         assert v.vcpu == int(row[2])
+        # (a vcpu may move between our read and xl's: the pcpu must be a real one)
         if v.online:
-            assert v.cpu == int(row[3])
+            assert 0 <= v.cpu < nr_cpus and 0 <= int(row[3]) < nr_cpus
+        assert v.cpu_time / 1e9 <= float(row[5]) + 0.5
 
 
 def test_console_matches_xl_dmesg(xen):
