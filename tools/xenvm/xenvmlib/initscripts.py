@@ -50,7 +50,8 @@ if [ "$XENVM_XENSTORE" = 1 ]; then
     m STAGE:xen-init-dom0
     xen-init-dom0 || fail "xen-init-dom0 failed"
     m STAGE:xenconsoled
-    xenconsoled --pid-file=/run/xenconsoled.pid || fail "xenconsoled failed to start"
+    xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console ||
+        fail "xenconsoled failed to start"
 fi
 i=1
 while [ "$i" -le "${XENVM_GUESTS:-0}" ]; do
@@ -78,14 +79,17 @@ while [ "$i" -le "${XENVM_GUESTS:-0}" ]; do
     i=$((i+1))
 done
 if [ "${XENVM_GUESTS:-0}" -gt 0 ] && [ "${XENVM_WAIT_GUESTS:-1}" = 1 ]; then
-    # a booted Linux guest has announced its shutdown features in xenstore
+    # a booted guest's init says so on its console, which xenconsoled logs
     m STAGE:guests-boot
     i=1
     while [ "$i" -le "$XENVM_GUESTS" ]; do
-        domid=$(xl domid guest$i)
         n=0
-        until xenstore-read /local/domain/$domid/control/feature-poweroff >/dev/null 2>&1; do
-            n=$((n+1)); [ $n -gt 240 ] && fail "guest$i (domid $domid) did not boot within 120 s"
+        until grep -q "xenvm guest up" /var/log/xen/console/guest-guest$i.log 2>/dev/null; do
+            n=$((n+1))
+            if [ $n -gt 240 ]; then
+                tail -20 /var/log/xen/console/guest-guest$i.log 2>/dev/null
+                fail "guest$i did not boot within 120 s"
+            fi
             sleep 0.5
         done
         i=$((i+1))
@@ -117,7 +121,7 @@ sleep 30
 GUEST_INIT = r"""#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t devtmpfs devtmpfs /dev
-/bin/busybox echo "xenvm guest $(/bin/busybox cat /proc/sys/kernel/hostname) up"
+/bin/busybox echo "xenvm guest up"
 while :; do /bin/busybox sleep 3600; done
 """
 
