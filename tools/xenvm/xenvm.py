@@ -88,9 +88,15 @@ def main(argv=None):
     p.add_argument("--cache", help="cache directory (default $XENVM_CACHE or "
                    "$XDG_CACHE_HOME/xenprivcmd-xenvm or ~/.cache/xenprivcmd-xenvm)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    # the same options are accepted after the sub-command too
+    common_opts = argparse.ArgumentParser(add_help=False)
+    common_opts.add_argument("--cache", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common_opts.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                             help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="cmd")
 
-    s = sub.add_parser("setup", help="install the host packages xenvm needs (apt-get)")
+    s = sub.add_parser("setup", parents=[common_opts],
+                       help="install the host packages xenvm needs (apt-get)")
     s.set_defaults(func=cmd_setup)
 
     def suite_opts(sp, allow_all=False):
@@ -100,15 +106,18 @@ def main(argv=None):
                         help="re-run apt-get update for the private apt state now")
         sp.add_argument("--rebuild", action="store_true", help="rebuild the image")
 
-    s = sub.add_parser("fetch", help="download the suite's packages and build its image")
+    s = sub.add_parser("fetch", parents=[common_opts],
+                       help="download the suite's packages and build its image")
     suite_opts(s, allow_all=True)
     s.set_defaults(func=cmd_fetch)
 
-    s = sub.add_parser("info", help="show the image and package versions of a suite")
+    s = sub.add_parser("info", parents=[common_opts],
+                       help="show the image and package versions of a suite")
     suite_opts(s)
     s.set_defaults(func=cmd_info)
 
-    s = sub.add_parser("run", help="boot Xen + dom0 under QEMU and run CMD in dom0",
+    s = sub.add_parser("run", parents=[common_opts],
+                       help="boot Xen + dom0 under QEMU and run CMD in dom0",
                        usage="xenvm.py run --suite S [options] -- CMD [ARGS...]")
     suite_opts(s)
     s.add_argument("--guests", type=int, default=0, metavar="N",

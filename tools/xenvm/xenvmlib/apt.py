@@ -92,6 +92,10 @@ class AptState:
         res = self.apt_get("update", check=False, capture=True)
         out = (res.stdout or "") + (res.stderr or "")
         if res.returncode != 0 or re.search(r"^(E:|W: GPG error|W: Failed to fetch)", out, re.M):
+            if os.path.exists(stamp):
+                log("%s: warning: apt-get update failed; using the lists from %s:\n%s" % (
+                    self.suite, time.ctime(os.path.getmtime(stamp)), out[-800:]))
+                return False
             raise XenvmError("apt-get update for suite %s failed:\n%s" % (self.suite, out[-3000:]))
         open(stamp, "w").close()
         return True

@@ -139,21 +139,22 @@ def qemu_command(image, spec, initrd, out_path):
     dom0_cmd = ("console=hvc0 earlyprintk=xen loglevel=5 %s" % spec.dom0_args).strip()
     accel = "kvm" if spec.kvm else "tcg"
     cpu = "host" if spec.kvm else "qemu64,+svm"
+    def q(path):  # QEMU option values escape ',' as ',,'
+        return path.replace(",", ",,")
+
     cmd = ["qemu-system-x86_64", "-machine", "accel=%s" % accel, "-cpu", cpu,
            "-smp", str(spec.smp), "-m", str(mem),
            "-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio",
            "-no-reboot", "-nodefaults",
            "-kernel", image["xen"], "-append", xen_cmd,
-           "-initrd", "%s %s,%s" % (image["vmlinux"], dom0_cmd.replace(",", ",,"), initrd)]
+           "-initrd", "%s %s,%s" % (q(image["vmlinux"]), q(dom0_cmd), q(initrd))]
     cmd += ["-device", "virtio-serial-pci,id=vser0",
-            "-chardev", "file,id=cmdout,path=%s" % out_path,
+            "-chardev", "file,id=cmdout,path=%s" % q(out_path),
             "-device", "virtserialport,bus=vser0.0,chardev=cmdout,name=xenvm.out"]
     if spec.share:
         share = os.path.abspath(spec.share)
-        if "," in share:
-            raise XenvmError("the share path must not contain a comma: %s" % share)
         cmd += ["-virtfs", "local,path=%s,mount_tag=hostshare,security_model=none,id=hostshare"
-                % share]
+                % q(share)]
     return cmd
 
 
