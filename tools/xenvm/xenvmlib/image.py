@@ -5,7 +5,6 @@ import gzip
 import os
 import re
 import shutil
-import stat
 import subprocess
 import time
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from .common import XenvmError, log
+from .common import log
 from .cpio import CpioWriter
 
 EXIT_TIMEOUT = 124
