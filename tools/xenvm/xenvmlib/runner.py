@@ -320,10 +320,19 @@ def run_vm(cache, image, spec):
     # one QEMU at a time on this machine (whatever cache dir each run uses)
     lockf = open(os.environ.get("XENVM_QEMU_LOCK") or "/tmp/xenvm-qemu.lock", "a")
     try:
-        fcntl.flock(lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        log("another xenvm run is using QEMU; waiting for it")
-        fcntl.flock(lockf, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            log("another xenvm run is using QEMU; waiting for it")
+            fcntl.flock(lockf, fcntl.LOCK_EX)
+    except BaseException:
+        lockf.close()
+        for p in (initrd, out_path):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+        raise
 
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     logf = open(log_path, "wb")
