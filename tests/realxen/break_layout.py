@@ -1,5 +1,6 @@
 """A pytest plugin that breaks one layout on purpose: tot_pages and max_pages
-of xen_domctl_getdomaininfo trade offsets in every x86_64 release.
+of xen_domctl_getdomaininfo trade places in every x86_64 release (a layout
+that looks sound, only wrong).
 
 Used by test_broken_layout.py to show that the real-Xen tests catch a wrong
 layout (``python3 -m pytest -p tests.realxen.break_layout ...``).
@@ -8,7 +9,7 @@ layout (``python3 -m pytest -p tests.realxen.break_layout ...``).
 from xenprivcmd.structs import _gen_x86_64_layouts as layouts
 
 GOOD = '["tot_pages",8,"u64"],["max_pages",16,"u64"]'
-BROKEN = '["tot_pages",16,"u64"],["max_pages",8,"u64"]'
+BROKEN = '["max_pages",8,"u64"],["tot_pages",16,"u64"]'
 
 assert GOOD in layouts.STRUCTS_JSON, "the getdomaininfo layout to break is not where expected"
 layouts.STRUCTS_JSON = layouts.STRUCTS_JSON.replace(GOOD, BROKEN)
