@@ -40,7 +40,7 @@ import ctypes
 import errno as _errno
 import threading
 import time
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 from . import abi as _abi
 from ._privcmd import PAGE_SIZE, Buffer, Transport
@@ -165,17 +165,18 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def _cpulist(cpus: List[int]) -> str:
-    """``[0,1,2,5]`` -> ``"0-2,5"``."""
+def format_cpulist(cpus: Iterable[int]) -> str:
+    """``{0, 1, 2, 5}`` -> ``"0-2,5"`` (``""`` for none)."""
+    c = sorted(set(cpus))
     out: List[str] = []
     i = 0
-    while i < len(cpus):
+    while i < len(c):
         j = i
-        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
+        while j + 1 < len(c) and c[j + 1] == c[j] + 1:
             j += 1
-        out.append(str(cpus[i]) if i == j else f"{cpus[i]}-{cpus[j]}")
+        out.append(str(c[i]) if i == j else f"{c[i]}-{c[j]}")
         i = j + 1
-    return ",".join(out) or "none"
+    return ",".join(out)
 
 
 # -- decoding -------------------------------------------------------------------------------
@@ -334,7 +335,7 @@ def _read_bitmap(address: int, nr_bits: int) -> str:
         return "none" if not address else f"<{nr_bits} bits>"
     n = (nr_bits + 7) // 8
     bits = int.from_bytes(ctypes.string_at(address, n), "little")
-    return _cpulist([c for c in range(nr_bits) if bits >> c & 1])
+    return format_cpulist(c for c in range(nr_bits) if bits >> c & 1) or "none"
 
 
 def _flag_names(flags: int) -> str:

@@ -6,6 +6,8 @@ import re
 import shlex
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple, Union
 
+from ..trace import format_cpulist
+
 __all__ = [
     "UsageError",
     "split_commands",
@@ -131,20 +133,6 @@ def parse_cpulist(text: str, nr_cpus: int) -> FrozenSet[int]:
     if not cpus:
         raise UsageError(f"invalid cpulist {text!r}: no cpu left")
     return frozenset(cpus)
-
-
-def format_cpulist(cpus: Iterable[int]) -> str:
-    """``{0, 1, 2, 5}`` -> ``"0-2,5"``."""
-    c = sorted(set(cpus))
-    out: List[str] = []
-    i = 0
-    while i < len(c):
-        j = i
-        while j + 1 < len(c) and c[j + 1] == c[j] + 1:
-            j += 1
-        out.append(str(c[i]) if i == j else f"{c[i]}-{c[j]}")
-        i = j + 1
-    return ",".join(out)
 
 
 def affinity_map(cpus: Iterable[int], nr_cpus: int) -> str:
