@@ -38,6 +38,18 @@ def test_buffers_come_from_the_hypercall_device(xen):
     assert stats["buffers"] >= 1 and stats["calls"] > 0
 
 
+def test_locked_anonymous_buffers_work_on_real_xen(xen):
+    # The fallback for kernels without /dev/xen/hypercall: MAP_LOCKED memory.
+    from xenprivcmd import _privcmd
+    from xenprivcmd.handle import Handle
+
+    with Handle(_privcmd.open_privcmd(hypercall_buf=None), "xen:///") as h:
+        assert h.buffer_kind == "anonymous-locked"
+        assert h.version() == xen.version()
+        assert [d.domid for d in h.domains()] == [d.domid for d in xen.domains()]
+        assert h.physinfo().nr_cpus == xen.physinfo().nr_cpus
+
+
 def test_abi_is_detected_without_being_told(xen, suite):
     series, domctl, sysctl = SUITE_ABI[suite]
     v = xen.abi
