@@ -12,7 +12,7 @@ from ._privcmd import Transport
 from .ops import domains as _dom
 from .ops import host as _host
 from .ops import version as _version
-from .ops._wire import Wire, check_domid
+from .ops._wire import Wire, check_domid, make_wire
 from .types import (
     CpuTopology,
     DomainInfo,
@@ -125,7 +125,7 @@ class Handle:
     def wire(self) -> Wire:
         w = self._wire
         if w is None:
-            w = self._wire = Wire(self.abi)
+            w = self._wire = make_wire(self.abi)
         return w
 
     # -- domains --------------------------------------------------------------------

@@ -61,8 +61,7 @@ class Wire:
         if self.dom0_op:
             raise NotSupported(
                 _errno.ENOSYS,
-                f"Xen {variant.release} uses the dom0_op interface, which this version of xenprivcmd "
-                "detects but does not operate",
+                f"Xen {variant.release} uses the dom0_op interface: use make_wire() (Dom0OpWire)",
             )
         self.domctl_cls = structs["xen_domctl"]
         self.sysctl_cls = structs["xen_sysctl"]
@@ -169,6 +168,16 @@ class Wire:
         if self.info_fast:
             return [_new_info(DomainInfo, rec + _NO_NAME) for rec in records]
         return [self._info_slow(rec) for rec in records]
+
+
+def make_wire(variant: Any) -> Wire:
+    """The plumbing for ``variant``: :class:`Wire` (domctl/sysctl), or
+    :class:`~xenprivcmd.ops._dom0op.Dom0OpWire` for the dom0_op era (3.0.0-3.0.2)."""
+    if variant.domctl_interface_version is None:
+        from ._dom0op import Dom0OpWire
+
+        return Dom0OpWire(variant)
+    return Wire(variant)
 
 
 get_domid = operator.itemgetter(0)

@@ -12,8 +12,8 @@ from ..errors import DecodeError, NotSupported
 from ..types import CpuTopology, NumaNode, PcpuInfo, PhysInfo
 from ._wire import PAYLOAD_OFFSET, Wire
 
-#: XEN_SCHEDULER_* ids (the same in every release that has them).
-SCHEDULER_NAMES = {4: "sedf", 5: "credit", 6: "credit2", 7: "arinc653", 8: "rtds", 9: "null"}
+#: XEN_SCHEDULER_* ids (the same in every release that has them; 0 is SCHED_BVT of the dom0_op era).
+SCHEDULER_NAMES = {0: "bvt", 4: "sedf", 5: "credit", 6: "credit2", 7: "arinc653", 8: "rtds", 9: "null"}
 
 #: XEN_SYSCTL_PHYSCAP_* bit -> virsh/xl word.
 PHYSCAP_NAMES = ((0, "hvm"), (1, "pv"), (2, "directio"), (3, "hap"), (4, "shadow"), (5, "iommu_hap_pt_share"),
@@ -64,7 +64,7 @@ def physinfo(w: Wire, t: Transport) -> PhysInfo:
         capabilities=caps,
         total_pages=int(p.total_pages),
         free_pages=int(p.free_pages),
-        scrub_pages=int(p.scrub_pages),
+        scrub_pages=int(_get(p, "scrub_pages", 0)),  # not in the dom0_op era's physinfo
         outstanding_pages=_opt_int(_get(p, "outstanding_pages")),
         max_mfn=_opt_int(_get(p, "max_mfn")),
         hw_cap=tuple(int(x) for x in p.hw_cap),

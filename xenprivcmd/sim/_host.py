@@ -35,7 +35,15 @@ DOMINF_DYING, DOMINF_HVM, DOMINF_SHUTDOWN, DOMINF_PAUSED, DOMINF_BLOCKED, DOMINF
 
 SCHEDULERS = {"credit": 5, "credit2": 6}
 SCHED_CONST = {"credit": "XEN_SCHEDULER_CREDIT", "credit2": "XEN_SCHEDULER_CREDIT2"}
-SCHED_BANNER = {"credit": "SMP Credit Scheduler (credit)", "credit2": "SMP Credit Scheduler rev2 (credit2)"}
+SCHED_BANNER = {"credit": "SMP Credit Scheduler (credit)", "credit2": "SMP Credit Scheduler rev2 (credit2)",
+                "sedf": "Simple EDF Scheduler (sedf)", "bvt": "Borrowed Virtual Time (bvt)"}
+#: The dom0_op era (3.0.0-3.0.2) had bvt and sedf (SCHED_BVT 0, SCHED_SEDF 4; sedf the default);
+#: credit arrived with 3.0.3.
+DOM0_OP_SCHEDULERS = {"sedf": ("SCHED_SEDF", 4), "bvt": ("SCHED_BVT", 0)}
+#: MAX_VIRT_CPUS of the dom0_op era (public/arch-x86_64.h).
+DOM0_OP_MAX_VIRT_CPUS = 32
+#: CPUMAP_RUNANYWHERE of Xen 3.0.0 (pincpudomain): a vcpu's cpumap until it is pinned.
+CPUMAP_RUNANYWHERE = 0xFFFFFFFF
 
 DEFAULT_WEIGHT = 256
 CONRING_SIZE = 1 << 14
@@ -68,7 +76,7 @@ class Clock:
 
 
 class Vcpu:
-    __slots__ = ("vid", "online", "blocked", "cpu", "base", "since", "hard", "soft")
+    __slots__ = ("vid", "online", "blocked", "cpu", "base", "since", "hard", "soft", "cpumap_raw")
 
     def __init__(self, vid: int, cpu: int, online: bool, blocked: bool, all_cpus: FrozenSet[int], now: int,
                  base: int = 0) -> None:
@@ -80,6 +88,8 @@ class Vcpu:
         self.since = now
         self.hard = all_cpus
         self.soft = all_cpus
+        #: Xen 3.0.0's pincpudomain keeps the cpumap as given (reported back by getvcpuinfo).
+        self.cpumap_raw = CPUMAP_RUNANYWHERE
 
 
 class Domain:
@@ -87,7 +97,7 @@ class Domain:
 
     __slots__ = ("domid", "handle", "tot_pages", "max_pages", "max_vcpus", "vcpus", "pause_count", "dying",
                  "weight", "cap", "shared_info_frame", "hvm", "destroy_tries", "is_dom0",
-                 "unique_id", "_rec", "_rec_at", "_running")
+                 "unique_id", "built", "domflags", "_rec", "_rec_at", "_running")
 
     #: Xen 4.21+ gives every domain ever created a unique id (get_domain_state).
     _next_unique_id = 1
@@ -109,6 +119,11 @@ class Domain:
         self.hvm = False
         self.destroy_tries = 0
         self.is_dom0 = domid == 0
+        #: vcpu 0 has a context (the domain was built); createdomain's domains have none.
+        self.built = True
+        #: The dom0_op era: (DOMFLAGS_DYING, _SHUTDOWN, _PAUSED, _BLOCKED, _RUNNING) to report
+        #: instead of XEN_DOMINF_*; None from 3.0.3.
+        self.domflags: Optional[Tuple[int, int, int, int, int]] = None
         self._rec: Optional[bytes] = None
         self._rec_at = -1
         self._running = False
@@ -153,11 +168,33 @@ class Domain:
             flags |= DOMINF_HVM
         return flags, online, max_id
 
+    def dom0_op_flags(self) -> Tuple[int, int, int]:
+        """(DOMFLAGS, nr_online_vcpus, max_vcpu_id) as the dom0_op era's getdomaininfo computes them:
+        blocked unless an online vcpu is not (so also with none online), no hvm bit, no cpu bits."""
+        assert self.domflags is not None
+        dying, _shutdown, paused, blocked, running = self.domflags
+        flags = blocked
+        online = 0
+        max_id = 0
+        for v in self.vcpus:
+            max_id = v.vid
+            if v.online:
+                if not v.blocked:
+                    flags &= ~blocked
+                if self.vcpu_running(v):
+                    flags |= running
+                online += 1
+        if self.dying:
+            flags |= dying
+        if self.pause_count > 0:
+            flags |= paused
+        return flags, online, max_id
+
     def record(self, packer: RecordPacker, now: int) -> bytes:
         rec = self._rec
         if rec is not None and (not self._running or self._rec_at == now):
             return rec
-        flags, online, max_id = self.flags()
+        flags, online, max_id = self.flags() if self.domflags is None else self.dom0_op_flags()
         cpu_time = 0
         running = False
         for v in self.vcpus:
@@ -276,8 +313,14 @@ class Host:
             raise ValueError(f"pcpus must be 1..4096, not {pcpus}")
         if not 1 <= nodes <= 64 or pcpus % nodes:
             raise ValueError(f"nodes must be 1..64 and divide pcpus ({pcpus}), not {nodes}")
-        if sched not in SCHEDULERS:
-            raise ValueError(f"sched must be one of {', '.join(SCHEDULERS)}, not {sched!r}")
+        dom0_op = self.variant.is_dom0_op
+        if dom0_op and sched == "credit":
+            sched = "sedf"  # the sim's default scheduler did not exist yet: the era's default
+        if dom0_op and sched in DOM0_OP_SCHEDULERS:
+            pass
+        elif sched not in SCHEDULERS:
+            known = ", ".join(DOM0_OP_SCHEDULERS if dom0_op else SCHEDULERS)
+            raise ValueError(f"sched must be one of {known}, not {sched!r}")
         if sched == "credit2" and self.tables.const(SCHED_CONST[sched]) is None:
             raise ValueError(f"Xen {self.release} has no credit2 scheduler (4.1 and later have)")
         if clock not in ("sim", "real"):
@@ -285,7 +328,16 @@ class Host:
         self.pcpus = pcpus
         self.nodes = nodes
         self.sched = sched
-        self.sched_id = int(self.tables.const(SCHED_CONST[sched], SCHEDULERS[sched]) or SCHEDULERS[sched])
+        if sched in DOM0_OP_SCHEDULERS:
+            const, default = DOM0_OP_SCHEDULERS[sched]
+            self.sched_id = int(self.tables.const(const, default) or 0)
+        else:
+            self.sched_id = int(self.tables.const(SCHED_CONST[sched], SCHEDULERS[sched]) or SCHEDULERS[sched])
+        self._domflags: Optional[Tuple[int, int, int, int, int]] = None
+        if dom0_op:
+            c = self.tables.const
+            self._domflags = (c("DOMFLAGS_DYING", 1) or 0, c("DOMFLAGS_SHUTDOWN", 4) or 0, c("DOMFLAGS_PAUSED", 8) or 0,
+                              c("DOMFLAGS_BLOCKED", 16) or 0, c("DOMFLAGS_RUNNING", 32) or 0)
         self.seed = seed
         self.rng = random.Random(seed)
         self.clock = Clock(real=clock == "real")
@@ -357,6 +409,7 @@ class Host:
         pages = spec.memory_kib // 4
         max_kib = spec.max_memory_kib if spec.max_memory_kib is not None else spec.memory_kib
         d = Domain(domid, handle, pages, max_kib // 4)
+        d.domflags = self._domflags
         now = self.clock.now()
         d.max_vcpus = spec.vcpus
         for i in range(spec.vcpus):
@@ -441,8 +494,13 @@ class Host:
             dom += 1
         return None
 
-    def create(self, domid: Optional[int], handle: bytes, max_vcpus: int, hvm: bool = False) -> Domain:
-        """A new, paused domain with no memory and no vcpus online."""
+    def create(self, domid: Optional[int], handle: bytes, max_vcpus: int, hvm: bool = False,
+               vcpu0: bool = False) -> Domain:
+        """A new, paused domain with no memory and no vcpus online.
+
+        ``vcpu0``: the dom0_op era's domain_create() allocates vcpu 0, online
+        (only later vcpus start down), with no context yet.
+        """
         if domid is None:
             domid = self._free_domid()
             if domid is None:
@@ -452,6 +510,10 @@ class Host:
         d.max_vcpus = max_vcpus
         d.pause_count = 1
         d.hvm = hvm
+        d.built = False
+        d.domflags = self._domflags
+        if vcpu0:
+            d.vcpus.append(Vcpu(0, domid % self.pcpus, True, False, self.all_cpus, self.clock.now()))
         self.domains[domid] = d
         bisect.insort(self.domids, domid)
         self.console.line(f"d{domid}: created (max_vcpus={max_vcpus})")
