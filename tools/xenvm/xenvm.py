@@ -10,7 +10,28 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from xenvmlib import common, hostsetup  # noqa: E402
-from xenvmlib.common import SUITES, XenvmError, log  # noqa: E402
+from xenvmlib.common import (ALL_SUITES, ARM64_SUITES, SUITES, XenvmError, log,  # noqa: E402
+                              suite_arch)
+
+ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+
+
+def _apply_arch(args):
+    """--arch aarch64 --suite bookworm == --suite bookworm-arm64."""
+    arch = ARCH_ALIASES[getattr(args, "arch", None) or "x86_64"]
+    suite = getattr(args, "suite", None)
+    if suite is None:
+        return
+    if arch == "aarch64" and suite == "all":
+        return
+    if arch == "aarch64" and not suite.endswith("-arm64"):
+        args.suite = suite + "-arm64"
+        if args.suite not in ARM64_SUITES:
+            raise XenvmError("no arm64 image for suite %s (arm64 suites: %s)"
+                             % (suite, ", ".join(ARM64_SUITES)))
+    elif getattr(args, "arch", None) == "x86_64" and suite.endswith("-arm64"):
+        raise XenvmError("--arch x86_64 contradicts --suite %s" % suite)
+
 
 DEFAULT_PIP_DEPS = "pytest"
 
@@ -19,7 +40,7 @@ def _prepare(args, need_pip=False):
     """fetch + build for args.suite; returns (cache, image info)."""
     from xenvmlib import fetch, image
     cache = common.cache_root(args.cache)
-    hostsetup.setup(pip_needed=need_pip)
+    hostsetup.setup(pip_needed=need_pip, arches=(suite_arch(args.suite)[1].name,))
     with common.cache_lock(cache, "build", "fetching/building"):
         t = common.Timer()
         manifest = fetch.fetch(cache, args.suite, refresh=getattr(args, "refresh", False))
@@ -32,12 +53,17 @@ def _prepare(args, need_pip=False):
 
 
 def cmd_setup(args):
-    hostsetup.setup(pip_needed=True, quiet_if_ok=False)
+    arch = ARCH_ALIASES[args.arch] if args.arch != "all" else None
+    hostsetup.setup(pip_needed=True, quiet_if_ok=False,
+                    arches=(arch,) if arch else ("x86_64", "aarch64"))
     return 0
 
 
 def cmd_fetch(args):
-    suites = SUITES if args.suite == "all" else [args.suite]
+    if args.suite == "all":
+        suites = ARM64_SUITES if ARCH_ALIASES[args.arch or "x86_64"] == "aarch64" else SUITES
+    else:
+        suites = [args.suite]
     for suite in suites:
         args.suite = suite
         _prepare(args)
@@ -46,6 +72,7 @@ def cmd_fetch(args):
 
 def cmd_info(args):
     cache, info = _prepare(args)
+    print("arch: %s" % info.get("arch", "x86_64"))
     for k in ("suite", "xen_version", "python_version", "xen", "vmlinux", "rootfs"):
         print("%s: %s" % (k, info[k]))
     print("kernel: %s %s" % (info["kernel"]["package"], info["kernel"]["version"]))
@@ -66,6 +93,8 @@ def cmd_run(args):
             raise XenvmError("--env wants NAME=VALUE, got %r" % kv)
     if args.guests < 0:
         raise XenvmError("--guests must be >= 0")
+    if args.kvm and args.suite.endswith("-arm64"):
+        raise XenvmError("--kvm: arm64 suites run under TCG only")
     share = None if args.no_share else os.path.abspath(args.share or os.getcwd())
     if share and not os.path.isdir(share):
         raise XenvmError("--share %s is not a directory" % share)
@@ -97,11 +126,17 @@ def main(argv=None):
 
     s = sub.add_parser("setup", parents=[common_opts],
                        help="install the host packages xenvm needs (apt-get)")
+    s.add_argument("--arch", default="x86_64", choices=sorted(ARCH_ALIASES) + ["all"],
+                   help="the Xen architecture(s) to prepare for (default x86_64; aarch64 "
+                   "adds qemu-system-arm)")
     s.set_defaults(func=cmd_setup)
 
     def suite_opts(sp, allow_all=False):
         sp.add_argument("--suite", required=True,
-                        choices=SUITES + ("all",) if allow_all else SUITES)
+                        choices=ALL_SUITES + ("all",) if allow_all else ALL_SUITES)
+        sp.add_argument("--arch", choices=sorted(ARCH_ALIASES),
+                        help="x86_64 (default) or aarch64 (= the suite's -arm64 image: arm64 "
+                        "Xen under qemu-system-aarch64)")
         sp.add_argument("--refresh", action="store_true",
                         help="re-run apt-get update for the private apt state now")
         sp.add_argument("--rebuild", action="store_true", help="rebuild the image")
@@ -167,6 +202,8 @@ def main(argv=None):
         return 2
     common.set_quiet(args.quiet)
     try:
+        if args.func is not cmd_setup:
+            _apply_arch(args)
         return args.func(args)
     except XenvmError as e:
         sys.stderr.write("xenvm: error: %s\n" % e)

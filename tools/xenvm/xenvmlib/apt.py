@@ -5,7 +5,7 @@ import os
 import re
 import time
 
-from .common import SUITES, XenvmError, log, run
+from .common import ALL_SUITES, XenvmError, log, run, suite_arch
 
 MIRROR = os.environ.get("XENVM_MIRROR", "http://deb.debian.org/debian")
 SECURITY_MIRROR = os.environ.get("XENVM_SECURITY_MIRROR",
@@ -16,9 +16,10 @@ LIST_MAX_AGE = 24 * 3600
 
 class AptState:
     def __init__(self, cache, suite):
-        if suite not in SUITES:
-            raise XenvmError("unknown suite %r (choose from %s)" % (suite, ", ".join(SUITES)))
+        if suite not in ALL_SUITES:
+            raise XenvmError("unknown suite %r (choose from %s)" % (suite, ", ".join(ALL_SUITES)))
         self.suite = suite
+        self.dist, self.arch = suite_arch(suite)
         self.root = os.path.join(cache, "apt", suite)
         self.pool = os.path.join(cache, "debs")
         for d in ("lists/partial", "cache/archives/partial", "etc/sources.list.d",
@@ -31,9 +32,10 @@ class AptState:
         self._write_sources()
 
     def _write_sources(self):
-        s = self.suite
+        s = self.dist
         lines = []
-        signed = "[arch=amd64 signed-by=%s]" % KEYRING if os.path.exists(KEYRING) else "[arch=amd64]"
+        a = self.arch.deb
+        signed = "[arch=%s signed-by=%s]" % (a, KEYRING) if os.path.exists(KEYRING) else "[arch=%s]" % a
         lines.append("deb %s %s %s main" % (signed, MIRROR, s))
         if s != "sid":
             lines.append("deb %s %s %s-updates main" % (signed, MIRROR, s))
@@ -62,8 +64,8 @@ class AptState:
             "Dir::Cache": os.path.join(r, "cache"),
             "Dir::Log": os.path.join(r, "log"),
             "Debug::NoLocking": "1",
-            "APT::Architecture": "amd64",
-            "APT::Architectures": "amd64",
+            "APT::Architecture": self.arch.deb,
+            "APT::Architectures": self.arch.deb,
             "APT::Install-Recommends": "0",
             "APT::Install-Suggests": "0",
             "APT::Sandbox::User": "root",
@@ -138,7 +140,7 @@ class AptState:
 
     def deb_filename(self, pkg, ver):
         # apt-get download names files pkg_ver_arch.deb with ':' escaped as %3a
-        for arch in ("amd64", "all"):
+        for arch in (self.arch.deb, "all"):
             p = os.path.join(self.pool, "%s_%s_%s.deb" % (pkg, ver.replace(":", "%3a"), arch))
             if os.path.exists(p):
                 return p

@@ -15,6 +15,42 @@ TOOL_VERSION = "2"
 
 SUITES = ("bullseye", "bookworm", "trixie", "sid")
 KERNEL_SUITE = "bookworm"  # its 6.1 kernel works as PV dom0 under every Xen here
+# arm64 Xen under qemu-system-aarch64: "<dist>-arm64" (bullseye's arm64 userland
+# had .debs missing on the mirror in trials, so it is not offered)
+ARM64_SUITES = ("bookworm-arm64", "trixie-arm64", "sid-arm64")
+ALL_SUITES = SUITES + ARM64_SUITES
+
+
+class Arch:
+    """What differs between the x86_64 and the aarch64 images."""
+
+    def __init__(self, name, deb, triplet, ld_so, qemu, qemu_pkg):
+        self.name = name          # uname -m
+        self.deb = deb            # Debian architecture
+        self.triplet = triplet    # multiarch directory
+        self.ld_so = ld_so
+        self.qemu = qemu
+        self.qemu_pkg = qemu_pkg
+
+
+ARCHES = {
+    "x86_64": Arch("x86_64", "amd64", "x86_64-linux-gnu", "usr/lib64/ld-linux-x86-64.so.2",
+                   "qemu-system-x86_64", "qemu-system-x86"),
+    "aarch64": Arch("aarch64", "arm64", "aarch64-linux-gnu", "usr/lib/ld-linux-aarch64.so.1",
+                    "qemu-system-aarch64", "qemu-system-arm"),
+}
+
+
+def suite_arch(suite):
+    """'bookworm' -> ('bookworm', ARCHES['x86_64']); 'bookworm-arm64' -> aarch64."""
+    if suite.endswith("-arm64"):
+        return suite[:-len("-arm64")], ARCHES["aarch64"]
+    return suite, ARCHES["x86_64"]
+
+
+def kernel_suite(suite):
+    """The suite whose Linux 6.1 is used as dom0/domU kernel for this suite."""
+    return KERNEL_SUITE + ("-arm64" if suite.endswith("-arm64") else "")
 
 _quiet = False
 

@@ -5,7 +5,7 @@ import re
 import os
 
 from .apt import AptState
-from .common import KERNEL_SUITE, TOOL_VERSION, XenvmError, log, read_json, write_json
+from .common import TOOL_VERSION, XenvmError, kernel_suite, log, read_json, write_json
 
 # Of apt's install closure only these packages can hold files the image uses
 # (shared libraries, python, xen tools); the rest (perl, systemd, ...) is skipped.
@@ -14,12 +14,13 @@ KEEP_RE = re.compile(r"^(lib|zlib1g|xen|python3|busybox)")
 
 def _xen_version(apt):
     vers = []
+    a = apt.arch.deb
     for name in apt.pkgnames("xen-hypervisor-"):
-        m = re.match(r"^xen-hypervisor-(\d+)\.(\d+)-amd64$", name)
+        m = re.match(r"^xen-hypervisor-(\d+)\.(\d+)-%s$" % a, name)
         if m and apt.candidate(name):
             vers.append((int(m.group(1)), int(m.group(2))))
     if not vers:
-        raise XenvmError("suite %s has no xen-hypervisor-*-amd64 package" % apt.suite)
+        raise XenvmError("suite %s has no xen-hypervisor-*-%s package" % (apt.suite, a))
     return "%d.%d" % max(vers)
 
 
@@ -32,10 +33,12 @@ def _python_version(apt):
 
 
 def _kernel_package(apt):
-    for d in apt.depends("linux-image-amd64"):
-        if re.match(r"^linux-image-\d.*-amd64$", d) and apt.candidate(d):
+    a = apt.arch.deb
+    for d in apt.depends("linux-image-%s" % a):
+        if re.match(r"^linux-image-\d.*-%s$" % a, d) and apt.candidate(d):
             return d
-    names = [n for n in apt.pkgnames("linux-image-6.1") if re.match(r"^linux-image-6\.1\.\d+-\d+-amd64$", n)]
+    names = [n for n in apt.pkgnames("linux-image-6.1")
+             if re.match(r"^linux-image-6\.1\.\d+-\d+-%s$" % a, n)]
     if not names:
         raise XenvmError("no linux-image-6.1 kernel found in %s" % apt.suite)
     return sorted(names, key=lambda n: int(n.split("-")[3]))[-1]
@@ -51,7 +54,8 @@ def fetch(cache, suite, refresh=False):
     Reuses the last manifest while the private apt lists are unchanged."""
     apt = AptState(cache, suite)
     apt.update(force=refresh)
-    kapt = apt if suite == KERNEL_SUITE else AptState(cache, KERNEL_SUITE)
+    ksuite = kernel_suite(suite)
+    kapt = apt if suite == ksuite else AptState(cache, ksuite)
     kapt.update(force=refresh)
     mpath = os.path.join(apt.root, "manifest.json")
     mkey = [TOOL_VERSION, _stamp(apt), _stamp(kapt), open(__file__).read()]
@@ -64,7 +68,7 @@ def fetch(cache, suite, refresh=False):
     xv = _xen_version(apt)
     pyv = _python_version(apt)
     roots = {
-        "hypervisor": "xen-hypervisor-%s-amd64" % xv,
+        "hypervisor": "xen-hypervisor-%s-%s" % (xv, apt.arch.deb),
         "xen_utils": "xen-utils-%s" % xv,
         "python_minimal": "python%s-minimal" % pyv,
         "python_stdlib": "libpython%s-stdlib" % pyv,
@@ -83,6 +87,7 @@ def fetch(cache, suite, refresh=False):
         suite, xv, pyv, kpkg, kver, len(pkgs)))
     manifest = {
         "suite": suite,
+        "arch": apt.arch.name,
         "xen_version": xv,
         "python_version": pyv,
         "roots": roots,

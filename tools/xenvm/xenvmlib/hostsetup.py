@@ -20,9 +20,16 @@ NEEDED = {
 KEYRING_PKG = ("/usr/share/keyrings/debian-archive-keyring.gpg", "debian-archive-keyring")
 
 
-def missing_packages(pip_needed=False):
+# per target arch: the QEMU that runs it
+QEMU = {"x86_64": ("qemu-system-x86_64", "qemu-system-x86"),
+        "aarch64": ("qemu-system-aarch64", "qemu-system-arm")}
+
+
+def missing_packages(pip_needed=False, arches=("x86_64",)):
     pkgs = []
-    for prog, pkg in NEEDED.items():
+    needed = dict(QEMU[a] for a in arches)
+    needed.update((k, v) for k, v in NEEDED.items() if not k.startswith("qemu-"))
+    for prog, pkg in needed.items():
         if not shutil.which(prog) and pkg not in pkgs:
             pkgs.append(pkg)
     if not os.path.exists(KEYRING_PKG[0]):
@@ -36,8 +43,8 @@ def missing_packages(pip_needed=False):
     return pkgs
 
 
-def setup(pip_needed=True, quiet_if_ok=True):
-    pkgs = missing_packages(pip_needed)
+def setup(pip_needed=True, quiet_if_ok=True, arches=("x86_64",)):
+    pkgs = missing_packages(pip_needed, arches)
     if not pkgs:
         if not quiet_if_ok:
             log("host setup: everything needed is installed")
@@ -56,7 +63,7 @@ def setup(pip_needed=True, quiet_if_ok=True):
                              universal_newlines=True)
         if res.returncode != 0:
             raise XenvmError("%s failed:\n%s" % (" ".join(args), res.stdout[-2500:]))
-    still = missing_packages(pip_needed)
+    still = missing_packages(pip_needed, arches)
     if still:
         raise XenvmError("host setup: still missing after apt-get: %s" % " ".join(still))
     return True

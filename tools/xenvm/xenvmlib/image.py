@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from . import initscripts, kernel
-from .common import TOOL_VERSION, XenvmError, key_of, log, read_json, run, write_json
+from .common import TOOL_VERSION, XenvmError, key_of, log, read_json, run, suite_arch, write_json
 from .cpio import CpioWriter
 from .elf import Elf, is_elf
 
@@ -18,11 +18,15 @@ MERGED = ("bin", "sbin", "lib", "lib64", "lib32", "libx32")
 SKIP_RE = re.compile(r"^usr/share/(doc|man|info|lintian|locale|bash-completion|doc-base|bug|"
                      r"initramfs-tools|binfmts|pixmaps|applications|python3/debian_defaults)/|"
                      r"^etc/(init\.d|default|systemd|logrotate\.d)/|^usr/lib/systemd/|^usr/share/doc$|"
-                     r"^usr/lib/xen-[^/]+/lib/x86_64-linux-gnu/xenfsimage/")
+                     r"^usr/lib/xen-[^/]+/lib/[^/]+-linux-gnu/xenfsimage/")
 PY_SKIP_RE = re.compile(r"^usr/lib/python3\.\d+/(idlelib|tkinter|turtledemo|ensurepip|lib2to3/tests|"
                         r"test|unittest/test|distutils/tests|sqlite3/test|ctypes/test|"
                         r"__phello__|config-[^/]*)(/|$)")
 LIB_DIRS = ("usr/lib/x86_64-linux-gnu", "usr/lib64", "usr/lib")
+
+
+def lib_dirs(arch):
+    return ("usr/lib/%s" % arch.triplet, "usr/lib64", "usr/lib")
 
 
 def canon(rel):
@@ -120,6 +124,27 @@ def compile_pyc(root, pyver, dirs, strip_root, prepend="/"):
             % res.stdout[-1500:])
 
 
+class _Checked:
+    def __init__(self, returncode, stdout):
+        self.returncode, self.stdout = returncode, stdout
+
+
+def _check_foreign_python(root, pyv, arch):
+    """The foreign python cannot run here: check that it and its loader are
+    there and are ELF files for the image's machine."""
+    want = {"aarch64": 183, "x86_64": 62}[arch.name]
+    for rel in ("usr/bin/python" + pyv, arch.ld_so):
+        p = _resolve_in_root(root, rel)
+        try:
+            with open(p, "rb") as f:
+                head = f.read(20)
+        except OSError:
+            return _Checked(1, "/%s is missing" % rel)
+        if head[:4] != b"\x7fELF" or int.from_bytes(head[18:20], "little") != want:
+            return _Checked(1, "/%s is not an ELF file for %s" % (rel, arch.name))
+    return _Checked(0, "")
+
+
 def _gzip_cpio(path, fill, level=6):
     tmp = path + ".tmp"
     with open(tmp, "wb") as raw:
@@ -138,8 +163,22 @@ def build(cache, manifest, force=False):
         os.utime(info_path)
         return read_json(info_path)
     suite = manifest["suite"]
+    dist, arch = suite_arch(suite)
+    native = arch.name == "x86_64"
+    libdirs = lib_dirs(arch)
     xv, pyv = manifest["xen_version"], manifest["python_version"]
     roots = manifest["roots"]
+    pyc_root = None
+    if not native:
+        # Nothing arm64 runs on the host: the same Debian suite's amd64 image lends its
+        # python (same version, same bytecode) for byte-compiling and its busybox for
+        # the applet list.
+        from . import fetch
+        cinfo = build(cache, fetch.fetch(cache, dist))
+        if cinfo["python_version"] != pyv:
+            raise XenvmError("%s: python%s, but the amd64 %s has python%s" % (
+                suite, pyv, dist, cinfo["python_version"]))
+        pyc_root = cinfo["root"]
     log("%s: building image (Xen %s, python%s)" % (suite, xv, pyv))
     kinfo = kernel.prepare(cache, manifest["kernel"])
     kdir = kernel.kernel_dir(cache, manifest["kernel"])
@@ -157,9 +196,15 @@ def build(cache, manifest, force=False):
 
     # --- Xen hypervisor image
     hv = [c for c in fs.by_pkg[roots["hypervisor"]] if re.match(r"^boot/xen-.*\.gz$", c)]
+    if not native and not hv:
+        # arm64: /boot/xen-4.x-arm64 is an Image that QEMU's -kernel starts at EL2
+        hv = [c for c in fs.by_pkg[roots["hypervisor"]]
+              if re.match(r"^boot/xen-[0-9.]+-%s$" % arch.deb, c)]
     if not hv:
         raise XenvmError("no /boot/xen-*.gz in %s" % roots["hypervisor"])
-    with gzip.open(fs.files[sorted(hv)[-1]][0]) as fi, open(os.path.join(tmp, "xen"), "wb") as fo:
+    opener = gzip.open if hv[0].endswith(".gz") else open
+    with opener(fs.files[sorted(hv)[-1]][0], "rb") as fi, \
+            open(os.path.join(tmp, "xen"), "wb") as fo:
         shutil.copyfileobj(fi, fo)
 
     # --- select dom0 rootfs files
@@ -179,7 +224,7 @@ def build(cache, manifest, force=False):
     # dlopen()ed by glibc: NSS 'files' (separate before glibc 2.34), and
     # libgcc_s for pthread_cancel (xl's threads need it)
     for c in list(fs.files):
-        if re.match(r"^usr/lib/x86_64-linux-gnu/(libnss_(files|dns)\.so\.2|libgcc_s\.so\.1)$", c):
+        if re.match(r"^usr/lib/%s/(libnss_(files|dns)\.so\.2|libgcc_s\.so\.1)$" % arch.triplet, c):
             selected.update(fs.resolve(c) or [])
 
     # --- shared library closure over DT_NEEDED
@@ -207,7 +252,7 @@ def build(cache, manifest, force=False):
                     if x not in selected:
                         selected.add(x)
                         todo.append(x)
-        dirs = [p.replace("$ORIGIN", "/" + os.path.dirname(c)) for p in runpath] + list(LIB_DIRS)
+        dirs = [p.replace("$ORIGIN", "/" + os.path.dirname(c)) for p in runpath] + list(libdirs)
         for so in needed:
             for d in dirs:
                 r = fs.resolve(os.path.join(d, so))
@@ -237,7 +282,7 @@ def build(cache, manifest, force=False):
     os.makedirs(os.path.join(root, "usr/bin"), exist_ok=True)
     if not os.path.lexists(os.path.join(root, "usr/bin/python3")):
         os.symlink("python" + pyv, os.path.join(root, "usr/bin/python3"))
-    bbhost = os.path.join(root, bb[-1])
+    bbhost = os.path.join(pyc_root or root, "usr/bin/busybox" if pyc_root else bb[-1])
     applets = run([bbhost, "--list-full"], capture=True).stdout.split()
     for a in applets:
         dst = os.path.join(root, canon(a))
@@ -268,7 +313,8 @@ def build(cache, manifest, force=False):
     os.symlink("../run", os.path.join(root, "var/run"))
     os.symlink("../run/lock", os.path.join(root, "var/lock"))
     files = initscripts.dom0_files(xv=xv, pyv=pyv, suite=suite, kver=kinfo["kver"],
-                                   modules=kinfo["modules"], xenstored=xenstored)
+                                   modules=kinfo["modules"], xenstored=xenstored,
+                                   arch=arch.name)
     for rel, (data, mode) in files.items():
         p = os.path.join(root, rel)
         os.makedirs(os.path.dirname(p), exist_ok=True)
@@ -280,10 +326,14 @@ def build(cache, manifest, force=False):
 
     # byte-compile the stdlib and Xen's python bits with the suite's interpreter
     pydirs = [os.path.join(root, "usr/lib/python" + pyv)]
-    compile_pyc(root, pyv, pydirs, root)
-    check = subprocess.run(suite_python_cmd(root, pyv) + ["-c", "import sys; print(sys.version)"],
-                           env={"PYTHONHOME": os.path.join(root, "usr"), "PATH": "/usr/bin:/bin"},
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    compile_pyc(pyc_root or root, pyv, pydirs, root)
+    if native:
+        check = subprocess.run(
+            suite_python_cmd(root, pyv) + ["-c", "import sys; print(sys.version)"],
+            env={"PYTHONHOME": os.path.join(root, "usr"), "PATH": "/usr/bin:/bin"},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    else:
+        check = _check_foreign_python(root, pyv, arch)
     if check.returncode != 0:
         raise XenvmError("%s: the suite's python%s does not run from the image tree:\n%s"
                          % (suite, pyv, check.stdout[-1500:]))
@@ -313,13 +363,16 @@ def build(cache, manifest, force=False):
         w.close()
 
     info = {
-        "suite": suite, "xen_version": xv, "python_version": pyv, "key": image_key(manifest),
+        "suite": suite, "arch": arch.name, "xen_version": xv, "python_version": pyv,
+        "key": image_key(manifest),
         "xen": os.path.join(out, "xen"),
         "vmlinux": os.path.join(kdir, "vmlinux"),
         "rootfs": os.path.join(out, "rootfs.cpio.gz"),
         "guest_piece": os.path.join(out, "guest.cpio"),
         "kernel": kinfo, "packages": {p: v[0] for p, v in manifest["packages"].items()},
         "root": os.path.join(out, "root"),
+        # the tree whose python byte-compiles for this image (the amd64 twin for arm64)
+        "pyc_root": pyc_root or os.path.join(out, "root"),
     }
     write_json(os.path.join(tmp, "image.json"), info)
     shutil.rmtree(out, ignore_errors=True)
@@ -334,7 +387,7 @@ def prune_images(cache, suite, keep, min_age=3600):
     idir = os.path.join(cache, "images")
     for n in os.listdir(idir):
         p = os.path.join(idir, n)
-        if n.startswith(suite + "-") and p != keep and not n.endswith(".tmp"):
+        if re.match(r"^%s-[0-9a-f]{16}$" % re.escape(suite), n) and p != keep:
             try:
                 if time.time() - os.path.getmtime(os.path.join(p, "image.json")) > min_age:
                     shutil.rmtree(p)

@@ -59,7 +59,7 @@ while [ "$i" -le "${XENVM_GUESTS:-0}" ]; do
     vcpus=1; [ "$i" = 1 ] && vcpus=${XENVM_GUEST1_VCPUS:-2}
     {
         echo "name = \"guest$i\""
-        echo 'type = "pv"'
+        @GUEST_TYPE@
         echo 'kernel = "/opt/xenvm/guest/vmlinuz"'
         echo 'ramdisk = "/opt/xenvm/guest/initrd.gz"'
         echo 'extra = "console=hvc0 quiet"'
@@ -142,14 +142,17 @@ def _fill(text, **kw):
     return text
 
 
-def dom0_files(xv, pyv, suite, kver, modules, xenstored):
+def dom0_files(xv, pyv, suite, kver, modules, xenstored, arch="x86_64"):
+    # x86: PV guests; Arm has a single guest type, and xl wants no type= line there
+    guest_type = "echo 'type = \"pv\"'" if arch == "x86_64" else ":"
     kw = dict(xv=xv, pyv=pyv, suite=suite, kver=kver, modules=" ".join(modules),
-              xenstored=xenstored)
+              xenstored=xenstored, guest_type=guest_type)
     files = {"init": (_fill(DOM0_INIT, **kw), 0o755)}
     for k, v in ETC.items():
         files[k] = (_fill(v, **kw), 0o600 if k == "etc/shadow" else 0o644)
     files["etc/xenvm/info"] = ("SUITE=%s\nXEN_VERSION=%s\nPYTHON_VERSION=%s\nKERNEL=%s\n"
-                               % (suite, xv, pyv, kver), 0o644)
+                               % (suite, xv, pyv, kver)
+                               + ("ARCH=%s\n" % arch if arch != "x86_64" else ""), 0o644)
     return files
 
 

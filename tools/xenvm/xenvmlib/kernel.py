@@ -2,6 +2,7 @@
 from the bzImage and pick the modules the initramfs loads."""
 
 import glob
+import gzip
 import lzma
 import os
 import shutil
@@ -18,6 +19,16 @@ WANTED_MODULES = [
     "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_ring", "virtio", "virtio_pci",
     "virtio_console", "9pnet", "9pnet_virtio", "netfs", "fscache", "9p",
 ]
+# arm64 (QEMU virt machine): the devices sit on virtio-mmio.
+WANTED_MODULES_ARM64 = [
+    "xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc",
+    "virtio_ring", "virtio", "virtio_mmio",
+    "virtio_console", "9pnet", "9pnet_virtio", "netfs", "fscache", "9p",
+]
+
+
+def wanted_modules(kinfo):
+    return WANTED_MODULES_ARM64 if kinfo["package"].endswith("-arm64") else WANTED_MODULES
 
 
 def _norm(name):
@@ -65,7 +76,19 @@ def prepare(cache, kinfo):
         raise XenvmError("expected one /boot/vmlinuz-* in %s" % kinfo["deb"])
     kver = os.path.basename(vmlinuz[0])[len("vmlinuz-"):]
     shutil.move(vmlinuz[0], os.path.join(tmp, "vmlinuz"))
-    extract_vmlinux(os.path.join(tmp, "vmlinuz"), os.path.join(tmp, "vmlinux"))
+    if kinfo["package"].endswith("-arm64"):
+        # arm64: /boot/vmlinuz-* is the Image itself (gunzip it if a build compressed it);
+        # both Xen (dom0, via QEMU's guest-loader) and xl (domU) take it as it is
+        with open(os.path.join(tmp, "vmlinuz"), "rb") as f:
+            magic = f.read(2)
+        if magic == b"\x1f\x8b":
+            with gzip.open(os.path.join(tmp, "vmlinuz")) as fi, \
+                    open(os.path.join(tmp, "vmlinuz.tmp"), "wb") as fo:
+                shutil.copyfileobj(fi, fo)
+            os.replace(os.path.join(tmp, "vmlinuz.tmp"), os.path.join(tmp, "vmlinuz"))
+        os.link(os.path.join(tmp, "vmlinuz"), os.path.join(tmp, "vmlinux"))
+    else:
+        extract_vmlinux(os.path.join(tmp, "vmlinuz"), os.path.join(tmp, "vmlinux"))
     mdir = glob.glob(os.path.join(x, "lib", "modules", kver)) + \
         glob.glob(os.path.join(x, "usr", "lib", "modules", kver))
     mdir = mdir[0]
@@ -104,7 +127,7 @@ def prepare(cache, kinfo):
             load(dep, chain + (n,))
         order.append(n)
 
-    for m in WANTED_MODULES:
+    for m in wanted_modules(kinfo):
         load(m)
     shutil.rmtree(x)
     info = {"kver": kver, "package": kinfo["package"], "version": kinfo["version"],
@@ -117,4 +140,4 @@ def prepare(cache, kinfo):
 
 def kernel_dir(cache, kinfo):
     return os.path.join(cache, "kernel", "%s_%s-%s" % (
-        kinfo["package"], kinfo["version"], key_of(WANTED_MODULES)[:8]))
+        kinfo["package"], kinfo["version"], key_of(wanted_modules(kinfo))[:8]))

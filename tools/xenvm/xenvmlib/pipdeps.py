@@ -40,10 +40,10 @@ _TOK = re.compile(r"\s*(\(|\)|===|==|!=|<=|>=|~=|<|>|not\s+in\b|in\b|and\b|or\b|
 _VERSION_VARS = ("python_version", "python_full_version", "implementation_version")
 
 
-def _marker_env(pyv):
+def _marker_env(pyv, machine="x86_64"):
     return {"python_version": pyv, "python_full_version": pyv + ".0",
             "implementation_version": pyv + ".0", "os_name": "posix",
-            "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
+            "sys_platform": "linux", "platform_system": "Linux", "platform_machine": machine,
             "platform_release": "", "platform_version": "", "implementation_name": "cpython",
             "platform_python_implementation": "CPython", "extra": ""}
 
@@ -153,7 +153,9 @@ def pip_piece(cache, image, spec):
     if not reqs:
         return None
     pyv = image["python_version"]
-    key = key_of([TOOL_VERSION, pyv, reqs, image["packages"].get("python%s-minimal" % pyv)])
+    machine = image.get("arch", "x86_64")
+    kparts = [TOOL_VERSION, pyv, reqs, image["packages"].get("python%s-minimal" % pyv)]
+    key = key_of(kparts if machine == "x86_64" else kparts + [machine])
     base = os.path.join(cache, "pip", "py%s-%s" % (pyv, key))
     piece = os.path.join(base, "pip.cpio.gz")
     if os.path.exists(piece):
@@ -173,7 +175,7 @@ def pip_piece(cache, image, spec):
     if res.returncode != 0:
         raise XenvmError("pip download for python%s failed (only pure-Python wheels can be "
                          "used in dom0):\n%s" % (pyv, res.stdout[-2500:]))
-    env = _marker_env(pyv)
+    env = _marker_env(pyv, machine)
     for _ in range(10):
         have, wanted = set(), {}
         for n in os.listdir(wheels):
@@ -205,7 +207,7 @@ def pip_piece(cache, image, spec):
                     for x in os.listdir(d):
                         shutil.move(os.path.join(d, x), os.path.join(site, x))
             shutil.rmtree(os.path.join(site, n))
-    compile_pyc(image["root"], pyv, [site], site, DOM0_DIR)
+    compile_pyc(image.get("pyc_root", image["root"]), pyv, [site], site, DOM0_DIR)
     with open(os.path.join(tmp, "pip.cpio.gz"), "wb") as raw:
         with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
             w = CpioWriter(gz)

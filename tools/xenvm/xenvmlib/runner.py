@@ -128,11 +128,53 @@ def build_initrd(path, image, spec, nonce):
         w.close()
 
 
+def _q(path):  # QEMU option values escape ',' as ',,'
+    return path.replace(",", ",,")
+
+
+def _align(n, a=2 << 20):
+    return (n + a - 1) // a * a
+
+
+def qemu_command_arm64(image, spec, initrd, out_path, mem):
+    """qemu-system-aarch64 (virt machine, EL2 for Xen). QEMU's guest-loader
+    devices place dom0's kernel and initramfs and write the Xen multiboot
+    module nodes into the device tree."""
+    xen_cmd = ("console=dtuart dtuart=/pl011@9000000 dom0_mem=%dM loglvl=all guest_loglvl=all "
+               "bootscrub=0 %s%s" % (spec.dom0_mem_mb,
+                                     "sched=%s " % spec.sched if spec.sched else "",
+                                     spec.xen_args)).strip()
+    # nokaslr: KPTI under TCG costs seconds; panic=1: a dom0 panic ends the run at once
+    dom0_cmd = ("console=hvc0 earlycon=xen nokaslr panic=1 loglevel=5 %s" % spec.dom0_args).strip()
+    kaddr = 0x50000000
+    iaddr = _align(kaddr + os.path.getsize(image["vmlinux"]) + (2 << 20))
+    if iaddr + os.path.getsize(initrd) > 0x40000000 + mem * (1 << 20):
+        mem = _align(iaddr + os.path.getsize(initrd) - 0x40000000 + (256 << 20), 1 << 20) >> 20
+    cmd = ["qemu-system-aarch64", "-machine", "virt,virtualization=on,gic-version=3",
+           "-accel", "tcg", "-cpu", "cortex-a57", "-smp", str(spec.smp), "-m", str(mem),
+           "-display", "none", "-monitor", "none", "-serial", "stdio",
+           "-no-reboot", "-nodefaults",
+           "-kernel", image["xen"], "-append", xen_cmd,
+           "-device", "guest-loader,addr=0x%x,kernel=%s,bootargs=%s"
+           % (kaddr, _q(image["vmlinux"]), _q(dom0_cmd)),
+           "-device", "guest-loader,addr=0x%x,initrd=%s" % (iaddr, _q(initrd))]
+    cmd += ["-device", "virtio-serial-device,id=vser0",
+            "-chardev", "file,id=cmdout,path=%s" % _q(out_path),
+            "-device", "virtserialport,bus=vser0.0,chardev=cmdout,name=xenvm.out"]
+    if spec.share:
+        cmd += ["-fsdev", "local,id=hostshare,path=%s,security_model=none"
+                % _q(os.path.abspath(spec.share)),
+                "-device", "virtio-9p-device,fsdev=hostshare,mount_tag=hostshare"]
+    return cmd
+
+
 def qemu_command(image, spec, initrd, out_path):
     mem = spec.mem_mb
     if not mem:
         need = spec.dom0_mem_mb + spec.guests * (128 + 24) + 320
         mem = max(2048, need)
+    if image.get("arch", "x86_64") == "aarch64":
+        return qemu_command_arm64(image, spec, initrd, out_path, mem)
     xen_cmd = ("console=com1 com1=115200,8n1 dom0_mem=%dM,max:%dM loglvl=all guest_loglvl=all "
                "bootscrub=0 %s%s" % (spec.dom0_mem_mb, spec.dom0_mem_mb,
                                "sched=%s " % spec.sched if spec.sched else "", spec.xen_args)).strip()
