@@ -10,8 +10,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from xenvmlib import common, hostsetup  # noqa: E402
-from xenvmlib.common import (ALL_SUITES, ARM64_SUITES, SUITES, XenvmError, log,  # noqa: E402
-                              suite_arch)
+from xenvmlib.common import ALL_SUITES, ARM64_SUITES, SUITES, XenvmError, log, suite_arch  # noqa: E402
 
 ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 

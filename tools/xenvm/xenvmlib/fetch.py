@@ -1,8 +1,7 @@
 """Work out which Debian packages a suite's image needs and download them."""
 
-import re
-
 import os
+import re
 
 from .apt import AptState
 from .common import TOOL_VERSION, XenvmError, kernel_suite, log, read_json, write_json

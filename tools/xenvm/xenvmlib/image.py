@@ -191,7 +191,7 @@ def build(cache, manifest, force=False):
             shutil.rmtree(os.path.join(idir, n), ignore_errors=True)
     os.makedirs(tmp)
     fs = FileSet()
-    for pkg, (ver, deb) in sorted(manifest["packages"].items()):
+    for pkg, (_ver, deb) in sorted(manifest["packages"].items()):
         fs.add_pkg(pkg, extract_deb(cache, deb))
 
     # --- Xen hypervisor image

@@ -8,7 +8,7 @@ import os
 import shutil
 import struct
 
-from .common import XenvmError, key_of, log, run, write_json, read_json
+from .common import XenvmError, key_of, log, read_json, run, write_json
 from .elf import Elf
 
 # Load order from the trial runs: Xen devices first, then the 9p share
