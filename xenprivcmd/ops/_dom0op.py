@@ -258,6 +258,10 @@ class Dom0OpWire(Wire):
         self.info_size = _sizeof(info)
         self.info_reader, self.info_index = record_reader(info, DOMAININFO_FIELDS)
         self.info_fast = False
+        flags_at = self.info_index[DOMAININFO_FIELDS.index("flags")]
+        if flags_at is None:
+            raise ValueError(f"dom0_getdomaininfo of {variant.release} has no flags")
+        self._flags_at: int = flags_at
         self.info_next_domain = True  # getdomaininfo answers with the next domain at or after the id
         consts = variant.constants
         self._flag_map: List[Tuple[int, int]] = [
@@ -396,7 +400,7 @@ class Dom0OpWire(Wire):
 
     def _info(self, rec: Tuple[Any, ...]) -> DomainInfo:
         vals = [None if i is None else rec[i] for i in self.info_index]
-        vals[1] = self.flags_from(int(rec[self.info_index[1] or 0]))
+        vals[1] = self.flags_from(int(rec[self._flags_at]))
         return DomainInfo._make(vals + [None])
 
     def info_from(self, view: memoryview, offset: int) -> DomainInfo:
