@@ -95,14 +95,20 @@ def test_detection_4_10_0_vs_4_10_1_by_layout():
 
 
 @pytest.mark.parametrize("release", DOM0_OP)
-def test_dom0_op_era_answers_xen_version_only(release):
+def test_dom0_op_era_has_no_domctl_sysctl(release):
     h = sim(xen=release)
     assert h.xen_version() == (3, 0)
     assert h.version().extraversion == "." + release.split(".")[2]
-    for op in (7, 35, 36):
+    for op in (35, 36):  # sysctl, domctl: not hypercalls of that era
         with pytest.raises(OSError) as exc:
             h.transport.hypercall(op, h.transport.scratch().address)
         assert exc.value.errno == errno.ENOSYS
+    # dom0_op checks the interface version first: a zeroed request is refused with EACCES
+    buf = h.transport.scratch()
+    buf.clear()
+    with pytest.raises(OSError) as exc:
+        h.transport.hypercall(7, buf.address)
+    assert exc.value.errno == errno.EACCES
 
 
 # -- raw ABI behaviour -------------------------------------------------------------------

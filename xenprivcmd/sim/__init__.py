@@ -23,7 +23,8 @@ topologyinfo, numainfo (both layouts), getcpuinfo).  A wrong
 ``interface_version`` answers ``EACCES`` before anything else; an unknown
 command ``ENOSYS``; a missing domain ``ESRCH``; ``privileged=0`` ``EPERM``;
 any other hypercall ``ENOSYS``.  The dom0_op era (3.0.0-3.0.2) answers
-``xen_version`` only.  Release-dependent behaviour follows Xen: before 4.18
+``xen_version`` and ``dom0_op`` (hypercall 7: the same operations through
+its ``DOM0_*`` commands; the era's default scheduler is sedf).  Release-dependent behaviour follows Xen: before 4.18
 ``getdomaininfo`` of a missing domid answers with the next domain; before
 4.5 pause is a flag (not a count) and affinity is hard only; up to 4.5
 ``destroydomain`` answers ``EAGAIN`` once or twice first; from 4.12

@@ -710,12 +710,10 @@ class SimTransport(MemoryTransport):
         lay = self.dom0op
         op = bytearray(self.read(addr, lay.size))
         cmd = lay.get(op, "cmd")
-        if cmd not in self._dom0_names:
-            # Deviation: Xen checks the interface version first.  A number that is no DOM0_*
-            # command of the release answers ENOSYS before that (garbage is not a request).
-            raise self._fail(E.ENOSYS, f"dom0_op: {cmd} is no command of Xen {self.host.release}")
         if lay.get(op, "interface_version") != self.host.variant.dom0_op_interface_version:
             raise self._fail(E.EACCES, "dom0_op interface version mismatch")
+        if cmd not in self._dom0_names:
+            raise self._fail(E.ENOSYS, f"dom0_op: {cmd} is no command of Xen {self.host.release}")
         entry = self._dom0.get(cmd)
         if entry is None:
             raise self._fail(E.ENOSYS, f"dom0_op {self._dom0_names[cmd]} not simulated")
