@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 from types import TracebackType
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
@@ -9,6 +10,7 @@ from uuid import UUID
 
 from . import abi as _abi
 from ._privcmd import Transport
+from .errors import NoSuchDomain
 from .ops import domains as _dom
 from .ops import host as _host
 from .ops import version as _version
@@ -177,10 +179,6 @@ class Handle:
         for info in self.domains(names=True):
             if (isinstance(key, UUID) and info.handle == key) or info.name == key:
                 return info
-        import errno
-
-        from .errors import NoSuchDomain
-
         raise NoSuchDomain(errno.ESRCH, f"no domain named {ident!r}", domid=None)
 
     def domain_state(self, domid: int) -> DomainState:
