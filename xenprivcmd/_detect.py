@@ -169,18 +169,23 @@ def detect(t: Transport, arch: str = "x86_64") -> Tuple["abi.Variant", Dict[str,
     scan_sysctl = list(range(newest[1] + SCAN_MARGIN, newest[1], -1)) + sorted({s for _, s in known}, reverse=True)
     sys_ok = next((s for s in scan_sysctl if ok_sysctl(ref, s)), None)
     report["scan"] = {"domctl": dom_ok, "sysctl": sys_ok}
-    matches = [v for v in _all_variants(arch) if (v.domctl_interface_version, v.sysctl_interface_version) == (dom_ok, sys_ok)]
+    matches = [
+        v for v in _all_variants(arch)
+        if dom_ok is not None and (v.domctl_interface_version, v.sysctl_interface_version) == (dom_ok, sys_ok)
+    ]
     if matches:
         # Prefer the release nearest to what XENVER_version said.
         matches.sort(key=lambda v: (abs((v.xen[0] * 100 + v.xen[1]) - (major * 100 + minor)), [-x for x in v.xen]))
         report["method"] = "scan"
         return matches[0], report
     newest_known = abi.releases()[-1]
+    def said(name: str, v: Optional[int]) -> str:
+        return f"{name} interface {v:#x}" if v is not None else f"no known {name} interface version"
+
     raise UnknownHypervisorError(
-        f"Xen {major}.{minor}{extra} speaks domctl interface "
-        f"{'%#x' % dom_ok if dom_ok is not None else 'unknown'} / sysctl "
-        f"{'%#x' % sys_ok if sys_ok is not None else 'unknown'}, which no known release "
-        f"(up to {newest_known}) uses; upgrade xenprivcmd or pass abi= explicitly"
+        f"Xen {major}.{minor}{extra} accepts {said('domctl', dom_ok)} and {said('sysctl', sys_ok)}: "
+        f"no release this xenprivcmd knows (up to {newest_known}) matches; "
+        "upgrade xenprivcmd or pass abi= explicitly"
     )
 
 
