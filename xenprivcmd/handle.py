@@ -40,9 +40,15 @@ class Handle:
     """
 
     def __init__(self, transport: Transport, uri: str, abi: Union[None, str, "_abi.Variant"] = None,
-                 arch: str = "x86_64") -> None:
+                 arch: Optional[str] = None) -> None:
         self.transport = transport
         self.uri = uri
+        if arch is None:
+            # The local privcmd device speaks this machine's layouts (aarch64 on an
+            # arm64 dom0); other transports say theirs, else x86_64.
+            from . import _machine_arch
+
+            arch = _machine_arch() if transport.kind == "privcmd" else "x86_64"
         self.arch = arch
         self._varbuf_ops: Optional[bool] = None
         self._lock = threading.Lock()

@@ -344,7 +344,12 @@ def create_domain(
     w: Wire, t: Transport, *, max_vcpus: int = 1, handle: Optional[UUID] = None,
     max_evtchn_port: int = 1023, max_grant_frames: int = 32, max_maptrack_frames: int = 1024,
 ) -> int:
-    """Create an empty, paused PV domain (no kernel is loaded).  Returns its domid.
+    """Create an empty, paused domain (no kernel is loaded).  Returns its domid.
+
+    On x86 a PV domain.  On Arm, where every guest is an HVM guest with HAP
+    (Xen refuses any other createdomain flags with EINVAL), one with those
+    flags and the arch config left to Xen: the host's own GIC version
+    (``XEN_DOMCTL_CONFIG_GIC_NATIVE``), no SPIs, no TEE.
 
     The creation parameters are laid out as the running release expects; the
     max_vcpus domctl follows (it allocates the vcpus on every release).
@@ -374,6 +379,17 @@ def create_domain(
         if "grant_opts" in names:
             # XEN_DOMCTL_GRANT_version(1): grant table v1 (4.17+).
             c.grant_opts = 1
+        if w.variant.arch == "aarch64":
+            k = w.constants
+            c.flags = k.get("XEN_DOMCTL_CDF_hvm", k.get("XEN_DOMCTL_CDF_hvm_guest", 1)) | k.get(
+                "XEN_DOMCTL_CDF_hap", 2
+            )
+            arch_name = "arch" if "arch" in names else "config" if "config" in names else None
+            if arch_name is not None:
+                arch = getattr(c, arch_name)
+                # Explicit although zero is what they are: Xen fills in the GIC it has.
+                arch.gic_version = k.get("XEN_DOMCTL_CONFIG_GIC_NATIVE", 0)
+                arch.nr_spis = 0
 
     buf, req = w.domctl(t, "createdomain", 0)
     fill(req.u)
