@@ -1,12 +1,17 @@
 """A pytest plugin that breaks one layout on purpose: tot_pages and max_pages
-of xen_domctl_getdomaininfo trade places in every x86_64 release (a layout
-that looks sound, only wrong).
+of xen_domctl_getdomaininfo trade places in every release of the running
+machine's architecture (x86_64 or aarch64; a layout that looks sound, only
+wrong).
 
 Used by test_broken_layout.py to show that the real-Xen tests catch a wrong
 layout (``python3 -m pytest -p tests.realxen.break_layout ...``).
 """
 
-from xenprivcmd.structs import _gen_x86_64_layouts as layouts
+import importlib
+
+from xenprivcmd import _machine_arch
+
+layouts = importlib.import_module("xenprivcmd.structs._gen_%s_layouts" % _machine_arch())
 
 GOOD = '["tot_pages",8,"u64"],["max_pages",16,"u64"]'
 BROKEN = '["max_pages",8,"u64"],["tot_pages",16,"u64"]'

@@ -1,7 +1,8 @@
 """Tests that run inside the dom0 of a real Xen hypervisor.
 
 They are started by ``tools/run-tests`` through ``tools/xenvm`` (one boot per
-Debian suite, with a PV guest named ``guest1`` created by ``xl``), never on the
+Debian suite, x86_64 or arm64, with a guest named ``guest1`` created by ``xl``: PV on
+x86, Arm's only kind of guest on arm64), never on the
 host: outside a dom0 the whole directory refuses to run rather than skip.
 """
 
@@ -80,7 +81,13 @@ SUITE_ABI = {
     "bullseye": ((4, 14), 0x12, 0x13),
     "bookworm": ((4, 17), 0x15, 0x15),
     "trixie": ((4, 20), 0x17, 0x15),
+    # arm64 Xen (qemu-system-aarch64): the same releases, the same interface versions
+    "bookworm-arm64": ((4, 17), 0x15, 0x15),
+    "trixie-arm64": ((4, 20), 0x17, 0x15),
 }
+
+#: the architecture each suite's Xen runs on (and the library must have picked)
+SUITE_ARCH = {s: ("aarch64" if s.endswith("-arm64") else "x86_64") for s in SUITE_ABI}
 
 
 @pytest.fixture(scope="session")
