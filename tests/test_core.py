@@ -294,3 +294,17 @@ def test_import_does_not_load_construct():
                          capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(xenprivcmd.__file__))})
     assert out.stdout.strip() == "False"
+
+
+def test_construct_is_loaded_only_by_a_slow_path_op():
+    code = (
+        "import sys, xenprivcmd\n"
+        "h = xenprivcmd.open('sim:///default')\n"
+        "h.domains(); h.domain_info(1); h.physinfo(); h.version(); h.vcpu_info(1)\n"
+        "print('construct' in sys.modules)\n"
+        "topo = h.cpu_topology(); nodes = h.numa_info(); pcpus = h.pcpu_info()\n"
+        "print('construct' in sys.modules, len(topo) == h.nr_cpus(), len(pcpus) == h.nr_cpus(), len(nodes))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(xenprivcmd.__file__))})
+    assert out.stdout.split() == ["False", "True", "True", "True", "1"], out.stderr

@@ -1,7 +1,12 @@
-"""Host operations (sysctl): physinfo, scheduler, topology, NUMA, pcpus, console."""
+"""Host operations (sysctl): physinfo, scheduler, topology, NUMA, pcpus, console.
+
+Topology, NUMA and pcpu records take the slow path (:mod:`._slow`,
+``construct`` built from the generated layouts, imported on first use).
+"""
 
 from __future__ import annotations
 
+import ctypes
 import errno as _errno
 import functools
 import struct
@@ -10,6 +15,7 @@ from typing import Any, FrozenSet, List, Optional, Tuple
 from .._privcmd import Transport
 from ..errors import DecodeError, NotSupported
 from ..types import CpuTopology, NumaNode, PcpuInfo, PhysInfo
+from . import _slow
 from ._wire import PAYLOAD_OFFSET, Wire
 
 #: XEN_SCHEDULER_* ids (the same in every release that has them; 0 is SCHED_BVT of the dom0_op era).
@@ -75,6 +81,13 @@ def physinfo(w: Wire, t: Transport) -> PhysInfo:
     return info
 
 
+def _struct(w: Wire, name: str, what: str) -> Any:
+    cls = w.variant.structs.get(name)
+    if cls is None:
+        raise NotSupported(_errno.ENOSYS, f"{what}: Xen {w.variant.release} has no {name}")
+    return cls
+
+
 def _opt_int(v: Any) -> Optional[int]:
     return None if v is None else int(v)
 
@@ -91,15 +104,16 @@ def cpu_topology(w: Wire, t: Transport, max_cpu_id: int) -> List[CpuTopology]:
     """core/socket/node of every pcpu (cputopoinfo; topologyinfo before 4.6)."""
     n = max_cpu_id + 1
     if w.has("xen_sysctl_cputopoinfo"):
-        rec = struct.Struct("<III")
-        buf, req = w.sysctl(t, "cputopoinfo", n * rec.size)
+        rec_cls = _struct(w, "xen_sysctl_cputopo", "cpu topology")
+        size = ctypes.sizeof(rec_cls)
+        buf, req = w.sysctl(t, "cputopoinfo", n * size)
         req.u.cputopoinfo.num_cpus = n
         req.u.cputopoinfo.cputopo = buf.address + PAYLOAD_OFFSET
         w.issue_sysctl(t, buf, "cputopoinfo")
         got = int(req.u.cputopoinfo.num_cpus)
         if got > n:
             raise DecodeError(f"cputopoinfo: {got} cpus returned for {n} asked")
-        rows = rec.iter_unpack(buf.view[PAYLOAD_OFFSET : PAYLOAD_OFFSET + got * rec.size])
+        rows = _slow.records(rec_cls, ("core", "socket", "node"), buf.view, PAYLOAD_OFFSET, got)
         return [CpuTopology(i, *(None if v == INVALID_TOPOLOGY_ID else v for v in row)) for i, row in enumerate(rows)]
     if w.has("xen_sysctl_topologyinfo"):
         size = 4 * n
@@ -126,9 +140,10 @@ def numa_info(w: Wire, t: Transport, max_node_id: int) -> List[NumaNode]:
     if not 0 < n <= MAX_NODES:
         raise DecodeError(f"numa_info: {n} nodes is not plausible")
     if w.has("xen_sysctl_numainfo", "meminfo"):
-        mem = struct.Struct("<QQ")
-        dist_at = PAYLOAD_OFFSET + n * mem.size
-        buf, req = w.sysctl(t, "numainfo", n * mem.size + 4 * n * n)
+        mem_cls = _struct(w, "xen_sysctl_meminfo", "numa info")
+        mem_size = ctypes.sizeof(mem_cls)
+        dist_at = PAYLOAD_OFFSET + n * mem_size
+        buf, req = w.sysctl(t, "numainfo", n * mem_size + 4 * n * n)
         ni = req.u.numainfo
         ni.num_nodes = n
         ni.meminfo = buf.address + PAYLOAD_OFFSET
@@ -137,7 +152,7 @@ def numa_info(w: Wire, t: Transport, max_node_id: int) -> List[NumaNode]:
         got = int(ni.num_nodes)
         if got > n:
             raise DecodeError(f"numainfo: {got} nodes returned for {n} asked")
-        mems = list(mem.iter_unpack(buf.view[PAYLOAD_OFFSET : PAYLOAD_OFFSET + got * mem.size]))
+        mems = _slow.records(mem_cls, ("memsize", "memfree"), buf.view, PAYLOAD_OFFSET, got)
         # Xen lays the distance matrix out with rows as long as the nodes it answered.
         dist = struct.unpack_from(f"<{got * got}I", buf.view, dist_at)
         return [NumaNode(i, mems[i][0], mems[i][1], tuple(dist[i * got : (i + 1) * got])) for i in range(got)]
@@ -162,7 +177,8 @@ def numa_info(w: Wire, t: Transport, max_node_id: int) -> List[NumaNode]:
 def pcpu_info(w: Wire, t: Transport, max_cpu_id: int) -> List[PcpuInfo]:
     """Idle time (ns) of every pcpu (``XEN_SYSCTL_getcpuinfo``)."""
     n = max_cpu_id + 1
-    buf, req = w.sysctl(t, "getcpuinfo", 8 * n)
+    rec_cls = _struct(w, "xen_sysctl_cpuinfo", "pcpu info")
+    buf, req = w.sysctl(t, "getcpuinfo", ctypes.sizeof(rec_cls) * n)
     gi = req.u.getcpuinfo
     gi.max_cpus = n
     gi.info = buf.address + PAYLOAD_OFFSET
@@ -170,8 +186,8 @@ def pcpu_info(w: Wire, t: Transport, max_cpu_id: int) -> List[PcpuInfo]:
     got = int(gi.nr_cpus)
     if got > n:
         raise DecodeError(f"getcpuinfo: {got} cpus returned for {n} asked")
-    idle = struct.unpack_from(f"<{got}Q", buf.view, PAYLOAD_OFFSET)
-    return [PcpuInfo(i, v) for i, v in enumerate(idle)]
+    rows = _slow.records(rec_cls, ("idletime",), buf.view, PAYLOAD_OFFSET, got)
+    return [PcpuInfo(i, row[0]) for i, row in enumerate(rows)]
 
 
 def read_console(w: Wire, t: Transport, clear: bool = False, index: Optional[int] = None) -> Tuple[bytes, Optional[int]]:
