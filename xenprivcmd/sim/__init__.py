@@ -39,7 +39,8 @@ URIs
     ``xen=`` release (``4.10.1``) or series (``4.17``: newest of it);
     ``domains=`` total domains including dom0, 1..32752 or ``max``
     (domids stop at 0x7FEF); ``seed=``; ``pcpus=``; ``nodes=`` (divides
-    pcpus); ``sched=credit|credit2``; ``arch=x86_64``; ``privileged=0|1``;
+    pcpus); ``sched=credit|credit2``; ``arch=x86_64|aarch64`` (an Arm host:
+    every domain HVM with HAP, virt caps hvm+hap, one NUMA node); ``privileged=0|1``;
     ``extra=`` the extraversion string (``.5-pre``, ``-rc``); ``memory=``
     host MiB; ``clock=sim|real``; ``tick=`` ns of simulated time per
     hypercall.
@@ -106,7 +107,8 @@ __all__ = ["open_uri", "SimTransport", "Host", "Domain", "DomainSpec", "Faults",
 #: URI options and what they take.
 OPTIONS = {
     "xen": "release (4.10.1) or series (4.17)", "domains": f"1..{MAX_DOMAINS} or max", "seed": "an int",
-    "pcpus": "1..4096", "nodes": "1..64, dividing pcpus", "sched": "credit or credit2", "arch": "x86_64",
+    "pcpus": "1..4096", "nodes": "1..64, dividing pcpus", "sched": "credit or credit2",
+    "arch": "x86_64 or aarch64 (an Arm host: HVM+HAP domains, one node)",
     "privileged": "0 or 1", "extra": "extraversion string", "memory": "host memory in MiB",
     "clock": "sim or real", "tick": "ns per hypercall (simulated clock)",
 }

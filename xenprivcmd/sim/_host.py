@@ -30,6 +30,9 @@ XEN_INVALID_MAX_VCPU_ID = 0xFFFFFFFF
 MAX_VIRT_CPUS = 8192
 PAGE_SHIFT = 12
 
+#: p2m_ipa_bits Xen on Arm reports as every domain's gpaddr_bits (40-bit PA cores)
+ARM_IPA_BITS = 40
+
 # XEN_DOMINF_* (the same bits since 3.0.3)
 DOMINF_DYING, DOMINF_HVM, DOMINF_SHUTDOWN, DOMINF_PAUSED, DOMINF_BLOCKED, DOMINF_RUNNING = (1 << i for i in range(6))
 
@@ -97,7 +100,7 @@ class Domain:
 
     __slots__ = ("domid", "handle", "tot_pages", "max_pages", "max_vcpus", "vcpus", "pause_count", "dying",
                  "weight", "cap", "shared_info_frame", "hvm", "destroy_tries", "is_dom0",
-                 "unique_id", "built", "domflags", "_rec", "_rec_at", "_running")
+                 "unique_id", "built", "domflags", "hap_flag", "gpaddr_bits", "_rec", "_rec_at", "_running")
 
     #: Xen 4.21+ gives every domain ever created a unique id (get_domain_state).
     _next_unique_id = 1
@@ -117,6 +120,10 @@ class Domain:
         self.cap = 0
         self.shared_info_frame = 0x100000 + domid * 0x10
         self.hvm = False
+        #: XEN_DOMINF_hap when the domain uses HAP and the release reports it (every Arm domain)
+        self.hap_flag = 0
+        #: getdomaininfo's gpaddr_bits; None: 48 for HVM, 0 for PV (x86)
+        self.gpaddr_bits: Optional[int] = None
         self.destroy_tries = 0
         self.is_dom0 = domid == 0
         #: vcpu 0 has a context (the domain was built); createdomain's domains have none.
@@ -166,6 +173,7 @@ class Domain:
             flags |= DOMINF_PAUSED
         if self.hvm:
             flags |= DOMINF_HVM
+        flags |= self.hap_flag
         return flags, online, max_id
 
     def dom0_op_flags(self) -> Tuple[int, int, int]:
@@ -203,7 +211,8 @@ class Domain:
         rec = packer.pack({
             "domain": self.domid, "flags": flags, "tot_pages": self.tot_pages, "max_pages": self.max_pages,
             "shared_info_frame": self.shared_info_frame, "cpu_time": cpu_time, "nr_online_vcpus": online,
-            "max_vcpu_id": max_id, "handle": self.handle, "cpupool": 0, "gpaddr_bits": 0 if not self.hvm else 48,
+            "max_vcpu_id": max_id, "handle": self.handle, "cpupool": 0,
+            "gpaddr_bits": self.gpaddr_bits if self.gpaddr_bits is not None else (48 if self.hvm else 0),
         })
         self._rec, self._rec_at, self._running = rec, now, running
         return rec
@@ -302,13 +311,21 @@ class Host:
         clock: str = "sim",
         domains: Iterable[DomainSpec] = (),
         console_size: int = CONRING_SIZE,
-        commandline: str = "console=com1,vga loglvl=all guest_loglvl=all dom0_mem=2048M,max:2048M",
+        commandline: Optional[str] = None,
     ) -> None:
         self.variant = abi.variant(release, arch=arch)
         self.release = self.variant.release
         self.xen = self.variant.xen
         self.arch = arch
+        #: Xen on Arm: every domain (dom0 included) is HVM with HAP; no NUMA (one node)
+        self.is_arm = arch == "aarch64"
+        if commandline is None:
+            commandline = ("console=dtuart dtuart=serial0 loglvl=all guest_loglvl=all dom0_mem=2048M"
+                           if self.is_arm else
+                           "console=com1,vga loglvl=all guest_loglvl=all dom0_mem=2048M,max:2048M")
         self.tables = Tables(arch, self.release)
+        if self.is_arm and nodes != 1:
+            raise ValueError(f"nodes must be 1 on aarch64 (Xen on Arm reports one node), not {nodes}")
         if not 1 <= pcpus <= 4096:
             raise ValueError(f"pcpus must be 1..4096, not {pcpus}")
         if not 1 <= nodes <= 64 or pcpus % nodes:
@@ -410,6 +427,7 @@ class Host:
         max_kib = spec.max_memory_kib if spec.max_memory_kib is not None else spec.memory_kib
         d = Domain(domid, handle, pages, max_kib // 4)
         d.domflags = self._domflags
+        self._arm_domain(d)
         now = self.clock.now()
         d.max_vcpus = spec.vcpus
         for i in range(spec.vcpus):
@@ -453,16 +471,29 @@ class Host:
         doms = self.domains
         return len(ids), b"".join([doms[d].record(packer, now) for d in ids])
 
+    def _arm_domain(self, d: Domain) -> None:
+        """On Arm every domain is HVM with HAP (arch_get_domain_info sets
+        XEN_DOMINF_hap for all) and its gpaddr_bits is the P2M's IPA size."""
+        if self.is_arm:
+            d.hvm = True
+            d.hap_flag = int(self.tables.const("XEN_DOMINF_hap", 0) or 0)
+            d.gpaddr_bits = ARM_IPA_BITS
+
     def cpu_node(self, cpu: int) -> int:
         return cpu // (self.pcpus // self.nodes)
 
     def topology(self) -> Tuple[int, int, int]:
-        """(threads_per_core, cores_per_socket, sockets_per_node); sockets == nodes."""
+        """(threads_per_core, cores_per_socket, sockets_per_node); sockets == nodes.
+        Xen on Arm knows no cores or sockets: 1, 1 (and core 0, socket 0 for every cpu)."""
+        if self.is_arm:
+            return 1, 1, 1
         per_node = self.pcpus // self.nodes
         threads = 2 if per_node % 2 == 0 else 1
         return threads, per_node // threads, 1
 
     def cpu_topo(self, cpu: int) -> Tuple[int, int, int]:
+        if self.is_arm:
+            return 0, 0, 0
         threads, _cores, _ = self.topology()
         per_node = self.pcpus // self.nodes
         return (cpu % per_node) // threads, self.cpu_node(cpu), self.cpu_node(cpu)
@@ -478,6 +509,8 @@ class Host:
         return self.clock.now() * self._idle_rate[cpu] // 8
 
     def distance(self, a: int, b: int) -> int:
+        if self.is_arm:
+            return 20  # Arm's asm/numa.h without NUMA: __node_distance(a, b) is 20
         return 10 if a == b else 20
 
     # -- changes (the domctl handlers call these) ---------------------------------------
@@ -510,6 +543,7 @@ class Host:
         d.max_vcpus = max_vcpus
         d.pause_count = 1
         d.hvm = hvm
+        self._arm_domain(d)
         d.built = False
         d.domflags = self._domflags
         if vcpu0:

@@ -234,6 +234,8 @@ class SimTransport(MemoryTransport):
         raise self._fail(E.ENOSYS, f"XENVER sub-op {sub} not in Xen {host.release}")
 
     def _caps(self) -> str:
+        if self.host.is_arm:
+            return "xen-3.0-aarch64 xen-3.0-armv7l"
         caps = "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64"
         return caps if self.host.xen >= (3, 1) else "xen-3.0-x86_64"
 
@@ -510,6 +512,13 @@ class SimTransport(MemoryTransport):
         hvm_flag = self.tables.const("XEN_DOMCTL_CDF_hvm", self.tables.const("XEN_DOMCTL_CDF_hvm_guest", 1)) or 1
         flags = lay.get(op, "u.createdomain.flags") if "u.createdomain.flags" in lay else 0
         handle = lay.get(op, "u.createdomain.handle")
+        if host.is_arm and host.xen >= (4, 12):
+            # arch_sanitise_domain_config: HVM and HAP required, IOMMU and vPMU optional
+            c = self.tables.const
+            hap = c("XEN_DOMCTL_CDF_hap", 2) or 2
+            optional = (c("XEN_DOMCTL_CDF_iommu", 0) or 0) | (c("XEN_DOMCTL_CDF_vpmu", 0) or 0)
+            if flags & ~optional != hvm_flag | hap:
+                raise HypercallFailed(E.EINVAL)
         try:
             new = host.create(domid, bytes(handle), max_vcpus, hvm=bool(flags & hvm_flag))
         except OSError as exc:
@@ -564,22 +573,26 @@ class SimTransport(MemoryTransport):
         threads, cores, sockets = host.topology()
         p = "u.physinfo."
         caps = 0
-        for name in ("hvm", "pv", "hap", "shadow", "iommu_hap_pt_share"):
-            if name in ("hvm", "pv", "shadow", "hap"):
-                bit = self.tables.const("XEN_SYSCTL_PHYSCAP_" + name)
-                if bit is not None:
-                    caps |= bit
+        # Arm: HVM with HAP only (no PV, no shadow paging); Xen reports its vPMU and
+        # grant table v1 there too (as seen on real arm64 Xen 4.17/4.20)
+        names = ("hvm", "hap", "vpmu", "gnttab_v1") if host.is_arm else ("hvm", "pv", "shadow", "hap")
+        for name in names:
+            bit = self.tables.const("XEN_SYSCTL_PHYSCAP_" + name)
+            if bit is not None:
+                caps |= bit
         values = {
             "threads_per_core": threads, "cores_per_socket": cores, "sockets_per_node": sockets,
             "nr_cpus": host.pcpus, "max_cpu_id": host.pcpus - 1, "nr_nodes": host.nodes,
-            "max_node_id": MAX_NUMNODES - 1, "cpu_khz": 2_400_000, "capabilities": caps,
+            # Arm: MAX_NUMNODES is 1; cpu_khz is the generic timer's frequency
+            "max_node_id": 0 if host.is_arm else MAX_NUMNODES - 1,
+            "cpu_khz": 62_500 if host.is_arm else 2_400_000, "capabilities": caps,
             "total_pages": host.total_pages, "free_pages": host.free_pages, "scrub_pages": 0,
             "outstanding_pages": 0, "max_mfn": host.total_pages + 0x100000 - 1,
         }
         for k, v in values.items():
             if p + k in lay:
                 lay.put(op, p + k, v)
-        if p + "hw_cap" in lay:
+        if p + "hw_cap" in lay and not host.is_arm:  # x86 CPUID words; zero on Arm
             n = lay.fields[p + "hw_cap"].count
             lay.put(op, p + "hw_cap", tuple([0x178BFBFF, 0x7FFAF3BF, 0x2FD3FBFF, 0x00000121][:n] + [0] * max(0, n - 4)))
         if p + "cpu_to_node" in lay and lay.get(op, p + "cpu_to_node"):
