@@ -10,8 +10,9 @@ import ctypes
 import errno as _errno
 import functools
 import struct
-from typing import Any, FrozenSet, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
+from .._layout import fields, record_reader
 from .._privcmd import Transport
 from ..errors import DecodeError, NotSupported
 from ..types import CpuTopology, NumaNode, PcpuInfo, PhysInfo
@@ -47,33 +48,55 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return getattr(obj, name) if name in _names(type(obj)) else default  # type: ignore[arg-type]
 
 
+_PHYSINFO_FIELDS = (
+    "threads_per_core", "cores_per_socket", "nr_cpus", "max_cpu_id", "nr_nodes", "max_node_id", "cpu_khz",
+    "capabilities", "total_pages", "free_pages", "scrub_pages", "outstanding_pages", "max_mfn", "sockets_per_node",
+)
+
+
+@functools.cache
+def _physinfo_reader(cls: type) -> Tuple[struct.Struct, Dict[str, Optional[int]], int, int]:
+    """One unpack for physinfo's scalars (those this release has), and where hw_cap is."""
+    st, index = record_reader(cls, _PHYSINFO_FIELDS)
+    hw_off, hw_type = fields(cls)["hw_cap"]
+    return st, dict(zip(_PHYSINFO_FIELDS, index)), hw_off, int(hw_type._length_)
+
+
 def physinfo(w: Wire, t: Transport) -> PhysInfo:
     buf, req = w.sysctl(t, "physinfo")
     w.issue_sysctl(t, buf, "physinfo")
     p = req.u.physinfo
-    caps = int(_get(p, "capabilities", 0))
-    nr_cpus = int(_get(p, "nr_cpus", 0))
-    threads = int(p.threads_per_core)
-    cores = int(p.cores_per_socket)
+    st, index, hw_off, hw_n = _physinfo_reader(type(p))  # type: ignore[arg-type]
+    at = ctypes.addressof(p) - buf.address
+    vals = st.unpack_from(buf.view, at)
+
+    def get(name: str, default: Optional[int] = None) -> Optional[int]:
+        i = index[name]
+        return default if i is None else int(vals[i])
+
+    caps = get("capabilities", 0) or 0
+    threads = get("threads_per_core", 0) or 0
+    cores = get("cores_per_socket", 0) or 0
+    nr_cpus = get("nr_cpus", 0) or 0
     if nr_cpus == 0:  # Xen 3.0.x: derived from the topology counts
-        nr_cpus = threads * cores * int(_get(p, "sockets_per_node", 1)) * int(_get(p, "nr_nodes", 1))
-    max_cpu_id = int(_get(p, "max_cpu_id", nr_cpus - 1))
-    nr_nodes = int(_get(p, "nr_nodes", 1))
+        nr_cpus = threads * cores * (get("sockets_per_node", 1) or 1) * (get("nr_nodes", 1) or 1)
+    max_cpu_id = get("max_cpu_id", nr_cpus - 1)
+    nr_nodes = get("nr_nodes", 1) or 1
     info = PhysInfo(
         threads_per_core=threads,
         cores_per_socket=cores,
         nr_cpus=nr_cpus,
-        max_cpu_id=max_cpu_id,
+        max_cpu_id=nr_cpus - 1 if max_cpu_id is None else max_cpu_id,
         nr_nodes=nr_nodes,
-        max_node_id=int(_get(p, "max_node_id", nr_nodes - 1)),
-        cpu_khz=int(p.cpu_khz),
+        max_node_id=get("max_node_id", nr_nodes - 1) or 0,
+        cpu_khz=get("cpu_khz", 0) or 0,
         capabilities=caps,
-        total_pages=int(p.total_pages),
-        free_pages=int(p.free_pages),
-        scrub_pages=int(_get(p, "scrub_pages", 0)),  # not in the dom0_op era's physinfo
-        outstanding_pages=_opt_int(_get(p, "outstanding_pages")),
-        max_mfn=_opt_int(_get(p, "max_mfn")),
-        hw_cap=tuple(int(x) for x in p.hw_cap),
+        total_pages=get("total_pages", 0) or 0,
+        free_pages=get("free_pages", 0) or 0,
+        scrub_pages=get("scrub_pages", 0) or 0,  # not in the dom0_op era's physinfo
+        outstanding_pages=get("outstanding_pages"),
+        max_mfn=get("max_mfn"),
+        hw_cap=struct.unpack_from(f"<{hw_n}I", buf.view, at + hw_off),
         virt_caps=tuple(name for bit, name in PHYSCAP_NAMES if caps >> bit & 1),
     )
     if not 0 <= info.max_cpu_id < MAX_CPUS or info.nr_cpus > info.max_cpu_id + 1:
