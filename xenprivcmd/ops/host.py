@@ -59,7 +59,7 @@ def _physinfo_reader(cls: type) -> Tuple[struct.Struct, Dict[str, Optional[int]]
     """One unpack for physinfo's scalars (those this release has), and where hw_cap is."""
     st, index = record_reader(cls, _PHYSINFO_FIELDS)
     hw_off, hw_type = fields(cls)["hw_cap"]
-    return st, dict(zip(_PHYSINFO_FIELDS, index)), hw_off, int(hw_type._length_)
+    return st, dict(zip(_PHYSINFO_FIELDS, index)), hw_off, ctypes.sizeof(hw_type) // 4  # uint32_t hw_cap[N]
 
 
 def physinfo(w: Wire, t: Transport) -> PhysInfo:
