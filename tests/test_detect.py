@@ -74,3 +74,27 @@ def test_a_known_series_with_an_unexpected_build_is_matched_by_versions():
 @pytest.mark.parametrize("extra, micro", [(".7", (7,)), (".6.1", (6, 1)), (".5-pre", (5,)), ("-rc", None), ("", None)])
 def test_parse_micro(extra, micro):
     assert parse_micro(extra) == micro
+
+
+@pytest.mark.parametrize("release, raw, expect", [
+    # 4.8: xs_domain at bit 8, hap at bit 9 -> DomainInfo's bits 7 and 8
+    ("4.8.5", (1 << 9) | (1 << 8) | (1 << 5), {"hap": True, "running": True, "xs_domain": True}),
+    # 3.4: the pcpu number in bits 8..15 is not a flag
+    ("3.4.0", (3 << 8) | (1 << 3), {"hap": False, "paused": True}),
+    # 4.17: the same bits as DomainInfo's (nothing to translate)
+    ("4.17.7", (1 << 8) | (1 << 4), {"hap": True, "blocked": True}),
+])
+def test_flags_are_read_with_each_releases_bits(release, raw, expect):
+    from xenprivcmd.ops._wire import Wire
+
+    w = Wire(abi.variant(release))
+    assert w.flags.identity == (release == "4.17.7")
+    flags = w.flags(raw)
+    from xenprivcmd.types import DomainInfo
+
+    info = DomainInfo(1, flags, 0, 0, None, None, None, 0, 0, 1, 0, 0, bytes(16), None)
+    for attr, value in expect.items():
+        if attr == "xs_domain":
+            assert bool(flags & (1 << 7)) is value
+        else:
+            assert getattr(info, attr) is value

@@ -30,13 +30,12 @@ from __future__ import annotations
 import errno as _errno
 import struct
 import threading
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 from .._layout import has_field, record_reader
 from .._privcmd import Buffer, Transport
-from ..errors import DecodeError, NotSupported, from_errno
-from ..types import DomainInfo
-from ._wire import DOMAININFO_FIELDS, PAYLOAD_OFFSET, HYPERVISOR_dom0_op, Wire
+from ..errors import NotSupported, from_errno
+from ._wire import DOMAININFO_FIELDS, PAYLOAD_OFFSET, FlagMap, HYPERVISOR_dom0_op, Wire
 
 __all__ = ["Dom0OpWire", "SUBOPS"]
 
@@ -64,9 +63,6 @@ _MEMBER_ALIASES = {"max_mem": "setdomainmaxmem"}
 _AFFINITY = ("setvcpuaffinity", "getvcpuaffinity")
 
 # DOMFLAGS_* name -> XEN_DOMINF_* bit (types.DomainInfo).
-_FLAG_BITS = (("DOMFLAGS_DYING", 0), ("DOMFLAGS_HVM", 1), ("DOMFLAGS_SHUTDOWN", 2), ("DOMFLAGS_PAUSED", 3),
-              ("DOMFLAGS_BLOCKED", 4), ("DOMFLAGS_RUNNING", 5))
-_DOMINF_SHUTDOWNSHIFT = 16
 
 _header = struct.Struct("<II").pack_into
 _M64 = (1 << 64) - 1
@@ -258,16 +254,10 @@ class Dom0OpWire(Wire):
         self.info_size = _sizeof(info)
         self.info_reader, self.info_index = record_reader(info, DOMAININFO_FIELDS)
         self.info_fast = False
-        flags_at = self.info_index[DOMAININFO_FIELDS.index("flags")]
-        if flags_at is None:
+        if self.info_index[DOMAININFO_FIELDS.index("flags")] is None:
             raise ValueError(f"dom0_getdomaininfo of {variant.release} has no flags")
-        self._flags_at: int = flags_at
         self.info_next_domain = True  # getdomaininfo answers with the next domain at or after the id
-        consts = variant.constants
-        self._flag_map: List[Tuple[int, int]] = [
-            (int(consts[name]), 1 << bit) for name, bit in _FLAG_BITS if name in consts]
-        self._shutdown_shift = int(consts.get("DOMFLAGS_SHUTDOWNSHIFT", 16))
-        self._shutdown_mask = int(consts.get("DOMFLAGS_SHUTDOWNMASK", 0xFF))
+        self.flags = FlagMap(variant.constants)  # DOMFLAGS_* -> XEN_DOMINF_* (the cpu in bits 8..15 dropped)
         self._tls = threading.local()
 
     # -- vocabulary -------------------------------------------------------------------
@@ -387,30 +377,6 @@ class Dom0OpWire(Wire):
     def _map_out(buf: Buffer, cpumap: _Cpumap, bits: int) -> None:
         at, nbytes = Dom0OpWire._span(buf, cpumap)
         buf.view[at : at + nbytes] = (bits & _M64).to_bytes(8, "little")[:nbytes].ljust(nbytes, b"\0")
-
-    # -- getdomaininfo records ---------------------------------------------------------
-    def flags_from(self, flags: int) -> int:
-        """``DOMFLAGS_*`` -> ``XEN_DOMINF_*`` (the cpu in bits 8..15 is dropped)."""
-        out = 0
-        for have, bit in self._flag_map:
-            if flags & have:
-                out |= bit
-        code = (flags >> self._shutdown_shift) & self._shutdown_mask
-        return out | code << _DOMINF_SHUTDOWNSHIFT
-
-    def _info(self, rec: Tuple[Any, ...]) -> DomainInfo:
-        vals = [None if i is None else rec[i] for i in self.info_index]
-        vals[1] = self.flags_from(int(rec[self._flags_at]))
-        return DomainInfo._make(vals + [None])
-
-    def info_from(self, view: memoryview, offset: int) -> DomainInfo:
-        return self._info(self.info_reader.unpack_from(view, offset))
-
-    def infos_from(self, view: memoryview, offset: int, count: int) -> "list[DomainInfo]":
-        end = offset + count * self.info_size
-        if count < 0 or end > len(view):
-            raise DecodeError(f"{count} domain records do not fit in the {len(view)}-byte buffer")
-        return [self._info(rec) for rec in self.info_reader.iter_unpack(view[offset:end])]
 
 
 def _sizeof(cls: Any) -> int:

@@ -36,6 +36,46 @@ DOMAININFO_FIELDS = (
 _NO_NAME = (None,)
 _new_info = tuple.__new__
 
+# DomainInfo.flags uses the XEN_DOMINF_* bits of Xen 4.9+ (types.py).  Older
+# releases put some flags elsewhere (4.7/4.8: xs_domain at bit 8, hap at bit 9;
+# 3.x: the pcpu number in bits 8..15, DOMFLAGS_* names before 3.1), so each
+# release's own constants say where every flag is: name -> canonical bit.
+CANONICAL_FLAGS = (
+    ("dying", 0), ("hvm_guest", 1), ("shutdown", 2), ("paused", 3), ("blocked", 4), ("running", 5),
+    ("debugged", 6), ("xs_domain", 7), ("hap", 8),
+)
+_DOMFLAGS_NAMES = {"hvm_guest": "DOMFLAGS_HVM"}
+SHUTDOWN_SHIFT, SHUTDOWN_MASK = 16, 0xFF
+
+
+class FlagMap:
+    """Translates a release's getdomaininfo flags into DomainInfo's bits."""
+
+    def __init__(self, constants: Any) -> None:
+        pairs = []
+        for name, bit in CANONICAL_FLAGS:
+            for cname in ("XEN_DOMINF_" + name, _DOMFLAGS_NAMES.get(name, "DOMFLAGS_" + name.upper())):
+                if cname in constants:
+                    pairs.append((int(constants[cname]), 1 << bit))
+                    break
+        self.pairs = pairs
+        self.shift = int(constants.get("XEN_DOMINF_shutdownshift", constants.get("DOMFLAGS_SHUTDOWNSHIFT", 16)))
+        self.mask = int(constants.get("XEN_DOMINF_shutdownmask", constants.get("DOMFLAGS_SHUTDOWNMASK", 0xFF)))
+        has_cpu_field = "XEN_DOMINF_cpumask" in constants or "DOMFLAGS_CPUMASK" in constants
+        #: Nothing to translate: the release's bits are DomainInfo's.
+        self.identity = (
+            all(have == bit for have, bit in pairs) and not has_cpu_field
+            and (self.shift, self.mask) == (SHUTDOWN_SHIFT, SHUTDOWN_MASK)
+        )
+
+    def __call__(self, flags: int) -> int:
+        out = 0
+        for have, bit in self.pairs:
+            if flags & have:
+                out |= bit
+        return out | ((flags >> self.shift) & self.mask) << SHUTDOWN_SHIFT
+
+
 # Offset of a domctl's payload area: the records/cpumaps of a request go at
 # this offset in the scratch buffer, clear of the wrapper structure.
 PAYLOAD_OFFSET = 4096
@@ -86,7 +126,8 @@ class Wire:
         self.info_reader, index = record_reader(info, DOMAININFO_FIELDS)
         # Fast path: every field present, in DomainInfo's order -> a record
         # tuple is a DomainInfo but for the name.
-        self.info_fast = index == list(range(len(DOMAININFO_FIELDS)))
+        self.flags = FlagMap(variant.constants)
+        self.info_fast = index == list(range(len(DOMAININFO_FIELDS))) and self.flags.identity
         self.info_index = index
         self.info_next_domain = variant.xen < (4, 18)
 
@@ -157,6 +198,7 @@ class Wire:
 
     def _info_slow(self, rec: Tuple[Any, ...]) -> DomainInfo:
         vals = [None if i is None else rec[i] for i in self.info_index]
+        vals[1] = self.flags(int(vals[1] or 0))
         return DomainInfo._make(vals + [None])
 
     def infos_from(self, view: memoryview, offset: int, count: int) -> "list[DomainInfo]":
