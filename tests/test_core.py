@@ -305,6 +305,8 @@ def test_construct_is_loaded_only_by_a_slow_path_op():
         "topo = h.cpu_topology(); nodes = h.numa_info(); pcpus = h.pcpu_info()\n"
         "print('construct' in sys.modules, len(topo) == h.nr_cpus(), len(pcpus) == h.nr_cpus(), len(nodes))\n"
     )
+    path = os.pathsep.join(p for p in (os.path.dirname(os.path.dirname(xenprivcmd.__file__)),
+                                       os.environ.get("PYTHONPATH")) if p)  # keep where construct lives
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(xenprivcmd.__file__))})
+                         env={**os.environ, "PYTHONPATH": path})
     assert out.stdout.split() == ["False", "True", "True", "True", "1"], out.stderr
