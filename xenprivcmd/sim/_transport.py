@@ -255,6 +255,19 @@ class SimTransport(MemoryTransport):
             return room + 16
         return size
 
+    def _apply(self, addr: int, op: bytearray, act: Callable[[], bool]) -> int:
+        """Run one command's handler on the request ``op``; copy the reply back
+        to the caller where it says so (on failure too, where Xen does)."""
+        try:
+            copyback = act()
+        except HypercallFailed as exc:
+            if exc.copyback:
+                self.write(addr, bytes(op))
+            raise self._fail(exc.err) from None
+        if copyback:
+            self.write(addr, bytes(op))
+        return 0
+
     # -- domctl --------------------------------------------------------------------------
     def _do_domctl(self, addr: int) -> int:
         if not addr:
@@ -277,15 +290,7 @@ class SimTransport(MemoryTransport):
             raise self._fail(E.EPERM, "domctl: not a privileged domain")
         if entry is None:
             raise self._fail(E.ENOSYS, f"domctl {cmd} not simulated")
-        try:
-            copyback = entry[1](op, d)
-        except HypercallFailed as exc:
-            if exc.copyback:
-                self.write(addr, bytes(op))
-            raise self._fail(exc.err) from None
-        if copyback:
-            self.write(addr, bytes(op))
-        return 0
+        return self._apply(addr, op, lambda: entry[1](op, d))
 
     def _getdomaininfo(self, op: bytearray, d: Optional[Domain]) -> bool:
         lay = self.domctl
@@ -539,15 +544,7 @@ class SimTransport(MemoryTransport):
         entry = self._sysctl.get(lay.get(op, "cmd"))
         if entry is None:
             raise self._fail(E.ENOSYS, f"sysctl {lay.get(op, 'cmd')} not simulated")
-        try:
-            copyback = entry[1](op)
-        except HypercallFailed as exc:
-            if exc.copyback:
-                self.write(addr, bytes(op))
-            raise self._fail(exc.err) from None
-        if copyback:
-            self.write(addr, bytes(op))
-        return 0
+        return self._apply(addr, op, lambda: entry[1](op))
 
     def _getdomaininfolist(self, op: bytearray) -> bool:
         lay = self.sysctl
@@ -730,15 +727,7 @@ class SimTransport(MemoryTransport):
         entry = self._dom0.get(cmd)
         if entry is None:
             raise self._fail(E.ENOSYS, f"dom0_op {self._dom0_names[cmd]} not simulated")
-        try:
-            copyback = entry[1](op)
-        except HypercallFailed as exc:
-            if exc.copyback:
-                self.write(addr, bytes(op))
-            raise self._fail(exc.err) from None
-        if copyback:
-            self.write(addr, bytes(op))
-        return 0
+        return self._apply(addr, op, lambda: entry[1](op))
 
     def _d0_domain(self, op: bytearray, member: str) -> Domain:
         d = self.host.domain(self.dom0op.get(op, f"u.{member}.domain"))
