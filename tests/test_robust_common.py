@@ -135,23 +135,23 @@ def map_guarded(size: int) -> Buffer:
     return Buffer(base + PAGE_SIZE, size, "guarded", _guarded_unmap)
 
 
-# -- process figures ---------------------------------------------------------------------------
+# -- process figures: the same readings as tools/soak.py ------------------------------------------
 
-def rss_kib() -> int:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
+def _load_soak() -> Any:
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "soak.py")
+    spec = importlib.util.spec_from_file_location("xenprivcmd_soak_tool", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def maps_lines() -> int:
-    with open("/proc/self/maps", encoding="ascii", errors="replace") as f:
-        return sum(1 for _ in f)
+_soak = _load_soak()
+rss_kib = _soak.rss_kib
+open_fds = _soak.open_fds
+maps_lines = _soak.maps_lines
 
 
 def count(key: str, n: int = 1) -> None:
