@@ -373,15 +373,7 @@ def _handle(release: str) -> Tuple[Handle, HostileXen]:
 @robust_settings(400)
 @given(name=st.sampled_from(sorted(DECODERS)), script=st.lists(_action, min_size=1, max_size=10))
 def test_hostile_hypervisor_replies_are_typed(release, name, script):
-    h, t = _handle(release)
-    t.script, t.cycle, t.op_calls, t.applied = list(script), False, 0, 0
-    t.hostile = True
-    try:
-        exc = run_checked(h, name)
-    finally:
-        t.hostile = False
-        t.script = []
-    _record(name, t, exc)
+    _run_hostile(release, name, script)
 
 
 @pytest.mark.parametrize("name", sorted(DECODERS))
@@ -389,6 +381,12 @@ def test_hostile_hypervisor_replies_are_typed(release, name, script):
 @given(script=st.lists(_action, min_size=1, max_size=6), release=st.sampled_from(RELEASES))
 def test_hostile_replies_per_decoder(name, script, release):
     """Every decoder gets its own examples (the test above draws the decoder)."""
+    _run_hostile(release, name, script)
+
+
+def _run_hostile(release, name, script):
+    """One decoder against a hostile hypervisor playing ``script``: typed outcome only
+    (run_checked asserts it)."""
     h, t = _handle(release)
     t.script, t.cycle, t.op_calls, t.applied = list(script), False, 0, 0
     t.hostile = True

@@ -33,6 +33,15 @@ Handler = Callable[[bytearray, Optional[Domain]], bool]
 #: Xen reports MAX_NUMNODES - 1 as physinfo's max_node_id (not the last online node).
 MAX_NUMNODES = 64
 
+
+#: The x86 CPUID words physinfo reports as hw_cap (a plausible x86_64 host).
+_X86_HW_CAP = (0x178BFBFF, 0x7FFAF3BF, 0x2FD3FBFF, 0x00000121)
+
+
+def _hw_cap(n: int) -> Tuple[int, ...]:
+    """physinfo's ``hw_cap[n]``: the CPUID words, zero-padded."""
+    return (_X86_HW_CAP + (0,) * n)[:n]
+
 class HypercallFailed(Exception):
     """Internal: a handler's error, with whether the op struct is copied back first."""
 
@@ -590,8 +599,7 @@ class SimTransport(MemoryTransport):
             if p + k in lay:
                 lay.put(op, p + k, v)
         if p + "hw_cap" in lay and not host.is_arm:  # x86 CPUID words; zero on Arm
-            n = lay.fields[p + "hw_cap"].count
-            lay.put(op, p + "hw_cap", tuple([0x178BFBFF, 0x7FFAF3BF, 0x2FD3FBFF, 0x00000121][:n] + [0] * max(0, n - 4)))
+            lay.put(op, p + "hw_cap", _hw_cap(lay.fields[p + "hw_cap"].count))
         if p + "cpu_to_node" in lay and lay.get(op, p + "cpu_to_node"):
             handle = lay.get(op, p + "cpu_to_node")
             n = min(lay.get(op, p + "max_cpu_id"), host.pcpus - 1) + 1
@@ -899,8 +907,7 @@ class SimTransport(MemoryTransport):
                   "total_pages": host.total_pages, "free_pages": host.free_pages}
         for k, val in values.items():
             lay.put(op, p + k, val)
-        n = lay.fields[p + "hw_cap"].count
-        lay.put(op, p + "hw_cap", tuple(([0x178BFBFF, 0x7FFAF3BF, 0x2FD3FBFF, 0x00000121] + [0] * n)[:n]))
+        lay.put(op, p + "hw_cap", _hw_cap(lay.fields[p + "hw_cap"].count))
         return True
 
     def _d0_sched_id(self, op: bytearray) -> bool:
