@@ -284,12 +284,13 @@ def scenario_topology(h: Handle) -> None:
     # Xen's MAX_NUMNODES - 1, not the last online node.
     assert p.nr_nodes <= len(nodes) <= p.max_node_id + 1
     for n in nodes:
-        assert n.memfree <= n.memsize
+        if n.memsize_kib is not None and n.memfree_kib is not None:
+            assert n.memfree_kib <= n.memsize_kib
         assert len(n.distances) == len(nodes)
         # x86: the local distance is 10; Xen on Arm (no NUMA) reports its one
         # fake node at distance 20 from itself
         assert n.distances[n.node] == (20 if h.arch == "aarch64" else 10)
-    assert sum(n.memsize for n in nodes) >= p.total_pages * 4096 // 2
+    assert sum(n.memsize_kib or 0 for n in nodes) >= p.total_memory_kib // 2
 
 
 def scenario_pcpu_idle_advances(h: Handle) -> None:

@@ -33,6 +33,8 @@ __all__ = [
     "TryAgain",
     "Interrupted",
     "DecodeError",
+    "AmbiguousDomain",
+    "GuestTimeout",
     "from_errno",
 ]
 
@@ -116,6 +118,29 @@ class TryAgain(HypercallError, BlockingIOError):
 
 class DecodeError(XenprivcmdError, ValueError):
     """A reply from the hypervisor is malformed; nothing in it was trusted."""
+
+
+class AmbiguousDomain(XenprivcmdError, ValueError):
+    """A domain name matches more than one domain; ``domids`` lists them (name them by id)."""
+
+    def __init__(self, message: str, domids: "tuple[int, ...]" = ()) -> None:
+        super().__init__(message)
+        self.domids = tuple(domids)
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (str(self), self.domids))
+
+
+class GuestTimeout(XenprivcmdError, TimeoutError):
+    """A guest did not do what the toolstack asked through xenstore in time
+    (no PV drivers acknowledged ``control/shutdown``, or it did not shut down)."""
+
+    def __init__(self, message: str, domid: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.domid = domid
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (str(self), self.domid))
 
 
 def _describe(hypercall: Optional[str], subop: Optional[str], domid: Optional[int]) -> str:

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from . import abi as _abi
 from ._privcmd import Transport
-from .errors import NoSuchDomain
+from .errors import AmbiguousDomain, NoSuchDomain
 from .ops import domains as _dom
 from .ops import host as _host
 from .ops import version as _version
@@ -28,7 +28,10 @@ from .types import (
     VersionInfo,
 )
 
-__all__ = ["Handle"]
+__all__ = ["Handle", "DomainRef"]
+
+#: How every domain operation names a domain: int domid, name, UUID (str or UUID) or DomainInfo.
+DomainRef = Union[int, str, UUID, DomainInfo]
 
 
 class Handle:
@@ -146,9 +149,14 @@ class Handle:
         infos = _dom.domains(self.wire, self.transport)
         return self.with_names(infos) if names else infos
 
-    def domain_info(self, domid: int, name: bool = False) -> DomainInfo:
-        """One domain; :class:`~xenprivcmd.errors.NoSuchDomain` if it does not exist (every release)."""
-        info = _dom.domain_info(self.wire, self.transport, domid)
+    def domain_info(self, dom: DomainRef, name: bool = False) -> DomainInfo:
+        """One domain; :class:`~xenprivcmd.errors.NoSuchDomain` if it does not exist (every release).
+
+        A domain named by name or UUID is looked up (and so has its name).
+        """
+        if not (isinstance(dom, int) and not isinstance(dom, bool)):
+            return self.lookup(dom)
+        info = _dom.domain_info(self.wire, self.transport, dom)
         return self.with_names([info])[0] if name else info
 
     def with_names(self, infos: List[DomainInfo]) -> List[DomainInfo]:
@@ -167,53 +175,102 @@ class Handle:
 
         return xenstore.try_domain_names()
 
-    def lookup(self, ident: Union[int, str, UUID]) -> DomainInfo:
-        """A domain by id (int or digits), name, or UUID string."""
+    def lookup(self, ident: "DomainRef") -> DomainInfo:
+        """A domain (with its name) by int domid, name, UUID (string or :class:`~uuid.UUID`) or
+        :class:`DomainInfo`.
+
+        Digits name a domid first and, when no domain has that id, a domain
+        of that name (as virsh does).  Raises
+        :class:`~xenprivcmd.errors.NoSuchDomain` for an unknown domain,
+        :class:`~xenprivcmd.errors.AmbiguousDomain` for a name several
+        domains share, ``TypeError`` for anything else.
+        """
+        if isinstance(ident, DomainInfo):
+            ident = ident.domid
         if isinstance(ident, int) and not isinstance(ident, bool):
             return self.domain_info(ident, name=True)
         if isinstance(ident, UUID):
-            key: Union[int, UUID, str] = ident
-        elif isinstance(ident, str) and ident.strip().isdigit():
-            return self.domain_info(int(ident), name=True)
+            key: Union[UUID, str] = ident
         elif isinstance(ident, str):
+            text = ident.strip()
+            if not text:
+                raise ValueError("empty domain name")
+            if text.isascii() and text.isdigit():
+                try:
+                    return self.domain_info(check_domid(int(text)), name=True)
+                except (NoSuchDomain, ValueError):
+                    pass  # no such domid: maybe a domain of that name
             try:
-                key = UUID(ident)
+                key = UUID(text)
             except ValueError:
-                key = ident
+                key = text
         else:
-            raise TypeError(f"a domain is named by an int, a name or a UUID, not {type(ident).__name__}")
-        for info in self.domains(names=True):
-            if (isinstance(key, UUID) and info.handle == key) or info.name == key:
-                return info
-        raise NoSuchDomain(errno.ESRCH, f"no domain named {ident!r}", domid=None)
+            raise TypeError(f"a domain is an int domid, a name, a UUID or a DomainInfo, not {type(ident).__name__}")
+        found = [i for i in self.domains(names=True)
+                 if (isinstance(key, UUID) and i.handle == key) or i.name == key]
+        if len(found) > 1 and isinstance(key, str):
+            ids = tuple(i.domid for i in found)
+            raise AmbiguousDomain(f"{len(found)} domains are named {ident!r} (ids {', '.join(map(str, ids))}):"
+                                  " name one by id", ids)
+        if not found:
+            what = "with id or name" if isinstance(key, str) and key.isdigit() else \
+                ("with UUID" if isinstance(key, UUID) else "named")
+            raise NoSuchDomain(errno.ESRCH, f"no domain {what} {str(ident).strip()!r}", domid=None)
+        return found[0]
 
-    def domain_state(self, domid: int) -> DomainState:
+    def _domid(self, dom: "DomainRef") -> int:
+        """The domid of ``dom`` (an int is only range-checked: no hypercall)."""
+        if isinstance(dom, int) and not isinstance(dom, bool):
+            return check_domid(dom)
+        if isinstance(dom, DomainInfo):
+            return dom.domid
+        return self.lookup(dom).domid
+
+    def domain_state(self, dom: DomainRef) -> DomainState:
         """The stable ``get_domain_state`` domctl (Xen 4.21+; NotSupported before)."""
+        domid = self._domid(dom)
         return _dom.domain_state(self.wire, self.transport, domid)
 
-    def pause(self, domid: int) -> None:
+    def pause(self, dom: DomainRef) -> None:
         """Pause a domain (``XEN_DOMCTL_pausedomain``)."""
+        domid = self._domid(dom)
         _dom.pause(self.wire, self.transport, domid)
 
-    def unpause(self, domid: int) -> None:
+    def unpause(self, dom: DomainRef) -> None:
         """Unpause a domain (``XEN_DOMCTL_unpausedomain``)."""
+        domid = self._domid(dom)
         _dom.unpause(self.wire, self.transport, domid)
 
-    def destroy(self, domid: int) -> None:
+    def destroy(self, dom: DomainRef) -> None:
         """Destroy a domain (``XEN_DOMCTL_destroydomain``, EAGAIN retried)."""
+        domid = self._domid(dom)
         _dom.destroy(self.wire, self.transport, domid)
 
-    def set_max_mem(self, domid: int, kib: int) -> None:
-        """Set a domain's memory limit in KiB (``XEN_DOMCTL_max_mem``)."""
+    def set_max_mem(self, dom: DomainRef, kib: int, force: bool = False) -> None:
+        """Set a domain's memory limit in KiB (``XEN_DOMCTL_max_mem``): the hard limit,
+        not the balloon target (:meth:`set_memory_target`).
+
+        A limit below what the domain uses now raises ``ValueError`` (one
+        getdomaininfo, no change) unless ``force``.
+        """
+        domid = self._domid(dom)
+        _dom._check_int(kib, "memory (KiB)", 0, _dom.MAX_MEM_KIB)
+        if not force:
+            used = _dom.domain_info(self.wire, self.transport, domid).memory_kib
+            if kib < used:
+                raise ValueError(f"a limit of {kib} KiB is below the {used} KiB domain {domid} uses now"
+                                 " (force=True to set it anyway)")
         _dom.set_max_mem(self.wire, self.transport, domid, kib)
 
-    def set_max_vcpus(self, domid: int, n: int) -> None:
+    def set_max_vcpus(self, dom: DomainRef, n: int) -> None:
         """``XEN_DOMCTL_max_vcpus``: allocate the domain's vcpus (from Xen 4.12
         ``n`` must equal the ``max_vcpus`` given at creation; Xen says EINVAL otherwise)."""
+        domid = self._domid(dom)
         _dom.set_max_vcpus(self.wire, self.transport, domid, n)
 
-    def vcpu_info(self, domid: int) -> List[VcpuInfo]:
+    def vcpu_info(self, dom: DomainRef) -> List[VcpuInfo]:
         """Every vcpu of a domain."""
+        domid = self._domid(dom)
         return _dom.vcpu_info(self.wire, self.transport, domid)
 
     def nr_cpus(self) -> int:
@@ -222,29 +279,33 @@ class Handle:
             self._nr_cpus = self.physinfo().max_cpu_id + 1
         return self._nr_cpus
 
-    def vcpu_affinity(self, domid: int, vcpu: int) -> VcpuAffinity:
+    def vcpu_affinity(self, dom: DomainRef, vcpu: int) -> VcpuAffinity:
         """Hard (and soft, Xen >= 4.5) affinity of one vcpu."""
+        domid = self._domid(dom)
         check_domid(domid)
         _dom._check_int(vcpu, "vcpu", 0, _dom.MAX_VCPUS - 1)
         return _dom.get_vcpu_affinity(self.wire, self.transport, domid, vcpu, self.nr_cpus())
 
-    def set_vcpu_affinity(self, domid: int, vcpu: int, hard: Optional[Iterable[int]] = None,
+    def set_vcpu_affinity(self, dom: DomainRef, vcpu: int, hard: Optional[Iterable[int]] = None,
                           soft: Optional[Iterable[int]] = None) -> VcpuAffinity:
         """Pin a vcpu; returns the affinity Xen then reports."""
+        domid = self._domid(dom)
         check_domid(domid)
         _dom._check_int(vcpu, "vcpu", 0, _dom.MAX_VCPUS - 1)
         if hard is None and soft is None:
             raise ValueError("give a hard or a soft cpu map (or both)")
         return _dom.set_vcpu_affinity(self.wire, self.transport, domid, vcpu, self.nr_cpus(), hard, soft)
 
-    def sched_params(self, domid: int) -> SchedParams:
+    def sched_params(self, dom: DomainRef) -> SchedParams:
         """Weight and cap of a domain under the host's scheduler (credit, credit2)."""
+        domid = self._domid(dom)
         check_domid(domid)
         sid, name = self.sched_id()
         return _dom.sched_params(self.wire, self.transport, domid, sid, name)
 
-    def set_sched_params(self, domid: int, weight: Optional[int] = None, cap: Optional[int] = None) -> SchedParams:
+    def set_sched_params(self, dom: DomainRef, weight: Optional[int] = None, cap: Optional[int] = None) -> SchedParams:
         """Set weight (1..65535) and/or cap (0..65534, 0 = none); returns the new values."""
+        domid = self._domid(dom)
         _dom.check_sched_args(domid, weight, cap)
         sid, name = self.sched_id()
         return _dom.set_sched_params(self.wire, self.transport, domid, sid, name, weight, cap)
@@ -283,3 +344,45 @@ class Handle:
         if incremental:
             self._console_index = index
         return data.decode("utf-8", "replace")
+
+    # -- toolstack control through xenstore (ops/control.py) ----------------------------
+    def shutdown(self, dom: DomainRef, wait: bool = False, timeout: float = 60.0,
+                 ack_timeout: float = 10.0) -> Optional[DomainInfo]:
+        """Ask the guest to power off through ``control/shutdown`` (as ``xl shutdown``); with
+        ``wait``, until it has.  Returns the domain afterwards (None once gone).
+
+        Raises ``ValueError`` (dom0, already shut down, paused),
+        :class:`~xenprivcmd.errors.GuestTimeout` (no PV driver acknowledged within
+        ``ack_timeout`` seconds, or not down within ``timeout`` seconds).
+        """
+        from .ops import control
+
+        return control.shutdown(self, dom, "poweroff", wait=wait, timeout=timeout, ack_timeout=ack_timeout)
+
+    def reboot(self, dom: DomainRef, wait: bool = False, timeout: float = 60.0,
+                 ack_timeout: float = 10.0) -> Optional[DomainInfo]:
+        """Ask the guest to reboot (``control/shutdown`` = ``reboot``); as :meth:`shutdown`.
+        The domain shuts down with reason ``reboot``; its toolstack (xl) builds it again."""
+        from .ops import control
+
+        return control.shutdown(self, dom, "reboot", wait=wait, timeout=timeout, ack_timeout=ack_timeout)
+
+    def set_memory_target(self, dom: DomainRef, kib: int, force: bool = False) -> Tuple[int, int]:
+        """Set the balloon target in KiB (``memory/target``, as ``xl mem-set``); ``max_mem``
+        follows it as libxl does.  Returns (target, max_mem) in KiB.  A target of 0 or above
+        ``memory/static-max`` raises ``ValueError`` unless ``force``."""
+        from .ops import control
+
+        return control.set_memory_target(self, dom, kib, force=force)
+
+    def uptime(self, dom: DomainRef) -> Optional[float]:
+        """Seconds the domain has been up (from the toolstack's ``start_time``), None if unknown."""
+        from .ops import control
+
+        return control.uptime(self, dom)
+
+    def uptimes(self, doms: Optional[List[DomainRef]] = None) -> List[Tuple[DomainInfo, Optional[float]]]:
+        """(domain, seconds up or None) for ``doms`` or every domain (``xl uptime``)."""
+        from .ops import control
+
+        return control.uptimes(self, doms)

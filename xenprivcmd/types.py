@@ -75,6 +75,10 @@ class DomainInfo(NamedTuple):
     cpupool: Optional[int]
     name: Optional[str] = None
 
+    def __repr__(self) -> str:
+        return (f"DomainInfo(id={self.domid}, name={self.name!r}, state={self.state!r}, "
+                f"memory_kib={self.memory_kib}, vcpus={self.vcpus}, uuid='{self.uuid}')")
+
     @property
     def handle(self) -> UUID:
         """The domain handle (the toolstack's UUID for it)."""
@@ -256,9 +260,11 @@ class CpuTopology(NamedTuple):
 
 
 class NumaNode(NamedTuple):
+    """One NUMA node: memory in KiB (None when Xen has no figure for it), distances to every node."""
+
     node: int
-    memsize: int
-    memfree: int
+    memsize_kib: Optional[int]
+    memfree_kib: Optional[int]
     distances: Tuple[int, ...]
 
 

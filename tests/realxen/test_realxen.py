@@ -181,7 +181,7 @@ def test_topology_numa_and_pcpus(xen):
     # Xen on Arm has no NUMA support here: one fake node whose distance to
     # itself is 20 (asm/numa.h's __node_distance); x86's SLIT-less local distance is 10
     local = 20 if xen.arch == "aarch64" else 10
-    assert len(nodes) == p.nr_nodes and nodes[0].memsize > 0 and nodes[0].distances[0] == local
+    assert len(nodes) == p.nr_nodes and (nodes[0].memsize_kib or 0) > 0 and nodes[0].distances[0] == local
     xl_numa = xl("info", "-n").split("numa_info", 1)[1]
     assert re.search(r"^\s*0:\s+\d+\s+\d+\s+%d\s*$" % local, xl_numa, re.M), xl_numa
     idle1 = xen.pcpu_info()

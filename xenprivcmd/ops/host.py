@@ -29,6 +29,11 @@ PHYSCAP_NAMES = ((0, "hvm"), (1, "pv"), (2, "directio"), (3, "hap"), (4, "shadow
 INVALID_TOPOLOGY_ID = 0xFFFFFFFF  # XEN_INVALID_{CORE,SOCKET,NODE}_ID (~0U)
 INVALID_MEM_SZ = 0xFFFFFFFFFFFFFFFF
 
+
+def _kib(nbytes: int) -> Optional[int]:
+    """A node's memory in KiB; None for XEN_INVALID_MEM_SZ (a node without memory info)."""
+    return None if nbytes == INVALID_MEM_SZ else int(nbytes) // 1024
+
 #: Upper bounds used to size buffers from what physinfo says.
 MAX_CPUS = 16384
 MAX_NODES = 1024
@@ -178,7 +183,7 @@ def numa_info(w: Wire, t: Transport, max_node_id: int) -> List[NumaNode]:
         mems = _slow.records(mem_cls, ("memsize", "memfree"), buf.view, PAYLOAD_OFFSET, got)
         # Xen lays the distance matrix out with rows as long as the nodes it answered.
         dist = struct.unpack_from(f"<{got * got}I", buf.view, dist_at)
-        return [NumaNode(i, mems[i][0], mems[i][1], tuple(dist[i * got : (i + 1) * got])) for i in range(got)]
+        return [NumaNode(i, _kib(mems[i][0]), _kib(mems[i][1]), tuple(dist[i * got : (i + 1) * got])) for i in range(got)]
     if w.has("xen_sysctl_numainfo", "node_to_memsize"):
         buf, req = w.sysctl(t, "numainfo", 16 * n + 4 * n * n)
         ni = req.u.numainfo
@@ -193,7 +198,7 @@ def numa_info(w: Wire, t: Transport, max_node_id: int) -> List[NumaNode]:
         frees = struct.unpack_from(f"<{n}Q", buf.view, PAYLOAD_OFFSET + 8 * n)
         # Rows as long as the nodes answered (Xen < 4.6 returns the last online node's index).
         dist = struct.unpack_from(f"<{got * got}I", buf.view, PAYLOAD_OFFSET + 16 * n)
-        return [NumaNode(i, sizes[i], frees[i], tuple(dist[i * got : (i + 1) * got])) for i in range(got)]
+        return [NumaNode(i, _kib(sizes[i]), _kib(frees[i]), tuple(dist[i * got : (i + 1) * got])) for i in range(got)]
     raise NotSupported(_errno.ENOSYS, f"numa info: Xen {w.variant.release} has no numainfo sysctl")
 
 

@@ -268,7 +268,7 @@ def cmd_freecell(s: Session, a: Args) -> None:
     cells: List[Dict[str, int]] = []
     if a.get("all") or a.get("cellno") is not None:
         for n in h.numa_info():
-            cells.append({"cell": n.node, "free_kib": n.memfree // 1024, "total_kib": n.memsize // 1024})
+            cells.append({"cell": n.node, "free_kib": n.memfree_kib or 0, "total_kib": n.memsize_kib or 0})
         if a.get("cellno") is not None:
             want = a.get("cellno")
             cells = [c for c in cells if c["cell"] == want]

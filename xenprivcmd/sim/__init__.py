@@ -49,9 +49,11 @@ URIs
     "sched": "credit", "seed": 1, "memory": 65536, "extra": ".7",
     "domains": [{"domid": 0, "name": "Domain-0", "memory": 2048,
     "vcpus": 4, "state": "running"}, {"name": "web1", "uuid": "...",
-    "memory": 1024, "max_memory": 2048, "vcpus": 2, "state": "paused"}]}``
-    (memory in MiB; state running|blocked|idle|paused; dom0 is added when
-    the first entry is not domid 0).  URI options override the file.
+    "memory": 1024, "max_memory": 2048, "vcpus": 2, "state": "paused",
+    "pv": false}]}`` (memory in MiB; state running|blocked|idle|paused; ``pv``
+    false: a guest without PV drivers, which never answers ``control/shutdown``
+    nor ``memory/target``; dom0 is added when the first entry is not domid 0).
+    URI options override the file.
 
 Bad options raise ``ValueError`` saying what is wrong.
 
@@ -82,8 +84,9 @@ the wrong size), ``unterminated`` (xen_version strings without NUL),
 Host and time
 -------------
 ``transport.host`` is the :class:`Host`: ``host.domains`` (domid ->
-:class:`~xenprivcmd.sim._host.Domain`), ``host.names`` (the simulated
-xenstore), ``host.console`` (the ring; ``host.console.line(text)`` adds a
+:class:`~xenprivcmd.sim._host.Domain`), ``host.names`` (domain names),
+``host.store`` (the simulated xenstore and the guests' PV drivers:
+:mod:`xenprivcmd.sim._store`), ``host.console`` (the ring; ``host.console.line(text)`` adds a
 line), ``host.clock.advance(ns)``.  With the default simulated clock, time
 advances ``tick`` ns per hypercall, so runs are deterministic given the seed.
 """
@@ -248,7 +251,7 @@ def _specs_from_json(items: Any) -> List[DomainSpec]:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise ValueError(f"sim: host description: domains[{i}] must be an object")
-        unknown = set(item) - {"domid", "name", "uuid", "memory", "max_memory", "vcpus", "state"}
+        unknown = set(item) - {"domid", "name", "uuid", "memory", "max_memory", "vcpus", "state", "pv"}
         if unknown:
             raise ValueError(f"sim: host description: domains[{i}]: unknown keys {sorted(unknown)}")
         try:
@@ -265,6 +268,7 @@ def _specs_from_json(items: Any) -> List[DomainSpec]:
             None if maxm is None else _int(f"domains[{i}].max_memory", maxm, 1, 1 << 24) << 10,
             _int(f"domains[{i}].vcpus", item.get("vcpus", 1), 1, 8192),
             parse_state(item.get("state", "running")),
+            _bool(f"domains[{i}].pv", item.get("pv", 1)),
         ))
     return out
 

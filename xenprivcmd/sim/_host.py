@@ -100,7 +100,8 @@ class Domain:
 
     __slots__ = ("domid", "handle", "tot_pages", "max_pages", "max_vcpus", "vcpus", "pause_count", "dying",
                  "weight", "cap", "shared_info_frame", "hvm", "destroy_tries", "is_dom0",
-                 "unique_id", "built", "domflags", "hap_flag", "gpaddr_bits", "_rec", "_rec_at", "_running")
+                 "unique_id", "built", "domflags", "hap_flag", "gpaddr_bits", "pv", "shutdown_code", "_rec", "_rec_at",
+                 "_running")
 
     #: Xen 4.21+ gives every domain ever created a unique id (get_domain_state).
     _next_unique_id = 1
@@ -131,13 +132,17 @@ class Domain:
         #: The dom0_op era: (DOMFLAGS_DYING, _SHUTDOWN, _PAUSED, _BLOCKED, _RUNNING) to report
         #: instead of XEN_DOMINF_*; None from 3.0.3.
         self.domflags: Optional[Tuple[int, int, int, int, int]] = None
+        #: The guest has PV drivers: it answers control/shutdown and memory/target (sim/_store.py).
+        self.pv = True
+        #: SHUTDOWN_* code once the guest has shut down (XEN_DOMINF_shutdown), else None.
+        self.shutdown_code: Optional[int] = None
         self._rec: Optional[bytes] = None
         self._rec_at = -1
         self._running = False
 
     # -- time -----------------------------------------------------------------
     def vcpu_running(self, v: Vcpu) -> bool:
-        return v.online and not v.blocked and self.pause_count == 0 and not self.dying
+        return v.online and not v.blocked and self.pause_count == 0 and not self.dying and self.shutdown_code is None
 
     def vcpu_time(self, v: Vcpu, now: int) -> int:
         return v.base + (now - v.since) if self.vcpu_running(v) else v.base
@@ -173,6 +178,8 @@ class Domain:
             flags |= DOMINF_PAUSED
         if self.hvm:
             flags |= DOMINF_HVM
+        if self.shutdown_code is not None:
+            flags = (flags & ~(DOMINF_RUNNING | DOMINF_BLOCKED)) | DOMINF_SHUTDOWN | self.shutdown_code << 16
         flags |= self.hap_flag
         return flags, online, max_id
 
@@ -278,10 +285,11 @@ class Console:
 class DomainSpec:
     """What a host description says about one domain."""
 
-    __slots__ = ("domid", "name", "uuid", "memory_kib", "max_memory_kib", "vcpus", "state")
+    __slots__ = ("domid", "name", "uuid", "memory_kib", "max_memory_kib", "vcpus", "state", "pv")
 
     def __init__(self, domid: Optional[int], name: Optional[str], uuid_: Optional[uuid.UUID], memory_kib: int,
-                 max_memory_kib: Optional[int], vcpus: int, state: str) -> None:
+                 max_memory_kib: Optional[int], vcpus: int, state: str, pv: bool = True) -> None:
+        self.pv = pv
         self.domid = domid
         self.name = name
         self.uuid = uuid_
@@ -367,6 +375,7 @@ class Host:
         self.domains: Dict[int, Domain] = {}
         self.domids: List[int] = []
         self.names: Dict[int, str] = {}
+        self._store: Any = None
         self.rover = 0
         self.used_pages = 0
         self._idle_rate = [4 + self.rng.randrange(5) for _ in range(pcpus)]
@@ -439,6 +448,7 @@ class Host:
                                 base=self.rng.randrange(1, 10**12) if domid else 10**12 + i))
         if spec.state == "paused":
             d.pause_count = 1
+        d.pv = spec.pv
         self.used_pages += pages
         self.domains[domid] = d
         bisect.insort(self.domids, domid)
@@ -545,6 +555,7 @@ class Host:
         d.hvm = hvm
         self._arm_domain(d)
         d.built = False
+        d.pv = False  # no kernel, no PV drivers
         d.domflags = self._domflags
         if vcpu0:
             d.vcpus.append(Vcpu(0, domid % self.pcpus, True, False, self.all_cpus, self.clock.now()))
@@ -567,7 +578,35 @@ class Host:
         del self.domids[i]
         self.used_pages -= d.tot_pages
         self.names.pop(d.domid, None)
+        if self._store is not None:
+            self._store.forget(d.domid)
         self.console.line(f"d{d.domid}: destroyed ({d.tot_pages} pages freed)")
+
+    @property
+    def store(self) -> Any:
+        """The simulated xenstore (:class:`~xenprivcmd.sim._store.SimStore`), made on first use."""
+        if self._store is None:
+            from ._store import SimStore
+
+            self._store = SimStore(self)
+        return self._store
+
+    def shutdown(self, d: Domain, code: int) -> None:
+        """The guest shut itself down (SCHEDOP_shutdown) with SHUTDOWN_* ``code``."""
+        d.fold(self.clock.now())
+        d.shutdown_code = code
+        d.changed()
+        self.console.line(f"d{d.domid}: shutdown, reason {code}")
+
+    def balloon(self, d: Domain, target_kib: int) -> None:
+        """The guest's balloon driver reaches ``target_kib`` (never above max_mem, nor beyond free memory)."""
+        want = min(max(0, target_kib) // 4, d.max_pages)
+        grow = want - d.tot_pages
+        if grow > self.free_pages:
+            want = d.tot_pages + self.free_pages
+        self.used_pages += want - d.tot_pages
+        d.tot_pages = want
+        d.changed()
 
     def set_name(self, domid: int, name: Optional[str]) -> None:
         if name is None:

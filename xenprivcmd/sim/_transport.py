@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import errno as E
 import struct
-from typing import Callable, Deque, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from .._privcmd import MemoryTransport
 from ._faults import HYPERCALL_NAMES, Fault, Faults
@@ -128,6 +128,10 @@ class SimTransport(MemoryTransport):
     def domain_names(self) -> Dict[int, str]:
         """domid -> name, as the toolstack wrote them to xenstore."""
         return dict(self.host.names)
+
+    def xenstore(self) -> Any:
+        """The simulated xenstore (the toolstack's nodes, and guests that answer them)."""
+        return self.host.store
 
     def describe(self) -> str:
         h = self.host

@@ -1,0 +1,248 @@
+"""Toolstack control through xenstore: shutdown, reboot, the balloon target, uptime.
+
+The hypervisor does not shut a guest down or balloon it: the toolstack asks
+the guest's PV drivers through xenstore, as xl/libxl do, and the hypervisor
+only sees the result (the guest's ``SCHEDOP_shutdown``, its freed pages):
+
+* ``/local/domain/<id>/control/shutdown``: the toolstack writes
+  ``poweroff``/``reboot``/...; the guest's driver acknowledges by writing the
+  node back empty, then shuts down with that reason;
+* ``/local/domain/<id>/memory/target``: the balloon target in KiB; the
+  guest's balloon driver gives pages back (or takes them) to reach it.
+  libxl also moves the hypervisor limit (``max_mem``) to the target, so a
+  guest cannot balloon past it, and refuses a target above
+  ``memory/static-max``, the most the guest was built for;
+* ``/vm/<uuid>/start_time``: seconds since the epoch when libxl built the
+  domain (``xl uptime``).
+
+The store is the transport's own (the simulator's) or, on a dom0, the
+pure-Python client of :mod:`xenprivcmd.xenstore`.  xenstore is polled (this
+client registers no watches) every :data:`POLL_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import time
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
+
+from ..errors import GuestTimeout, NoSuchDomain
+from ..types import DomainInfo
+from ..xenstore import XenstoreNoEntry, XenstoreUnavailable
+
+if TYPE_CHECKING:
+    from ..handle import DomainRef, Handle
+
+__all__ = ["store_of", "shutdown", "set_memory_target", "uptime", "uptimes", "SHUTDOWN_WORDS", "POLL_SECONDS",
+           "ACK_SECONDS", "MAXMEM_SLACK_KIB"]
+
+#: What control/shutdown may be asked to do (Linux's manage driver words).
+SHUTDOWN_WORDS = ("poweroff", "reboot", "halt", "suspend", "crash")
+POLL_SECONDS = 0.1
+#: How long a guest's PV drivers get to acknowledge control/shutdown.
+ACK_SECONDS = 10.0
+#: libxl's LIBXL_MAXMEM_CONSTANT: extra KiB of limit above an HVM guest's target.
+MAXMEM_SLACK_KIB = 1024
+
+
+def store_of(h: "Handle") -> Any:
+    """A xenstore for ``h``: an override the caller set (``h.store_override``, e.g. a dry run's),
+    the transport's own (the simulator's), else the local one.
+
+    Raises :class:`~xenprivcmd.xenstore.XenstoreUnavailable` when there is none.
+    """
+    override = getattr(h, "store_override", None)
+    if override is not None:
+        return override
+    own = getattr(h.transport, "xenstore", None)
+    if callable(own):
+        return own()
+    if h.transport.kind != "privcmd":
+        raise XenstoreUnavailable(_errno.ENOENT, f"no xenstore behind {h.uri}")
+    from ..xenstore import Xenstore
+
+    return Xenstore.open()
+
+
+def _read(store: Any, path: str) -> Optional[bytes]:
+    try:
+        return bytes(store.read(path))
+    except XenstoreNoEntry:
+        return None
+
+
+def _read_int(store: Any, path: str) -> Optional[int]:
+    raw = _read(store, path)
+    try:
+        return None if raw is None else int(raw.decode("ascii").strip())
+    except ValueError:
+        return None
+
+
+def _info_or_none(h: "Handle", domid: int) -> Optional[DomainInfo]:
+    try:
+        return h.domain_info(domid)
+    except NoSuchDomain:
+        return None
+
+
+def _poll(until: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        if until():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_SECONDS)
+
+
+def shutdown(h: "Handle", dom: "DomainRef", word: str = "poweroff", wait: bool = False, timeout: float = 60.0,
+             ack_timeout: float = ACK_SECONDS) -> Optional[DomainInfo]:
+    """Ask a guest to ``poweroff``/``reboot``/... through ``control/shutdown``, as xl does.
+
+    Returns the domain as it is afterwards (with ``wait``: shut down, its
+    ``shutdown_reason`` set), or ``None`` once it is gone (destroyed by its
+    toolstack).  Raises ``ValueError`` for domain 0, a domain already shut
+    down or dying, a paused one (it cannot run to answer) or an unknown
+    word; :class:`~xenprivcmd.errors.GuestTimeout` when no PV driver
+    acknowledged within ``ack_timeout`` seconds (the request is withdrawn) or,
+    with ``wait``, the guest did not shut down within ``timeout``.
+    """
+    if word not in SHUTDOWN_WORDS:
+        raise ValueError(f"shutdown: {word!r} is not one of {', '.join(SHUTDOWN_WORDS)}")
+    for name, value in (("timeout", timeout), ("ack_timeout", ack_timeout)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"shutdown: {name} must be a number of seconds >= 0, not {value!r}")
+    info = h.lookup(dom)
+    domid = info.domid
+    who = f"domain {domid}" + (f" ({info.name})" if info.name else "")
+    if domid == 0:
+        raise ValueError("domain 0 is shut down from inside it, not through xenstore")
+    if info.shutdown or info.dying:
+        raise ValueError(f"{who} is already {info.state}")
+    if info.paused:
+        raise ValueError(f"{who} is paused and cannot answer a shutdown request: resume it first")
+    store = store_of(h)
+    node = f"/local/domain/{domid}/control/shutdown"
+    try:
+        store.write(node, word)
+
+        def acked() -> bool:
+            now = _info_or_none(h, domid)
+            return now is None or now.shutdown or now.dying or not _read(store, node)
+
+        if not _poll(acked, ack_timeout):
+            try:
+                store.write(node, "")  # withdraw it: a driver loaded later must not act on it
+            except OSError:
+                pass
+            raise GuestTimeout(f"{who} did not acknowledge control/shutdown={word} within {ack_timeout:g} s"
+                               " (no PV drivers answering?)", domid)
+        if wait:
+            def down() -> bool:
+                now = _info_or_none(h, domid)
+                return now is None or now.shutdown or now.dying
+
+            if not _poll(down, timeout):
+                raise GuestTimeout(f"{who} acknowledged {word} but did not shut down within {timeout:g} s", domid)
+    finally:
+        _close(h, store)
+    try:
+        return h.domain_info(domid, name=True)
+    except NoSuchDomain:
+        return None
+
+
+def _close(h: "Handle", store: Any) -> None:
+    """Close a store we opened (not the simulator's, not an override)."""
+    if store is not getattr(h, "store_override", None) and not callable(getattr(h.transport, "xenstore", None)):
+        store.close()
+
+
+def set_memory_target(h: "Handle", dom: "DomainRef", kib: int, force: bool = False) -> Tuple[int, int]:
+    """Set the balloon target (``memory/target``, KiB) the way libxl does; returns (target, max_mem) in KiB.
+
+    The limit is ``memory/static-max`` (what the toolstack built the guest
+    for), else the current ``max_mem``.  A target of 0 or above the limit
+    raises ``ValueError`` (no change) unless ``force``.  The hypervisor limit
+    follows: ``max_mem`` = target + ``memory/videoram`` (+ 1 MiB for an HVM
+    guest), so the guest cannot balloon above its target.
+    """
+    if isinstance(kib, bool) or not isinstance(kib, int):
+        raise TypeError(f"memory (KiB) must be an int, not {type(kib).__name__}")
+    if kib < 0:
+        raise ValueError(f"memory (KiB) {kib} is negative")
+    info = h.lookup(dom)
+    domid = info.domid
+    if kib == 0 and not force:
+        raise ValueError(f"a balloon target of 0 KiB would take every page from domain {domid} (force=True to set it)")
+    store = store_of(h)
+    try:
+        base = f"/local/domain/{domid}/memory"
+        static_max = _read_int(store, base + "/static-max")
+        videoram = _read_int(store, base + "/videoram") or 0
+        limit = static_max if static_max is not None else info.max_memory_kib
+        if kib > limit and not force:
+            where = "memory/static-max" if static_max is not None else "max_mem"
+            raise ValueError(f"a balloon target of {kib} KiB is above domain {domid}'s limit of {limit} KiB ({where});"
+                             " raise the limit with set_max_mem, or force=True")
+        target = max(0, kib - videoram)
+        max_kib = kib + (MAXMEM_SLACK_KIB if info.hvm else 0)
+        h.set_max_mem(domid, max_kib, force=True)
+        store.write(base + "/target", str(target))
+    finally:
+        _close(h, store)
+    return target, max_kib
+
+
+def _start_time(store: Any, domid: int) -> Optional[float]:
+    raw = _read(store, f"/local/domain/{domid}/vm")
+    if not raw:
+        return None
+    st = _read(store, raw.decode("utf-8", "replace").rstrip("/") + "/start_time")
+    try:
+        return None if st is None else float(st.decode("ascii"))
+    except ValueError:
+        return None
+
+
+def _host_uptime() -> Optional[float]:
+    try:
+        with open("/proc/uptime", encoding="ascii") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def uptimes(h: "Handle", doms: Optional[List["DomainRef"]] = None) -> List[Tuple[DomainInfo, Optional[float]]]:
+    """(domain, seconds up or None when unknown) for ``doms`` (default: every domain).
+
+    A guest's uptime is now minus the ``start_time`` the toolstack wrote; dom0
+    (which no toolstack starts) is up as long as this machine on a local
+    dom0 (``/proc/uptime``), else by its ``start_time`` if any.
+    """
+    infos = h.domains(names=True) if doms is None else [h.lookup(d) for d in doms]
+    try:
+        store = store_of(h)
+    except (XenstoreUnavailable, OSError):
+        return [(i, None) for i in infos]
+    out: List[Tuple[DomainInfo, Optional[float]]] = []
+    try:
+        now = time.time()
+        for i in infos:
+            up: Optional[float] = None
+            start = _start_time(store, i.domid)
+            if i.domid == 0 and h.transport.kind == "privcmd":
+                up = _host_uptime()
+            elif start is not None:
+                up = max(0.0, now - start)
+            out.append((i, up))
+    finally:
+        _close(h, store)
+    return out
+
+
+def uptime(h: "Handle", dom: "DomainRef") -> Optional[float]:
+    """Seconds ``dom`` has been up, ``None`` when no toolstack recorded its start."""
+    return uptimes(h, [dom])[0][1]
+
