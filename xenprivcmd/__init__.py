@@ -79,7 +79,8 @@ def open(uri: Optional[str] = None, abi: Optional[str] = None) -> Handle:  # noq
 
         opener = getattr(importlib.import_module(module, __name__), func)
         return opener(uri, abi=abi)  # type: ignore[no-any-return]
-    raise ValueError(f"unknown hypervisor URI {uri!r} (known: xen:///, " + ", ".join(f"{s}://" for s in _SCHEMES) + ")")
+    known = ", ".join(_SCHEME_FORMS.get(s, f"{s}:...") for s in _SCHEMES)
+    raise ValueError(f"unknown hypervisor URI {uri!r} (known: xen:///, {known})")
 
 
 # Other transports, imported only when their URI is used:
@@ -89,6 +90,10 @@ _SCHEMES = {
     "record": (".record", "open_record"),
     "replay": (".record", "open_replay"),
 }
+
+
+#: How each scheme's URIs are written (for error messages).
+_SCHEME_FORMS = {"sim": "sim:///default", "record": "record:PATH", "replay": "replay:PATH"}
 
 
 def _machine_arch() -> str:

@@ -102,12 +102,15 @@ class Decoded(NamedTuple):
     domid: Optional[int]
     fields: Dict[str, Any]
 
-    def describe(self) -> str:
-        """``domctl max_mem(domid=3) max_memkb=1048576``-style one-liner."""
+    def describe(self, addresses: bool = True) -> str:
+        """``domctl max_mem(domid=3) max_memkb=1048576``-style one-liner; ``addresses=False``
+        leaves out guest handles (buffer addresses, meaningless to a reader of a dry run)."""
         what = self.hypercall if self.subop is None else f"{self.hypercall} {self.subop}"
         if self.domid is not None:
             what += f"(domid={self.domid})"
         flat = _flatten(self.fields)
+        if not addresses:
+            flat = [(k, v) for k, v in flat if k.rsplit(".", 1)[-1] not in _HANDLE_FIELDS]
         if flat:
             what += " " + " ".join(f"{k}={_show(v)}" for k, v in flat)
         return what

@@ -7,6 +7,7 @@ goes through :meth:`Session.result` (text, or JSON with ``--json``).
 
 from __future__ import annotations
 
+import errno
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -51,7 +52,7 @@ class Command:
     def synopsis(self) -> str:
         parts = [self.name]
         for a in self.args:
-            parts.append(f"<{a.name}>" if a.required else f"[<{a.name}>]")
+            parts.append((f"<{a.name}>" if a.required else f"[<{a.name}>]") + ("..." if a.multi else ""))
         for o in self.opts:
             flag = f"--{o.name}" + (f" <{o.metavar}>" if o.value else "")
             parts.append(f"[{flag}]" + ("..." if o.multi else ""))
@@ -92,12 +93,22 @@ def all_names() -> List[str]:
 
 DOMAIN = Arg("domain", "domain", help="domain name, id or uuid")
 FORCE = Opt("force", "act on domain 0 too")
+#: virsh's --live/--current/--config: accepted and meaningless here (Xen keeps no domain
+#: configuration; every change is to the running domain).
+LIVE_OPTS = [Opt("live", "accepted for virsh habits: every change is live"),
+             Opt("current", "accepted for virsh habits: every change is live"),
+             Opt("config", "accepted for virsh habits: there is no stored configuration to change")]
 
 
 # -- helpers ----------------------------------------------------------------------------------
 
 def _name(info: Any) -> str:
-    return info.name if info.name else ("Domain-0" if info.domid == 0 else "-")
+    return _name_of(info.domid, info.name)
+
+
+def _name_of(domid: int, name: Optional[str]) -> str:
+    """How a domain is named in text output: its name, Domain-0, or ``-`` when it has none."""
+    return name if name else ("Domain-0" if domid == 0 else "-")
 
 
 def _dom_ref(info: Any) -> Dict[str, Any]:
@@ -155,6 +166,14 @@ def _info_dict(i: Any) -> Dict[str, Any]:
         "online_vcpus": i.nr_online_vcpus,
         "cpu_time_ns": i.cpu_time,
     }
+
+
+def vcpu_state(v: Any) -> str:
+    """offline, running, blocked, or runnable (online, neither running nor blocked: a
+    paused domain's vcpu, or one waiting for a pcpu)."""
+    if not v.online:
+        return "offline"
+    return "running" if v.running else ("blocked" if v.blocked else "runnable")
 
 
 def _seconds(ns: int) -> str:
@@ -341,6 +360,7 @@ def cmd_dmesg(s: Session, a: Args) -> None:
             time.sleep(float(interval))
     except KeyboardInterrupt:
         s.line()
+        raise  # exit status 130, as README says
 
 
 # -- monitoring -------------------------------------------------------------------------------
@@ -363,15 +383,30 @@ _STATE_FILTERS = {
                Opt("name", "print names only"),
                Opt("uuid", "print UUIDs only"),
                Opt("id", "print ids only"),
-               Opt("xl", "xl list layout (Mem, VCPUs, xl state letters, Time)")])
+               Opt("xl", "xl list layout (Mem, VCPUs, xl state letters, Time)"),
+               Opt("inactive", "only inactive (defined, not running) domains: always none, Xen keeps no"
+                   " inactive domains")],
+         args=[Arg("domains", "domain", required=False, help="with --xl: only these domains (xl list DOM...)",
+                   multi=True)])
 def cmd_list(s: Session, a: Args) -> None:
-    infos = s.handle.domains(names=True)
+    wanted_doms = a.get("domains") or []
+    assert isinstance(wanted_doms, list)
+    if wanted_doms and not a.get("xl"):
+        raise UsageError("list: naming domains needs --xl (as xl list DOM); virsh list takes none")
+    if a.get("inactive"):
+        infos = []
+    elif wanted_doms:
+        infos = [s.lookup(d) for d in wanted_doms]
+    else:
+        infos = s.handle.domains(names=True)
     wanted = [st for k, v in _STATE_FILTERS.items() if a.get(k) for st in v]
     if wanted:
         infos = [i for i in infos if i.state in wanted]
-    elif not a.get("all"):
+    elif not a.get("all") and not wanted_doms:
         infos = [i for i in infos if i.state not in ("shut off", "dying")]
     data = {"domains": [_info_dict(i) for i in infos]}
+    if a.get("xl") and (a.get("name") or a.get("uuid") or a.get("id")):
+        raise UsageError("list: --xl cannot be combined with --name, --uuid or --id")
     if a.get("name") or a.get("uuid") or a.get("id"):
         lines = []
         for i in infos:
@@ -388,7 +423,7 @@ def cmd_list(s: Session, a: Args) -> None:
     if a.get("xl"):
         text = "" if s.opts.quiet else f"{'Name':<40} {'ID':>5} {'Mem':>5} {'VCPUs':>5}\tState\tTime(s)\n"
         for i in infos:
-            text += (f"{_name(i):<40} {i.domid:5d} {i.memory_kib // 1024:5d} {i.nr_online_vcpus:5d}"
+            text += (f"{_name(i):<40} {i.domid:5d} {i.memory_kib // 1024:5d} {i.vcpus:5d}"
                      f"     {i.state_letters} {i.cpu_time / 1e9:10.1f}\n")
         s.result(data, text)
         return
@@ -418,19 +453,24 @@ def cmd_dominfo(s: Session, a: Args) -> None:
     s.result(data, _labels(rows) + "\n")
 
 
-def _reason(i: Any) -> str:
+def _reason(s: Session, i: Any) -> str:
+    """virsh's reason words where they apply: a shut down domain's reason from Xen; a paused
+    one ``user``; a running one ``unpaused`` after this session resumed it, else ``booted``."""
     if i.shutdown_reason:
         return str(i.shutdown_reason)
+    known = s.reasons.get((i.domid, str(i.uuid)))
     if i.paused:
         return "user"
-    return "unknown"
+    if i.dying:
+        return "destroyed"
+    return known if known == "unpaused" else "booted"
 
 
 @command("domstate", "monitor", "domain state", "The state of a domain (and with --reason, why).",
          args=[DOMAIN], opts=[Opt("reason", "also print the reason for the state")])
 def cmd_domstate(s: Session, a: Args) -> None:
     i = s.lookup(a.domain)
-    reason = _reason(i)
+    reason = _reason(s, i)
     text = f"{i.state} ({reason})" if a.get("reason") else i.state
     s.result({"id": i.domid, "name": i.name, "state": i.state, "state_letters": i.state_letters,
               "reason": reason}, text + "\n")
@@ -470,7 +510,7 @@ def cmd_vcpuinfo(s: Session, a: Args) -> None:
             soft = None if aff.soft is None else sorted(aff.soft)
         except Exception:
             hard, soft = None, None
-        state = "offline" if not v.online else ("running" if v.running else "blocked")
+        state = vcpu_state(v)
         vcpus.append({
             "vcpu": v.vcpu, "cpu": v.cpu if v.online else None, "state": state, "online": v.online,
             "cpu_time_ns": v.cpu_time, "affinity": hard,
@@ -492,16 +532,18 @@ def cmd_vcpucount(s: Session, a: Args) -> None:
 
 
 @command("schedinfo", "monitor", "show/set scheduler parameters",
-         "Show a domain's scheduler parameters; set them with --set weight=N --set cap=N"
-         " (or --weight N --cap N).",
-         args=[DOMAIN],
-         opts=[Opt("set", "a parameter to set: weight=N or cap=N", value="str", multi=True, metavar="name=value"),
+         "Show a domain's scheduler parameters; set them with --set weight=N --set cap=N,"
+         " --weight N --cap N, or as words after the domain (schedinfo web1 weight=512).",
+         args=[DOMAIN, Arg("params", "str", required=False, multi=True,
+                           help="parameters to set as name=value (weight=N, cap=N), as with --set")],
+         opts=LIVE_OPTS + [Opt("set", "a parameter to set: weight=N or cap=N", value="str", multi=True,
+                               metavar="name=value"),
                Opt("weight", "set the weight (1..65535)", value="int"),
                Opt("cap", "set the cap (0..65534, 0 = none)", value="int")],
-         changes=lambda a: bool(a.get("set")) or a.get("weight") is not None or a.get("cap") is not None)
+         changes=lambda a: bool(a.get("set") or a.get("params")) or a.get("weight") is not None
+         or a.get("cap") is not None)
 def cmd_schedinfo(s: Session, a: Args) -> None:
-    sets = a.get("set") or []
-    assert isinstance(sets, list)
+    sets = list(a.get("set") or []) + list(a.get("params") or [])  # type: ignore[arg-type]
     values = parse_set(sets, ("weight", "cap"))
     for k in ("weight", "cap"):
         v = a.get(k)
@@ -520,15 +562,30 @@ def cmd_schedinfo(s: Session, a: Args) -> None:
     s.result({"domain": _dom_ref(i), "scheduler": p.scheduler, "weight": p.weight, "cap": p.cap}, text)
 
 
+_TOP_SORT = {
+    "cpu": (lambda d: -(d["cpu_percent"] or 0.0), "CPU(%), highest first"),
+    "mem": (lambda d: -d["memory_kib"], "memory, largest first"),
+    "name": (lambda d: _name_of(d["id"], d["name"]), "name"),
+    "id": (lambda d: d["id"], "domid"),
+}
+
+
 @command("top", "monitor", "live per-domain CPU and memory usage",
-         "A refreshing per-domain CPU/memory view (like xentop), CPU%% computed from cpu_time deltas."
-         "  --iterations N --delay S runs N rounds in batch mode (no screen clearing).",
+         "A refreshing per-domain CPU/memory view (like xentop), CPU% computed from cpu_time deltas."
+         "  On a terminal it redraws every --delay seconds and fits the window (the rows that do not fit"
+         " are counted on the last line); q quits.  --iterations N runs N rounds in batch mode"
+         " (no screen clearing).  --sort cpu|mem|name|id orders the rows (default id).",
          opts=[Opt("iterations", "number of rounds (batch mode)", value="int", short=None),
-               Opt("delay", "seconds between rounds (default 3)", value="float"),
+               Opt("delay", "seconds between rounds (default 3)", value="float", short="d"),
+               Opt("interval", "the same as --delay", value="float"),
+               Opt("sort", "row order: cpu, mem, name or id (default)", value="str"),
                Opt("batch", "batch mode: do not clear the screen", short="b")])
 def cmd_top(s: Session, a: Args) -> None:
     h = s.handle
-    delay = float(a.get("delay", 3.0))  # type: ignore[arg-type]
+    delay = float(a.get("delay", a.get("interval", 3.0)))  # type: ignore[arg-type]
+    sort = str(a.get("sort", "id"))
+    if sort not in _TOP_SORT:
+        raise UsageError(f"top: --sort {sort!r}: one of {', '.join(_TOP_SORT)}")
     iterations = a.get("iterations")
     live = iterations is None and not a.get("batch") and not s.opts.json and stream_isatty(s.stdout)
     if iterations is None and not live and not a.get("batch"):
@@ -541,6 +598,7 @@ def cmd_top(s: Session, a: Args) -> None:
     prev_t: Optional[float] = None
     rounds: List[Dict[str, Any]] = []
     n = 0
+    keys = _Keys() if live else None
     try:
         while True:
             now = time.monotonic()
@@ -555,28 +613,91 @@ def cmd_top(s: Session, a: Args) -> None:
                     "id": i.domid, "name": i.name, "state": i.state, "state_letters": i.state_letters,
                     "cpu_time_ns": i.cpu_time, "cpu_percent": pct,
                     "memory_kib": i.memory_kib, "memory_percent": round(i.memory_kib * 100 / total_kib, 1),
-                    "max_memory_kib": i.max_memory_kib, "vcpus": i.nr_online_vcpus,
+                    "max_memory_kib": i.max_memory_kib, "vcpus": i.vcpus, "online_vcpus": i.nr_online_vcpus,
                 })
+            doms.sort(key=_TOP_SORT[sort][0])  # type: ignore[arg-type, no-untyped-call]
             prev = {i.domid: i.cpu_time for i in infos}
             prev_t = now
             rnd = {"time": round(time.time(), 3), "interval_s": None if interval is None else round(interval, 3),
                    "domains": doms}
             rounds.append(rnd)
             if not s.opts.json:
-                s.write(("\x1b[H\x1b[2J" if live else "") + _top_text(s, rnd, p, infos) + ("" if live else "\n"))
+                import shutil
+
+                rows = shutil.get_terminal_size().lines if live else None
+                s.write(("\x1b[H\x1b[2J" if live else "") + _top_text(s, rnd, p, rows) + ("" if live else "\n"))
                 s.stdout.flush()
             n += 1
             if isinstance(iterations, int) and n >= iterations:
                 break
-            time.sleep(delay)
+            if keys is not None:
+                if keys.wait_for_quit(delay):
+                    break
+            else:
+                time.sleep(delay)
     except KeyboardInterrupt:
-        if not s.opts.json:
+        if s.opts.json:
+            s.result({"iterations": rounds})
+        else:
             s.line()
+        raise  # exit status 130
+    finally:
+        if keys is not None:
+            keys.restore()
     if s.opts.json:
         s.result({"iterations": rounds})
 
 
-def _top_text(s: Session, rnd: Dict[str, Any], p: Any, infos: Sequence[Any]) -> str:
+class _Keys:
+    """Single keys from a terminal on stdin (cbreak, no echo) while ``top`` runs: q quits."""
+
+    def __init__(self) -> None:
+        import sys
+
+        self.fd: Optional[int] = None
+        self.saved: Any = None
+        try:
+            import termios
+            import tty
+
+            if sys.stdin.isatty():
+                fd = sys.stdin.fileno()
+                self.saved = termios.tcgetattr(fd)
+                tty.setcbreak(fd)
+                self.fd = fd
+        except (ImportError, OSError, ValueError):
+            self.fd = None
+
+    def wait_for_quit(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True when q (or Q) was pressed."""
+        if self.fd is None:
+            time.sleep(seconds)
+            return False
+        import os
+        import select
+
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                data = os.read(self.fd, 64)
+                if not data or b"q" in data.lower():
+                    return True
+
+    def restore(self) -> None:
+        if self.fd is not None and self.saved is not None:
+            import termios
+
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
+            self.fd = None
+
+
+def _top_text(s: Session, rnd: Dict[str, Any], p: Any, rows: Optional[int] = None) -> str:
+    """One round of top; ``rows`` (the terminal's height) bounds it: domains that do not fit
+    are counted on a last line instead."""
     states = [d["state"] for d in rnd["domains"]]
     summary = (f"xpsh top - {time.strftime('%H:%M:%S', time.localtime(rnd['time']))}   "
                f"{len(states)} domains: {sum(st in ('running', 'no state') for st in states)} running, "
@@ -586,11 +707,19 @@ def _top_text(s: Session, rnd: Dict[str, Any], p: Any, infos: Sequence[Any]) -> 
                f"{p.free_memory_kib}k free    CPUs: {p.nr_cpus} @ {p.cpu_khz // 1000}MHz\n")
     head = f"{'NAME':>16} {'STATE':>6} {'CPU(sec)':>9} {'CPU(%)':>7} {'MEM(k)':>10} {'MEM(%)':>7} {'MAXMEM(k)':>10} {'VCPUS':>6}\n"
     body = ""
-    for d in rnd["domains"]:
+    shown = rnd["domains"]
+    if rows is not None:
+        room = max(1, rows - (0 if s.opts.quiet else 3) - 1)
+        if len(shown) > room:
+            shown = shown[: room - 1]
+    for d in shown:
         pct = "-" if d["cpu_percent"] is None else f"{d['cpu_percent']:.1f}"
-        name = d["name"] or ("Domain-0" if d["id"] == 0 else str(d["id"]))
+        name = _name_of(d["id"], d["name"])
         body += (f"{name[:16]:>16} {d['state_letters']:>6} {d['cpu_time_ns'] // 1_000_000_000:9d} {pct:>7} "
                  f"{d['memory_kib']:10d} {d['memory_percent']:7.1f} {d['max_memory_kib']:10d} {d['vcpus']:6d}\n")
+    hidden = len(rnd["domains"]) - len(shown)
+    if hidden:
+        body += f"... {hidden} more domain{'s' if hidden != 1 else ''} (a taller terminal, or --sort, shows others)\n"
     return ("" if s.opts.quiet else summary + head) + body
 
 
@@ -602,6 +731,7 @@ def cmd_suspend(s: Session, a: Args) -> None:
     i = s.lookup(a.domain)
     _dom0_guard(s, i, a, "suspend")
     s.handle.pause(i.domid)
+    s.reasons[(i.domid, str(i.uuid))] = "user"
     s.result({"domain": _dom_ref(i), "action": "suspend", "ok": True}, f"Domain {_who(i)} suspended\n")
 
 
@@ -609,7 +739,13 @@ def cmd_suspend(s: Session, a: Args) -> None:
          args=[DOMAIN], changes=_always, aliases=("unpause",))
 def cmd_resume(s: Session, a: Args) -> None:
     i = s.lookup(a.domain)
-    s.handle.unpause(i.domid)
+    try:
+        s.handle.unpause(i.domid)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL and not s.handle.domain_info(i.domid).paused:
+            raise UsageError(f"domain {_who(i)} is not paused") from None
+        raise
+    s.reasons[(i.domid, str(i.uuid))] = "unpaused"
     s.result({"domain": _dom_ref(i), "action": "resume", "ok": True}, f"Domain {_who(i)} resumed\n")
 
 
@@ -648,14 +784,18 @@ def cmd_setmaxmem(s: Session, a: Args) -> None:
 
 
 @command("setvcpus", "control", "change the number of virtual CPUs",
-         "Set a domain's maximum vcpu count (XEN_DOMCTL_max_vcpus; Xen before 4.12 only).",
-         args=[DOMAIN, Arg("count", "int", help="number of vcpus")], changes=_always)
+         "Set a domain's maximum vcpu count (XEN_DOMCTL_max_vcpus).  Xen before 4.12 only: from 4.12"
+         " the count is fixed when the domain is created, and xpsh refuses before any change.",
+         args=[DOMAIN, Arg("count", "int", help="number of vcpus")], opts=LIVE_OPTS, changes=_always)
 def cmd_setvcpus(s: Session, a: Args) -> None:
     try:
         n = int(str(a.count), 10)
     except ValueError:
         raise UsageError(f"setvcpus: invalid vcpu count {a.count!r}") from None
     i = s.lookup(a.domain)
+    if s.handle.abi.xen >= (4, 12):
+        raise UsageError(f"setvcpus: from Xen 4.12 a domain's vcpu count is fixed at creation"
+                         f" (domain {_who(i)} has {i.vcpus}); this is Xen {s.handle.abi.release}")
     s.handle.set_max_vcpus(i.domid, n)
     s.result({"domain": _dom_ref(i), "action": "setvcpus", "ok": True, "count": n}, "")
 
@@ -665,7 +805,7 @@ def cmd_setvcpus(s: Session, a: Args) -> None:
          " (cpulist: 0-3,^2 or r for all; --soft sets the soft affinity).",
          args=[DOMAIN, Arg("vcpu", "int", required=False, help="vcpu number"),
                Arg("cpulist", "cpulist", required=False, help="host cpus: N, N-M, ^N, comma separated, or r")],
-         opts=[Opt("soft", "set the soft affinity instead of the hard one")],
+         opts=LIVE_OPTS + [Opt("soft", "set the soft affinity instead of the hard one")],
          changes=lambda a: a.get("cpulist") is not None)
 def cmd_vcpupin(s: Session, a: Args) -> None:
     vcpu: Optional[int] = None
@@ -753,11 +893,12 @@ def cmd_help(s: Session, a: Args) -> None:
 
 
 @command("connect", "shell", "(re)connect to a hypervisor",
-         "Close the connection and open URI (default: the default URI).",
+         "Open URI (default: the current URI again) and switch to it; if it cannot be opened,"
+         " the current connection stays.",
          args=[Arg("uri", "str", required=False, help="hypervisor URI, e.g. xen:/// or sim:///default")])
 def cmd_connect(s: Session, a: Args) -> None:
     uri = a.get("uri")
-    s.connect(str(uri) if uri else (s.env.get("XPSH_DEFAULT_CONNECT_URI") or "xen:///"))
+    s.connect(str(uri) if uri else s.uri)
     s.result({"uri": s.uri}, "")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from typing import Any, List, Optional
 
 from .commands import all_names, resolve
@@ -74,7 +75,10 @@ def complete(session: Session, line: str, text: str) -> List[str]:
 
 def _values(session: Session, kind: str, text: str) -> List[str]:
     if kind == "domain":
-        return sorted({w for w in session.domain_words() if w.startswith(text)})
+        # What is typed may open a quote ('my w); candidates are quoted for the line
+        # parser, so a name with blanks, quotes or ';' stays one argument.
+        typed = text[1:] if text[:1] in ("'", '"') else text
+        return sorted({shlex.quote(w) for w in session.domain_words() if w.startswith(typed)})
     if kind == "command":
         return sorted(n for n in all_names() if n.startswith(text))
     return []

@@ -109,9 +109,9 @@ _CPU_ITEM = re.compile(r"^(\^)?(\d+)(?:-(\d+))?$")
 
 
 def parse_cpulist(text: str, nr_cpus: int) -> FrozenSet[int]:
-    """virsh cpulist syntax: ``0-3,^2``, ``1,5``, ``r`` (all cpus)."""
+    """virsh cpulist syntax: ``0-3,^2``, ``1,5``, ``r`` or ``all`` (all cpus, as xl says)."""
     s = text.strip()
-    if s == "r":
+    if s in ("r", "all"):
         return frozenset(range(nr_cpus))
     if not s:
         raise UsageError("empty cpulist")
@@ -146,7 +146,10 @@ def affinity_map(cpus: Iterable[int], nr_cpus: int) -> str:
 class Arg:
     """A positional argument (also accepted as ``--NAME VALUE``, as virsh does)."""
 
-    def __init__(self, name: str, kind: str = "str", required: bool = True, help: str = "") -> None:  # noqa: A002
+    def __init__(self, name: str, kind: str = "str", required: bool = True, help: str = "",  # noqa: A002
+                 multi: bool = False) -> None:
+        #: The last positional may take every remaining word (a list).
+        self.multi = multi
         self.name = name
         self.kind = kind  # "domain", "int", "str", "size", "cpulist", "command"
         self.required = required
@@ -273,6 +276,11 @@ def parse_args(cmd: str, tokens: Sequence[str], args: Sequence[Arg], opts: Seque
     for tok in positional:
         if not pending:
             raise UsageError(f"command '{cmd}': unexpected argument {tok!r}")
+        if pending[0].multi:
+            lst = values.setdefault(pending[0].name, [])
+            assert isinstance(lst, list)
+            lst.append(tok)
+            continue
         values[pending.pop(0).name] = tok
     for a in args:
         if a.required and a.name not in values:

@@ -42,6 +42,7 @@ class Session:
         self._injected = handle
         self._handle: Any = None
         self._orig_transport: Any = None
+        self._fresh: Any = None
         self.timer: Optional[TimingTransport] = None
         self.dry: Optional[DryRunTransport] = None
         self.suppress = False
@@ -49,6 +50,9 @@ class Session:
         self.failures = 0
         self.interactive = False
         self._dom_cache: Tuple[float, List[str]] = (0.0, [])
+        #: (domid, uuid) -> why the domain is in its state, for what this session did to it
+        #: (``domstate --reason``: unpaused, user).
+        self.reasons: Dict[Tuple[int, str], str] = {}
 
     # -- connection ---------------------------------------------------------------------------
     @property
@@ -67,7 +71,7 @@ class Session:
         if self._handle is None:
             h = self._injected
             if h is None:
-                h = self._open(self.uri)
+                h, self._fresh = self._fresh or self._open(self.uri), None
             self._orig_transport = h.transport
             t = h.transport
             if self.opts.timing:
@@ -92,10 +96,13 @@ class Session:
             raise UsageError(f"cannot open {uri!r}: {exc}") from None
 
     def connect(self, uri: str) -> None:
+        """Switch to ``uri``; when it cannot be opened the current connection (and URI) stays."""
+        new = self._open(uri)  # UsageError: nothing changed
         self.close()
         self._injected = None
         self.opts.uri = uri
-        self.handle  # noqa: B018 - open now so a bad URI fails here
+        self._fresh = new
+        self.handle  # noqa: B018 - wrap it for -t/-N now
 
     def close(self) -> None:
         h = self._handle
@@ -179,7 +186,11 @@ class Session:
             if cmd is None:
                 hint = suggest(name, sorted(COMMANDS))
                 raise UsageError(f"unknown command: '{name}'" + (f"; did you mean '{hint}'?" if hint else ""))
-            args = parse_args(cmd.name, tokens[1:], cmd.args, cmd.opts)
+            rest = tokens[1:]
+            if "--help" in rest[: rest.index("--") if "--" in rest else len(rest)] and cmd.name != "help":
+                rest = [cmd.name]  # CMD --help is help CMD
+                cmd = COMMANDS["help"]
+            args = parse_args(cmd.name, rest, cmd.args, cmd.opts)
             changing = cmd.changes(args)
             if changing and self.opts.readonly:
                 raise UsageError(f"command '{cmd.name}' changes state: refused in read-only mode (-r)")
@@ -228,7 +239,7 @@ class Session:
         n = len(recs)
         self.line(f"dry run: '{name}' would issue {n} hypercall{'s' if n != 1 else ''} (not issued):")
         for r in recs:
-            self.line("  " + r.describe())
+            self.line("  " + r.decoded.describe(addresses=False))
 
     def _report_timing(self, seconds: float) -> None:
         recs: List[CallRecord] = self.timer.take() if self.timer is not None else []
