@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import threading
 from types import TracebackType
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple, Type, Union
 from uuid import UUID
 
 from . import abi as _abi
@@ -27,6 +27,9 @@ from .types import (
     VcpuInfo,
     VersionInfo,
 )
+
+if TYPE_CHECKING:
+    from .types import CpuPool
 
 __all__ = ["Handle", "DomainRef"]
 
@@ -386,3 +389,33 @@ class Handle:
         from .ops import control
 
         return control.uptimes(self, doms)
+
+    # -- cpupools and memory sharing (ops/pools.py) ----------------------------------------
+    def cpupools(self) -> List["CpuPool"]:
+        """Every cpupool (``xl cpupool-list``), named from xenstore where the toolstack wrote it."""
+        from .ops import control, pools
+
+        names: Dict[int, str] = {}
+        try:
+            store = control.store_of(self)
+            try:
+                for pid in store.directory("/local/pool"):
+                    if pid.isdigit():
+                        names[int(pid)] = bytes(store.read(f"/local/pool/{pid}/name")).decode("utf-8", "replace")
+            finally:
+                control.close_store(self, store)
+        except OSError:
+            pass  # no xenstore, or no pool nodes: Pool-0 by default
+        return pools.cpupools(self.wire, self.transport, self.nr_cpus(), names)
+
+    def free_cpus(self) -> "frozenset[int]":
+        """The pcpus in no cpupool (``xl info``'s free_cpus counts them)."""
+        from .ops import pools
+
+        return pools.free_cpus(self.wire, self.transport, self.nr_cpus())
+
+    def sharing_pages(self) -> Dict[str, int]:
+        """Memory-sharing page counts ``{"freed": n, "shared": n}`` (0 without memory sharing)."""
+        from .ops import pools
+
+        return pools.sharing_pages(self.transport)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import FrozenSet, NamedTuple, Optional, Tuple
 from uuid import UUID
 
-__all__ = ["VersionInfo", "DomainInfo", "DomainState", "VcpuInfo", "VcpuAffinity", "SchedParams", "PhysInfo", "CpuTopology", "NumaNode", "PcpuInfo", "SHUTDOWN_REASONS"]
+__all__ = ["VersionInfo", "DomainInfo", "DomainState", "VcpuInfo", "VcpuAffinity", "SchedParams", "PhysInfo", "CpuTopology", "NumaNode", "PcpuInfo", "CpuPool", "SHUTDOWN_REASONS"]
 
 
 class VersionInfo(NamedTuple):
@@ -271,3 +271,14 @@ class NumaNode(NamedTuple):
 class PcpuInfo(NamedTuple):
     cpu: int
     idletime: int
+
+
+class CpuPool(NamedTuple):
+    """One cpupool (``XEN_SYSCTL_CPUPOOL_OP_INFO``); ``name`` from xenstore (None when unknown)."""
+
+    pool_id: int
+    name: Optional[str]
+    sched_id: int
+    scheduler: str
+    cpus: FrozenSet[int]
+    n_dom: int

@@ -33,7 +33,7 @@ from ..xenstore import XenstoreNoEntry, XenstoreUnavailable
 if TYPE_CHECKING:
     from ..handle import DomainRef, Handle
 
-__all__ = ["store_of", "shutdown", "set_memory_target", "uptime", "uptimes", "SHUTDOWN_WORDS", "POLL_SECONDS",
+__all__ = ["store_of", "close_store", "shutdown", "set_memory_target", "uptime", "uptimes", "SHUTDOWN_WORDS", "POLL_SECONDS",
            "ACK_SECONDS", "MAXMEM_SLACK_KIB"]
 
 #: What control/shutdown may be asked to do (Linux's manage driver words).
@@ -146,14 +146,14 @@ def shutdown(h: "Handle", dom: "DomainRef", word: str = "poweroff", wait: bool =
             if not _poll(down, timeout):
                 raise GuestTimeout(f"{who} acknowledged {word} but did not shut down within {timeout:g} s", domid)
     finally:
-        _close(h, store)
+        close_store(h, store)
     try:
         return h.domain_info(domid, name=True)
     except NoSuchDomain:
         return None
 
 
-def _close(h: "Handle", store: Any) -> None:
+def close_store(h: "Handle", store: Any) -> None:
     """Close a store we opened (not the simulator's, not an override)."""
     if store is not getattr(h, "store_override", None) and not callable(getattr(h.transport, "xenstore", None)):
         store.close()
@@ -191,7 +191,7 @@ def set_memory_target(h: "Handle", dom: "DomainRef", kib: int, force: bool = Fal
         h.set_max_mem(domid, max_kib, force=True)
         store.write(base + "/target", str(target))
     finally:
-        _close(h, store)
+        close_store(h, store)
     return target, max_kib
 
 
@@ -238,7 +238,7 @@ def uptimes(h: "Handle", doms: Optional[List["DomainRef"]] = None) -> List[Tuple
                 up = max(0.0, now - start)
             out.append((i, up))
     finally:
-        _close(h, store)
+        close_store(h, store)
     return out
 
 

@@ -21,7 +21,6 @@ from .parse import (
     format_cpulist,
     parse_cpulist,
     parse_set,
-    parse_size_kib,
 )
 from .session import Session, stream_isatty
 
@@ -758,31 +757,6 @@ def cmd_destroy(s: Session, a: Args) -> None:
     s.result({"domain": _dom_ref(i), "action": "destroy", "ok": True}, f"Domain {_who(i)} destroyed\n")
 
 
-def _setmem(s: Session, a: Args, action: str) -> None:
-    kib = parse_size_kib(str(a.size))
-    i = s.lookup(a.domain)
-    _dom0_guard(s, i, a, action)
-    s.handle.set_max_mem(i.domid, kib)
-    s.result({"domain": _dom_ref(i), "action": action, "ok": True, "memory_kib": kib}, "")
-
-
-_SIZE = Arg("size", "size", help="new size; a number with an optional unit (default KiB): b, k/KiB, KB, M/MiB, MB, G/GiB, GB, T")
-
-
-@command("setmem", "control", "change the memory allocation limit",
-         "Set a domain's memory limit (XEN_DOMCTL_max_mem; xpsh has no balloon driver channel,"
-         " so this is the same limit setmaxmem sets).",
-         args=[DOMAIN, _SIZE], opts=[FORCE], changes=_always)
-def cmd_setmem(s: Session, a: Args) -> None:
-    _setmem(s, a, "setmem")
-
-
-@command("setmaxmem", "control", "change the maximum memory limit",
-         "Set a domain's maximum memory (XEN_DOMCTL_max_mem).", args=[DOMAIN, _SIZE], opts=[FORCE], changes=_always)
-def cmd_setmaxmem(s: Session, a: Args) -> None:
-    _setmem(s, a, "setmaxmem")
-
-
 @command("setvcpus", "control", "change the number of virtual CPUs",
          "Set a domain's maximum vcpu count (XEN_DOMCTL_max_vcpus).  Xen before 4.12 only: from 4.12"
          " the count is fixed when the domain is created, and xpsh refuses before any change.",
@@ -905,3 +879,7 @@ def cmd_connect(s: Session, a: Args) -> None:
 @command("quit", "shell", "quit this interactive shell", aliases=("exit",))
 def cmd_quit(s: Session, a: Args) -> None:
     s.quit = True
+
+
+# The commands of the other modules register themselves on import.
+from . import hostinfo, toolstack  # noqa: E402,F401

@@ -49,6 +49,8 @@ class Session:
         self.quit = False
         self.failures = 0
         self.interactive = False
+        #: -N: the xenstore that records the writes a changing command would make.
+        self.dry_store: Any = None
         self._dom_cache: Tuple[float, List[str]] = (0.0, [])
         #: (domid, uuid) -> why the domain is in its state, for what this session did to it
         #: (``domstate --reason``: unpaused, user).
@@ -200,10 +202,16 @@ class Session:
                 self.dry.variant = self.handle.abi
                 self.dry.take()
                 self.suppress = True
+                from .toolstack import DryStore
+
+                self.handle.store_override = self.dry_store = DryStore(self.handle)
             try:
                 cmd.func(self, args)
             finally:
                 self.suppress = False
+                if self.dry_store is not None:
+                    self.dry_store.close()
+                    self.handle.store_override = None
             if dry:
                 self._report_dry_run(cmd.name)
             ok = True
@@ -230,16 +238,25 @@ class Session:
     def _report_dry_run(self, name: str) -> None:
         assert self.dry is not None
         recs = self.dry.take()
+        writes = self.dry_store.writes if self.dry_store is not None else []
+        self.dry_store = None
         if self.opts.json:
-            self.result({"dry_run": True, "command": name, "hypercalls": [_dry_dict(r) for r in recs]})
+            self.result({"dry_run": True, "command": name, "hypercalls": [_dry_dict(r) for r in recs],
+                         "xenstore": writes})
             return
-        if not recs:
+        if not recs and not writes:
             self.line(f"dry run: '{name}' would issue no state-changing hypercall")
             return
         n = len(recs)
-        self.line(f"dry run: '{name}' would issue {n} hypercall{'s' if n != 1 else ''} (not issued):")
+        if recs:
+            self.line(f"dry run: '{name}' would issue {n} hypercall{'s' if n != 1 else ''} (not issued):")
         for r in recs:
             self.line("  " + r.decoded.describe(addresses=False))
+        if writes:
+            self.line(f"dry run: '{name}' would make {len(writes)} xenstore change{'s' if len(writes) != 1 else ''}"
+                      " (not made):")
+        for w in writes:
+            self.line("  " + w)
 
     def _report_timing(self, seconds: float) -> None:
         recs: List[CallRecord] = self.timer.take() if self.timer is not None else []

@@ -49,6 +49,7 @@ class SimStore:
         self.host = host
         self.nodes: Dict[str, bytes] = {}
         self.writes = 0
+        self.nodes["/local/pool/0/name"] = b"Pool-0"
         wall = time.time()
         for domid in host.domids:
             self.add_domain(host.domains[domid], wall - self._uptime_of(domid))

@@ -91,7 +91,8 @@ class SimTransport(MemoryTransport):
         for name, s in (("getdomaininfolist", self._getdomaininfolist), ("physinfo", self._physinfo),
                         ("sched_id", self._sched_id), ("readconsole", self._readconsole),
                         ("cputopoinfo", self._cputopoinfo), ("topologyinfo", self._topologyinfo),
-                        ("numainfo", self._numainfo), ("getcpuinfo", self._getcpuinfo)):
+                        ("numainfo", self._numainfo), ("getcpuinfo", self._getcpuinfo),
+                        ("cpupool_op", self._cpupool_op)):
             cmd = t.const("XEN_SYSCTL_" + name)
             if cmd is not None and not self.dom0_op_era:
                 self._sysctl[cmd] = (name, s)
@@ -128,6 +129,11 @@ class SimTransport(MemoryTransport):
     def domain_names(self) -> Dict[int, str]:
         """domid -> name, as the toolstack wrote them to xenstore."""
         return dict(self.host.names)
+
+    def uname(self) -> Tuple[str, str, str, str]:
+        """The simulated dom0's (nodename, release, version, machine)."""
+        return ("sim-dom0", "6.1.0-sim-amd64" if self.host.arch == "x86_64" else "6.1.0-sim-arm64",
+                "#1 SMP PREEMPT_DYNAMIC Debian 6.1.0 (2026-01-01)", self.host.arch)
 
     def xenstore(self) -> Any:
         """The simulated xenstore (the toolstack's nodes, and guests that answer them)."""
@@ -719,6 +725,26 @@ class SimTransport(MemoryTransport):
             self.write(h, b"".join(_u64.pack(host.idletime(i)) for i in range(n)))
         lay.put(op, p + "nr_cpus", self._count(lay.get(op, p + "max_cpus"), n))
         return True
+
+    def _cpupool_op(self, op: bytearray) -> bool:
+        """One pool, 0, holding every pcpu and every domain (what a host without
+        cpupool-create has); INFO past it is ENOENT; FREEINFO an empty map."""
+        lay = self.sysctl
+        host = self.host
+        p = "u.cpupool_op."
+        which = lay.get(op, p + "op")
+        if which == self.tables.const("XEN_SYSCTL_CPUPOOL_OP_INFO"):
+            if lay.get(op, p + "cpupool_id") > 0:
+                raise HypercallFailed(E.ENOENT)
+            lay.put(op, p + "cpupool_id", 0)
+            lay.put(op, p + "sched_id", host.sched_id)
+            lay.put(op, p + "n_dom", len(host.domains))
+            self._map_out(lay, op, p + "cpumap", host.all_cpus)
+            return True
+        if which == self.tables.const("XEN_SYSCTL_CPUPOOL_OP_FREEINFO"):
+            self._map_out(lay, op, p + "cpumap", frozenset())
+            return True
+        raise HypercallFailed(E.EPERM)  # creating, destroying, moving: not simulated
 
     # -- dom0_op (Xen 3.0.0-3.0.2) ---------------------------------------------------------
     # xen/common/dom0_ops.c do_dom0_op(): EPERM for an unprivileged caller, EFAULT, then EACCES
