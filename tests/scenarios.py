@@ -333,7 +333,7 @@ def scenario_bad_arguments_issue_no_hypercall(h: Handle) -> None:
         lambda: h.domain_info(-1),
         lambda: h.domain_info(0x7FF0),
         lambda: h.pause(True),  # type: ignore[arg-type]
-        lambda: h.unpause("1"),  # type: ignore[arg-type]
+        lambda: h.unpause(1.5),  # type: ignore[arg-type]
         lambda: h.destroy(1 << 20),
         lambda: h.set_vcpu_affinity(0, 0, hard=[]),
         lambda: h.set_vcpu_affinity(0, 0, hard=[h.nr_cpus()]),

@@ -97,7 +97,10 @@ def bad_int(lo: int, hi: int) -> st.SearchStrategy[Any]:
     )
 
 
-BAD_DOMID = bad_int(0, DOMID_MAX)
+#: Not a domain on its face.  Strings and UUIDs are not here: every op takes a domain by name or
+#: UUID too, and an unknown one is NoSuchDomain after read-only lookups
+#: (test_unknown_domain_references_issue_only_reads).
+BAD_DOMID = bad_int(0, DOMID_MAX).filter(lambda v: not isinstance(v, (str, uuid.UUID)))
 GOOD_DOMID = st.sampled_from([1, 2, 3])
 
 
@@ -154,7 +157,7 @@ OPS: Dict[str, Tuple[st.SearchStrategy[Any], Callable[..., Any]]] = {
     "lookup": (st.tuples(st.one_of(
         st.integers(max_value=-1), st.integers(min_value=DOMID_MAX + 1), st.booleans(), st.none(),
         st.floats(), st.binary(max_size=4), st.just([1]), st.just(object()),
-        st.integers(min_value=DOMID_MAX + 1, max_value=10**30).map(str),
+        # (digits beyond the domids may be a name: NoSuchDomain, test_unknown_domain_references_issue_only_reads)
     )).map(lambda a: (a, {})), lambda h, a, k: h.lookup(*a)),
 }
 
@@ -251,6 +254,26 @@ def test_lookups_that_need_the_hypervisor_issue_only_reads():
     assert snapshot(h) == before
 
 
+def test_unknown_domain_references_issue_only_reads():
+    """A name, UUID or digits no domain has: NoSuchDomain after reads only; empty: ValueError, no call."""
+    from xenprivcmd.errors import NoSuchDomain
+
+    h = fresh()
+    before = snapshot(h)
+    for ref in ("nosuch", "32752", "99999", " web 1", str(uuid.UUID(int=5)), uuid.UUID(int=6), "1.5", "-1"):
+        for op in (h.pause, h.unpause, h.destroy, h.vcpu_info, h.sched_params, h.domain_info):
+            calls = h.transport.calls
+            with pytest.raises(NoSuchDomain):
+                op(ref)
+            assert all(e[1] in READ_ONLY for e in issued(h, calls)), (op, ref)
+    for ref in ("", "   "):
+        calls = h.transport.calls
+        with pytest.raises(ValueError):
+            h.pause(ref)
+        assert h.transport.calls == calls
+    assert snapshot(h) == before
+
+
 # -- xpsh with bad input ---------------------------------------------------------------------
 
 # command -> argument lists that are wrong for it
@@ -289,6 +312,14 @@ SHELL_BAD: Dict[str, List[List[str]]] = {
     "help": [["nosuchcommand"], ["a", "b"]],
     "connect": [["bogus://x"], ["sim:///?xen=1.0"], ["sim:///?domains=0"], ["sim:///nonexistent.json"]],
     "quit": [["extra"]],
+    "shutdown": [["nosuch"], ["0"], ["Domain-0"], ["build1"], ["web1", "--timeout", "x"], []],
+    "reboot": [["nosuch"], ["0"], ["build1"], ["web1", "extra"]],
+    "uptime": [["nosuch"], ["web1", "nosuch"], ["--bogus"]],
+    "info": [["extra"], ["--bogus"]],
+    "topology": [["extra"]],
+    "numainfo": [["extra"]],
+    "cpupool-list": [["extra"], ["--bogus"]],
+    "vcpu-list": [["nosuch"], ["web1", "nosuch"], ["--bogus"]],
 }
 
 

@@ -195,8 +195,8 @@ def test_control_commands_change_the_simulated_host():
 @pytest.mark.parametrize("size,kib", [("1G", 1 << 20), ("1GiB", 1 << 20), ("1GB", 976563), ("2048", 2048),
                                       ("2048k", 2048), ("2048KB", 2000), ("512M", 512 << 10), ("1T", 1 << 30),
                                       ("4096b", 4), ("1000b", 1)])
-def test_setmem_size_suffixes(sim, size, kib):
-    rc, out, err = inproc("setmem", "web1", size, handle=sim)
+def test_setmaxmem_size_suffixes(sim, size, kib):
+    rc, out, err = inproc("setmaxmem", "web1", size, "--force", handle=sim)
     assert rc == 0, err
     assert sim.domain_info(1).max_pages == kib // 4  # Xen keeps max_memkb >> 2 pages
 
