@@ -214,7 +214,7 @@ def test_top_live_refreshes_until_interrupted(cache):
         p.expect(r"\x1b\[H\x1b\[2Jxpsh top - ")
         p.expect(r"web1 r----- +\d+ +\d+\.\d")
         os.killpg(p.proc.pid, signal.SIGINT)
-        assert p.wait() == 0
+        assert p.wait() == 130  # as README says for Ctrl-C
     finally:
         p.close()
     assert "Traceback" not in p.seen

@@ -31,7 +31,7 @@ def test_dry_run_holds_back_every_changing_domctl(xen):
         timing.take()
         h.pause(1)
         h.unpause(3)
-        h.set_max_mem(1, 4096)
+        h.set_max_mem(1, 4096, force=True)
         h.set_vcpu_affinity(1, 0, hard=[1])
         h.set_sched_params(1, weight=7)
         h.destroy(2)

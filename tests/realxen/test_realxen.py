@@ -231,7 +231,7 @@ def test_pause_and_unpause(xen, guest):
 
 def test_set_max_mem(xen, guest):
     before = xen.domain_info(guest).max_pages
-    xen.set_max_mem(guest, 200 * 1024)
+    xen.set_max_mem(guest, 200 * 1024, force=True)
     assert xen.domain_info(guest).max_memory_kib == 200 * 1024
     xen.set_max_mem(guest, before * 4)
     assert xen.domain_info(guest).max_pages == before

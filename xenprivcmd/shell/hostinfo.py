@@ -129,10 +129,12 @@ def cmd_info(s: Session, a: Args) -> None:
     data: Dict[str, Any] = dict(pairs)
     text = _xl_lines(pairs[:18])
     if a.get("numa"):
-        topo, ttext = _topology(s)
-        numa, ntext = _numa(s)
-        data["cpu_topology"], data["numa_info"] = topo, numa
-        text += ttext + ntext
+        for key, section in (("cpu_topology", _topology), ("numa_info", _numa)):
+            try:
+                data[key], part = section(s)
+            except NotSupported:  # a release without the sysctl: the section is left out (null)
+                data[key], part = None, ""
+            text += part
     text += _xl_lines(pairs[18:])
     s.result(data, text)
 
