@@ -342,11 +342,13 @@ def build(cache, manifest, force=False):
 
     # --- domU piece: kernel + tiny busybox initrd, unpacked in dom0 under /opt/xenvm/guest
     def guest_initrd(w):
-        for d in ("bin", "proc", "sys", "dev", "tmp"):
+        for d in ("bin", "sbin", "proc", "sys", "dev", "tmp"):
             w.dir(d)
         with open(fs.files[bb[-1]][0], "rb") as f:
             w.file("bin/busybox", f.read(), 0o755)
         w.symlink("bin/sh", "busybox")
+        for path, text in sorted(initscripts.GUEST_SBIN.items()):
+            w.file(path, text.encode(), 0o755)
         w.file("init", initscripts.GUEST_INIT.encode(), 0o755)
     _gzip_cpio(os.path.join(tmp, "guest-initrd.gz"), guest_initrd, 9)
 

@@ -125,6 +125,14 @@ GUEST_INIT = r"""#!/bin/busybox sh
 while :; do /bin/busybox sleep 3600; done
 """
 
+#: What the guest kernel runs when its xen manage driver gets control/shutdown
+#: (orderly_poweroff / orderly_reboot run /sbin/poweroff and /sbin/reboot): the init
+#: above is no busybox init to signal, so act at once.
+GUEST_SBIN = {
+    "sbin/poweroff": "#!/bin/sh\nexec /bin/busybox poweroff -f\n",
+    "sbin/reboot": "#!/bin/sh\nexec /bin/busybox reboot -f\n",
+}
+
 ETC = {
     "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
     "etc/group": "root:x:0:\nnogroup:x:65534:\n",

@@ -1,0 +1,206 @@
+"""Toolstack control through xenstore against the real hypervisor and xl (issue 16).
+
+Runs after the other real-Xen tests (file order) and before the teardown, in a
+dom0 booted with three guests made by xl (``tools/run-tests`` passes
+``--guests 3``): guest1 is ballooned and given back its memory; guest2 is
+rebooted by the library (xl builds it again) and then shut down by ``xpsh
+shutdown --wait``; guest3 is shut down by the library.  The guests' busybox
+init has a ``/sbin/poweroff`` and ``/sbin/reboot`` the kernel's xen manage
+driver runs; its balloon driver follows ``memory/target``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Tuple
+
+import pytest
+
+import xenprivcmd
+
+from .conftest import xl, xl_list
+
+WAIT = 120.0  # seconds any guest reaction may take under TCG
+
+
+def xpsh(*args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "xenprivcmd", *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, (args, out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
+    return out.stdout
+
+
+def domid_of(name: str) -> Optional[int]:
+    for row in xl_list():
+        if row["name"] == name:
+            return int(row["id"])
+    return None
+
+
+def need(name: str) -> int:
+    domid = domid_of(name)
+    assert domid is not None, f"no {name}: tools/xenvm must boot with --guests 3 (tools/run-tests does)"
+    return domid
+
+
+def until(what: str, check, seconds: float = WAIT):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"{what}: not within {seconds:g} s"
+        time.sleep(0.5)
+
+
+def xl_pairs(text: str) -> Dict[str, str]:
+    out: Dict[str, str] = {}
+    for line in text.splitlines():
+        m = re.match(r"^([a-z_]+)\s*: ?(.*)$", line)
+        if m and m.group(1) not in ("cpu_topology", "numa_info", "device_topology"):
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+# -- read-only comparisons first (nothing has changed the host yet) --------------------------------
+
+def test_info_equals_xl_info_field_by_field():
+    theirs = xl_pairs(xl("info"))
+    ours = xl_pairs(xpsh("info"))
+    both = set(theirs) & set(ours)
+    assert len(both) >= 30, (sorted(theirs), sorted(ours))
+    assert [k for k in ours if k in both] == [k for k in theirs if k in both], "field order differs"
+    drift = {"free_memory"}  # dom0's own allocations move it between the two reads
+    for k in sorted(both - drift):
+        assert ours[k] == theirs[k], (k, ours[k], theirs[k])
+    assert abs(int(ours["free_memory"]) - int(theirs["free_memory"])) <= 8
+    doc = json.loads(xpsh("--json", "info"))
+    assert str(doc["nr_cpus"]) == theirs["nr_cpus"] and doc["xen_version"] == theirs["xen_version"]
+
+
+def _vcpu_rows(text: str) -> Dict[Tuple[str, str, str], Tuple[bool, str, str]]:
+    rows = {}
+    lines = text.splitlines()
+    header = next(i for i, ln in enumerate(lines) if ln.startswith("Name"))
+    for ln in lines[header + 1:]:
+        m = re.match(r"^(\S+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+([\d.]+)\s+(.+?)\s*/\s*(.+?)\s*$", ln)
+        assert m, ln
+        name, domid, vcpu, cpu, _state, _time, hard, soft = m.groups()
+        rows[(name, domid, vcpu)] = (cpu != "-", hard, soft)
+    return rows
+
+
+def test_vcpu_list_equals_xl_vcpu_list():
+    theirs = _vcpu_rows(xl("vcpu-list"))
+    ours = _vcpu_rows(xpsh("vcpu-list"))
+    assert ours == theirs
+    assert _vcpu_rows(xpsh("vcpu-list", "guest1")) == {k: v for k, v in theirs.items() if k[0] == "guest1"}
+
+
+def _seconds(text: str) -> int:
+    m = re.match(r"^(?:(\d+) days?, )?\s*(\d+):(\d\d):(\d\d)$", text.strip())
+    assert m, text
+    days, h, mi, s = (int(x or 0) for x in m.groups())
+    return ((days * 24 + h) * 60 + mi) * 60 + s
+
+
+def _uptimes(text: str) -> Dict[str, int]:
+    out = {}
+    for ln in text.splitlines()[1:]:
+        m = re.match(r"^(\S+)\s+(\d+)\s+(.+)$", ln)
+        assert m, ln
+        out[m.group(1)] = _seconds(m.group(3))
+    return out
+
+
+def test_uptime_equals_xl_uptime():
+    theirs = _uptimes(xl("uptime"))
+    ours = _uptimes(xpsh("uptime"))
+    assert set(ours) == set(theirs)
+    for name, secs in theirs.items():
+        assert abs(ours[name] - secs) <= 5, (name, ours[name], secs)
+
+
+def test_cpupool_list_matches_xl():
+    theirs = [ln.split() for ln in xl("cpupool-list").splitlines()[1:] if ln.strip()]
+    ours = [ln.split() for ln in xpsh("cpupool-list").splitlines()[1:] if ln.strip()]
+    assert ours == theirs
+
+
+# -- the balloon --------------------------------------------------------------------------------------
+
+def _xl_mem(name: str) -> int:
+    return next(int(r["mem"]) for r in xl_list() if r["name"] == name)
+
+
+def _target(domid: int) -> str:
+    return subprocess.run(["xenstore-read", f"/local/domain/{domid}/memory/target"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def test_setmem_balloons_the_guest_as_xl_mem_set_does(xen):
+    domid = need("guest1")
+    start = _xl_mem("guest1")
+    assert start > 100, start  # booted with 128 MB
+    xpsh("setmem", "guest1", "64M")
+    until("guest1 ballooned to about 64 MiB in xl list", lambda: 60 <= _xl_mem("guest1") <= 66)
+    ours = (_target(domid), xen.domain_info(domid).max_memory_kib)
+    dom = json.loads(xpsh("--json", "dominfo", "guest1"))
+    assert dom["memory_kib"] // 1024 == _xl_mem("guest1")
+    # xl mem-set on the same guest leaves the same target and the same hypervisor limit
+    xl("mem-set", "guest1", "80m")
+    until("xl mem-set 80m", lambda: 76 <= _xl_mem("guest1") <= 82)
+    xl("mem-set", "guest1", "64m")
+    until("xl mem-set 64m", lambda: 60 <= _xl_mem("guest1") <= 66)
+    assert (_target(domid), xen.domain_info(domid).max_memory_kib) == ours
+    # and back up: static-max (128 MiB) is the limit, above it is refused
+    bad = subprocess.run([sys.executable, "-m", "xenprivcmd", "setmem", "guest1", "1G"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 1 and "above domain" in bad.stderr and "static-max" in bad.stderr
+    xen.set_memory_target("guest1", 128 << 10)
+    until("guest1 back to 128 MiB", lambda: _xl_mem("guest1") >= 120)
+
+
+# -- shutdown and reboot (destructive: guest2, guest3) ----------------------------------------------------
+
+def test_library_reboot_shows_reason_reboot_and_xl_restarts_it(xen):
+    old = need("guest2")
+    after = xen.reboot("guest2", wait=True)
+    # xl's daemon destroys a rebooted guest at once and builds it again: seen before or gone
+    assert after is None or after.shutdown_reason == "reboot", after
+    log = open("/var/log/xen/xl-guest2.log", encoding="utf-8", errors="replace").read()
+    assert re.search(r"has shut down, reason code 1 ", log), log[-2000:]
+    new = until("guest2 built again by xl", lambda: domid_of("guest2") not in (None, old) and domid_of("guest2"))
+    assert new != old
+
+
+def test_xpsh_shutdown_wait(xen):
+    until("guest2 booted again", lambda: open("/var/log/xen/console/guest-guest2.log", errors="replace")
+          .read().count("xenvm guest up") >= 2)
+    domid = need("guest2")
+    until("guest2's PV drivers answer", lambda: subprocess.run(
+        ["xenstore-read", f"/local/domain/{domid}/control/shutdown"], capture_output=True).returncode == 0)
+    out = xpsh("shutdown", "--wait", "guest2")
+    assert out in ("Domain 'guest2' is gone\n", "Domain 'guest2' is shut off (poweroff)\n"), out
+    until("guest2 not running for xl", lambda: all(r["name"] != "guest2" or "s" in r["state"]
+                                                    for r in xl_list()))
+
+
+def test_library_shutdown_wait(xen):
+    domid = need("guest3")
+    after = xen.shutdown("guest3", wait=True)
+    assert after is None or (after.shutdown and after.shutdown_reason == "poweroff"), after
+    until("guest3 gone for xl", lambda: domid_of("guest3") is None)
+    with pytest.raises(xenprivcmd.NoSuchDomain):
+        xen.domain_info(domid)
+    with pytest.raises(xenprivcmd.NoSuchDomain):
+        xen.shutdown("guest3")
+
+
+def test_guest1_is_left_for_the_teardown() -> None:
+    names: List[str] = [r["name"] for r in xl_list()]
+    assert "guest1" in names and "guest3" not in names
