@@ -10,7 +10,8 @@ from uuid import UUID
 
 from . import abi as _abi
 from ._privcmd import Transport
-from .errors import AmbiguousDomain, NoSuchDomain
+from .errors import AmbiguousDomain, DecodeError, NoSuchDomain, ReadOnlyError, XenError
+from .ops import batch as _batch
 from .ops import domains as _dom
 from .ops import host as _host
 from .ops import version as _version
@@ -25,6 +26,7 @@ from .types import (
     SchedParams,
     VcpuAffinity,
     VcpuInfo,
+    VcpuListEntry,
     VersionInfo,
 )
 
@@ -35,6 +37,8 @@ __all__ = ["Handle", "DomainRef"]
 
 #: How every domain operation names a domain: int domid, name, UUID (str or UUID) or DomainInfo.
 DomainRef = Union[int, str, UUID, DomainInfo]
+
+_errno_EPERM = errno.EPERM
 
 
 class Handle:
@@ -65,6 +69,10 @@ class Handle:
         #: What detection read and probed (for ``xpsh capabilities``).
         self.detection: Dict[str, Any] = {}
         self._console_index: Optional[int] = None
+        #: True once :meth:`make_read_only` ran: state-changing ops raise ReadOnlyError.
+        self.read_only = False
+        # Whether domctls inside a multicall work here: None until a batch tells.
+        self._multicall: Optional[bool] = None
 
     # -- lifetime ---------------------------------------------------------------
     def close(self) -> None:
@@ -89,6 +97,25 @@ class Handle:
     def __repr__(self) -> str:
         state = "closed" if self.closed else self.transport.describe()
         return f"<xenprivcmd.Handle {self.uri} {state}>"
+
+    # -- read-only handles ------------------------------------------------------------
+    def make_read_only(self) -> None:
+        """From now on refuse every state-changing operation, before any hypercall.
+
+        The handle's methods check first (:class:`~xenprivcmd.errors.ReadOnlyError`),
+        and the transport is wrapped in :class:`~xenprivcmd.trace.ReadOnlyTransport`,
+        which refuses any hypercall not known to only read.  Cannot be undone.
+        """
+        if self.read_only:
+            return
+        from .trace import ReadOnlyTransport
+
+        self.transport = ReadOnlyTransport(self.transport)
+        self.read_only = True
+
+    def _check_writable(self, what: str) -> None:
+        if self.read_only:
+            raise ReadOnlyError(_errno_EPERM, f"{what}: refused, the handle is read-only")
 
     # -- xen_version ------------------------------------------------------------
     def version(self) -> VersionInfo:
@@ -236,16 +263,19 @@ class Handle:
 
     def pause(self, dom: DomainRef) -> None:
         """Pause a domain (``XEN_DOMCTL_pausedomain``)."""
+        self._check_writable("pause")
         domid = self._domid(dom)
         _dom.pause(self.wire, self.transport, domid)
 
     def unpause(self, dom: DomainRef) -> None:
         """Unpause a domain (``XEN_DOMCTL_unpausedomain``)."""
+        self._check_writable("unpause")
         domid = self._domid(dom)
         _dom.unpause(self.wire, self.transport, domid)
 
     def destroy(self, dom: DomainRef) -> None:
         """Destroy a domain (``XEN_DOMCTL_destroydomain``, EAGAIN retried)."""
+        self._check_writable("destroy")
         domid = self._domid(dom)
         _dom.destroy(self.wire, self.transport, domid)
 
@@ -256,6 +286,7 @@ class Handle:
         A limit below what the domain uses now raises ``ValueError`` (one
         getdomaininfo, no change) unless ``force``.
         """
+        self._check_writable("set_max_mem")
         domid = self._domid(dom)
         _dom._check_int(kib, "memory (KiB)", 0, _dom.MAX_MEM_KIB)
         if not force:
@@ -268,6 +299,7 @@ class Handle:
     def set_max_vcpus(self, dom: DomainRef, n: int) -> None:
         """``XEN_DOMCTL_max_vcpus``: allocate the domain's vcpus (from Xen 4.12
         ``n`` must equal the ``max_vcpus`` given at creation; Xen says EINVAL otherwise)."""
+        self._check_writable("set_max_vcpus")
         domid = self._domid(dom)
         _dom.set_max_vcpus(self.wire, self.transport, domid, n)
 
@@ -275,6 +307,83 @@ class Handle:
         """Every vcpu of a domain."""
         domid = self._domid(dom)
         return _dom.vcpu_info(self.wire, self.transport, domid)
+
+    # -- batches ----------------------------------------------------------------------
+    def batch(self) -> "_batch.Batch":
+        """Many independent domctls in as few multicall traps as the buffer allows::
+
+            with xen.batch() as b:
+                calls = [b.pause(d) for d in (3, 4, 5)]
+            for c in calls:
+                c.result()          # None, or raises that pause's own error
+
+        Methods: ``domain_info``, ``vcpu_info``, ``vcpu_affinity``, ``pause``,
+        ``unpause``, ``set_max_mem``.  Not atomic: each operation succeeds or
+        fails on its own, in order (see :mod:`xenprivcmd.ops.batch`).  Where the
+        hypervisor refuses domctls in a multicall, the operations go one call
+        each (remembered for this handle).
+        """
+        return _batch.Batch(self)
+
+    def domain_infos(self, domids: Iterable[int], names: bool = False) -> List[Union[DomainInfo, XenError]]:
+        """getdomaininfo for many domains in few traps: per id (in order) its
+        DomainInfo, or the error it ended with (e.g. a
+        :class:`~xenprivcmd.errors.NoSuchDomain` instance), returned, not raised."""
+        ids = [check_domid(d) for d in domids]
+        b = self.batch()
+        calls = [b.domain_info(d) for d in ids]
+        b.run()
+        out: List[Union[DomainInfo, XenError]] = []
+        for c in calls:
+            err = c.error
+            out.append(err if isinstance(err, XenError) else c.result())
+        if names and any(isinstance(i, DomainInfo) for i in out):
+            table = self.domain_names()
+            out = [i._replace(name=table.get(i.domid)) if isinstance(i, DomainInfo) else i for i in out]
+        return out
+
+    def vcpu_list(self, domids: Optional[Iterable[DomainRef]] = None) -> List[VcpuListEntry]:
+        """Every vcpu of the given domains (default: all), with hard and soft
+        affinity: what ``xl vcpu-list`` shows, sorted by domid and vcpu.
+
+        Issues one listing (or one batched getdomaininfo), one physinfo per
+        handle, and the getvcpuinfo + getvcpuaffinity pairs in multicall traps.
+        A domain named in ``domids`` that does not exist raises
+        :class:`~xenprivcmd.errors.NoSuchDomain`; with the default, a domain
+        that goes away meanwhile is left out.
+        """
+        explicit = domids is not None
+        if domids is None:
+            infos = self.domains(names=True)
+        else:
+            infos = []
+            for got in self.domain_infos([self._domid(d) for d in domids], names=True):
+                if isinstance(got, XenError):
+                    raise got
+                infos.append(got)
+        infos.sort(key=_domid_of)
+        for info in infos:
+            if info.vcpus > _dom.MAX_VCPUS:
+                raise DecodeError(f"getdomaininfo: max_vcpu_id {info.max_vcpu_id} of domain {info.domid} "
+                                       "is beyond any Xen")
+        b = self.batch()
+        rows = [(info, b.vcpu_info(info.domid, v), b.vcpu_affinity(info.domid, v))
+                for info in infos for v in range(info.vcpus)]
+        b.run()
+        out: List[VcpuListEntry] = []
+        gone = set()
+        for info, vi, va in rows:
+            err = vi.error or va.error
+            if err is not None:
+                if not explicit and isinstance(err, NoSuchDomain):
+                    gone.add(info.domid)
+                    continue
+                raise err
+            v: VcpuInfo = vi.result()
+            a: VcpuAffinity = va.result()
+            out.append(VcpuListEntry(info.domid, info.name, v.vcpu, v.online, v.blocked, v.running, v.cpu_time,
+                                     v.cpu, a.hard, a.soft))
+        return [e for e in out if e.domid not in gone] if gone else out
 
     def nr_cpus(self) -> int:
         """Size of cpumaps: physinfo's max_cpu_id + 1 (cached)."""
@@ -292,6 +401,7 @@ class Handle:
     def set_vcpu_affinity(self, dom: DomainRef, vcpu: int, hard: Optional[Iterable[int]] = None,
                           soft: Optional[Iterable[int]] = None) -> VcpuAffinity:
         """Pin a vcpu; returns the affinity Xen then reports."""
+        self._check_writable("set_vcpu_affinity")
         domid = self._domid(dom)
         check_domid(domid)
         _dom._check_int(vcpu, "vcpu", 0, _dom.MAX_VCPUS - 1)
@@ -308,6 +418,7 @@ class Handle:
 
     def set_sched_params(self, dom: DomainRef, weight: Optional[int] = None, cap: Optional[int] = None) -> SchedParams:
         """Set weight (1..65535) and/or cap (0..65534, 0 = none); returns the new values."""
+        self._check_writable("set_sched_params")
         domid = self._domid(dom)
         _dom.check_sched_args(domid, weight, cap)
         sid, name = self.sched_id()
@@ -315,6 +426,7 @@ class Handle:
 
     def create_domain(self, max_vcpus: int = 1, handle: Optional[UUID] = None) -> int:
         """Create an empty, paused PV domain (no kernel); returns its domid."""
+        self._check_writable("create_domain")
         return _dom.create_domain(self.wire, self.transport, max_vcpus=max_vcpus, handle=handle)
 
     # -- host -----------------------------------------------------------------------
@@ -341,6 +453,8 @@ class Handle:
         ``incremental=True`` returns only what is new since the previous
         incremental read on this handle (the first one returns everything).
         """
+        if clear:
+            self._check_writable("read_console(clear=True)")
         data, index = _host.read_console(
             self.wire, self.transport, clear=clear, index=self._console_index if incremental else None
         )
@@ -358,6 +472,7 @@ class Handle:
         :class:`~xenprivcmd.errors.GuestTimeout` (no PV driver acknowledged within
         ``ack_timeout`` seconds, or not down within ``timeout`` seconds).
         """
+        self._check_writable("shutdown")
         from .ops import control
 
         return control.shutdown(self, dom, "poweroff", wait=wait, timeout=timeout, ack_timeout=ack_timeout)
@@ -366,6 +481,7 @@ class Handle:
                  ack_timeout: float = 10.0) -> Optional[DomainInfo]:
         """Ask the guest to reboot (``control/shutdown`` = ``reboot``); as :meth:`shutdown`.
         The domain shuts down with reason ``reboot``; its toolstack (xl) builds it again."""
+        self._check_writable("reboot")
         from .ops import control
 
         return control.shutdown(self, dom, "reboot", wait=wait, timeout=timeout, ack_timeout=ack_timeout)
@@ -374,6 +490,7 @@ class Handle:
         """Set the balloon target in KiB (``memory/target``, as ``xl mem-set``); ``max_mem``
         follows it as libxl does.  Returns (target, max_mem) in KiB.  A target of 0 or above
         ``memory/static-max`` raises ``ValueError`` unless ``force``."""
+        self._check_writable("set_memory_target")
         from .ops import control
 
         return control.set_memory_target(self, dom, kib, force=force)
@@ -419,3 +536,6 @@ class Handle:
         from .ops import pools
 
         return pools.sharing_pages(self.transport)
+
+def _domid_of(info: DomainInfo) -> int:
+    return info.domid

@@ -502,20 +502,16 @@ def cmd_vcpuinfo(s: Session, a: Args) -> None:
     nr = h.nr_cpus()
     vcpus = []
     text = ""
-    for v in h.vcpu_info(i.domid):
-        try:
-            aff = h.vcpu_affinity(i.domid, v.vcpu)
-            hard: Optional[List[int]] = sorted(aff.hard)
-            soft = None if aff.soft is None else sorted(aff.soft)
-        except Exception:
-            hard, soft = None, None
+    for v in h.vcpu_list([i.domid]):  # vcpus and affinities in few multicall traps
+        hard: List[int] = sorted(v.hard)
+        soft = None if v.soft is None else sorted(v.soft)
         state = vcpu_state(v)
         vcpus.append({
             "vcpu": v.vcpu, "cpu": v.cpu if v.online else None, "state": state, "online": v.online,
             "cpu_time_ns": v.cpu_time, "affinity": hard,
-            "affinity_map": None if hard is None else affinity_map(hard, nr), "soft_affinity": soft,
+            "affinity_map": affinity_map(hard, nr), "soft_affinity": soft,
         })
-        shown = "-" if hard is None else (format_cpulist(hard) if a.get("pretty") else affinity_map(hard, nr))
+        shown = format_cpulist(hard) if a.get("pretty") else affinity_map(hard, nr)
         text += _labels([
             ("VCPU", v.vcpu), ("CPU", v.cpu if v.online else "-"), ("State", state),
             ("CPU time", _seconds(v.cpu_time)), ("CPU Affinity", shown),

@@ -8,7 +8,7 @@ from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from ..errors import NotSupported
 from ..ops.host import PHYSCAP_NAMES
-from .commands import _name, command, vcpu_state
+from .commands import _name_of, command, vcpu_state
 from .parse import Arg, Args, Opt, format_cpulist
 from .session import Session
 
@@ -175,27 +175,26 @@ def cmd_cpupool_list(s: Session, a: Args) -> None:
 
 
 @command("vcpu-list", "monitor", "every vcpu of every domain (xl vcpu-list)",
-         "One line per vcpu, as xl vcpu-list: name, id, vcpu, pcpu (- when offline), state (r running,"
+         "One line per vcpu, as xl vcpu-list (the vcpus and affinities of many domains in few"
+         " multicall traps): name, id, vcpu, pcpu (- when offline), state (r running,"
          " b blocked, p offline), CPU time and hard / soft affinity (all, none or a cpu list; soft is -"
          " before Xen 4.5).",
          args=[Arg("domains", "domain", required=False, multi=True, help="domains to list (default: all)")])
 def cmd_vcpu_list(s: Session, a: Args) -> None:
     h = s.handle
     names = a.get("domains")
-    infos = [s.lookup(d) for d in names] if isinstance(names, list) else h.domains(names=True)
+    infos = [s.lookup(d) for d in names] if isinstance(names, list) else None
     nr = h.nr_cpus()
     out: List[Dict[str, Any]] = []
     text = "" if s.opts.quiet else (f"{'Name':<32} {'ID':>5} {'VCPU':>5} {'CPU':>5} {'State':>5} {'Time(s)':>9}"
                                     " Affinity (Hard / Soft)\n")
-    for i in infos:
-        for v in h.vcpu_info(i.domid):
-            aff = h.vcpu_affinity(i.domid, v.vcpu)
-            letters = ("r" if v.running else "-") + ("b" if v.blocked else "-") + ("-" if v.online else "p")
-            out.append({"domain": {"id": i.domid, "name": i.name}, "vcpu": v.vcpu,
-                        "cpu": v.cpu if v.online else None, "online": v.online, "state": vcpu_state(v),
-                        "state_letters": letters, "cpu_time_ns": v.cpu_time, "hard_affinity": sorted(aff.hard),
-                        "soft_affinity": None if aff.soft is None else sorted(aff.soft)})
-            cpu = str(v.cpu) if v.online else "-"
-            text += (f"{_name(i):<32} {i.domid:5d} {v.vcpu:5d} {cpu:>5} {letters:>5} {v.cpu_time / 1e9:9.1f}"
-                     f" {cpus_text(aff.hard, nr)} / {cpus_text(aff.soft, nr)}\n")
+    for v in h.vcpu_list(None if infos is None else [i.domid for i in infos]):
+        letters = ("r" if v.running else "-") + ("b" if v.blocked else "-") + ("-" if v.online else "p")
+        out.append({"domain": {"id": v.domid, "name": v.name}, "vcpu": v.vcpu,
+                    "cpu": v.cpu if v.online else None, "online": v.online, "state": vcpu_state(v),
+                    "state_letters": letters, "cpu_time_ns": v.cpu_time, "hard_affinity": sorted(v.hard),
+                    "soft_affinity": None if v.soft is None else sorted(v.soft)})
+        cpu = str(v.cpu) if v.online else "-"
+        text += (f"{_name_of(v.domid, v.name):<32} {v.domid:5d} {v.vcpu:5d} {cpu:>5} {letters:>5}"
+                 f" {v.cpu_time / 1e9:9.1f} {cpus_text(v.hard, nr)} / {cpus_text(v.soft, nr)}\n")
     s.result({"vcpus": out}, text)
