@@ -259,6 +259,7 @@ def test_bug1_completed_names_are_quoted(tmp_path):
     assert complete(s, "dominfo my", "my") == ["'my web server'"]
     assert complete(s, "dominfo db", "db") == ["'db;1'"]
     assert complete(s, "dominfo 'my", "'my") == ["'my web server'"]
+    assert complete(s, "vcpu-list 'my web server' d", "d") == ["'db;1'"]  # every DOMAIN of a list
     out = io.StringIO()
     assert run(["-c", uri, "dominfo 'my web server'; dominfo 'db;1'"], stdout=out, stderr=io.StringIO(), env={}) == 0
     assert "my web server" in out.getvalue() and "db;1" in out.getvalue()

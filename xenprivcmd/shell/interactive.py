@@ -70,6 +70,8 @@ def complete(session: Session, line: str, text: str) -> List[str]:
         given += 1
     if given < len(cmd.args):
         return _values(session, cmd.args[given].kind, text)
+    if cmd.args and cmd.args[-1].multi:  # uptime web1 db<TAB>
+        return _values(session, cmd.args[-1].kind, text)
     return []
 
 
