@@ -315,6 +315,11 @@ def test_bug5_readable_errors_for_resume_and_setvcpus(sim):
     assert rc == 1 and "from Xen 4.12 a domain's vcpu count is fixed at creation" in err
     assert all(e[1] != "max_vcpus" for e in list(sim.transport.log)[-(sim.transport.calls - calls):])
     assert "Xen before 4.12 only" in ok("help", "setvcpus")
+    assert "setvcpus" not in inproc("domid 0; help", handle=sim)[1]  # connected to 4.23: not offered
+    s = Session(Options(uri=URI), io.StringIO(), io.StringIO(), env={})
+    s.handle  # noqa: B018 - connected
+    assert complete(s, "setv", "setv") == [] and complete(s, "setm", "setm") == ["setmaxmem", "setmem"]
+    s.close()
     with xenprivcmd.open("sim:///?xen=4.10") as old:
         assert inproc("setvcpus", "web1", "2", handle=old)[0] == 0
 

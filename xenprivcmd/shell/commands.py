@@ -90,6 +90,17 @@ def all_names() -> List[str]:
     return sorted(list(COMMANDS) + list(ALIASES))
 
 
+def not_offered(s: Session) -> List[str]:
+    """Commands the connected hypervisor cannot do, left out of help and completion:
+    setvcpus from Xen 4.12 (the vcpu count is fixed when the domain is created)."""
+    try:
+        if s.connected and s.handle.abi.xen >= (4, 12):
+            return ["setvcpus"]
+    except Exception:  # noqa: BLE001 - help never fails because detection did
+        pass
+    return []
+
+
 DOMAIN = Arg("domain", "domain", help="domain name, id or uuid")
 FORCE = Opt("force", "act on domain 0 too")
 #: virsh's --live/--current/--config: accepted and meaningless here (Xen keeps no domain
@@ -822,9 +833,11 @@ def cmd_help(s: Session, a: Args) -> None:
                                    for c in COMMANDS.values()]})
             return
         text = "Grouped commands:\n\n"
+        hidden = not_offered(s)
         for key, title in GROUPS:
             text += f" {title} (help keyword '{key}'):\n"
-            for c in sorted((c for c in COMMANDS.values() if c.group == key), key=lambda c: c.name):
+            for c in sorted((c for c in COMMANDS.values() if c.group == key and c.name not in hidden),
+                            key=lambda c: c.name):
                 text += f"    {c.name:<16} {c.summary}\n"
             text += "\n"
         s.result(None, text)

@@ -6,7 +6,7 @@ import os
 import shlex
 from typing import Any, List, Optional
 
-from .commands import all_names, resolve
+from .commands import all_names, not_offered, resolve
 from .parse import split_commands
 from .session import Session
 
@@ -31,7 +31,8 @@ def complete(session: Session, line: str, text: str) -> List[str]:
     except Exception:
         tokens = before.split()
     if not tokens:
-        return sorted(n for n in all_names() if n.startswith(text))
+        hidden = not_offered(session)
+        return sorted(n for n in all_names() if n.startswith(text) and n not in hidden)
     cmd = resolve(tokens[0])
     if cmd is None:
         return []
