@@ -1,8 +1,9 @@
 """Tests that run inside the dom0 of a real Xen hypervisor.
 
 They are started by ``tools/run-tests`` through ``tools/xenvm`` (one boot per
-Debian suite, x86_64 or arm64, with a guest named ``guest1`` created by ``xl``: PV on
-x86, Arm's only kind of guest on arm64), never on the
+Debian suite, x86_64 or arm64, with guests ``guest1``..``guest3`` created by ``xl``: PV on
+x86, Arm's only kind of guest on arm64; guest2 and guest3 are spent by
+test_zy_control.py's reboot and shutdown tests), never on the
 host: outside a dom0 the whole directory refuses to run rather than skip.
 """
 
