@@ -95,9 +95,14 @@ def _vcpu_rows(text: str) -> Dict[Tuple[str, str, str], Tuple[bool, str, str]]:
 
 
 def test_vcpu_list_equals_xl_vcpu_list():
-    theirs = _vcpu_rows(xl("vcpu-list"))
-    ours = _vcpu_rows(xpsh("vcpu-list"))
+    xl_text, our_text = xl("vcpu-list"), xpsh("vcpu-list")
+    theirs, ours = _vcpu_rows(xl_text), _vcpu_rows(our_text)
     assert ours == theirs
+    assert our_text.splitlines()[0] == xl_text.splitlines()[0]
+    # the same columns: a row whose values have xl's widths lines up with xl's
+    widths = [len(w) for w in xl_text.splitlines()[1].split()]
+    assert any([len(w) for w in ln.split()] == widths and ln.index("/") == xl_text.splitlines()[1].index("/")
+               for ln in our_text.splitlines()[1:]), (xl_text, our_text)
     assert _vcpu_rows(xpsh("vcpu-list", "guest1")) == {k: v for k, v in theirs.items() if k[0] == "guest1"}
 
 
@@ -118,17 +123,16 @@ def _uptimes(text: str) -> Dict[str, int]:
 
 
 def test_uptime_equals_xl_uptime():
-    theirs = _uptimes(xl("uptime"))
-    ours = _uptimes(xpsh("uptime"))
+    xl_text, our_text = xl("uptime"), xpsh("uptime")
+    assert our_text.splitlines()[0] == xl_text.splitlines()[0]
+    theirs, ours = _uptimes(xl_text), _uptimes(our_text)
     assert set(ours) == set(theirs)
     for name, secs in theirs.items():
         assert abs(ours[name] - secs) <= 5, (name, ours[name], secs)
 
 
 def test_cpupool_list_matches_xl():
-    theirs = [ln.split() for ln in xl("cpupool-list").splitlines()[1:] if ln.strip()]
-    ours = [ln.split() for ln in xpsh("cpupool-list").splitlines()[1:] if ln.strip()]
-    assert ours == theirs
+    assert xpsh("cpupool-list") == xl("cpupool-list")  # to the character
 
 
 # -- the balloon --------------------------------------------------------------------------------------

@@ -167,10 +167,11 @@ def cmd_cpupool_list(s: Session, a: Args) -> None:
         for p in pools:
             text += f"{p.name or str(p.pool_id):<19} {format_cpulist(p.cpus) if p.cpus else ''}\n"
     else:
-        text = "" if s.opts.quiet else f"{'Name':<19}{'CPUs':>5}   {'Sched':<10}{'Active':<9}Domain count\n"
+        # xl cpupool-list's columns, to the character
+        text = "" if s.opts.quiet else "Name               CPUs   Sched     Active   Domain count\n"
         for p in pools:
-            text += (f"{p.name or str(p.pool_id):<19}{len(p.cpus):5d}   {p.scheduler:<10}"
-                     f"{'y' if p.cpus else 'n':<9}{p.n_dom:8d}\n")
+            text += (f"{p.name or str(p.pool_id):<19}{len(p.cpus):3d}    {p.scheduler:<10}   "
+                     f"{'y' if p.cpus else 'n'}{p.n_dom:11d}\n")
     s.result(data, text)
 
 
@@ -195,6 +196,6 @@ def cmd_vcpu_list(s: Session, a: Args) -> None:
                     "state_letters": letters, "cpu_time_ns": v.cpu_time, "hard_affinity": sorted(v.hard),
                     "soft_affinity": None if v.soft is None else sorted(v.soft)})
         cpu = str(v.cpu) if v.online else "-"
-        text += (f"{_name_of(v.domid, v.name):<32} {v.domid:5d} {v.vcpu:5d} {cpu:>5} {letters:>5}"
-                 f" {v.cpu_time / 1e9:9.1f} {cpus_text(v.hard, nr)} / {cpus_text(v.soft, nr)}\n")
+        text += (f"{_name_of(v.domid, v.name):<32} {v.domid:5d} {v.vcpu:5d} {cpu:>4} {letters:>5}"
+                 f" {v.cpu_time / 1e9:9.1f}  {cpus_text(v.hard, nr)} / {cpus_text(v.soft, nr)}\n")
     s.result({"vcpus": out}, text)
