@@ -66,6 +66,7 @@ class Handle:
         self._console_index: Optional[int] = None
         #: True once :meth:`make_read_only` ran: state-changing ops raise ReadOnlyError.
         self.read_only = False
+        self._guard: Optional[Any] = None  # the ReadOnlyTransport of a read-only handle
         # Whether domctls inside a multicall work here: None until a batch tells.
         self._multicall: Optional[bool] = None
 
@@ -105,7 +106,10 @@ class Handle:
             return
         from .trace import ReadOnlyTransport
 
-        self.transport = ReadOnlyTransport(self.transport)
+        guard = ReadOnlyTransport(self.transport, self._abi)
+        guard.decoder.arch = self.arch  # read requests with this machine's layouts until the ABI is known
+        self._guard = guard
+        self.transport = guard
         self.read_only = True
 
     def _check_writable(self, what: str) -> None:
@@ -142,6 +146,8 @@ class Handle:
             with self._lock:
                 if self._abi is None:
                     self._abi = self._detect()
+                    if self._guard is not None:
+                        self._guard.variant = self._abi
             if self._wire is None and isinstance(self._transport, _fast.PrivcmdTransport):
                 self.wire  # noqa: B018 - the device's op plans are built with the wire
         return self._abi
