@@ -7,6 +7,7 @@ import time
 
 from .common import ALL_SUITES, XenvmError, log, run, suite_arch
 from .mirrors import host_mirrors
+
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 LIST_MAX_AGE = 24 * 3600
 
