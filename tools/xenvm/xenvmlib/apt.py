@@ -1,5 +1,6 @@
 """A private apt state per Debian suite: lists, cache and downloads live in
-the xenvm cache; the system's apt sources and dpkg database are never used."""
+the xenvm cache; the system's dpkg database is never used, and of its apt
+sources only the Debian mirror is taken (mirrors.py)."""
 
 import os
 import re
