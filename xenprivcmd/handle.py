@@ -11,6 +11,7 @@ from uuid import UUID
 from . import abi as _abi
 from ._privcmd import Transport
 from .errors import AmbiguousDomain, DecodeError, NoSuchDomain, ReadOnlyError, XenError
+from .ops import _fast
 from .ops import batch as _batch
 from .ops import domains as _dom
 from .ops import host as _host
@@ -71,6 +72,7 @@ class Handle:
         self._console_index: Optional[int] = None
         #: True once :meth:`make_read_only` ran: state-changing ops raise ReadOnlyError.
         self.read_only = False
+        self._guard: Optional[Any] = None  # the ReadOnlyTransport of a read-only handle
         # Whether domctls inside a multicall work here: None until a batch tells.
         self._multicall: Optional[bool] = None
 
@@ -110,7 +112,10 @@ class Handle:
             return
         from .trace import ReadOnlyTransport
 
-        self.transport = ReadOnlyTransport(self.transport)
+        guard = ReadOnlyTransport(self.transport, self._abi)
+        guard.decoder.arch = self.arch  # read requests with this machine's layouts until the ABI is known
+        self._guard = guard
+        self.transport = guard
         self.read_only = True
 
     def _check_writable(self, what: str) -> None:
@@ -147,6 +152,10 @@ class Handle:
             with self._lock:
                 if self._abi is None:
                     self._abi = self._detect()
+                    if self._guard is not None:
+                        self._guard.variant = self._abi
+            if self._wire is None and isinstance(self._transport, _fast.PrivcmdTransport):
+                self.wire  # noqa: B018 - the device's op plans are built with the wire
         return self._abi
 
     def _detect(self) -> "_abi.Variant":
@@ -167,7 +176,32 @@ class Handle:
         w = self._wire
         if w is None:
             w = self._wire = make_wire(self.abi)
+            self._install_plans()
         return w
+
+    # -- precomputed op plans ---------------------------------------------------------
+    @property
+    def transport(self) -> Transport:
+        """What the handle issues hypercalls through; assigning another one (a
+        tracing wrapper, say) takes the handle off the precomputed plans."""
+        return self._transport
+
+    @transport.setter
+    def transport(self, t: Transport) -> None:
+        self._transport = t
+        self._install_plans()
+
+    def _install_plans(self) -> None:
+        """Bind the hot ops' plans (:mod:`xenprivcmd.ops._fast`) in place of the
+        general methods while the transport is the privcmd device itself."""
+        d = self.__dict__
+        for name in _fast.PLANNED:
+            d.pop(name, None)
+        t = d.get("_transport")
+        if not isinstance(t, _fast.PrivcmdTransport):
+            return
+        w = d.get("_wire")
+        d.update(_fast.plans(self, w, t) if w is not None else {"xen_version": _fast.xen_version_plan(t)})
 
     # -- domains --------------------------------------------------------------------
     def domains(self, names: bool = False) -> List[DomainInfo]:
@@ -290,11 +324,14 @@ class Handle:
         domid = self._domid(dom)
         _dom._check_int(kib, "memory (KiB)", 0, _dom.MAX_MEM_KIB)
         if not force:
-            used = _dom.domain_info(self.wire, self.transport, domid).memory_kib
-            if kib < used:
-                raise ValueError(f"a limit of {kib} KiB is below the {used} KiB domain {domid} uses now"
-                                 " (force=True to set it anyway)")
+            self._refuse_below_use(domid, kib)
         _dom.set_max_mem(self.wire, self.transport, domid, kib)
+
+    def _refuse_below_use(self, domid: int, kib: int) -> None:
+        used = self.domain_info(domid).memory_kib
+        if kib < used:
+            raise ValueError(f"a limit of {kib} KiB is below the {used} KiB domain {domid} uses now"
+                             " (force=True to set it anyway)")
 
     def set_max_vcpus(self, dom: DomainRef, n: int) -> None:
         """``XEN_DOMCTL_max_vcpus``: allocate the domain's vcpus (from Xen 4.12
