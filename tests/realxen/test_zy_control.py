@@ -124,12 +124,14 @@ def _uptimes(text: str) -> Dict[str, int]:
 
 
 def test_uptime_equals_xl_uptime():
+    t0 = time.monotonic()
     xl_text, our_text = xl("uptime"), xpsh("uptime")
+    apart = time.monotonic() - t0  # xpsh reads later than xl (python's start-up under TCG: seconds)
     assert our_text.splitlines()[0] == xl_text.splitlines()[0]
     theirs, ours = _uptimes(xl_text), _uptimes(our_text)
     assert set(ours) == set(theirs)
     for name, secs in theirs.items():
-        assert abs(ours[name] - secs) <= 5, (name, ours[name], secs)
+        assert -1 <= ours[name] - secs <= apart + 2, (name, ours[name], secs, apart)
 
 
 def test_cpupool_list_matches_xl():
@@ -150,17 +152,17 @@ def _target(domid: int) -> str:
 def test_setmem_balloons_the_guest_as_xl_mem_set_does(xen):
     domid = need("guest1")
     start = _xl_mem("guest1")
-    assert start > 100, start  # booted with 128 MB
+    assert start >= 90, start  # booted with 128 MB (test_shell.py set its target to 100 MB)
     xpsh("setmem", "guest1", "64M")
-    until("guest1 ballooned to about 64 MiB in xl list", lambda: 60 <= _xl_mem("guest1") <= 66)
+    until("guest1 ballooned to about 64 MiB in xl list", lambda: 60 <= _xl_mem("guest1") <= 70)
     ours = (_target(domid), xen.domain_info(domid).max_memory_kib)
     dom = json.loads(xpsh("--json", "dominfo", "guest1"))
     assert dom["memory_kib"] // 1024 == _xl_mem("guest1")
     # xl mem-set on the same guest leaves the same target and the same hypervisor limit
     xl("mem-set", "guest1", "80m")
-    until("xl mem-set 80m", lambda: 76 <= _xl_mem("guest1") <= 82)
+    until("xl mem-set 80m", lambda: 76 <= _xl_mem("guest1") <= 86)
     xl("mem-set", "guest1", "64m")
-    until("xl mem-set 64m", lambda: 60 <= _xl_mem("guest1") <= 66)
+    until("xl mem-set 64m", lambda: 60 <= _xl_mem("guest1") <= 70)
     assert (_target(domid), xen.domain_info(domid).max_memory_kib) == ours
     # and back up: static-max (128 MiB) is the limit, above it is refused
     bad = subprocess.run([sys.executable, "-m", "xenprivcmd", "setmem", "guest1", "1G"], capture_output=True,
@@ -188,6 +190,9 @@ def test_xpsh_shutdown_wait(xen):
     # Linux's xen manage driver announces itself (control/feature-poweroff) once it watches control/shutdown
     until("the rebooted guest2's PV drivers up", lambda: subprocess.run(
         ["xenstore-read", f"/local/domain/{domid}/control/feature-poweroff"], capture_output=True).returncode == 0)
+    # xl builds the new domain paused and unpauses it once its devices are up
+    until("the rebooted guest2 unpaused", lambda: all(r["name"] != "guest2" or "p" not in r["state"]
+                                                      for r in xl_list()))
     out = xpsh("shutdown", "--wait", "guest2")
     assert out in ("Domain 'guest2' is gone\n", "Domain 'guest2' is shut off (poweroff)\n"), out
     until("guest2 not running for xl", lambda: all(r["name"] != "guest2" or "s" in r["state"]
