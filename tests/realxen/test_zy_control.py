@@ -47,13 +47,13 @@ def need(name: str) -> int:
     return domid
 
 
-def until(what: str, check, seconds: float = WAIT):  # type: ignore[no-untyped-def]
+def until(what: str, check, seconds: float = WAIT, show=None):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + seconds
     while True:
         got = check()
         if got:
             return got
-        assert time.monotonic() < deadline, f"{what}: not within {seconds:g} s"
+        assert time.monotonic() < deadline, f"{what}: not within {seconds:g} s" + (f" ({show()})" if show else "")
         time.sleep(0.5)
 
 
@@ -154,7 +154,8 @@ def test_setmem_balloons_the_guest_as_xl_mem_set_does(xen):
     start = _xl_mem("guest1")
     assert start >= 90, start  # booted with 128 MB (test_shell.py set its target to 100 MB)
     xpsh("setmem", "guest1", "64M")
-    until("guest1 ballooned to about 64 MiB in xl list", lambda: 60 <= _xl_mem("guest1") <= 70)
+    until("guest1 ballooned to about 64 MiB in xl list", lambda: 60 <= _xl_mem("guest1") <= 70,
+          show=lambda: f"xl list Mem {_xl_mem('guest1')}, memory/target {_target(domid)}")
     ours = (_target(domid), xen.domain_info(domid).max_memory_kib)
     dom = json.loads(xpsh("--json", "dominfo", "guest1"))
     assert dom["memory_kib"] // 1024 == _xl_mem("guest1")
