@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from typing import FrozenSet, NamedTuple, Optional, Tuple
-from uuid import UUID
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import FrozenSet, NamedTuple, Optional, Tuple
+    from uuid import UUID
+else:  # the same classes, without importing typing (see _ntuple)
+    from ._ntuple import NamedTuple
 
 __all__ = ["VersionInfo", "DomainInfo", "DomainState", "VcpuInfo", "VcpuAffinity", "SchedParams", "PhysInfo", "CpuTopology", "NumaNode", "PcpuInfo", "SHUTDOWN_REASONS"]
 
@@ -78,11 +82,15 @@ class DomainInfo(NamedTuple):
     @property
     def handle(self) -> UUID:
         """The domain handle (the toolstack's UUID for it)."""
+        from uuid import UUID
+
         return UUID(bytes=self.handle_bytes)
 
     @property
     def uuid(self) -> UUID:
         """The same as :attr:`handle`."""
+        from uuid import UUID
+
         return UUID(bytes=self.handle_bytes)
 
     @property
