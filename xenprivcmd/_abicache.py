@@ -69,7 +69,7 @@ def cache_path(kind: str, arch: str, environ: Optional[Dict[str, str]] = None) -
     d = cache_dir(environ)
     if d is None:
         return None
-    safe = "".join(ch if ch.isalnum() else "_" for ch in f"{kind}-{arch}")
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f"{kind}-{arch}")
     return os.path.join(d, f"abi-{safe}")
 
 

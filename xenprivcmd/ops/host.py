@@ -8,16 +8,36 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
-import functools
 import struct
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from .._layout import fields, record_reader
-from .._privcmd import Transport
 from ..errors import DecodeError, NotSupported
 from ..types import CpuTopology, NumaNode, PcpuInfo, PhysInfo
 from . import _slow
-from ._wire import PAYLOAD_OFFSET, Wire
+from ._wire import PAYLOAD_OFFSET
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple, TypeVar
+
+    from .._privcmd import Transport
+    from ._wire import Wire
+
+    _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _cache(func: _F) -> _F:
+    """``functools.cache`` for one-argument functions, without importing functools."""
+    memo: Dict[Any, Any] = {}
+
+    def cached(arg: Any) -> Any:
+        try:
+            return memo[arg]
+        except KeyError:
+            return memo.setdefault(arg, func(arg))
+
+    cached.__doc__ = func.__doc__
+    return cached  # type: ignore[return-value]
 
 #: XEN_SCHEDULER_* ids (the same in every release that has them; 0 is SCHED_BVT of the dom0_op era).
 SCHEDULER_NAMES = {0: "bvt", 4: "sedf", 5: "credit", 6: "credit2", 7: "arinc653", 8: "rtds", 9: "null"}
@@ -39,7 +59,7 @@ CONSOLE_CHUNK = 16384
 MAX_CONSOLE_BYTES = 64 << 20
 
 
-@functools.cache
+@_cache
 def _names(cls: type) -> FrozenSet[str]:
     return frozenset(f[0] for f in getattr(cls, "_fields_", ()))
 
@@ -54,7 +74,7 @@ _PHYSINFO_FIELDS = (
 )
 
 
-@functools.cache
+@_cache
 def _physinfo_reader(cls: type) -> Tuple[struct.Struct, Dict[str, Optional[int]], int, int]:
     """One unpack for physinfo's scalars (those this release has), and where hw_cap is."""
     st, index = record_reader(cls, _PHYSINFO_FIELDS)

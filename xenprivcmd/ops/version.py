@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import errno as _errno
 import struct
-from typing import Optional, Tuple
 
-from .._privcmd import Buffer, Transport
 from ..errors import DecodeError, HypercallError, from_errno
 from ..types import VersionInfo
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
+
+    from .._privcmd import Buffer, Transport
 
 HYPERVISOR_xen_version = 17
 
