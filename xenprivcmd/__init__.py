@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         NotDom0Error,
         NotSupported,
         PrivcmdPermissionError,
+        ReadOnlyError,
         TryAgain,
         XenError,
         XenNotAvailable,
@@ -53,6 +54,7 @@ __all__ = [
     "NotSupported",
     "TryAgain",
     "Interrupted",
+    "ReadOnlyError",
     "DecodeError",
 ]
 
@@ -80,7 +82,7 @@ LOCAL_URIS = ("", "privcmd", "privcmd:", "privcmd:///", "xen:", "xen:///", "xen:
 
 
 def open(uri: "Optional[str]" = None, abi: "Optional[str]" = None,  # noqa: A001 - the natural name
-         detect: str = "auto") -> "Handle":
+         read_only: bool = False, detect: str = "auto") -> "Handle":
     """Open a connection to a hypervisor.
 
     ``uri`` ``None`` (or ``"xen:///"``, ``"privcmd:///"``) is the local privcmd
@@ -88,11 +90,20 @@ def open(uri: "Optional[str]" = None, abi: "Optional[str]" = None,  # noqa: A001
     :class:`PrivcmdPermissionError` when the device may not be opened (run as
     root), ``ValueError`` for a URI it does not know.  ``abi`` (a release
     such as ``"4.17.0"``) overrides detection; the hypervisor must still
-    accept its interface versions.  ``detect``: ``"auto"`` (the per-boot
-    cache of the detected variant on the local device, confirmed by one
-    probe), ``"fresh"`` (detect again, rewrite the cache), ``"cache"`` (use
-    the cache on any transport), ``"nocache"``.
+    accept its interface versions.  ``read_only=True`` gives a handle that
+    refuses every state-changing operation with :class:`ReadOnlyError` before
+    any hypercall (see :meth:`Handle.make_read_only`).  ``detect``: ``"auto"``
+    (the per-boot cache of the detected variant on the local device,
+    confirmed by one probe), ``"fresh"`` (detect again, rewrite the cache),
+    ``"cache"`` (use the cache on any transport), ``"nocache"``.
     """
+    handle = _open(uri, abi, detect)
+    if read_only:
+        handle.make_read_only()
+    return handle
+
+
+def _open(uri: "Optional[str]", abi: "Optional[str]", detect: str) -> "Handle":
     from ._detect import MODES
     from ._privcmd import open_privcmd
     from .handle import Handle

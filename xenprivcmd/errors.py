@@ -35,6 +35,7 @@ __all__ = [
     "NotSupported",
     "TryAgain",
     "Interrupted",
+    "ReadOnlyError",
     "DecodeError",
     "from_errno",
 ]
@@ -115,6 +116,10 @@ class Interrupted(HypercallError, InterruptedError):
 
 class TryAgain(HypercallError, BlockingIOError):
     """EAGAIN / EBUSY: the hypervisor asks to retry later."""
+
+
+class ReadOnlyError(XenError, PermissionError):
+    """A state-changing operation on a handle opened read-only (nothing was issued)."""
 
 
 class DecodeError(XenprivcmdError, ValueError):

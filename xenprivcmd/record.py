@@ -127,7 +127,8 @@ HYPERCALL_NAMES = {
     34: "hvm_op", 35: "sysctl", 36: "domctl", 37: "kexec_op", 38: "tmem_op", 39: "argo_op",
     40: "xenpmu_op", 41: "dm_op", 42: "hypfs_op",
 }
-XEN_VERSION, SYSCTL, DOMCTL = 17, 35, 36
+MULTICALL, XEN_VERSION, SYSCTL, DOMCTL = 13, 17, 35, 36
+_mc_head = struct.Struct("<QqQ")
 
 # Constants named like sub-ops that are not domctl/sysctl commands.
 _NOT_CMD = re.compile(r"^(vmtrace_(?!op$)|cpu_policy_|cpu_featureset_)")
@@ -166,11 +167,27 @@ def describe(op: int, args: Sequence[int], request: Optional[bytes]) -> str:
     if op in (DOMCTL, SYSCTL) and request is not None and len(request) >= 4:
         cmd = _u32.unpack_from(request)[0]
         text += f" {_cmd_table(op).get(cmd, 'cmd')}({cmd})"
+    elif op == MULTICALL and request is not None and len(args) > 1:
+        text += f" {args[1]} entries:" + ",".join(_entry_labels(args, request))
     elif op == XEN_VERSION:
         from .ops.version import SUBOP_NAMES
 
         text += f" {SUBOP_NAMES.get(args[0], 'sub')}({args[0]})"
     return text
+
+
+def _entry_labels(args: Sequence[int], request: bytes) -> List[str]:
+    """`` domctl getvcpuinfo(3)`` per entry of a multicall whose list starts the buffer."""
+    out = []
+    for i in range(min(args[1], len(request) // 64)):
+        e_op, _result, e_arg = _mc_head.unpack_from(request, i * 64)
+        label = f" {HYPERCALL_NAMES.get(e_op, 'hypercall')}"
+        at = e_arg - args[0]
+        if e_op in (DOMCTL, SYSCTL) and 0 <= at <= len(request) - 4:
+            cmd = _u32.unpack_from(request, at)[0]
+            label += f" {_cmd_table(e_op).get(cmd, 'cmd')}({cmd})"
+        out.append(label)
+    return out
 
 
 def _field_hint(op: int, offset: int) -> str:
@@ -469,6 +486,10 @@ class RecordingTransport(Transport):
 
     kind = "record"
 
+    @property
+    def multicall(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.inner, "multicall", False))
+
     def __init__(self, inner: Transport, path: str, *, comment: str = "", inner_uri: str = "",
                  arch: str = "", abi: Optional[str] = None) -> None:
         super().__init__()
@@ -638,6 +659,7 @@ class ReplayTransport(MemoryTransport):
     """
 
     kind = "replay"
+    multicall = True
 
     def __init__(self, recording: Recording, strict: bool = True) -> None:
         super().__init__()

@@ -11,8 +11,9 @@ from __future__ import annotations
 import errno as _errno
 import struct
 
-from ..errors import DecodeError, HypercallError, from_errno
+from ..errors import DecodeError, HypercallError
 from ..types import VersionInfo
+from ._wire import issue
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -58,10 +59,8 @@ _feature_info = struct.Struct("=II")
 
 def call(t: Transport, subop: int, address: int = 0) -> int:
     """Issue one ``xen_version`` sub-op; typed error on failure."""
-    try:
-        return t.hypercall(HYPERVISOR_xen_version, subop, address)
-    except OSError as exc:
-        raise from_errno(exc.errno or _errno.EIO, hypercall="xen_version", subop=SUBOP_NAMES.get(subop, str(subop))) from None
+    return issue(t, HYPERVISOR_xen_version, subop, address, hypercall="xen_version",
+                 subop=SUBOP_NAMES.get(subop, str(subop)))
 
 
 def version(t: Transport) -> Tuple[int, int]:
