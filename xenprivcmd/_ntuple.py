@@ -4,10 +4,11 @@
 reads ``typing.NamedTuple`` there, the interpreter this base.  The classes
 it makes behave as ``collections.namedtuple`` classes do: tuple subclasses
 with ``_fields``, ``_field_defaults``, ``_make``, ``_replace``, ``_asdict``,
-the same ``repr``, pickling, ``__match_args__`` and a generated ``__new__``
-(so a wrong argument list raises the same ``TypeError``).  Importing
-``typing`` costs more than everything else ``import xenprivcmd`` does; this
-costs a few ``exec`` calls.
+the same ``repr``, pickling, ``__match_args__``, and a ``__new__`` taking
+positional and keyword arguments with defaults (a wrong argument list is a
+``TypeError``).  Importing ``typing`` costs more than everything else
+``import xenprivcmd`` does; this costs a few small class creations, no
+``exec``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["NamedTuple"]
 
 _tuple_new = tuple.__new__
+_MISSING = object()
 
 
 def _make_class(name: str, ns: Dict[str, Any]) -> type:
@@ -35,13 +37,30 @@ def _make_class(name: str, ns: Dict[str, Any]) -> type:
             seen_default = True
         elif seen_default:
             raise TypeError(f"{name}: non-default field {f!r} follows a default one")
-    args = ", ".join(f"{f}=_d[{f!r}]" if f in defaults else f for f in fields)
-    body = ", ".join(fields) + ("," if len(fields) == 1 else "")
-    env: Dict[str, Any] = {"_tuple_new": _tuple_new, "_d": defaults}
-    exec(f"def __new__(_cls, {args}):\n    return _tuple_new(_cls, ({body}))\n", env)  # noqa: S102 - our own text
-    new = env["__new__"]
-    new.__doc__ = f"Create new instance of {name}({', '.join(fields)})"
     n = len(fields)
+    index = {f: i for i, f in enumerate(fields)}
+    fill = tuple(defaults.get(f, _MISSING) for f in fields)
+
+    def __new__(_cls: Any, *args: Any, **kw: Any) -> Any:
+        if not kw and len(args) == n:
+            return _tuple_new(_cls, args)
+        if len(args) > n:
+            raise TypeError(f"{name}() takes {n} positional arguments but {len(args)} were given")
+        vals = list(args) + list(fill[len(args):])
+        for k, v in kw.items():
+            i = index.get(k)
+            if i is None:
+                raise TypeError(f"{name}() got an unexpected keyword argument {k!r}")
+            if i < len(args):
+                raise TypeError(f"{name}() got multiple values for argument {k!r}")
+            vals[i] = v
+        missing = [f for f, v in zip(fields, vals) if v is _MISSING]
+        if missing:
+            raise TypeError(f"{name}() missing {len(missing)} required argument(s): "
+                            + ", ".join(repr(f) for f in missing))
+        return _tuple_new(_cls, vals)
+
+    __new__.__doc__ = f"Create new instance of {name}({', '.join(fields)})"
 
     @classmethod  # type: ignore[misc]
     def _make(cls: Any, iterable: Iterable[Any]) -> Any:
@@ -66,7 +85,7 @@ def _make_class(name: str, ns: Dict[str, Any]) -> type:
         return tuple(self)
 
     cls_ns: Dict[str, Any] = {
-        "__slots__": (), "_fields": fields, "_field_defaults": dict(defaults), "__new__": new,
+        "__slots__": (), "_fields": fields, "_field_defaults": dict(defaults), "__new__": __new__,
         "_make": _make, "_replace": _replace, "_asdict": _asdict, "__repr__": __repr__,
         "__getnewargs__": __getnewargs__, "__match_args__": fields,
     }

@@ -48,10 +48,10 @@ connects again when the :class:`Xenstore` was opened from a path.
 
 from __future__ import annotations
 
+import _socket as socket  # the C module: socket.py would load enum, selectors, collections
 import errno as _errno
 import os
 import select
-import socket
 import stat
 import struct
 from _thread import allocate_lock
