@@ -10,6 +10,7 @@
    an environment without PYTHONPATH:
 
    * ``python3 -c pass``: the floor; ``xl list``: Xen's own tool;
+     ``python3 -m this``: what ``-m`` alone adds (runpy and its imports);
    * ``python3 -c 'import xenprivcmd'``;
    * ``python3 -m xenprivcmd list`` and ``xpsh list`` with the per-boot ABI
      cache warm, and cold (the cache file removed before each run: what the
@@ -193,6 +194,7 @@ def main():
 
     cmds = [
         ("python3 -c pass", [py, "-c", "pass"], None),
+        ("python3 -m this (the floor of -m: runpy)", [py, "-m", "this"], None),
         ("xl list", [xl, "list"], None),
         ("import xenprivcmd", [py, "-c", "import xenprivcmd"], None),
         ("python3 -m xenprivcmd list (warm cache)", [py, "-m", "xenprivcmd", "list"], None),
