@@ -46,6 +46,9 @@ TARGETS = {
 }
 
 
+PY = os.path.realpath(shutil.which("python3") or sys.executable)
+
+
 def log(msg):
     print("coldstart: " + msg, file=sys.stderr, flush=True)
 
@@ -131,7 +134,8 @@ def run_once(cmd, env, before=None):
 
 def importtime(cmd, env, floor_mods, top=15):
     """Self time per module (us) of one run, the costliest first, and the modules beyond the floor."""
-    res = subprocess.run([cmd[0], "-X", "importtime"] + cmd[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    full = [cmd[0], "-X", "importtime"] + cmd[1:] if cmd[1:2] in (["-c"], ["-m"]) else [PY, "-X", "importtime"] + cmd
+    res = subprocess.run(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          env=env, cwd="/", universal_newlines=True)
     rows = []
     for line in res.stderr.splitlines():
@@ -162,7 +166,7 @@ def profile(cmd, env, top=25):
     elif cmd[1:2] == ["-m"]:
         pcmd = [cmd[0], "-m", "cProfile", "-s", "cumulative"] + cmd[1:]
     else:  # the console script
-        pcmd = [sys.executable, "-m", "cProfile", "-s", "cumulative"] + cmd
+        pcmd = [PY, "-m", "cProfile", "-s", "cumulative"] + cmd
     res = subprocess.run(pcmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd="/",
                          universal_newlines=True)
     lines = res.stdout.splitlines()
@@ -179,7 +183,7 @@ def main():
     ap.add_argument("--suite", default="")
     ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args()
-    py = os.path.realpath(shutil.which("python3"))
+    py = PY
     inst = install(py, os.path.abspath(args.wheel), args.src)
     log("installed: %s" % json.dumps(inst))
     env = clean_env()

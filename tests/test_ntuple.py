@@ -73,4 +73,10 @@ def test_pickle_and_the_real_result_types():
     back = pickle.loads(pickle.dumps(info))
     assert back == info and type(back) is types.DomainInfo and back.name is None
     assert types.DomainInfo._fields[-1] == "name" and types.DomainInfo._field_defaults == {"name": None}
-    assert str(info.uuid) == "00000000-0000-0000-0000-000000000000"
+    assert str(info.uuid) == info.uuid_str == "00000000-0000-0000-0000-000000000000"
+    import os
+    import uuid
+
+    for _ in range(50):
+        raw = os.urandom(16)
+        assert info._replace(handle_bytes=raw).uuid_str == str(uuid.UUID(bytes=raw))

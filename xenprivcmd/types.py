@@ -87,6 +87,15 @@ class DomainInfo(NamedTuple):
         return UUID(bytes=self.handle_bytes)
 
     @property
+    def uuid_str(self) -> str:
+        """``str(self.uuid)`` without loading :mod:`uuid` (which loads ``platform``
+        and ``re``): one-shot listings print it for every domain."""
+        h = self.handle_bytes.hex()
+        if len(h) != 32:
+            return str(self.uuid)  # the same ValueError as UUID(bytes=...)
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+    @property
     def uuid(self) -> UUID:
         """The same as :attr:`handle`."""
         from uuid import UUID

@@ -149,7 +149,7 @@ def _info_dict(i: Any) -> Dict[str, Any]:
     return {
         "id": i.domid,
         "name": i.name,
-        "uuid": str(i.uuid),
+        "uuid": i.uuid_str,
         "state": i.state,
         "state_letters": i.state_letters,
         "memory_kib": i.memory_kib,

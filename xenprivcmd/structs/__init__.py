@@ -9,14 +9,14 @@ struct layout), so releases sharing a layout share their classes and a
 process builds only the structs it touches.
 
 Nothing here is imported by ``import xenprivcmd``; use :mod:`xenprivcmd.abi`.
-Cheap to import on purpose: no ``re``, ``json``, ``typing`` or ``threading``.
+Cheap to import on purpose: no ``re``, ``json``, ``typing``, ``threading`` or ``importlib``.
 """
 
 from __future__ import annotations
 
 import _thread
 import ctypes
-import importlib
+import sys
 from _collections_abc import Mapping as _MappingBase
 
 TYPE_CHECKING = False
@@ -41,7 +41,13 @@ _lock = _thread.RLock()
 
 
 def _gen(name: str) -> ModuleType:
-    return importlib.import_module("%s._gen_%s" % (__name__, name))
+    # __import__, not importlib.import_module: importlib's package loads warnings
+    full = "%s._gen_%s" % (__name__, name)
+    mod = sys.modules.get(full)
+    if mod is None:
+        __import__(full)
+        mod = sys.modules[full]
+    return mod
 
 
 def release_table() -> Tuple[ReleaseRow, ...]:
