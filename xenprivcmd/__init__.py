@@ -67,11 +67,18 @@ def __getattr__(name: str) -> object:
         mod = ".errors"
     if mod is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(mod, __name__), name)
+    value = getattr(_submodule(mod), name)
     globals()[name] = value
     return value
+
+
+def _submodule(rel: str) -> object:
+    """``.name`` -> the imported submodule (``__import__``: importlib's package loads warnings)."""
+    import sys
+
+    full = __name__ + rel
+    __import__(full)
+    return sys.modules[full]
 
 
 def __dir__() -> "list[str]":
@@ -119,9 +126,7 @@ def _open(uri: "Optional[str]", abi: "Optional[str]", detect: str) -> "Handle":
     scheme = uri.split(":", 1)[0]
     if scheme in _SCHEMES:
         module, func = _SCHEMES[scheme]
-        import importlib
-
-        opener = getattr(importlib.import_module(module, __name__), func)
+        opener = getattr(_submodule(module), func)
         h: Handle = opener(uri, abi=abi)
         h.detect_mode = detect
         return h
