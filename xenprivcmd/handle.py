@@ -8,7 +8,6 @@ import errno
 from . import abi as _abi
 from .errors import DecodeError, NoSuchDomain, ReadOnlyError, XenError
 from .ops import _fast
-from .ops import batch as _batch
 from .ops import domains as _dom
 from .ops import host as _host
 from .ops import version as _version
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from ._privcmd import Transport
+    from .ops import batch as _batch
     from .types import (
         CpuTopology,
         DomainState,
@@ -304,6 +304,8 @@ class Handle:
         hypervisor refuses domctls in a multicall, the operations go one call
         each (remembered for this handle).
         """
+        from .ops import batch as _batch
+
         return _batch.Batch(self)
 
     def domain_infos(self, domids: Iterable[int], names: bool = False) -> List[Union[DomainInfo, XenError]]:

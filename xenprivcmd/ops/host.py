@@ -13,7 +13,6 @@ import struct
 from .._layout import fields, record_reader
 from ..errors import DecodeError, NotSupported
 from ..types import CpuTopology, NumaNode, PcpuInfo, PhysInfo
-from . import _slow
 from ._wire import PAYLOAD_OFFSET
 
 TYPE_CHECKING = False
@@ -156,6 +155,8 @@ def cpu_topology(w: Wire, t: Transport, max_cpu_id: int) -> List[CpuTopology]:
         got = int(req.u.cputopoinfo.num_cpus)
         if got > n:
             raise DecodeError(f"cputopoinfo: {got} cpus returned for {n} asked")
+        from . import _slow
+
         rows = _slow.records(rec_cls, ("core", "socket", "node"), buf.view, PAYLOAD_OFFSET, got)
         return [CpuTopology(i, *(None if v == INVALID_TOPOLOGY_ID else v for v in row)) for i, row in enumerate(rows)]
     if w.has("xen_sysctl_topologyinfo"):
@@ -195,6 +196,8 @@ def numa_info(w: Wire, t: Transport, max_node_id: int) -> List[NumaNode]:
         got = int(ni.num_nodes)
         if got > n:
             raise DecodeError(f"numainfo: {got} nodes returned for {n} asked")
+        from . import _slow
+
         mems = _slow.records(mem_cls, ("memsize", "memfree"), buf.view, PAYLOAD_OFFSET, got)
         # Xen lays the distance matrix out with rows as long as the nodes it answered.
         dist = struct.unpack_from(f"<{got * got}I", buf.view, dist_at)
@@ -229,6 +232,8 @@ def pcpu_info(w: Wire, t: Transport, max_cpu_id: int) -> List[PcpuInfo]:
     got = int(gi.nr_cpus)
     if got > n:
         raise DecodeError(f"getcpuinfo: {got} cpus returned for {n} asked")
+    from . import _slow
+
     rows = _slow.records(rec_cls, ("idletime",), buf.view, PAYLOAD_OFFSET, got)
     return [PcpuInfo(i, row[0]) for i, row in enumerate(rows)]
 
