@@ -8,6 +8,7 @@ import errno
 from . import abi as _abi
 from .errors import DecodeError, NoSuchDomain, ReadOnlyError, XenError
 from .ops import _fast
+from .ops import batch as _batch
 from .ops import domains as _dom
 from .ops import host as _host
 from .ops import version as _version
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from ._privcmd import Transport
-    from .ops import batch as _batch
     from .types import (
         CpuTopology,
         DomainState,
@@ -304,8 +304,6 @@ class Handle:
         hypervisor refuses domctls in a multicall, the operations go one call
         each (remembered for this handle).
         """
-        from .ops import batch as _batch
-
         return _batch.Batch(self)
 
     def domain_infos(self, domids: Iterable[int], names: bool = False) -> List[Union[DomainInfo, XenError]]:
@@ -313,6 +311,10 @@ class Handle:
         DomainInfo, or the error it ended with (e.g. a
         :class:`~xenprivcmd.errors.NoSuchDomain` instance), returned, not raised."""
         ids = [check_domid(d) for d in domids]
+        if ids and _batch.shaped_ok(self):
+            shaped = _batch.infos_shaped(self, ids)
+            if shaped is not None:
+                return self.with_names(shaped) if names else shaped  # type: ignore[return-value]
         b = self.batch()
         calls = [b.domain_info(d) for d in ids]
         b.run()
@@ -349,6 +351,10 @@ class Handle:
             if info.vcpus > _dom.MAX_VCPUS:
                 raise DecodeError(f"getdomaininfo: max_vcpu_id {info.max_vcpu_id} of domain {info.domid} "
                                        "is beyond any Xen")
+        if infos and _batch.shaped_ok(self):
+            shaped = _batch.vcpus_shaped(self, infos)
+            if shaped is not None:
+                return shaped
         b = self.batch()
         rows = [(info, b.vcpu_info(info.domid, v), b.vcpu_affinity(info.domid, v))
                 for info in infos for v in range(info.vcpus)]
