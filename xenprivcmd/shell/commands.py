@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .. import __version__
 from .parse import (
@@ -23,6 +22,10 @@ from .parse import (
     parse_set,
 )
 from .session import Session, stream_isatty
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Sequence
 
 __all__ = ["Command", "COMMANDS", "GROUPS", "resolve"]
 
@@ -167,7 +170,7 @@ def _info_dict(i: Any) -> Dict[str, Any]:
     return {
         "id": i.domid,
         "name": i.name,
-        "uuid": str(i.uuid),
+        "uuid": i.uuid_str,
         "state": i.state,
         "state_letters": i.state_letters,
         "memory_kib": i.memory_kib,
