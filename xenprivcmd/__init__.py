@@ -31,7 +31,7 @@ from .errors import (
 from .handle import Handle
 from .types import VersionInfo
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "open",
