@@ -64,6 +64,15 @@ def open(uri: Optional[str] = None, abi: Optional[str] = None) -> Handle:  # noq
     root), ``ValueError`` for a URI it does not know.  ``abi`` (a release
     such as ``"4.17.0"``) overrides detection; the hypervisor must still
     accept its interface versions.
+
+    >>> import xenprivcmd
+    >>> with xenprivcmd.open("sim:///default?xen=4.17.7") as xen:
+    ...     print(xen.version().release, xen.abi.release, xen.abi.domctl_interface_version)
+    4.17.7 4.17.7 21
+    >>> xenprivcmd.open("vmware:///")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown hypervisor URI 'vmware:///' (known: xen:///, sim://, record://, replay://)
     """
     from ._privcmd import open_privcmd
 

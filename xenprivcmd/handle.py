@@ -37,6 +37,13 @@ class Handle:
     Everything goes through ``self.transport`` (the real privcmd device, the
     simulator, or a replay).  Close it with :meth:`close` or use it as a
     context manager.  A handle may be shared by threads.
+
+    >>> xen = xenprivcmd.open("sim:///default")
+    >>> [(d.domid, d.name, d.state) for d in xen.domains(names=True)]
+    [(0, 'Domain-0', 'running'), (1, 'web1', 'running'), (2, 'db1', 'idle'), (3, 'build1', 'paused')]
+    >>> xen.close()
+    >>> xen.closed
+    True
     """
 
     def __init__(self, transport: Transport, uri: str, abi: Union[None, str, "_abi.Variant"] = None,
@@ -147,7 +154,21 @@ class Handle:
         return self.with_names(infos) if names else infos
 
     def domain_info(self, domid: int, name: bool = False) -> DomainInfo:
-        """One domain; :class:`~xenprivcmd.errors.NoSuchDomain` if it does not exist (every release)."""
+        """One domain; :class:`~xenprivcmd.errors.NoSuchDomain` if it does not exist (every release).
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> d = xen.domain_info(1, name=True)
+        >>> d.name, d.memory_kib, d.max_memory_kib, d.vcpus, d.state_letters
+        ('web1', 1048576, 2097152, 2, 'r-----')
+        >>> xen.domain_info(42)
+        Traceback (most recent call last):
+        ...
+        xenprivcmd.errors.NoSuchDomain: domctl getdomaininfo(domid=42): no such domain (ESRCH)
+        >>> xen.domain_info(-1)          # invalid on its face: no hypercall
+        Traceback (most recent call last):
+        ...
+        ValueError: domid -1 is out of range 0..0x7fef
+        """
         info = _dom.domain_info(self.wire, self.transport, domid)
         return self.with_names([info])[0] if name else info
 
@@ -168,7 +189,12 @@ class Handle:
         return xenstore.try_domain_names()
 
     def lookup(self, ident: Union[int, str, UUID]) -> DomainInfo:
-        """A domain by id (int or digits), name, or UUID string."""
+        """A domain by id (int or digits), name, or UUID string.
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> xen.lookup("db1").domid, xen.lookup("2").name, xen.lookup(xen.lookup(2).uuid).domid
+        (2, 'db1', 2)
+        """
         if isinstance(ident, int) and not isinstance(ident, bool):
             return self.domain_info(ident, name=True)
         if isinstance(ident, UUID):
@@ -192,7 +218,16 @@ class Handle:
         return _dom.domain_state(self.wire, self.transport, domid)
 
     def pause(self, domid: int) -> None:
-        """Pause a domain (``XEN_DOMCTL_pausedomain``)."""
+        """Pause a domain (``XEN_DOMCTL_pausedomain``).
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> xen.pause(1)
+        >>> xen.domain_info(1).state
+        'paused'
+        >>> xen.unpause(1)
+        >>> xen.domain_info(1).paused
+        False
+        """
         _dom.pause(self.wire, self.transport, domid)
 
     def unpause(self, domid: int) -> None:
@@ -204,7 +239,13 @@ class Handle:
         _dom.destroy(self.wire, self.transport, domid)
 
     def set_max_mem(self, domid: int, kib: int) -> None:
-        """Set a domain's memory limit in KiB (``XEN_DOMCTL_max_mem``)."""
+        """Set a domain's memory limit in KiB (``XEN_DOMCTL_max_mem``).
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> xen.set_max_mem(1, 3 * 1024 * 1024)
+        >>> xen.domain_info(1).max_memory_kib
+        3145728
+        """
         _dom.set_max_mem(self.wire, self.transport, domid, kib)
 
     def set_max_vcpus(self, domid: int, n: int) -> None:
@@ -230,7 +271,12 @@ class Handle:
 
     def set_vcpu_affinity(self, domid: int, vcpu: int, hard: Optional[Iterable[int]] = None,
                           soft: Optional[Iterable[int]] = None) -> VcpuAffinity:
-        """Pin a vcpu; returns the affinity Xen then reports."""
+        """Pin a vcpu; returns the affinity Xen then reports.
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> xen.set_vcpu_affinity(1, 0, hard={0, 1})
+        VcpuAffinity(vcpu=0, hard=frozenset({0, 1}), soft=frozenset({0, 1, 2, 3}))
+        """
         check_domid(domid)
         _dom._check_int(vcpu, "vcpu", 0, _dom.MAX_VCPUS - 1)
         if hard is None and soft is None:
@@ -244,7 +290,16 @@ class Handle:
         return _dom.sched_params(self.wire, self.transport, domid, sid, name)
 
     def set_sched_params(self, domid: int, weight: Optional[int] = None, cap: Optional[int] = None) -> SchedParams:
-        """Set weight (1..65535) and/or cap (0..65534, 0 = none); returns the new values."""
+        """Set weight (1..65535) and/or cap (0..65534, 0 = none); returns the new values.
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> xen.set_sched_params(1, weight=512)
+        SchedParams(scheduler='credit', weight=512, cap=0)
+        >>> xen.set_sched_params(1, weight=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: weight 0 is out of range 1..65535
+        """
         _dom.check_sched_args(domid, weight, cap)
         sid, name = self.sched_id()
         return _dom.set_sched_params(self.wire, self.transport, domid, sid, name, weight, cap)
@@ -255,7 +310,12 @@ class Handle:
 
     # -- host -----------------------------------------------------------------------
     def physinfo(self) -> PhysInfo:
-        """``XEN_SYSCTL_physinfo``."""
+        """``XEN_SYSCTL_physinfo``.
+
+        >>> p = xenprivcmd.open("sim:///default").physinfo()
+        >>> p.nr_cpus, p.cores_per_socket, p.threads_per_core, p.nr_nodes, p.virt_caps
+        (4, 2, 2, 1, ('hvm', 'pv', 'hap', 'shadow'))
+        """
         return _host.physinfo(self.wire, self.transport)
 
     def sched_id(self) -> Tuple[int, str]:
