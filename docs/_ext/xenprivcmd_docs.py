@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from docutils import nodes
-from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
@@ -60,31 +59,51 @@ def abi_summary() -> str:
     per_arch = {a: sum(1 for r in rels if a == "x86_64" or _variant(r, a) is not None) for a in abi.arches()}
     layouts = {row[4] for row in abi_rows()}
     return (
-        f"The tables know **{len(rels)} Xen releases**, {rels[0]} .. {rels[-1]} "
+        f"The tables know {len(rels)} Xen releases, {rels[0]} .. {rels[-1]} "
         f"(the development head is {abi.head_release()}): "
         + ", ".join(f"{n} on {a}" for a, n in per_arch.items())
         + f". domctl interface versions {_hex(dom[0])} .. {_hex(dom[-1])}, sysctl "
         f"{_hex(sys_[0])} .. {_hex(sys_[-1])}; {len(dom0_op)} releases ({', '.join(dom0_op)}) use the "
-        f"``dom0_op`` interface instead. The releases share {len(layouts)} distinct x86_64 layout sets."
+        f"dom0_op interface instead. The releases share {len(layouts)} distinct x86_64 layout sets."
     )
+
+
+def _table(header: List[str], rows: List[List[str]], title: str) -> nodes.table:
+    """A docutils table built as nodes (the same in .rst and MyST pages)."""
+    table = nodes.table(classes=["xenprivcmd-abi"])
+    table += nodes.title(text=title)
+    group = nodes.tgroup(cols=len(header))
+    table += group
+    for _ in header:
+        group += nodes.colspec(colwidth=1)
+
+    def row(cells: List[str], literal: bool) -> nodes.row:
+        r = nodes.row()
+        for i, c in enumerate(cells):
+            text: nodes.Node = nodes.literal(text=c) if literal and i < 5 and c else nodes.Text(c)
+            r += nodes.entry("", nodes.paragraph("", "", text))
+        return r
+
+    head = nodes.thead()
+    head += row(header, False)
+    body = nodes.tbody()
+    for cells in rows:
+        body += row(cells, True)
+    group += head
+    group += body
+    return table
 
 
 class AbiSummary(SphinxDirective):
     def run(self) -> List[nodes.Node]:
-        return self.parse_text_to_nodes(abi_summary())
+        return [nodes.paragraph(text=abi_summary())]
 
 
 class AbiTable(SphinxDirective):
     HEADER = ["release", "domctl", "sysctl", "dom0_op", "x86_64 layouts", "arches", "headers"]
 
     def run(self) -> List[nodes.Node]:
-        lines = [".. list-table:: Xen releases known to ``xenprivcmd.abi``", "   :header-rows: 1", ""]
-        for row in [self.HEADER] + abi_rows():
-            lines.append("   * - " + (row[0] or " "))
-            lines.extend("     - " + (c or " ") for c in row[1:])
-        node = nodes.container()
-        self.state.nested_parse(StringList(lines, source="xenprivcmd.abi"), self.content_offset, node)
-        return node.children
+        return [_table(self.HEADER, abi_rows(), "Xen releases known to xenprivcmd.abi")]
 
 
 def setup(app: Sphinx) -> Dict[str, Any]:
