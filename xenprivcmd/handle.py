@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
+import _thread
 import errno
-import threading
-from types import TracebackType
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
-from uuid import UUID
 
 from . import abi as _abi
-from ._privcmd import Transport
 from .errors import DecodeError, NoSuchDomain, ReadOnlyError, XenError
 from .ops import _fast
 from .ops import batch as _batch
@@ -17,19 +13,26 @@ from .ops import domains as _dom
 from .ops import host as _host
 from .ops import version as _version
 from .ops._wire import Wire, check_domid, make_wire
-from .types import (
-    CpuTopology,
-    DomainInfo,
-    DomainState,
-    NumaNode,
-    PcpuInfo,
-    PhysInfo,
-    SchedParams,
-    VcpuAffinity,
-    VcpuInfo,
-    VcpuListEntry,
-    VersionInfo,
-)
+from .types import DomainInfo, VcpuListEntry
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
+    from uuid import UUID
+
+    from ._privcmd import Transport
+    from .types import (
+        CpuTopology,
+        DomainState,
+        NumaNode,
+        PcpuInfo,
+        PhysInfo,
+        SchedParams,
+        VcpuAffinity,
+        VcpuInfo,
+        VersionInfo,
+    )
 
 __all__ = ["Handle"]
 
@@ -52,7 +55,7 @@ class Handle:
     """
 
     def __init__(self, transport: Transport, uri: str, abi: Union[None, str, "_abi.Variant"] = None,
-                 arch: Optional[str] = None) -> None:
+                 arch: Optional[str] = None, detect: str = "auto") -> None:
         self.transport = transport
         self.uri = uri
         if arch is None:
@@ -63,7 +66,9 @@ class Handle:
             arch = _machine_arch() if transport.kind == "privcmd" else "x86_64"
         self.arch = arch
         self._varbuf_ops: Optional[bool] = None
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
+        #: How the ABI is detected (:func:`xenprivcmd.open`'s ``detect``).
+        self.detect_mode = detect
         self._abi: Optional[_abi.Variant] = None
         self._abi_override = abi
         self._wire: Optional[Wire] = None
@@ -168,7 +173,7 @@ class Handle:
             _detect.check_override(self.transport, variant)
             self.detection = {"method": "override", "release": variant.release}
             return variant
-        variant, report = _detect.detect(self.transport, arch=self.arch)
+        variant, report = _detect.detect(self.transport, arch=self.arch, mode=self.detect_mode)
         self.detection = report
         return variant
 
@@ -256,6 +261,8 @@ class Handle:
         >>> xen.lookup("db1").domid, xen.lookup("2").name, xen.lookup(xen.lookup(2).uuid).domid
         (2, 'db1', 2)
         """
+        from uuid import UUID
+
         if isinstance(ident, int) and not isinstance(ident, bool):
             return self.domain_info(ident, name=True)
         if isinstance(ident, UUID):
@@ -345,6 +352,10 @@ class Handle:
         DomainInfo, or the error it ended with (e.g. a
         :class:`~xenprivcmd.errors.NoSuchDomain` instance), returned, not raised."""
         ids = [check_domid(d) for d in domids]
+        if ids and _batch.shaped_ok(self):
+            shaped = _batch.infos_shaped(self, ids)
+            if shaped is not None:
+                return self.with_names(shaped) if names else shaped  # type: ignore[return-value]
         b = self.batch()
         calls = [b.domain_info(d) for d in ids]
         b.run()
@@ -381,6 +392,10 @@ class Handle:
             if info.vcpus > _dom.MAX_VCPUS:
                 raise DecodeError(f"getdomaininfo: max_vcpu_id {info.max_vcpu_id} of domain {info.domid} "
                                        "is beyond any Xen")
+        if infos and _batch.shaped_ok(self):
+            shaped = _batch.vcpus_shaped(self, infos)
+            if shaped is not None:
+                return shaped
         b = self.batch()
         rows = [(info, b.vcpu_info(info.domid, v), b.vcpu_affinity(info.domid, v))
                 for info in infos for v in range(info.vcpus)]
