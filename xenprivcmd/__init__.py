@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .handle import Handle
     from .types import VersionInfo
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "open",
@@ -103,6 +103,15 @@ def open(uri: "Optional[str]" = None, abi: "Optional[str]" = None,  # noqa: A001
     (the per-boot cache of the detected variant on the local device,
     confirmed by one probe), ``"fresh"`` (detect again, rewrite the cache),
     ``"cache"`` (use the cache on any transport), ``"nocache"``.
+
+    >>> import xenprivcmd
+    >>> with xenprivcmd.open("sim:///default?xen=4.17.7") as xen:
+    ...     print(xen.version().release, xen.abi.release, xen.abi.domctl_interface_version)
+    4.17.7 4.17.7 21
+    >>> xenprivcmd.open("vmware:///")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown hypervisor URI 'vmware:///' (known: xen:///, sim://, record://, replay://)
     """
     handle = _open(uri, abi, detect)
     if read_only:

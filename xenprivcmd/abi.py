@@ -4,11 +4,17 @@ The tables come from Xen's public headers (``tools/gen_structs.py``), one
 entry per Xen release, x86_64 first.  Releases with identical layouts share
 one set of ctypes classes; classes are built lazily, on first use.
 
->>> v = variant((4, 17))
->>> v.release, hex(v.domctl_interface_version)       # doctest: +SKIP
-('4.17.6', '0x15')
->>> ctypes.sizeof(v.structs["xen_domctl"])            # doctest: +SKIP
-136
+>>> import ctypes
+>>> from xenprivcmd.abi import variant
+>>> v = variant("4.17.0")
+>>> v.release, hex(v.domctl_interface_version), hex(v.sysctl_interface_version)
+('4.17.0', '0x15', '0x15')
+>>> ctypes.sizeof(v.structs["xen_domctl_getdomaininfo"]), v.constants["XEN_DOMCTL_getdomaininfo"]
+(112, 5)
+>>> variant((4, 17), domctl=0x14)
+Traceback (most recent call last):
+...
+xenprivcmd.abi.UnknownABIError: no known Xen 4.17 release has domctl=0x14 sysctl=None (known pairs: 0x15/0x15)
 
 This module only knows the tables; it does not talk to a hypervisor.
 """

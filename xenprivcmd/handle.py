@@ -51,6 +51,13 @@ class Handle:
     Everything goes through ``self.transport`` (the real privcmd device, the
     simulator, or a replay).  Close it with :meth:`close` or use it as a
     context manager.  A handle may be shared by threads.
+
+    >>> xen = xenprivcmd.open("sim:///default")
+    >>> [(d.domid, d.name, d.state) for d in xen.domains(names=True)]
+    [(0, 'Domain-0', 'running'), (1, 'web1', 'running'), (2, 'db1', 'idle'), (3, 'build1', 'paused')]
+    >>> xen.close()
+    >>> xen.closed
+    True
     """
 
     def __init__(self, transport: Transport, uri: str, abi: Union[None, str, "_abi.Variant"] = None,
@@ -222,6 +229,19 @@ class Handle:
         """One domain; :class:`~xenprivcmd.errors.NoSuchDomain` if it does not exist (every release).
 
         A domain named by name or UUID is looked up (and so has its name).
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> d = xen.domain_info(1, name=True)
+        >>> d.name, d.memory_kib, d.max_memory_kib, d.vcpus, d.state_letters
+        ('web1', 1048576, 2097152, 2, 'r-----')
+        >>> xen.domain_info(42)
+        Traceback (most recent call last):
+        ...
+        xenprivcmd.errors.NoSuchDomain: domctl getdomaininfo(domid=42): no such domain (ESRCH)
+        >>> xen.domain_info(-1)          # invalid on its face: no hypercall
+        Traceback (most recent call last):
+        ...
+        ValueError: domid -1 is out of range 0..0x7fef
         """
         if not (isinstance(dom, int) and not isinstance(dom, bool)):
             return self.lookup(dom)
@@ -253,6 +273,10 @@ class Handle:
         :class:`~xenprivcmd.errors.NoSuchDomain` for an unknown domain,
         :class:`~xenprivcmd.errors.AmbiguousDomain` for a name several
         domains share, ``TypeError`` for anything else.
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> xen.lookup("db1").domid, xen.lookup("2").name, xen.lookup(xen.lookup(2).uuid).domid
+        (2, 'db1', 2)
         """
         from uuid import UUID
 
@@ -303,7 +327,16 @@ class Handle:
         return _dom.domain_state(self.wire, self.transport, domid)
 
     def pause(self, dom: DomainRef) -> None:
-        """Pause a domain (``XEN_DOMCTL_pausedomain``)."""
+        """Pause a domain (``XEN_DOMCTL_pausedomain``).
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> xen.pause(1)
+        >>> xen.domain_info(1).state
+        'paused'
+        >>> xen.unpause(1)
+        >>> xen.domain_info(1).paused
+        False
+        """
         self._check_writable("pause")
         domid = self._domid(dom)
         _dom.pause(self.wire, self.transport, domid)
@@ -326,6 +359,11 @@ class Handle:
 
         A limit below what the domain uses now raises ``ValueError`` (one
         getdomaininfo, no change) unless ``force``.
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> xen.set_max_mem(1, 3 * 1024 * 1024)
+        >>> xen.domain_info(1).max_memory_kib
+        3145728
         """
         self._check_writable("set_max_mem")
         domid = self._domid(dom)
@@ -452,7 +490,12 @@ class Handle:
 
     def set_vcpu_affinity(self, dom: DomainRef, vcpu: int, hard: Optional[Iterable[int]] = None,
                           soft: Optional[Iterable[int]] = None) -> VcpuAffinity:
-        """Pin a vcpu; returns the affinity Xen then reports."""
+        """Pin a vcpu; returns the affinity Xen then reports.
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> xen.set_vcpu_affinity(1, 0, hard={0, 1})
+        VcpuAffinity(vcpu=0, hard=frozenset({0, 1}), soft=frozenset({0, 1, 2, 3}))
+        """
         self._check_writable("set_vcpu_affinity")
         domid = self._domid(dom)
         check_domid(domid)
@@ -469,7 +512,16 @@ class Handle:
         return _dom.sched_params(self.wire, self.transport, domid, sid, name)
 
     def set_sched_params(self, dom: DomainRef, weight: Optional[int] = None, cap: Optional[int] = None) -> SchedParams:
-        """Set weight (1..65535) and/or cap (0..65534, 0 = none); returns the new values."""
+        """Set weight (1..65535) and/or cap (0..65534, 0 = none); returns the new values.
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> xen.set_sched_params(1, weight=512)
+        SchedParams(scheduler='credit', weight=512, cap=0)
+        >>> xen.set_sched_params(1, weight=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: weight 0 is out of range 1..65535
+        """
         self._check_writable("set_sched_params")
         domid = self._domid(dom)
         _dom.check_sched_args(domid, weight, cap)
@@ -483,7 +535,12 @@ class Handle:
 
     # -- host -----------------------------------------------------------------------
     def physinfo(self) -> PhysInfo:
-        """``XEN_SYSCTL_physinfo``."""
+        """``XEN_SYSCTL_physinfo``.
+
+        >>> p = xenprivcmd.open("sim:///default").physinfo()
+        >>> p.nr_cpus, p.cores_per_socket, p.threads_per_core, p.nr_nodes, p.virt_caps
+        (4, 2, 2, 1, ('hvm', 'pv', 'hap', 'shadow'))
+        """
         return _host.physinfo(self.wire, self.transport)
 
     def sched_id(self) -> Tuple[int, str]:

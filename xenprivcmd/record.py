@@ -18,7 +18,7 @@ URIs (see :func:`xenprivcmd.open`):
 File format (version 1), one record per hypercall::
 
     # xenprivcmd hypercall recording, format 1
-    # library: xenprivcmd 0.1.0
+    # library: xenprivcmd 0.2.0
     # xen: 4.17.7
     # ...
     call 7: domctl(36) getdomaininfo(5)

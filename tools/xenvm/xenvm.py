@@ -111,6 +111,30 @@ def cmd_run(args):
     return runner.run_vm(cache, info, spec)
 
 
+def cmd_download(args):
+    """The suite's candidate .debs of PKG... (for dpkg -i in dom0), copied to --dest."""
+    import shutil
+
+    from xenvmlib.apt import AptState
+    cache = common.cache_root(args.cache)
+    apt = AptState(cache, args.suite)
+    with common.cache_lock(cache, "build", "downloading"):
+        apt.update()
+        want = {}
+        for pkg in args.packages:
+            ver = apt.candidate(pkg)
+            if ver is None:
+                raise XenvmError("suite %s has no package %s" % (args.suite, pkg))
+            want[pkg] = ver
+        debs = apt.download(want)
+    os.makedirs(args.dest, exist_ok=True)
+    for pkg in args.packages:
+        dst = os.path.join(args.dest, os.path.basename(debs[pkg]))
+        shutil.copyfile(debs[pkg], dst)
+        print(dst)
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="xenvm.py", description=__doc__)
     p.add_argument("--cache", help="cache directory (default $XENVM_CACHE or "
@@ -149,6 +173,13 @@ def main(argv=None):
                        help="show the image and package versions of a suite")
     suite_opts(s)
     s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("download", parents=[common_opts],
+                       help="copy the suite's .debs of PKG... to --dest (for dpkg -i in dom0)")
+    suite_opts(s)
+    s.add_argument("--dest", required=True, help="directory for the .debs")
+    s.add_argument("packages", nargs="+", metavar="PKG")
+    s.set_defaults(func=cmd_download)
 
     s = sub.add_parser("run", parents=[common_opts],
                        help="boot Xen + dom0 under QEMU and run CMD in dom0",

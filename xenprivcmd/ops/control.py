@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import errno as _errno
 import time
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 from ..errors import GuestTimeout, NoSuchDomain
 from ..types import DomainInfo
 from ..xenstore import XenstoreNoEntry, XenstoreUnavailable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, List, Optional, Tuple
 
 if TYPE_CHECKING:
     from ..handle import DomainRef, Handle

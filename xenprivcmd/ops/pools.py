@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
-from typing import Any, Dict, FrozenSet, List, Optional
 
 from .._privcmd import Transport
 from ..errors import HypercallError, NotSupported
@@ -23,6 +22,10 @@ from ..types import CpuPool
 from ._wire import PAYLOAD_OFFSET, Wire
 from .domains import _cpumap_bytes, _cpus_from, _set_nr
 from .host import SCHEDULER_NAMES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, FrozenSet, List, Optional
 
 __all__ = ["cpupools", "free_cpus", "sharing_pages", "HYPERVISOR_memory_op", "XENMEM_get_sharing_freed_pages",
            "XENMEM_get_sharing_shared_pages"]

@@ -4,13 +4,16 @@ numainfo and topology (the two sections of xl info -n)."""
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from ..errors import NotSupported
 from ..ops.host import PHYSCAP_NAMES
 from .commands import _name_of, command, vcpu_state
 from .parse import Arg, Args, Opt, format_cpulist
 from .session import Session
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 __all__ = ["info_fields", "cpus_text"]
 

@@ -3,12 +3,14 @@ setmem (the balloon target), setmaxmem (the hypervisor limit), uptime."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
-
 from ..ops import control
 from .commands import DOMAIN, FORCE, LIVE_OPTS, _always, _dom0_guard, _dom_ref, _name, _who, command
 from .parse import Arg, Args, Opt, UsageError, parse_size_kib
 from .session import Session
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 __all__ = ["DryStore", "format_uptime"]
 

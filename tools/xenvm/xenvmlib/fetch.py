@@ -7,8 +7,8 @@ from .apt import AptState
 from .common import TOOL_VERSION, XenvmError, kernel_suite, log, read_json, write_json
 
 # Of apt's install closure only these packages can hold files the image uses
-# (shared libraries, python, xen tools); the rest (perl, systemd, ...) is skipped.
-KEEP_RE = re.compile(r"^(lib|zlib1g|xen|python3|busybox)")
+# (shared libraries, python, xen tools, dpkg); the rest (perl, systemd, ...) is skipped.
+KEEP_RE = re.compile(r"^(lib|zlib1g|xen|python3|busybox|dpkg$|tar$)")
 
 
 def _xen_version(apt):
@@ -73,6 +73,10 @@ def fetch(cache, suite, refresh=False):
         "python_stdlib": "libpython%s-stdlib" % pyv,
         "python_libminimal": "libpython%s-minimal" % pyv,
         "busybox": "busybox-static",
+        # Debian's own dpkg, so that .debs install in dom0 as on a Debian system
+        "dpkg": "dpkg",
+        "tar": "tar",            # dpkg-deb runs GNU tar
+        "ldconfig": "libc-bin",  # dpkg wants ldconfig in PATH
     }
     want = sorted(set(roots.values()) | {"xen-utils-common", "xenstore-utils"})
     closure = apt.resolve_closure(want)

@@ -145,6 +145,33 @@ def _check_foreign_python(root, pyv, arch):
     return _Checked(0, "")
 
 
+def write_dpkg_db(root, manifest, fs, pkgs, selected):
+    """/var/lib/dpkg for dom0: `pkgs` installed (their control stanzas from
+    the .debs, their file lists as far as the image has them), so that
+    Debian's dpkg installs packages depending on them (python3, ...)."""
+    db = os.path.join(root, "var/lib/dpkg")
+    for d in ("info", "updates", "triggers", "alternatives", "parts"):
+        os.makedirs(os.path.join(db, d), exist_ok=True)
+    stanzas = []
+    for pkg in sorted(pkgs):
+        ctrl = run(["dpkg-deb", "-f", manifest["packages"][pkg][1]], capture=True).stdout.rstrip("\n")
+        lines = ctrl.splitlines()
+        stanzas.append("\n".join(lines[:1] + ["Status: install ok installed"] + lines[1:]) + "\n")
+        files = sorted(c for c in fs.by_pkg[pkg] if c in selected)
+        dirs = set()
+        for c in files:
+            while "/" in c:
+                c = os.path.dirname(c)
+                dirs.add(c)
+        dirs = sorted(dirs)
+        with open(os.path.join(db, "info", pkg + ".list"), "w") as f:
+            f.write("/.\n" + "".join("/%s\n" % p for p in dirs + files))
+    with open(os.path.join(db, "status"), "w") as f:
+        f.write("\n".join(stanzas))
+    for n in ("available", "diversions", "statoverride"):
+        open(os.path.join(db, n), "w").close()
+
+
 def _gzip_cpio(path, fill, level=6):
     tmp = path + ".tmp"
     with open(tmp, "wb") as raw:
@@ -209,14 +236,18 @@ def build(cache, manifest, force=False):
 
     # --- select dom0 rootfs files
     selected = set()
-    py_pkgs = {roots["python_minimal"], roots["python_stdlib"], roots["python_libminimal"]}
+    py_pkgs = {roots["python_minimal"], roots["python_stdlib"], roots["python_libminimal"]} | {
+        p for p in ("python3", "python3-minimal", "libpython3-stdlib", "python" + pyv) if p in fs.by_pkg}
     xen_pkgs = {roots["xen_utils"], "xen-utils-common", "xenstore-utils"} | {
         p for p in fs.by_pkg if re.match(r"^lib(xen|yajl)", p)}
-    for pkg in py_pkgs | xen_pkgs:
+    # packages installed whole (less docs): dpkg's database in dom0 lists them
+    whole = py_pkgs | xen_pkgs | {roots["dpkg"], roots["tar"]}
+    for pkg in whole:
         for c in fs.by_pkg.get(pkg, []):
             if SKIP_RE.search(c) or PY_SKIP_RE.search(c):
                 continue
             selected.add(c)
+    selected.update(fs.resolve("sbin/ldconfig") or [])
     bb = fs.resolve("bin/busybox")
     if not bb:
         raise XenvmError("busybox-static has no /bin/busybox")
@@ -279,6 +310,7 @@ def build(cache, manifest, force=False):
             shutil.copy2(hp, dst)
     for top in MERGED[:4]:
         os.symlink("usr/" + top, os.path.join(root, top))
+    write_dpkg_db(root, manifest, fs, whole, selected)
     os.makedirs(os.path.join(root, "usr/bin"), exist_ok=True)
     if not os.path.lexists(os.path.join(root, "usr/bin/python3")):
         os.symlink("python" + pyv, os.path.join(root, "usr/bin/python3"))
