@@ -33,7 +33,7 @@ import threading
 import zipfile
 from typing import List, Optional, Tuple
 
-__all__ = ["STAGE0", "STAGE1", "BOOT_MAGIC", "HELPER_MAGIC", "bundle", "MIN_PYTHON"]
+__all__ = ["STAGE0", "STAGE1", "BOOT_MAGIC", "HELPER_MAGIC", "bundle", "build_bundle", "MIN_PYTHON"]
 
 BOOT_MAGIC = b"XENPRIVCMD-BOOT 1"
 HELPER_MAGIC = b"XENPRIVCMD-HELPER"
@@ -72,7 +72,7 @@ def _installed(params):
     try:
         import xenprivcmd.remote as r
         if r.VERSION == params["version"] and r.PROTOCOL == params["protocol"]:
-            return os.path.dirname(os.path.dirname(os.path.abspath(r.__file__)))
+            return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(r.__file__))))
     except Exception:
         pass
     _forget()
@@ -154,24 +154,31 @@ def _find_construct() -> Optional[str]:
     return list(spec.submodule_search_locations)[0]
 
 
+def build_bundle(packages: List[Tuple[str, str]]) -> Tuple[bytes, str]:
+    """(zip bytes, SHA-256) of the ``.py`` files of each (directory, name) package; deterministic."""
+    files: List[Tuple[str, str]] = []
+    for root, name in packages:
+        files += _package_files(root, name)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, full in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            with open(full, "rb") as f:
+                z.writestr(info, f.read())
+    data = buf.getvalue()
+    return data, hashlib.sha256(data).hexdigest()
+
+
 def bundle() -> Tuple[bytes, str]:
     """(zip bytes, their SHA-256) of this xenprivcmd and construct (built once per process)."""
     global _bundle
     with _lock:
         if _bundle is None:
-            here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-            files = _package_files(here, "xenprivcmd")
+            packages = [(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "xenprivcmd")]
             construct = _find_construct()
             if construct is not None:
-                files += _package_files(construct, "construct")
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-                for name, full in sorted(files):
-                    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    info.external_attr = 0o644 << 16
-                    with open(full, "rb") as f:
-                        z.writestr(info, f.read())
-            data = buf.getvalue()
-            _bundle = (data, hashlib.sha256(data).hexdigest())
+                packages.append((construct, "construct"))
+            _bundle = build_bundle(packages)
         return _bundle
