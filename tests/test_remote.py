@@ -420,3 +420,53 @@ def test_codec_round_trips_every_result_type():
             _codec.decode(bad)
     with pytest.raises(TypeError):
         _codec.encode(object())
+
+
+# -- batches and read-only handles (the lead's Handle API, over the link) -------------------------------
+
+def test_batch_is_one_round_trip_with_the_local_results(remote: Any):
+    local = xenprivcmd.open("sim:///default")
+    try:
+        results = []
+        for h in (local, remote):
+            before = getattr(h, "round_trips", 0)
+            with h.batch() as b:
+                calls = [b.pause(1), b.domain_info(2), b.vcpu_affinity(1, 0), b.pause(99), b.set_max_mem(1, 1 << 20),
+                         b.vcpu_info(3, 0)]
+            if h is remote:
+                assert h.round_trips == before + 1
+            outcome = [type(c.error).__name__ if c.error else c.result() for c in calls]
+            outcome[1] = outcome[1]._replace(cpu_time=0)
+            outcome[5] = outcome[5]._replace(cpu_time=0)
+            results.append(outcome)
+            assert h.domain_info(1).paused and h.domain_info(1).max_pages == (1 << 20) // 4
+        assert results[0] == results[1] and results[0][3] == "NoSuchDomain"
+        for h in (local, remote):
+            got = h.domain_infos([0, 1, 77])
+            assert isinstance(got[2], errors.NoSuchDomain) and got[1].domid == 1
+        assert [e._replace(cpu_time=0) for e in remote.vcpu_list()] == \
+            [e._replace(cpu_time=0) for e in local.vcpu_list()]
+        with pytest.raises(ValueError):
+            with remote.batch() as b:
+                b.set_max_mem(1, -5)
+        assert remote.domain_info(1).max_pages == (1 << 20) // 4  # nothing of that batch ran
+    finally:
+        local.close()
+
+
+def test_open_read_only_refuses_here_and_there(sshd: Sshd):
+    with xenprivcmd.open(sshd.uri(), read_only=True) as h:
+        assert h.read_only and h.domains()[0].domid == 0
+        trips = h.round_trips
+        with pytest.raises(errors.ReadOnlyError):
+            h.pause(1)
+        assert h.round_trips == trips  # refused here: nothing sent
+        h.read_only = False  # the client sends them now: the remote session refuses
+        with pytest.raises(errors.ReadOnlyError, match="read-only"):
+            h.pause(1)
+        with pytest.raises(errors.ReadOnlyError, match="batch unpause"):
+            with h.batch() as b:
+                b.domain_info(1)
+                b.unpause(3)
+        assert h.round_trips == trips + 2
+        assert h.domain_info(1).paused is False and h.domain_info(3).paused is True

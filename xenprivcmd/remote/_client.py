@@ -6,15 +6,16 @@ import errno
 import inspect
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import abi as _abi
 from .. import errors
 from .._privcmd import Buffer, Transport
 from ..handle import Handle
+from ..ops.batch import Batch as _Batch
 from . import _boot, _codec
 from ._link import HANDSHAKE_TIMEOUT, Link, Target, classify, parse_uri
-from ._server import allowed_read_only, refusal
+from ._server import READ_ONLY_BATCH, allowed_read_only, refusal
 
 __all__ = ["RemoteHandle", "RemoteTransport", "open_remote"]
 
@@ -211,6 +212,82 @@ class RemoteHandle(Handle):
     def wire(self) -> Any:
         raise errors.NotSupported(errno.EOPNOTSUPP, "a remote handle has no hypercall layer: use its operations")
 
+    def make_read_only(self) -> None:
+        """Refuse every state-changing operation from now on, here and on the remote."""
+        if not self.read_only:
+            self._request({"op": "read_only"}, "make_read_only", applied=False)
+            self.read_only = True
+
+    def batch(self) -> "RemoteBatch":
+        """A batch whose operations run on the remote in one round trip (see Handle.batch)."""
+        return RemoteBatch(self)
+
+
+class RemoteBatch(_Batch):
+    """:meth:`Handle.batch` over the link: the operations are queued here and
+    sent in one request; the remote runs them on its own batch (multicall
+    traps).  Unlike a local batch, a bad argument raises from :meth:`run`
+    (nothing of the batch runs) rather than when it is queued."""
+
+    def __init__(self, handle: RemoteHandle) -> None:
+        super().__init__(handle)
+        self._remote_handle = handle
+        self._queued: List[Tuple[str, Tuple[Any, ...], Dict[str, Any], Any]] = []
+
+    def _enqueue(self, name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+        from ..ops.batch import Call
+
+        if self._remote_handle.read_only and name not in READ_ONLY_BATCH:
+            raise refusal(f"batch {name}")
+        call = Call(f"{name}({', '.join(map(repr, args))})")
+        self._queued.append((name, args, kwargs, call))
+        return call
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    def __enter__(self) -> "RemoteBatch":  # noqa: PYI034 - the same shape as Batch's
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.run()
+
+    def run(self) -> None:
+        """Run every queued operation remotely; each Call then holds its outcome."""
+        ops, self._queued = self._queued, []
+        if not ops:
+            return
+        try:
+            wire = [_codec.encode((name, [_codec.encode_arg(a) for a in args],
+                                   {k: _codec.encode_arg(v) for k, v in kwargs.items()}))
+                    for name, args, kwargs, _call in ops]
+        except TypeError as exc:
+            raise TypeError(f"batch: {exc}") from None
+        reads = all(name in READ_ONLY_BATCH for name, _a, _k, _c in ops)
+        # the operations travel already encoded: decode() of a tagged value gives it back
+        outcomes = self._remote_handle._request({"op": "batch", "ops": wire}, f"batch of {len(ops)}",
+                                         applied=False if reads else None)
+        for (_name, _args, _kwargs, call), (done, error, value) in zip(ops, outcomes):
+            if error is not None:
+                call._fail(error)
+            elif done:
+                call._set(value)
+
+
+def _batch_methods() -> None:
+    for name, f in vars(_Batch).items():
+        if inspect.isfunction(f) and not name.startswith("_") and name != "run":
+            def op(self: RemoteBatch, *args: Any, _name: str = name, **kwargs: Any) -> Any:
+                return self._enqueue(_name, args, kwargs)
+
+            op.__name__ = op.__qualname__ = name
+            op.__doc__ = f.__doc__
+            setattr(RemoteBatch, name, op)
+
+
+_batch_methods()
+
 
 def _forwarder(name: str, original: Any) -> Any:
     def op(self: RemoteHandle, *args: Any, **kwargs: Any) -> Any:
@@ -224,7 +301,8 @@ def _forwarder(name: str, original: Any) -> Any:
 
 #: Handle's operations, forwarded by name (``close`` and the private ones stay local).
 FORWARDED = tuple(sorted(n for n, f in vars(Handle).items()
-                         if inspect.isfunction(f) and not n.startswith("_") and n != "close"))
+                         if inspect.isfunction(f) and not n.startswith("_") and n != "close"
+                         and n not in vars(RemoteHandle)))
 for _name in FORWARDED:
     setattr(RemoteHandle, _name, _forwarder(_name, vars(Handle)[_name]))
 

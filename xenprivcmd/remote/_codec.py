@@ -12,6 +12,7 @@ wire is a tag, so a plain value never looks like one:
 ``{"$fs": [...]}``             frozenset (``{"$s": [...]}`` set)
 ``{"$nt": "mod:Name",          a NamedTuple of a ``xenprivcmd`` module
  "v": [...]}``                 (``xenprivcmd.types:DomainInfo``), fields in order
+``{"$e": {error}}``            an exception returned as a value (``domain_infos``)
 =============================  ===============================================
 
 An exception travels as ``{"type": "module.Name", "message": str, "errno":
@@ -70,6 +71,8 @@ def encode(v: Any) -> Any:
         return {"$fs": [encode(x) for x in sorted(v, key=repr)]}
     if isinstance(v, set):
         return {"$s": [encode(x) for x in sorted(v, key=repr)]}
+    if isinstance(v, Exception):
+        return {"$e": encode_error(v)}
     raise TypeError(f"a {type(v).__name__} cannot be sent over the remote protocol")
 
 
@@ -118,6 +121,8 @@ def decode(v: Any) -> Any:
             return frozenset(decode(x) for x in body)
         if tag == "$s" and isinstance(body, list):
             return {decode(x) for x in body}
+        if tag == "$e" and isinstance(body, dict):
+            return decode_error(body, lambda name, err: FrameError(f"{name}: {err.get('message')}"))
     if set(v) == {"$nt", "v"} and isinstance(v["v"], list):
         cls = _named(v["$nt"])
         try:

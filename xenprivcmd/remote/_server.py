@@ -22,14 +22,16 @@ __all__ = ["serve", "READ_ONLY_METHODS", "allowed_read_only", "TARGET_SCHEMES"]
 READ_ONLY_METHODS = frozenset({
     "version", "xen_version", "domains", "domain_info", "with_names", "domain_names", "lookup",
     "domain_state", "vcpu_info", "nr_cpus", "vcpu_affinity", "sched_params", "physinfo", "sched_id",
-    "cpu_topology", "numa_info", "pcpu_info", "read_console",
+    "cpu_topology", "numa_info", "pcpu_info", "read_console", "domain_infos", "vcpu_list",
 })
+#: Operations of a batch (Handle.batch()) that only read.
+READ_ONLY_BATCH = frozenset({"domain_info", "vcpu_info", "vcpu_affinity"})
 
 #: Which hypervisor URIs a remote session may open.
 TARGET_SCHEMES = ("xen", "sim")
 
-#: Handle attributes that are not operations (never callable over the link).
-_NOT_OPS = frozenset({"close"})
+#: Handle methods that are not operations over the link (the client has its own).
+_NOT_OPS = frozenset({"close", "batch", "make_read_only"})
 
 
 def allowed_read_only(method: str, kwargs: Dict[str, Any]) -> bool:
@@ -41,18 +43,11 @@ def allowed_read_only(method: str, kwargs: Dict[str, Any]) -> bool:
 
 def refusal(method: str) -> BaseException:
     """The error a read-only session answers to a state-changing call."""
-    from .. import errors
-
-    cls = getattr(errors, "ReadOnlyError", None)
-    msg = f"{method}: refused: this connection is read-only"
-    if isinstance(cls, type) and issubclass(cls, BaseException):
-        try:
-            return cls(msg)  # type: ignore[no-any-return]
-        except TypeError:
-            pass
     import errno
 
-    return errors.HypervisorPermissionError(errno.EPERM, msg)
+    from .. import errors
+
+    return errors.ReadOnlyError(errno.EPERM, f"{method}: refused: this connection is read-only")
 
 
 class _Session:
@@ -70,6 +65,12 @@ class _Session:
             raise _codec.FrameError(f"{op!r} before open")
         if op == "abi":
             return self.run(msg, self.abi)
+        if op == "read_only":
+            self.read_only = True
+            self.handle.make_read_only()
+            return {"ok": True, "value": None}
+        if op == "batch":
+            return self.batch(msg)
         if op == "call":
             method = str(msg.get("method", ""))
             args = decode(msg.get("args", []))
@@ -100,6 +101,29 @@ class _Session:
         self.handle = h = xenprivcmd.open(None if uri == "xen:///" else uri, abi=abi, **kw)
         return {"ok": True, "value": {"arch": h.arch, "buffer_kind": h.buffer_kind, "uri": uri,
                                       "describe": h.transport.describe(), "read_only": self.read_only}}
+
+    def batch(self, msg: Dict[str, Any]) -> Dict[str, Any]:
+        """Queue every operation on one real Batch and run it: one round trip.  An
+        argument error (or a refusal) answers for the whole batch, and nothing runs."""
+        ops = decode(msg.get("ops", []))
+        if not isinstance(ops, list) or not all(isinstance(o, tuple) and len(o) == 3 for o in ops):
+            raise _codec.FrameError("batch ops must be (method, args, kwargs) triples")
+        b = self.handle.batch()
+        calls = []
+        for name, args, kwargs in ops:
+            name = str(name)
+            if name.startswith("_") or name == "run" or not callable(getattr(type(b), name, None)):
+                raise _codec.FrameError(f"a batch has no operation {name!r}")
+            if self.read_only and name not in READ_ONLY_BATCH:
+                raise refusal(f"batch {name}")
+            calls.append(getattr(b, name)(*args, **kwargs))
+
+        def run() -> Any:
+            b.run()
+            return [[c.done, encode(c.error) if c.error is not None else None,
+                     encode(c.result()) if c.done and c.error is None else None] for c in calls]
+
+        return self.run(msg, run)
 
     def method(self, name: str) -> Any:
         from ..handle import Handle
