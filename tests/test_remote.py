@@ -269,6 +269,14 @@ def test_no_python3_on_the_remote(sshd: Sshd):
     assert "no python3" in one_error_line(xpsh(uri, "list"))
 
 
+def test_too_old_python3_on_the_remote(sshd: Sshd, monkeypatch):
+    """The remote's version check, made to fail by asking for a Python newer than Debian's."""
+    monkeypatch.setattr(_boot, "MIN_PYTHON", (3, 99))
+    with pytest.raises(errors.NoRemotePython) as info:
+        xenprivcmd.open(sshd.uri())
+    assert "/usr/bin/python3 is Python 3." in str(info.value) and "needs python3 >= 3.99" in str(info.value)
+
+
 def test_remote_that_is_not_a_dom0(sshd: Sshd):
     assert not os.path.exists("/dev/xen/privcmd") and not os.path.exists("/proc/xen/privcmd")
     uri = sshd.uri(scheme="xen+ssh", path="/")

@@ -346,7 +346,8 @@ def _handshake(link: Link, target: Target) -> Dict[str, Any]:
                     link.write(len(data).to_bytes(4, "big") + data)
                 elif status == "old":
                     err = errors.NoRemotePython(errno.ENOENT, f"{where}: {msg.get('executable')} is Python "
-                                                f"{msg.get('python')}; xenprivcmd needs python3 >= 3.9 "
+                                                f"{msg.get('python')}; xenprivcmd needs python3 >= "
+                                                f"{'.'.join(map(str, _boot.MIN_PYTHON))} "
                                                 "(python=PATH names another)")
                     err.host = where
                     link.close()

@@ -147,7 +147,7 @@ def classify(t: Target, status: Optional[int], stderr: str) -> errors.RemoteErro
     elif "host key verification failed" in low or "no matching host key" in low:
         err = errors.HostKeyMismatch(errno.EKEYREJECTED, f"{where}: host key verification failed: the server's key "
                                      "is not known (add it to known_hosts, known_hosts=FILE, or no_verify=1)")
-    elif "permission denied" in low or "too many authentication failures" in low:
+    elif any(s in low for s in ("permission denied (", "permission denied, please", "too many authentication")):
         err = errors.AuthenticationFailed(errno.EACCES, f"{where}: authentication failed: "
                                           f"{_last_line(stderr)} (keyfile=, or the key in ssh-agent)")
     elif any(s in low for s in ("connection refused", "no route to host", "timed out", "could not resolve",
@@ -243,8 +243,10 @@ class Link:
                 return None
 
     def write(self, data: bytes) -> None:
-        self._in.write(data)
-        self._in.flush()
+        view = memoryview(data)
+        while view:
+            n = self._in.write(view)
+            view = view[n or 0:]
         self.bytes_sent += len(data)
 
     # -- frames ------------------------------------------------------------------------------------------
