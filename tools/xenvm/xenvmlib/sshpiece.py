@@ -49,6 +49,7 @@ START = """\
 # xenvm: start sshd in dom0 (see tools/xenvm/xenvmlib/sshpiece.py)
 grep -q '^sshd:' /etc/passwd || echo 'sshd:x:100:65534:sshd:/run/sshd:/bin/false' >> /etc/passwd
 grep -q '^monitor:' /etc/passwd || echo 'monitor:x:1000:65534:monitor:/tmp:/bin/sh' >> /etc/passwd
+grep -q '^monitor:' /etc/shadow || echo 'monitor::0:0:99999:7:::' >> /etc/shadow
 mkdir -p /run/sshd && chmod 755 /run/sshd
 chmod 600 /xenvm/ssh/host_ed25519
 ip link set lo up
