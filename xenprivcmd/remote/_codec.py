@@ -49,18 +49,23 @@ class FrameError(ValueError):
     """A frame or value that is not of this protocol."""
 
 
+#: Types that are JSON as they are (checked by exact type first: the hot path).
+_PLAIN = frozenset({type(None), bool, int, float, str})
+
+
 def encode(v: Any) -> Any:
     """A Python value as tagged JSON data (raises TypeError for what has no encoding)."""
-    if v is None or isinstance(v, (bool, int, float, str)):
+    if type(v) in _PLAIN or isinstance(v, (bool, int, float, str)):
         return v
     if isinstance(v, tuple):
         cls = type(v)
         fields = getattr(cls, "_fields", None)
+        items = [x if type(x) in _PLAIN else encode(x) for x in v]
         if fields is not None and cls.__module__.startswith("xenprivcmd"):
-            return {"$nt": f"{cls.__module__}:{cls.__qualname__}", "v": [encode(x) for x in v]}
-        return {"$t": [encode(x) for x in v]}
+            return {"$nt": f"{cls.__module__}:{cls.__qualname__}", "v": items}
+        return {"$t": items}
     if isinstance(v, list):
-        return [encode(x) for x in v]
+        return [x if type(x) in _PLAIN else encode(x) for x in v]
     if isinstance(v, dict):
         return {"$m": [[encode(k), encode(x)] for k, x in v.items()]}
     if isinstance(v, (bytes, bytearray, memoryview)):
@@ -104,7 +109,7 @@ def _named(name: Any) -> Any:
 def decode(v: Any) -> Any:
     """The inverse of :func:`encode` (raises FrameError on a malformed value)."""
     if isinstance(v, list):
-        return [decode(x) for x in v]
+        return [x if type(x) in _PLAIN else decode(x) for x in v]
     if not isinstance(v, dict):
         return v
     if len(v) == 1:
@@ -126,7 +131,7 @@ def decode(v: Any) -> Any:
     if set(v) == {"$nt", "v"} and isinstance(v["v"], list):
         cls = _named(v["$nt"])
         try:
-            return cls._make(decode(x) for x in v["v"])
+            return cls._make([x if type(x) in _PLAIN else decode(x) for x in v["v"]])
         except TypeError as exc:
             raise FrameError(f"{v['$nt']}: {exc}") from None
     raise FrameError(f"untagged object in a value: {sorted(v)[:4]}")
