@@ -182,6 +182,21 @@ def test_round_trips_per_op(remote: Any):
     assert remote.transport.stats()["round_trips"] == remote.round_trips
 
 
+def test_a_forked_child_never_uses_the_parents_connection(remote: Any):
+    pid = os.fork()
+    if pid == 0:  # the child: the handle is closed for it, nothing is written to the shared pipe
+        try:
+            remote.domains()
+            os._exit(1)
+        except errors.ConnectionLost:
+            os._exit(0)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert remote.domains()[0].domid == 0  # the parent's connection is intact
+
+
 def test_results_are_the_local_types(remote: Any):
     local = xenprivcmd.open("sim:///default")
     try:

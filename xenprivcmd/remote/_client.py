@@ -91,6 +91,11 @@ class RemoteTransport(Transport):
             self.calls += int(reply.get("hypercalls", 0))
             return reply
 
+    def _forget_buffers(self) -> None:
+        # The child of a fork() shares the parent's ssh pipes: it must never use them.
+        super()._forget_buffers()
+        self.closed = True
+
     def _abort(self) -> None:
         self.link.kill()
         super().close()
