@@ -33,13 +33,13 @@ from ..errors import DecodeError, NoSuchDomain, XenError, from_errno
 from ..types import DomainInfo, PhysInfo, SchedParams, VcpuInfo
 from . import domains as _dom
 from . import host as _host
-from ._wire import DOMID_MAX, Wire, check_domid
+from ._wire import DOMID_FIRST_RESERVED, DOMID_MAX, PAYLOAD_OFFSET, Wire, check_domid
 
 __all__ = ["PrivcmdTransport", "plans", "xen_version_plan", "PLANNED"]
 
 #: Handle methods that have a plan (installed on the handle while it talks to the device).
-PLANNED = ("xen_version", "domain_info", "vcpu_info", "pause", "unpause", "set_max_mem", "physinfo", "sched_id",
-           "sched_params")
+PLANNED = ("xen_version", "domain_info", "domains", "vcpu_info", "pause", "unpause", "set_max_mem", "physinfo",
+           "sched_id", "sched_params")
 
 
 def _format(items: Sequence[Tuple[int, str]], end: int = 0) -> str:
@@ -198,6 +198,44 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
     return out
 """ % u, **info_env, MAX_VCPUS=_dom.MAX_VCPUS, DecodeError=DecodeError, VcpuInfo=VcpuInfo,
         vcpu_reader=reader.unpack_from, pick=operator.itemgetter(*index[1:]))  # type: ignore[misc]
+
+    # -- the listing: getdomaininfolist, paginated, records read in place ----------------
+    gl = fields(structs["xen_sysctl_getdomaininfolist"])
+    lcmd = w.const("XEN_SYSCTL_getdomaininfolist", "sysctl getdomaininfolist")
+    lst = struct.Struct(_format([(0, "I"), (4, "I"), (su + gl["first_domain"][0], "H"),
+                                 (su + gl["max_domains"][0], "I"), (su + gl["buffer"][0], "Q")], su))
+    b.env[f"pack_{b.n + 1}"] = lst.pack_into
+    b.n += 1
+    chunk, size = _dom.LIST_CHUNK, w.info_size
+    need = PAYLOAD_OFFSET + chunk * size
+    out["domains"] = b.compile("domains", "names=False", f"""\
+    lane = getattr(t._local, "lane", None)
+    if lane is None or lane.buf.size < {need}:
+        t.scratch({need})
+        lane = t.lane()
+    view = lane.view
+    records = lane.buf.address + {PAYLOAD_OFFSET}
+    out = []
+    first = 0
+    while first < {DOMID_FIRST_RESERVED}:
+""" + _ISSUE.format(indent="        ", n=b.n, values=f"{lcmd}, {siv}, first, {chunk}, records", req="sysctl",
+                    hypercall="sysctl", subop="getdomaininfolist", domid="None") + f"""\
+        n = u32(view, {su + gl["num_domains"][0]})[0]
+        if n > {chunk}:
+            raise DecodeError(f"getdomaininfolist: {{n}} domains returned for {chunk} asked")
+        recs = iter_unpack(view[{PAYLOAD_OFFSET}:{PAYLOAD_OFFSET} + n * {size}])
+        batch = {"[new(DomainInfo, r + (None,)) for r in recs]" if w.info_fast else "[info_slow(r) for r in recs]"}
+        if batch and (batch[0][0] < first or batch[-1][0] < first + n - 1):
+            raise DecodeError(f"getdomaininfolist: domains {{batch[0][0]}}..{{batch[-1][0]}} returned "
+                              f"as {{n}} records from {{first}}")
+        out += batch
+        if n < {chunk}:
+            break
+        first = batch[-1][0] + 1
+    if names:
+        return with_names(out)
+    return out
+""", **info_env, iter_unpack=w.info_reader.iter_unpack, u32=struct.Struct("<I").unpack_from, DecodeError=DecodeError)
 
     # -- simple domctls ----------------------------------------------------------------------
     for name, subop in (("pause", "pausedomain"), ("unpause", "unpausedomain")):
