@@ -44,7 +44,7 @@ class Dom0(NamedTuple):
 
     def xl_list(self) -> List[Dict[str, str]]:
         rows = []
-        for line in self.ssh("$(ls -d /usr/lib/xen-*/bin)/xl list").splitlines()[1:]:
+        for line in self.ssh(". /etc/profile; xl list").splitlines()[1:]:
             parts = line.split()
             if len(parts) >= 6:
                 rows.append({"name": " ".join(parts[:-5]), "id": parts[-5], "mem": parts[-4], "vcpus": parts[-3],
