@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -182,18 +183,24 @@ def test_createdomain_carries_the_aarch64_arch_config():
 def test_handle_over_privcmd_takes_the_machine_arch(monkeypatch):
     """A Handle built straight on a privcmd transport uses the machine's
     layouts (on an arm64 dom0: aarch64); other transports default to x86_64."""
-    import platform
-
     from xenprivcmd._privcmd import Transport
 
     class FakePrivcmd(Transport):
         kind = "privcmd"
 
-    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    real = os.uname()
+
+    def machine(name):
+        # os.uname() is what the package reads (platform.machine() is the same field)
+        monkeypatch.setattr(os, "uname", lambda: os.uname_result(real[:4] + (name,)))
+
+    machine("aarch64")
     assert xenprivcmd.Handle(FakePrivcmd(), "xen:///").arch == "aarch64"
-    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    machine("arm64")
+    assert xenprivcmd.Handle(FakePrivcmd(), "xen:///").arch == "aarch64"
+    machine("x86_64")
     assert xenprivcmd.Handle(FakePrivcmd(), "xen:///").arch == "x86_64"
-    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    machine("aarch64")
     assert xenprivcmd.Handle(Transport(), "x:").arch == "x86_64"
 
 

@@ -343,3 +343,12 @@ def test_a_domain_gone_between_listing_and_vcpus_is_left_out():
     rows = h.vcpu_list()
     assert destroyed and all(e.domid != destroyed[0] for e in rows)
     assert {e.domid for e in rows} == {d.domid for d in real()}
+
+
+def test_shaped_getvcpuinfo_alone_equals_vcpu_info():
+    from xenprivcmd.ops.batch import vcpus_shaped
+
+    h = _frozen(xenprivcmd.open("sim:///?domains=5&seed=4"))
+    infos = h.domains()
+    got = vcpus_shaped(h, infos, affinity=False)
+    assert got == [v for d in infos for v in h.vcpu_info(d.domid)] and len(got) >= 5

@@ -9,28 +9,32 @@ domctl/sysctl layouts, generated from Xen's public headers, are used.
         print(xen.version().release)
 """
 
-from __future__ import annotations
+# Nothing is imported here: ``import xenprivcmd`` costs little more than
+# starting Python (one-shot ``xpsh`` runs, monitoring agents).  The names
+# below are loaded on first use (PEP 562 ``__getattr__``).
 
-from typing import Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
-from .errors import (
-    DecodeError,
-    HypercallError,
-    HypervisorPermissionError,
-    InterfaceVersionMismatch,
-    Interrupted,
-    NoSuchDomain,
-    NotDom0Error,
-    NotSupported,
-    PrivcmdPermissionError,
-    ReadOnlyError,
-    TryAgain,
-    XenError,
-    XenNotAvailable,
-    XenprivcmdError,
-)
-from .handle import Handle
-from .types import VersionInfo
+    from .errors import (
+        DecodeError,
+        HypercallError,
+        HypervisorPermissionError,
+        InterfaceVersionMismatch,
+        Interrupted,
+        NoSuchDomain,
+        NotDom0Error,
+        NotSupported,
+        PrivcmdPermissionError,
+        ReadOnlyError,
+        TryAgain,
+        XenError,
+        XenNotAvailable,
+        XenprivcmdError,
+    )
+    from .handle import Handle
+    from .types import VersionInfo
 
 __version__ = "0.1.0"
 
@@ -54,10 +58,38 @@ __all__ = [
     "DecodeError",
 ]
 
+_LAZY = {"Handle": ".handle", "VersionInfo": ".types"}
+
+
+def __getattr__(name: str) -> object:
+    mod = _LAZY.get(name)
+    if mod is None and name in __all__ and name != "open":
+        mod = ".errors"
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_submodule(mod), name)
+    globals()[name] = value
+    return value
+
+
+def _submodule(rel: str) -> object:
+    """``.name`` -> the imported submodule (``__import__``: importlib's package loads warnings)."""
+    import sys
+
+    full = __name__ + rel
+    __import__(full)
+    return sys.modules[full]
+
+
+def __dir__() -> "list[str]":
+    return sorted(set(globals()) | set(__all__))
+
+
 LOCAL_URIS = ("", "privcmd", "privcmd:", "privcmd:///", "xen:", "xen:///", "xen:///system")
 
 
-def open(uri: Optional[str] = None, abi: Optional[str] = None, read_only: bool = False) -> Handle:  # noqa: A001
+def open(uri: "Optional[str]" = None, abi: "Optional[str]" = None,  # noqa: A001 - the natural name
+         read_only: bool = False, detect: str = "auto") -> "Handle":
     """Open a connection to a hypervisor.
 
     ``uri`` ``None`` (or ``"xen:///"``, ``"privcmd:///"``) is the local privcmd
@@ -67,29 +99,37 @@ def open(uri: Optional[str] = None, abi: Optional[str] = None, read_only: bool =
     such as ``"4.17.0"``) overrides detection; the hypervisor must still
     accept its interface versions.  ``read_only=True`` gives a handle that
     refuses every state-changing operation with :class:`ReadOnlyError` before
-    any hypercall (see :meth:`Handle.make_read_only`).
+    any hypercall (see :meth:`Handle.make_read_only`).  ``detect``: ``"auto"``
+    (the per-boot cache of the detected variant on the local device,
+    confirmed by one probe), ``"fresh"`` (detect again, rewrite the cache),
+    ``"cache"`` (use the cache on any transport), ``"nocache"``.
     """
-    handle = _open(uri, abi)
+    handle = _open(uri, abi, detect)
     if read_only:
         handle.make_read_only()
     return handle
 
 
-def _open(uri: Optional[str], abi: Optional[str]) -> Handle:
+def _open(uri: "Optional[str]", abi: "Optional[str]", detect: str) -> "Handle":
+    from ._detect import MODES
     from ._privcmd import open_privcmd
+    from .handle import Handle
+
+    if detect not in MODES:
+        raise ValueError(f"detect must be one of {', '.join(MODES)}, not {detect!r}")
 
     name = "xen:///" if uri is None else uri
     if uri is None or uri in LOCAL_URIS:
-        return Handle(open_privcmd(), name, abi=abi, arch=_machine_arch())
+        return Handle(open_privcmd(), name, abi=abi, arch=_machine_arch(), detect=detect)
     if not isinstance(uri, str):
         raise TypeError(f"uri must be a str, not {type(uri).__name__}")
     scheme = uri.split(":", 1)[0]
     if scheme in _SCHEMES:
         module, func = _SCHEMES[scheme]
-        import importlib
-
-        opener = getattr(importlib.import_module(module, __name__), func)
-        return opener(uri, abi=abi)  # type: ignore[no-any-return]
+        opener = getattr(_submodule(module), func)
+        h: Handle = opener(uri, abi=abi)
+        h.detect_mode = detect
+        return h
     raise ValueError(f"unknown hypervisor URI {uri!r} (known: xen:///, " + ", ".join(f"{s}://" for s in _SCHEMES) + ")")
 
 
@@ -105,7 +145,7 @@ _SCHEMES = {
 
 
 def _machine_arch() -> str:
-    import platform
+    import os
 
-    m = platform.machine()
+    m = os.uname().machine
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(m, m)

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
-import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import abi
-from ._privcmd import Transport
 from .errors import InterfaceVersionMismatch, XenprivcmdError, from_errno
 from .ops import version as _version
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+    from ._privcmd import Transport
 
 __all__ = ["UnknownHypervisorError", "detect", "probe_domctl", "probe_sysctl", "parse_micro"]
 
@@ -46,11 +49,20 @@ class UnknownHypervisorError(XenprivcmdError, LookupError):
 def parse_micro(extraversion: str) -> Optional[Tuple[int, ...]]:
     """The point release from an extraversion: ".7" -> (7,), ".6.1" -> (6, 1),
     ".5-pre" -> (5,), "-rc" -> None."""
-    m = re.match(r"((?:\.\d+)+)", extraversion)
-    return tuple(int(x) for x in m.group(1)[1:].split(".")) if m else None
+    nums = []
+    rest = extraversion
+    while rest[:1] == ".":
+        n = 1
+        while n < len(rest) and rest[n].isdigit() and rest[n].isascii():
+            n += 1
+        if n == 1:
+            break
+        nums.append(int(rest[1:n]))
+        rest = rest[n:]
+    return tuple(nums) if nums else None
 
 
-def _probe(t: Transport, op: int, hypercall: str, wrapper: type, cmd: int, version: int, domain: Optional[int]) -> bool:
+def _probe(t: Transport, op: int, hypercall: str, wrapper: Any, cmd: int, version: int, domain: Optional[int]) -> bool:
     """Issue a read-only domctl/sysctl with ``version``; True unless EACCES."""
     size = ctypes.sizeof(wrapper)
     buf = t.scratch(size + 64)
@@ -79,7 +91,7 @@ def probe_domctl(t: Transport, variant: "abi.Variant", version: Optional[int] = 
     if v is None:
         return False
     return _probe(
-        t, HYPERVISOR_domctl, "domctl", variant.structs["xen_domctl"],
+        t, HYPERVISOR_domctl, "domctl", variant.structs.lean("xen_domctl"),
         variant.constants["XEN_DOMCTL_getdomaininfo"], v, 0,
     )
 
@@ -90,7 +102,7 @@ def probe_sysctl(t: Transport, variant: "abi.Variant", version: Optional[int] = 
     if v is None:
         return False
     return _probe(
-        t, HYPERVISOR_sysctl, "sysctl", variant.structs["xen_sysctl"],
+        t, HYPERVISOR_sysctl, "sysctl", variant.structs.lean("xen_sysctl"),
         variant.constants["XEN_SYSCTL_sched_id"], v, None,
     )
 
@@ -108,21 +120,71 @@ def _pick(cands: Sequence["abi.Variant"], micro: Optional[Tuple[int, ...]]) -> "
     return cands[0]
 
 
-def detect(t: Transport, arch: str = "x86_64") -> Tuple["abi.Variant", Dict[str, object]]:
+#: ``detect=`` modes of :func:`xenprivcmd.open` (see :func:`detect`).
+MODES = ("auto", "fresh", "cache", "nocache")
+
+
+def detect(t: Transport, arch: str = "x86_64", mode: str = "auto") -> Tuple["abi.Variant", Dict[str, object]]:
     """Detect the running hypervisor's ABI variant.
 
     Returns the variant and a small report (what was read, what was probed)
     for ``xpsh capabilities`` and for error messages.  Raises
     :class:`UnknownHypervisorError` when nothing known fits.
+
+    ``mode``: ``"auto"`` uses the per-boot cache (:mod:`xenprivcmd._abicache`)
+    on the local privcmd device only; ``"fresh"`` detects again and rewrites
+    the cache; ``"cache"`` uses the cache whatever the transport (simulators,
+    tests); ``"nocache"`` neither reads nor writes it.  A cached variant is
+    used only after one read-only probe confirms it.
     """
+    if mode not in MODES:
+        raise ValueError(f"detect must be one of {', '.join(MODES)}, not {mode!r}")
     major, minor = _version.version(t)
     try:
         extra = _version.extraversion(t, False)
     except XenprivcmdError:
         extra = ""
-    micro = parse_micro(extra)
     report: Dict[str, object] = {"xen": f"{major}.{minor}{extra}", "probes": []}
     probes: List[Tuple[str, int, bool]] = report["probes"]  # type: ignore[assignment]
+    use_cache = mode == "cache" or (mode in ("auto", "fresh") and t.kind == "privcmd")
+    path = key = None
+    if use_cache:
+        from . import _abicache
+
+        path = _abicache.cache_path(t.kind, arch)
+    if path is not None:
+        key = _abicache.identity(t, arch, major, minor, extra)
+        hit = _abicache.load(path, key) if mode != "fresh" else None
+        if hit is not None:
+            cached = _confirm(t, hit[0], arch, probes)
+            if cached is not None:
+                report["method"] = f"cache ({hit[1]})"
+                report["cache"] = path
+                return cached, report
+            report["cache_rejected"] = hit[0]
+    variant = _detect(t, arch, major, minor, extra, report, probes)
+    if path is not None and key is not None and not variant.is_dom0_op:
+        report["cache"] = path if _abicache.store(path, key, variant.release, str(report["method"])) else None
+    return variant, report
+
+
+def _confirm(t: Transport, release: str, arch: str, probes: List[Tuple[str, int, bool]]) -> Optional["abi.Variant"]:
+    """The cached release, when the tables know it and one read-only probe accepts it."""
+    try:
+        variant = abi.variant(release, arch=arch)
+    except abi.UnknownABIError:
+        return None
+    version = variant.domctl_interface_version
+    if version is None:
+        return None
+    ok = probe_domctl(t, variant, version)
+    probes.append(("domctl", version, ok))
+    return variant if ok else None
+
+
+def _detect(t: Transport, arch: str, major: int, minor: int, extra: str, report: Dict[str, object],
+            probes: List[Tuple[str, int, bool]]) -> "abi.Variant":
+    micro = parse_micro(extra)
 
     def ok_domctl(var: "abi.Variant", version: int) -> bool:
         r = probe_domctl(t, var, version)
@@ -148,11 +210,11 @@ def detect(t: Transport, arch: str = "x86_64") -> Tuple["abi.Variant", Dict[str,
             accepted.append(var)
     if accepted:
         report["method"] = "series + probes"
-        return _pick(accepted, micro), report
+        return _pick(accepted, micro)
     if dom0_op_era:
         # Xen 3.0.0-3.0.2: the dom0_op interface, no domctl/sysctl (ENOSYS above).
         report["method"] = "dom0_op era: by version"
-        return _pick(dom0_op_era, micro), report
+        return _pick(dom0_op_era, micro)
     # Bounded scan: every interface version any known release uses.
     known: List[Tuple[int, int]] = sorted(
         {
@@ -177,7 +239,7 @@ def detect(t: Transport, arch: str = "x86_64") -> Tuple["abi.Variant", Dict[str,
         # Prefer the release nearest to what XENVER_version said.
         matches.sort(key=lambda v: (abs((v.xen[0] * 100 + v.xen[1]) - (major * 100 + minor)), [-x for x in v.xen]))
         report["method"] = "scan"
-        return matches[0], report
+        return matches[0]
     newest_known = abi.releases()[-1]
     def said(name: str, v: Optional[int]) -> str:
         return f"{name} interface {v:#x}" if v is not None else f"no known {name} interface version"

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from typing import Dict, List, Optional, Sequence, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["fields", "record_reader", "has_field"]
 

@@ -35,11 +35,15 @@ import fcntl
 import mmap
 import os
 import struct
-import threading
-import weakref
-from typing import Callable, Dict, Optional, Tuple, Type, TypeVar
+from _thread import _local as _thread_local
+from _thread import allocate_lock as _allocate_lock
+from _weakrefset import WeakSet
 
 from .errors import NotDom0Error, PrivcmdPermissionError, XenError, XenNotAvailable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Optional, Tuple, Type, TypeVar
 
 __all__ = [
     "PAGE_SIZE",
@@ -98,7 +102,8 @@ def _round_up(size: int) -> int:
     return max(PAGE_SIZE, (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
 
 
-_C = TypeVar("_C", bound="ctypes._CData")
+if TYPE_CHECKING:
+    _C = TypeVar("_C", bound="ctypes._CData")
 
 
 class Buffer:
@@ -199,7 +204,7 @@ def _map_device(fd: int, size: int) -> Buffer:
     return Buffer(address, size, HYPERCALL_BUF_PATH, _munmap)
 
 
-_live_transports: "weakref.WeakSet[Transport]" = weakref.WeakSet()
+_live_transports: "WeakSet[Transport]" = WeakSet()
 
 
 def _after_fork_in_child() -> None:
@@ -229,9 +234,9 @@ class Transport:
     def __init__(self) -> None:
         self.calls = 0
         self.closed = False
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._buffers: "weakref.WeakSet[Buffer]" = weakref.WeakSet()
+        self._local = _thread_local()
+        self._lock = _allocate_lock()
+        self._buffers: "WeakSet[Buffer]" = WeakSet()
         _live_transports.add(self)
 
     # -- to be provided by subclasses ----------------------------------------
@@ -275,9 +280,9 @@ class Transport:
     def _forget_buffers(self) -> None:
         for buf in list(self._buffers):
             buf.forget()
-        self._buffers = weakref.WeakSet()
-        self._local = threading.local()
-        self._lock = threading.Lock()
+        self._buffers = WeakSet()
+        self._local = _thread_local()
+        self._lock = _allocate_lock()
 
     def stats(self) -> Dict[str, int]:
         """Counters for soak tests: hypercalls issued, buffers and bytes mapped."""
@@ -290,7 +295,7 @@ class Transport:
         self.closed = True
         for buf in list(self._buffers):
             buf.release()
-        self._local = threading.local()
+        self._local = _thread_local()
         _live_transports.discard(self)
 
     def describe(self) -> str:

@@ -15,8 +15,18 @@ This module only knows the tables; it does not talk to a hypervisor.
 
 from __future__ import annotations
 
-import re
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from _collections_abc import Mapping as _MappingBase
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: ``import xenprivcmd`` stays cheap
+    from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+    from .structs import StructMap
+
+    XenVersion = Union[str, Tuple[int, ...], Sequence[int]]
+    _ConstsBase = Mapping[str, int]
+else:
+    _ConstsBase = _MappingBase
 
 __all__ = [
     "UnknownABIError", "Variant", "releases", "variant", "candidates", "interface_versions",
@@ -24,8 +34,6 @@ __all__ = [
 ]
 
 DEFAULT_ARCH = "x86_64"
-
-XenVersion = Union[str, Tuple[int, ...], Sequence[int]]
 
 
 class UnknownABIError(LookupError):
@@ -38,7 +46,7 @@ def _tables() -> Any:
     return structs
 
 
-class _Consts(Mapping[str, int]):
+class _Consts(_ConstsBase):
     __slots__ = ("_arch", "_key", "_d")
 
     def __init__(self, arch: str, key: str) -> None:
@@ -120,7 +128,7 @@ class Variant:
         return (_by_release, (self.release, self.arch))
 
     @property
-    def structs(self) -> Mapping[str, Any]:
+    def structs(self) -> StructMap:
         """Xen C type name (``xen_domctl``, ``xen_domctl_getdomaininfo``,
         ``xen_extraversion_t`` ...) -> ctypes type, built lazily and cached.
         ``*_t`` typedef names of structs map to the same class."""
@@ -219,7 +227,7 @@ def candidates(major: int, minor: int, arch: str = DEFAULT_ARCH) -> List[Variant
     return out
 
 
-_VER_RE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+)(?:\.(\d+))?)?(.*)$")
+_VER_RE: Any = None
 
 
 def _parse(xen: XenVersion) -> Tuple[Optional[str], Tuple[int, ...]]:
@@ -228,6 +236,11 @@ def _parse(xen: XenVersion) -> Tuple[Optional[str], Tuple[int, ...]]:
         s = xen.strip()
         if s in _release_rows():
             return s, tuple(_release_rows()[s][1])
+        global _VER_RE
+        if _VER_RE is None:
+            import re
+
+            _VER_RE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+)(?:\.(\d+))?)?(.*)$")
         mo = _VER_RE.match(s)
         if not mo:
             raise UnknownABIError("cannot parse Xen version %r" % (xen,))

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
+import _thread
 import errno
-import threading
-from types import TracebackType
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
-from uuid import UUID
 
 from . import abi as _abi
-from ._privcmd import Transport
 from .errors import DecodeError, NoSuchDomain, ReadOnlyError, XenError
 from .ops import _fast
 from .ops import batch as _batch
@@ -17,19 +13,26 @@ from .ops import domains as _dom
 from .ops import host as _host
 from .ops import version as _version
 from .ops._wire import Wire, check_domid, make_wire
-from .types import (
-    CpuTopology,
-    DomainInfo,
-    DomainState,
-    NumaNode,
-    PcpuInfo,
-    PhysInfo,
-    SchedParams,
-    VcpuAffinity,
-    VcpuInfo,
-    VcpuListEntry,
-    VersionInfo,
-)
+from .types import DomainInfo, VcpuListEntry
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
+    from uuid import UUID
+
+    from ._privcmd import Transport
+    from .types import (
+        CpuTopology,
+        DomainState,
+        NumaNode,
+        PcpuInfo,
+        PhysInfo,
+        SchedParams,
+        VcpuAffinity,
+        VcpuInfo,
+        VersionInfo,
+    )
 
 __all__ = ["Handle"]
 
@@ -45,7 +48,7 @@ class Handle:
     """
 
     def __init__(self, transport: Transport, uri: str, abi: Union[None, str, "_abi.Variant"] = None,
-                 arch: Optional[str] = None) -> None:
+                 arch: Optional[str] = None, detect: str = "auto") -> None:
         self.transport = transport
         self.uri = uri
         if arch is None:
@@ -56,7 +59,9 @@ class Handle:
             arch = _machine_arch() if transport.kind == "privcmd" else "x86_64"
         self.arch = arch
         self._varbuf_ops: Optional[bool] = None
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
+        #: How the ABI is detected (:func:`xenprivcmd.open`'s ``detect``).
+        self.detect_mode = detect
         self._abi: Optional[_abi.Variant] = None
         self._abi_override = abi
         self._wire: Optional[Wire] = None
@@ -161,7 +166,7 @@ class Handle:
             _detect.check_override(self.transport, variant)
             self.detection = {"method": "override", "release": variant.release}
             return variant
-        variant, report = _detect.detect(self.transport, arch=self.arch)
+        variant, report = _detect.detect(self.transport, arch=self.arch, mode=self.detect_mode)
         self.detection = report
         return variant
 
@@ -230,6 +235,8 @@ class Handle:
 
     def lookup(self, ident: Union[int, str, UUID]) -> DomainInfo:
         """A domain by id (int or digits), name, or UUID string."""
+        from uuid import UUID
+
         if isinstance(ident, int) and not isinstance(ident, bool):
             return self.domain_info(ident, name=True)
         if isinstance(ident, UUID):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from typing import FrozenSet, NamedTuple, Optional, Tuple
-from uuid import UUID
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import FrozenSet, NamedTuple, Optional, Tuple
+    from uuid import UUID
+else:  # the same classes, without importing typing (see _ntuple)
+    from ._ntuple import NamedTuple
 
 __all__ = ["VersionInfo", "DomainInfo", "DomainState", "VcpuInfo", "VcpuAffinity", "VcpuListEntry", "SchedParams", "PhysInfo", "CpuTopology", "NumaNode", "PcpuInfo", "SHUTDOWN_REASONS"]
 
@@ -78,11 +82,24 @@ class DomainInfo(NamedTuple):
     @property
     def handle(self) -> UUID:
         """The domain handle (the toolstack's UUID for it)."""
+        from uuid import UUID
+
         return UUID(bytes=self.handle_bytes)
+
+    @property
+    def uuid_str(self) -> str:
+        """``str(self.uuid)`` without loading :mod:`uuid` (which loads ``platform``
+        and ``re``): one-shot listings print it for every domain."""
+        h = self.handle_bytes.hex()
+        if len(h) != 32:
+            return str(self.uuid)  # the same ValueError as UUID(bytes=...)
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     @property
     def uuid(self) -> UUID:
         """The same as :attr:`handle`."""
+        from uuid import UUID
+
         return UUID(bytes=self.handle_bytes)
 
     @property

@@ -48,17 +48,21 @@ connects again when the :class:`Xenstore` was opened from a path.
 
 from __future__ import annotations
 
+import _socket as socket  # the C module: socket.py would load enum, selectors, collections
 import errno as _errno
 import os
 import select
-import socket
 import stat
 import struct
-import threading
-import uuid as _uuid
-from typing import Callable, Dict, List, Optional, Protocol, Tuple, Union
+from _thread import allocate_lock
 
 from .errors import DecodeError, XenprivcmdError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing and uuid are not loaded by a one-shot listing
+    from typing import Callable, Dict, List, Optional, Protocol, Tuple, Union
+else:
+    Protocol = object
 
 __all__ = [
     "XS_CONTROL",
@@ -391,6 +395,8 @@ def _text(value: bytes) -> str:
 
 def _parse_uuid(text: str) -> Optional[str]:
     try:
+        import uuid as _uuid
+
         return str(_uuid.UUID(text.strip()))
     except ValueError:
         return None
@@ -415,7 +421,7 @@ class Xenstore:
         self.timeout = timeout
         self._transport = transport
         self._connector = connector
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._req_id = 0
         self._closed = False
         self.reconnects = 0

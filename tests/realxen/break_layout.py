@@ -13,8 +13,10 @@ from xenprivcmd import _machine_arch
 
 layouts = importlib.import_module("xenprivcmd.structs._gen_%s_layouts" % _machine_arch())
 
-GOOD = '["tot_pages",8,"u64"],["max_pages",16,"u64"]'
-BROKEN = '["max_pages",8,"u64"],["tot_pages",16,"u64"]'
+GOOD = "tot_pages:8:u64 max_pages:16:u64"
+BROKEN = "max_pages:8:u64 tot_pages:16:u64"
 
-assert GOOD in layouts.STRUCTS_JSON, "the getdomaininfo layout to break is not where expected"
-layouts.STRUCTS_JSON = layouts.STRUCTS_JSON.replace(GOOD, BROKEN)
+rows = [r for r in layouts.STRUCTS if r.startswith("xen_domctl_getdomaininfo ")]
+assert rows and all(GOOD in r for r in rows), "the getdomaininfo layout to break is not where expected"
+layouts.STRUCTS = tuple(r.replace(GOOD, BROKEN) if r.startswith("xen_domctl_getdomaininfo ") else r
+                        for r in layouts.STRUCTS)

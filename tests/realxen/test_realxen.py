@@ -82,14 +82,42 @@ def test_locked_anonymous_buffers_work_on_real_xen(xen):
         assert h.physinfo().nr_cpus == xen.physinfo().nr_cpus
 
 
-def test_abi_is_detected_without_being_told(xen, suite):
+def test_abi_is_detected_without_being_told(suite):
     series, domctl, sysctl = SUITE_ABI[suite]
-    v = xen.abi
-    assert v.xen[:2] == series
-    assert (v.domctl_interface_version, v.sysctl_interface_version) == (domctl, sysctl)
-    assert xen.detection["method"] in ("series + probes", "scan")
-    # the probes did ask the hypervisor, and it accepted the chosen versions
-    assert ("domctl", domctl, True) in xen.detection["probes"]
+    with xenprivcmd.open(detect="fresh") as fresh:
+        v = fresh.abi
+        assert v.xen[:2] == series
+        assert (v.domctl_interface_version, v.sysctl_interface_version) == (domctl, sysctl)
+        assert fresh.detection["method"] in ("series + probes", "scan")
+        # the probes did ask the hypervisor, and it accepted the chosen versions
+        assert ("domctl", domctl, True) in fresh.detection["probes"]
+        assert ("sysctl", sysctl, True) in fresh.detection["probes"]
+
+
+def test_the_detected_variant_is_cached_for_this_boot(suite):
+    """/run/xenprivcmd holds the variant (root's runtime dir); the next open
+    uses it after one accepted probe, and a damaged file is never trusted."""
+    import stat
+
+    with xenprivcmd.open(detect="fresh") as fresh:
+        release, path = fresh.abi.release, fresh.detection["cache"]
+    assert path == f"/run/xenprivcmd/abi-privcmd-{xenprivcmd._machine_arch()}"
+    st = os.stat(path)
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
+    boot = open("/proc/sys/kernel/random/boot_id").read().strip()
+    assert f"key.boot={boot}\n" in open(path).read()
+    with xenprivcmd.open() as warm:
+        assert warm.abi.release == release
+        assert warm.detection["method"].startswith("cache")
+        assert warm.detection["probes"] == [("domctl", warm.abi.domctl_interface_version, True)]
+    # another release in the file: Xen refuses the probe, detection runs again
+    text = open(path).read()
+    other = "4.14.0" if not release.startswith("4.14") else "4.17.0"
+    with open(path, "w") as f:
+        f.write(text.replace(f"release={release}\n", f"release={other}\n"))
+    with xenprivcmd.open() as h:
+        assert h.abi.release == release and h.detection.get("cache_rejected") == other
+    assert f"release={release}\n" in open(path).read()
 
 
 def test_a_wrong_interface_version_is_refused_by_xen(xen):

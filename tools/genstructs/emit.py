@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -143,36 +142,96 @@ def _dict_lines(d: Dict[str, object], indent: str) -> List[str]:
     return ["%s%r: %s," % (indent, k, _lit(v)) for k, v in d.items()]
 
 
-def _j(v: object) -> str:
-    return json.dumps(v, separators=(",", ":"), sort_keys=False)
-
-
 def _pylit(text: str) -> str:
     return "'%s'" % text.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def _set_rows(rows: List[SetRow]) -> List[str]:
-    """JSON text of the rows, one dict entry per line."""
-    out = ["    '['"]
-    for ri, (key, parent, d, removed) in enumerate(rows):
-        out.append("    %s" % _pylit("[%s,%s,{" % (_j(key), _j(parent))))
-        items = list(d.items())
-        for i, (k, v) in enumerate(items):
-            out.append("    %s" % _pylit("%s:%s%s" % (_j(k), _j(v), "," if i < len(items) - 1 else "")))
-        out.append("    %s" % _pylit("},%s]%s" % (_j(list(removed)), "," if ri < len(rows) - 1 else "")))
-    out.append("    ']'")
+def _check_word(w: str, what: str) -> str:
+    """Names and specs go into space/colon/equals-separated strings."""
+    if any(ch in w for ch in " :=\n'\\"):
+        raise ValueError("%s %r cannot be written into the generated tables" % (what, w))
+    return w
+
+
+def struct_text(row: StructRow) -> str:
+    """One struct row as the loader reads it: ``name kind size align field:offset:spec ...``."""
+    cname, kind, size, align, fields = row
+    parts = [_check_word(cname, "struct"), kind, str(size), str(align)]
+    parts += ["%s:%d:%s" % (_check_word(fn, "field"), off, _check_word(sp, "spec")) for fn, off, sp in fields]
+    return " ".join(parts)
+
+
+def _value_text(v: object, ints: bool) -> str:
+    if ints:
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ValueError("constant value %r is not an integer" % (v,))
+        return str(v)
+    return _check_word(str(v), "spec")
+
+
+def _set_rows(name: str, rows: List[SetRow], ints: bool) -> List[str]:
+    """``NAME = {key: (parent key, "name=value ...", "removed ...")}``, a few entries per line."""
+    out = ["%s: Dict[str, Tuple[Optional[str], str, str]] = {" % name]
+    for key, parent, d, removed in rows:
+        out.append("    %r: (%r, (" % (key, parent))
+        items = ["%s=%s" % (_check_word(k, "name"), _value_text(v, ints)) for k, v in d.items()]
+        for i in range(0, len(items), 8):
+            chunk = " ".join(items[i:i + 8]) + (" " if i + 8 < len(items) else "")
+            out.append("        %s" % _pylit(chunk))
+        if not items:
+            out.append("        ''")
+        out.append("    ), %s)," % _pylit(" ".join(_check_word(r, "name") for r in removed)))
+    out.append("}")
     return out
+
+
+_TYPING = ["from __future__ import annotations", "",
+           "TYPE_CHECKING = False",
+           "if TYPE_CHECKING:",
+           "    from typing import Dict, Optional, Tuple"]
 
 
 def render(t: Tables) -> Dict[str, str]:
     files: Dict[str, str] = {}
+    for arch, at in t.arches.items():
+        lines = [HEADER.rstrip("\n"),
+                 '"""Struct layouts for %s (gcc), deduplicated across Xen releases.' % arch,
+                 "",
+                 "Plain strings, read row by row: a process builds only the structs it uses.",
+                 "",
+                 "STRUCTS[i] = 'C-name s|u sizeof alignof field:offset:spec ...'.",
+                 "spec: u8..u64 i8..i64 c f32 f64 h(guest handle) p(pointer) #<struct index>,",
+                 "then [N] array dimensions; an empty field name is an anonymous member.",
+                 "LAYOUTS[key] = (parent key, 'name=spec ...' added/changed, 'removed names').",
+                 '"""',
+                 ""] + _TYPING + ["",
+                 "STRUCTS: Tuple[str, ...] = ("]
+        for i, row in enumerate(at.structs):
+            lines.append("    %s,  # %d" % (_pylit(struct_text(row)), i))
+        lines.append(")")
+        lines.append("")
+        lines.extend(_set_rows("LAYOUTS", at.layouts, ints=False))
+        files["_gen_%s_layouts.py" % arch] = "\n".join(lines) + "\n"
+
+        lines = [HEADER.rstrip("\n"),
+                 '"""Integer constants (macros) for %s, deduplicated across Xen releases.' % arch,
+                 "",
+                 "CONSTS[key] = (parent key, 'NAME=value ...' added/changed, 'removed names').",
+                 '"""',
+                 ""] + _TYPING + [""]
+        lines.extend(_set_rows("CONSTS", at.consts, ints=True))
+        files["_gen_%s_consts.py" % arch] = "\n".join(lines) + "\n"
+
+    import hashlib
+
+    digest = hashlib.sha256("".join(files[k] for k in sorted(files)).encode()).hexdigest()[:16]
     lines = [HEADER.rstrip("\n"),
              '"""Known Xen releases and, per arch, the keys of their layout/constant sets."""',
-             "",
-             "from typing import Dict, Optional, Tuple",
-             "",
+             ""] + _TYPING + ["",
              "HEAD = %r" % t.head,
              "ARCHES: Tuple[str, ...] = %r" % (tuple(t.arches),),
+             "#: Digest of the layout and constant tables (part of the detection cache's key).",
+             "TABLES_ID = %r" % digest,
              "",
              "# (release, xen version tuple, XEN_DOMCTL_INTERFACE_VERSION,",
              "#  XEN_SYSCTL_INTERFACE_VERSION, DOM0_INTERFACE_VERSION, exact, source)",
@@ -192,45 +251,22 @@ def render(t: Tables) -> Dict[str, str]:
         lines.append("    },")
     lines.append("}")
     files["_gen_releases.py"] = "\n".join(lines) + "\n"
-
-    for arch, at in t.arches.items():
-        lines = [HEADER.rstrip("\n"),
-                 '"""Struct layouts for %s (gcc), deduplicated across Xen releases.' % arch,
-                 "",
-                 "The data is JSON (one row per line; the literal pieces concatenate):",
-                 "it loads in ~1 ms even where no .pyc can be written.",
-                 "",
-                 "STRUCTS[i] = [C name, 's'|'u', sizeof, alignof, [[field, offset, spec], ...]].",
-                 "spec: u8..u64 i8..i64 c f32 f64 h(guest handle) p(pointer) #<struct index>,",
-                 "then [N] array dimensions; an empty field name is an anonymous member.",
-                 "LAYOUTS rows: [key, parent key, {name: spec} added/changed, [removed names]].",
-                 '"""',
-                 "",
-                 "STRUCTS_JSON = ("]
-        rows = at.structs
-        for i, (cname, kind, size, align, fields) in enumerate(rows):
-            item = _j([cname, kind, size, align, [list(f) for f in fields]])
-            lines.append("    %s  # %d" % (_pylit(("[" if i == 0 else "") + item
-                                                  + ("]" if i == len(rows) - 1 else ",")), i))
-        lines.append(")")
-        lines.append("")
-        lines.append("LAYOUTS_JSON = (")
-        lines.extend(_set_rows(at.layouts))
-        lines.append(")")
-        files["_gen_%s_layouts.py" % arch] = "\n".join(lines) + "\n"
-
-        lines = [HEADER.rstrip("\n"),
-                 '"""Integer constants (macros) for %s, deduplicated across Xen releases.' % arch,
-                 "",
-                 "JSON, one entry per line. CONSTS rows: [key, parent key,",
-                 "{name: value} added/changed, [removed names]].",
-                 '"""',
-                 "",
-                 "CONSTS_JSON = ("]
-        lines.extend(_set_rows(at.consts))
-        lines.append(")")
-        files["_gen_%s_consts.py" % arch] = "\n".join(lines) + "\n"
     return files
+
+
+def tables_from_committed() -> Tables:
+    """The committed tables read back into :class:`Tables` (``render`` of it is the committed text)."""
+    from xenprivcmd import structs
+
+    arches: Dict[str, ArchTables] = {}
+    for arch in structs.arches():
+        at = ArchTables()
+        at.structs = list(structs.struct_rows(arch))
+        at.layouts = [(k, p, dict(ch), tuple(rm)) for k, (p, ch, rm) in structs.set_rows(arch, "LAYOUTS").items()]
+        at.consts = [(k, p, dict(ch), tuple(rm)) for k, (p, ch, rm) in structs.set_rows(arch, "CONSTS").items()]
+        at.keys = dict(structs._gen("releases").KEYS[arch])
+        arches[arch] = at
+    return Tables(releases=list(structs.release_table()), head=structs.head_release(), arches=arches)
 
 
 def _denormalise(rows: Sequence[StructRow], sid: int, out: Dict[str, Tuple[str, int, int, tuple]]) -> str:

@@ -22,10 +22,9 @@ behind a fake ioctl, for every release.
 
 from __future__ import annotations
 
+import _operator as operator  # the C module: operator.py is more to load
 import errno as _errno
-import operator
 import struct
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .._layout import _code, fields, record_reader
 from .._privcmd import PrivcmdTransport, privcmd_hypercall
@@ -34,6 +33,10 @@ from ..types import DomainInfo, PhysInfo, SchedParams, VcpuInfo
 from . import domains as _dom
 from . import host as _host
 from ._wire import DOMID_FIRST_RESERVED, DOMID_MAX, PAYLOAD_OFFSET, Wire, check_domid
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15)
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["PrivcmdTransport", "plans", "xen_version_plan", "PLANNED"]
 

@@ -10,13 +10,16 @@ these is used, never by ``import xenprivcmd`` or by the hot paths.
 from __future__ import annotations
 
 import ctypes
-import threading
-from typing import Any, Dict, List, Tuple
+from _thread import allocate_lock
 
 from .._layout import fields
 from ..errors import DecodeError
 
-_lock = threading.Lock()
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Tuple
+
+_lock = allocate_lock()
 _cache: Dict[Tuple[type, Tuple[str, ...]], Any] = {}
 
 

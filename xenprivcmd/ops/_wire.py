@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
-import operator
 import struct
-from typing import Any, Callable, Dict, Optional, Tuple
+from _operator import itemgetter
 
 from .._layout import has_field, record_reader
-from .._privcmd import Buffer, Transport
 from ..errors import DecodeError, NotSupported, ReadOnlyError, from_errno
 from ..types import DomainInfo
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Optional, Tuple
+
+    from .._privcmd import Buffer, Transport
 
 HYPERVISOR_dom0_op = 7
 HYPERVISOR_multicall = 13
@@ -116,8 +120,8 @@ class Wire:
                 _errno.ENOSYS,
                 f"Xen {variant.release} uses the dom0_op interface: use make_wire() (Dom0OpWire)",
             )
-        self.domctl_cls = structs["xen_domctl"]
-        self.sysctl_cls = structs["xen_sysctl"]
+        self.domctl_cls = structs.lean("xen_domctl")  # sub-op members built on first use
+        self.sysctl_cls = structs.lean("xen_sysctl")
         self.domctl_size = ctypes.sizeof(self.domctl_cls)
         self.sysctl_size = ctypes.sizeof(self.sysctl_cls)
         self.domctl_iv = variant.domctl_interface_version
@@ -229,6 +233,6 @@ def make_wire(variant: Any) -> Wire:
     return Wire(variant)
 
 
-get_domid = operator.itemgetter(0)
+get_domid = itemgetter(0)
 _domctl_header = struct.Struct("<IIH").pack_into
 _sysctl_header = struct.Struct("<II").pack_into

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import errno as _errno
 import struct
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 from .._layout import fields, record_reader
 from ..errors import DecodeError, NoSuchDomain, XenError, from_errno
@@ -33,7 +32,10 @@ from ..types import DomainInfo, VcpuAffinity, VcpuInfo, VcpuListEntry
 from . import domains as _dom
 from ._wire import HYPERVISOR_domctl, HYPERVISOR_multicall, Wire, check_domid
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15)
+    from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
+
     from .._privcmd import Transport
 
 __all__ = ["Batch", "Call", "MULTICALL_ENTRY_SIZE", "NOT_RUN", "TRAP_MAX_BYTES", "TRAP_MAX_ENTRIES"]
@@ -560,22 +562,24 @@ def infos_shaped(h: Any, ids: Sequence[int]) -> Optional[List[DomainInfo]]:
     return out
 
 
-def vcpus_shaped(h: Any, infos: Sequence[DomainInfo]) -> Optional[List[VcpuListEntry]]:
-    """Every vcpu of ``infos`` with its affinity, in shaped traps; None: take the general batch."""
+def vcpus_shaped(h: Any, infos: Sequence[DomainInfo], affinity: bool = True) -> Optional[List[Any]]:
+    """Every vcpu of ``infos`` in shaped traps: VcpuListEntry rows with the
+    affinities, or (``affinity=False``) VcpuInfo rows of getvcpuinfo alone.
+    None: take the general batch."""
     w = h.wire
     p = plans(w)
     if not p.vcpu_standard:
         return None
     nr_cpus = h.nr_cpus()
-    key = ("vcpu_list", nr_cpus, tuple((i.domid, i.max_vcpu_id, i.name) for i in infos))
+    key = ("vcpu_list", affinity, nr_cpus, tuple((i.domid, i.max_vcpu_id, i.name) for i in infos))
     layouts: Dict[Any, Any] = h.__dict__.setdefault("_vcpu_layouts", {})
     lay = layouts.get(key)
     if lay is None:
         if len(layouts) >= SHAPES_KEPT:
             layouts.clear()
-        lay = layouts[key] = _VcpuLayout(h, p, nr_cpus, infos)
+        lay = layouts[key] = _VcpuLayout(h, p, nr_cpus, infos, affinity)
     cache = lay.maps_cache
-    out: List[VcpuListEntry] = []
+    out: List[Any] = []
     for chunk_key, make, heads in lay.chunks:
         shape = _shape(h, chunk_key, make, lay.slot)
         view = _run_shape(h, shape)
@@ -584,6 +588,9 @@ def vcpus_shaped(h: Any, infos: Sequence[DomainInfo]) -> Optional[List[VcpuListE
         n = len(heads)
         at = shape.slots_at
         states = lay.vcpu_reader.iter_unpack(view[at:at + n * lay.slot])
+        if not affinity:
+            out += [_new(VcpuInfo, (head[2],) + st) for head, st in zip(heads, states)]
+            continue
         affs = lay.map_reader.iter_unpack(view[at + n * lay.slot:at + 2 * n * lay.slot])
         if len(cache) > 4096:
             cache.clear()
@@ -595,13 +602,14 @@ def vcpus_shaped(h: Any, infos: Sequence[DomainInfo]) -> Optional[List[VcpuListE
 class _VcpuLayout:
     """What a vcpu_list of one set of domains looks like in traps (see vcpus_shaped)."""
 
-    def __init__(self, h: Any, p: _Plans, nr_cpus: int, infos: Sequence[DomainInfo]) -> None:
+    def __init__(self, h: Any, p: _Plans, nr_cpus: int, infos: Sequence[DomainInfo], affinity: bool) -> None:
         nbytes = (nr_cpus + 7) // 8
         room = _align8(nbytes)
         nmaps = len(p.aff_maps)
         # one slot size for both kinds: a getvcpuinfo slot has room to spare
         self.slot = slot = p.slot + nmaps * room
-        per = min(TRAP_MAX_ENTRIES, TRAP_MAX_BYTES // (MULTICALL_ENTRY_SIZE + slot)) // 2
+        kinds = 2 if affinity else 1
+        per = min(TRAP_MAX_ENTRIES, TRAP_MAX_BYTES // (MULTICALL_ENTRY_SIZE + slot)) // kinds
         # online, blocked, running, cpu_time, cpu: after the vcpu number, as "???xQI"
         self.vcpu_reader = _slot_reader(p.u + 4, "???xQI", slot)
         self.map_reader = _slot_reader(p.slot, f"{room}s" * nmaps, slot)
@@ -621,8 +629,8 @@ class _VcpuLayout:
             def queue(b: Batch, c: Sequence[Tuple[int, Optional[str], int]] = heads) -> None:
                 for d, _name, v in c:
                     b.vcpu_info(d, v)
-                for d, _name, v in c:
+                for d, _name, v in c if affinity else ():
                     b.vcpu_affinity(d, v)
 
-            chunk_key = ("vcpus", 2 * len(heads), tuple((d, v) for d, _n, v in heads), nr_cpus)
+            chunk_key = ("vcpus", kinds * len(heads), tuple((d, v) for d, _n, v in heads), nr_cpus)
             self.chunks.append((chunk_key, _ops_of(h, queue), heads))

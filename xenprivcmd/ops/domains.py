@@ -10,13 +10,19 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import time
-from typing import Any, FrozenSet, Iterable, List, Optional, Sequence, Tuple
-from uuid import UUID
 
-from .._privcmd import Transport
 from ..errors import DecodeError, NoSuchDomain, NotSupported, TryAgain
-from ..types import DomainInfo, DomainState, SchedParams, VcpuAffinity, VcpuInfo
-from ._wire import DOMID_FIRST_RESERVED, PAYLOAD_OFFSET, Wire, check_domid
+from ..types import DomainState, SchedParams, VcpuAffinity, VcpuInfo
+from ._wire import DOMID_FIRST_RESERVED, PAYLOAD_OFFSET, check_domid
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, FrozenSet, Iterable, List, Optional, Sequence, Tuple
+    from uuid import UUID
+
+    from .._privcmd import Transport
+    from ..types import DomainInfo
+    from ._wire import Wire
 
 #: Records asked for per getdomaininfolist call (paginated by first_domain).
 LIST_CHUNK = 1024
@@ -358,6 +364,8 @@ def create_domain(
     _check_int(max_evtchn_port, "max_evtchn_port", 0, (1 << 31) - 1)
     _check_int(max_grant_frames, "max_grant_frames", 1, 1 << 20)
     _check_int(max_maptrack_frames, "max_maptrack_frames", 0, 1 << 20)
+    from uuid import UUID
+
     if handle is not None and not isinstance(handle, UUID):
         raise TypeError("handle must be a uuid.UUID")
     cls = w.variant.structs["xen_domctl_createdomain"]

@@ -8,16 +8,35 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
-import functools
 import struct
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from .._layout import fields, record_reader
-from .._privcmd import Transport
 from ..errors import DecodeError, NotSupported
 from ..types import CpuTopology, NumaNode, PcpuInfo, PhysInfo
-from . import _slow
-from ._wire import PAYLOAD_OFFSET, Wire
+from ._wire import PAYLOAD_OFFSET
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple, TypeVar
+
+    from .._privcmd import Transport
+    from ._wire import Wire
+
+    _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _cache(func: _F) -> _F:
+    """``functools.cache`` for one-argument functions, without importing functools."""
+    memo: Dict[Any, Any] = {}
+
+    def cached(arg: Any) -> Any:
+        try:
+            return memo[arg]
+        except KeyError:
+            return memo.setdefault(arg, func(arg))
+
+    cached.__doc__ = func.__doc__
+    return cached  # type: ignore[return-value]
 
 #: XEN_SCHEDULER_* ids (the same in every release that has them; 0 is SCHED_BVT of the dom0_op era).
 SCHEDULER_NAMES = {0: "bvt", 4: "sedf", 5: "credit", 6: "credit2", 7: "arinc653", 8: "rtds", 9: "null"}
@@ -39,7 +58,7 @@ CONSOLE_CHUNK = 16384
 MAX_CONSOLE_BYTES = 64 << 20
 
 
-@functools.cache
+@_cache
 def _names(cls: type) -> FrozenSet[str]:
     return frozenset(f[0] for f in getattr(cls, "_fields_", ()))
 
@@ -54,7 +73,7 @@ _PHYSINFO_FIELDS = (
 )
 
 
-@functools.cache
+@_cache
 def _physinfo_reader(cls: type) -> Tuple[struct.Struct, Dict[str, Optional[int]], int, int]:
     """One unpack for physinfo's scalars (those this release has), and where hw_cap is."""
     st, index = record_reader(cls, _PHYSINFO_FIELDS)
@@ -136,6 +155,8 @@ def cpu_topology(w: Wire, t: Transport, max_cpu_id: int) -> List[CpuTopology]:
         got = int(req.u.cputopoinfo.num_cpus)
         if got > n:
             raise DecodeError(f"cputopoinfo: {got} cpus returned for {n} asked")
+        from . import _slow
+
         rows = _slow.records(rec_cls, ("core", "socket", "node"), buf.view, PAYLOAD_OFFSET, got)
         return [CpuTopology(i, *(None if v == INVALID_TOPOLOGY_ID else v for v in row)) for i, row in enumerate(rows)]
     if w.has("xen_sysctl_topologyinfo"):
@@ -175,6 +196,8 @@ def numa_info(w: Wire, t: Transport, max_node_id: int) -> List[NumaNode]:
         got = int(ni.num_nodes)
         if got > n:
             raise DecodeError(f"numainfo: {got} nodes returned for {n} asked")
+        from . import _slow
+
         mems = _slow.records(mem_cls, ("memsize", "memfree"), buf.view, PAYLOAD_OFFSET, got)
         # Xen lays the distance matrix out with rows as long as the nodes it answered.
         dist = struct.unpack_from(f"<{got * got}I", buf.view, dist_at)
@@ -209,6 +232,8 @@ def pcpu_info(w: Wire, t: Transport, max_cpu_id: int) -> List[PcpuInfo]:
     got = int(gi.nr_cpus)
     if got > n:
         raise DecodeError(f"getcpuinfo: {got} cpus returned for {n} asked")
+    from . import _slow
+
     rows = _slow.records(rec_cls, ("idletime",), buf.view, PAYLOAD_OFFSET, got)
     return [PcpuInfo(i, row[0]) for i, row in enumerate(rows)]
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import errno as _errno
 import struct
-from typing import Optional, Tuple
 
-from .._privcmd import Buffer, Transport
 from ..errors import DecodeError, HypercallError
 from ..types import VersionInfo
 from ._wire import issue
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
+
+    from .._privcmd import Buffer, Transport
 
 HYPERVISOR_xen_version = 17
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from .. import __version__
 from .parse import UsageError, split_argv, split_commands
 from .session import Options, Session, stream_isatty
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # a one-shot command's start-up imports no typing, readline or interactive parts
+    from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 __all__ = ["main", "run", "USAGE"]
 
@@ -111,7 +114,7 @@ def run(argv: Sequence[str], stdout: Optional[TextIO] = None, stderr: Optional[T
         err.write("\n")
         return 130
     finally:
-        count = session.hypercalls_issued()
+        count = session.hypercalls_issued() if environ.get("XPSH_DEBUG_COUNT") else 0
         session.close()
         if environ.get("XPSH_DEBUG_COUNT"):
             err.write(f"xpsh: hypercalls issued: {count}\n")

@@ -8,7 +8,6 @@ goes through :meth:`Session.result` (text, or JSON with ``--json``).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .. import __version__
 from .parse import (
@@ -23,6 +22,10 @@ from .parse import (
     parse_size_kib,
 )
 from .session import Session, stream_isatty
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Sequence
 
 __all__ = ["Command", "COMMANDS", "GROUPS", "resolve"]
 
@@ -146,7 +149,7 @@ def _info_dict(i: Any) -> Dict[str, Any]:
     return {
         "id": i.domid,
         "name": i.name,
-        "uuid": str(i.uuid),
+        "uuid": i.uuid_str,
         "state": i.state,
         "state_letters": i.state_letters,
         "memory_kib": i.memory_kib,

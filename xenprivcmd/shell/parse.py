@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
-import shlex
-from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple, Union
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing, re, shlex and trace are not loaded by a one-shot command's start-up
+    import re
+    from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple, Union
 
-from ..trace import format_cpulist
+    Value = Union[None, bool, int, float, str, List[str]]
 
 __all__ = [
     "UsageError",
@@ -33,6 +34,8 @@ def split_commands(line: str) -> List[List[str]]:
 
     Shell-like quoting; ``;`` separates commands; ``#`` starts a comment.
     """
+    import shlex
+
     lex = shlex.shlex(line, posix=True, punctuation_chars=";")
     lex.whitespace_split = True
     lex.commenters = "#"
@@ -53,7 +56,7 @@ def split_argv(argv: Sequence[str]) -> List[List[str]]:
     whole command line (``xpsh "list; dominfo 1"``) is split like a typed
     line; otherwise the arguments are taken as they are, with lone ``;``
     separating commands."""
-    if len(argv) == 1 and re.search(r"[\s;]", argv[0]):
+    if len(argv) == 1 and any(ch == ";" or ch.isspace() for ch in argv[0]):
         return split_commands(argv[0])
     out: List[List[str]] = [[]]
     for tok in argv:
@@ -66,7 +69,21 @@ def split_argv(argv: Sequence[str]) -> List[List[str]]:
 
 # -- sizes ------------------------------------------------------------------------------------
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
+def _re(pattern: str) -> "re.Pattern[str]":
+    """A compiled pattern, ``re`` imported on first use (sizes, cpu lists)."""
+    import re
+
+    return re.compile(pattern)
+
+
+def format_cpulist(cpus: Iterable[int]) -> str:
+    """``{0, 1, 2, 5}`` -> ``"0-2,5"`` (:func:`xenprivcmd.trace.format_cpulist`)."""
+    from ..trace import format_cpulist as fmt
+
+    return fmt(cpus)
+
+
+_SIZE_RE = r"^\s*(\d+)\s*([A-Za-z]*)\s*$"
 _POWERS = {"": 0, "b": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
 
 
@@ -77,7 +94,7 @@ def parse_size_kib(text: str, default_unit: str = "KiB") -> int:
     (1000); likewise ``M``/``MiB``/``MB``, ``G``, ``T``, ``P``, ``E``.  No
     suffix means ``default_unit``.
     """
-    m = _SIZE_RE.match(text)
+    m = _re(_SIZE_RE).match(text)
     if not m:
         raise UsageError(f"invalid size {text!r}: expected a number with an optional unit (k, KiB, KB, M, MiB, MB, G, ...)")
     number, unit = int(m.group(1)), m.group(2) or default_unit
@@ -105,7 +122,7 @@ def _scale(unit: str) -> Optional[int]:
 
 # -- cpu lists --------------------------------------------------------------------------------
 
-_CPU_ITEM = re.compile(r"^(\^)?(\d+)(?:-(\d+))?$")
+_CPU_ITEM = r"^(\^)?(\d+)(?:-(\d+))?$"
 
 
 def parse_cpulist(text: str, nr_cpus: int) -> FrozenSet[int]:
@@ -118,7 +135,7 @@ def parse_cpulist(text: str, nr_cpus: int) -> FrozenSet[int]:
     add: set[int] = set()
     remove: set[int] = set()
     for item in s.split(","):
-        m = _CPU_ITEM.match(item.strip())
+        m = _re(_CPU_ITEM).match(item.strip())
         if not m:
             raise UsageError(f"invalid cpulist {text!r}: cannot parse {item!r} (expected N, N-M, ^N or r)")
         neg, lo_s, hi_s = m.groups()
@@ -166,7 +183,6 @@ class Opt:
         self.metavar = metavar or (value or "")
 
 
-Value = Union[None, bool, int, float, str, List[str]]
 
 
 class Args:
@@ -227,7 +243,7 @@ def parse_args(cmd: str, tokens: Sequence[str], args: Sequence[Arg], opts: Seque
     while i < len(tokens):
         tok = tokens[i]
         i += 1
-        if only_pos or tok == "-" or not tok.startswith("-") or re.match(r"^-\d", tok) or tok.startswith("^"):
+        if only_pos or tok == "-" or not tok.startswith("-") or (tok[1:2].isdigit() and tok[1:2].isascii()) or tok.startswith("^"):
             positional.append(tok)
             continue
         if tok == "--":

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import traceback
-from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from .. import errors as _errors
-from ..trace import CallRecord, DryRunTransport, TimingTransport, innermost
 from .parse import UsageError, parse_args, suggest
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # json, traceback, typing and trace load only when a run needs them
+    from typing import Any, Dict, List, Optional, TextIO, Tuple
+
+    from ..trace import CallRecord, DryRunTransport, TimingTransport
 
 __all__ = ["Session", "Options", "DEFAULT_URI"]
 
@@ -71,8 +73,12 @@ class Session:
             self._orig_transport = h.transport
             t = h.transport
             if self.opts.timing:
+                from ..trace import TimingTransport
+
                 t = self.timer = TimingTransport(t)
             if self.opts.dry_run:
+                from ..trace import DryRunTransport
+
                 t = self.dry = DryRunTransport(t)
             h.transport = t
             self._handle = h
@@ -112,6 +118,8 @@ class Session:
         """Hypercalls that reached the hypervisor (0 when never connected)."""
         if self._handle is None:
             return 0
+        from ..trace import innermost
+
         return int(innermost(self._handle.transport).calls)
 
     # -- output -------------------------------------------------------------------------------
@@ -128,6 +136,8 @@ class Session:
         if self.suppress:
             return
         if self.opts.json:
+            import json
+
             self.stdout.write(json.dumps(data, sort_keys=False, default=str) + "\n")
         elif text is not None:
             self.stdout.write(text if text.endswith("\n") or not text else text + "\n")
@@ -203,10 +213,14 @@ class Session:
         except (_errors.XenprivcmdError, ValueError, TypeError, OSError, LookupError) as exc:
             self.error(_describe(exc))
             if self.env.get("XPSH_DEBUG"):
+                import traceback
+
                 traceback.print_exc(file=self.stderr)
         except Exception as exc:  # a bug: still one line unless debugging
             self.error(f"internal error: {type(exc).__name__}: {exc}")
             if self.env.get("XPSH_DEBUG"):
+                import traceback
+
                 traceback.print_exc(file=self.stderr)
         finally:
             self.stdout.flush()
@@ -233,6 +247,8 @@ class Session:
     def _report_timing(self, seconds: float) -> None:
         recs: List[CallRecord] = self.timer.take() if self.timer is not None else []
         if self.opts.json:
+            import json
+
             self.stderr.write(json.dumps({"time_ms": round(seconds * 1e3, 3),
                                           "hypercalls": [_timing_dict(r) for r in recs]}) + "\n")
         else:

@@ -1,38 +1,53 @@
 """Loader for the generated Xen ABI tables (hand-written; the data is not).
 
 The ``_gen_*`` modules beside this file are written by
-``tools/gen_structs.py``.  They hold compact, deduplicated data only; this
-module turns them into ``ctypes`` classes lazily, caching each class per
-(arch, struct layout), so releases sharing a layout share their classes.
+``tools/gen_structs.py``.  They hold compact, deduplicated data only, as plain
+strings: one per struct row, one per layout/constant set (a diff against its
+parent set).  This module parses a row only when something asks for it and
+turns rows into ``ctypes`` classes lazily, caching each class per (arch,
+struct layout), so releases sharing a layout share their classes and a
+process builds only the structs it touches.
 
 Nothing here is imported by ``import xenprivcmd``; use :mod:`xenprivcmd.abi`.
+Cheap to import on purpose: no ``re``, ``json``, ``typing``, ``threading`` or ``importlib``.
 """
 
 from __future__ import annotations
 
+import _thread
 import ctypes
-import importlib
-import json
-import re
-import threading
-from types import ModuleType
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Type
+import sys
+from _collections_abc import Mapping as _MappingBase
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Type
+
+    StructRow = Tuple[str, str, int, int, Tuple[Tuple[str, int, str], ...]]
+    ReleaseRow = Tuple[str, Tuple[int, ...], Optional[int], Optional[int], Optional[int], bool, str]
+    SetRow = Tuple[Optional[str], Dict[str, Any], Tuple[str, ...]]
+    _MapBase = Mapping[str, Any]
+else:
+    _MapBase = _MappingBase
 
 __all__ = [
-    "release_table", "head_release", "arches", "keys_for", "layout_set", "const_set",
-    "ctype_for", "spec_sizeof", "struct_class", "layout_data", "struct_rows", "StructMap",
+    "release_table", "head_release", "arches", "keys_for", "tables_id", "layout_set", "const_set",
+    "ctype_for", "spec_sizeof", "struct_class", "lean_class", "layout_data", "struct_rows", "struct_row",
+    "set_rows", "StructMap",
 ]
 
-StructRow = Tuple[str, str, int, int, Tuple[Tuple[str, int, str], ...]]
-ReleaseRow = Tuple[str, Tuple[int, ...], Optional[int], Optional[int], Optional[int], bool, str]
-
-_lock = threading.RLock()
-_SPEC_RE = re.compile(r"^([a-z]\d*|c|h|p|#\d+)((?:\[\d+\])*)$")
-_DIM_RE = re.compile(r"\[(\d+)\]")
+_lock = _thread.RLock()
 
 
 def _gen(name: str) -> ModuleType:
-    return importlib.import_module("%s._gen_%s" % (__name__, name))
+    # __import__, not importlib.import_module: importlib's package loads warnings
+    full = "%s._gen_%s" % (__name__, name)
+    mod = sys.modules.get(full)
+    if mod is None:
+        __import__(full)
+        mod = sys.modules[full]
+    return mod
 
 
 def release_table() -> Tuple[ReleaseRow, ...]:
@@ -51,36 +66,75 @@ def arches() -> Tuple[str, ...]:
     return a
 
 
+def tables_id() -> str:
+    """A digest of the generated layout and constant tables."""
+    digest: str = _gen("releases").TABLES_ID
+    return digest
+
+
 def keys_for(arch: str, release: str) -> Optional[Tuple[str, str]]:
     """(layout set key, constant set key) of ``release`` on ``arch``, if known."""
     keys: Dict[str, Dict[str, Tuple[str, str]]] = _gen("releases").KEYS
     return keys.get(arch, {}).get(release)
 
 
-_json_cache: Dict[Tuple[str, str], Any] = {}
+# --------------------------------------------------------------------------
+# rows, parsed on demand
+
+_row_cache: Dict[Tuple[str, int], StructRow] = {}
 
 
-def _data(arch: str, table: str) -> Any:
-    """Parsed JSON table ``STRUCTS``/``LAYOUTS``/``CONSTS`` of ``arch`` (cached)."""
-    ck = (arch, table)
-    got = _json_cache.get(ck)
-    if got is None:
-        mod = _gen("%s_%s" % (arch, "consts" if table == "CONSTS" else "layouts"))
-        got = json.loads(getattr(mod, table + "_JSON"))
-        if table == "STRUCTS":
-            got = tuple((r[0], r[1], r[2], r[3], tuple((f[0], f[1], f[2]) for f in r[4]))
-                        for r in got)
-        else:
-            got = {r[0]: (r[0], r[1], r[2], tuple(r[3])) for r in got}
-        with _lock:
-            got = _json_cache.setdefault(ck, got)
-    return got
+def _texts(arch: str) -> Tuple[str, ...]:
+    texts: Tuple[str, ...] = _gen("%s_layouts" % arch).STRUCTS
+    return texts
+
+
+def parse_struct(text: str) -> StructRow:
+    """One generated struct row: ``name kind size align field:offset:spec ...``."""
+    words = text.split(" ")
+    fields = []
+    for w in words[4:]:
+        fname, off, spec = w.split(":")
+        fields.append((fname, int(off), spec))
+    return (words[0], words[1], int(words[2]), int(words[3]), tuple(fields))
+
+
+def struct_row(arch: str, sid: int) -> StructRow:
+    """Struct layout ``sid`` of ``arch``: (C name, 's'|'u', size, align, fields)."""
+    ck = (arch, sid)
+    row = _row_cache.get(ck)
+    if row is None:
+        row = _row_cache.setdefault(ck, parse_struct(_texts(arch)[sid]))
+    return row
 
 
 def struct_rows(arch: str) -> Tuple[StructRow, ...]:
-    """All struct layouts of ``arch``: (C name, 's'|'u', size, align, fields)."""
-    rows: Tuple[StructRow, ...] = _data(arch, "STRUCTS")
+    """All struct layouts of ``arch`` (parses every row: tools and tests, not hot paths)."""
+    return tuple(struct_row(arch, i) for i in range(len(_texts(arch))))
+
+
+def _set_table(arch: str, table: str) -> Dict[str, Tuple[Optional[str], str, str]]:
+    mod = _gen("%s_%s" % (arch, "consts" if table == "CONSTS" else "layouts"))
+    rows: Dict[str, Tuple[Optional[str], str, str]] = getattr(mod, table)
     return rows
+
+
+def _parse_set(changed: str, removed: str, ints: bool) -> Tuple[Dict[str, Any], Tuple[str, ...]]:
+    d: Dict[str, Any] = {}
+    for w in changed.split():
+        name, _, value = w.partition("=")
+        d[name] = int(value) if ints else value
+    return d, tuple(removed.split())
+
+
+def set_rows(arch: str, table: str) -> Dict[str, SetRow]:
+    """Every row of ``LAYOUTS`` or ``CONSTS``: key -> (parent, changed, removed)."""
+    ints = table == "CONSTS"
+    out: Dict[str, SetRow] = {}
+    for key, (parent, changed, removed) in _set_table(arch, table).items():
+        d, rm = _parse_set(changed, removed, ints)
+        out[key] = (parent, d, rm)
+    return out
 
 
 _set_cache: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
@@ -88,11 +142,11 @@ _set_cache: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
 
 def _resolve(arch: str, table: str, key: str) -> Dict[str, Any]:
     ck = (arch, table, key)
+    got = _set_cache.get(ck)
+    if got is not None:
+        return got
     with _lock:
-        got = _set_cache.get(ck)
-        if got is not None:
-            return got
-        index: Dict[str, Tuple[str, Optional[str], Dict[str, Any], Tuple[str, ...]]] = _data(arch, table)
+        index = _set_table(arch, table)
         if key not in index:
             raise KeyError(key)
         # walk up to the nearest cached ancestor (or the root), then replay
@@ -105,12 +159,14 @@ def _resolve(arch: str, table: str, key: str) -> Dict[str, Any]:
                 base = cached
                 break
             chain.append(index[k])
-            k = index[k][1]
+            k = index[k][0]
         cur = dict(base)
-        for _rkey, _parent, changed, removed in reversed(chain):
-            for name in removed:
+        ints = table == "CONSTS"
+        for _parent, changed, removed in reversed(chain):
+            d, rm = _parse_set(changed, removed, ints)
+            for name in rm:
                 cur.pop(name, None)
-            cur.update(changed)
+            cur.update(d)
         _set_cache[ck] = cur
         return cur
 
@@ -144,6 +200,7 @@ _SCALARS: Dict[str, Any] = {
 _PTR_SIZE: Dict[str, int] = {"x86_64": 8, "aarch64": 8, "x86_32": 4, "arm32": 4}
 
 _class_cache: Dict[Tuple[str, int], Type[Any]] = {}
+_lean_cache: Dict[Tuple[str, int], Type[Any]] = {}
 _type_cache: Dict[Tuple[str, str], Any] = {}
 
 
@@ -159,21 +216,36 @@ def _scalar(arch: str, base: str) -> Any:
         raise ValueError("unknown type spec %r" % base) from None
 
 
+def parse_spec(spec: str) -> Tuple[str, List[int]]:
+    """``'#12[4][2]'`` -> (``'#12'``, [4, 2]); ValueError for anything else."""
+    base, sep, rest = spec.partition("[")
+    dims: List[int] = []
+    if sep:
+        if not rest.endswith("]"):
+            raise ValueError("bad type spec %r" % spec)
+        for d in rest[:-1].split("]["):
+            if not d.isdigit() or not d.isascii():
+                raise ValueError("bad type spec %r" % spec)
+            dims.append(int(d))
+    ok = (base in _SCALARS or base in ("h", "p")
+          or (base[:1] == "#" and base[1:].isdigit() and base[1:].isascii()))
+    if not ok:
+        raise ValueError("bad type spec %r" % spec)
+    return base, dims
+
+
 def ctype_for(arch: str, spec: str) -> Any:
     """The ctypes type for a generated type spec (cached)."""
     ck = (arch, spec)
     t = _type_cache.get(ck)
     if t is not None:
         return t
-    mo = _SPEC_RE.match(spec)
-    if not mo:
-        raise ValueError("bad type spec %r" % spec)
-    base, dims = mo.group(1), mo.group(2)
+    base, dims = parse_spec(spec)
     if base.startswith("#"):
         t = struct_class(arch, int(base[1:]))
     else:
         t = _scalar(arch, base)
-    for d in reversed([int(x) for x in _DIM_RE.findall(dims)]):
+    for d in reversed(dims):
         t = t * d
     with _lock:
         _type_cache.setdefault(ck, t)
@@ -194,54 +266,165 @@ def struct_class(arch: str, sid: int) -> Type[Any]:
     alignment rules.  The C alignment is kept as ``_xen_align_``.
     """
     ck = (arch, sid)
+    cls = _class_cache.get(ck)
+    if cls is not None:
+        return cls
     with _lock:
         cls = _class_cache.get(ck)
-        if cls is not None:
-            return cls
-        cname, kind, size, align, fields = struct_rows(arch)[sid]
-        flist: List[Tuple[str, Any]] = []
-        anonymous: List[str] = []
-        names = {f[0] for f in fields}
-        pos = 0
-        for i, (fname, off, spec) in enumerate(fields):
-            ft = ctype_for(arch, spec)
-            if kind == "s":
-                if off < pos:
-                    raise ValueError("%s: overlapping field %s" % (cname, fname))
-                if off > pos:
-                    flist.append((_padname(pos, names), ctypes.c_uint8 * (off - pos)))
-            if not fname:
-                fname = "_anon%d" % i
-                anonymous.append(fname)
-            flist.append((fname, ft))
-            end = off + ctypes.sizeof(ft)
-            pos = end if kind == "s" else max(pos, end)
-        if pos < size:
-            if kind == "s":
-                flist.append((_padname(pos, names), ctypes.c_uint8 * (size - pos)))
-            else:
-                flist.append((_padname(size, names), ctypes.c_uint8 * size))
-        base: Any = ctypes.Union if kind == "u" else ctypes.Structure
-        ns: Dict[str, Any] = {
-            "__module__": __name__,
-            "__doc__": "Xen %s %s (%s): %d bytes, align %d." % (
-                "union" if kind == "u" else "struct", cname, arch, size, align),
-            "_pack_": 1,
-            "_layout_": "ms",  # explicit: all padding is spelled out (Python >= 3.14)
-            "_xen_name_": cname,
-            "_xen_arch_": arch,
-            "_xen_size_": size,
-            "_xen_align_": align,
-            "_xen_fields_": fields,
-        }
-        if anonymous:
-            ns["_anonymous_"] = tuple(anonymous)
-        ns["_fields_"] = flist
-        cls = type(cname, (base,), ns)
-        if ctypes.sizeof(cls) != size:
-            raise AssertionError("%s: ctypes size %d != %d" % (cname, ctypes.sizeof(cls), size))
-        _class_cache[ck] = cls
+        if cls is None:
+            cls = _class_cache[ck] = _build(arch, sid, lambda spec: ctype_for(arch, spec))
         return cls
+
+
+def lean_class(arch: str, sid: int) -> Type[Any]:
+    """Like :func:`struct_class`, but every union field is a :class:`LazyUnion`.
+
+    Meant for the domctl/sysctl wrappers, whose ``u`` unions hold every
+    sub-op's structure: ``req.u.getdomaininfolist`` builds that one member's
+    class on first use instead of all of them up front.  Sizes and offsets
+    are the same as :func:`struct_class`'s (the tests compare the two).
+    """
+    ck = (arch, sid)
+    cls = _lean_cache.get(ck)
+    if cls is not None:
+        return cls
+
+    def field_type(spec: str) -> Any:
+        base, dims = parse_spec(spec)
+        if base[:1] == "#" and not dims and struct_row(arch, int(base[1:]))[1] == "u":
+            return _lazy_union(arch, int(base[1:]))
+        return ctype_for(arch, spec)
+
+    with _lock:
+        cls = _lean_cache.get(ck)
+        if cls is None:
+            cls = _lean_cache[ck] = _build(arch, sid, field_type)
+        return cls
+
+
+def _spec_size(arch: str, spec: str) -> int:
+    """sizeof a spec from the rows alone (no class built for struct specs)."""
+    base, dims = parse_spec(spec)
+    n = struct_row(arch, int(base[1:]))[2] if base[:1] == "#" else ctypes.sizeof(_scalar(arch, base))
+    for d in dims:
+        n *= d
+    return n
+
+
+def _build(arch: str, sid: int, field_type: Any) -> Type[Any]:
+    cname, kind, size, align, fields = struct_row(arch, sid)
+    flist: List[Tuple[str, Any]] = []
+    anonymous: List[str] = []
+    names = {f[0] for f in fields}
+    pos = 0
+    for i, (fname, off, spec) in enumerate(fields):
+        ft = field_type(spec)
+        if kind == "s":
+            if off < pos:
+                raise ValueError("%s: overlapping field %s" % (cname, fname))
+            if off > pos:
+                flist.append((_padname(pos, names), ctypes.c_uint8 * (off - pos)))
+        if not fname:
+            fname = "_anon%d" % i
+            anonymous.append(fname)
+        flist.append((fname, ft))
+        end = off + ctypes.sizeof(ft)
+        pos = end if kind == "s" else max(pos, end)
+    if pos < size:
+        if kind == "s":
+            flist.append((_padname(pos, names), ctypes.c_uint8 * (size - pos)))
+        else:
+            flist.append((_padname(size, names), ctypes.c_uint8 * size))
+    base: Any = ctypes.Union if kind == "u" else ctypes.Structure
+    ns: Dict[str, Any] = {
+        "__module__": __name__,
+        "__doc__": "Xen %s %s (%s): %d bytes, align %d." % (
+            "union" if kind == "u" else "struct", cname, arch, size, align),
+        "_pack_": 1,
+        "_layout_": "ms",  # explicit: all padding is spelled out (Python >= 3.14)
+        "_xen_name_": cname,
+        "_xen_arch_": arch,
+        "_xen_size_": size,
+        "_xen_align_": align,
+        "_xen_fields_": fields,
+    }
+    if anonymous:
+        ns["_anonymous_"] = tuple(anonymous)
+    ns["_fields_"] = flist
+    cls = type(cname, (base,), ns)
+    if ctypes.sizeof(cls) != size:
+        raise AssertionError("%s: ctypes size %d != %d" % (cname, ctypes.sizeof(cls), size))
+    return cls
+
+
+class LazyUnion(ctypes.Union):
+    """Base of the lazy unions of :func:`lean_class`: raw bytes, members on demand.
+
+    ``u.member`` is a view of the member's full ctypes class over the union's
+    memory (built on first use, then cached per class); assigning a member
+    copies its bytes in.  ``_xen_members_`` maps member name -> type spec.
+    """
+
+    _fields_ = []  # type: ignore[misc]  # the subclasses' raw bytes
+    _xen_arch_ = ""
+    _xen_members_: Dict[str, str] = {}
+    _xen_types_: Dict[str, Any] = {}
+
+    @classmethod
+    def member_type(cls, name: str) -> Any:
+        t = cls._xen_types_.get(name)
+        if t is None:
+            spec = cls._xen_members_.get(name)
+            if spec is None:
+                raise AttributeError("%s has no member %r" % (cls.__name__, name))
+            t = cls._xen_types_.setdefault(name, ctype_for(cls._xen_arch_, spec))
+        return t
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self.member_type(name).from_buffer(self)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in type(self)._xen_members_:
+            raise AttributeError("%s has no member %r" % (type(self).__name__, name))
+        t = self.member_type(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = t(value)
+        if not isinstance(value, t):
+            raise TypeError("%s.%s takes a %s, not %s" % (type(self).__name__, name, t.__name__,
+                                                          type(value).__name__))
+        ctypes.memmove(ctypes.addressof(self), ctypes.addressof(value), ctypes.sizeof(t))
+
+
+def _lazy_union(arch: str, sid: int) -> Any:
+    ck = (arch, -1 - sid)
+    cls = _lean_cache.get(ck)
+    if cls is not None:
+        return cls
+    cname, kind, size, align, fields = struct_row(arch, sid)
+    members = {}
+    for i, (fname, off, spec) in enumerate(fields):
+        if off != 0 or _spec_size(arch, spec) > size:
+            raise ValueError("%s: member %s does not fit the union" % (cname, fname))
+        members[fname or "_anon%d" % i] = spec
+    ns: Dict[str, Any] = {
+        "__module__": __name__,
+        "__doc__": "Xen union %s (%s): %d bytes, align %d; members built on first use." % (
+            cname, arch, size, align),
+        "_pack_": 1,
+        "_layout_": "ms",
+        "_xen_name_": cname,
+        "_xen_arch_": arch,
+        "_xen_size_": size,
+        "_xen_align_": align,
+        "_xen_fields_": fields,
+        "_xen_members_": members,
+        "_xen_types_": {},
+        "_fields_": [("_xen_raw_", ctypes.c_uint8 * size)],
+    }
+    cls = type(cname, (LazyUnion,), ns)
+    return _lean_cache.setdefault(ck, cls)
 
 
 def _padname(off: int, names: Any) -> str:
@@ -251,7 +434,7 @@ def _padname(off: int, names: Any) -> str:
     return n
 
 
-class StructMap(Mapping[str, Any]):
+class StructMap(_MapBase):
     """Read-only, lazy mapping: Xen C type name -> ctypes type."""
 
     __slots__ = ("_arch", "_key", "_specs")
@@ -282,6 +465,13 @@ class StructMap(Mapping[str, Any]):
     def spec(self, name: str) -> str:
         """The raw type spec of ``name`` (e.g. ``'#12'``, ``'c[16]'``)."""
         return self._s()[name]
+
+    def lean(self, name: str) -> Any:
+        """``name``'s class with lazy unions (:func:`lean_class`); for the domctl/sysctl wrappers."""
+        base, dims = parse_spec(self._s()[name])
+        if base[:1] != "#" or dims:
+            return self[name]
+        return lean_class(self._arch, int(base[1:]))
 
     def __repr__(self) -> str:
         return "<StructMap %s/%s: %d types>" % (self._arch, self._key, len(self))

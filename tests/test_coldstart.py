@@ -1,0 +1,84 @@
+"""What a one-shot command imports (issue 15): the modules on the hot path load
+none of the costly standard modules.
+
+An import hook in a fresh interpreter records, for every import of a watched
+module, the first frame outside importlib that asked for it; no such frame
+may belong to xenprivcmd outside the simulator (the simulator may load what
+it likes).  Real timings: tools/bench-coldstart (benchmarks/, never here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WATCHED = ("typing", "re", "uuid", "collections", "functools", "threading", "json", "enum", "platform",
+           "shlex", "traceback", "socket", "selectors", "importlib", "warnings", "weakref", "construct", "readline")
+
+HOOK = """
+import sys, json
+WATCHED = set(%r)
+asked = []
+class Hook:
+    def find_spec(self, name, path=None, target=None):
+        if name in WATCHED and name not in sys.modules:
+            f = sys._getframe(1)
+            while f is not None and (f.f_globals.get("__name__", "").startswith("importlib")
+                                     or f.f_code.co_filename.startswith("<frozen")):
+                f = f.f_back
+            asked.append([name, f.f_globals.get("__name__", "?") if f is not None else "?"])
+        return None
+sys.meta_path.insert(0, Hook())
+"""
+
+
+def _run(body: str) -> list:
+    code = HOOK % (WATCHED,) + body + "\nprint(json.dumps(asked))\n"
+    # -S: no site (its .pth files import what they like); -I would drop PYTHONPATH
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _by_library(asked: list) -> list:
+    return [a for a in asked if a[1].startswith("xenprivcmd") and not a[1].startswith("xenprivcmd.sim")]
+
+
+def test_import_loads_nothing_but_the_package():
+    code = "import sys; before = set(sys.modules); import xenprivcmd; print(sorted(set(sys.modules) - before))"
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['xenprivcmd']"
+
+
+def test_the_hot_path_modules_import_none_of_the_costly_ones():
+    asked = _run(
+        "import xenprivcmd\n"
+        "import xenprivcmd.handle, xenprivcmd._detect, xenprivcmd._abicache, xenprivcmd.xenstore\n"
+        "import xenprivcmd.structs, xenprivcmd.structs._gen_releases\n"
+        "import xenprivcmd.structs._gen_x86_64_layouts, xenprivcmd.structs._gen_x86_64_consts\n"
+        "import xenprivcmd.shell, xenprivcmd.shell.commands, xenprivcmd.__main__\n"
+    )
+    assert _by_library(asked) == []
+    assert asked == []  # nothing else asked either: the watched modules stay unloaded
+
+
+def test_a_listing_through_the_shell_loads_none_of_them():
+    asked = _run(
+        "import io, xenprivcmd\n"
+        "import xenprivcmd.handle, xenprivcmd._detect, xenprivcmd._abicache, xenprivcmd.xenstore\n"
+        "import xenprivcmd.structs, xenprivcmd.shell.cli, xenprivcmd.shell.commands\n"
+        "h = xenprivcmd.open('sim:///default', detect='nocache')\n"
+        "out = io.StringIO()\n"
+        "rc = xenprivcmd.shell.cli.run(['list'], stdout=out, stderr=out, handle=h)\n"
+        "assert rc == 0 and 'web1' in out.getvalue(), out.getvalue()\n"
+        "info = h.domains()[1]\n"
+        "print(info.uuid_str, file=sys.stderr)\n"
+    )
+    assert _by_library(asked) == []
+
