@@ -96,7 +96,8 @@ def _by_role(benches: Iterable[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str,
         role = info.get("role")
         if not role:
             continue
-        key = role if role not in ("library", "transport", "reference") else f"{role}:{info.get('op')}"
+        key = role if role not in ("library", "transport", "reference", "remote", "local") \
+            else f"{role}:{info.get('op')}"
         groups.setdefault(b.get("group") or "", {})[key] = b
     return groups
 
@@ -111,6 +112,37 @@ def analyse(benches: Sequence[Dict[str, Any]], stat: str = "median") -> List[Row
         rows += _list(name, groups[name], stat)
     if "import" in groups:
         rows += _import(groups["import"], stat)
+    if "remote" in groups:
+        rows += _remote(groups["remote"], stat)
+    return rows
+
+
+#: An operation over ssh may cost at most this many bare ssh echo round trips.
+REMOTE_MAX_RATIO = 2.0
+#: Round trips an operation of the Handle may take over the link.
+REMOTE_MAX_TRIPS = 1
+
+
+def _remote(g: Dict[str, Dict[str, Any]], stat: str) -> List[Row]:
+    rows: List[Row] = []
+    floor = g.get("floor")
+    if floor is None:
+        return rows
+    f = _stat(floor, stat) * 1e6
+    rows.append(_row("remote", "floor: 64-byte echo over ssh to localhost (us)", round(f, 1)))
+    for key in sorted(k for k in g if k.startswith("remote:")):
+        op = key.split(":", 1)[1]
+        r = _stat(g[key], stat) * 1e6
+        rows.append(_row("remote", f"{op} over ssh / echo floor", round(r / f, 2), "x", REMOTE_MAX_RATIO, "<=",
+                         f"{r:.0f} us vs {f:.0f} us"))
+        trips = g[key]["extra_info"].get("round_trips")
+        if trips is not None:
+            rows.append(_row("remote", f"{op}: round trips per op", trips, "", REMOTE_MAX_TRIPS, "<="))
+        local = g.get(f"local:{op}")
+        if local is not None:
+            v = _stat(local, stat) * 1e6
+            rows.append(_row("remote", f"{op} over ssh / the same op locally", round(r / v, 1), "x",
+                             detail=f"{r:.0f} us vs {v:.1f} us"))
     return rows
 
 

@@ -149,6 +149,8 @@ _SCHEMES = {
     "sim": (".sim", "open_uri"),
     "record": (".record", "open_record"),
     "replay": (".record", "open_replay"),
+    "xen+ssh": (".remote", "open_uri"),
+    "sim+ssh": (".remote", "open_uri"),
 }
 
 

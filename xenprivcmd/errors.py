@@ -191,3 +191,58 @@ def from_errno(
     else:
         cls, reason = HypercallError, os.strerror(err)
     return cls(err, f"{what}: {reason} ({name})", hypercall=hypercall, subop=subop, domid=domid)
+
+
+# -- remote hosts (xen+ssh://, sim+ssh://: xenprivcmd.remote) ------------------------------------
+
+class RemoteError(XenNotAvailable):
+    """A remote hypervisor cannot be reached, or its connection failed.
+
+    ``host`` names the remote (``root@host:port``).  Raised when a remote
+    handle is opened, and by an operation whose connection broke.
+    """
+
+    host: Optional[str] = None
+
+
+class HostUnreachable(RemoteError, ConnectionError):
+    """The SSH connection could not be made (refused, no route, timed out, unknown host name)."""
+
+
+class AuthenticationFailed(RemoteError, PermissionError):
+    """The SSH server refused every key (and password) offered."""
+
+
+class HostKeyMismatch(RemoteError):
+    """The server's host key is not the one known for it (or none is known and checking is on)."""
+
+
+class NoRemotePython(RemoteError, FileNotFoundError):
+    """No usable ``python3`` (>= 3.9) on the remote."""
+
+
+class RemoteNotDom0(NotDom0Error, RemoteError):
+    """The remote host has no privcmd device: it is not a Xen dom0."""
+
+
+class RemotePermissionError(PrivcmdPermissionError, RemoteError):
+    """The remote user may not open the privcmd device (log in as root)."""
+
+
+class ConnectionLost(RemoteError, ConnectionError):
+    """The connection broke (or timed out) during an operation.
+
+    ``applied`` is ``False`` when the operation changes nothing (a read),
+    ``None`` when it may or may not have been applied on the remote: it is
+    never retried.  The handle is closed.
+    """
+
+    applied: Optional[bool] = None
+
+
+class ProtocolMismatch(RemoteError):
+    """The remote helper speaks another version of the remote protocol, or not at all."""
+
+
+__all__ += ["RemoteError", "HostUnreachable", "AuthenticationFailed", "HostKeyMismatch", "NoRemotePython",
+            "RemoteNotDom0", "RemotePermissionError", "ConnectionLost", "ProtocolMismatch"]

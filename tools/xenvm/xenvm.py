@@ -100,6 +100,14 @@ def cmd_run(args):
     cache, info = _prepare(args, need_pip=bool(args.pip_deps.strip()))
     with common.cache_lock(cache, "build", "fetching wheels"):
         piece = pipdeps.pip_piece(cache, info, args.pip_deps)
+    ssh_piece, ssh_files = None, ()
+    if args.ssh_port:
+        from xenvmlib import sshpiece
+        if not args.ssh_dir:
+            raise XenvmError("--ssh-port needs --ssh-dir DIR (host_ed25519, authorized_keys)")
+        ssh_files = sshpiece.run_files(args.ssh_dir)
+        with common.cache_lock(cache, "build", "adding sshd"):
+            ssh_piece = sshpiece.ssh_piece(cache, info)
     spec = runner.RunSpec(
         suite=args.suite, command=command, guests=args.guests, xenstore=args.xenstore,
         timeout=args.timeout, share=share, workdir=args.workdir, env=args.env,
@@ -107,7 +115,8 @@ def cmd_run(args):
         pip_dir=pipdeps.DOM0_DIR if piece else None, mem_mb=args.memory,
         dom0_mem_mb=args.dom0_mem, smp=args.smp, kvm=args.kvm, console=args.console,
         log_path=args.log, xen_args=args.xen_args, dom0_args=args.dom0_args,
-        sched=args.sched, wait_guests=not args.no_wait_guests, guest1_vcpus=args.guest1_vcpus)
+        sched=args.sched, wait_guests=not args.no_wait_guests, guest1_vcpus=args.guest1_vcpus,
+        ssh_port=args.ssh_port, ssh_piece=ssh_piece, ssh_files=ssh_files)
     return runner.run_vm(cache, info, spec)
 
 
@@ -223,6 +232,10 @@ def main(argv=None):
                    "data; '' for Xen's own default, credit2)")
     s.add_argument("--xen-args", default="", help="extra Xen command line arguments")
     s.add_argument("--dom0-args", default="", help="extra dom0 kernel command line arguments")
+    s.add_argument("--ssh-port", type=int, metavar="PORT",
+                   help="run Debian's sshd in dom0, reachable at 127.0.0.1:PORT (QEMU user network)")
+    s.add_argument("--ssh-dir", metavar="DIR",
+                   help="with --ssh-port: host_ed25519 (dom0's host key) and authorized_keys")
     s.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     s.set_defaults(func=cmd_run)
 

@@ -182,6 +182,48 @@ def _gzip_cpio(path, fill, level=6):
     os.replace(tmp, path)
 
 
+def library_closure(fs, selected, libdirs):
+    """Add to ``selected`` (image paths) the ELF interpreter and the DT_NEEDED
+    libraries of every ELF file in it, transitively; returns what was not found."""
+    missing = set()
+    todo = [c for c in selected]
+    seen = set()
+    while todo:
+        c = todo.pop()
+        if c in seen:
+            continue
+        seen.add(c)
+        hp = fs.files.get(c, (None,))[0]
+        if not hp or os.path.islink(hp) or not is_elf(hp):
+            continue
+        try:
+            e = Elf(hp)
+            needed, runpath = e.dynamic()
+            interp = e.interp()
+        except (ValueError, IndexError, UnicodeDecodeError):
+            continue
+        if interp:
+            r = fs.resolve(interp)
+            if r:
+                for x in r:
+                    if x not in selected:
+                        selected.add(x)
+                        todo.append(x)
+        dirs = [p.replace("$ORIGIN", "/" + os.path.dirname(c)) for p in runpath] + list(libdirs)
+        for so in needed:
+            for d in dirs:
+                r = fs.resolve(os.path.join(d, so))
+                if r:
+                    for x in r:
+                        if x not in selected:
+                            selected.add(x)
+                            todo.append(x)
+                    break
+            else:
+                missing.add("%s (needed by /%s)" % (so, c))
+    return missing
+
+
 def build(cache, manifest, force=False):
     """Builds (or reuses) the image; returns its info dict."""
     out = image_dir(cache, manifest)
@@ -259,42 +301,7 @@ def build(cache, manifest, force=False):
             selected.update(fs.resolve(c) or [])
 
     # --- shared library closure over DT_NEEDED
-    missing = set()
-    todo = [c for c in selected]
-    seen = set()
-    while todo:
-        c = todo.pop()
-        if c in seen:
-            continue
-        seen.add(c)
-        hp = fs.files.get(c, (None,))[0]
-        if not hp or os.path.islink(hp) or not is_elf(hp):
-            continue
-        try:
-            e = Elf(hp)
-            needed, runpath = e.dynamic()
-            interp = e.interp()
-        except (ValueError, IndexError, UnicodeDecodeError):
-            continue
-        if interp:
-            r = fs.resolve(interp)
-            if r:
-                for x in r:
-                    if x not in selected:
-                        selected.add(x)
-                        todo.append(x)
-        dirs = [p.replace("$ORIGIN", "/" + os.path.dirname(c)) for p in runpath] + list(libdirs)
-        for so in needed:
-            for d in dirs:
-                r = fs.resolve(os.path.join(d, so))
-                if r:
-                    for x in r:
-                        if x not in selected:
-                            selected.add(x)
-                            todo.append(x)
-                    break
-            else:
-                missing.add("%s (needed by /%s)" % (so, c))
+    missing = library_closure(fs, selected, libdirs)
     if missing:
         log("%s: warning: shared libraries not found: %s" % (suite, ", ".join(sorted(missing))))
 

@@ -18,12 +18,14 @@ WANTED_MODULES = [
     "xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc",
     "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_ring", "virtio", "virtio_pci",
     "virtio_console", "9pnet", "9pnet_virtio", "netfs", "fscache", "9p",
+    "virtio_net",  # run --ssh-port: the user-mode NIC sshd listens on
 ]
 # arm64 (QEMU virt machine): the devices sit on virtio-mmio.
 WANTED_MODULES_ARM64 = [
     "xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc",
     "virtio_ring", "virtio", "virtio_mmio",
     "virtio_console", "9pnet", "9pnet_virtio", "netfs", "fscache", "9p",
+    "virtio_net",
 ]
 
 

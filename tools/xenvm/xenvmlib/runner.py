@@ -68,7 +68,7 @@ class RunSpec:
                  workdir=None, env=(), pythonpath=(), pip_piece=None, pip_dir=None,
                  mem_mb=None, dom0_mem_mb=1024, smp=2, kvm=False, console=False,
                  log_path=None, xen_args="", dom0_args="", guest1_vcpus=2, sched="credit",
-                 wait_guests=True):
+                 wait_guests=True, ssh_port=None, ssh_piece=None, ssh_files=()):
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
@@ -87,6 +87,8 @@ def _command_script(spec):
     for kv in spec.env:
         k, v = kv.split("=", 1)
         lines.append("export %s=%s" % (k, _shell_quote(v)))
+    if spec.ssh_port:
+        lines.append("/opt/xenvm/ssh/start || exit 125")
     wd = spec.workdir or ("/host" if spec.share else "/root")
     if not wd.startswith("/"):
         wd = "/host/" + wd
@@ -108,10 +110,11 @@ def build_initrd(path, image, spec, nonce):
             with open(image["guest_piece"], "rb") as r:
                 shutil.copyfileobj(r, f)
             _pad4(f)
-        if spec.pip_piece:
-            with open(spec.pip_piece, "rb") as r:
-                shutil.copyfileobj(r, f)
-            _pad4(f)
+        for extra in (spec.pip_piece, spec.ssh_piece):
+            if extra:
+                with open(extra, "rb") as r:
+                    shutil.copyfileobj(r, f)
+                _pad4(f)
         w = CpioWriter(f)
         w.pos = f.tell()
         w.dir("xenvm")
@@ -125,6 +128,10 @@ def build_initrd(path, image, spec, nonce):
         }
         w.file("xenvm/run.conf", "".join("%s=%s\n" % kv for kv in conf.items()).encode())
         w.file("xenvm/cmd.sh", _command_script(spec).encode(), 0o755)
+        if spec.ssh_files:
+            w.dir("xenvm/ssh")
+            for name, data, mode in spec.ssh_files:
+                w.file("xenvm/ssh/" + name, data, mode)
         w.close()
 
 
@@ -165,7 +172,16 @@ def qemu_command_arm64(image, spec, initrd, out_path, mem):
         cmd += ["-fsdev", "local,id=hostshare,path=%s,security_model=none"
                 % _q(os.path.abspath(spec.share)),
                 "-device", "virtio-9p-device,fsdev=hostshare,mount_tag=hostshare"]
-    return cmd
+    return cmd + _ssh_net(spec, "virtio-net-device")
+
+
+def _ssh_net(spec, device):
+    """QEMU's user network for --ssh-port: the guest reaches nothing (restrict=on);
+    127.0.0.1:PORT on the host reaches its port 22."""
+    if not spec.ssh_port:
+        return []
+    return ["-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22" % spec.ssh_port,
+            "-device", "%s,netdev=net0" % device]
 
 
 def qemu_command(image, spec, initrd, out_path):
@@ -197,7 +213,7 @@ def qemu_command(image, spec, initrd, out_path):
         share = os.path.abspath(spec.share)
         cmd += ["-virtfs", "local,path=%s,mount_tag=hostshare,security_model=none,id=hostshare"
                 % q(share)]
-    return cmd
+    return cmd + _ssh_net(spec, "virtio-net-pci")
 
 
 class ConsoleWatcher:
