@@ -339,17 +339,12 @@ def test_max_vcpus_only_where_the_release_has_it():
 
 # -- scale --------------------------------------------------------------------------------
 
-def test_full_host_creation_and_listing_are_fast():
-    t0 = time.perf_counter()
+def test_a_full_host_lists_every_domain():
+    # How fast is for benchmarks/ (a timed assertion fails on a loaded machine).
     h = xenprivcmd.open("sim:///?domains=max&pcpus=64&nodes=4&seed=7")
-    created = time.perf_counter() - t0
     h.domains()  # detection + first packing of every record
-    t1 = time.perf_counter()
     infos = h.domains()
-    listed = time.perf_counter() - t1
     assert len(infos) == 0x7FF0 and [i.domid for i in infos] == list(range(0x7FF0))
-    assert created < 1.0, f"host creation took {created:.3f}s"
-    assert listed < 1.0, f"listing took {listed:.3f}s"
     names = h.domain_names()
     assert len(names) == 0x7FF0
     with pytest.raises(errors.HypercallError) as exc:

@@ -525,7 +525,7 @@ def test_silent_xenstored_times_out(fake: FakeXenstored) -> None:
         with pytest.raises(XenstoreTimeout) as exc:
             x.read("/local/domain/0/name")
         elapsed = time.monotonic() - start
-        assert 0.25 <= elapsed < 2.0
+        assert 0.25 <= elapsed < 10.0  # bounded: no hang (generous for a loaded machine)
         e = exc.value
         assert isinstance(e, TimeoutError) and isinstance(e, XenstoreError)
         assert e.errno == errno.ETIMEDOUT and e.path == "/local/domain/0/name"

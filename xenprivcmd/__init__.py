@@ -23,6 +23,7 @@ from .errors import (
     NotDom0Error,
     NotSupported,
     PrivcmdPermissionError,
+    ReadOnlyError,
     TryAgain,
     XenError,
     XenNotAvailable,
@@ -49,13 +50,14 @@ __all__ = [
     "NotSupported",
     "TryAgain",
     "Interrupted",
+    "ReadOnlyError",
     "DecodeError",
 ]
 
 LOCAL_URIS = ("", "privcmd", "privcmd:", "privcmd:///", "xen:", "xen:///", "xen:///system")
 
 
-def open(uri: Optional[str] = None, abi: Optional[str] = None) -> Handle:  # noqa: A001 - the natural name
+def open(uri: Optional[str] = None, abi: Optional[str] = None, read_only: bool = False) -> Handle:  # noqa: A001
     """Open a connection to a hypervisor.
 
     ``uri`` ``None`` (or ``"xen:///"``, ``"privcmd:///"``) is the local privcmd
@@ -63,8 +65,17 @@ def open(uri: Optional[str] = None, abi: Optional[str] = None) -> Handle:  # noq
     :class:`PrivcmdPermissionError` when the device may not be opened (run as
     root), ``ValueError`` for a URI it does not know.  ``abi`` (a release
     such as ``"4.17.0"``) overrides detection; the hypervisor must still
-    accept its interface versions.
+    accept its interface versions.  ``read_only=True`` gives a handle that
+    refuses every state-changing operation with :class:`ReadOnlyError` before
+    any hypercall (see :meth:`Handle.make_read_only`).
     """
+    handle = _open(uri, abi)
+    if read_only:
+        handle.make_read_only()
+    return handle
+
+
+def _open(uri: Optional[str], abi: Optional[str]) -> Handle:
     from ._privcmd import open_privcmd
 
     name = "xen:///" if uri is None else uri

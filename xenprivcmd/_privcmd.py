@@ -223,6 +223,8 @@ class Transport:
     buffer_kind = "unset"
     #: What this transport talks to: ``"privcmd"``, ``"sim"``, ``"replay"``, ...
     kind = "unset"
+    #: Whether a multicall (hypercall 13) may be issued through it as one trap.
+    multicall = False
 
     def __init__(self) -> None:
         self.calls = 0
@@ -331,6 +333,7 @@ class PrivcmdTransport(Transport):
     """The Linux privcmd driver of a Xen dom0."""
 
     kind = "privcmd"
+    multicall = True
 
     def __init__(self, fd: int, path: str, buf_fd: Optional[int]) -> None:
         super().__init__()

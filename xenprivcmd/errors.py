@@ -32,6 +32,7 @@ __all__ = [
     "NotSupported",
     "TryAgain",
     "Interrupted",
+    "ReadOnlyError",
     "DecodeError",
     "from_errno",
 ]
@@ -112,6 +113,10 @@ class Interrupted(HypercallError, InterruptedError):
 
 class TryAgain(HypercallError, BlockingIOError):
     """EAGAIN / EBUSY: the hypervisor asks to retry later."""
+
+
+class ReadOnlyError(XenError, PermissionError):
+    """A state-changing operation on a handle opened read-only (nothing was issued)."""
 
 
 class DecodeError(XenprivcmdError, ValueError):

@@ -10,7 +10,8 @@ from uuid import UUID
 
 from . import abi as _abi
 from ._privcmd import Transport
-from .errors import NoSuchDomain
+from .errors import DecodeError, NoSuchDomain, ReadOnlyError, XenError
+from .ops import batch as _batch
 from .ops import domains as _dom
 from .ops import host as _host
 from .ops import version as _version
@@ -25,10 +26,13 @@ from .types import (
     SchedParams,
     VcpuAffinity,
     VcpuInfo,
+    VcpuListEntry,
     VersionInfo,
 )
 
 __all__ = ["Handle"]
+
+_errno_EPERM = errno.EPERM
 
 
 class Handle:
@@ -59,6 +63,10 @@ class Handle:
         #: What detection read and probed (for ``xpsh capabilities``).
         self.detection: Dict[str, Any] = {}
         self._console_index: Optional[int] = None
+        #: True once :meth:`make_read_only` ran: state-changing ops raise ReadOnlyError.
+        self.read_only = False
+        # Whether domctls inside a multicall work here: None until a batch tells.
+        self._multicall: Optional[bool] = None
 
     # -- lifetime ---------------------------------------------------------------
     def close(self) -> None:
@@ -83,6 +91,25 @@ class Handle:
     def __repr__(self) -> str:
         state = "closed" if self.closed else self.transport.describe()
         return f"<xenprivcmd.Handle {self.uri} {state}>"
+
+    # -- read-only handles ------------------------------------------------------------
+    def make_read_only(self) -> None:
+        """From now on refuse every state-changing operation, before any hypercall.
+
+        The handle's methods check first (:class:`~xenprivcmd.errors.ReadOnlyError`),
+        and the transport is wrapped in :class:`~xenprivcmd.trace.ReadOnlyTransport`,
+        which refuses any hypercall not known to only read.  Cannot be undone.
+        """
+        if self.read_only:
+            return
+        from .trace import ReadOnlyTransport
+
+        self.transport = ReadOnlyTransport(self.transport)
+        self.read_only = True
+
+    def _check_writable(self, what: str) -> None:
+        if self.read_only:
+            raise ReadOnlyError(_errno_EPERM, f"{what}: refused, the handle is read-only")
 
     # -- xen_version ------------------------------------------------------------
     def version(self) -> VersionInfo:
@@ -193,28 +220,110 @@ class Handle:
 
     def pause(self, domid: int) -> None:
         """Pause a domain (``XEN_DOMCTL_pausedomain``)."""
+        self._check_writable("pause")
         _dom.pause(self.wire, self.transport, domid)
 
     def unpause(self, domid: int) -> None:
         """Unpause a domain (``XEN_DOMCTL_unpausedomain``)."""
+        self._check_writable("unpause")
         _dom.unpause(self.wire, self.transport, domid)
 
     def destroy(self, domid: int) -> None:
         """Destroy a domain (``XEN_DOMCTL_destroydomain``, EAGAIN retried)."""
+        self._check_writable("destroy")
         _dom.destroy(self.wire, self.transport, domid)
 
     def set_max_mem(self, domid: int, kib: int) -> None:
         """Set a domain's memory limit in KiB (``XEN_DOMCTL_max_mem``)."""
+        self._check_writable("set_max_mem")
         _dom.set_max_mem(self.wire, self.transport, domid, kib)
 
     def set_max_vcpus(self, domid: int, n: int) -> None:
         """``XEN_DOMCTL_max_vcpus``: allocate the domain's vcpus (from Xen 4.12
         ``n`` must equal the ``max_vcpus`` given at creation; Xen says EINVAL otherwise)."""
+        self._check_writable("set_max_vcpus")
         _dom.set_max_vcpus(self.wire, self.transport, domid, n)
 
     def vcpu_info(self, domid: int) -> List[VcpuInfo]:
         """Every vcpu of a domain."""
         return _dom.vcpu_info(self.wire, self.transport, domid)
+
+    # -- batches ----------------------------------------------------------------------
+    def batch(self) -> "_batch.Batch":
+        """Many independent domctls in as few multicall traps as the buffer allows::
+
+            with xen.batch() as b:
+                calls = [b.pause(d) for d in (3, 4, 5)]
+            for c in calls:
+                c.result()          # None, or raises that pause's own error
+
+        Methods: ``domain_info``, ``vcpu_info``, ``vcpu_affinity``, ``pause``,
+        ``unpause``, ``set_max_mem``.  Not atomic: each operation succeeds or
+        fails on its own, in order (see :mod:`xenprivcmd.ops.batch`).  Where the
+        hypervisor refuses domctls in a multicall, the operations go one call
+        each (remembered for this handle).
+        """
+        return _batch.Batch(self)
+
+    def domain_infos(self, domids: Iterable[int], names: bool = False) -> List[Union[DomainInfo, XenError]]:
+        """getdomaininfo for many domains in few traps: per id (in order) its
+        DomainInfo, or the error it ended with (e.g. a
+        :class:`~xenprivcmd.errors.NoSuchDomain` instance), returned, not raised."""
+        ids = [check_domid(d) for d in domids]
+        b = self.batch()
+        calls = [b.domain_info(d) for d in ids]
+        b.run()
+        out: List[Union[DomainInfo, XenError]] = []
+        for c in calls:
+            err = c.error
+            out.append(err if isinstance(err, XenError) else c.result())
+        if names and any(isinstance(i, DomainInfo) for i in out):
+            table = self.domain_names()
+            out = [i._replace(name=table.get(i.domid)) if isinstance(i, DomainInfo) else i for i in out]
+        return out
+
+    def vcpu_list(self, domids: Optional[Iterable[int]] = None) -> List[VcpuListEntry]:
+        """Every vcpu of the given domains (default: all), with hard and soft
+        affinity: what ``xl vcpu-list`` shows, sorted by domid and vcpu.
+
+        Issues one listing (or one batched getdomaininfo), one physinfo per
+        handle, and the getvcpuinfo + getvcpuaffinity pairs in multicall traps.
+        A domain named in ``domids`` that does not exist raises
+        :class:`~xenprivcmd.errors.NoSuchDomain`; with the default, a domain
+        that goes away meanwhile is left out.
+        """
+        explicit = domids is not None
+        if domids is None:
+            infos = self.domains(names=True)
+        else:
+            infos = []
+            for got in self.domain_infos(domids, names=True):
+                if isinstance(got, XenError):
+                    raise got
+                infos.append(got)
+        infos.sort(key=_domid_of)
+        for info in infos:
+            if info.vcpus > _dom.MAX_VCPUS:
+                raise DecodeError(f"getdomaininfo: max_vcpu_id {info.max_vcpu_id} of domain {info.domid} "
+                                       "is beyond any Xen")
+        b = self.batch()
+        rows = [(info, b.vcpu_info(info.domid, v), b.vcpu_affinity(info.domid, v))
+                for info in infos for v in range(info.vcpus)]
+        b.run()
+        out: List[VcpuListEntry] = []
+        gone = set()
+        for info, vi, va in rows:
+            err = vi.error or va.error
+            if err is not None:
+                if not explicit and isinstance(err, NoSuchDomain):
+                    gone.add(info.domid)
+                    continue
+                raise err
+            v: VcpuInfo = vi.result()
+            a: VcpuAffinity = va.result()
+            out.append(VcpuListEntry(info.domid, info.name, v.vcpu, v.online, v.blocked, v.running, v.cpu_time,
+                                     v.cpu, a.hard, a.soft))
+        return [e for e in out if e.domid not in gone] if gone else out
 
     def nr_cpus(self) -> int:
         """Size of cpumaps: physinfo's max_cpu_id + 1 (cached)."""
@@ -231,6 +340,7 @@ class Handle:
     def set_vcpu_affinity(self, domid: int, vcpu: int, hard: Optional[Iterable[int]] = None,
                           soft: Optional[Iterable[int]] = None) -> VcpuAffinity:
         """Pin a vcpu; returns the affinity Xen then reports."""
+        self._check_writable("set_vcpu_affinity")
         check_domid(domid)
         _dom._check_int(vcpu, "vcpu", 0, _dom.MAX_VCPUS - 1)
         if hard is None and soft is None:
@@ -245,12 +355,14 @@ class Handle:
 
     def set_sched_params(self, domid: int, weight: Optional[int] = None, cap: Optional[int] = None) -> SchedParams:
         """Set weight (1..65535) and/or cap (0..65534, 0 = none); returns the new values."""
+        self._check_writable("set_sched_params")
         _dom.check_sched_args(domid, weight, cap)
         sid, name = self.sched_id()
         return _dom.set_sched_params(self.wire, self.transport, domid, sid, name, weight, cap)
 
     def create_domain(self, max_vcpus: int = 1, handle: Optional[UUID] = None) -> int:
         """Create an empty, paused PV domain (no kernel); returns its domid."""
+        self._check_writable("create_domain")
         return _dom.create_domain(self.wire, self.transport, max_vcpus=max_vcpus, handle=handle)
 
     # -- host -----------------------------------------------------------------------
@@ -277,9 +389,15 @@ class Handle:
         ``incremental=True`` returns only what is new since the previous
         incremental read on this handle (the first one returns everything).
         """
+        if clear:
+            self._check_writable("read_console(clear=True)")
         data, index = _host.read_console(
             self.wire, self.transport, clear=clear, index=self._console_index if incremental else None
         )
         if incremental:
             self._console_index = index
         return data.decode("utf-8", "replace")
+
+
+def _domid_of(info: DomainInfo) -> int:
+    return info.domid

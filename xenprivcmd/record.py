@@ -127,7 +127,8 @@ HYPERCALL_NAMES = {
     34: "hvm_op", 35: "sysctl", 36: "domctl", 37: "kexec_op", 38: "tmem_op", 39: "argo_op",
     40: "xenpmu_op", 41: "dm_op", 42: "hypfs_op",
 }
-XEN_VERSION, SYSCTL, DOMCTL = 17, 35, 36
+MULTICALL, XEN_VERSION, SYSCTL, DOMCTL = 13, 17, 35, 36
+_mc_head = struct.Struct("<QqQ")
 
 # Constants named like sub-ops that are not domctl/sysctl commands.
 _NOT_CMD = re.compile(r"^(vmtrace_(?!op$)|cpu_policy_|cpu_featureset_)")
@@ -160,17 +161,34 @@ def _cmd_table(op: int) -> Dict[int, str]:
     return table
 
 
-def describe(op: int, args: Sequence[int], request: Optional[bytes]) -> str:
+def describe(op: int, args: Sequence[int], request: Optional[bytes], base: Optional[int] = None) -> str:
     """``domctl(36) getdomaininfo(5)``: the op and, where known, the sub-op."""
     text = f"{HYPERCALL_NAMES.get(op, 'hypercall')}({op})"
     if op in (DOMCTL, SYSCTL) and request is not None and len(request) >= 4:
         cmd = _u32.unpack_from(request)[0]
         text += f" {_cmd_table(op).get(cmd, 'cmd')}({cmd})"
+    elif op == MULTICALL and request is not None and base is not None and len(args) > 1:
+        text += f" {args[1]} entries:" + ",".join(_entry_labels(args[1], request, base))
     elif op == XEN_VERSION:
         from .ops.version import SUBOP_NAMES
 
         text += f" {SUBOP_NAMES.get(args[0], 'sub')}({args[0]})"
     return text
+
+
+def _entry_labels(count: int, request: bytes, base: int) -> List[str]:
+    """`` domctl getvcpuinfo(3)`` per entry of a multicall whose list starts the
+    buffer (``base``: the buffer's address when the request was made)."""
+    out = []
+    for i in range(min(count, len(request) // 64)):
+        e_op, _result, e_arg = _mc_head.unpack_from(request, i * 64)
+        label = f" {HYPERCALL_NAMES.get(e_op, 'hypercall')}"
+        at = e_arg - base
+        if e_op in (DOMCTL, SYSCTL) and 0 <= at <= len(request) - 4:
+            cmd = _u32.unpack_from(request, at)[0]
+            label += f" {_cmd_table(e_op).get(cmd, 'cmd')}({cmd})"
+        out.append(label)
+    return out
 
 
 def _field_hint(op: int, offset: int) -> str:
@@ -212,7 +230,8 @@ class Record(NamedTuple):
 
     @property
     def label(self) -> str:
-        return describe(self.op, [v for _, v in self.args], self.request if self.base is not None else None)
+        return describe(self.op, [v for _, v in self.args], self.request if self.base is not None else None,
+                        self.base)
 
 
 def _arg_text(arg: Tuple[str, int]) -> str:
@@ -313,7 +332,7 @@ class Recording(NamedTuple):
     path: str
 
 
-_CALL = re.compile(r"^call (\d+): (\S+)\((\d+)\)(?: \S+\(\d+\))?$")
+_CALL = re.compile(r"^call (\d+): (\S+)\((\d+)\)(?: .+)?$")
 _HEXROW = re.compile(r"^  ([0-9a-f]{4,})  ((?:[0-9a-f]{2} ){7}[0-9a-f]{2})  ((?:[0-9a-f]{2} ){7}[0-9a-f]{2})  \|.{16}\|$")
 _ARG = re.compile(r"^(buf\+)?0x([0-9a-f]+)$")
 
@@ -468,6 +487,10 @@ class RecordingTransport(Transport):
     """
 
     kind = "record"
+
+    @property
+    def multicall(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.inner, "multicall", False))
 
     def __init__(self, inner: Transport, path: str, *, comment: str = "", inner_uri: str = "",
                  arch: str = "", abi: Optional[str] = None) -> None:
@@ -638,6 +661,7 @@ class ReplayTransport(MemoryTransport):
     """
 
     kind = "replay"
+    multicall = True
 
     def __init__(self, recording: Recording, strict: bool = True) -> None:
         super().__init__()
@@ -676,7 +700,7 @@ class ReplayTransport(MemoryTransport):
     def _handle(self, op: int, args: Tuple[int, int, int, int, int]) -> int:
         buf = self._live_buffer(args)
         live_req = ctypes.string_at(buf.address, buf.size) if buf is not None else None
-        live_label = describe(op, args, live_req)
+        live_label = describe(op, args, live_req, buf.address if buf is not None else None)
         if self.position >= len(self.records):
             raise self._fail(f"the recording has {len(self.records)} records; call {self.position + 1} "
                              f"({live_label}) is beyond its end", None, "end of recording")

@@ -38,12 +38,14 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
+import struct
 import threading
 import time
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 from . import abi as _abi
 from ._privcmd import PAGE_SIZE, Buffer, Transport
+from .errors import ReadOnlyError
 
 __all__ = [
     "CallRecord",
@@ -52,14 +54,21 @@ __all__ = [
     "TransportWrapper",
     "TimingTransport",
     "DryRunTransport",
+    "ReadOnlyTransport",
+    "is_read_only",
+    "multicall_entries",
     "innermost",
     "READONLY_DOMCTL",
     "READONLY_SYSCTL",
     "DRY_RUN_DOMID",
 ]
 
-HYPERCALL_NAMES = {7: "dom0_op", 17: "xen_version", 35: "sysctl", 36: "domctl"}
-_XEN_VERSION, _SYSCTL, _DOMCTL = 17, 35, 36
+HYPERCALL_NAMES = {7: "dom0_op", 13: "multicall", 17: "xen_version", 35: "sysctl", 36: "domctl"}
+_MULTICALL, _XEN_VERSION, _SYSCTL, _DOMCTL = 13, 17, 35, 36
+#: multicall_entry {u64 op; s64 result; u64 args[6]} (x86_64 and arm64).
+_MC_ENTRY = struct.Struct("<Qq6Q")
+#: Entries a wrapper reads of one multicall (more is refused as malformed).
+_MC_MAX = 1 << 16
 
 #: domctl sub-ops that only read (the dry-run lets them through).
 READONLY_DOMCTL = frozenset({
@@ -389,6 +398,10 @@ class TransportWrapper(Transport):
         self._rec_lock = threading.Lock()
 
     @property
+    def multicall(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.inner, "multicall", False))
+
+    @property
     def variant(self) -> Optional["_abi.Variant"]:
         return self.decoder.variant
 
@@ -438,6 +451,11 @@ class TimingTransport(TransportWrapper):
             decoded = self.decoder.decode(op, args, payload=False)
         except Exception:  # never let bookkeeping break a call
             decoded = Decoded(HYPERCALL_NAMES.get(op, f"hypercall{op}"), None, None, {})
+        entries = None
+        if op == _MULTICALL:
+            decoded = decoded._replace(subop=f"({a1} entries)", fields={})
+            # read before the call: a debug Xen scribbles over entries but their results
+            entries = multicall_entries(a0, a1) if a0 and 0 < a1 <= _MC_MAX else None
         start = time.perf_counter()
         try:
             result = self.inner.hypercall(op, a0, a1, a2, a3, a4)
@@ -447,7 +465,24 @@ class TimingTransport(TransportWrapper):
             self._add(CallRecord(op, decoded, elapsed, None, name, True))
             raise
         self._add(CallRecord(op, decoded, time.perf_counter() - start, result, None, True))
+        if entries is not None:
+            self._entries(entries, multicall_entries(a0, a1))
         return result
+
+    def _entries(self, before: List[Tuple[int, Tuple[int, ...], int]],
+                 after: List[Tuple[int, Tuple[int, ...], int]]) -> None:
+        """One record per entry of a multicall that ran (its own result or errno)."""
+        for i, ((e_op, e_args, _r), (_o, _a, rc)) in enumerate(zip(before, after)):
+            try:
+                dec = self.decoder.decode(e_op, e_args, payload=False)
+            except Exception:
+                dec = Decoded(HYPERCALL_NAMES.get(e_op, f"hypercall{e_op}"), None, None, {})
+            dec = dec._replace(hypercall=f"multicall[{i}] {dec.hypercall}")
+            if rc < 0:
+                name = _errno.errorcode.get(-rc, str(-rc))
+                self._add(CallRecord(e_op, dec, 0.0, None, name, True))
+            else:
+                self._add(CallRecord(e_op, dec, 0.0, rc, None, True))
 
     def _add(self, rec: CallRecord) -> None:
         with self._rec_lock:
@@ -460,8 +495,63 @@ class TimingTransport(TransportWrapper):
         return out
 
 
+def is_read_only(decoder: Decoder, op: int, args: Tuple[int, ...]) -> Tuple[bool, Decoded, Optional[Any]]:
+    """Whether a hypercall only reads (``xen_version``, :data:`READONLY_DOMCTL`,
+    :data:`READONLY_SYSCTL`, a scheduler_op getinfo, a readconsole that does
+    not clear), with its decoding and the request in place (or None)."""
+    if op == _XEN_VERSION:
+        return True, Decoded("xen_version", _XENVER_NAMES.get(args[0], str(args[0])), None, {}), None
+    try:
+        decoded, req, variant = decoder.request(op, args)
+    except Exception:
+        return False, Decoded(HYPERCALL_NAMES.get(op, f"hypercall{op}"), None, None, {}), None
+    subop = decoded.subop
+    if req is None or subop is None:
+        return False, decoded, req
+    if op == _DOMCTL:
+        if subop in READONLY_DOMCTL:
+            return True, decoded, req
+        return subop == "scheduler_op" and _sched_reads(variant, int(req.u.scheduler_op.cmd)), decoded, req
+    if op == _SYSCTL and subop in READONLY_SYSCTL:
+        return subop != "readconsole" or not int(req.u.readconsole.clear), decoded, req
+    return False, decoded, req
+
+
+def multicall_entries(address: int, count: int) -> List[Tuple[int, Tuple[int, ...], int]]:
+    """(op, args[0..4], result) of each entry of a multicall list in memory."""
+    raw = ctypes.string_at(address, count * _MC_ENTRY.size)
+    return [(e[0], e[2:7], e[1]) for e in _MC_ENTRY.iter_unpack(raw)]
+
+
+class ReadOnlyTransport(TransportWrapper):
+    """Refuses every hypercall that is not known to only read: it raises
+    :class:`~xenprivcmd.errors.ReadOnlyError` and nothing reaches the
+    hypervisor.  A multicall passes only when every entry would.  Under a
+    handle opened with ``read_only=True``."""
+
+    def hypercall(self, op: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0) -> int:
+        calls: List[Tuple[int, Tuple[int, ...]]] = [(op, (a0, a1, a2, a3, a4))]
+        if op == _MULTICALL:
+            if not 0 < a1 <= _MC_MAX or not a0:
+                calls = [(op, (0,))]
+            else:
+                calls = [(e_op, e_args) for e_op, e_args, _r in multicall_entries(a0, a1)]
+        for c_op, c_args in calls:
+            ok, decoded, _req = is_read_only(self.decoder, c_op, c_args) if c_op != _MULTICALL else (
+                False, Decoded("multicall", None, None, {}), None)
+            if not ok:
+                raise ReadOnlyError(_errno.EPERM, f"{decoded.describe()}: refused, the handle is read-only")
+        self.calls += 1
+        return self.inner.hypercall(op, a0, a1, a2, a3, a4)
+
+
 class DryRunTransport(TransportWrapper):
-    """Lets read-only hypercalls through and records the rest (see module doc)."""
+    """Lets read-only hypercalls through and records the rest (see module doc).
+
+    Batches go one call at a time under it (``multicall`` is False), so each
+    operation is let through or held back on its own."""
+
+    multicall = False
 
     def __init__(self, inner: Transport, variant: Optional["_abi.Variant"] = None) -> None:
         super().__init__(inner, variant)
@@ -469,27 +559,15 @@ class DryRunTransport(TransportWrapper):
 
     def hypercall(self, op: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0) -> int:
         self.calls += 1
-        args = (a0, a1, a2, a3, a4)
-        if op == _XEN_VERSION:
+        ok, decoded, req = is_read_only(self.decoder, op, (a0, a1, a2, a3, a4))
+        if ok:
             return self.inner.hypercall(op, a0, a1, a2, a3, a4)
-        try:
-            decoded, req, variant = self.decoder.request(op, args)
-        except Exception:
-            decoded, req, variant = Decoded(HYPERCALL_NAMES.get(op, f"hypercall{op}"), None, None, {}), None, None
-        subop = decoded.subop
-        if req is not None and subop is not None:
-            if op == _DOMCTL and subop in READONLY_DOMCTL:
-                return self.inner.hypercall(op, a0, a1, a2, a3, a4)
-            if op == _DOMCTL and subop == "scheduler_op" and _sched_reads(variant, int(req.u.scheduler_op.cmd)):
-                return self.inner.hypercall(op, a0, a1, a2, a3, a4)
-            if op == _SYSCTL and subop == "readconsole" and int(req.u.readconsole.clear):
-                self._record(op, decoded, req)
-                req.u.readconsole.clear = 0
-                return self.inner.hypercall(op, a0, a1, a2, a3, a4)
-            if op == _SYSCTL and subop in READONLY_SYSCTL:
-                return self.inner.hypercall(op, a0, a1, a2, a3, a4)
+        if req is not None and decoded.subop == "readconsole" and op == _SYSCTL:
+            self._record(op, decoded, req)
+            req.u.readconsole.clear = 0
+            return self.inner.hypercall(op, a0, a1, a2, a3, a4)
         self._record(op, decoded, req)
-        if req is not None and subop == "createdomain":
+        if req is not None and decoded.subop == "createdomain":
             req.domain = DRY_RUN_DOMID
         return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import FrozenSet, NamedTuple, Optional, Tuple
 from uuid import UUID
 
-__all__ = ["VersionInfo", "DomainInfo", "DomainState", "VcpuInfo", "VcpuAffinity", "SchedParams", "PhysInfo", "CpuTopology", "NumaNode", "PcpuInfo", "SHUTDOWN_REASONS"]
+__all__ = ["VersionInfo", "DomainInfo", "DomainState", "VcpuInfo", "VcpuAffinity", "VcpuListEntry", "SchedParams", "PhysInfo", "CpuTopology", "NumaNode", "PcpuInfo", "SHUTDOWN_REASONS"]
 
 
 class VersionInfo(NamedTuple):
@@ -195,6 +195,25 @@ class VcpuInfo(NamedTuple):
     running: bool
     cpu_time: int
     cpu: int
+
+
+class VcpuListEntry(NamedTuple):
+    """One row of ``xl vcpu-list``: a vcpu of a domain, with its affinities.
+
+    ``cpu_time`` in ns; ``cpu`` the pcpu it last ran on (meaningless when
+    offline); ``soft`` is ``None`` before Xen 4.5 (hard affinity only).
+    """
+
+    domid: int
+    name: Optional[str]
+    vcpu: int
+    online: bool
+    blocked: bool
+    running: bool
+    cpu_time: int
+    cpu: int
+    hard: FrozenSet[int]
+    soft: Optional[FrozenSet[int]]
 
 
 class VcpuAffinity(NamedTuple):

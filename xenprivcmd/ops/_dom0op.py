@@ -34,8 +34,8 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 from .._layout import has_field, record_reader
 from .._privcmd import Buffer, Transport
-from ..errors import NotSupported, from_errno
-from ._wire import DOMAININFO_FIELDS, PAYLOAD_OFFSET, FlagMap, HYPERVISOR_dom0_op, Wire
+from ..errors import NotSupported
+from ._wire import DOMAININFO_FIELDS, PAYLOAD_OFFSET, FlagMap, HYPERVISOR_dom0_op, Wire, issue
 
 __all__ = ["Dom0OpWire", "SUBOPS"]
 
@@ -339,10 +339,7 @@ class Dom0OpWire(Wire):
         aff = req.affinity if req is not None else None
         if req is not None and aff is not None and subop == "setvcpuaffinity":
             getattr(req.op.u, req.member).cpumap = self._map_in(buf, aff.cpumap)
-        try:
-            rc = t.hypercall(HYPERVISOR_dom0_op, buf.address)
-        except OSError as exc:
-            raise from_errno(exc.errno or _errno.EIO, hypercall="dom0_op", subop=subop, domid=domid) from None
+        rc = issue(t, HYPERVISOR_dom0_op, buf.address, hypercall="dom0_op", subop=subop, domid=domid)
         if req is not None and aff is not None and subop == "getvcpuaffinity":
             self._map_out(buf, aff.cpumap, int(getattr(req.op.u, req.member).cpumap))
         return rc

@@ -17,10 +17,11 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from .._layout import has_field, record_reader
 from .._privcmd import Buffer, Transport
-from ..errors import DecodeError, NotSupported, from_errno
+from ..errors import DecodeError, NotSupported, ReadOnlyError, from_errno
 from ..types import DomainInfo
 
 HYPERVISOR_dom0_op = 7
+HYPERVISOR_multicall = 13
 HYPERVISOR_sysctl = 35
 HYPERVISOR_domctl = 36
 
@@ -88,6 +89,18 @@ def check_domid(domid: Any) -> int:
     if not 0 <= domid <= DOMID_MAX:
         raise ValueError(f"domid {domid} is out of range 0..{DOMID_MAX:#x}")
     return domid
+
+
+def issue(t: Transport, op: int, a0: int, a1: int = 0, *, hypercall: str, subop: Optional[str] = None,
+          domid: Optional[int] = None) -> int:
+    """Issue one hypercall; an OSError becomes the typed error naming what failed
+    (a read-only handle's refusal passes through as it is)."""
+    try:
+        return t.hypercall(op, a0, a1)
+    except ReadOnlyError:
+        raise
+    except OSError as exc:
+        raise from_errno(exc.errno or _errno.EIO, hypercall=hypercall, subop=subop, domid=domid) from None
 
 
 class Wire:
@@ -160,10 +173,7 @@ class Wire:
         return buf, buf.at(self.domctl_cls)
 
     def issue_domctl(self, t: Transport, buf: Buffer, subop: str, domid: Optional[int]) -> int:
-        try:
-            return t.hypercall(HYPERVISOR_domctl, buf.address)
-        except OSError as exc:
-            raise from_errno(exc.errno or _errno.EIO, hypercall="domctl", subop=subop, domid=domid) from None
+        return issue(t, HYPERVISOR_domctl, buf.address, hypercall="domctl", subop=subop, domid=domid)
 
     def simple_domctl(self, t: Transport, subop: str, domid: int, fill: Optional[Callable[[Any], None]] = None) -> Any:
         buf, req = self.domctl(t, subop, domid)
@@ -184,10 +194,7 @@ class Wire:
         return buf, buf.at(self.sysctl_cls)
 
     def issue_sysctl(self, t: Transport, buf: Buffer, subop: str) -> int:
-        try:
-            return t.hypercall(HYPERVISOR_sysctl, buf.address)
-        except OSError as exc:
-            raise from_errno(exc.errno or _errno.EIO, hypercall="sysctl", subop=subop) from None
+        return issue(t, HYPERVISOR_sysctl, buf.address, hypercall="sysctl", subop=subop)
 
     # -- getdomaininfo records -------------------------------------------------------
     def info_from(self, view: memoryview, offset: int) -> DomainInfo:

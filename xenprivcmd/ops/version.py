@@ -13,8 +13,9 @@ import struct
 from typing import Optional, Tuple
 
 from .._privcmd import Buffer, Transport
-from ..errors import DecodeError, HypercallError, from_errno
+from ..errors import DecodeError, HypercallError
 from ..types import VersionInfo
+from ._wire import issue
 
 HYPERVISOR_xen_version = 17
 
@@ -54,10 +55,8 @@ _feature_info = struct.Struct("=II")
 
 def call(t: Transport, subop: int, address: int = 0) -> int:
     """Issue one ``xen_version`` sub-op; typed error on failure."""
-    try:
-        return t.hypercall(HYPERVISOR_xen_version, subop, address)
-    except OSError as exc:
-        raise from_errno(exc.errno or _errno.EIO, hypercall="xen_version", subop=SUBOP_NAMES.get(subop, str(subop))) from None
+    return issue(t, HYPERVISOR_xen_version, subop, address, hypercall="xen_version",
+                 subop=SUBOP_NAMES.get(subop, str(subop)))
 
 
 def version(t: Transport) -> Tuple[int, int]:

@@ -12,7 +12,7 @@ from ._faults import HYPERCALL_NAMES, Fault, Faults
 from ._host import CPUMAP_RUNANYWHERE, DOM0_OP_MAX_VIRT_CPUS, DOMID_FIRST_RESERVED, MAX_VIRT_CPUS, Domain, Host
 from ._layout import Layout
 
-DOM0_OP, XEN_VERSION, SYSCTL, DOMCTL = 7, 17, 35, 36
+DOM0_OP, MULTICALL, XEN_VERSION, SYSCTL, DOMCTL = 7, 13, 17, 35, 36
 DOMID_SELF = 0x7FF0
 M64 = (1 << 64) - 1
 XEN_HYPERVISOR_VIRT_START = 0xFFFF800000000000
@@ -20,6 +20,9 @@ M32 = 0xFFFFFFFF
 
 _u32 = struct.Struct("<I")
 _u64 = struct.Struct("<Q")
+_s64 = struct.Struct("<q")
+#: multicall_entry {u64 op; s64 result; u64 args[6]}
+_mc_entry = struct.Struct("<Qq6Q")
 _cputopo = struct.Struct("<III")
 _meminfo = struct.Struct("<QQ")
 
@@ -59,6 +62,7 @@ class SimTransport(MemoryTransport):
     """
 
     kind = "sim"
+    multicall = True
 
     def __init__(self, host: Host, privileged: bool = True) -> None:
         super().__init__()
@@ -68,6 +72,9 @@ class SimTransport(MemoryTransport):
         self.log: Deque[Tuple[str, Union[int, str, None], int]] = collections.deque(maxlen=1000)
         self.buffer_kind = "sim"
         self._garble: Optional[str] = None
+        self._in_multicall = False
+        #: Scribble 0xAA over each multicall entry but its result after it ran, as a debug Xen does.
+        self.debug_multicall = False
         t = host.tables
         self.tables = t
         self.dom0_op_era = host.variant.domctl_interface_version is None
@@ -136,6 +143,8 @@ class SimTransport(MemoryTransport):
 
     # -- dispatch ----------------------------------------------------------------------
     def handle(self, op: int, args: Tuple[int, int, int, int, int]) -> int:
+        if op == MULTICALL:
+            return self._multicall(args[0], args[1])
         host = self.host
         host.clock.tick()
         subop, subop_num = self._subop_of(op, args)
@@ -165,6 +174,37 @@ class SimTransport(MemoryTransport):
             self._garble = None
         self.log.append((opname, subop, rc))
         return rc
+
+    # -- multicall -------------------------------------------------------------------
+    def _multicall(self, address: int, count: int) -> int:
+        """Xen's do_multicall: each entry runs in order and gets its own result
+        (a negative errno on failure, the others go on); a multicall inside a
+        multicall is refused with EINVAL, as is one while one runs."""
+        self.host.clock.tick()
+        if self._in_multicall:
+            self.log.append(("multicall", None, -E.EINVAL))
+            raise self._fail(E.EINVAL, "multicall reentry")
+        count &= 0xFFFFFFFF
+        if count and not address:
+            self.log.append(("multicall", None, -E.EFAULT))
+            raise self._fail(E.EFAULT)
+        self._in_multicall = True
+        try:
+            for i in range(count):
+                at = address + i * _mc_entry.size
+                entry = _mc_entry.unpack(self.read(at, _mc_entry.size))
+                op, args = entry[0], entry[2:7]
+                try:
+                    rc = -E.EINVAL if op == MULTICALL else self.handle(op, args)  # type: ignore[arg-type]
+                except OSError as exc:
+                    rc = -(exc.errno or E.EIO)
+                if self.debug_multicall:
+                    self.write(at, b"\xaa" * _mc_entry.size)
+                self.write(at + 8, _s64.pack(rc))
+        finally:
+            self._in_multicall = False
+        self.log.append(("multicall", None, 0))
+        return 0
 
     def _subop_of(self, op: int, args: Tuple[int, ...]) -> Tuple[Union[int, str, None], Optional[int]]:
         if op == XEN_VERSION:
