@@ -105,6 +105,33 @@ def test_cpu_time_is_monotonic_and_hypercalls_are_counted(sim: xenprivcmd.Handle
     assert all(cb[d] >= ca[d] for d in ca) and cb[0] > ca[0]  # dom0 runs
 
 
+def per_trap(h: xenprivcmd.Handle) -> int:
+    """getvcpuinfo entries one multicall trap holds (the batch module's limits)."""
+    from xenprivcmd.ops import batch
+
+    return min(batch.TRAP_MAX_ENTRIES, batch.TRAP_MAX_BYTES // (batch.MULTICALL_ENTRY_SIZE + batch.plans(h.wire).slot))
+
+
+@pytest.mark.parametrize("n", [1, 100, 1000, 3000])
+def test_a_scrapes_hypercalls_grow_with_vcpus_per_trap(n: int) -> None:
+    with xenprivcmd.open(f"sim:///?domains={n}&seed=3", read_only=True) as h:
+        sc = Scraper(h)
+        sc.scrape()  # detection and xen_info: once per handle
+        t = h.transport
+        c0 = t.calls
+        h.domains()
+        listing = t.calls - c0
+        c0 = t.calls
+        s = sc.scrape()
+        calls = t.calls - c0
+        vcpus = sum(len(d.vcpus) for d in t.host.domains.values())
+        assert len(s.vcpus) == vcpus and vcpus >= n
+        # the listing, one trap per per_trap vcpus, physinfo, getcpuinfo
+        assert calls == listing + -(-vcpus // per_trap(h)) + 2, (calls, listing, vcpus)
+        if n >= 1000:
+            assert calls * 100 < vcpus
+
+
 def test_a_hypervisor_error_answers_xen_up_0_and_is_counted(sim: xenprivcmd.Handle) -> None:
     log = tempfile.TemporaryFile("w+")
     ex = Exporter(Scraper(sim), min_interval=0, log=log)

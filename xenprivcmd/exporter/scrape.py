@@ -1,8 +1,10 @@
 """One scrape: everything the exporter reports, read into a plain :class:`Sample`.
 
 Hypercalls per scrape (the transport's counter says how many were issued):
-one ``getdomaininfolist`` sysctl per 1024 domains, the vcpus of every domain
-(``getvcpuinfo``), ``physinfo`` and ``getcpuinfo`` (one sysctl each).  The
+one ``getdomaininfolist`` sysctl per 1024 domains, one multicall trap per
+1024 vcpus (a ``getvcpuinfo`` domctl per vcpu, batched by
+:meth:`xenprivcmd.Handle.batch`; one call each where the hypervisor refuses
+domctls in a multicall), ``physinfo`` and ``getcpuinfo`` (one sysctl each).  The
 version, ABI and scheduler are read once per handle (they cannot change
 under a running hypervisor) and reused.
 
@@ -16,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, NamedTuple, Optional
 
-from ..errors import NoSuchDomain
+from ..errors import DecodeError, NoSuchDomain
+from ..ops.domains import MAX_VCPUS
 from ..types import DomainInfo, PcpuInfo, PhysInfo
 from . import backends
 from .backends import BlockStats, NetStats
@@ -109,14 +112,19 @@ class Scraper:
         return Sample(domains, vcpus, phys, pcpus, info, targets, net, block)
 
     def _vcpus(self, domains: List[DomainInfo]) -> List[VcpuTime]:
-        out: List[VcpuTime] = []
+        """Every vcpu of ``domains`` in one batch: getvcpuinfo entries in multicall traps."""
         for d in domains:
-            if not d.vcpus:
-                continue
-            try:
-                got = self.handle.vcpu_info(d.domid)
-            except NoSuchDomain:  # went away since the listing
-                continue
-            out.extend(VcpuTime(d.domid, v.vcpu, v.online, v.cpu_time) for v in got)
+            if d.vcpus > MAX_VCPUS:
+                raise DecodeError(f"getdomaininfo: max_vcpu_id {d.max_vcpu_id} of domain {d.domid} is beyond any Xen")
+        with self.handle.batch() as b:
+            calls = [(d.domid, v, b.vcpu_info(d.domid, v)) for d in domains for v in range(d.vcpus)]
+        out: List[VcpuTime] = []
+        for domid, vcpu, call in calls:
+            err = call.error
+            if err is not None:
+                if isinstance(err, NoSuchDomain):  # went away since the listing
+                    continue
+                raise err
+            v = call.result()
+            out.append(VcpuTime(domid, vcpu, v.online, v.cpu_time))
         return out
-
