@@ -105,6 +105,42 @@ def test_cpu_time_is_monotonic_and_hypercalls_are_counted(sim: xenprivcmd.Handle
     assert all(cb[d] >= ca[d] for d in ca) and cb[0] > ca[0]  # dom0 runs
 
 
+def _generate_latest(ex: Exporter) -> bytes:
+    """prometheus_client's own exposition of one read (the reference for Exporter.render)."""
+    from prometheus_client import generate_latest
+
+    return generate_latest(ex.registry)
+
+
+@pytest.mark.parametrize("uri", ["sim:///default", "sim:///?domains=1000&seed=5", "sim:///?xen=4.4&domains=30"])
+def test_the_fast_exposition_is_prometheus_clients_to_the_byte(uri: str, tmp_path: Path) -> None:
+    _fake_sysfs(tmp_path)
+    with xenprivcmd.open(uri + ("&" if "?" in uri else "?") + "clock=sim&tick=0", read_only=True) as h:
+        host = h.transport.host
+        host.names[1] = 'we"b\\1\nx'  # label values to escape
+        ex = Exporter(Scraper(h, sysfs=str(tmp_path)), min_interval=0)
+        ex.render()  # detection: the next reads issue the same hypercalls
+        ours = ex.render()
+        theirs = _generate_latest(ex)
+    ours_lines = ours.decode().splitlines()
+    theirs_lines = theirs.decode().splitlines()
+    # the same lines but the scrape's own duration, measured anew by each read
+    strip = [line for line in ours_lines if not line.startswith("xen_scrape_duration_seconds ")]
+    assert strip == [line for line in theirs_lines if not line.startswith("xen_scrape_duration_seconds ")]
+    assert len(ours_lines) == len(theirs_lines) and len(strip) == len(ours_lines) - 1
+    assert 'name="we\\"b\\\\1\\nx"' in ours.decode()
+    assert parse(ours)["xen_domain_network_transmit_bytes_total"][0][0]["name"] == 'we"b\\1\nx'
+
+
+def test_the_fast_exposition_of_a_failed_read_is_prometheus_clients(sim: xenprivcmd.Handle) -> None:
+    ex = Exporter(Scraper(sim), min_interval=0, log=tempfile.TemporaryFile("w+"))
+    ex.render()  # detection and xen_info, once
+    sim.transport.faults.fail(errno.EIO, op="sysctl", times=None)
+    ours = [ln for ln in ex.render().decode().splitlines() if "duration" not in ln]
+    theirs = [ln for ln in _generate_latest(ex).decode().splitlines() if "duration" not in ln]
+    assert [ln.replace("errors_total 1.0", "errors_total 2.0") for ln in ours] == theirs
+
+
 def per_trap(h: xenprivcmd.Handle) -> int:
     """getvcpuinfo entries one multicall trap holds (the batch module's limits)."""
     from xenprivcmd.ops import batch
