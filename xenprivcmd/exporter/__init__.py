@@ -14,9 +14,10 @@ The pieces, one concern each:
   only, like the core;
 * :mod:`.backends`: balloon targets from xenstore, network and block
   counters from the netback / blkback devices in dom0's sysfs;
-* :mod:`.metrics`: the :class:`~.metrics.Exporter`: a Sample as Prometheus
-  metric families (``prometheus_client``, the optional extra ``exporter``),
-  ``xen_up`` and the error counter, ``--min-interval`` caching;
+* :mod:`.metrics`: the :class:`~.metrics.Exporter`, a ``prometheus_client``
+  collector (the optional extra ``exporter``): a Sample as metric families,
+  their text exposition (byte-equal to ``generate_latest``, faster), ``xen_up``
+  and the error counter, ``--min-interval`` caching;
 * :mod:`.cli`: options, the HTTP server, one ``error:`` line and exit 1 on
   bad options.
 
