@@ -342,6 +342,14 @@ def test_once_prints_one_scrape() -> None:
     assert len(s["xen_domain_memory_bytes"]) == 7 and one(s, "xen_up") == 1
 
 
+def test_once_on_a_refusing_hypervisor_prints_xen_up_0_and_exits_1() -> None:
+    r = _exporter("--uri", "sim:///?privileged=0", "--once")
+    s = parse(r.stdout.encode())
+    assert r.returncode == 1 and one(s, "xen_up") == 0 and one(s, "xen_scrape_errors_total") == 1
+    assert "xen_domain_memory_bytes" not in s
+    assert r.stderr.startswith("xenprivcmd-exporter: scrape failed: ") and "Traceback" not in r.stderr
+
+
 def test_serving_over_http_and_stopping_on_sigterm() -> None:
     p, port = start_exporter("sim:///default", "--min-interval", "0")
     try:
