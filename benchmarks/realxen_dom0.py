@@ -25,7 +25,11 @@ import subprocess
 import sys
 import time
 
-OPS = ("xen_version", "getdomaininfo", "getdomaininfolist", "physinfo")
+OPS = ("xen_version", "getdomaininfo", "getdomaininfolist", "physinfo", "vcpu_info", "sched_params")
+# The C programs' ops are these, with getvcpuinfo in place of vcpu_info (derived below:
+# getdomaininfo + one getvcpuinfo per vcpu of dom0, what the library's vcpu_info issues).
+#: vcpus per domain / domains per batch for the batch section (issue: 1, 8, 64 and 256).
+BATCH_COUNTS = (1, 8, 64, 256)
 
 
 def batches(fn, iters, repeats):
@@ -42,7 +46,11 @@ def batches(fn, iters, repeats):
 
 def run_c(path, iters, repeats):
     """{op: [per-call ns per batch]} and the header lines of a C program."""
-    res = subprocess.run([path, str(iters), str(repeats)], capture_output=True, universal_newlines=True,
+    return run_c_args(path, iters, repeats, [])
+
+
+def run_c_args(path, iters, repeats, ops):
+    res = subprocess.run([path, str(iters), str(repeats)] + list(ops), capture_output=True, universal_newlines=True,
                          timeout=1200)
     if res.returncode != 0:
         raise RuntimeError(f"{path} failed ({res.returncode}): {res.stderr.strip()}")
@@ -62,12 +70,102 @@ def xenprivcmd_ops(h):
         "getdomaininfo": lambda: h.domain_info(0),
         "getdomaininfolist": h.domains,
         "physinfo": h.physinfo,
+        "vcpu_info": lambda: h.vcpu_info(0),
+        "sched_params": lambda: h.sched_params(0),
     }
+
+
+def pyref_ops(h):
+    """benchmarks/pyref.py: the same hypercalls in the least Python (the Python floor)."""
+    from pyref import PyRef
+
+    r = PyRef(h.abi)
+    return {
+        "xen_version": r.xen_version,
+        "getdomaininfo": r.getdomaininfo,
+        "getdomaininfolist": r.getdomaininfolist,
+        "physinfo": r.physinfo,
+        "vcpu_info": r.vcpu_info,
+        "sched_params": r.sched_params,
+    }, r
+
+
+def batch_section(h, bindir, iters, repeats):
+    """Batched vs single vs libxenctrl's C loop, per vcpu and per domain, at
+    BATCH_COUNTS; domains() vs xc_domain_getinfolist at 64 domains.  Every
+    domain made here is an empty paused one (create_domain), destroyed after."""
+    made = []
+    out = {"vcpus": {}, "domains": {}, "list64": {}, "errors": []}
+    xc = os.path.join(bindir, "xc_ops")
+
+    def c_loop(arg, n_iters):
+        got, _head = run_c_args(xc, n_iters, repeats, [arg])
+        return statistics.median(next(iter(got.values())))
+
+    def timed(fn, n_iters):
+        return statistics.median(batches(fn, n_iters, repeats))
+
+    try:
+        # 64 domains in all first: the listing against xc_domain_getinfolist
+        while len(h.domains()) < 64:
+            made.append(h.create_domain())
+        n_list = len(h.domains())
+        out["list64"] = {
+            "domains": n_list,
+            "xenprivcmd": timed(h.domains, max(2, iters // 20)),
+            "libxenctrl_c": c_loop("getdomaininfolist", max(2, iters // 20)),
+        }
+        ones = list(made)
+        while len(ones) < max(BATCH_COUNTS):
+            d = h.create_domain()
+            made.append(d)
+            ones.append(d)
+        for n in BATCH_COUNTS:
+            k = max(2, iters // (8 * n))
+            ids = ones[:n]
+            row = {"batched": timed(lambda ids=ids: h.domain_infos(ids), k) / n,
+                   "single": timed(lambda ids=ids: [h.domain_info(i) for i in ids], k) / n,
+                   "libxenctrl_c": c_loop("infos:" + ",".join(map(str, ids)), k) / n}
+            out["domains"][str(n)] = row
+            try:
+                d = h.create_domain(max_vcpus=n)
+            except Exception as exc:  # e.g. more vcpus than an Arm GIC takes
+                out["errors"].append(f"create_domain(max_vcpus={n}): {exc}")
+                continue
+            made.append(d)
+
+            def batched(d=d, n=n):
+                b = h.batch()
+                calls = [b.vcpu_info(d, v) for v in range(n)]
+                b.run()
+                for c in calls:
+                    c.result()
+
+            out["vcpus"][str(n)] = {
+                "batched": timed(batched, k) / n,
+                "single": timed(lambda d=d: h.vcpu_info(d), k) / n,
+                "libxenctrl_c": c_loop(f"vcpus:{d}:{n}", k) / n,
+                "traps_batched": _traps(h, batched),
+            }
+    finally:
+        for d in made:
+            try:
+                h.destroy(d)
+            except Exception as exc:
+                out["errors"].append(f"destroy({d}): {exc}")
+    out["multicall"] = h._multicall
+    return out
+
+
+def _traps(h, fn):
+    before = h.transport.calls
+    fn()
+    return h.transport.calls - before
 
 
 def libxenctrl_ctypes_ops():
     """The same calls through ctypes on the dom0's libxenctrl (None when absent)."""
-    cands = sorted(glob.glob("/usr/lib/x86_64-linux-gnu/libxenctrl.so.*") + glob.glob("/usr/lib/libxenctrl.so.*"))
+    cands = sorted(glob.glob("/usr/lib/*-linux-gnu/libxenctrl.so.*") + glob.glob("/usr/lib/libxenctrl.so.*"))
     if not cands:
         return None, "no libxenctrl.so in dom0"
     lib = ctypes.CDLL(cands[0], use_errno=True)
@@ -165,13 +263,20 @@ def main():
     release = h.version().release or f"{major}.{minor}"
     doms = h.domains()
     py = {op: fn for op, fn in xenprivcmd_ops(h).items()}
+    ref, ref_handle = pyref_ops(h)
     xc, xc_lib = libxenctrl_ctypes_ops()
-    for fn in list(py.values()) + list((xc or {}).values()):
+    for fn in list(py.values()) + list(ref.values()):
         fn()  # warm up (buffers mapped, ABI detected)
+    if ref["xen_version"]() != py["xen_version"]() or len(ref["vcpu_info"]()) != len(py["vcpu_info"]()):
+        raise SystemExit("realxen_dom0: PYREF and the library disagree on what they read")
+    dom0_vcpus = len(h.vcpu_info(0))
+    for fn in list((xc or {}).values()):
+        fn()
 
     # Interleave: each round runs every implementation once (C programs as
     # one batch per round too), so drifts of the machine hit all alike.
-    samples = {op: {"ioctl_c": [], "libxenctrl_c": [], "libxenctrl_ctypes": [], "xenprivcmd": []} for op in OPS}
+    samples = {op: {"ioctl_c": [], "libxenctrl_c": [], "libxenctrl_ctypes": [], "xenprivcmd": [], "pyref": []}
+               for op in OPS + ("getvcpuinfo",)}
     heads = {}
     py_iters = max(1, args.iters // 4)  # Python is slower; keep rounds short
     for _ in range(args.repeats):
@@ -181,14 +286,23 @@ def main():
             for op, vals in got.items():
                 samples[op][impl] += vals
         for op in OPS:
+            # library and its Python floor alternate, batch by batch
             samples[op]["xenprivcmd"] += batches(py[op], py_iters, 1)
-            if xc:
+            samples[op]["pyref"] += batches(ref[op], py_iters, 1)
+            if xc and op in xc:
                 samples[op]["libxenctrl_ctypes"] += batches(xc[op], py_iters, 1)
 
     ops = {}
-    for op in OPS:
+    for op in OPS + ("getvcpuinfo",):
         ops[op] = {impl: statistics.median(v) for impl, v in samples[op].items() if v}
         ops[op].update({f"{impl}_min": min(v) for impl, v in samples[op].items() if v})
+    # vcpu_info in C: what the library op issues, getdomaininfo + one getvcpuinfo per vcpu
+    for impl in ("ioctl_c", "libxenctrl_c"):
+        if impl in ops["getdomaininfo"] and impl in ops["getvcpuinfo"]:
+            ops["vcpu_info"][impl] = ops["getdomaininfo"][impl] + dom0_vcpus * ops["getvcpuinfo"][impl]
+    del ops["getvcpuinfo"]
+    batch = batch_section(h, args.bin, args.iters, max(3, args.repeats // 3))
+    ref_handle.close()
 
     commands = {}
     cmd_samples = {}
@@ -218,6 +332,8 @@ def main():
         "ops": ops,
         "commands": commands,
         "list_phases_ms": list_phases,
+        "dom0_vcpus": dom0_vcpus,
+        "batch": batch,
         "samples": {"ops": samples, "commands": cmd_samples},
         "seconds": round(time.monotonic() - t0, 1),
     }
@@ -230,6 +346,7 @@ def main():
         floor = m.get("ioctl_c")
         print(op, " ".join(f"{k}={v:.0f}ns" + (f"({v / floor:.2f}x)" if floor else "")
                            for k, v in m.items() if not k.endswith("_min")))
+    print("batch:", json.dumps(batch))
     print("commands (ms):", json.dumps(commands))
     print("python3 xenprivcmd list, phases (ms):", json.dumps(list_phases))
     return 0

@@ -34,6 +34,13 @@ IMPORT_MAX_MS = 30.0
 #: (getdomaininfolist) faster than libxenctrl's xc_domain_getinfolist.
 REALXEN_OP_MAX_RATIO = 1.5
 REALXEN_LIST_VS_LIBXENCTRL = 1.0
+#: Hot path and batching (issue 14), on real Xen: every op within this of its
+#: Python floor (benchmarks/pyref.py) ...
+REALXEN_PYREF_MAX_RATIO = 1.10
+#: ... batched getvcpuinfo per vcpu against libxenctrl's C loop (xc_vcpu_getinfo), by vcpu count ...
+REALXEN_BATCH_VS_C_LOOP = {8: 0.5, 64: 0.25, 256: 0.25}
+#: ... and domains() at 64 domains against xc_domain_getinfolist.
+REALXEN_LIST64_VS_LIBXENCTRL = 0.35
 
 Row = Dict[str, Any]
 
@@ -230,9 +237,10 @@ def _exporter(group: str, g: Dict[str, Dict[str, Any]], stat: str) -> List[Row]:
 
 REALXEN_KIND = "xenprivcmd-realxen-bench"
 #: Columns of a real-Xen per-op measurement, in display order.
-REALXEN_IMPLS = ("ioctl_c", "libxenctrl_c", "libxenctrl_ctypes", "xenprivcmd")
+REALXEN_IMPLS = ("ioctl_c", "libxenctrl_c", "libxenctrl_ctypes", "pyref", "xenprivcmd")
 REALXEN_LABELS = {"ioctl_c": "C ioctl (floor)", "libxenctrl_c": "libxenctrl (C)",
-                  "libxenctrl_ctypes": "libxenctrl (ctypes)", "xenprivcmd": "xenprivcmd"}
+                  "libxenctrl_ctypes": "libxenctrl (ctypes)", "pyref": "PYREF (Python floor)",
+                  "xenprivcmd": "xenprivcmd"}
 
 
 def realxen_rows(doc: Dict[str, Any]) -> List[Row]:
@@ -255,6 +263,10 @@ def realxen_rows(doc: Dict[str, Any]) -> List[Row]:
             rows.append(_row(f"real Xen {suite}", f"{op}: xenprivcmd / libxenctrl (C)",
                              round(m["xenprivcmd"] / m["libxenctrl_c"], 2), "x",
                              REALXEN_LIST_VS_LIBXENCTRL if listing else None, "<"))
+        if m.get("xenprivcmd") and m.get("pyref"):
+            rows.append(_row(f"real Xen {suite}", f"{op}: xenprivcmd / PYREF", round(m["xenprivcmd"] / m["pyref"], 2),
+                             "x", REALXEN_PYREF_MAX_RATIO, "<="))
+    rows += _batch_rows(suite, doc.get("batch") or {})
     xl = doc.get("commands", {})
     for name, ms in xl.items():
         rows.append(_row(f"real Xen {suite}", f"{name} (whole command, ms)", round(ms, 1), "ms"))
@@ -263,6 +275,32 @@ def realxen_rows(doc: Dict[str, Any]) -> List[Row]:
         rows.append(_row(f"real Xen {suite}", "one-shot xenprivcmd listing: import / open / detect / domains(names)",
                          " / ".join(f"{ph.get(k, 0):.0f}" for k in ("import", "open", "detect", "domains_names")),
                          "ms"))
+    return rows
+
+
+def _batch_rows(suite: str, b: Dict[str, Any]) -> List[Row]:
+    rows: List[Row] = []
+    group = f"real Xen {suite}"
+    for n, m in sorted((b.get("vcpus") or {}).items(), key=lambda kv: int(kv[0])):
+        detail = (f"per vcpu: batched {m['batched']:.0f} ns, single {m['single']:.0f} ns, "
+                  f"xc_vcpu_getinfo loop {m['libxenctrl_c']:.0f} ns; {m.get('traps_batched')} trap(s) per batch")
+        rows.append(_row(group, f"vcpu info x{n}: batched / libxenctrl C loop", round(m["batched"] / m["libxenctrl_c"], 2),
+                         "x", REALXEN_BATCH_VS_C_LOOP.get(int(n)), "<=", detail=detail))
+        rows.append(_row(group, f"vcpu info x{n}: batched / single calls", round(m["batched"] / m["single"], 2), "x"))
+    for n, m in sorted((b.get("domains") or {}).items(), key=lambda kv: int(kv[0])):
+        rows.append(_row(group, f"getdomaininfo x{n}: batched / libxenctrl C loop",
+                         round(m["batched"] / m["libxenctrl_c"], 2), "x",
+                         detail=f"per domain: batched {m['batched']:.0f} ns, single {m['single']:.0f} ns, "
+                                f"C loop {m['libxenctrl_c']:.0f} ns"))
+    l64 = b.get("list64") or {}
+    if l64.get("xenprivcmd") and l64.get("libxenctrl_c"):
+        rows.append(_row(group, f"domains() at {l64.get('domains')} domains / xc_domain_getinfolist",
+                         round(l64["xenprivcmd"] / l64["libxenctrl_c"], 2), "x", REALXEN_LIST64_VS_LIBXENCTRL, "<=",
+                         detail=f"{l64['xenprivcmd']:.0f} vs {l64['libxenctrl_c']:.0f} ns"))
+    for err in b.get("errors") or []:
+        rows.append(_row(group, "batch section", err))
+    if b and b.get("multicall") is not True:
+        rows.append(_row(group, "multicall used for domctls", str(b.get("multicall")), detail="fell back to single calls"))
     return rows
 
 

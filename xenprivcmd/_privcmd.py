@@ -267,6 +267,7 @@ class Transport:
         with self._lock:
             self._buffers.add(buf)
         self._local.buf = buf
+        self._local.lane = None  # built again over the new buffer on next use
         if old is not None:
             old.release()
         return buf
@@ -329,6 +330,23 @@ class MemoryTransport(Transport):
         ctypes.memmove(address, data, len(data))
 
 
+class Lane:
+    """One thread's prebuilt ``privcmd_hypercall`` requests over its scratch
+    buffer, for the precomputed op plans (:mod:`xenprivcmd.ops._fast`):
+    ``domctl`` and ``sysctl`` point at the buffer's start, ``xenver`` is
+    ``XENVER_version``.  Dies with the buffer (a larger scratch buffer gets a
+    new lane)."""
+
+    __slots__ = ("buf", "view", "domctl", "sysctl", "xenver")
+
+    def __init__(self, buf: Buffer) -> None:
+        self.buf = buf
+        self.view = buf.view
+        self.domctl = privcmd_hypercall(36, (buf.address, 0, 0, 0, 0))
+        self.sysctl = privcmd_hypercall(35, (buf.address, 0, 0, 0, 0))
+        self.xenver = privcmd_hypercall(17, (0, 0, 0, 0, 0))
+
+
 class PrivcmdTransport(Transport):
     """The Linux privcmd driver of a Xen dom0."""
 
@@ -341,6 +359,25 @@ class PrivcmdTransport(Transport):
         self.path = path
         self._buf_fd = buf_fd
         self.buffer_kind = HYPERCALL_BUF_PATH if buf_fd is not None else "anonymous-locked"
+        #: The ioctl every hypercall ends in (``fcntl.ioctl``; a test may plug in a simulated device).
+        self.ioctl: Callable[..., int] = _ioctl
+        #: IOCTL_PRIVCMD_HYPERCALL, read once (a benchmark's fake device changes it first).
+        self.request = IOCTL_PRIVCMD_HYPERCALL
+
+    def lane(self) -> Lane:
+        """This thread's :class:`Lane` (built on first use and after the buffer grew)."""
+        local = self._local
+        lane: Optional[Lane] = getattr(local, "lane", None)
+        if lane is None or not lane.buf.address:
+            lane = local.lane = Lane(self.scratch(PAGE_SIZE))
+        return lane
+
+    def failed(self, exc: OSError, req: privcmd_hypercall) -> int:
+        """The fast path's ioctl raised: EINTR is issued again (Xen did nothing),
+        a closed handle says so; any other error is raised as it is."""
+        if isinstance(exc, InterruptedError):
+            return self._retry(req)
+        raise exc
 
     def hypercall(self, op: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0) -> int:
         # Hot path: one pack into this thread's prebuilt request, one ioctl.
@@ -352,7 +389,7 @@ class PrivcmdTransport(Transport):
         _pack_req(req, 0, op, a0, a1, a2, a3, a4)
         self.calls += 1
         try:
-            return _ioctl(self.fd, IOCTL_PRIVCMD_HYPERCALL, req, True)  # type: ignore[no-any-return]
+            return self.ioctl(self.fd, self.request, req, True)
         except InterruptedError:
             return self._retry(req)
         except ValueError:
@@ -363,7 +400,7 @@ class PrivcmdTransport(Transport):
     def _retry(self, req: privcmd_hypercall) -> int:
         for _ in range(EINTR_RETRIES):
             try:
-                return int(_ioctl(self.fd, IOCTL_PRIVCMD_HYPERCALL, req, True))
+                return int(self.ioctl(self.fd, self.request, req, True))
             except InterruptedError:
                 continue
         raise InterruptedError(_errno.EINTR, f"hypercall {req.op} interrupted {EINTR_RETRIES + 1} times")

@@ -11,6 +11,7 @@ from uuid import UUID
 from . import abi as _abi
 from ._privcmd import Transport
 from .errors import DecodeError, NoSuchDomain, ReadOnlyError, XenError
+from .ops import _fast
 from .ops import batch as _batch
 from .ops import domains as _dom
 from .ops import host as _host
@@ -65,6 +66,7 @@ class Handle:
         self._console_index: Optional[int] = None
         #: True once :meth:`make_read_only` ran: state-changing ops raise ReadOnlyError.
         self.read_only = False
+        self._guard: Optional[Any] = None  # the ReadOnlyTransport of a read-only handle
         # Whether domctls inside a multicall work here: None until a batch tells.
         self._multicall: Optional[bool] = None
 
@@ -104,7 +106,10 @@ class Handle:
             return
         from .trace import ReadOnlyTransport
 
-        self.transport = ReadOnlyTransport(self.transport)
+        guard = ReadOnlyTransport(self.transport, self._abi)
+        guard.decoder.arch = self.arch  # read requests with this machine's layouts until the ABI is known
+        self._guard = guard
+        self.transport = guard
         self.read_only = True
 
     def _check_writable(self, what: str) -> None:
@@ -141,6 +146,10 @@ class Handle:
             with self._lock:
                 if self._abi is None:
                     self._abi = self._detect()
+                    if self._guard is not None:
+                        self._guard.variant = self._abi
+            if self._wire is None and isinstance(self._transport, _fast.PrivcmdTransport):
+                self.wire  # noqa: B018 - the device's op plans are built with the wire
         return self._abi
 
     def _detect(self) -> "_abi.Variant":
@@ -161,7 +170,32 @@ class Handle:
         w = self._wire
         if w is None:
             w = self._wire = make_wire(self.abi)
+            self._install_plans()
         return w
+
+    # -- precomputed op plans ---------------------------------------------------------
+    @property
+    def transport(self) -> Transport:
+        """What the handle issues hypercalls through; assigning another one (a
+        tracing wrapper, say) takes the handle off the precomputed plans."""
+        return self._transport
+
+    @transport.setter
+    def transport(self, t: Transport) -> None:
+        self._transport = t
+        self._install_plans()
+
+    def _install_plans(self) -> None:
+        """Bind the hot ops' plans (:mod:`xenprivcmd.ops._fast`) in place of the
+        general methods while the transport is the privcmd device itself."""
+        d = self.__dict__
+        for name in _fast.PLANNED:
+            d.pop(name, None)
+        t = d.get("_transport")
+        if not isinstance(t, _fast.PrivcmdTransport):
+            return
+        w = d.get("_wire")
+        d.update(_fast.plans(self, w, t) if w is not None else {"xen_version": _fast.xen_version_plan(t)})
 
     # -- domains --------------------------------------------------------------------
     def domains(self, names: bool = False) -> List[DomainInfo]:

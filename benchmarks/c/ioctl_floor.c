@@ -4,6 +4,9 @@
  *
  *   ioctl_floor ITERS REPEATS [OP ...]   OP: xen_version getdomaininfo
  *                                            getdomaininfolist physinfo
+ *                                            getvcpuinfo (dom0's vcpu 0)
+ *                                            sched_params (sched_id, then
+ *                                            scheduler_op getinfo of dom0)
  */
 #define __XEN_TOOLS__ 1
 #include <errno.h>
@@ -94,6 +97,24 @@ int main(int argc, char **argv)
     sysctl_phys->interface_version = XEN_SYSCTL_INTERFACE_VERSION;
     privcmd_hypercall_t hc_phys = {__HYPERVISOR_sysctl, {(uint64_t)(uintptr_t)sysctl_phys, 0, 0, 0, 0}};
 
+    struct xen_domctl *vcpu = (struct xen_domctl *)(buf + 3072);
+    vcpu->cmd = XEN_DOMCTL_getvcpuinfo;
+    vcpu->interface_version = XEN_DOMCTL_INTERFACE_VERSION;
+    vcpu->domain = 0;
+    vcpu->u.getvcpuinfo.vcpu = 0;
+    privcmd_hypercall_t hc_vcpu = {__HYPERVISOR_domctl, {(uint64_t)(uintptr_t)vcpu, 0, 0, 0, 0}};
+
+    struct xen_sysctl *sid = (struct xen_sysctl *)(buf + 4096 + 2048);
+    sid->cmd = XEN_SYSCTL_sched_id;
+    sid->interface_version = XEN_SYSCTL_INTERFACE_VERSION;
+    privcmd_hypercall_t hc_sid = {__HYPERVISOR_sysctl, {(uint64_t)(uintptr_t)sid, 0, 0, 0, 0}};
+    struct xen_domctl *sched = (struct xen_domctl *)(buf + 4096 + 3072);
+    sched->cmd = XEN_DOMCTL_scheduler_op;
+    sched->interface_version = XEN_DOMCTL_INTERFACE_VERSION;
+    sched->domain = 0;
+    sched->u.scheduler_op.cmd = XEN_DOMCTL_SCHEDOP_getinfo;
+    privcmd_hypercall_t hc_sched = {__HYPERVISOR_domctl, {(uint64_t)(uintptr_t)sched, 0, 0, 0, 0}};
+
     if (hypercall(&hc_list) < 0) {
         perror("getdomaininfolist");
         return 1;
@@ -108,5 +129,11 @@ int main(int argc, char **argv)
         BENCH("ioctl_c", "getdomaininfolist", iters, repeats, hypercall(&hc_list));
     if (wanted(argc, argv, "physinfo"))
         BENCH("ioctl_c", "physinfo", iters, repeats, hypercall(&hc_phys));
+    if (wanted(argc, argv, "getvcpuinfo"))
+        BENCH("ioctl_c", "getvcpuinfo", iters, repeats, hypercall(&hc_vcpu));
+    if (wanted(argc, argv, "sched_params"))
+        BENCH("ioctl_c", "sched_params", iters, repeats,
+              (hypercall(&hc_sid) < 0 ? -1 : (sched->u.scheduler_op.sched_id = sid->u.sched_id.sched_id,
+                                                hypercall(&hc_sched))));
     return 0;
 }

@@ -55,8 +55,9 @@ from genstructs.dwarf import TARGETS  # noqa: E402  (same compilers as the gener
 
 from xenprivcmd import abi, structs  # noqa: E402
 
-MIRROR = os.environ.get("XENPRIVCMD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-SECURITY = os.environ.get("XENPRIVCMD_DEBIAN_SECURITY", "http://deb.debian.org/debian-security")
+sys.path.insert(0, os.path.join(ROOT, "tools", "xenvm"))
+from xenvmlib.mirrors import host_mirrors  # noqa: E402  (the mirror of this machine's apt sources)
+
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 # suite -> (sources lines, expected Xen series)
@@ -123,10 +124,11 @@ def download(suite: str, scratch: str, arch: str) -> str:
     for d in ("lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"):
         os.makedirs(os.path.join(state, d), exist_ok=True)
     open(os.path.join(state, "status"), "w").close()
+    mirror, security = host_mirrors()
     with open(os.path.join(state, "sources.list"), "w") as fh:
         for line in lines:
             fh.write("deb [arch=%s signed-by=%s] %s\n"
-                     % (debarch, KEYRING, line.format(m=MIRROR, s=SECURITY)))
+                     % (debarch, KEYRING, line.format(m=mirror, s=security)))
     opts = apt_opts(state, debarch)
     p = run(["apt-get", *opts, "-q", "update"])
     if p.returncode != 0:

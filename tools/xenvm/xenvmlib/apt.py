@@ -1,15 +1,14 @@
 """A private apt state per Debian suite: lists, cache and downloads live in
-the xenvm cache; the system's apt sources and dpkg database are never used."""
+the xenvm cache; the system's dpkg database is never used, and of its apt
+sources only the Debian mirror is taken (mirrors.py)."""
 
 import os
 import re
 import time
 
 from .common import ALL_SUITES, XenvmError, log, run, suite_arch
+from .mirrors import host_mirrors
 
-MIRROR = os.environ.get("XENVM_MIRROR", "http://deb.debian.org/debian")
-SECURITY_MIRROR = os.environ.get("XENVM_SECURITY_MIRROR",
-                                 "http://deb.debian.org/debian-security")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 LIST_MAX_AGE = 24 * 3600
 
@@ -35,11 +34,12 @@ class AptState:
         s = self.dist
         lines = []
         a = self.arch.deb
+        mirror, security = host_mirrors()
         signed = "[arch=%s signed-by=%s]" % (a, KEYRING) if os.path.exists(KEYRING) else "[arch=%s]" % a
-        lines.append("deb %s %s %s main" % (signed, MIRROR, s))
+        lines.append("deb %s %s %s main" % (signed, mirror, s))
         if s != "sid":
-            lines.append("deb %s %s %s-updates main" % (signed, MIRROR, s))
-            lines.append("deb %s %s %s-security main" % (signed, SECURITY_MIRROR, s))
+            lines.append("deb %s %s %s-updates main" % (signed, mirror, s))
+            lines.append("deb %s %s %s-security main" % (signed, security, s))
         text = "\n".join(lines) + "\n"
         path = os.path.join(self.root, "etc", "sources.list")
         old = open(path).read() if os.path.exists(path) else None
