@@ -14,8 +14,24 @@ from ..exporter_helpers import Samples, by_domid, get, one, parse, start_exporte
 from .conftest import xl_info, xl_list, xl_table
 
 
+def _loopback_up() -> None:
+    """tools/xenvm's dom0 boots with ``lo`` down: bring it up (SIOCGIFFLAGS/SIOCSIFFLAGS,
+    no ip(8) needed) so that the HTTP GET to 127.0.0.1 reaches the exporter."""
+    import fcntl
+    import socket
+    import struct
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sh14x", b"lo", 0)
+        flags = struct.unpack("16sh14x", fcntl.ioctl(s, siocgifflags, req))[1]
+        if not flags & iff_up:
+            fcntl.ioctl(s, siocsifflags, struct.pack("16sh14x", b"lo", flags | iff_up))
+
+
 @pytest.fixture(scope="module")
 def exporter() -> Iterator[int]:
+    _loopback_up()
     p, port = start_exporter("xen:///", "--min-interval", "0")
     yield port
     assert stop_exporter(p) == 0
