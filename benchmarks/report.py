@@ -282,8 +282,12 @@ def _batch_rows(suite: str, b: Dict[str, Any]) -> List[Row]:
     rows: List[Row] = []
     group = f"real Xen {suite}"
     for n, m in sorted((b.get("vcpus") or {}).items(), key=lambda kv: int(kv[0])):
+        trap = m.get("trap_only")
+        where = (f"; of which the multicall trap {trap:.0f} ns and Python (layout copy, checks, decoding) "
+                 f"{m['batched'] - trap:.0f} ns") if trap else ""
         detail = (f"per vcpu: batched {m['batched']:.0f} ns, single {m['single']:.0f} ns, "
-                  f"xc_vcpu_getinfo loop {m['libxenctrl_c']:.0f} ns; {m.get('traps_batched')} trap(s) per batch")
+                  f"xc_vcpu_getinfo loop {m['libxenctrl_c']:.0f} ns; {m.get('traps_batched')} trap(s) per batch"
+                  + where)
         rows.append(_row(group, f"vcpu info x{n}: batched / libxenctrl C loop", round(m["batched"] / m["libxenctrl_c"], 2),
                          "x", REALXEN_BATCH_VS_C_LOOP.get(int(n)), "<=", detail=detail))
         rows.append(_row(group, f"vcpu info x{n}: batched / single calls", round(m["batched"] / m["single"], 2), "x"))

@@ -307,3 +307,48 @@ def test_record_and_replay_of_a_batch(tmp_path):
     again = r.domain_infos([0, 1, 77])
     assert again[:2] == infos[:2] and isinstance(again[2], errors.NoSuchDomain)
     r.close()
+
+
+def test_repeated_batches_reuse_one_image_and_stay_right():
+    """vcpu_list / domain_infos keep their laid-out trap per shape: the second
+    call copies it, and what it reads is still the host's current state."""
+    h = _frozen(xenprivcmd.open("sim:///?domains=6&seed=12"))
+    first = h.vcpu_list()
+    assert any(k[0] == "vcpus" for k in h._shapes)
+    images = dict(h._shapes)
+    h.set_vcpu_affinity(1, 0, hard={1})
+    h.pause(2)
+    again = h.vcpu_list()
+    assert h._shapes == images  # the same images, no new layout
+    assert again == _single_vcpu_list(h) != first
+    assert next(e for e in again if e.domid == 1 and e.vcpu == 0).hard == frozenset({1})
+    ids = [d.domid for d in h.domains()]
+    assert h.domain_infos(ids) == [h.domain_info(d) for d in ids]
+    assert h.domain_infos(ids)[2].paused
+
+
+def test_a_domain_gone_between_listing_and_vcpus_is_left_out():
+    h = xenprivcmd.open("sim:///?domains=4&seed=2")
+    real = h.domains
+    destroyed = []
+
+    def stale(names=False):
+        infos = real(names=names)
+        if not destroyed:
+            destroyed.append(infos[-1].domid)
+            h.destroy(infos[-1].domid)  # after the listing, before the vcpus are read
+        return infos
+
+    h.domains = stale  # type: ignore[method-assign]
+    rows = h.vcpu_list()
+    assert destroyed and all(e.domid != destroyed[0] for e in rows)
+    assert {e.domid for e in rows} == {d.domid for d in real()}
+
+
+def test_shaped_getvcpuinfo_alone_equals_vcpu_info():
+    from xenprivcmd.ops.batch import vcpus_shaped
+
+    h = _frozen(xenprivcmd.open("sim:///?domains=5&seed=4"))
+    infos = h.domains()
+    got = vcpus_shaped(h, infos, affinity=False)
+    assert got == [v for d in infos for v in h.vcpu_info(d.domid)] and len(got) >= 5

@@ -304,6 +304,10 @@ class Handle:
         DomainInfo, or the error it ended with (e.g. a
         :class:`~xenprivcmd.errors.NoSuchDomain` instance), returned, not raised."""
         ids = [check_domid(d) for d in domids]
+        if ids and _batch.shaped_ok(self):
+            shaped = _batch.infos_shaped(self, ids)
+            if shaped is not None:
+                return self.with_names(shaped) if names else shaped  # type: ignore[return-value]
         b = self.batch()
         calls = [b.domain_info(d) for d in ids]
         b.run()
@@ -340,6 +344,10 @@ class Handle:
             if info.vcpus > _dom.MAX_VCPUS:
                 raise DecodeError(f"getdomaininfo: max_vcpu_id {info.max_vcpu_id} of domain {info.domid} "
                                        "is beyond any Xen")
+        if infos and _batch.shaped_ok(self):
+            shaped = _batch.vcpus_shaped(self, infos)
+            if shaped is not None:
+                return shaped
         b = self.batch()
         rows = [(info, b.vcpu_info(info.domid, v), b.vcpu_affinity(info.domid, v))
                 for info in infos for v in range(info.vcpus)]

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import errno as _errno
 import struct
-from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 from .._layout import fields, record_reader
 from ..errors import DecodeError, NoSuchDomain, XenError, from_errno
-from ..types import DomainInfo, VcpuAffinity, VcpuInfo
+from ..types import DomainInfo, VcpuAffinity, VcpuInfo, VcpuListEntry
 from . import domains as _dom
 from ._wire import HYPERVISOR_domctl, HYPERVISOR_multicall, Wire, check_domid
 
@@ -131,6 +131,9 @@ class _Plans:
         self.vcpu_reader, self.vcpu_index = record_reader(
             vi, ("vcpu", "online", "blocked", "running", "cpu_time", "cpu"))
         self.vcpu_at = fields(vi)["vcpu"][0]
+        # getvcpuinfo as every release has it: vcpu, online, blocked, running, pad, cpu_time, cpu
+        self.vcpu_standard = [fields(vi)[f][0] for f in ("vcpu", "online", "blocked", "running", "cpu_time", "cpu")] \
+            == [0, 4, 5, 6, 8, 16]
         self.max_mem_at = fields(structs["xen_domctl_max_mem"])["max_memkb"][0]
         aff = fields(structs["xen_domctl_vcpuaffinity"])
         self.modern_affinity = "cpumap_soft" in aff
@@ -427,3 +430,205 @@ def _none(view: memoryview, at: int) -> None:
 def _no_domain(subop: str, domid: int) -> NoSuchDomain:
     return NoSuchDomain(_errno.ESRCH, f"domctl {subop}(domid={domid}): no such domain (ESRCH)",
                         hypercall="domctl", subop=subop, domid=domid)
+
+
+# -- shaped batches: the hot read-only batches as one precomputed image -----------------------
+#
+# vcpu_list and domain_infos ask the same questions scrape after scrape.  For
+# one shape (which domains, how many vcpus, the buffer's address) the whole
+# trap -- entries and requests -- is the same bytes every time: it is laid
+# out once (by the general layout code above) and kept; a call copies it into
+# the buffer in one slice assignment, issues the trap, checks every entry's
+# result in one pass, and reads the replies with ``iter_unpack`` over the
+# slots.  Anything unusual (an entry that failed or did not run, a domain
+# that is not the one asked for) sends the whole call to the general batch,
+# which is safe because these batches only read.
+
+#: Shapes kept per handle (a scrape, an xl-style listing, ...).
+SHAPES_KEPT = 8
+_new = tuple.__new__
+
+
+class _Shape:
+    __slots__ = ("base", "image", "n", "slots_at", "results")
+
+    def __init__(self, base: int, image: bytes, n: int, slots_at: int) -> None:
+        self.base = base
+        self.image = image
+        self.n = n
+        self.slots_at = slots_at
+        # every entry's result, read in one pass (the int64 at offset 8 of each 64-byte entry):
+        # all 0 when every domctl ran and succeeded (NOT_RUN, laid in the image, is not 0)
+        self.results = struct.Struct("<" + "8xq48x" * n)
+
+
+def _shape(h: Any, key: Tuple[Any, ...], make: Callable[[], Sequence[_Op]], slot: int) -> _Shape:
+    """The trap image for ``key`` over this thread's buffer (``make`` lays out its ops, all of one slot size)."""
+    t = h.transport
+    shapes: Dict[Tuple[Any, ...], _Shape] = h.__dict__.setdefault("_shapes", {})
+    n = key[1]
+    first = _align8(n * MULTICALL_ENTRY_SIZE)
+    size = first + n * slot
+    buf = t.scratch(size)
+    full = key + (buf.address,)
+    got = shapes.get(full)
+    if got is not None:
+        return got
+    ops = make()
+    assert len(ops) == n
+    view = buf.view
+    view[:size] = bytes(size)
+    for i, op in enumerate(ops):
+        at = first + i * slot
+        op.fill(view, at, buf.address + at)
+        _ENTRY.pack_into(view, i * MULTICALL_ENTRY_SIZE, HYPERVISOR_domctl, NOT_RUN, buf.address + at,
+                         0, 0, 0, 0, 0)
+    got = _Shape(buf.address, bytes(view[:size]), n, first)
+    if len(shapes) >= SHAPES_KEPT:
+        shapes.clear()
+    shapes[full] = got
+    return got
+
+
+def _run_shape(h: Any, shape: _Shape) -> Optional[memoryview]:
+    """Issue the image; the buffer's view when every entry returned 0, else None."""
+    t = h.transport
+    buf = t.scratch(len(shape.image))
+    if buf.address != shape.base:
+        return None
+    view: memoryview = buf.view
+    view[:len(shape.image)] = shape.image
+    try:
+        t.hypercall(HYPERVISOR_multicall, shape.base, shape.n)
+    except XenError as exc:
+        if exc.errno == _errno.EBADF:
+            raise
+        return None
+    except OSError:
+        return None
+    if any(shape.results.unpack_from(view, 0)):
+        return None
+    h._multicall = True
+    return view
+
+
+def shaped_ok(h: Any) -> bool:
+    """Whether this handle's batches may take the shaped path."""
+    return not h.wire.dom0_op and h._multicall is not False and bool(getattr(h.transport, "multicall", False))
+
+
+def _ops_of(h: Any, queue: Callable[[Batch], None]) -> Callable[[], Sequence[_Op]]:
+    def make() -> Sequence[_Op]:
+        b = Batch(h)
+        queue(b)
+        return b._ops
+
+    return make
+
+
+def _slot_reader(prefix: int, fmt: str, slot: int) -> struct.Struct:
+    """A Struct stepping over slots of ``slot`` bytes, reading ``fmt`` at ``prefix`` in each."""
+    inner = struct.calcsize("<" + fmt)
+    return struct.Struct(f"<{prefix}x{fmt}{slot - prefix - inner}x")
+
+
+def infos_shaped(h: Any, ids: Sequence[int]) -> Optional[List[DomainInfo]]:
+    """getdomaininfo of ``ids`` (already checked) in shaped traps; None: take the general batch."""
+    w = h.wire
+    p = plans(w)
+    slot = p.slot
+    per = min(TRAP_MAX_ENTRIES, TRAP_MAX_BYTES // (MULTICALL_ENTRY_SIZE + slot))
+    reader = _slot_reader(p.u, w.info_reader.format.lstrip("<"), slot)
+    out: List[DomainInfo] = []
+    for start in range(0, len(ids), per):
+        chunk = tuple(ids[start:start + per])
+
+        def queue(b: Batch, c: Sequence[int] = chunk) -> None:
+            for d in c:
+                b.domain_info(d)
+
+        shape = _shape(h, ("infos", len(chunk), chunk), _ops_of(h, queue), slot)
+        view = _run_shape(h, shape)
+        if view is None:
+            return None
+        recs = reader.iter_unpack(view[shape.slots_at:shape.slots_at + len(chunk) * slot])
+        got = [_new(DomainInfo, r + (None,)) for r in recs] if w.info_fast else [w._info_slow(r) for r in recs]
+        for g, d in zip(got, chunk):
+            if g.domid != d:
+                return None  # a missing domain (Xen < 4.18 answers with the next one): the general path says which
+        out += got
+    return out
+
+
+def vcpus_shaped(h: Any, infos: Sequence[DomainInfo], affinity: bool = True) -> Optional[List[Any]]:
+    """Every vcpu of ``infos`` in shaped traps: VcpuListEntry rows with the
+    affinities, or (``affinity=False``) VcpuInfo rows of getvcpuinfo alone.
+    None: take the general batch."""
+    w = h.wire
+    p = plans(w)
+    if not p.vcpu_standard:
+        return None
+    nr_cpus = h.nr_cpus()
+    key = ("vcpu_list", affinity, nr_cpus, tuple((i.domid, i.max_vcpu_id, i.name) for i in infos))
+    layouts: Dict[Any, Any] = h.__dict__.setdefault("_vcpu_layouts", {})
+    lay = layouts.get(key)
+    if lay is None:
+        if len(layouts) >= SHAPES_KEPT:
+            layouts.clear()
+        lay = layouts[key] = _VcpuLayout(h, p, nr_cpus, infos, affinity)
+    cache = lay.maps_cache
+    out: List[Any] = []
+    for chunk_key, make, heads in lay.chunks:
+        shape = _shape(h, chunk_key, make, lay.slot)
+        view = _run_shape(h, shape)
+        if view is None:
+            return None
+        n = len(heads)
+        at = shape.slots_at
+        states = lay.vcpu_reader.iter_unpack(view[at:at + n * lay.slot])
+        if not affinity:
+            out += [_new(VcpuInfo, (head[2],) + st) for head, st in zip(heads, states)]
+            continue
+        affs = lay.map_reader.iter_unpack(view[at + n * lay.slot:at + 2 * n * lay.slot])
+        if len(cache) > 4096:
+            cache.clear()
+        get, miss = cache.get, lay.decode_maps
+        out += [_new(VcpuListEntry, head + st + (get(aff) or miss(aff))) for head, st, aff in zip(heads, states, affs)]
+    return out
+
+
+class _VcpuLayout:
+    """What a vcpu_list of one set of domains looks like in traps (see vcpus_shaped)."""
+
+    def __init__(self, h: Any, p: _Plans, nr_cpus: int, infos: Sequence[DomainInfo], affinity: bool) -> None:
+        nbytes = (nr_cpus + 7) // 8
+        room = _align8(nbytes)
+        nmaps = len(p.aff_maps)
+        # one slot size for both kinds: a getvcpuinfo slot has room to spare
+        self.slot = slot = p.slot + nmaps * room
+        kinds = 2 if affinity else 1
+        per = min(TRAP_MAX_ENTRIES, TRAP_MAX_BYTES // (MULTICALL_ENTRY_SIZE + slot)) // kinds
+        # online, blocked, running, cpu_time, cpu: after the vcpu number, as "???xQI"
+        self.vcpu_reader = _slot_reader(p.u + 4, "???xQI", slot)
+        self.map_reader = _slot_reader(p.slot, f"{room}s" * nmaps, slot)
+        self.maps_cache: Dict[Tuple[bytes, ...], Tuple[FrozenSet[int], Optional[FrozenSet[int]]]] = {}
+
+        def decode_maps(raw: Tuple[bytes, ...]) -> Tuple[FrozenSet[int], Optional[FrozenSet[int]]]:
+            hard = _dom._cpus_from(raw[0][:nbytes], nr_cpus)
+            maps = self.maps_cache[raw] = (hard, _dom._cpus_from(raw[1][:nbytes], nr_cpus) if nmaps > 1 else None)
+            return maps
+
+        self.decode_maps = decode_maps
+        pairs = [(i.domid, i.name, v) for i in infos for v in range(i.vcpus)]
+        self.chunks = []
+        for start in range(0, len(pairs), per):
+            heads = pairs[start:start + per]
+
+            def queue(b: Batch, c: Sequence[Tuple[int, Optional[str], int]] = heads) -> None:
+                for d, _name, v in c:
+                    b.vcpu_info(d, v)
+                for d, _name, v in c if affinity else ():
+                    b.vcpu_affinity(d, v)
+
+            chunk_key = ("vcpus", kinds * len(heads), tuple((d, v) for d, _n, v in heads), nr_cpus)
+            self.chunks.append((chunk_key, _ops_of(h, queue), heads))
