@@ -114,6 +114,8 @@ def analyse(benches: Sequence[Dict[str, Any]], stat: str = "median") -> List[Row
         rows += _import(groups["import"], stat)
     if "remote" in groups:
         rows += _remote(groups["remote"], stat)
+    for name in sorted((g for g in groups if g.startswith("exporter N=")), key=lambda g: int(g.split("=", 1)[1])):
+        rows += _exporter(name, groups[name], stat)
     return rows
 
 
@@ -240,6 +242,26 @@ def _import(g: Dict[str, Dict[str, Any]], stat: str) -> List[Row]:
         rows.append(_row("import", "with construct preloaded: import construct / import / open",
                          f"{info[f'construct_ms_{key}']:.1f} / {info[f'import_ms_{key}']:.1f} / "
                          f"{info[f'open_ms_{key}']:.1f}", "ms"))
+    return rows
+
+
+def _exporter(group: str, g: Dict[str, Dict[str, Any]], stat: str) -> List[Row]:
+    """One scrape: time against the listing floor, hypercalls against vcpus per trap."""
+    floor, scrape, render = g.get("floor"), g.get("scrape"), g.get("render")
+    if floor is None or scrape is None:
+        return []
+    info = scrape["extra_info"]
+    f, s = _stat(floor, stat) * 1e3, _stat(scrape, stat) * 1e3
+    rows = [_row(group, "scrape / listing floor (time)", round(s / f, 1), "x",
+                 detail=f"scrape {s:.2f} ms, domains() {f:.2f} ms, {info['n']} domains, {info['vcpus']} vcpus")]
+    if render is not None:
+        r = _stat(render, stat) * 1e3
+        size = render["extra_info"].get("body_bytes")
+        rows.append(_row(group, "render (scrape + text) (ms)", round(r, 2), "ms",
+                         detail=f"text exposition {r - s:.2f} ms" + (f", {size} bytes" if size else "")))
+    rows.append(_row(group, "hypercalls per scrape", info["scrape_hypercalls"], "", info["hypercall_bound"], "<=",
+                     f"listing {info['listing_hypercalls']} + ceil({info['vcpus']} vcpus / "
+                     f"{info['entries_per_trap']} per trap) + physinfo + getcpuinfo"))
     return rows
 
 

@@ -1,0 +1,133 @@
+"""The Prometheus exporter on the real hypervisor, fetched over HTTP inside the dom0,
+cross-checked with Xen's own ``xl`` and ``xenstore-read``."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from typing import Dict, Iterator, Tuple
+
+import pytest
+
+from ..exporter_helpers import Samples, by_domid, get, one, parse, start_exporter, stop_exporter
+from .conftest import xl_info, xl_list, xl_table
+
+
+def _loopback_up() -> None:
+    """tools/xenvm's dom0 boots with ``lo`` down: bring it up (SIOCGIFFLAGS/SIOCSIFFLAGS,
+    no ip(8) needed) so that the HTTP GET to 127.0.0.1 reaches the exporter."""
+    import fcntl
+    import socket
+    import struct
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sh14x", b"lo", 0)
+        flags = struct.unpack("16sh14x", fcntl.ioctl(s, siocgifflags, req))[1]
+        if not flags & iff_up:
+            fcntl.ioctl(s, siocsifflags, struct.pack("16sh14x", b"lo", flags | iff_up))
+
+
+@pytest.fixture(scope="module")
+def exporter() -> Iterator[int]:
+    _loopback_up()
+    p, port = start_exporter("xen:///", "--min-interval", "0")
+    yield port
+    assert stop_exporter(p) == 0
+    assert p.stderr is not None
+    rest = p.stderr.read()
+    assert "Traceback" not in rest and "scrape failed" not in rest, rest
+
+
+def scrape(port: int) -> Samples:
+    code, ctype, body = get(f"http://127.0.0.1:{port}/metrics")
+    assert code == 200 and ctype.startswith("text/plain"), (code, ctype)
+    s = parse(body)
+    assert one(s, "xen_up") == 1
+    return s
+
+
+def test_memory_vcpus_and_names_agree_with_xl_list(exporter: int) -> None:
+    s = scrape(exporter)
+    rows = {int(r["id"]): r for r in xl_list()}
+    mem = by_domid(s, "xen_domain_memory_bytes")
+    assert set(mem) == set(rows)
+    online = by_domid(s, "xen_domain_vcpus_online")
+    names = {int(lab["domid"]): lab["name"] for lab, _v in s["xen_domain_memory_bytes"]}
+    for domid, row in rows.items():
+        assert int(mem[domid]) // (1 << 20) == int(row["mem"]), (domid, mem[domid], row)
+        assert online[domid] == int(row["vcpus"]), (domid, row)
+        assert names[domid] == row["name"]
+    # every vcpu xl lists, and its domain's vcpu count
+    vcpu_rows = xl_table("vcpu-list")
+    listed = {(int(r[1]), int(r[2])) for r in vcpu_rows}
+    ours = {(int(lab["domid"]), int(lab["vcpu"])) for lab, _v in s["xen_vcpu_cpu_time_seconds_total"]}
+    assert ours == listed
+    vcpus = by_domid(s, "xen_domain_vcpus")
+    for domid in rows:
+        assert vcpus[domid] == sum(1 for d, _v in listed if d == domid)
+
+
+def test_host_memory_cpus_and_version_agree_with_xl_info(exporter: int) -> None:
+    s = scrape(exporter)
+    info = xl_info()
+    assert int(one(s, "xen_host_memory_bytes")) // (1 << 20) == int(info["total_memory"])
+    assert abs(int(one(s, "xen_host_memory_free_bytes")) // (1 << 20) - int(info["free_memory"])) <= 64
+    assert one(s, "xen_host_cpus") == int(info["nr_cpus"])
+    assert len(s["xen_host_cpu_idle_seconds_total"]) == int(info["nr_cpus"])
+    (lab, _v), = s["xen_info"]
+    assert lab["version"] == f"{info['xen_major']}.{info['xen_minor']}{info['xen_extra']}"
+    assert lab["scheduler"] == info["xen_scheduler"]
+    assert lab["arch"] == info["machine"]
+
+
+def test_balloon_targets_are_xenstores(exporter: int, guest: int) -> None:
+    exe = shutil.which("xenstore-read")
+    assert exe, "xenstore-read is not on PATH in this dom0"
+    s = scrape(exporter)
+    targets = by_domid(s, "xen_domain_memory_target_bytes")
+    assert guest in targets, "guest1 (made by xl) has a memory/target in xenstore"
+    for domid in by_domid(s, "xen_domain_memory_bytes"):
+        r = subprocess.run([exe, f"/local/domain/{domid}/memory/target"], capture_output=True, text=True, timeout=30)
+        if r.returncode == 0:
+            assert targets[domid] == int(r.stdout.strip()) * 1024, domid
+        else:
+            assert domid not in targets, domid
+
+
+def test_backend_counters_only_where_dom0_has_backends(exporter: int) -> None:
+    import os
+
+    s = scrape(exporter)
+    vifs = [n for n in os.listdir("/sys/class/net") if n.startswith("vif") and "-" not in n]
+    assert bool(vifs) == ("xen_domain_network_receive_bytes_total" in s), vifs
+
+
+def _times(s: Samples) -> Tuple[Dict[int, float], Dict[Tuple[int, int], float], Dict[str, float]]:
+    dom = by_domid(s, "xen_domain_cpu_time_seconds_total")
+    vcpu = {(int(lab["domid"]), int(lab["vcpu"])): v for lab, v in s["xen_vcpu_cpu_time_seconds_total"]}
+    idle = {lab["cpu"]: v for lab, v in s["xen_host_cpu_idle_seconds_total"]}
+    return dom, vcpu, idle
+
+
+def test_cpu_time_is_monotonic_between_two_scrapes(exporter: int) -> None:
+    d1, v1, i1 = _times(scrape(exporter))
+    time.sleep(1.0)
+    d2, v2, i2 = _times(scrape(exporter))
+    assert set(d1) == set(d2) and set(v1) == set(v2)
+    assert all(d2[k] >= d1[k] for k in d1) and all(v2[k] >= v1[k] for k in v1)
+    assert d2[0] > d1[0], "dom0 runs the exporter: its cpu time moves"
+    assert all(i2[c] >= i1[c] for c in i1)
+    assert sum(i2.values()) > sum(i1.values())
+
+
+def test_a_scrape_costs_few_hypercalls(exporter: int) -> None:
+    s = scrape(exporter)
+    s = scrape(exporter)  # the first read also detected the ABI
+    n_vcpus = len(s["xen_vcpu_cpu_time_seconds_total"])
+    n_domains = len(s["xen_domain_vcpus"])
+    calls = one(s, "xen_scrape_hypercalls")
+    # the listing, the vcpus in multicall traps of up to 1024, physinfo, getcpuinfo
+    assert calls == -(-n_domains // 1024) + -(-n_vcpus // 1024) + 2, (calls, n_domains, n_vcpus)
+    assert one(s, "xen_scrape_errors_total") == 0

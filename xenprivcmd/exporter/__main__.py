@@ -1,0 +1,7 @@
+"""``python3 -m xenprivcmd.exporter``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
