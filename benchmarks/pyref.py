@@ -48,6 +48,7 @@ class PyRef:
             os.close(bfd)
         except OSError:
             self.mem = mmap.mmap(-1, 4 * 4096 + 1024 * 128)
+        self.mem[:] = bytes(len(self.mem))  # every page touched: Xen writes into them (Arm faults on absent pages)
         self.view = memoryview(self.mem)
         base = ctypes.addressof(ctypes.c_char.from_buffer(self.mem))
         s, k = abi.structs, abi.constants
