@@ -111,7 +111,7 @@ def open(uri: "Optional[str]" = None, abi: "Optional[str]" = None,  # noqa: A001
     >>> xenprivcmd.open("vmware:///")
     Traceback (most recent call last):
     ...
-    ValueError: unknown hypervisor URI 'vmware:///' (known: xen:///, sim://, record://, replay://)
+    ValueError: unknown hypervisor URI 'vmware:///' (known: xen:///, sim:///default, record:PATH, replay:PATH, xen+ssh:..., sim+ssh:...)
     """
     handle = _open(uri, abi, detect)
     if read_only:
