@@ -210,8 +210,6 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
     lcmd = w.const("XEN_SYSCTL_getdomaininfolist", "sysctl getdomaininfolist")
     lst = struct.Struct(_format([(0, "I"), (4, "I"), (su + gl["first_domain"][0], "H"),
                                  (su + gl["max_domains"][0], "I"), (su + gl["buffer"][0], "Q")], su))
-    b.env[f"pack_{b.n + 1}"] = lst.pack_into
-    b.n += 1
     chunk, size = _dom.LIST_CHUNK, w.info_size
     need = PAYLOAD_OFFSET + chunk * size
     out["domains"] = b.compile("domains", "names=False", f"""\
@@ -224,8 +222,8 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
     out = []
     first = 0
     while first < {DOMID_FIRST_RESERVED}:
-""" + _ISSUE.format(indent="        ", n=b.n, values=f"{lcmd}, {siv}, first, {chunk}, records", req="sysctl",
-                    hypercall="sysctl", subop="getdomaininfolist", domid="None") + f"""\
+""" + b.issue(lst, f"{lcmd}, {siv}, first, {chunk}, records", "sysctl", "getdomaininfolist",
+              indent="        ") + f"""\
         n = u32(view, {su + gl["num_domains"][0]})[0]
         if n > {chunk}:
             raise DecodeError(f"getdomaininfolist: {{n}} domains returned for {chunk} asked")
