@@ -265,6 +265,25 @@ def test_read_only_handle_batches_reads_and_refuses_writes_before_any_hypercall(
     assert not h.domain_info(1).paused
 
 
+def test_read_only_handle_lets_cpupool_info_through_and_refuses_pool_changes():
+    h = xenprivcmd.open("sim:///?domains=3&seed=2", read_only=True)
+    # xl cpupool-list and xl info only read: cpupool_op INFO / FREEINFO, the sharing counters
+    assert [p.name for p in h.cpupools()] == ["Pool-0"] and h.free_cpus() == frozenset()
+    assert h.sharing_pages() == {"freed": 0, "shared": 0}
+    from xenprivcmd.ops import pools
+
+    w, inner = h.wire, h.transport.inner
+    before = inner.calls
+    for op in ("CREATE", "DESTROY", "ADDCPU", "RMCPU", "MOVEDOMAIN"):
+        buf, req = w.sysctl(h.transport, "cpupool_op", payload=16)
+        req.u.cpupool_op.op = w.const("XEN_SYSCTL_CPUPOOL_OP_" + op, "test")
+        with pytest.raises(errors.ReadOnlyError, match="cpupool_op"):
+            w.issue_sysctl(h.transport, buf, "cpupool_op")
+    with pytest.raises(errors.ReadOnlyError):
+        h.transport.hypercall(pools.HYPERVISOR_memory_op, 1, 0)  # XENMEM_decrease_reservation
+    assert inner.calls == before
+
+
 def test_dry_run_holds_back_batched_changes_and_lets_reads_through():
     h = _frozen(xenprivcmd.open("sim:///?domains=4&seed=1"))
     want = h.vcpu_list()

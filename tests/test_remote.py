@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -149,20 +150,49 @@ def test_shell_tests_same_as_local(sshd: Sshd, tmp_path):
                                 "tests/test_shell.py"], capture_output=True, text=True, cwd=ROOT, env=env)
     ids = [ln for ln in collected.stdout.splitlines() if ln.startswith("tests/test_shell.py::")]
     assert len(ids) > 80, collected.stdout[-2000:]
-    # Not yet over the link (issue 18 stays open for them): the commands that go
-    # through xenstore (setmem's balloon target, shutdown, reboot, uptime) answer
-    # "error: no xenstore behind sim+ssh://..." there; these two tests use setmem.
-    not_yet = ["tests/test_shell.py::test_dry_run_issues_no_changing_hypercall",
-               "tests/test_shell.py::test_every_command_has_json[args19-keys19]"]
-    assert all(t in ids for t in not_yet), not_yet
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
-                        *[f"--deselect={t}" for t in not_yet], "tests/test_shell.py"],
+                        "tests/test_shell.py"],
                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=1500)
     cases = ET.parse(report).getroot().iter("testcase")
     outcome = {c.get("name"): [x.tag for x in c if x.tag in ("failure", "error", "skipped")] for c in cases}
     bad = {k: v for k, v in outcome.items() if v}
     assert not bad and p.returncode == 0, (bad, p.stdout[-4000:])
-    assert len(outcome) == len(ids) - len(not_yet)
+    assert len(outcome) == len(ids)
+
+
+#: Commands that go through the remote's xenstore (the balloon target, control/shutdown,
+#: start_time) and the hypervisor, read back afterwards.
+XENSTORE_SESSION = ("uptime; setmem web1 150M; dominfo web1; setmaxmem build1 600M; shutdown --wait db1;"
+                    " reboot web1; list; cpupool-list")
+
+
+def _no_clock(text: str) -> str:
+    """Uptimes move between two runs: keep the rows, drop the times."""
+    return re.sub(r"\d+:\d\d:\d\d", "H:MM:SS", text)
+
+
+def test_xenstore_commands_same_as_local(sshd: Sshd):
+    local = xpsh("sim:///default", XENSTORE_SESSION)
+    assert local.returncode == 0, local.stderr
+    assert "Max memory:     153600 KiB" in local.stdout and "Domain 'db1' is shut off (poweroff)" in local.stdout
+    p = xpsh(sshd.uri(), XENSTORE_SESSION)
+    assert p.returncode == 0, p.stderr
+    assert _no_clock(p.stdout) == _no_clock(local.stdout)
+    assert p.stderr == ""
+
+
+def test_dry_run_holds_back_the_remotes_xenstore_writes(sshd: Sshd):
+    cmds = "setmem web1 150M; reboot web1; shutdown db1; dominfo web1; domstate db1"
+    local = xpsh("sim:///default", "-N", cmds)
+    assert local.returncode == 0, local.stderr
+    p = xpsh(sshd.uri(), "-N", cmds)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == local.stdout
+    for held in ("domctl max_mem(domid=1) max_memkb=153600", "xenstore write /local/domain/1/memory/target = '153600'",
+                 "xenstore write /local/domain/1/control/shutdown = 'reboot'",
+                 "xenstore write /local/domain/2/control/shutdown = 'poweroff'"):
+        assert held in p.stdout, p.stdout
+    assert "Max memory:     2097152 KiB" in p.stdout and p.stdout.endswith("idle\n")  # nothing changed on the remote
 
 
 def test_shell_timing_and_dry_run_come_from_the_remote(sshd: Sshd):
@@ -379,7 +409,9 @@ def test_forced_read_only_helper_refuses_pause_and_destroy(sshd: Sshd):
         assert [d.name for d in h.domains(names=True)] == ["Domain-0", "web1", "db1", "build1"]
         h.read_only = False  # make the client send them: the refusal must come from the remote
         for call in (lambda: h.pause(1), lambda: h.destroy(2), lambda: h.set_max_mem(1, 1 << 20),
-                     lambda: h.read_console(clear=True), lambda: h.create_domain()):
+                     lambda: h.read_console(clear=True), lambda: h.create_domain(),
+                     lambda: h.shutdown("web1"), lambda: h.reboot("web1"),
+                     lambda: h.set_memory_target("web1", 100 << 10)):
             calls = h.transport.calls
             with pytest.raises(errors.XenprivcmdError) as info:
                 call()
@@ -387,7 +419,10 @@ def test_forced_read_only_helper_refuses_pause_and_destroy(sshd: Sshd):
             assert h.transport.calls == calls  # refused before any hypercall
         assert h.domain_info(1).paused is False and h.domain_info(2).domid == 2
         assert "(XEN)" in h.read_console()
-    for cmd in ("suspend web1", "destroy db1"):
+        # what only reads (xenstore included) is served
+        assert [i.name for i, _up in h.uptimes()] == ["Domain-0", "web1", "db1", "build1"]
+        assert h.cpupools()[0].name == "Pool-0" and isinstance(h.free_cpus(), frozenset)
+    for cmd in ("suspend web1", "destroy db1", "setmem web1 100M", "shutdown web1", "reboot web1"):
         assert "read-only" in one_error_line(xpsh(uri, cmd))
     p = xpsh(uri, "list")
     assert p.returncode == 0 and "web1       running" in p.stdout, p.stderr

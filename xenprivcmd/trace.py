@@ -501,9 +501,15 @@ class TimingTransport(TransportWrapper):
 def is_read_only(decoder: Decoder, op: int, args: Tuple[int, ...]) -> Tuple[bool, Decoded, Optional[Any]]:
     """Whether a hypercall only reads (``xen_version``, :data:`READONLY_DOMCTL`,
     :data:`READONLY_SYSCTL`, a scheduler_op getinfo, a readconsole that does
-    not clear), with its decoding and the request in place (or None)."""
+    not clear, a cpupool_op INFO / FREEINFO, the memory-sharing page counts),
+    with its decoding and the request in place (or None)."""
     if op == _XEN_VERSION:
         return True, Decoded("xen_version", _XENVER_NAMES.get(args[0], str(args[0])), None, {}), None
+    from .ops import pools
+
+    if op == pools.HYPERVISOR_memory_op and args[0] in (pools.XENMEM_get_sharing_freed_pages,
+                                                        pools.XENMEM_get_sharing_shared_pages):
+        return True, Decoded("memory_op", str(args[0]), None, {}), None  # page counts, no argument
     try:
         decoded, req, variant = decoder.request(op, args)
     except Exception:
@@ -517,6 +523,10 @@ def is_read_only(decoder: Decoder, op: int, args: Tuple[int, ...]) -> Tuple[bool
         return subop == "scheduler_op" and _sched_reads(variant, int(req.u.scheduler_op.cmd)), decoded, req
     if op == _SYSCTL and subop in READONLY_SYSCTL:
         return subop != "readconsole" or not int(req.u.readconsole.clear), decoded, req
+    if op == _SYSCTL and subop == "cpupool_op":  # INFO and FREEINFO read; the others change pools
+        consts = variant.constants if variant is not None else {}
+        reads = {consts.get("XEN_SYSCTL_CPUPOOL_OP_INFO", 3), consts.get("XEN_SYSCTL_CPUPOOL_OP_FREEINFO", 7)}
+        return int(req.u.cpupool_op.op) in reads, decoded, req
     return False, decoded, req
 
 

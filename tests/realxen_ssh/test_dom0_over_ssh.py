@@ -90,6 +90,31 @@ def test_scenarios_over_ssh(dom0: Dom0):
     assert trips > len(results)
 
 
+def test_xenstore_commands_over_ssh(dom0: Dom0):
+    """uptime, setmem and -N shutdown go through the dom0's own xenstore, as there."""
+    uri = dom0.uri()
+    p = xpsh(uri, "uptime")
+    assert p.returncode == 0, p.stderr
+    theirs = dom0.ssh(". /etc/profile; xl uptime").splitlines()
+    ours = p.stdout.splitlines()
+    assert ours[0] == theirs[0]
+    assert sorted(ln.split()[0] for ln in ours[1:]) == sorted(ln.split()[0] for ln in theirs[1:]), (ours, theirs)
+    domid = by_name(dom0.xl_list(), "name")["guest1"]["id"]
+    node = f"/local/domain/{domid}/memory/target"
+    target = int(dom0.ssh(f". /etc/profile; xenstore-read {node}").strip())
+    # the target it has now (no change for the tests that follow), written again over the link
+    p = xpsh(uri, "--json", "setmem", "guest1", f"{target}k")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["target_kib"] == target
+    assert int(dom0.ssh(f". /etc/profile; xenstore-read {node}").strip()) == target
+    p = xpsh(uri, "-N", "shutdown guest1")
+    assert p.returncode == 0, p.stderr
+    assert f"xenstore write /local/domain/{domid}/control/shutdown = 'poweroff'" in p.stdout, p.stdout
+    assert dom0.ssh(f". /etc/profile; xenstore-read /local/domain/{domid}/control/shutdown 2>/dev/null; true") \
+        .strip() == ""
+    assert "guest1" in by_name(dom0.xl_list(), "name")
+
+
 def test_forced_read_only_helper_on_a_real_dom0(dom0: Dom0):
     with xenprivcmd.open(dom0.uri(key="readonly")) as h:
         assert h.transport.hello["source"] == "helper" and h.transport.hello["read_only"]

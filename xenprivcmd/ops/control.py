@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:
     from ..handle import DomainRef, Handle
 
-__all__ = ["store_of", "close_store", "shutdown", "set_memory_target", "uptime", "uptimes", "SHUTDOWN_WORDS", "POLL_SECONDS",
+__all__ = ["store_of", "close_store", "DryStore", "shutdown", "set_memory_target", "uptime", "uptimes", "SHUTDOWN_WORDS", "POLL_SECONDS",
            "ACK_SECONDS", "MAXMEM_SLACK_KIB"]
 
 #: What control/shutdown may be asked to do (Linux's manage driver words).
@@ -249,3 +249,39 @@ def uptime(h: "Handle", dom: "DomainRef") -> Optional[float]:
     """Seconds ``dom`` has been up, ``None`` when no toolstack recorded its start."""
     return uptimes(h, [dom])[0][1]
 
+
+class DryStore:
+    """A xenstore for a dry run (``xpsh -N``, locally or on a remote's side): reads go to
+    the real store (opened on first read), writes are recorded in :attr:`writes` and not made."""
+
+    def __init__(self, h: Any) -> None:
+        self._h = h
+        self._inner: Any = None
+        self.writes: List[str] = []
+
+    def _store(self) -> Any:
+        if self._inner is None:
+            saved, self._h.store_override = getattr(self._h, "store_override", None), None
+            try:
+                self._inner = store_of(self._h)
+            finally:
+                self._h.store_override = saved
+        return self._inner
+
+    def read(self, path: str) -> bytes:
+        return bytes(self._store().read(path))
+
+    def directory(self, path: str) -> List[str]:
+        return list(self._store().directory(path))
+
+    def write(self, path: str, value: Any) -> None:
+        shown = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        self.writes.append(f"xenstore write {path} = {shown!r}")
+
+    def rm(self, path: str) -> None:
+        self.writes.append(f"xenstore rm {path}")
+
+    def close(self) -> None:
+        if self._inner is not None and not callable(getattr(self._h.transport, "xenstore", None)):
+            self._inner.close()
+        self._inner = None

@@ -197,6 +197,9 @@ class RemoteHandle(Handle):
         if dry is not None:
             with dry._rec_lock:
                 dry.intercepted.extend(_codec.decode(rec) for rec in reply.get("held", []))
+            held_writes = getattr(getattr(self, "store_override", None), "writes", None)
+            if isinstance(held_writes, list):  # the remote's held-back xenstore writes, for -N's report
+                held_writes.extend(str(w) for w in reply.get("store_writes", []))
         if not reply.get("ok"):
             where = remote.link.target.where
             raise _codec.decode_error(reply.get("error") or {}, _remote_error(where))

@@ -23,6 +23,7 @@ READ_ONLY_METHODS = frozenset({
     "version", "xen_version", "domains", "domain_info", "with_names", "domain_names", "lookup",
     "domain_state", "vcpu_info", "nr_cpus", "vcpu_affinity", "sched_params", "physinfo", "sched_id",
     "cpu_topology", "numa_info", "pcpu_info", "read_console", "domain_infos", "vcpu_list",
+    "uptime", "uptimes", "cpupools", "free_cpus", "sharing_pages",
 })
 #: Operations of a batch (Handle.batch()) that only read.
 READ_ONLY_BATCH = frozenset({"domain_info", "vcpu_info", "vcpu_affinity"})
@@ -148,8 +149,12 @@ class _Session:
         t = orig
         if msg.get("trace"):
             t = timer = TimingTransport(t)
+        store = None
         if msg.get("dry_run"):
+            from ..ops.control import DryStore
+
             t = dry = DryRunTransport(t, variant=h.abi)
+            h.store_override = store = DryStore(h)  # xenstore writes are held back here too
         h.transport = t
         reply: Dict[str, Any]
         try:
@@ -158,7 +163,12 @@ class _Session:
             reply = {"ok": False, "error": encode_error(exc)}
         finally:
             h.transport = orig
+            if store is not None:
+                store.close()
+                h.store_override = None
         reply["hypercalls"] = innermost(orig).calls - base
+        if store is not None:
+            reply["store_writes"] = list(store.writes)
         if timer is not None:
             reply["timed"] = [encode(r) for r in timer.take()]
         if dry is not None:

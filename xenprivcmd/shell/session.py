@@ -212,7 +212,7 @@ class Session:
                 self.dry.variant = self.handle.abi
                 self.dry.take()
                 self.suppress = True
-                from .toolstack import DryStore
+                from ..ops.control import DryStore
 
                 self.handle.store_override = self.dry_store = DryStore(self.handle)
             try:

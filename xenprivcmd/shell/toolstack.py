@@ -3,7 +3,6 @@ setmem (the balloon target), setmaxmem (the hypervisor limit), uptime."""
 
 from __future__ import annotations
 
-from ..ops import control
 from .commands import DOMAIN, FORCE, LIVE_OPTS, _always, _dom0_guard, _dom_ref, _name, _who, command
 from .parse import Arg, Args, Opt, UsageError, parse_size_kib
 from .session import Session
@@ -12,44 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
 
-__all__ = ["DryStore", "format_uptime"]
-
-
-class DryStore:
-    """A xenstore for ``-N``: reads go to the real store (opened on first read), writes are
-    recorded in :attr:`writes` and not made."""
-
-    def __init__(self, h: Any) -> None:
-        self._h = h
-        self._inner: Any = None
-        self.writes: List[str] = []
-
-    def _store(self) -> Any:
-        if self._inner is None:
-            saved, self._h.store_override = getattr(self._h, "store_override", None), None
-            try:
-                self._inner = control.store_of(self._h)
-            finally:
-                self._h.store_override = saved
-        return self._inner
-
-    def read(self, path: str) -> bytes:
-        return bytes(self._store().read(path))
-
-    def directory(self, path: str) -> List[str]:
-        return list(self._store().directory(path))
-
-    def write(self, path: str, value: Any) -> None:
-        shown = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-        self.writes.append(f"xenstore write {path} = {shown!r}")
-
-    def rm(self, path: str) -> None:
-        self.writes.append(f"xenstore rm {path}")
-
-    def close(self) -> None:
-        if self._inner is not None and not callable(getattr(self._h.transport, "xenstore", None)):
-            self._inner.close()
-        self._inner = None
+__all__ = ["format_uptime"]
 
 
 def _request(s: Session, a: Args, word: str) -> None:
@@ -63,7 +25,7 @@ def _request(s: Session, a: Args, word: str) -> None:
     wait = bool(a.get("wait"))
     timeout = float(a.get("timeout", 60.0))  # type: ignore[arg-type]
     try:
-        after = control.shutdown(h, i, word, wait=wait, timeout=timeout)
+        after = (h.shutdown if word == "poweroff" else h.reboot)(i, wait=wait, timeout=timeout)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     state = "gone" if after is None else after.state
@@ -112,7 +74,7 @@ def cmd_setmem(s: Session, a: Args) -> None:
     i = s.lookup(a.domain)
     _dom0_guard(s, i, a, "setmem")
     try:
-        target, max_kib = control.set_memory_target(s.handle, i, kib, force=bool(a.get("force")))
+        target, max_kib = s.handle.set_memory_target(i, kib, force=bool(a.get("force")))
     except ValueError as exc:
         raise UsageError(f"setmem: {exc}") from None
     s.result({"domain": _dom_ref(i), "action": "setmem", "ok": True, "memory_kib": kib, "target_kib": target,
@@ -151,7 +113,7 @@ def format_uptime(seconds: float) -> str:
 def cmd_uptime(s: Session, a: Args) -> None:
     names = a.get("domains")
     doms: Optional[List[Any]] = [s.lookup(d) for d in names] if isinstance(names, list) else None
-    rows = control.uptimes(s.handle, doms)
+    rows = s.handle.uptimes(doms)
     out: List[Dict[str, Any]] = []
     text = "" if s.opts.quiet else f"{'Name':<33} {'ID':>4} Uptime\n"
     for i, up in rows:
