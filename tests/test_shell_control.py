@@ -188,6 +188,17 @@ def test_shell_commands_on_every_release(release):
             assert rc == 1 and err.startswith("error: ") and "Traceback" not in err
 
 
+@pytest.mark.parametrize("sched", ["credit", "credit2"])
+def test_cpupool_list_is_xls_layout_for_every_scheduler(sched):
+    """xl prints "%-19s%3d %9s       y       %4d" (the scheduler right-aligned: credit2 on
+    trixie's Xen 4.20 showed a left-aligned column one space off) and -c a plain comma list."""
+    out = ok("cpupool-list", uri=f"sim:///default?sched={sched}")
+    assert out.splitlines() == ["Name               CPUs   Sched     Active   Domain count",
+                                f"Pool-0               4 {sched:>9}       y          4"]
+    out = ok("cpupool-list", "-c", uri=f"sim:///default?sched={sched}")
+    assert out.splitlines() == ["Name               CPU list", "Pool-0             0,1,2,3"]
+
+
 def test_info_has_xl_fields_in_xl_order():
     out = ok("info")
     names = [line.split(":", 1)[0].strip() for line in out.splitlines()]

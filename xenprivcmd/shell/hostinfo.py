@@ -158,23 +158,24 @@ def cmd_numainfo(s: Session, a: Args) -> None:
 
 
 @command("cpupool-list", "host", "cpupools (xl cpupool-list)",
-         "Every cpupool: name, number of cpus, scheduler, active (has cpus) and domain count.  --cpus lists"
+         "Every cpupool: name, number of cpus, scheduler, active and domain count, as xl prints them (its"
+         " Active column is always y; the JSON's active says whether the pool has cpus).  --cpus lists"
          " the cpus of each instead (xl cpupool-list -c).",
          opts=[Opt("cpus", "list each pool's cpus", short="c")])
 def cmd_cpupool_list(s: Session, a: Args) -> None:
     pools = s.handle.cpupools()
     data = {"pools": [{"id": p.pool_id, "name": p.name, "scheduler": p.scheduler, "cpus": sorted(p.cpus),
                        "active": bool(p.cpus), "domains": p.n_dom} for p in pools]}
+    # xl cpupool-list's layout, to the character: "%-19s" then "%3d %9s       y       %4d"
+    # (xl prints every pool as active) or, with -c, the cpus as a plain comma list
     if a.get("cpus"):
-        text = "" if s.opts.quiet else f"{'Name':<19} CPU list\n"
+        text = "" if s.opts.quiet else f"{'Name':<19}CPU list\n"
         for p in pools:
-            text += f"{p.name or str(p.pool_id):<19} {format_cpulist(p.cpus) if p.cpus else ''}\n"
+            text += f"{p.name or str(p.pool_id):<19}{','.join(map(str, sorted(p.cpus)))}\n"
     else:
-        # xl cpupool-list's columns, to the character
-        text = "" if s.opts.quiet else "Name               CPUs   Sched     Active   Domain count\n"
+        text = "" if s.opts.quiet else f"{'Name':<19}CPUs   Sched     Active   Domain count\n"
         for p in pools:
-            text += (f"{p.name or str(p.pool_id):<19}{len(p.cpus):3d}    {p.scheduler:<10}   "
-                     f"{'y' if p.cpus else 'n'}{p.n_dom:11d}\n")
+            text += f"{p.name or str(p.pool_id):<19}{len(p.cpus):3d} {p.scheduler:>9}       y       {p.n_dom:4d}\n"
     s.result(data, text)
 
 
