@@ -271,10 +271,35 @@ def test_bug1_completed_names_are_quoted(tmp_path):
     assert complete(s, "dominfo db", "db") == ["'db;1'"]
     assert complete(s, "dominfo 'my", "'my") == ["'my web server'"]
     assert complete(s, "vcpu-list 'my web server' d", "d") == ["'db;1'"]  # every DOMAIN of a list
+    # readline splits at blanks and ';': past an open quote it asks for the last piece only
+    assert complete(s, "dominfo 'my w", "w") == ["web server'"]
+    assert complete(s, "dominfo 'my web ", "") == ["web server'"[4:]]
+    assert complete(s, 'dominfo "my w', "w") == ['web server"']
+    assert complete(s, "dominfo 'db;", "") == ["1'"]
+    assert complete(s, "list; dominfo 'my w", "w") == ["web server'"]
+    assert complete(s, "dominfo 'x y", "y") == []
     out = io.StringIO()
     assert run(["-c", uri, "dominfo 'my web server'; dominfo 'db;1'"], stdout=out, stderr=io.StringIO(), env={}) == 0
     assert "my web server" in out.getvalue() and "db;1" in out.getvalue()
     s.close()
+
+
+def test_bug1_tab_after_an_open_quote_completes_the_name_on_a_terminal(tmp_path):
+    uri = host_file(tmp_path, [{"name": "my web server"}, {"name": "db;1"}])
+    p = _spawn("-c", uri, extra={"XDG_CACHE_HOME": str(tmp_path), "HOME": str(tmp_path)})
+    try:
+        p.expect(r"xpsh # ")
+        p.send("dominfo 'my w\t\r")  # readline asks for "w"; the line becomes dominfo 'my web server'
+        p.expect(r"Name: +my web server")
+        p.expect(r"xpsh # ")
+        p.send('domstate "my web \t\r')
+        p.expect(r"running")
+        p.expect(r"xpsh # ")
+        p.send("quit\r")
+        assert p.wait(timeout=10) == 0
+    finally:
+        p.close()
+    assert "Traceback" not in p.seen and "error:" not in p.seen
 
 
 def test_bug2_help_top_says_cpu_percent_once():

@@ -149,23 +149,31 @@ def _target(domid: int) -> str:
                           text=True, check=True).stdout.strip()
 
 
-@pytest.mark.xfail(reason="issue 16 open: in the xenvm guest the balloon to 64 MiB has not yet been seen by "
-                          "xl within the wait (cause not found); reported as xfail, never as a pass", strict=False)
+#: The balloon target the test sets.  Not lower: ballooned to 64 MiB (by xl mem-set as by
+#: us) the xenvm guest's Debian kernel runs out of memory at ~73 MiB and crashes (xl list
+#: shows it ---sc-), so 64 MiB is beyond what this guest can give back.
+BALLOON_MIB = 96
+
+
 def test_setmem_balloons_the_guest_as_xl_mem_set_does(xen):
     domid = need("guest1")
-    start = _xl_mem("guest1")
-    assert start >= 90, start  # booted with 128 MB (test_shell.py set its target to 100 MB)
-    xpsh("setmem", "guest1", "64M")
-    until("guest1 ballooned to about 64 MiB in xl list", lambda: 60 <= _xl_mem("guest1") <= 70,
+    assert _xl_mem("guest1") >= 90  # booted with 128 MB (test_shell.py set its target to 100 MB)
+    xen.set_memory_target("guest1", 128 << 10)  # from the top: a balloon of 32 MiB to see
+    until("guest1 at 128 MiB", lambda: _xl_mem("guest1") >= 124)
+    xpsh("setmem", "guest1", f"{BALLOON_MIB}M")
+    until(f"guest1 ballooned to about {BALLOON_MIB} MiB in xl list",
+          lambda: BALLOON_MIB - 4 <= _xl_mem("guest1") <= BALLOON_MIB + 4,
           show=lambda: f"xl list Mem {_xl_mem('guest1')}, memory/target {_target(domid)}")
     ours = (_target(domid), xen.domain_info(domid).max_memory_kib)
+    assert ours[0] == str(BALLOON_MIB << 10)
     dom = json.loads(xpsh("--json", "dominfo", "guest1"))
     assert dom["memory_kib"] // 1024 == _xl_mem("guest1")
+    assert "-" in [r["state"] for r in xl_list() if r["name"] == "guest1"][0]  # alive, not crashed
     # xl mem-set on the same guest leaves the same target and the same hypervisor limit
-    xl("mem-set", "guest1", "80m")
-    until("xl mem-set 80m", lambda: 76 <= _xl_mem("guest1") <= 86)
-    xl("mem-set", "guest1", "64m")
-    until("xl mem-set 64m", lambda: 60 <= _xl_mem("guest1") <= 70)
+    xl("mem-set", "guest1", "112m")
+    until("xl mem-set 112m", lambda: 108 <= _xl_mem("guest1") <= 116)
+    xl("mem-set", "guest1", f"{BALLOON_MIB}m")
+    until(f"xl mem-set {BALLOON_MIB}m", lambda: BALLOON_MIB - 4 <= _xl_mem("guest1") <= BALLOON_MIB + 4)
     assert (_target(domid), xen.domain_info(domid).max_memory_kib) == ours
     # and back up: static-max (128 MiB) is the limit, above it is refused
     bad = subprocess.run([sys.executable, "-m", "xenprivcmd", "setmem", "guest1", "1G"], capture_output=True,
@@ -208,17 +216,32 @@ def test_xpsh_shutdown_wait(xen):
                                                     for r in xl_list()))
 
 
-@pytest.mark.xfail(reason="issue 16 open: on arm64 (trixie) getdomaininfo still finds guest3 after xl stopped "
-                          "listing it; not yet understood", strict=False)
+def _left_behind(xen, domid: int) -> Optional[str]:
+    """What the hypervisor still has of a destroyed domain: "gone", "dying", else None."""
+    try:
+        info = xen.domain_info(domid)
+    except xenprivcmd.NoSuchDomain:
+        return "gone"
+    return "dying" if info.dying else None
+
+
 def test_library_shutdown_wait(xen):
     domid = need("guest3")
-    after = xen.shutdown("guest3", wait=True)
+    after = xen.shutdown("guest3", wait=True, timeout=WAIT, ack_timeout=WAIT)
     assert after is None or (after.shutdown and after.shutdown_reason == "poweroff"), after
     until("guest3 gone for xl", lambda: domid_of("guest3") is None)
-    with pytest.raises(xenprivcmd.NoSuchDomain):
-        xen.domain_info(domid)
-    with pytest.raises(xenprivcmd.NoSuchDomain):
-        xen.shutdown("guest3")
+    # xl destroyed it; Xen frees a destroyed domain once nothing maps its pages any more, and
+    # until then getdomaininfo shows it dying (seen on arm64 under TCG): either is right
+    left = until("guest3 gone or dying for the hypervisor", lambda: _left_behind(xen, domid),
+                 show=lambda: repr(xen.domain_info(domid)))
+    if left == "gone":
+        with pytest.raises(xenprivcmd.NoSuchDomain):
+            xen.shutdown("guest3")
+    else:
+        with pytest.raises(ValueError, match="dying"):
+            xen.shutdown(domid)
+    assert all(d.dying for d in xen.domains() if d.domid == domid)
+    assert "guest3" not in [r["name"] for r in xl_list()]
 
 
 def test_guest1_is_left_for_the_teardown() -> None:

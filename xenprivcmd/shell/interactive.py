@@ -21,10 +21,40 @@ def history_path(env: Any) -> str:
     return os.path.join(base, "xpsh", "history")
 
 
+def _open_quote(line: str) -> Optional[int]:
+    """Where the quote that is still open at the end of ``line`` starts (the line parser's
+    quoting: '...' literal, "..." with \\ and \\" escapes, \\ outside), else None."""
+    at: Optional[int] = None
+    quote = ""
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if quote:
+            if ch == quote:
+                quote, at = "", None
+            elif quote == '"' and ch == "\\":
+                i += 1
+        elif ch == "\\":
+            i += 1
+        elif ch in ("'", '"'):
+            quote, at = ch, i
+        i += 1
+    return at
+
+
 def complete(session: Session, line: str, text: str) -> List[str]:
-    """Candidates for the word ``text`` at the end of ``line`` (the line up to the cursor)."""
-    segment = line.rsplit(";", 1)[-1]
-    before = segment[: len(segment) - len(text)] if text else segment
+    """Candidates for the word ``text`` at the end of ``line`` (the line up to the cursor).
+
+    Readline splits words at blanks, so in ``dominfo 'my w`` it asks for ``w``: the word
+    really typed starts at the open quote, and each candidate is cut to what replaces ``w``.
+    """
+    q = _open_quote(line)
+    if q is not None and q < len(line) - len(text):
+        word = line[q:]
+        cut = len(word) - len(text)
+        return [c[cut:] for c in complete(session, line, word) if c.startswith(word)]
+    head = line[: len(line) - len(text)] if text else line
+    before = head.rsplit(";", 1)[-1]
     try:
         words = split_commands(before)
         tokens = words[0] if words else []
@@ -81,6 +111,9 @@ def _values(session: Session, kind: str, text: str) -> List[str]:
         # What is typed may open a quote ('my w); candidates are quoted for the line
         # parser, so a name with blanks, quotes or ';' stays one argument.
         typed = text[1:] if text[:1] in ("'", '"') else text
+        if text[:1] == '"':  # keep the quote the user opened
+            return sorted({'"' + w.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                           for w in session.domain_words() if w.startswith(typed)})
         return sorted({shlex.quote(w) for w in session.domain_words() if w.startswith(typed)})
     if kind == "command":
         return sorted(n for n in all_names() if n.startswith(text))
