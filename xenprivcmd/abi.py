@@ -316,3 +316,9 @@ def variant(xen: XenVersion, domctl: Optional[int] = None, sysctl: Optional[int]
         "no known Xen %d.%d release has domctl=%s sysctl=%s (known pairs: %s)"
         % (nums[0], nums[1], _h(domctl), _h(sysctl),
            ", ".join("%s/%s" % (_h(a), _h(b)) for a, b in seen)))
+
+
+if __name__ == "__main__":  # python3 -m xenprivcmd.abi show 4.17 xen_domctl_getdomaininfo
+    from ._abishow import main
+
+    raise SystemExit(main())
