@@ -9,6 +9,7 @@ trouble is a FAILURE, never a skip.  Run: ``pytest -m conformance``.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -27,3 +28,7 @@ def test_libxen_dev_matches_tables(suite: str) -> None:
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-8000:]
     assert "0 problem(s)" in out, out[-8000:]
+    # the comparisons really ran: one gcc line per arch checked, each with thousands of checks
+    counts = [int(n) for n in re.findall(r"^\s*gcc: (\d+) checks", out, re.M)]
+    assert counts and all(n >= 1000 for n in counts), (counts, out[-4000:])
+    assert "gen_structs: " in out, out[-4000:]

@@ -229,9 +229,7 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
             raise DecodeError(f"getdomaininfolist: {{n}} domains returned for {chunk} asked")
         recs = iter_unpack(view[{PAYLOAD_OFFSET}:{PAYLOAD_OFFSET} + n * {size}])
         batch = {"[new(DomainInfo, r + (None,)) for r in recs]" if w.info_fast else "[info_slow(r) for r in recs]"}
-        if batch and (batch[0][0] < first or batch[-1][0] < first + n - 1):
-            raise DecodeError(f"getdomaininfolist: domains {{batch[0][0]}}..{{batch[-1][0]}} returned "
-                              f"as {{n}} records from {{first}}")
+        check_listing(batch, first)
         out += batch
         if n < {chunk}:
             break
@@ -239,7 +237,8 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
     if names:
         return with_names(out)
     return out
-""", **info_env, iter_unpack=w.info_reader.iter_unpack, u32=struct.Struct("<I").unpack_from, DecodeError=DecodeError)
+""", **info_env, iter_unpack=w.info_reader.iter_unpack, u32=struct.Struct("<I").unpack_from, DecodeError=DecodeError,
+        check_listing=_dom.check_listing)
 
     # -- simple domctls ----------------------------------------------------------------------
     for name, subop in (("pause", "pausedomain"), ("unpause", "unpausedomain")):

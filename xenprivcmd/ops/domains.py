@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import time
+from operator import lt as _lt
 
 from ..errors import DecodeError, NoSuchDomain, NotSupported, TryAgain
 from ..types import DomainState, SchedParams, VcpuAffinity, VcpuInfo
@@ -50,6 +51,20 @@ def _check_int(value: Any, what: str, lo: int, hi: int) -> int:
 
 # -- listing --------------------------------------------------------------------
 
+def check_listing(batch: Sequence[Any], first: int) -> None:
+    """Xen lists domains in domid order: the records of one getdomaininfolist must carry
+    strictly ascending domids from ``first`` on, below DOMID_FIRST_RESERVED.  Anything
+    else is a reply laid out differently from what was read (a wrong record size or
+    layout): :class:`DecodeError`, never garbage returned as domains."""
+    if not batch:
+        return
+    ids = [r[0] for r in batch]  # DomainInfo's first field is the domid
+    if ids[0] < first or ids[-1] >= DOMID_FIRST_RESERVED or not all(map(_lt, ids, ids[1:])):
+        shown = ", ".join(map(str, ids[:8])) + (", ..." if len(ids) > 8 else "")
+        raise DecodeError(f"getdomaininfolist: {len(ids)} records from domain {first} do not carry "
+                          f"ascending domids ({shown}): not the layout they were read with")
+
+
 def domains(w: Wire, t: Transport, chunk: int = LIST_CHUNK) -> List[DomainInfo]:
     """Every domain, in domid order, through ``XEN_SYSCTL_getdomaininfolist``.
 
@@ -73,9 +88,7 @@ def domains(w: Wire, t: Transport, chunk: int = LIST_CHUNK) -> List[DomainInfo]:
         if n > chunk:
             raise DecodeError(f"getdomaininfolist: {n} domains returned for {chunk} asked")
         batch = w.infos_from(buf.view, PAYLOAD_OFFSET, n)
-        if batch and (batch[0].domid < first or batch[-1].domid < first + n - 1):
-            raise DecodeError(f"getdomaininfolist: domains {batch[0].domid}..{batch[-1].domid} returned "
-                              f"as {n} records from {first}")
+        check_listing(batch, first)
         out += batch
         if n < chunk:
             break
