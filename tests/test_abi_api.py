@@ -226,3 +226,17 @@ def test_import_is_cheap_and_lazy() -> None:
     dt, bad = out.stdout.split(" ", 1)
     assert bad.strip() == "[]"
     assert float(dt) < 0.5
+
+
+def test_domaininfo_bits_are_those_of_xen_4_9_on():
+    """types.DOMINF_BITS are the headers' XEN_DOMINF_* of every release from 4.9; 4.7/4.8 differ
+    (xs_domain and hap one bit up), which ops/_wire.FlagMap translates."""
+    from xenprivcmd.types import DOMINF_BITS
+
+    newer = [r for r in abi.releases() if abi.variant(r).xen[:2] >= (4, 9)]
+    assert len(newer) > 50
+    for r in newer:
+        c = abi.variant(r).constants
+        assert {n: c["XEN_DOMINF_" + n] for n, _b in DOMINF_BITS} == {n: 1 << b for n, b in DOMINF_BITS}, r
+    c = abi.variant("4.8.0").constants
+    assert (c["XEN_DOMINF_xs_domain"], c["XEN_DOMINF_hap"]) == (1 << 8, 1 << 9)

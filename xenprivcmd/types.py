@@ -42,9 +42,15 @@ class VersionInfo(NamedTuple):
         return f"{self.major}.{self.minor}{self.extraversion}"
 
 
-# XEN_DOMINF_* bits (domctl.h; the same since Xen 3.0.3, the dom0_op era's
-# DOMFLAGS_* are translated to these by the ops layer).
-_DYING, _HVM, _SHUTDOWN, _PAUSED, _BLOCKED, _RUNNING, _DEBUGGED, _XS_DOMAIN, _HAP = (1 << i for i in range(9))
+#: DomainInfo.flags: the XEN_DOMINF_* bits of Xen 4.9 and later (domctl.h), flag name -> bit.
+#: Other releases put some elsewhere (4.7/4.8: xs_domain at bit 8, hap at bit 9; the
+#: dom0_op era's DOMFLAGS_*, with the pcpu in bits 8..15): ops/_wire.FlagMap translates
+#: each release's own bits into these.
+DOMINF_BITS = (
+    ("dying", 0), ("hvm_guest", 1), ("shutdown", 2), ("paused", 3), ("blocked", 4), ("running", 5),
+    ("debugged", 6), ("xs_domain", 7), ("hap", 8),
+)
+_DYING, _HVM, _SHUTDOWN, _PAUSED, _BLOCKED, _RUNNING, _DEBUGGED, _XS_DOMAIN, _HAP = (1 << b for _n, b in DOMINF_BITS)
 _SHUTDOWN_SHIFT, _SHUTDOWN_MASK = 16, 0xFF
 
 #: XEN_INVALID_MAX_VCPU_ID: getdomaininfo's max_vcpu_id of a domain without vcpus.

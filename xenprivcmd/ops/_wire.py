@@ -16,7 +16,7 @@ from _operator import itemgetter
 
 from .._layout import has_field, record_reader
 from ..errors import DecodeError, NotSupported, ReadOnlyError, from_errno
-from ..types import DomainInfo
+from ..types import DOMINF_BITS, DomainInfo
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,14 +41,9 @@ DOMAININFO_FIELDS = (
 _NO_NAME = (None,)
 _new_info = tuple.__new__
 
-# DomainInfo.flags uses the XEN_DOMINF_* bits of Xen 4.9+ (types.py).  Older
-# releases put some flags elsewhere (4.7/4.8: xs_domain at bit 8, hap at bit 9;
-# 3.x: the pcpu number in bits 8..15, DOMFLAGS_* names before 3.1), so each
-# release's own constants say where every flag is: name -> canonical bit.
-CANONICAL_FLAGS = (
-    ("dying", 0), ("hvm_guest", 1), ("shutdown", 2), ("paused", 3), ("blocked", 4), ("running", 5),
-    ("debugged", 6), ("xs_domain", 7), ("hap", 8),
-)
+# DomainInfo.flags uses the XEN_DOMINF_* bits of Xen 4.9+ (types.DOMINF_BITS);
+# each release's own constants say where every flag is: name -> canonical bit.
+CANONICAL_FLAGS = DOMINF_BITS
 _DOMFLAGS_NAMES = {"hvm_guest": "DOMFLAGS_HVM"}
 SHUTDOWN_SHIFT, SHUTDOWN_MASK = 16, 0xFF
 
