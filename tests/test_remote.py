@@ -174,7 +174,7 @@ def _no_clock(text: str) -> str:
 def test_xenstore_commands_same_as_local(sshd: Sshd):
     local = xpsh("sim:///default", XENSTORE_SESSION)
     assert local.returncode == 0, local.stderr
-    assert "Max memory:     153600 KiB" in local.stdout and "Domain 'db1' is shut off (poweroff)" in local.stdout
+    assert "Max memory:     154624 KiB" in local.stdout and "Domain 'db1' is shut off (poweroff)" in local.stdout
     p = xpsh(sshd.uri(), XENSTORE_SESSION)
     assert p.returncode == 0, p.stderr
     assert _no_clock(p.stdout) == _no_clock(local.stdout)
@@ -188,7 +188,7 @@ def test_dry_run_holds_back_the_remotes_xenstore_writes(sshd: Sshd):
     p = xpsh(sshd.uri(), "-N", cmds)
     assert p.returncode == 0, p.stderr
     assert p.stdout == local.stdout
-    for held in ("domctl max_mem(domid=1) max_memkb=153600", "xenstore write /local/domain/1/memory/target = '153600'",
+    for held in ("domctl max_mem(domid=1) max_memkb=154624", "xenstore write /local/domain/1/memory/target = '153600'",
                  "xenstore write /local/domain/1/control/shutdown = 'reboot'",
                  "xenstore write /local/domain/2/control/shutdown = 'poweroff'"):
         assert held in p.stdout, p.stdout

@@ -420,7 +420,7 @@ def test_dry_run_issues_no_changing_hypercall(sim):
     assert "domctl pausedomain(domid=1)" in out
     assert "domctl unpausedomain(domid=3)" in out
     assert "domctl destroydomain(domid=2)" in out
-    assert "domctl max_mem(domid=1) max_memkb=1048576" in out
+    assert "domctl max_mem(domid=1) max_memkb=1049600" in out  # setmem 1G: + libxl's 1 MiB
     assert "domctl max_mem(domid=1) max_memkb=3145728" in out
     assert re.search(r"domctl setvcpuaffinity\(domid=1\) vcpu=0 flags=HARD cpumap_hard\.bitmap=1 ", out)
     assert re.search(r"domctl scheduler_op\(domid=1\) sched_id=5 cmd=putinfo credit\.weight=5 credit\.cap=7", out)

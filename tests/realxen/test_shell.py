@@ -157,10 +157,10 @@ def test_every_command_works(guest):
         out = xpsh("--json", *args)
         json.loads(out.stdout.splitlines()[-1])
     assert json.loads(xpsh("--json", "domid", "guest1").stdout)["id"] == guest
-    # setmem is the balloon target; the hypervisor limit follows it as libxl sets it: the target,
-    # plus LIBXL_MAXMEM_CONSTANT (1 MiB) for an HVM guest (every guest on Arm)
+    # setmem is the balloon target; the hypervisor limit follows it as libxl sets it: the target
+    # plus LIBXL_MAXMEM_CONSTANT (1 MiB), PV and HVM alike (xl mem-set, test_zy_control.py)
     info = json.loads(xpsh("--json", "dominfo", "guest1").stdout)
-    assert info["max_memory_kib"] == 100 * 1024 + (1024 if info["hvm"] else 0), info
+    assert info["max_memory_kib"] == 100 * 1024 + 1024, info
 
 
 def test_setvcpus_is_refused_by_xen_with_a_one_line_error(guest):

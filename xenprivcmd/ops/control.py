@@ -44,7 +44,8 @@ SHUTDOWN_WORDS = ("poweroff", "reboot", "halt", "suspend", "crash")
 POLL_SECONDS = 0.1
 #: How long a guest's PV drivers get to acknowledge control/shutdown.
 ACK_SECONDS = 10.0
-#: libxl's LIBXL_MAXMEM_CONSTANT: extra KiB of limit above an HVM guest's target.
+#: libxl's LIBXL_MAXMEM_CONSTANT: the KiB of limit it keeps above every guest's target (its
+#: "arch extra memory", the same on x86 and Arm, PV and HVM alike).
 MAXMEM_SLACK_KIB = 1024
 
 
@@ -168,8 +169,9 @@ def set_memory_target(h: "Handle", dom: "DomainRef", kib: int, force: bool = Fal
     The limit is ``memory/static-max`` (what the toolstack built the guest
     for), else the current ``max_mem``.  A target of 0 or above the limit
     raises ``ValueError`` (no change) unless ``force``.  The hypervisor limit
-    follows: ``max_mem`` = target + ``memory/videoram`` (+ 1 MiB for an HVM
-    guest), so the guest cannot balloon above its target.
+    follows: ``max_mem`` = target + ``memory/videoram`` + 1 MiB, as xl mem-set
+    leaves it (seen on real PV x86 and Arm guests), so the guest cannot balloon
+    above its target.
     """
     if isinstance(kib, bool) or not isinstance(kib, int):
         raise TypeError(f"memory (KiB) must be an int, not {type(kib).__name__}")
@@ -190,7 +192,7 @@ def set_memory_target(h: "Handle", dom: "DomainRef", kib: int, force: bool = Fal
             raise ValueError(f"a balloon target of {kib} KiB is above domain {domid}'s limit of {limit} KiB ({where});"
                              " raise the limit with set_max_mem, or force=True")
         target = max(0, kib - videoram)
-        max_kib = kib + (MAXMEM_SLACK_KIB if info.hvm else 0)
+        max_kib = kib + MAXMEM_SLACK_KIB
         h.set_max_mem(domid, max_kib, force=True)
         store.write(base + "/target", str(target))
     finally:
