@@ -334,30 +334,39 @@ def _same_typed_pairs(row: Row) -> List[Tuple[str, str]]:
 
 @pytest.mark.parametrize("arch", ARCHES)
 def test_mutation_every_same_typed_swap_is_caught(arch: str) -> None:
-    """Every swap of two same-typed fields in every release's rows of these structs."""
+    """Every swap of two same-typed fields in every release's rows of these structs.
+
+    Each mutated row is compared with the facts of every header tree whose
+    release uses it.
+    """
     rows = structs.struct_rows(arch)
-    done: Dict[int, str] = {}
+    users: Dict[int, Dict[str, str]] = {}  # row -> {header tree: a release using it}
     for rel in claimed(arch):
         lset = structs.layout_set(arch, _layout_key(arch, rel))
         for name in MUTATED_STRUCTS:
             spec = lset.get(name)
             if spec is not None:
-                done.setdefault(int(spec[1:]), rel)
-    swaps = 0
+                users.setdefault(int(spec[1:]), {}).setdefault(load(arch)["releases"][rel], rel)
+    swaps = checks = 0
     seen_names = set()
-    for sid, rel in sorted(done.items()):
-        facts = facts_for(arch, rel)
+    for sid, trees in sorted(users.items()):
         row = rows[sid]
         seen_names.add(row[0])
         for a, b in _same_typed_pairs(row):
             mutated = _swap(rows, sid, a, b)
-            res = Result()
-            compare_row(res, "%s/%s" % (arch, rel), mutated, mutated[sid], facts[row[0]])
-            assert {p.split(": ")[0].rsplit(".", 1)[1] for p in res.problems} == {a, b}, (row[0], a, b)
             swaps += 1
+            for tree, rel in sorted(trees.items()):
+                res = Result()
+                compare_row(res, "%s/%s" % (arch, rel), mutated, mutated[sid], tree_facts(arch, tree)[row[0]])
+                flagged = {p.split(": ")[0].rsplit(".", 1)[1] for p in res.problems}
+                assert flagged == {a, b}, (arch, rel, row[0], a, b, res.problems)
+                checks += 1
     want = set(MUTATED_STRUCTS) if arch == "x86_64" else {n for n in MUTATED_STRUCTS if n.startswith("xen_")}
     assert seen_names == want
     assert swaps > (400 if arch == "x86_64" else 300), swaps
+    assert checks > 5 * swaps, (swaps, checks)
+    print("%s: %d swaps in %d rows, each caught in all of %d (row, tree) checks"
+          % (arch, swaps, len(users), checks))
 
 
 @pytest.mark.parametrize("seed", range(12))
