@@ -74,7 +74,7 @@ def c_declaration(arch: str, spec: str, depth: int = 1, indent: int = 0, seen: O
         fsize = _structs.spec_sizeof(arch, fspec)
         sub = _row_of(arch, fspec)
         ctype, suffix = _type_name(arch, fspec)
-        base, dims = _structs.parse_spec(fspec)
+        _base, dims = _structs.parse_spec(fspec)
         if sub is not None and depth > 1 and not dims and sub[0] not in seen:
             inner = c_declaration(arch, fspec, depth - 1, indent + 1, seen | {sid})
             inner[-1] = inner[-1][:-1] + f" {fname};"  # "};" -> "} name;"
