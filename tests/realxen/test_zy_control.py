@@ -149,38 +149,50 @@ def _target(domid: int) -> str:
                           text=True, check=True).stdout.strip()
 
 
-#: The balloon target the test sets.  Not lower: ballooned to 64 MiB (by xl mem-set as by
-#: us) the xenvm guest's Debian kernel runs out of memory at ~73 MiB and crashes (xl list
-#: shows it ---sc-), so 64 MiB is beyond what this guest can give back.
-BALLOON_MIB = 96
+#: The balloon target the test sets, per arch: what the xenvm guest (128 MiB) can give back.
+#: x86_64: ballooned to 64 MiB (by xl mem-set as by us) its Debian kernel runs out of memory at
+#: ~73 MiB and crashes (xl list shows it ---sc-).  aarch64: asked for 96 MiB, it stops at
+#: 110 MiB within seconds and stays there (trixie, Xen 4.20): a floor, not slowness.
+BALLOON_MIB = {"x86_64": 96, "aarch64": 112}
+
+
+def _xl_state(name: str) -> str:
+    return next(r["state"] for r in xl_list() if r["name"] == name)
 
 
 def test_setmem_balloons_the_guest_as_xl_mem_set_does(xen):
+    mib = BALLOON_MIB[xen.arch]
     domid = need("guest1")
     assert _xl_mem("guest1") >= 90  # booted with 128 MB (test_shell.py set its target to 100 MB)
-    xen.set_memory_target("guest1", 128 << 10)  # from the top: a balloon of 32 MiB to see
+    xen.set_memory_target("guest1", 128 << 10)  # from the top: a balloon to see
     until("guest1 at 128 MiB", lambda: _xl_mem("guest1") >= 124)
-    xpsh("setmem", "guest1", f"{BALLOON_MIB}M")
-    until(f"guest1 ballooned to about {BALLOON_MIB} MiB in xl list",
-          lambda: BALLOON_MIB - 4 <= _xl_mem("guest1") <= BALLOON_MIB + 4,
+    xpsh("setmem", "guest1", f"{mib}M")
+    until(f"guest1 ballooned to about {mib} MiB in xl list", lambda: mib - 3 <= _xl_mem("guest1") <= mib + 3,
           show=lambda: f"xl list Mem {_xl_mem('guest1')}, memory/target {_target(domid)}")
     ours = (_target(domid), xen.domain_info(domid).max_memory_kib)
-    assert ours[0] == str(BALLOON_MIB << 10)
+    assert ours[0] == str(mib << 10)
     dom = json.loads(xpsh("--json", "dominfo", "guest1"))
     assert dom["memory_kib"] // 1024 == _xl_mem("guest1")
-    assert "-" in [r["state"] for r in xl_list() if r["name"] == "guest1"][0]  # alive, not crashed
+    assert "c" not in _xl_state("guest1")  # alive, not crashed
     # xl mem-set on the same guest leaves the same target and the same hypervisor limit
-    xl("mem-set", "guest1", "112m")
-    until("xl mem-set 112m", lambda: 108 <= _xl_mem("guest1") <= 116)
-    xl("mem-set", "guest1", f"{BALLOON_MIB}m")
-    until(f"xl mem-set {BALLOON_MIB}m", lambda: BALLOON_MIB - 4 <= _xl_mem("guest1") <= BALLOON_MIB + 4)
-    assert (_target(domid), xen.domain_info(domid).max_memory_kib) == ours
+    tried = subprocess.run(["xl", "mem-set", "guest1", f"{mib + 8}m"], capture_output=True, text=True, timeout=120)
+    if tried.returncode != 0:
+        # Debian trixie's xl on arm64 aborts in every mem-set ("libxl_defbool_val: Assertion
+        # `!libxl_defbool_is_default(db)' failed"): a libxl bug, its mem-set never runs.  Then
+        # libxl's own rule is the reference: max_mem = the target + LIBXL_MAXMEM_CONSTANT (1 MiB).
+        assert "libxl_defbool_val" in tried.stderr and "Assertion" in tried.stderr, tried.stderr
+        assert _target(domid) == ours[0] and ours[1] == (mib << 10) + 1024
+    else:
+        until(f"xl mem-set {mib + 8}m", lambda: mib + 5 <= _xl_mem("guest1") <= mib + 11)
+        xl("mem-set", "guest1", f"{mib}m")
+        until(f"xl mem-set {mib}m", lambda: mib - 3 <= _xl_mem("guest1") <= mib + 3)
+        assert (_target(domid), xen.domain_info(domid).max_memory_kib) == ours
     # and back up: static-max (128 MiB) is the limit, above it is refused
     bad = subprocess.run([sys.executable, "-m", "xenprivcmd", "setmem", "guest1", "1G"], capture_output=True,
                          text=True)
     assert bad.returncode == 1 and "above domain" in bad.stderr and "static-max" in bad.stderr
     xen.set_memory_target("guest1", 128 << 10)
-    until("guest1 back to 128 MiB", lambda: _xl_mem("guest1") >= 120)
+    until("guest1 back to 128 MiB", lambda: _xl_mem("guest1") >= 124)
 
 
 # -- shutdown and reboot (destructive: guest2, guest3) ----------------------------------------------------
