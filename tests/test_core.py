@@ -161,6 +161,22 @@ def test_buffer_views_are_zero_copy_and_bounded():
     t.close()
 
 
+def test_buffer_clear_zeroes_exactly_the_range_asked():
+    t = FakeXen()
+    buf = t.scratch(64)
+    buf.view[0:64] = b"\xff" * 64
+    buf.clear(8, 16)
+    assert bytes(buf.view[0:64]) == b"\xff" * 16 + b"\0" * 8 + b"\xff" * 40
+    buf.clear(offset=60)
+    assert bytes(buf.view[56:64]) == b"\xff" * 4 + b"\0" * 4
+    for length, offset in ((1, buf.size), (buf.size + 1, 0), (-1, 0), (4, -4)):
+        with pytest.raises(ValueError, match="cannot clear"):
+            buf.clear(length, offset)
+    buf.clear()
+    assert bytes(buf.view) == bytes(buf.size)
+    t.close()
+
+
 def test_threads_get_their_own_buffers():
     t = FakeXen()
     seen = {}

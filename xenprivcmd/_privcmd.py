@@ -136,12 +136,12 @@ class Buffer:
             obj = self._views[key] = cls.from_address(self.address + offset)  # type: ignore[attr-defined]
         return obj  # type: ignore[return-value]
 
-    def clear(self, length: Optional[int] = None) -> None:
-        """Zero the first ``length`` bytes (default: all)."""
-        n = self.size if length is None else length
-        if not 0 <= n <= self.size:
-            raise ValueError(f"cannot clear {n} bytes of a {self.size}-byte buffer")
-        ctypes.memset(self.address, 0, n)
+    def clear(self, length: Optional[int] = None, offset: int = 0) -> None:
+        """Zero ``length`` bytes from ``offset`` (default: all of it from the start)."""
+        n = self.size - offset if length is None else length
+        if not (0 <= offset and 0 <= n and offset + n <= self.size):
+            raise ValueError(f"cannot clear {n} bytes at {offset} of a {self.size}-byte buffer")
+        ctypes.memset(self.address + offset, 0, n)
 
     @property
     def alive(self) -> bool:

@@ -7,7 +7,6 @@ hypercall leaves the process.
 
 from __future__ import annotations
 
-import ctypes
 import errno as _errno
 import time
 from operator import lt as _lt
@@ -257,7 +256,7 @@ def _affinity(
     nbytes = _cpumap_bytes(nr_cpus)
     buf, req = w.domctl(t, subop, domid, payload=2 * nbytes + 16)
     hard_at, soft_at = PAYLOAD_OFFSET, PAYLOAD_OFFSET + nbytes + 8
-    ctypes.memset(buf.address + PAYLOAD_OFFSET, 0, 2 * nbytes + 16)
+    buf.clear(2 * nbytes + 16, PAYLOAD_OFFSET)
     a = req.u.vcpuaffinity
     a.vcpu = vcpu
     modern = w.has("xen_domctl_vcpuaffinity", "cpumap_soft")
@@ -387,7 +386,7 @@ def create_domain(
     def fill(u: Any) -> None:
         c = u.createdomain
         if handle is not None:
-            ctypes.memmove(ctypes.addressof(c.handle), handle.bytes, 16)
+            c.handle[:] = handle.bytes
         values = {
             "max_vcpus": max_vcpus,
             "max_evtchn_port": max_evtchn_port,
