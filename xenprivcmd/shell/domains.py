@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
     from .session import Session
 
-__all__ = ["cmd_list", "cmd_dominfo", "cmd_domstate", "cmd_domid", "cmd_domname", "cmd_domuuid", "cmd_vcpuinfo", "cmd_vcpucount", "cmd_schedinfo",
-           "cmd_suspend", "cmd_resume", "cmd_destroy", "cmd_setvcpus", "cmd_vcpupin"]
+__all__ = ["cmd_list", "cmd_dominfo", "cmd_domstate", "cmd_domid", "cmd_domname", "cmd_domuuid", "cmd_vcpuinfo",
+           "cmd_vcpucount", "cmd_schedinfo", "cmd_suspend", "cmd_resume", "cmd_destroy", "cmd_setvcpus",
+           "cmd_vcpupin"]
 
 
 # -- monitoring -------------------------------------------------------------------------------
