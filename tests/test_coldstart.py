@@ -82,3 +82,27 @@ def test_a_listing_through_the_shell_loads_none_of_them():
     )
     assert _by_library(asked) == []
 
+
+def test_a_command_line_loads_the_modules_of_its_own_commands_only():
+    """The session imports a command's module the first time it runs one of its commands
+    (shell/registry.py's HOMES): `xpsh list` loads the domain commands, no other command
+    module (issue 13 split shell/commands.py; before, a listing loaded all of them)."""
+    code = (
+        "import io, sys, xenprivcmd, xenprivcmd.shell\n"
+        "h = xenprivcmd.open('sim:///default', detect='nocache')\n"
+        "def shell():\n"
+        "    return sorted(m[len('xenprivcmd.shell.'):] for m in sys.modules if m.startswith('xenprivcmd.shell.'))\n"
+        "seen = [shell()]\n"
+        "for line in ('list; dominfo web1; pause web1; unpause web1', 'nodeinfo', 'help'):\n"
+        "    out = io.StringIO()\n"
+        "    assert xenprivcmd.shell.run([line], stdout=out, stderr=out, handle=h) == 0, out.getvalue()\n"
+        "    seen.append(shell())\n"
+        "import json; print(json.dumps(seen))\n"
+    )
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
+    assert out.returncode == 0, out.stderr
+    start, listing, host, everything = json.loads(out.stdout.strip().splitlines()[-1])
+    assert start == ["cli", "parse", "registry", "session"]
+    assert listing == sorted(start + ["domains"]) and host == sorted(listing + ["host"])
+    assert set(everything) - set(host) == {"hostinfo", "monitor", "shellcmds", "toolstack"}

@@ -7,7 +7,8 @@ import sys
 
 from .. import __version__
 from .parse import UsageError, split_argv, split_commands
-from .session import Options, Session, stream_isatty
+from .registry import stream_isatty
+from .session import Options, Session
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # a one-shot command's start-up imports no typing, readline or interactive parts

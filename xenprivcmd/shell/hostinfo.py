@@ -7,13 +7,14 @@ import os
 
 from ..errors import NotSupported
 from ..ops.host import PHYSCAP_NAMES
-from .commands import _name_of, command, vcpu_state
 from .parse import Arg, Args, Opt, format_cpulist
-from .session import Session
+from .registry import _name_of, command, vcpu_state
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
+
+    from .session import Session
 
 __all__ = ["info_fields", "cpus_text"]
 

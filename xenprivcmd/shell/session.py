@@ -7,12 +7,14 @@ import time
 
 from .. import errors as _errors
 from .parse import UsageError, parse_args, suggest
+from .registry import COMMANDS, HOMES, resolve
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # json, traceback, typing and trace load only when a run needs them
     from typing import Any, Dict, List, Optional, TextIO, Tuple
 
     from ..trace import CallRecord, DryRunTransport, TimingTransport
+    from .registry import Command
 
 __all__ = ["Session", "Options", "DEFAULT_URI"]
 
@@ -183,25 +185,39 @@ class Session:
         self._dom_cache = (now, out)
         return out
 
+    # -- commands -------------------------------------------------------------------------------
+    def command(self, word: str) -> Optional[Command]:
+        """The command ``word`` names (or an alias of it), None if none.  The module that
+        defines it is imported (registering its commands) the first time: a one-shot command
+        line loads the modules of its own commands only (registry.HOMES says which)."""
+        home = HOMES.get(word)
+        if home is not None:
+            __import__(f"{__package__}.{home}")
+        return resolve(word)
+
+    def commands(self) -> List[Command]:
+        """Every command, in help's order (every command module imported)."""
+        for home in dict.fromkeys(HOMES.values()):
+            __import__(f"{__package__}.{home}")
+        return list(COMMANDS.values())
+
     # -- running commands -----------------------------------------------------------------------
     def execute(self, tokens: List[str]) -> bool:
         """Run one command; report errors; True on success."""
-        from .commands import COMMANDS, resolve
-
         ok = False
         start = time.perf_counter()
         if self.timer is not None:
             self.timer.take()
         name = tokens[0] if tokens else ""
         try:
-            cmd = resolve(name)
+            cmd = self.command(name)
             if cmd is None:
-                hint = suggest(name, sorted(COMMANDS))
+                hint = suggest(name, sorted(c.name for c in self.commands()))
                 raise UsageError(f"unknown command: '{name}'" + (f"; did you mean '{hint}'?" if hint else ""))
             rest = tokens[1:]
             if "--help" in rest[: rest.index("--") if "--" in rest else len(rest)] and cmd.name != "help":
                 rest = [cmd.name]  # CMD --help is help CMD
-                cmd = COMMANDS["help"]
+                cmd = self.command("help") or cmd
             args = parse_args(cmd.name, rest, cmd.args, cmd.opts)
             changing = cmd.changes(args)
             if changing and self.opts.readonly:
@@ -310,11 +326,3 @@ def _describe(exc: BaseException) -> str:
         if name:
             msg = f"{msg} ({name})"
     return msg or type(exc).__name__
-
-
-def stream_isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
-

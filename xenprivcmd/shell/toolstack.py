@@ -3,13 +3,14 @@ setmem (the balloon target), setmaxmem (the hypervisor limit), uptime."""
 
 from __future__ import annotations
 
-from .commands import DOMAIN, FORCE, LIVE_OPTS, _always, _dom0_guard, _dom_ref, _name, _who, command
 from .parse import Arg, Args, Opt, UsageError, parse_size_kib
-from .session import Session
+from .registry import DOMAIN, FORCE, LIVE_OPTS, _always, _dom0_guard, _dom_ref, _name, _who, command
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
+
+    from .session import Session
 
 __all__ = ["format_uptime"]
 
