@@ -14,8 +14,8 @@ import pytest
 
 import xenprivcmd
 from xenprivcmd import NoSuchDomain, NotSupported, abi, errors
-from xenprivcmd.ops._dom0op import Dom0OpWire
-from xenprivcmd.ops._wire import Wire, make_wire
+from xenprivcmd.ops._dom0op import Dom0OpWire, make_wire
+from xenprivcmd.ops._wire import Wire
 from xenprivcmd.sim import Host, open_host
 from xenprivcmd.sim._host import DomainSpec
 from xenprivcmd.sim._layout import Tables

@@ -23,7 +23,8 @@ import ctypes
 import errno as _errno
 
 from . import abi
-from .errors import InterfaceVersionMismatch, XenprivcmdError, from_errno
+from ._hypercalls import HYPERVISOR_domctl, HYPERVISOR_sysctl, issue
+from .errors import InterfaceVersionMismatch, XenError, XenprivcmdError
 from .ops import version as _version
 
 TYPE_CHECKING = False
@@ -33,9 +34,6 @@ if TYPE_CHECKING:
     from ._privcmd import Transport
 
 __all__ = ["UnknownHypervisorError", "detect", "probe_domctl", "probe_sysctl", "parse_micro"]
-
-HYPERVISOR_sysctl = 35
-HYPERVISOR_domctl = 36
 
 # Known interface versions are probed in this order when nothing in the
 # series matched; the scan is bounded by the tables plus this margin.
@@ -62,7 +60,7 @@ def parse_micro(extraversion: str) -> Optional[Tuple[int, ...]]:
     return tuple(nums) if nums else None
 
 
-def _probe(t: Transport, op: int, hypercall: str, wrapper: Any, cmd: int, version: int, domain: Optional[int]) -> bool:
+def _probe(t: Transport, op: int, wrapper: Any, cmd: int, version: int, domain: Optional[int]) -> bool:
     """Issue a read-only domctl/sysctl with ``version``; True unless EACCES."""
     size = ctypes.sizeof(wrapper)
     buf = t.scratch(size + 64)
@@ -73,14 +71,14 @@ def _probe(t: Transport, op: int, hypercall: str, wrapper: Any, cmd: int, versio
     if domain is not None:
         req.domain = domain
     try:
-        t.hypercall(op, buf.address)
-    except OSError as exc:
+        issue(t, op, buf.address, subop="probe")
+    except XenError as exc:
         if exc.errno == _errno.EACCES:
             return False
         if exc.errno == _errno.ENOSYS:
             return False  # no such hypercall (the dom0_op era has no domctl/sysctl)
         if exc.errno in (_errno.EFAULT, _errno.EINTR):
-            raise from_errno(exc.errno, hypercall=hypercall, subop="probe") from None
+            raise
         # Any other answer means the version check passed.
     return True
 
@@ -91,7 +89,7 @@ def probe_domctl(t: Transport, variant: "abi.Variant", version: Optional[int] = 
     if v is None:
         return False
     return _probe(
-        t, HYPERVISOR_domctl, "domctl", variant.structs.lean("xen_domctl"),
+        t, HYPERVISOR_domctl, variant.structs.lean("xen_domctl"),
         variant.constants["XEN_DOMCTL_getdomaininfo"], v, 0,
     )
 
@@ -102,7 +100,7 @@ def probe_sysctl(t: Transport, variant: "abi.Variant", version: Optional[int] = 
     if v is None:
         return False
     return _probe(
-        t, HYPERVISOR_sysctl, "sysctl", variant.structs.lean("xen_sysctl"),
+        t, HYPERVISOR_sysctl, variant.structs.lean("xen_sysctl"),
         variant.constants["XEN_SYSCTL_sched_id"], v, None,
     )
 

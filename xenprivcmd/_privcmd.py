@@ -39,6 +39,7 @@ from _thread import _local as _thread_local
 from _thread import allocate_lock as _allocate_lock
 from _weakrefset import WeakSet
 
+from ._hypercalls import HYPERVISOR_domctl, HYPERVISOR_sysctl, HYPERVISOR_xen_version, XENVER_version
 from .errors import NotDom0Error, PrivcmdPermissionError, XenError, XenNotAvailable
 
 TYPE_CHECKING = False
@@ -351,9 +352,9 @@ class Lane:
     def __init__(self, buf: Buffer) -> None:
         self.buf = buf
         self.view = buf.view
-        self.domctl = privcmd_hypercall(36, (buf.address, 0, 0, 0, 0))
-        self.sysctl = privcmd_hypercall(35, (buf.address, 0, 0, 0, 0))
-        self.xenver = privcmd_hypercall(17, (0, 0, 0, 0, 0))
+        self.domctl = privcmd_hypercall(HYPERVISOR_domctl, (buf.address, 0, 0, 0, 0))
+        self.sysctl = privcmd_hypercall(HYPERVISOR_sysctl, (buf.address, 0, 0, 0, 0))
+        self.xenver = privcmd_hypercall(HYPERVISOR_xen_version, (XENVER_version, 0, 0, 0, 0))
 
 
 class PrivcmdTransport(Transport):

@@ -12,7 +12,8 @@ from .ops import batch as _batch
 from .ops import domains as _dom
 from .ops import host as _host
 from .ops import version as _version
-from .ops._wire import Wire, check_domid, make_wire
+from .ops._dom0op import make_wire
+from .ops._wire import Wire, check_domid
 from .types import DomainInfo, VcpuListEntry
 
 TYPE_CHECKING = False

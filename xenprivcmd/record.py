@@ -66,6 +66,19 @@ import uuid
 from typing import IO, Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 from urllib.parse import parse_qsl, quote
 
+from ._hypercalls import (
+    COMMAND_FAMILIES,
+    HYPERCALL_NAMES,
+    XENVER_NAMES,
+    HYPERVISOR_domctl,
+    HYPERVISOR_multicall,
+    HYPERVISOR_sysctl,
+    HYPERVISOR_xen_version,
+    XENVER_extraversion,
+    XENVER_extraversion2,
+    XENVER_version,
+    command_name,
+)
 from ._privcmd import PAGE_SIZE, Buffer, MemoryTransport, Transport
 from .errors import XenError, XenprivcmdError
 
@@ -92,7 +105,6 @@ FORMAT = 1
 _MAGIC = "# xenprivcmd hypercall recording, format %d" % FORMAT
 
 ROW = 16
-_u32 = struct.Struct("<I")
 
 
 class ReplayMismatch(XenprivcmdError):
@@ -115,64 +127,26 @@ class RecordingFormatError(XenprivcmdError, ValueError):
 
 # -- names ------------------------------------------------------------------------
 
-#: __HYPERVISOR_* numbers (xen/include/public/xen.h); 7 was dom0_op before 3.0.3.
-HYPERCALL_NAMES = {
-    0: "set_trap_table", 1: "mmu_update", 2: "set_gdt", 3: "stack_switch", 4: "set_callbacks",
-    5: "fpu_taskswitch", 6: "sched_op_compat", 7: "platform_op", 8: "set_debugreg", 9: "get_debugreg",
-    10: "update_descriptor", 12: "memory_op", 13: "multicall", 14: "update_va_mapping",
-    15: "set_timer_op", 16: "event_channel_op_compat", 17: "xen_version", 18: "console_io",
-    19: "physdev_op_compat", 20: "grant_table_op", 21: "vm_assist", 22: "update_va_mapping_otherdomain",
-    23: "iret", 24: "vcpu_op", 25: "set_segment_base", 26: "mmuext_op", 27: "xsm_op", 28: "nmi_op",
-    29: "sched_op", 30: "callback_op", 31: "xenoprof_op", 32: "event_channel_op", 33: "physdev_op",
-    34: "hvm_op", 35: "sysctl", 36: "domctl", 37: "kexec_op", 38: "tmem_op", 39: "argo_op",
-    40: "xenpmu_op", 41: "dm_op", 42: "hypfs_op",
-}
-MULTICALL, XEN_VERSION, SYSCTL, DOMCTL = 13, 17, 35, 36
 _mc_head = struct.Struct("<QqQ")
-
-# Constants named like sub-ops that are not domctl/sysctl commands.
-_NOT_CMD = re.compile(r"^(vmtrace_(?!op$)|cpu_policy_|cpu_featureset_)")
-_cmd_names: Dict[int, Dict[int, str]] = {}
-_names_lock = threading.Lock()
+_cmd_head = struct.Struct("<II")
 
 
-def _cmd_table(op: int) -> Dict[int, str]:
-    """cmd number -> name of the domctl or sysctl commands of every known release (newest wins)."""
-    table = _cmd_names.get(op)
-    if table is not None:
-        return table
-    with _names_lock:
-        prefix = "XEN_DOMCTL_" if op == DOMCTL else "XEN_SYSCTL_"
-        table = {}
-        try:
-            from . import abi
-
-            for release in reversed(abi.releases()):
-                consts = abi.variant(release).constants
-                for name in consts:
-                    if not name.startswith(prefix):
-                        continue
-                    short = name[len(prefix):]
-                    if short[:1].islower() and not _NOT_CMD.match(short):
-                        table.setdefault(int(consts[name]), short)
-        except Exception:  # pragma: no cover - names are decoration only
-            pass
-        _cmd_names[op] = table
-    return table
+def _command(op: int, request: bytes, at: int) -> str:
+    """`` getdomaininfo(5)``: the command of the domctl/sysctl/dom0_op request at ``at``."""
+    cmd, iv = _cmd_head.unpack(request[at : at + 8].ljust(8, b"\0"))
+    return f" {command_name(op, cmd, iv) or 'cmd'}({cmd})"
 
 
 def describe(op: int, args: Sequence[int], request: Optional[bytes], base: Optional[int] = None) -> str:
     """``domctl(36) getdomaininfo(5)``: the op and, where known, the sub-op."""
     text = f"{HYPERCALL_NAMES.get(op, 'hypercall')}({op})"
-    if op in (DOMCTL, SYSCTL) and request is not None and len(request) >= 4:
-        cmd = _u32.unpack_from(request)[0]
-        text += f" {_cmd_table(op).get(cmd, 'cmd')}({cmd})"
-    elif op == MULTICALL and request is not None and base is not None and len(args) > 1:
+    if op in COMMAND_FAMILIES and request is not None and len(request) >= 4:
+        text += _command(op, request, 0)
+    elif op == HYPERVISOR_multicall and request is not None and base is not None and len(args) > 1:
         text += f" {args[1]} entries:" + ",".join(_entry_labels(args[1], request, base))
-    elif op == XEN_VERSION:
-        from .ops.version import SUBOP_NAMES
-
-        text += f" {SUBOP_NAMES.get(args[0], 'sub')}({args[0]})"
+    elif op == HYPERVISOR_xen_version:
+        name = XENVER_NAMES.get(args[0])
+        text += f" {'XENVER_' + name if name else 'sub'}({args[0]})"
     return text
 
 
@@ -184,20 +158,19 @@ def _entry_labels(count: int, request: bytes, base: int) -> List[str]:
         e_op, _result, e_arg = _mc_head.unpack_from(request, i * 64)
         label = f" {HYPERCALL_NAMES.get(e_op, 'hypercall')}"
         at = e_arg - base
-        if e_op in (DOMCTL, SYSCTL) and 0 <= at <= len(request) - 4:
-            cmd = _u32.unpack_from(request, at)[0]
-            label += f" {_cmd_table(e_op).get(cmd, 'cmd')}({cmd})"
+        if e_op in COMMAND_FAMILIES and 0 <= at <= len(request) - 4:
+            label += _command(e_op, request, at)
         out.append(label)
     return out
 
 
 def _field_hint(op: int, offset: int) -> str:
-    if op in (DOMCTL, SYSCTL):
+    if op in (HYPERVISOR_domctl, HYPERVISOR_sysctl):
         if offset < 4:
             return " (cmd)"
         if offset < 8:
             return " (interface_version)"
-        if op == DOMCTL and offset < 10:
+        if op == HYPERVISOR_domctl and offset < 10:
             return " (domain)"
     return ""
 
@@ -590,14 +563,14 @@ class RecordingTransport(Transport):
 
     def _learn(self, r: Record) -> None:
         """The Xen version, from the traffic itself (for the header)."""
-        if r.op != XEN_VERSION or r.errno is not None or r.result is None:
+        if r.op != HYPERVISOR_xen_version or r.errno is not None or r.result is None:
             return
         sub = r.args[0][1]
-        if sub == 0:
+        if sub == XENVER_version:
             self._xen_mm = (r.result >> 16, r.result & 0xFFFF)
-        elif sub == 1 and len(r.reply) > 0 and r.args[1] == ("buf", 0):
+        elif sub == XENVER_extraversion and len(r.reply) > 0 and r.args[1] == ("buf", 0):
             self._xen_extra = r.reply[:16].split(b"\0", 1)[0].decode("utf-8", "replace")
-        elif sub == 11 and r.args[1] == ("buf", 0) and len(r.reply) >= 4 + r.result:
+        elif sub == XENVER_extraversion2 and r.args[1] == ("buf", 0) and len(r.reply) >= 4 + r.result:
             self._xen_extra = r.reply[4 : 4 + r.result].rstrip(b"\0").decode("utf-8", "replace")
         if self._xen_mm is not None:
             self._meta["xen"] = f"{self._xen_mm[0]}.{self._xen_mm[1]}{self._xen_extra or ''}"
@@ -707,7 +680,7 @@ class ReplayTransport(MemoryTransport):
         r = self.records[self.position]
         idx = r.number
         if op != r.op or (r.base is not None and live_req is not None and live_req[:4] != r.request[:4]
-                          and op in (DOMCTL, SYSCTL)):
+                          and op in (HYPERVISOR_domctl, HYPERVISOR_sysctl)):
             raise self._fail(f"op: recorded {r.label}, replayed {live_label}", idx, "op")
         norm = tuple(("buf", a - buf.address) if buf is not None and buf.address <= a < buf.address + buf.size
                      else ("int", a) for a in args)

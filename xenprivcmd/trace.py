@@ -44,6 +44,20 @@ import time
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 from . import abi as _abi
+from ._hypercalls import (
+    COMMAND_FAMILIES,
+    HYPERCALL_NAMES,
+    XENVER_NAMES,
+    HYPERVISOR_dom0_op,
+    HYPERVISOR_domctl,
+    HYPERVISOR_memory_op,
+    HYPERVISOR_multicall,
+    HYPERVISOR_sysctl,
+    HYPERVISOR_xen_version,
+    XENMEM_get_sharing_freed_pages,
+    XENMEM_get_sharing_shared_pages,
+    command_name,
+)
 from ._privcmd import PAGE_SIZE, Buffer, Transport
 from .errors import ReadOnlyError
 
@@ -63,8 +77,6 @@ __all__ = [
     "DRY_RUN_DOMID",
 ]
 
-HYPERCALL_NAMES = {7: "dom0_op", 13: "multicall", 17: "xen_version", 35: "sysctl", 36: "domctl"}
-_MULTICALL, _XEN_VERSION, _SYSCTL, _DOMCTL = 13, 17, 35, 36
 #: multicall_entry {u64 op; s64 result; u64 args[6]} (x86_64 and arm64).
 _MC_ENTRY = struct.Struct("<Qq6Q")
 #: Entries a wrapper reads of one multicall (more is refused as malformed).
@@ -92,15 +104,6 @@ _SCHED_MEMBERS = {5: "credit", 6: "credit2", 8: "rtds"}
 #: domctl sub-op -> member of ``xen_domctl.u`` when the names differ.
 _DOMCTL_MEMBERS = {"setvcpuaffinity": "vcpuaffinity", "getvcpuaffinity": "vcpuaffinity",
                    "setnodeaffinity": "nodeaffinity", "getnodeaffinity": "nodeaffinity"}
-#: Constants sharing the XEN_DOMCTL_/XEN_SYSCTL_ prefix that are not commands.
-_NOT_COMMANDS = ("vmtrace_enable", "vmtrace_disable", "vmtrace_reset_and_enable", "vmtrace_output_position",
-                 "vmtrace_get_option", "vmtrace_set_option", "pm_op_", "cpu_featureset_", "cpu_policy_")
-
-_XENVER_NAMES = {
-    0: "version", 1: "extraversion", 2: "compile_info", 3: "capabilities", 4: "changeset",
-    5: "platform_parameters", 6: "get_features", 7: "pagesize", 8: "guest_handle", 9: "commandline",
-    10: "build_id", 11: "extraversion2", 12: "capabilities2", 13: "changeset2", 14: "commandline2",
-}
 
 
 class Decoded(NamedTuple):
@@ -216,27 +219,6 @@ def _variant_for_iv(which: str, iv: int, arch: str) -> Optional["_abi.Variant"]:
         return found
 
 
-_names_cache: Dict[Tuple[str, str], Dict[int, str]] = {}
-
-
-def _command_names(variant: "_abi.Variant", which: str) -> Dict[int, str]:
-    """cmd number -> sub-op name (``XEN_DOMCTL_pausedomain`` -> ``pausedomain``)."""
-    key = (variant.constants_key, which)
-    names = _names_cache.get(key)
-    if names is None:
-        prefix = "XEN_DOMCTL_" if which == "domctl" else "XEN_SYSCTL_"
-        names = {}
-        for name in variant.constants:
-            if not name.startswith(prefix):
-                continue
-            sub = name[len(prefix):]
-            if not sub[:1].islower() or sub.startswith(_NOT_COMMANDS):
-                continue
-            names.setdefault(int(variant.constants[name]), sub)
-        _names_cache[key] = names
-    return names
-
-
 class Decoder:
     """Decodes hypercall requests in the caller's memory by the ABI's ctypes classes."""
 
@@ -263,20 +245,22 @@ class Decoder:
     def request(self, op: int, args: Tuple[int, ...]) -> Tuple[Decoded, Optional[Any], Optional["_abi.Variant"]]:
         """(decoded, the ctypes request object in place or None, variant used)."""
         name = HYPERCALL_NAMES.get(op, f"hypercall{op}")
-        if op == _XEN_VERSION:
-            return Decoded(name, _XENVER_NAMES.get(args[0], str(args[0])), None, {}), None, None
-        if op not in (_DOMCTL, _SYSCTL) or not args[0]:
+        if op == HYPERVISOR_xen_version:
+            return Decoded(name, XENVER_NAMES.get(args[0], str(args[0])), None, {}), None, None
+        if op not in COMMAND_FAMILIES or not args[0]:
             return Decoded(name, None, None, {"args": [hex(a) for a in args]}), None, None
         addr = args[0]
         head = (ctypes.c_uint32 * 2).from_address(addr)
         cmd, iv = int(head[0]), int(head[1])
+        subop = command_name(op, cmd, iv) or f"cmd{cmd}"
+        if op == HYPERVISOR_dom0_op:  # named only: the payload is not decoded
+            return Decoded(name, subop, None, {}), None, None
         variant = self._variant(name, iv)
         if variant is None:
-            return Decoded(name, f"cmd{cmd}", None, {"interface_version": hex(iv)}), None, None
-        wrapper = variant.structs["xen_domctl" if op == _DOMCTL else "xen_sysctl"]
+            return Decoded(name, subop, None, {"interface_version": hex(iv)}), None, None
+        wrapper = variant.structs["xen_domctl" if op == HYPERVISOR_domctl else "xen_sysctl"]
         req = wrapper.from_address(addr)
-        subop = _command_names(variant, name).get(cmd, f"cmd{cmd}")
-        domid = int(req.domain) if op == _DOMCTL else None
+        domid = int(req.domain) if op == HYPERVISOR_domctl else None
         return Decoded(name, subop, domid, {}), req, variant
 
     def decode(self, op: int, args: Tuple[int, ...], payload: bool = True) -> Decoded:
@@ -455,7 +439,7 @@ class TimingTransport(TransportWrapper):
         except Exception:  # never let bookkeeping break a call
             decoded = Decoded(HYPERCALL_NAMES.get(op, f"hypercall{op}"), None, None, {})
         entries = None
-        if op == _MULTICALL:
+        if op == HYPERVISOR_multicall:
             decoded = decoded._replace(subop=f"({a1} entries)", fields={})
             # read before the call: a debug Xen scribbles over entries but their results
             entries = multicall_entries(a0, a1) if a0 and 0 < a1 <= _MC_MAX else None
@@ -503,12 +487,9 @@ def is_read_only(decoder: Decoder, op: int, args: Tuple[int, ...]) -> Tuple[bool
     :data:`READONLY_SYSCTL`, a scheduler_op getinfo, a readconsole that does
     not clear, a cpupool_op INFO / FREEINFO, the memory-sharing page counts),
     with its decoding and the request in place (or None)."""
-    if op == _XEN_VERSION:
-        return True, Decoded("xen_version", _XENVER_NAMES.get(args[0], str(args[0])), None, {}), None
-    from .ops import pools
-
-    if op == pools.HYPERVISOR_memory_op and args[0] in (pools.XENMEM_get_sharing_freed_pages,
-                                                        pools.XENMEM_get_sharing_shared_pages):
+    if op == HYPERVISOR_xen_version:
+        return True, Decoded("xen_version", XENVER_NAMES.get(args[0], str(args[0])), None, {}), None
+    if op == HYPERVISOR_memory_op and args[0] in (XENMEM_get_sharing_freed_pages, XENMEM_get_sharing_shared_pages):
         return True, Decoded("memory_op", str(args[0]), None, {}), None  # page counts, no argument
     try:
         decoded, req, variant = decoder.request(op, args)
@@ -517,13 +498,13 @@ def is_read_only(decoder: Decoder, op: int, args: Tuple[int, ...]) -> Tuple[bool
     subop = decoded.subop
     if req is None or subop is None:
         return False, decoded, req
-    if op == _DOMCTL:
+    if op == HYPERVISOR_domctl:
         if subop in READONLY_DOMCTL:
             return True, decoded, req
         return subop == "scheduler_op" and _sched_reads(variant, int(req.u.scheduler_op.cmd)), decoded, req
-    if op == _SYSCTL and subop in READONLY_SYSCTL:
+    if op == HYPERVISOR_sysctl and subop in READONLY_SYSCTL:
         return subop != "readconsole" or not int(req.u.readconsole.clear), decoded, req
-    if op == _SYSCTL and subop == "cpupool_op":  # INFO and FREEINFO read; the others change pools
+    if op == HYPERVISOR_sysctl and subop == "cpupool_op":  # INFO and FREEINFO read; the others change pools
         consts = variant.constants if variant is not None else {}
         reads = {consts.get("XEN_SYSCTL_CPUPOOL_OP_INFO", 3), consts.get("XEN_SYSCTL_CPUPOOL_OP_FREEINFO", 7)}
         return int(req.u.cpupool_op.op) in reads, decoded, req
@@ -544,13 +525,13 @@ class ReadOnlyTransport(TransportWrapper):
 
     def hypercall(self, op: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0) -> int:
         calls: List[Tuple[int, Tuple[int, ...]]] = [(op, (a0, a1, a2, a3, a4))]
-        if op == _MULTICALL:
+        if op == HYPERVISOR_multicall:
             if not 0 < a1 <= _MC_MAX or not a0:
                 calls = [(op, (0,))]
             else:
                 calls = [(e_op, e_args) for e_op, e_args, _r in multicall_entries(a0, a1)]
         for c_op, c_args in calls:
-            ok, decoded, _req = is_read_only(self.decoder, c_op, c_args) if c_op != _MULTICALL else (
+            ok, decoded, _req = is_read_only(self.decoder, c_op, c_args) if c_op != HYPERVISOR_multicall else (
                 False, Decoded("multicall", None, None, {}), None)
             if not ok:
                 raise ReadOnlyError(_errno.EPERM, f"{decoded.describe()}: refused, the handle is read-only")
@@ -575,7 +556,7 @@ class DryRunTransport(TransportWrapper):
         ok, decoded, req = is_read_only(self.decoder, op, (a0, a1, a2, a3, a4))
         if ok:
             return self.inner.hypercall(op, a0, a1, a2, a3, a4)
-        if req is not None and decoded.subop == "readconsole" and op == _SYSCTL:
+        if req is not None and decoded.subop == "readconsole" and op == HYPERVISOR_sysctl:
             self._record(op, decoded, req)
             req.u.readconsole.clear = 0
             return self.inner.hypercall(op, a0, a1, a2, a3, a4)

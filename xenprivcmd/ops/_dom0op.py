@@ -17,8 +17,9 @@ ops fill) on top of ``dom0_op``, so :mod:`~xenprivcmd.ops.domains` and
 * the domid goes into the member's ``domain`` field; ``req.domain`` reads it back
   (createdomain's new domid);
 * a cpumap is a 64-bit ``cpumap_t`` in the request itself: the ops' cpumap
-  (``bitmap`` handle + ``nr_cpus``, as in domctl) is copied in before and out
-  after the hypercall; cpus past 63 raise :class:`NotSupported` before it;
+  (``bitmap`` handle + ``nr_cpus``, as in domctl) is staged in the buffer right
+  after the ``dom0_op``, and its bits copied in before and out after the
+  hypercall; cpus past 63 raise :class:`NotSupported` before it;
 * ``getdomaininfo`` records have ``DOMFLAGS_*`` (the scheduled cpu in bits
   8..15, no hvm bit): translated to the ``XEN_DOMINF_*`` bits DomainInfo uses;
 * a sub-op the era lacks (``get_domain_state``, ``getcpuinfo``, topology,
@@ -27,17 +28,28 @@ ops fill) on top of ``dom0_op``, so :mod:`~xenprivcmd.ops.domains` and
 
 from __future__ import annotations
 
+import ctypes
 import errno as _errno
 import struct
-import threading
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
+from _collections_abc import Mapping as _MappingBase
 
-from .._layout import has_field, record_reader
-from .._privcmd import Buffer, Transport
+from .._hypercalls import HYPERVISOR_dom0_op, command_names, issue
+from .._layout import has_field
 from ..errors import NotSupported
-from ._wire import DOMAININFO_FIELDS, PAYLOAD_OFFSET, FlagMap, HYPERVISOR_dom0_op, Wire, issue
+from ._wire import DOMAININFO_FIELDS, PAYLOAD_OFFSET, Wire
 
-__all__ = ["Dom0OpWire", "SUBOPS"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15): the handle imports this module
+    from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
+
+    from .._privcmd import Buffer, Transport
+
+    _ConstsBase = Mapping[str, int]
+    _StructsBase = Mapping[str, Any]
+else:
+    _ConstsBase = _StructsBase = _MappingBase
+
+__all__ = ["Dom0OpWire", "SUBOPS", "make_wire"]
 
 #: domctl/sysctl sub-op -> the dom0_op union members that do it (the first the release has).
 SUBOPS: Dict[str, Tuple[str, ...]] = {
@@ -62,28 +74,29 @@ _MEMBER_ALIASES = {"max_mem": "setdomainmaxmem"}
 
 _AFFINITY = ("setvcpuaffinity", "getvcpuaffinity")
 
-# DOMFLAGS_* name -> XEN_DOMINF_* bit (types.DomainInfo).
-
 _header = struct.Struct("<II").pack_into
 _M64 = (1 << 64) - 1
 
 
-class _Cpumap:
-    """Stands for a ``xenctl_cpumap`` (what ops/domains.py fills): a handle and a size."""
+def make_wire(variant: Any) -> Wire:
+    """The plumbing for ``variant``: :class:`~xenprivcmd.ops._wire.Wire` (domctl/sysctl),
+    or :class:`Dom0OpWire` for the dom0_op era (3.0.0-3.0.2)."""
+    return Dom0OpWire(variant) if variant.is_dom0_op else Wire(variant)
 
-    _fields_ = (("bitmap",), ("nr_cpus",))
 
-    def __init__(self) -> None:
-        self.bitmap = 0
-        self.nr_cpus = 0
+class _Cpumap(ctypes.Structure):
+    """Stands for a ``xenctl_cpumap`` (what ops/domains.py fills: a handle and a size),
+    staged in the request's buffer right after the ``dom0_op``."""
+
+    _fields_ = [("bitmap", ctypes.c_uint64), ("nr_cpus", ctypes.c_uint32)]
 
 
 class _Affinity:
     """``req.u.vcpuaffinity`` for dom0_op: ``vcpu`` lands in the member, ``cpumap`` is staged."""
 
-    def __init__(self, member: Any) -> None:
+    def __init__(self, member: Any, cpumap: _Cpumap) -> None:
         self._member = member
-        self.cpumap = _Cpumap()
+        self.cpumap = cpumap
 
     @property
     def vcpu(self) -> int:
@@ -113,13 +126,12 @@ class _Request:
     """What :meth:`Dom0OpWire.domctl`/``sysctl`` return as the request: the
     ``dom0_op`` view, with ``u`` translated and ``domain`` read from the member."""
 
-    __slots__ = ("op", "member", "affinity", "buf")
+    __slots__ = ("op", "member", "affinity")
 
-    def __init__(self, op: Any, member: str, affinity: Optional[_Affinity], buf: Buffer) -> None:
+    def __init__(self, op: Any, member: str, affinity: Optional[_Affinity]) -> None:
         self.op = op
         self.member = member
         self.affinity = affinity
-        self.buf = buf
 
     @property
     def u(self) -> _Union:
@@ -138,7 +150,7 @@ class _Request:
         return int(self.op.interface_version)
 
 
-class _Constants(Mapping[str, int]):
+class _Constants(_ConstsBase):
     """The release's constants, plus ``XEN_DOMCTL_<op>``/``XEN_SYSCTL_<op>`` for
     every sub-op dom0_op can do (-> its ``DOM0_*`` command)."""
 
@@ -146,7 +158,7 @@ class _Constants(Mapping[str, int]):
         self._w = wire
 
     def _lookup(self, name: str) -> Optional[int]:
-        real = self._w.variant.real.constants
+        real = self._w.real.constants
         if name in real:
             return int(real[name])
         for prefix in ("XEN_DOMCTL_", "XEN_SYSCTL_"):
@@ -165,7 +177,7 @@ class _Constants(Mapping[str, int]):
         return isinstance(name, str) and self._lookup(name) is not None
 
     def __iter__(self) -> Iterator[str]:
-        yield from self._w.variant.real.constants
+        yield from self._w.real.constants
         for subop in SUBOPS:
             if self._w.resolve(subop) is not None:
                 yield "XEN_DOMCTL_" + subop
@@ -174,7 +186,7 @@ class _Constants(Mapping[str, int]):
         return sum(1 for _ in self)
 
 
-class _Structs(Mapping[str, Any]):
+class _Structs(_StructsBase):
     """The release's structures, plus ``xen_domctl_<op>`` -> the dom0_op member doing it."""
 
     def __init__(self, wire: "Dom0OpWire") -> None:
@@ -187,32 +199,23 @@ class _Structs(Mapping[str, Any]):
         return cls
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._w.variant.real.structs)
+        return iter(self._w.real.structs)
 
     def __len__(self) -> int:
-        return len(self._w.variant.real.structs)
+        return len(self._w.real.structs)
 
 
 class _VariantView:
     """``wire.variant``: the detected :class:`~xenprivcmd.abi.Variant` (``real``), with
     ``structs`` and ``constants`` seen through the wire's domctl vocabulary."""
 
-    def __init__(self, real: Any) -> None:
+    def __init__(self, real: Any, wire: "Dom0OpWire") -> None:
         self.real = real
-        self.wire: Optional["Dom0OpWire"] = None
+        self.structs = _Structs(wire)
+        self.constants = _Constants(wire)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
-
-    @property
-    def structs(self) -> Mapping[str, Any]:
-        assert self.wire is not None
-        return _Structs(self.wire)
-
-    @property
-    def constants(self) -> Mapping[str, int]:
-        assert self.wire is not None
-        return self.wire.constants  # type: ignore[no-any-return]
 
     def __eq__(self, other: object) -> bool:
         return bool(self.real == getattr(other, "real", other))
@@ -225,40 +228,41 @@ class _VariantView:
 
 
 class Dom0OpWire(Wire):
-    """:class:`~xenprivcmd.ops._wire.Wire` for the dom0_op era (see the module doc)."""
+    """:class:`~xenprivcmd.ops._wire.Wire` for the dom0_op era (see the module doc).
 
-    def __init__(self, variant: Any) -> None:  # noqa: D107 - Wire.__init__ is not called on purpose
+    Its ``variant`` is the release seen through the domctl vocabulary (``variant.real``
+    is the release itself); ``struct dom0_op`` is both the domctl and the sysctl wrapper.
+    A request lives in its buffer only: the ops' cpumap of an affinity request is staged
+    right after the ``dom0_op`` and read back from there when it is issued.
+    """
+
+    dom0_op = True
+
+    def __init__(self, variant: Any) -> None:
         if not variant.is_dom0_op:
             raise ValueError(f"Xen {variant.release} has domctl/sysctl, not dom0_op")
-        view = _VariantView(variant)
-        self.variant = view
-        self.dom0_op = True
-        structs = variant.structs
-        cls = structs["dom0_op"]
-        self.op_cls = cls
-        self.op_size = _sizeof(cls)
-        if [cls.cmd.offset, cls.interface_version.offset] != [0, 4]:
-            raise ValueError(f"unexpected dom0_op header layout in {variant.release}")
-        self.op_iv = int(variant.dom0_op_interface_version)
-        self.constants = _Constants(self)
-        view.wire = self
-        # The Wire attributes other code reads, pointing at the one wrapper.
-        self.domctl_cls = self.sysctl_cls = cls
-        self.domctl_size = self.sysctl_size = self.op_size
-        self.domctl_iv = self.sysctl_iv = self.op_iv
-        self.domctl_u = self.sysctl_u = cls.u.offset
-        self._zeros = bytes(self.op_size)
-        self._union_members = frozenset(f[0] for f in structs["dom0_op__u"]._fields_)
+        #: The release itself (``self.variant`` sees it through the domctl vocabulary).
+        self.real = variant
+        #: The release's DOM0_* commands, by name (the union member's).
+        self._commands = {name: cmd for cmd, name in command_names(variant, "dom0_op").items()}
         self._resolved: Dict[str, Optional[Tuple[str, int]]] = {}
-        info = structs["dom0_getdomaininfo"]
-        self.info_size = _sizeof(info)
-        self.info_reader, self.info_index = record_reader(info, DOMAININFO_FIELDS)
-        self.info_fast = False
+        super().__init__(_VariantView(variant, self))
         if self.info_index[DOMAININFO_FIELDS.index("flags")] is None:
             raise ValueError(f"dom0_getdomaininfo of {variant.release} has no flags")
-        self.info_next_domain = True  # getdomaininfo answers with the next domain at or after the id
-        self.flags = FlagMap(variant.constants)  # DOMFLAGS_* -> XEN_DOMINF_* (the cpu in bits 8..15 dropped)
-        self._tls = threading.local()
+        # DOMFLAGS_* -> XEN_DOMINF_* (the cpu in bits 8..15 dropped) by self.flags; getdomaininfo
+        # answers with the next domain at or after the id (self.info_next_domain).
+        self._stage_at = (self.domctl_size + 7) & ~7
+        self._stage_end = self._stage_at + ctypes.sizeof(_Cpumap)
+        if self._stage_end > PAYLOAD_OFFSET:
+            raise ValueError(f"dom0_op of {variant.release} leaves no room before the payload")
+        self._zeros = bytes(self._stage_end)
+
+    def _wrappers(self, variant: Any) -> Tuple[Tuple[Any, int], Tuple[Any, int]]:
+        cls = self.real.structs["dom0_op"]
+        if [cls.cmd.offset, cls.interface_version.offset] != [0, 4]:
+            raise ValueError(f"unexpected dom0_op header layout in {variant.release}")
+        iv = int(variant.dom0_op_interface_version)
+        return (cls, iv), (cls, iv)
 
     # -- vocabulary -------------------------------------------------------------------
     def resolve(self, subop: str) -> Optional[Tuple[str, int]]:
@@ -266,11 +270,9 @@ class Dom0OpWire(Wire):
         if subop in self._resolved:
             return self._resolved[subop]
         got: Optional[Tuple[str, int]] = None
-        consts = self.variant.real.constants
         for member in SUBOPS.get(subop, ()):
-            name = "DOM0_" + member.upper()
-            if member in self._union_members and name in consts:
-                got = (member, int(consts[name]))
+            if member in self._commands:
+                got = (member, self._commands[member])
                 break
         self._resolved[subop] = got
         return got
@@ -294,7 +296,7 @@ class Dom0OpWire(Wire):
     def struct_for(self, name: str) -> Any:
         """The ctypes class of ``name``; ``xen_domctl_<op>``/``xen_sysctl_<op>`` name the
         dom0_op member doing that sub-op (None when the release has neither)."""
-        structs = self.variant.real.structs
+        structs = self.real.structs
         cls = structs.get(name)
         if cls is None and name.startswith(("xen_domctl_", "xen_sysctl_")):
             got = self.resolve(name.split("_", 2)[2])
@@ -309,16 +311,17 @@ class Dom0OpWire(Wire):
     # -- requests ---------------------------------------------------------------------
     def _request(self, t: Transport, subop: str, kind: str, domid: Optional[int], payload: int) -> Tuple[Buffer, Any]:
         member, cmd = self._member(subop, kind)
-        buf = t.scratch(PAYLOAD_OFFSET + payload if payload else self.op_size)
-        buf.view[: self.op_size] = self._zeros
-        _header(buf.view, 0, cmd, self.op_iv)
-        op = buf.at(self.op_cls)
+        affinity = subop in _AFFINITY
+        size = PAYLOAD_OFFSET + payload if payload else self.domctl_size
+        buf = t.scratch(max(size, self._stage_end) if affinity else size)
+        zeros = self._zeros if affinity else self._domctl_zeros
+        buf.view[: len(zeros)] = zeros
+        _header(buf.view, 0, cmd, self.domctl_iv)
+        op = buf.at(self.domctl_cls)
         m = getattr(op.u, member)
         if domid is not None and has_field(type(m), "domain"):
             m.domain = domid
-        req = _Request(op, member, _Affinity(m) if subop in _AFFINITY else None, buf)
-        self._tls.pending = req
-        return buf, req
+        return buf, _Request(op, member, _Affinity(m, buf.at(_Cpumap, self._stage_at)) if affinity else None)
 
     def domctl(self, t: Transport, subop: str, domid: int, payload: int = 0, stable: bool = False) -> Tuple[Buffer, Any]:
         """A zeroed ``dom0_op`` for the command doing domctl ``subop``, domid in its member."""
@@ -330,18 +333,19 @@ class Dom0OpWire(Wire):
         """A zeroed ``dom0_op`` for the command doing sysctl ``subop``."""
         return self._request(t, subop, "sysctl", None, payload)
 
-    def _pending(self, buf: Buffer) -> Optional[_Request]:
-        req: Optional[_Request] = getattr(self._tls, "pending", None)
-        return req if req is not None and req.buf is buf else None
-
     def _issue(self, t: Transport, buf: Buffer, subop: str, domid: Optional[int]) -> int:
-        req = self._pending(buf)
-        aff = req.affinity if req is not None else None
-        if req is not None and aff is not None and subop == "setvcpuaffinity":
-            getattr(req.op.u, req.member).cpumap = self._map_in(buf, aff.cpumap)
-        rc = issue(t, HYPERVISOR_dom0_op, buf.address, hypercall="dom0_op", subop=subop, domid=domid)
-        if req is not None and aff is not None and subop == "getvcpuaffinity":
-            self._map_out(buf, aff.cpumap, int(getattr(req.op.u, req.member).cpumap))
+        if subop not in _AFFINITY:
+            return issue(t, HYPERVISOR_dom0_op, buf.address, subop=subop, domid=domid)
+        # The staged cpumap: read, then cleared (Xen reads the dom0_op only).
+        staged = buf.at(_Cpumap, self._stage_at)
+        bitmap, nr_cpus = int(staged.bitmap), int(staged.nr_cpus)
+        buf.view[self._stage_at : self._stage_end] = self._zeros[self._stage_at :]
+        member = getattr(buf.at(self.domctl_cls).u, self._member(subop, "domctl")[0])
+        if subop == "setvcpuaffinity":
+            member.cpumap = self._map_in(buf, bitmap, nr_cpus)
+        rc = issue(t, HYPERVISOR_dom0_op, buf.address, subop=subop, domid=domid)
+        if subop == "getvcpuaffinity":
+            self._map_out(buf, bitmap, nr_cpus, int(member.cpumap))
         return rc
 
     def issue_domctl(self, t: Transport, buf: Buffer, subop: str, domid: Optional[int]) -> int:
@@ -352,15 +356,15 @@ class Dom0OpWire(Wire):
 
     # -- cpumaps: the ops' bitmap in the scratch buffer <-> the 64-bit cpumap_t -------------
     @staticmethod
-    def _span(buf: Buffer, cpumap: _Cpumap) -> Tuple[int, int]:
-        nbytes = (int(cpumap.nr_cpus) + 7) // 8
-        at = int(cpumap.bitmap) - buf.address
+    def _span(buf: Buffer, bitmap: int, nr_cpus: int) -> Tuple[int, int]:
+        nbytes = (nr_cpus + 7) // 8
+        at = bitmap - buf.address
         if nbytes and not 0 <= at <= len(buf.view) - nbytes:
             raise ValueError("cpumap bitmap outside the request buffer")
         return at, nbytes
 
-    def _map_in(self, buf: Buffer, cpumap: _Cpumap) -> int:
-        at, nbytes = self._span(buf, cpumap)
+    def _map_in(self, buf: Buffer, bitmap: int, nr_cpus: int) -> int:
+        at, nbytes = self._span(buf, bitmap, nr_cpus)
         bits = int.from_bytes(bytes(buf.view[at : at + nbytes]), "little")
         if bits >> 64:
             raise NotSupported(
@@ -371,12 +375,6 @@ class Dom0OpWire(Wire):
         return bits
 
     @staticmethod
-    def _map_out(buf: Buffer, cpumap: _Cpumap, bits: int) -> None:
-        at, nbytes = Dom0OpWire._span(buf, cpumap)
+    def _map_out(buf: Buffer, bitmap: int, nr_cpus: int, bits: int) -> None:
+        at, nbytes = Dom0OpWire._span(buf, bitmap, nr_cpus)
         buf.view[at : at + nbytes] = (bits & _M64).to_bytes(8, "little")[:nbytes].ljust(nbytes, b"\0")
-
-
-def _sizeof(cls: Any) -> int:
-    import ctypes
-
-    return ctypes.sizeof(cls)

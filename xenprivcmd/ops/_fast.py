@@ -26,9 +26,10 @@ import _operator as operator  # the C module: operator.py is more to load
 import errno as _errno
 import struct
 
+from .._hypercalls import error
 from .._layout import _code, fields, record_reader
 from .._privcmd import PrivcmdTransport, privcmd_hypercall
-from ..errors import DecodeError, NoSuchDomain, XenError, from_errno
+from ..errors import DecodeError, NoSuchDomain, XenError
 from ..types import DomainInfo, PhysInfo, SchedParams, VcpuInfo
 from . import domains as _dom
 from . import host as _host
@@ -67,7 +68,7 @@ def _failed(t: PrivcmdTransport, exc: OSError, req: privcmd_hypercall, hypercall
     try:
         return t.failed(exc, req)
     except OSError as final:
-        raise from_errno(final.errno or _errno.EIO, hypercall=hypercall, subop=subop, domid=domid) from None
+        raise error(final, hypercall=hypercall, subop=subop, domid=domid) from None
 
 
 def _closed(t: PrivcmdTransport) -> int:
@@ -143,7 +144,7 @@ def xen_version_plan(t: PrivcmdTransport) -> Callable[[], Tuple[int, int]]:
     try:
         v = ioctl(t.fd, request, lane.xenver, True)
     except OSError as exc:
-        v = failed(t, exc, lane.xenver, "xen_version", "version", None)
+        v = failed(t, exc, lane.xenver, "xen_version", "XENVER_version", None)
     except ValueError:
         v = closed(t)
     return v >> 16, v & 0xFFFF

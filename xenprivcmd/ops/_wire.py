@@ -14,8 +14,9 @@ import errno as _errno
 import struct
 from _operator import itemgetter
 
+from .._hypercalls import HYPERVISOR_domctl, HYPERVISOR_sysctl, issue
 from .._layout import has_field, record_reader
-from ..errors import DecodeError, NotSupported, ReadOnlyError, from_errno
+from ..errors import DecodeError, NotSupported
 from ..types import DOMINF_BITS, DomainInfo
 
 TYPE_CHECKING = False
@@ -23,11 +24,6 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Optional, Tuple
 
     from .._privcmd import Buffer, Transport
-
-HYPERVISOR_dom0_op = 7
-HYPERVISOR_multicall = 13
-HYPERVISOR_sysctl = 35
-HYPERVISOR_domctl = 36
 
 #: Largest domid a caller may name (DOMID_FIRST_RESERVED - 1).
 DOMID_MAX = 0x7FEF
@@ -90,50 +86,26 @@ def check_domid(domid: Any) -> int:
     return domid
 
 
-def issue(t: Transport, op: int, a0: int, a1: int = 0, *, hypercall: str, subop: Optional[str] = None,
-          domid: Optional[int] = None) -> int:
-    """Issue one hypercall; an OSError becomes the typed error naming what failed
-    (a read-only handle's refusal passes through as it is)."""
-    try:
-        return t.hypercall(op, a0, a1)
-    except ReadOnlyError:
-        raise
-    except OSError as exc:
-        raise from_errno(exc.errno or _errno.EIO, hypercall=hypercall, subop=subop, domid=domid) from None
-
-
 class Wire:
     """Request/reply plumbing for one variant (see module doc)."""
+
+    #: True for :class:`~xenprivcmd.ops._dom0op.Dom0OpWire`: every request goes through dom0_op.
+    dom0_op = False
 
     def __init__(self, variant: Any) -> None:
         self.variant = variant
         self.constants = variant.constants
-        structs = variant.structs
-        self.dom0_op = variant.domctl_interface_version is None
-        if self.dom0_op:
-            raise NotSupported(
-                _errno.ENOSYS,
-                f"Xen {variant.release} uses the dom0_op interface: use make_wire() (Dom0OpWire)",
-            )
-        self.domctl_cls = structs.lean("xen_domctl")  # sub-op members built on first use
-        self.sysctl_cls = structs.lean("xen_sysctl")
+        # sub-op members of the wrappers are built on first use (lean classes)
+        (self.domctl_cls, self.domctl_iv), (self.sysctl_cls, self.sysctl_iv) = self._wrappers(variant)
         self.domctl_size = ctypes.sizeof(self.domctl_cls)
         self.sysctl_size = ctypes.sizeof(self.sysctl_cls)
-        self.domctl_iv = variant.domctl_interface_version
-        self.sysctl_iv = variant.sysctl_interface_version
         self.domctl_u = self.domctl_cls.u.offset
         self.sysctl_u = self.sysctl_cls.u.offset
-        # The request headers are written with one pack_into; their layout
-        # (cmd, interface_version[, domain]) is the same in every release.
-        where = [(getattr(self.domctl_cls, f).offset) for f in ("cmd", "interface_version", "domain")]
-        where += [(getattr(self.sysctl_cls, f).offset) for f in ("cmd", "interface_version")]
-        if where != [0, 4, 8, 0, 4]:
-            raise ValueError(f"unexpected domctl/sysctl header layout {where} in {variant.release}")
         self._domctl_zeros = bytes(self.domctl_size)
         self._sysctl_zeros = bytes(self.sysctl_size)
         self._domctl_cmds: Dict[str, int] = {}
         self._sysctl_cmds: Dict[str, int] = {}
-        info = structs["xen_domctl_getdomaininfo"]
+        info = variant.structs["xen_domctl_getdomaininfo"]
         self.info_size = ctypes.sizeof(info)
         self.info_reader, index = record_reader(info, DOMAININFO_FIELDS)
         # Fast path: every field present, in DomainInfo's order -> a record
@@ -142,6 +114,22 @@ class Wire:
         self.info_fast = index == list(range(len(DOMAININFO_FIELDS))) and self.flags.identity
         self.info_index = index
         self.info_next_domain = variant.xen < (4, 18)
+
+    def _wrappers(self, variant: Any) -> Tuple[Tuple[Any, int], Tuple[Any, int]]:
+        """((domctl wrapper class, interface version), (the same for sysctl))."""
+        if variant.domctl_interface_version is None:
+            raise NotSupported(
+                _errno.ENOSYS,
+                f"Xen {variant.release} uses the dom0_op interface: use make_wire() (Dom0OpWire)",
+            )
+        domctl, sysctl = variant.structs.lean("xen_domctl"), variant.structs.lean("xen_sysctl")
+        # The request headers are written with one pack_into; their layout
+        # (cmd, interface_version[, domain]) is the same in every release.
+        where = [(getattr(domctl, f).offset) for f in ("cmd", "interface_version", "domain")]
+        where += [(getattr(sysctl, f).offset) for f in ("cmd", "interface_version")]
+        if where != [0, 4, 8, 0, 4]:
+            raise ValueError(f"unexpected domctl/sysctl header layout {where} in {variant.release}")
+        return (domctl, variant.domctl_interface_version), (sysctl, variant.sysctl_interface_version)
 
     # -- constants ---------------------------------------------------------------
     def const(self, name: str, what: str) -> int:
@@ -172,7 +160,7 @@ class Wire:
         return buf, buf.at(self.domctl_cls)
 
     def issue_domctl(self, t: Transport, buf: Buffer, subop: str, domid: Optional[int]) -> int:
-        return issue(t, HYPERVISOR_domctl, buf.address, hypercall="domctl", subop=subop, domid=domid)
+        return issue(t, HYPERVISOR_domctl, buf.address, subop=subop, domid=domid)
 
     def simple_domctl(self, t: Transport, subop: str, domid: int, fill: Optional[Callable[[Any], None]] = None) -> Any:
         buf, req = self.domctl(t, subop, domid)
@@ -193,7 +181,7 @@ class Wire:
         return buf, buf.at(self.sysctl_cls)
 
     def issue_sysctl(self, t: Transport, buf: Buffer, subop: str) -> int:
-        return issue(t, HYPERVISOR_sysctl, buf.address, hypercall="sysctl", subop=subop)
+        return issue(t, HYPERVISOR_sysctl, buf.address, subop=subop)
 
     # -- getdomaininfo records -------------------------------------------------------
     def info_from(self, view: memoryview, offset: int) -> DomainInfo:
@@ -216,16 +204,6 @@ class Wire:
         if self.info_fast:
             return [_new_info(DomainInfo, rec + _NO_NAME) for rec in records]
         return [self._info_slow(rec) for rec in records]
-
-
-def make_wire(variant: Any) -> Wire:
-    """The plumbing for ``variant``: :class:`Wire` (domctl/sysctl), or
-    :class:`~xenprivcmd.ops._dom0op.Dom0OpWire` for the dom0_op era (3.0.0-3.0.2)."""
-    if variant.domctl_interface_version is None:
-        from ._dom0op import Dom0OpWire
-
-        return Dom0OpWire(variant)
-    return Wire(variant)
 
 
 get_domid = itemgetter(0)

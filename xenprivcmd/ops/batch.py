@@ -26,11 +26,12 @@ from __future__ import annotations
 import errno as _errno
 import struct
 
+from .._hypercalls import HYPERVISOR_domctl, HYPERVISOR_multicall
 from .._layout import fields, record_reader
 from ..errors import DecodeError, NoSuchDomain, XenError, from_errno
 from ..types import DomainInfo, VcpuAffinity, VcpuInfo, VcpuListEntry
 from . import domains as _dom
-from ._wire import HYPERVISOR_domctl, HYPERVISOR_multicall, Wire, check_domid
+from ._wire import Wire, check_domid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 
+from .._hypercalls import HYPERVISOR_memory_op, XENMEM_get_sharing_freed_pages, XENMEM_get_sharing_shared_pages
 from .._privcmd import Transport
 from ..errors import HypercallError, NotSupported
 from ..types import CpuPool
@@ -29,10 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["cpupools", "free_cpus", "sharing_pages", "HYPERVISOR_memory_op", "XENMEM_get_sharing_freed_pages",
            "XENMEM_get_sharing_shared_pages"]
-
-HYPERVISOR_memory_op = 12
-XENMEM_get_sharing_freed_pages = 18
-XENMEM_get_sharing_shared_pages = 19
 
 #: Most pools listed (Xen has no fixed limit; far beyond any real host).
 MAX_POOLS = 4096

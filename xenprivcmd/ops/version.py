@@ -1,9 +1,10 @@
 """``HYPERVISOR_xen_version``: who the hypervisor is.
 
-The ``XENVER_*`` sub-op numbers and payload sizes are a stable ABI (unchanged
-since Xen 3.0; the ``*2`` sub-ops were added in Xen 4.20 by "xen/version:
-Introduce non-truncating deterministically-signed XENVER_* subops").  The
-tests check these numbers against the generated constants of every release.
+The ``XENVER_*`` sub-op numbers (:mod:`xenprivcmd._hypercalls`) and payload
+sizes are a stable ABI (unchanged since Xen 3.0; the ``*2`` sub-ops were added
+in Xen 4.20 by "xen/version: Introduce non-truncating deterministically-signed
+XENVER_* subops").  The tests check these numbers against the generated
+constants of every release.
 """
 
 from __future__ import annotations
@@ -11,9 +12,27 @@ from __future__ import annotations
 import errno as _errno
 import struct
 
+from .._hypercalls import (
+    XENVER_NAMES,
+    HYPERVISOR_xen_version,
+    XENVER_build_id,
+    XENVER_capabilities,
+    XENVER_capabilities2,
+    XENVER_changeset,
+    XENVER_changeset2,
+    XENVER_commandline,
+    XENVER_commandline2,
+    XENVER_compile_info,
+    XENVER_extraversion,
+    XENVER_extraversion2,
+    XENVER_get_features,
+    XENVER_pagesize,
+    XENVER_platform_parameters,
+    XENVER_version,
+    issue,
+)
 from ..errors import DecodeError, HypercallError
 from ..types import VersionInfo
-from ._wire import issue
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,25 +40,8 @@ if TYPE_CHECKING:
 
     from .._privcmd import Buffer, Transport
 
-HYPERVISOR_xen_version = 17
-
-XENVER_version = 0
-XENVER_extraversion = 1
-XENVER_compile_info = 2
-XENVER_capabilities = 3
-XENVER_changeset = 4
-XENVER_platform_parameters = 5
-XENVER_get_features = 6
-XENVER_pagesize = 7
-XENVER_guest_handle = 8
-XENVER_commandline = 9
-XENVER_build_id = 10
-XENVER_extraversion2 = 11
-XENVER_capabilities2 = 12
-XENVER_changeset2 = 13
-XENVER_commandline2 = 14
-
-SUBOP_NAMES = {v: k for k, v in globals().items() if k.startswith("XENVER_")}
+#: sub-op number -> its macro name (``XENVER_compile_info``), as errors name it.
+SUBOP_NAMES = {n: "XENVER_" + name for n, name in XENVER_NAMES.items()}
 
 # Fixed-size payloads of the original sub-ops (version.h).
 XEN_EXTRAVERSION_LEN = 16
@@ -59,8 +61,7 @@ _feature_info = struct.Struct("=II")
 
 def call(t: Transport, subop: int, address: int = 0) -> int:
     """Issue one ``xen_version`` sub-op; typed error on failure."""
-    return issue(t, HYPERVISOR_xen_version, subop, address, hypercall="xen_version",
-                 subop=SUBOP_NAMES.get(subop, str(subop)))
+    return issue(t, HYPERVISOR_xen_version, subop, address, subop=SUBOP_NAMES.get(subop, str(subop)))
 
 
 def version(t: Transport) -> Tuple[int, int]:

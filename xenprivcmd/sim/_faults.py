@@ -5,8 +5,7 @@ from __future__ import annotations
 import errno as _errno
 from typing import List, Optional, Union
 
-HYPERCALLS = {"dom0_op": 7, "xen_version": 17, "sysctl": 35, "domctl": 36}
-HYPERCALL_NAMES = {v: k for k, v in HYPERCALLS.items()}
+from .._hypercalls import HYPERCALL_NAMES, HYPERCALLS
 
 #: What a garbled reply can be (see the package doc).
 GARBLES = {

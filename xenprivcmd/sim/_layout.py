@@ -18,7 +18,6 @@ from ..structs import layout_data
 
 _SPEC = re.compile(r"^([a-z]\d*|c|h|p|#\d+)((?:\[\d+\])*)$")
 _DIM = re.compile(r"\[(\d+)\]")
-_CMD_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # command names are lower case (XEN_DOMCTL_getdomaininfo)
 
 # spec code -> (struct code, size); guest handles are 8 bytes on every 64-bit target
 _CODES: Dict[str, Tuple[str, int]] = {
@@ -216,11 +215,3 @@ class Tables:
     def const(self, name: str, default: Optional[int] = None) -> Optional[int]:
         v = self.consts.get(name)
         return default if v is None else int(v)
-
-    def names(self, prefix: str) -> Dict[int, str]:
-        """value -> name (without ``prefix``) for the constants ``prefix*``."""
-        out: Dict[int, str] = {}
-        for k, v in sorted(self.consts.items()):
-            if k.startswith(prefix) and _CMD_NAME.match(k[len(prefix):]):
-                out.setdefault(int(v), k[len(prefix):])
-        return out

@@ -7,12 +7,12 @@ import errno as E
 import struct
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
+from .. import _hypercalls as hc
 from .._privcmd import MemoryTransport
-from ._faults import HYPERCALL_NAMES, Fault, Faults
+from ._faults import Fault, Faults
 from ._host import CPUMAP_RUNANYWHERE, DOM0_OP_MAX_VIRT_CPUS, DOMID_FIRST_RESERVED, MAX_VIRT_CPUS, Domain, Host
 from ._layout import Layout
 
-DOM0_OP, MULTICALL, XEN_VERSION, SYSCTL, DOMCTL = 7, 13, 17, 35, 36
 DOMID_SELF = 0x7FF0
 M64 = (1 << 64) - 1
 XEN_HYPERVISOR_VIRT_START = 0xFFFF800000000000
@@ -25,10 +25,6 @@ _s64 = struct.Struct("<q")
 _mc_entry = struct.Struct("<Qq6Q")
 _cputopo = struct.Struct("<III")
 _meminfo = struct.Struct("<QQ")
-
-XENVER_NAMES = {0: "version", 1: "extraversion", 2: "compile_info", 3: "capabilities", 4: "changeset",
-                5: "platform_parameters", 6: "get_features", 7: "pagesize", 8: "guest_handle", 9: "commandline",
-                10: "build_id", 11: "extraversion2", 12: "capabilities2", 13: "changeset2", 14: "commandline2"}
 
 Handler = Callable[[bytearray, Optional[Domain]], bool]
 
@@ -78,8 +74,9 @@ class SimTransport(MemoryTransport):
         t = host.tables
         self.tables = t
         self.dom0_op_era = host.variant.domctl_interface_version is None
-        self._domctl_names = t.names("XEN_DOMCTL_")
-        self._sysctl_names = t.names("XEN_SYSCTL_")
+        # number -> name of every command of the release (the log's and the faults' sub-op names)
+        self._domctl_names = hc.command_names(host.variant, "domctl")
+        self._sysctl_names = hc.command_names(host.variant, "sysctl")
         if not self.dom0_op_era:
             self.domctl = t.layout("xen_domctl")
             self.sysctl = t.layout("xen_sysctl")
@@ -103,9 +100,6 @@ class SimTransport(MemoryTransport):
             cmd = t.const("XEN_SYSCTL_" + name)
             if cmd is not None and not self.dom0_op_era:
                 self._sysctl[cmd] = (name, s)
-        # the simulated commands name their numbers first (constants of other families may share them)
-        self._domctl_names.update({cmd: name for cmd, (name, _h) in self._domctl.items()})
-        self._sysctl_names.update({cmd: name for cmd, (name, _s) in self._sysctl.items()})
         self._modern_affinity = not self.dom0_op_era and "u.vcpuaffinity.cpumap_hard.bitmap" in self.domctl
         self._pause_count = host.xen >= (4, 5)
         self._destroy_eagain = host.xen < (4, 6)
@@ -113,14 +107,10 @@ class SimTransport(MemoryTransport):
         self._create_max_vcpus = not self.dom0_op_era and "u.createdomain.max_vcpus" in self.domctl
         # The dom0_op era (3.0.0-3.0.2): hypercall 7, struct dom0_op, DOM0_<MEMBER> commands.
         self._dom0: Dict[int, Tuple[str, Callable[[bytearray], bool]]] = {}
-        self._dom0_names: Dict[int, str] = {}
+        self._dom0_names = hc.command_names(host.variant, "dom0_op")  # named as the union's members
         if self.dom0_op_era:
             self.dom0op = lay = t.layout("dom0_op")
             self.info_size = host.packer.size
-            for k, v in sorted(t.consts.items()):
-                member = k[len("DOM0_"):].lower()
-                if k.startswith("DOM0_") and lay.has_prefix("u." + member):
-                    self._dom0_names.setdefault(int(v), member)
             for name, h0 in (("getdomaininfo", self._d0_getdomaininfo), ("getdomaininfolist", self._d0_getdomaininfolist),
                              ("pausedomain", self._d0_pause), ("unpausedomain", self._d0_unpause),
                              ("destroydomain", self._d0_destroy), ("createdomain", self._d0_createdomain),
@@ -153,7 +143,7 @@ class SimTransport(MemoryTransport):
 
     # -- dispatch ----------------------------------------------------------------------
     def handle(self, op: int, args: Tuple[int, int, int, int, int]) -> int:
-        if op == MULTICALL:
+        if op == hc.HYPERVISOR_multicall:
             return self._multicall(args[0], args[1])
         host = self.host
         host.clock.tick()
@@ -161,19 +151,19 @@ class SimTransport(MemoryTransport):
         fault: Optional[Fault] = None
         if self.faults.rules:
             fault = self.faults.match(self.calls, op, subop, subop_num)
-        opname = HYPERCALL_NAMES.get(op, str(op))
+        opname = hc.HYPERCALL_NAMES.get(op, str(op))
         if fault is not None and fault.errno is not None:
             self.log.append((opname, subop, -fault.errno))
             raise OSError(fault.errno, f"sim: injected {E.errorcode.get(fault.errno, fault.errno)}")
         self._garble = fault.garble if fault is not None else None
         try:
-            if op == XEN_VERSION:
+            if op == hc.HYPERVISOR_xen_version:
                 rc = self._xen_version(args[0], args[1])
-            elif op == DOM0_OP and self.dom0_op_era:
+            elif op == hc.HYPERVISOR_dom0_op and self.dom0_op_era:
                 rc = self._do_dom0_op(args[0])
-            elif op == DOMCTL and not self.dom0_op_era:
+            elif op == hc.HYPERVISOR_domctl and not self.dom0_op_era:
                 rc = self._do_domctl(args[0])
-            elif op == SYSCTL and not self.dom0_op_era:
+            elif op == hc.HYPERVISOR_sysctl and not self.dom0_op_era:
                 rc = self._do_sysctl(args[0])
             else:
                 raise OSError(E.ENOSYS, f"sim: hypercall {op} not implemented")
@@ -205,7 +195,7 @@ class SimTransport(MemoryTransport):
                 entry = _mc_entry.unpack(self.read(at, _mc_entry.size))
                 op, args = entry[0], entry[2:7]
                 try:
-                    rc = -E.EINVAL if op == MULTICALL else self.handle(op, args)  # type: ignore[arg-type]
+                    rc = -E.EINVAL if op == hc.HYPERVISOR_multicall else self.handle(op, args)  # type: ignore[arg-type]
                 except OSError as exc:
                     rc = -(exc.errno or E.EIO)
                 if self.debug_multicall:
@@ -217,14 +207,14 @@ class SimTransport(MemoryTransport):
         return 0
 
     def _subop_of(self, op: int, args: Tuple[int, ...]) -> Tuple[Union[int, str, None], Optional[int]]:
-        if op == XEN_VERSION:
-            return XENVER_NAMES.get(args[0], args[0]), args[0]
-        if op == DOM0_OP and self.dom0_op_era and args[0]:
+        if op == hc.HYPERVISOR_xen_version:
+            return hc.XENVER_NAMES.get(args[0], args[0]), args[0]
+        if op == hc.HYPERVISOR_dom0_op and self.dom0_op_era and args[0]:
             cmd = _u32.unpack(self.read(args[0], 4))[0]
             return self._dom0_names.get(cmd, cmd), cmd
-        if op in (DOMCTL, SYSCTL) and args[0]:
+        if op in (hc.HYPERVISOR_domctl, hc.HYPERVISOR_sysctl) and args[0]:
             cmd = _u32.unpack(self.read(args[0], 4))[0]
-            names = self._domctl_names if op == DOMCTL else self._sysctl_names
+            names = self._domctl_names if op == hc.HYPERVISOR_domctl else self._sysctl_names
             return names.get(cmd, cmd), cmd
         return None, None
 
@@ -236,19 +226,19 @@ class SimTransport(MemoryTransport):
     def _xen_version(self, sub: int, arg: int) -> int:
         host = self.host
         c = self.tables.consts
-        if sub == 0:
+        if sub == hc.XENVER_version:
             return (host.xen[0] << 16) | host.xen[1]
-        if sub == 7:
+        if sub == hc.XENVER_pagesize:
             return 4096
         fixed: Dict[int, Tuple[List[Tuple[str, int]]]] = {
-            1: ([(host.extraversion, 16)],),
-            2: ([("gcc (Debian 12.2.0-14) 12.2.0", 64), ("builder", 16), ("sim.xenprivcmd", 32),
-                 ("Thu Jan  1 00:00:00 UTC 2026", 32)],),
-            3: ([(self._caps(), 1024)],),
-            4: ([(host.changeset, 64)],),
-            9: ([(host.commandline, 1024)],),
+            hc.XENVER_extraversion: ([(host.extraversion, 16)],),
+            hc.XENVER_compile_info: ([("gcc (Debian 12.2.0-14) 12.2.0", 64), ("builder", 16), ("sim.xenprivcmd", 32),
+                                      ("Thu Jan  1 00:00:00 UTC 2026", 32)],),
+            hc.XENVER_capabilities: ([(self._caps(), 1024)],),
+            hc.XENVER_changeset: ([(host.changeset, 64)],),
+            hc.XENVER_commandline: ([(host.commandline, 1024)],),
         }
-        if sub == 9 and "XENVER_commandline" not in c:
+        if sub == hc.XENVER_commandline and "XENVER_commandline" not in c:
             raise self._fail(E.ENOSYS)
         if sub in fixed:
             if not arg:
@@ -264,12 +254,12 @@ class SimTransport(MemoryTransport):
                 out = bytearray(len(out))
             self.write(arg, bytes(out))
             return 0
-        if sub == 5:
+        if sub == hc.XENVER_platform_parameters:
             if not arg:
                 raise self._fail(E.EFAULT)
             self.write(arg, _u64.pack(XEN_HYPERVISOR_VIRT_START))
             return 0
-        if sub == 6:
+        if sub == hc.XENVER_get_features:
             if not arg:
                 raise self._fail(E.EFAULT)
             idx = _u32.unpack(self.read(arg, 4))[0]
@@ -278,17 +268,18 @@ class SimTransport(MemoryTransport):
             # writable_page_tables | writable_descriptor_tables | auto_translated_physmap? no: PV dom0 bits
             self.write(arg + 4, _u32.pack(0x2F))
             return 0
-        if sub == 8:
+        if sub == hc.XENVER_guest_handle:
             if not arg:
                 raise self._fail(E.EFAULT)
             self.write(arg, host.domains[0].handle if 0 in host.domains else bytes(16))
             return 0
-        if sub == 10:
+        if sub == hc.XENVER_build_id:
             if "XENVER_build_id" not in c:
                 raise self._fail(E.ENOSYS)
             return self._varbuf(arg, host.build_id, build_id=True)
-        varbufs = {11: host.extraversion, 12: self._caps(), 13: host.changeset, 14: host.commandline}
-        if sub in varbufs and ("XENVER_" + XENVER_NAMES[sub]) in c:
+        varbufs = {hc.XENVER_extraversion2: host.extraversion, hc.XENVER_capabilities2: self._caps(),
+                   hc.XENVER_changeset2: host.changeset, hc.XENVER_commandline2: host.commandline}
+        if sub in varbufs and ("XENVER_" + hc.XENVER_NAMES[sub]) in c:
             return self._varbuf(arg, varbufs[sub].encode(), build_id=False)
         raise self._fail(E.ENOSYS, f"XENVER sub-op {sub} not in Xen {host.release}")
 
