@@ -327,6 +327,44 @@ def test_only_the_privcmd_module_imports_fcntl_or_mmap():
     assert users == {"xenprivcmd._privcmd"}
 
 
+#: ctypes' ways to read or write memory by address.
+RAW_MEMORY = frozenset({"string_at", "memset", "memmove", "from_address", "wstring_at"})
+
+
+def raw_memory_uses(root: str = ROOT) -> Dict[str, List[int]]:
+    """Module -> lines that use one of :data:`RAW_MEMORY` (as an attribute or a name)."""
+    out: Dict[str, List[int]] = {}
+    for name, path in modules(root).items():
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+        lines = [n.lineno for n in ast.walk(tree)
+                 if (isinstance(n, ast.Attribute) and n.attr in RAW_MEMORY)
+                 or (isinstance(n, ast.Name) and n.id in RAW_MEMORY)]
+        if lines:
+            out[name] = lines
+    return out
+
+
+def test_raw_memory_only_in_the_os_module_and_the_struct_builder():
+    """Memory by address is _privcmd's (its Buffer, peek, struct_at); the struct builder copies
+    ctypes objects into lazy unions.  Everything else goes through them (issue 13)."""
+    uses = raw_memory_uses()
+    assert set(uses) == {"xenprivcmd._privcmd", "xenprivcmd.structs"}, uses
+
+
+def test_the_raw_memory_scan_sees_a_use():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        os.makedirs(os.path.join(d, PACKAGE, "ops"))
+        for rel, text in (("__init__.py", ""), ("ops/__init__.py", ""),
+                          ("ops/bad.py", "import ctypes\nx = ctypes.string_at(1, 2)\n")):
+            with open(os.path.join(d, PACKAGE, rel), "w", encoding="utf-8") as f:
+                f.write(text)
+        found = raw_memory_uses(d)
+        assert found == {"xenprivcmd.ops.bad": [2]}
+
+
 def test_the_catalogue_names_the_module_of_every_command():
     from xenprivcmd.shell.commands import ALIASES, COMMANDS
     from xenprivcmd.shell.registry import HOMES

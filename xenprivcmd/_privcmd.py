@@ -53,6 +53,8 @@ __all__ = [
     "Transport",
     "PrivcmdTransport",
     "open_privcmd",
+    "peek",
+    "struct_at",
 ]
 
 PAGE_SIZE = mmap.PAGESIZE
@@ -173,6 +175,22 @@ class Buffer:
 
     def __repr__(self) -> str:
         return f"<Buffer {self.kind} {self.size} bytes at {self.address:#x}>"
+
+
+def peek(address: int, size: int) -> bytes:
+    """A copy of ``size`` bytes at ``address``: what a request points to, for tracing and
+    recordings (the caller checks that it lies in memory it owns, e.g. a hypercall buffer)."""
+    if address <= 0 or size < 0:
+        raise ValueError(f"cannot read {size} bytes at {address:#x}")
+    return ctypes.string_at(address, size)
+
+
+def struct_at(cls: Type[_C], address: int) -> _C:
+    """A ctypes ``cls`` over the memory at ``address``, in place (a request a wrapper decodes
+    and may adjust before it is issued; the caller checks the address is one it was handed)."""
+    if address <= 0:
+        raise ValueError(f"no {cls.__name__} at {address:#x}")
+    return cls.from_address(address)  # type: ignore[attr-defined, no-any-return]
 
 
 def _munmap(address: int, size: int) -> None:

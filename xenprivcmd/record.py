@@ -53,7 +53,6 @@ sidecar of its decoded results; ``check RECFILE`` replays one against it.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import datetime
 import errno as _errno
 import json
@@ -527,7 +526,7 @@ class RecordingTransport(Transport):
         if buf is not None and not (buf.alive and any(buf.address <= a < buf.address + buf.size for a in raw)):
             buf = None
         with self._io:
-            before = ctypes.string_at(buf.address, buf.size) if buf is not None else b""
+            before = bytes(buf.view) if buf is not None else b""
             self.calls += 1
             result: Optional[int] = None
             err: Optional[int] = None
@@ -538,7 +537,7 @@ class RecordingTransport(Transport):
                 exc = e
                 err = e.errno or _errno.EIO
             if buf is not None:
-                after = ctypes.string_at(buf.address, buf.size)
+                after = bytes(buf.view)
                 n = max(len(before.rstrip(b"\0")), len(after.rstrip(b"\0")))
                 n = min(buf.size, (n + ROW - 1) // ROW * ROW)
                 base: Optional[int] = buf.address
@@ -672,7 +671,7 @@ class ReplayTransport(MemoryTransport):
 
     def _handle(self, op: int, args: Tuple[int, int, int, int, int]) -> int:
         buf = self._live_buffer(args)
-        live_req = ctypes.string_at(buf.address, buf.size) if buf is not None else None
+        live_req = bytes(buf.view) if buf is not None else None
         live_label = describe(op, args, live_req, buf.address if buf is not None else None)
         if self.position >= len(self.records):
             raise self._fail(f"the recording has {len(self.records)} records; call {self.position + 1} "

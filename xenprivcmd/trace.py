@@ -58,7 +58,7 @@ from ._hypercalls import (
     XENMEM_get_sharing_shared_pages,
     command_name,
 )
-from ._privcmd import PAGE_SIZE, Buffer, Transport
+from ._privcmd import PAGE_SIZE, Buffer, Transport, peek, struct_at
 from .errors import ReadOnlyError
 
 __all__ = [
@@ -79,6 +79,8 @@ __all__ = [
 
 #: multicall_entry {u64 op; s64 result; u64 args[6]} (x86_64 and arm64).
 _MC_ENTRY = struct.Struct("<Qq6Q")
+#: The domctl/sysctl header every request starts with: {uint32_t cmd; uint32_t interface_version}.
+_HEAD = struct.Struct("<II")
 #: Entries a wrapper reads of one multicall (more is refused as malformed).
 _MC_MAX = 1 << 16
 
@@ -250,8 +252,7 @@ class Decoder:
         if op not in COMMAND_FAMILIES or not args[0]:
             return Decoded(name, None, None, {"args": [hex(a) for a in args]}), None, None
         addr = args[0]
-        head = (ctypes.c_uint32 * 2).from_address(addr)
-        cmd, iv = int(head[0]), int(head[1])
+        cmd, iv = _HEAD.unpack(peek(addr, _HEAD.size))
         subop = command_name(op, cmd, iv) or f"cmd{cmd}"
         if op == HYPERVISOR_dom0_op:  # named only: the payload is not decoded
             return Decoded(name, subop, None, {}), None, None
@@ -259,7 +260,7 @@ class Decoder:
         if variant is None:
             return Decoded(name, subop, None, {"interface_version": hex(iv)}), None, None
         wrapper = variant.structs["xen_domctl" if op == HYPERVISOR_domctl else "xen_sysctl"]
-        req = wrapper.from_address(addr)
+        req = struct_at(wrapper, addr)
         domid = int(req.domain) if op == HYPERVISOR_domctl else None
         return Decoded(name, subop, domid, {}), req, variant
 
@@ -330,7 +331,7 @@ def _read_bitmap(address: int, nr_bits: int) -> str:
     if not address or not 0 < nr_bits <= _MAX_BITMAP_BITS:
         return "none" if not address else f"<{nr_bits} bits>"
     n = (nr_bits + 7) // 8
-    bits = int.from_bytes(ctypes.string_at(address, n), "little")
+    bits = int.from_bytes(peek(address, n), "little")
     return format_cpulist(c for c in range(nr_bits) if bits >> c & 1) or "none"
 
 
@@ -513,7 +514,7 @@ def is_read_only(decoder: Decoder, op: int, args: Tuple[int, ...]) -> Tuple[bool
 
 def multicall_entries(address: int, count: int) -> List[Tuple[int, Tuple[int, ...], int]]:
     """(op, args[0..4], result) of each entry of a multicall list in memory."""
-    raw = ctypes.string_at(address, count * _MC_ENTRY.size)
+    raw = peek(address, count * _MC_ENTRY.size)
     return [(e[0], e[2:7], e[1]) for e in _MC_ENTRY.iter_unpack(raw)]
 
 

@@ -13,7 +13,6 @@ memory sharing answers an error, counted as 0 as ``xl info`` shows it.
 
 from __future__ import annotations
 
-import ctypes
 import errno as _errno
 
 from .._hypercalls import HYPERVISOR_memory_op, XENMEM_get_sharing_freed_pages, XENMEM_get_sharing_shared_pages
@@ -39,7 +38,7 @@ def _pool_op(w: Wire, t: Transport, op_name: str, pool_id: int, nr_cpus: int) ->
     """One cpupool_op with its cpumap in the payload area; returns (reply, cpus)."""
     nbytes = _cpumap_bytes(nr_cpus)
     buf, req = w.sysctl(t, "cpupool_op", payload=nbytes + 8)
-    ctypes.memset(buf.address + PAYLOAD_OFFSET, 0, nbytes + 8)
+    buf.clear(nbytes + 8, PAYLOAD_OFFSET)
     c = req.u.cpupool_op
     c.op = w.const("XEN_SYSCTL_CPUPOOL_OP_" + op_name, "cpupools")
     c.cpupool_id = pool_id
