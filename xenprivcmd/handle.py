@@ -368,16 +368,13 @@ class Handle:
         """
         self._check_writable("set_max_mem")
         domid = self._domid(dom)
-        _dom._check_int(kib, "memory (KiB)", 0, _dom.MAX_MEM_KIB)
-        if not force:
-            self._refuse_below_use(domid, kib)
-        _dom.set_max_mem(self.wire, self.transport, domid, kib)
+        _dom.set_max_mem(self.wire, self.transport, domid, kib, used=None if force else self._used_kib)
 
-    def _refuse_below_use(self, domid: int, kib: int) -> None:
-        used = self.domain_info(domid).memory_kib
-        if kib < used:
-            raise ValueError(f"a limit of {kib} KiB is below the {used} KiB domain {domid} uses now"
-                             " (force=True to set it anyway)")
+    def _used_kib(self, domid: int) -> int:
+        return self.domain_info(domid).memory_kib
+
+    def _refuse_below_use(self, domid: int, kib: int) -> None:  # the set_max_mem plan's (ops/_fast.py)
+        _dom.refuse_below_use(domid, kib, self._used_kib(domid))
 
     def set_max_vcpus(self, dom: DomainRef, n: int) -> None:
         """``XEN_DOMCTL_max_vcpus``: allocate the domain's vcpus (from Xen 4.12
@@ -484,10 +481,7 @@ class Handle:
 
     def vcpu_affinity(self, dom: DomainRef, vcpu: int) -> VcpuAffinity:
         """Hard (and soft, Xen >= 4.5) affinity of one vcpu."""
-        domid = self._domid(dom)
-        check_domid(domid)
-        _dom._check_int(vcpu, "vcpu", 0, _dom.MAX_VCPUS - 1)
-        return _dom.get_vcpu_affinity(self.wire, self.transport, domid, vcpu, self.nr_cpus())
+        return _dom.get_vcpu_affinity(self.wire, self.transport, self._domid(dom), vcpu, self.nr_cpus)
 
     def set_vcpu_affinity(self, dom: DomainRef, vcpu: int, hard: Optional[Iterable[int]] = None,
                           soft: Optional[Iterable[int]] = None) -> VcpuAffinity:
@@ -498,19 +492,11 @@ class Handle:
         VcpuAffinity(vcpu=0, hard=frozenset({0, 1}), soft=frozenset({0, 1, 2, 3}))
         """
         self._check_writable("set_vcpu_affinity")
-        domid = self._domid(dom)
-        check_domid(domid)
-        _dom._check_int(vcpu, "vcpu", 0, _dom.MAX_VCPUS - 1)
-        if hard is None and soft is None:
-            raise ValueError("give a hard or a soft cpu map (or both)")
-        return _dom.set_vcpu_affinity(self.wire, self.transport, domid, vcpu, self.nr_cpus(), hard, soft)
+        return _dom.set_vcpu_affinity(self.wire, self.transport, self._domid(dom), vcpu, self.nr_cpus, hard, soft)
 
     def sched_params(self, dom: DomainRef) -> SchedParams:
         """Weight and cap of a domain under the host's scheduler (credit, credit2)."""
-        domid = self._domid(dom)
-        check_domid(domid)
-        sid, name = self.sched_id()
-        return _dom.sched_params(self.wire, self.transport, domid, sid, name)
+        return _dom.sched_params(self.wire, self.transport, self._domid(dom), self.sched_id)
 
     def set_sched_params(self, dom: DomainRef, weight: Optional[int] = None, cap: Optional[int] = None) -> SchedParams:
         """Set weight (1..65535) and/or cap (0..65534, 0 = none); returns the new values.
@@ -524,10 +510,7 @@ class Handle:
         ValueError: weight 0 is out of range 1..65535
         """
         self._check_writable("set_sched_params")
-        domid = self._domid(dom)
-        _dom.check_sched_args(domid, weight, cap)
-        sid, name = self.sched_id()
-        return _dom.set_sched_params(self.wire, self.transport, domid, sid, name, weight, cap)
+        return _dom.set_sched_params(self.wire, self.transport, self._domid(dom), self.sched_id, weight, cap)
 
     def create_domain(self, max_vcpus: int = 1, handle: Optional[UUID] = None) -> int:
         """Create an empty, paused PV domain (no kernel); returns its domid."""

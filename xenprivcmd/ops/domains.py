@@ -17,7 +17,7 @@ from ._wire import DOMID_FIRST_RESERVED, PAYLOAD_OFFSET, check_domid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, FrozenSet, Iterable, List, Optional, Sequence, Tuple
+    from typing import Any, Callable, FrozenSet, Iterable, List, Optional, Sequence, Tuple
     from uuid import UUID
 
     from .._privcmd import Transport
@@ -156,14 +156,26 @@ def destroy(w: Wire, t: Transport, domid: int, timeout: float = DESTROY_RETRY_SE
             delay = min(delay * 2, 0.1)
 
 
-def set_max_mem(w: Wire, t: Transport, domid: int, kib: int) -> None:
+def set_max_mem(w: Wire, t: Transport, domid: int, kib: int,
+                used: Optional[Callable[[int], int]] = None) -> None:
+    """The hard memory limit.  With ``used`` (domid -> KiB in use now, asked once the
+    arguments are good) a limit below that use is refused (:func:`refuse_below_use`)."""
     check_domid(domid)
     _check_int(kib, "memory (KiB)", 0, MAX_MEM_KIB)
+    if used is not None:
+        refuse_below_use(domid, kib, used(domid))
 
     def fill(u: Any) -> None:
         u.max_mem.max_memkb = kib
 
     w.simple_domctl(t, "max_mem", domid, fill)
+
+
+def refuse_below_use(domid: int, kib: int, used_kib: int) -> None:
+    """``ValueError`` for a memory limit below what the domain uses now."""
+    if kib < used_kib:
+        raise ValueError(f"a limit of {kib} KiB is below the {used_kib} KiB domain {domid} uses now"
+                         " (force=True to set it anyway)")
 
 
 def set_max_vcpus(w: Wire, t: Transport, domid: int, n: int) -> None:
@@ -220,25 +232,29 @@ def _check_cpus(cpus: Iterable[int], nr_cpus: int) -> FrozenSet[int]:
     return frozenset(out)
 
 
-def get_vcpu_affinity(w: Wire, t: Transport, domid: int, vcpu: int, nr_cpus: int) -> VcpuAffinity:
+def get_vcpu_affinity(w: Wire, t: Transport, domid: int, vcpu: int, nr_cpus: Callable[[], int]) -> VcpuAffinity:
+    """One vcpu's affinity; ``nr_cpus`` is asked (a hypercall, or the handle's cache) only
+    once the arguments are known to be good."""
     check_domid(domid)
     _check_int(vcpu, "vcpu", 0, MAX_VCPUS - 1)
     info = domain_info(w, t, domid)
     _check_vcpu(info, vcpu)
-    return _affinity(w, t, domid, vcpu, nr_cpus, None, None)
+    return _affinity(w, t, domid, vcpu, nr_cpus(), None, None)
 
 
 def set_vcpu_affinity(
-    w: Wire, t: Transport, domid: int, vcpu: int, nr_cpus: int,
+    w: Wire, t: Transport, domid: int, vcpu: int, nr_cpus_of: Callable[[], int],
     hard: Optional[Iterable[int]] = None, soft: Optional[Iterable[int]] = None,
 ) -> VcpuAffinity:
-    """Set hard and/or soft affinity; returns what Xen then reports."""
+    """Set hard and/or soft affinity; returns what Xen then reports.  ``nr_cpus_of`` is
+    asked only once the domain, the vcpu and that a map is given are known to be good."""
     check_domid(domid)
     _check_int(vcpu, "vcpu", 0, MAX_VCPUS - 1)
+    if hard is None and soft is None:
+        raise ValueError("give a hard or a soft cpu map (or both)")
+    nr_cpus = nr_cpus_of()
     hard_set = None if hard is None else _check_cpus(hard, nr_cpus)
     soft_set = None if soft is None else _check_cpus(soft, nr_cpus)
-    if hard_set is None and soft_set is None:
-        raise ValueError("give a hard or a soft cpu map (or both)")
     modern = w.has("xen_domctl_vcpuaffinity", "cpumap_soft")
     if soft_set is not None and not modern:
         raise NotSupported(_errno.EOPNOTSUPP, f"soft affinity: Xen {w.variant.release} has hard affinity only (before 4.5)")
@@ -296,8 +312,15 @@ def _set_nr(cpumap: Any, nr_cpus: int) -> None:
 SCHEDULERS = {"credit": "XEN_SCHEDULER_CREDIT", "credit2": "XEN_SCHEDULER_CREDIT2"}
 
 
-def sched_params(w: Wire, t: Transport, domid: int, sched_id: int, sched_name: str) -> SchedParams:
+def sched_params(w: Wire, t: Transport, domid: int, sched: Callable[[], Tuple[int, str]]) -> SchedParams:
+    """Weight and cap under the host's scheduler; ``sched`` gives (id, name), asked once
+    the domid is known to be good."""
     check_domid(domid)
+    sched_id, sched_name = sched()
+    return _sched_params(w, t, domid, sched_id, sched_name)
+
+
+def _sched_params(w: Wire, t: Transport, domid: int, sched_id: int, sched_name: str) -> SchedParams:
     member = _sched_member(w, sched_name)
 
     def fill(u: Any) -> None:
@@ -315,13 +338,14 @@ def has_cap(p: Any) -> bool:
 
 
 def set_sched_params(
-    w: Wire, t: Transport, domid: int, sched_id: int, sched_name: str,
+    w: Wire, t: Transport, domid: int, sched: Callable[[], Tuple[int, str]],
     weight: Optional[int] = None, cap: Optional[int] = None,
 ) -> SchedParams:
     """Set weight and/or cap; the other keeps its value.  Returns the new parameters."""
     check_sched_args(domid, weight, cap)
+    sched_id, sched_name = sched()
     member = _sched_member(w, sched_name)
-    current = sched_params(w, t, domid, sched_id, sched_name)
+    current = _sched_params(w, t, domid, sched_id, sched_name)
     if cap is not None and current.cap is None:
         raise NotSupported(_errno.EOPNOTSUPP, f"{sched_name} on Xen {w.variant.release} has no cap")
 
@@ -335,7 +359,7 @@ def set_sched_params(
             p.cap = current.cap if cap is None else cap
 
     w.simple_domctl(t, "scheduler_op", domid, fill)
-    return sched_params(w, t, domid, sched_id, sched_name)
+    return _sched_params(w, t, domid, sched_id, sched_name)
 
 
 def check_sched_args(domid: int, weight: Optional[int], cap: Optional[int]) -> None:
