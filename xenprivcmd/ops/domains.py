@@ -237,9 +237,9 @@ def get_vcpu_affinity(w: Wire, t: Transport, domid: int, vcpu: int, nr_cpus: Cal
     once the arguments are known to be good."""
     check_domid(domid)
     _check_int(vcpu, "vcpu", 0, MAX_VCPUS - 1)
-    info = domain_info(w, t, domid)
-    _check_vcpu(info, vcpu)
-    return _affinity(w, t, domid, vcpu, nr_cpus(), None, None)
+    n = nr_cpus()  # before getdomaininfo, as recordings of real dom0s have it
+    _check_vcpu(domain_info(w, t, domid), vcpu)
+    return _affinity(w, t, domid, vcpu, n, None, None)
 
 
 def set_vcpu_affinity(
