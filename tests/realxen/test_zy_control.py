@@ -222,7 +222,14 @@ def test_xpsh_shutdown_wait(xen):
     # xl builds the new domain paused and unpauses it once its devices are up
     until("the rebooted guest2 unpaused", lambda: all(r["name"] != "guest2" or "p" not in r["state"]
                                                       for r in xl_list()))
-    out = xpsh("shutdown", "--wait", "guest2")
+    # and its init must be running: the manage driver acknowledges control/shutdown as soon as
+    # it watches it, but powers off through /sbin/poweroff, which needs the guest's userspace
+    # (bullseye under a loaded TCG: acknowledged, never down).  xenconsoled appends the second
+    # boot's console to the same log.
+    log = "/var/log/xen/console/guest-guest2.log"
+    until("the rebooted guest2's init up", lambda: open(log, errors="replace").read().count("xenvm guest up") >= 2,
+          show=lambda: open(log, errors="replace").read()[-1500:])
+    out = xpsh("shutdown", "--wait", "--timeout", str(WAIT), "guest2")
     assert out in ("Domain 'guest2' is gone\n", "Domain 'guest2' is shut off (poweroff)\n"), out
     until("guest2 not running for xl", lambda: all(r["name"] != "guest2" or "s" in r["state"]
                                                     for r in xl_list()))
