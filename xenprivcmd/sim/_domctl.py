@@ -5,11 +5,12 @@ from __future__ import annotations
 import errno as E
 from typing import Optional
 
-from ._base import M32, HypercallFailed, SimBase
-from ._host import DOMID_FIRST_RESERVED, MAX_VIRT_CPUS, Domain
+from ._actions import DomainActions
+from ._base import M32, HypercallFailed
+from ._host import MAX_VIRT_CPUS, Domain
 
 
-class DomctlMixin(SimBase):
+class DomctlMixin(DomainActions):
     """domctl: one handler per XEN_DOMCTL_ command, on the domain the request names."""
 
     def _do_domctl(self, addr: int) -> int:
@@ -37,20 +38,12 @@ class DomctlMixin(SimBase):
 
     def _getdomaininfo(self, op: bytearray, d: Optional[Domain]) -> bool:
         lay = self.domctl
-        host = self.host
         if d is None:  # before 4.18: the next domain at or after the one asked for
-            d = host.next_domain(lay.get(op, "domain"))
+            d = self.host.next_domain(lay.get(op, "domain"))
             if d is None:
                 raise HypercallFailed(E.ESRCH)
-        if self._garble == "domid":
-            other = host.next_domain(d.domid + 1) or host.domains[0]
-            d = other if other is not d else d
-        rec = d.record(host.packer, host.now())
-        at = lay.offset("u.getdomaininfo.domain")
-        op[at:at + len(rec)] = rec
+        d = self._act_getdomaininfo(lay, op, d)
         lay.put(op, "domain", d.domid)
-        if self._garble == "zeros":
-            op[at:at + len(rec)] = bytes(len(rec))
         return True
 
     def _get_domain_state(self, op: bytearray, d: Optional[Domain]) -> bool:
@@ -65,85 +58,31 @@ class DomctlMixin(SimBase):
 
     def _pause(self, op: bytearray, d: Optional[Domain]) -> bool:
         assert d is not None
-        if d.is_dom0:
-            raise HypercallFailed(E.EINVAL)
-        now = self.host.now()
-        if self._pause_count:
-            if d.pause_count >= 255:
-                raise HypercallFailed(E.EOVERFLOW)
-            d.fold(now)
-            d.pause_count += 1
-        elif d.pause_count == 0:
-            d.fold(now)
-            d.pause_count = 1
-        return False
+        return self._act_pause(d, counted=self._pause_count)
 
     def _unpause(self, op: bytearray, d: Optional[Domain]) -> bool:
         assert d is not None
-        now = self.host.now()
-        if self._pause_count:
-            if d.pause_count == 0:
-                raise HypercallFailed(E.EINVAL)
-            d.fold(now)
-            d.pause_count -= 1
-        elif d.pause_count:
-            d.fold(now)
-            d.pause_count = 0
-        return False
+        return self._act_unpause(d, counted=self._pause_count)
 
     def _destroy(self, op: bytearray, d: Optional[Domain]) -> bool:
         assert d is not None
-        if d.is_dom0:
-            raise HypercallFailed(E.EINVAL)  # domain_kill(current->domain)
-        if self._destroy_eagain and d.destroy_tries < 1 + (d.domid % 2):
-            # Xen <= 4.5: relinquishing resources is preemptible; the toolstack retries EAGAIN
-            d.fold(self.host.now())
-            d.dying = True
-            d.destroy_tries += 1
-            raise HypercallFailed(E.EAGAIN)
-        d.fold(self.host.now())
-        self.host.remove(d)
-        return False
+        return self._act_destroy(d, eagain=self._destroy_eagain)
 
     def _max_mem(self, op: bytearray, d: Optional[Domain]) -> bool:
         assert d is not None
-        kib = self.domctl.get(op, "u.max_mem.max_memkb")
-        d.max_pages = min(kib >> 2, M32)
-        d.changed()
-        return False
+        return self._act_max_mem(d, self.domctl.get(op, "u.max_mem.max_memkb"), M32)
 
     def _max_vcpus(self, op: bytearray, d: Optional[Domain]) -> bool:
         assert d is not None
         n = self.domctl.get(op, "u.max_vcpus.max")
-        if d.is_dom0:
-            raise HypercallFailed(E.EINVAL)
-        if self._create_max_vcpus:
-            if n != d.max_vcpus:  # 4.12+: max_vcpus is set up by createdomain
-                raise HypercallFailed(E.EINVAL)
-        else:
-            if n > MAX_VIRT_CPUS or n < len(d.vcpus):  # cannot reduce
-                raise HypercallFailed(E.EINVAL)
-            d.max_vcpus = max(n, d.max_vcpus)
-        self.host.alloc_vcpus(d, n)
-        return False
+        return self._act_max_vcpus(d, n, MAX_VIRT_CPUS, fixed=self._create_max_vcpus)
 
     def _vcpu(self, d: Domain, vcpu: int) -> int:
-        if vcpu >= d.max_vcpus:
-            raise HypercallFailed(E.EINVAL)
-        if vcpu >= len(d.vcpus):
-            raise HypercallFailed(E.ESRCH)
-        return vcpu
+        return self._act_vcpu(d, vcpu, d.max_vcpus)
 
     def _getvcpuinfo(self, op: bytearray, d: Optional[Domain]) -> bool:
         assert d is not None
-        lay = self.domctl
-        v = d.vcpus[self._vcpu(d, lay.get(op, "u.getvcpuinfo.vcpu"))]
-        lay.put(op, "u.getvcpuinfo.online", int(v.online))
-        lay.put(op, "u.getvcpuinfo.blocked", int(v.blocked))
-        lay.put(op, "u.getvcpuinfo.running", int(d.vcpu_running(v)))
-        lay.put(op, "u.getvcpuinfo.cpu_time", d.vcpu_time(v, self.host.now()))
-        lay.put(op, "u.getvcpuinfo.cpu", v.cpu)
-        return True
+        return self._act_getvcpuinfo(self.domctl, op, "u.getvcpuinfo.", d, d.max_vcpus)
 
     def _vcpuaffinity(self, op: bytearray, d: Optional[Domain]) -> bool:
         assert d is not None
@@ -218,20 +157,13 @@ class DomctlMixin(SimBase):
     def _createdomain(self, op: bytearray, d: Optional[Domain]) -> bool:
         lay = self.domctl
         host = self.host
-        want = lay.get(op, "domain")
         max_vcpus = 0
         if self._create_max_vcpus:
             max_vcpus = lay.get(op, "u.createdomain.max_vcpus")
             if not 1 <= max_vcpus <= MAX_VIRT_CPUS:
                 raise HypercallFailed(E.EINVAL)
-        domid: Optional[int] = None
-        if 0 < want < DOMID_FIRST_RESERVED:
-            if want in host.domains:
-                raise HypercallFailed(E.EINVAL)
-            domid = want
         hvm_flag = self.tables.const("XEN_DOMCTL_CDF_hvm", self.tables.const("XEN_DOMCTL_CDF_hvm_guest", 1)) or 1
         flags = lay.get(op, "u.createdomain.flags") if "u.createdomain.flags" in lay else 0
-        handle = lay.get(op, "u.createdomain.handle")
         if host.is_arm and host.xen >= (4, 12):
             # arch_sanitise_domain_config: HVM and HAP required, IOMMU and vPMU optional
             c = self.tables.const
@@ -239,9 +171,4 @@ class DomctlMixin(SimBase):
             optional = (c("XEN_DOMCTL_CDF_iommu", 0) or 0) | (c("XEN_DOMCTL_CDF_vpmu", 0) or 0)
             if flags & ~optional != hvm_flag | hap:
                 raise HypercallFailed(E.EINVAL)
-        try:
-            new = host.create(domid, bytes(handle), max_vcpus, hvm=bool(flags & hvm_flag))
-        except OSError as exc:
-            raise HypercallFailed(exc.errno or E.ENOMEM) from None
-        lay.put(op, "domain", new.domid)
-        return True
+        return self._act_createdomain(lay, op, "domain", max_vcpus, hvm=bool(flags & hvm_flag))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import errno as E
 
-from ._base import MAX_NUMNODES, HypercallFailed, SimBase, _cputopo, _hw_cap, _meminfo, _u32, _u64
+from ._actions import DomainActions
+from ._base import MAX_NUMNODES, HypercallFailed, _cputopo, _meminfo, _u32, _u64
 
 
-class SysctlMixin(SimBase):
+class SysctlMixin(DomainActions):
     """sysctl: one handler per XEN_SYSCTL_ command."""
 
     def _do_sysctl(self, addr: int) -> int:
@@ -25,22 +26,7 @@ class SysctlMixin(SimBase):
         return self._apply(addr, op, lambda: entry[1](op))
 
     def _getdomaininfolist(self, op: bytearray) -> bool:
-        lay = self.sysctl
-        first = lay.get(op, "u.getdomaininfolist.first_domain")
-        max_domains = lay.get(op, "u.getdomaininfolist.max_domains")
-        buf = lay.get(op, "u.getdomaininfolist.buffer")
-        n, data = self.host.records(first, max_domains)
-        if n and not buf:
-            raise HypercallFailed(E.EFAULT)
-        if self._garble == "record_size" and n:
-            size = self.info_size
-            data = b"".join(data[i:i + size - 8] for i in range(0, len(data), size))
-        if data:
-            self.write(buf, data)
-        if self._garble == "count":
-            n = max_domains + 1
-        lay.put(op, "u.getdomaininfolist.num_domains", n)
-        return True
+        return self._act_getdomaininfolist(self.sysctl, op, "u.getdomaininfolist.")
 
     def _physinfo(self, op: bytearray) -> bool:
         lay = self.sysctl
@@ -64,11 +50,7 @@ class SysctlMixin(SimBase):
             "total_pages": host.total_pages, "free_pages": host.free_pages, "scrub_pages": 0,
             "outstanding_pages": 0, "max_mfn": host.total_pages + 0x100000 - 1,
         }
-        for k, v in values.items():
-            if p + k in lay:
-                lay.put(op, p + k, v)
-        if p + "hw_cap" in lay and not host.is_arm:  # x86 CPUID words; zero on Arm
-            lay.put(op, p + "hw_cap", _hw_cap(lay.fields[p + "hw_cap"].count))
+        self._act_physinfo(lay, op, p, values)
         if p + "cpu_to_node" in lay and lay.get(op, p + "cpu_to_node"):
             handle = lay.get(op, p + "cpu_to_node")
             n = min(lay.get(op, p + "max_cpu_id"), host.pcpus - 1) + 1
@@ -76,30 +58,10 @@ class SysctlMixin(SimBase):
         return True
 
     def _sched_id(self, op: bytearray) -> bool:
-        self.sysctl.put(op, "u.sched_id.sched_id", self.host.sched_id)
-        return True
+        return self._act_sched_id(self.sysctl, op)
 
     def _readconsole(self, op: bytearray) -> bool:
-        lay = self.sysctl
-        p = "u.readconsole."
-        has_index = p + "index" in lay
-        count = lay.get(op, p + "count")
-        buf = lay.get(op, p + "buffer")
-        data, index = self.host.console.read(
-            count, bool(lay.get(op, p + "clear")),
-            bool(lay.get(op, p + "incremental")) if has_index else False,
-            lay.get(op, p + "index") if has_index else 0, has_index)
-        if data:
-            if not buf:
-                raise HypercallFailed(E.EFAULT)
-            self.write(buf, data)
-        n = len(data)
-        if self._garble == "count":
-            n = count + 1
-        lay.put(op, p + "count", n)
-        if has_index:
-            lay.put(op, p + "index", index)
-        return True
+        return self._act_readconsole(self.sysctl, op)
 
     def _cputopoinfo(self, op: bytearray) -> bool:
         lay = self.sysctl
