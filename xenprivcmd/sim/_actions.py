@@ -126,29 +126,22 @@ class DomainActions(SimBase):
         return True
 
     def _act_getdomaininfo(self, lay: Layout, op: bytearray, d: Domain) -> Domain:
-        """getdomaininfo: ``d``'s record into ``u.getdomaininfo`` (garbles: domid, zeros)."""
-        host = self.host
-        if self._garble == "domid":
-            other = host.next_domain(d.domid + 1) or host.domains[0]
-            d = other if other is not d else d
-        rec = d.record(host.packer, host.now())
+        """getdomaininfo: ``d``'s record into ``u.getdomaininfo``."""
+        rec = d.record(self.host.packer, self.host.now())
         at = lay.offset("u.getdomaininfo.domain")
-        op[at:at + len(rec)] = bytes(len(rec)) if self._garble == "zeros" else rec
+        op[at:at + len(rec)] = rec
         return d
 
     def _act_getdomaininfolist(self, lay: Layout, op: bytearray, p: str) -> bool:
-        """getdomaininfolist: the records from ``first_domain`` on (garbles: record_size, count)."""
+        """getdomaininfolist: the records from ``first_domain`` on."""
         max_domains = lay.get(op, p + "max_domains")
         buf = lay.get(op, p + "buffer")
         n, data = self.host.records(lay.get(op, p + "first_domain"), max_domains)
         if n and not buf:
             raise HypercallFailed(E.EFAULT)
-        if self._garble == "record_size" and n:
-            size = self.info_size
-            data = b"".join(data[i:i + size - 8] for i in range(0, len(data), size))
         if data:
             self.write(buf, data)
-        lay.put(op, p + "num_domains", max_domains + 1 if self._garble == "count" else n)
+        lay.put(op, p + "num_domains", n)
         return True
 
     def _act_physinfo(self, lay: Layout, op: bytearray, p: str, values: Dict[str, int]) -> bool:
@@ -178,7 +171,7 @@ class DomainActions(SimBase):
             if not buf:
                 raise HypercallFailed(E.EFAULT)
             self.write(buf, data)
-        lay.put(op, p + "count", count + 1 if self._garble == "count" else len(data))
+        lay.put(op, p + "count", len(data))
         if has_index:
             lay.put(op, p + "index", index)
         return True

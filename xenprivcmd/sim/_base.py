@@ -81,30 +81,45 @@ class SimBase(MemoryTransport):
     def _fail(err: int, msg: str = "") -> OSError:
         return OSError(err, f"sim: {msg or E.errorcode.get(err, str(err))}")
 
-    def _apply(self, addr: int, op: bytearray, act: Callable[[], bool]) -> int:
-        """Run one command's handler on the request ``op``; copy the reply back
-        to the caller where it says so (on failure too, where Xen does)."""
+    def _apply(self, addr: int, lay: Layout, name: str, op: bytearray, act: Callable[[], bool]) -> int:
+        """Run command ``name``'s handler on the request ``op`` (laid out as ``lay``); copy
+        the reply back to the caller where it says so (on failure too, where Xen does),
+        garbled first when the fault plan says so."""
+        garble = self._garble
+        req = bytes(op) if garble else b""
+        before = self._garble_request(lay, name, op) if garble else None
         try:
             copyback = act()
         except HypercallFailed as exc:
             if exc.copyback:
+                if garble:
+                    self._garble_reply(lay, name, req, op, before)
                 self.write(addr, bytes(op))
             raise self._fail(exc.err) from None
         if copyback:
+            if garble:
+                self._garble_reply(lay, name, req, op, before)
             self.write(addr, bytes(op))
         return 0
 
-    def _count(self, asked: int, got: int) -> int:
-        return asked + 1 if self._garble == "count" else got
+    # the fault layer's garbling (:class:`._garbling.GarbleLayer` does it)
+    def _garble_request(self, lay: Layout, name: str, op: bytearray) -> Optional[bytes]:
+        return None
 
+    def _garble_reply(self, lay: Layout, name: str, req: bytes, op: bytearray, before: Optional[bytes]) -> None:
+        return None
 
     # cpumaps: xenctl_bitmap / xenctl_cpumap in the caller's memory
-    def _map_in(self, lay: Layout, op: bytearray, path: str) -> frozenset[int]:
+    def _map_at(self, lay: Layout, op: bytearray, path: str) -> Tuple[int, int, int, int]:
+        """A cpumap's (handle, nr_bits, its bytes, the bytes the host's pcpus fill of them)."""
         handle = lay.get(op, path + ".bitmap")
         nbits = lay.get(op, path + (".nr_bits" if path + ".nr_bits" in lay else ".nr_cpus"))
-        nr = self.host.pcpus
         guest_bytes = (nbits + 7) // 8
-        copy = min(guest_bytes, (nr + 7) // 8)
+        return handle, nbits, guest_bytes, min(guest_bytes, (self.host.pcpus + 7) // 8)
+
+    def _map_in(self, lay: Layout, op: bytearray, path: str) -> frozenset[int]:
+        handle, nbits, guest_bytes, copy = self._map_at(lay, op, path)
+        nr = self.host.pcpus
         if copy and not handle:
             raise HypercallFailed(E.EFAULT)
         raw = bytearray(self.read(handle, copy)) if copy else bytearray()
@@ -114,11 +129,8 @@ class SimBase(MemoryTransport):
         return frozenset(c for c in range(nr) if bits >> c & 1)
 
     def _map_out(self, lay: Layout, op: bytearray, path: str, cpus: frozenset[int]) -> None:
-        handle = lay.get(op, path + ".bitmap")
-        nbits = lay.get(op, path + (".nr_bits" if path + ".nr_bits" in lay else ".nr_cpus"))
+        handle, _nbits, guest_bytes, copy = self._map_at(lay, op, path)
         nr = self.host.pcpus
-        guest_bytes = (nbits + 7) // 8
-        copy = min(guest_bytes, (nr + 7) // 8)
         if guest_bytes and not handle:
             raise HypercallFailed(E.EFAULT)
         bits = sum(1 << c for c in cpus if c < nr)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import errno as E
+from typing import Tuple
 
 from ._actions import DomainActions
 from ._base import DOMID_SELF, M64, HypercallFailed
-from ._host import CPUMAP_RUNANYWHERE, DOM0_OP_MAX_VIRT_CPUS, Domain
+from ._host import CPUMAP_RUNANYWHERE, DOM0_OP_MAX_VIRT_CPUS, Domain, Vcpu
 
 
 class Dom0OpMixin(DomainActions):
@@ -30,7 +31,7 @@ class Dom0OpMixin(DomainActions):
         entry = self._dom0.get(cmd)
         if entry is None:
             raise self._fail(E.ENOSYS, f"dom0_op {self._dom0_names[cmd]} not simulated")
-        return self._apply(addr, op, lambda: entry[1](op))
+        return self._apply(addr, self.dom0op, entry[0], op, lambda: entry[1](op))
 
     def _d0_domain(self, op: bytearray, member: str) -> Domain:
         d = self.host.domain(self.dom0op.get(op, f"u.{member}.domain"))
@@ -75,16 +76,19 @@ class Dom0OpMixin(DomainActions):
     def _d0_vcpu(self, d: Domain, vcpu: int, missing: int) -> int:
         return self._act_vcpu(d, vcpu, DOM0_OP_MAX_VIRT_CPUS, missing)
 
+    def _d0_vcpu_map(self, op: bytearray, member: str) -> Tuple[Domain, Vcpu, int]:
+        """The domain, the vcpu (EINVAL past the allocated ones) and the cpumap of a pinning command."""
+        lay = self.dom0op
+        d = self._d0_domain(op, member)
+        v = d.vcpus[self._d0_vcpu(d, lay.get(op, f"u.{member}.vcpu"), E.EINVAL)]
+        return d, v, lay.get(op, f"u.{member}.cpumap")
+
     def _d0_getvcpuinfo(self, op: bytearray) -> bool:
         d = self._d0_domain(op, "getvcpuinfo")
         return self._act_getvcpuinfo(self.dom0op, op, "u.getvcpuinfo.", d, DOM0_OP_MAX_VIRT_CPUS)
 
     def _d0_setvcpuaffinity(self, op: bytearray) -> bool:
-        lay = self.dom0op
-        p = "u.setvcpuaffinity."
-        d = self._d0_domain(op, "setvcpuaffinity")
-        v = d.vcpus[self._d0_vcpu(d, lay.get(op, p + "vcpu"), E.EINVAL)]
-        bits = lay.get(op, p + "cpumap")
+        d, v, bits = self._d0_vcpu_map(op, "setvcpuaffinity")
         new = frozenset(c for c in range(min(self.host.pcpus, 64)) if bits >> c & 1)
         if not new & self.host.all_cpus:
             raise HypercallFailed(E.EINVAL)  # vcpu_set_affinity(): no online cpu in the map
@@ -98,11 +102,7 @@ class Dom0OpMixin(DomainActions):
         # Xen 3.0.0: the map is stored as given; RUNANYWHERE unpins, anything else pins the vcpu
         # to its first cpu (modulo the online cpus).  An empty map (find_first_set_bit(0) is
         # undefined in Xen) answers EINVAL here.
-        lay = self.dom0op
-        p = "u.pincpudomain."
-        d = self._d0_domain(op, "pincpudomain")
-        v = d.vcpus[self._d0_vcpu(d, lay.get(op, p + "vcpu"), E.EINVAL)]
-        bits = lay.get(op, p + "cpumap")
+        d, v, bits = self._d0_vcpu_map(op, "pincpudomain")
         if not bits:
             raise HypercallFailed(E.EINVAL)
         v.cpumap_raw = bits

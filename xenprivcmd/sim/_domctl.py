@@ -34,7 +34,7 @@ class DomctlMixin(DomainActions):
             raise self._fail(E.EPERM, "domctl: not a privileged domain")
         if entry is None:
             raise self._fail(E.ENOSYS, f"domctl {cmd} not simulated")
-        return self._apply(addr, op, lambda: entry[1](op, d))
+        return self._apply(addr, self.domctl, entry[0], op, lambda: entry[1](op, d))
 
     def _getdomaininfo(self, op: bytearray, d: Optional[Domain]) -> bool:
         lay = self.domctl

@@ -23,7 +23,7 @@ class SysctlMixin(DomainActions):
         entry = self._sysctl.get(lay.get(op, "cmd"))
         if entry is None:
             raise self._fail(E.ENOSYS, f"sysctl {lay.get(op, 'cmd')} not simulated")
-        return self._apply(addr, op, lambda: entry[1](op))
+        return self._apply(addr, self.sysctl, entry[0], op, lambda: entry[1](op))
 
     def _getdomaininfolist(self, op: bytearray) -> bool:
         return self._act_getdomaininfolist(self.sysctl, op, "u.getdomaininfolist.")
@@ -76,8 +76,8 @@ class SysctlMixin(DomainActions):
                 err = E.ENOBUFS
             else:
                 self.write(handle, b"".join(_cputopo.pack(*host.cpu_topo(i)) for i in range(num)))
-        if asked != num or self._garble:
-            lay.put(op, p + "num_cpus", self._count(asked, num))
+        if asked != num:
+            lay.put(op, p + "num_cpus", num)
         if err:
             raise HypercallFailed(err, copyback=True)
         return True
@@ -92,7 +92,7 @@ class SysctlMixin(DomainActions):
             h = lay.get(op, p + field)
             if h:
                 self.write(h, b"".join(_u32.pack(host.cpu_topo(i)[k]) for i in range(upto + 1)))
-        lay.put(op, p + "max_cpu_index", self._count(upto + 1, last + 1) - 1 if self._garble else last)
+        lay.put(op, p + "max_cpu_index", last)
         return True
 
     def _numainfo(self, op: bytearray) -> bool:
@@ -112,8 +112,8 @@ class SysctlMixin(DomainActions):
                     if dist_h:
                         row = b"".join(_u32.pack(host.distance(i, j)) for j in range(num))
                         self.write(dist_h + 4 * i * num, row)
-            if asked != num or self._garble:
-                lay.put(op, p + "num_nodes", self._count(asked, num))
+            if asked != num:
+                lay.put(op, p + "num_nodes", num)
             return True
         last = host.nodes - 1
         upto = min(lay.get(op, p + "max_node_index"), last)
@@ -128,7 +128,7 @@ class SysctlMixin(DomainActions):
             if dist_h:
                 row = b"".join(_u32.pack(host.distance(i, j)) for j in range(upto + 1))
                 self.write(dist_h + 4 * i * (upto + 1), row)
-        lay.put(op, p + "max_node_index", self._count(upto + 1, last + 1) - 1 if self._garble else last)
+        lay.put(op, p + "max_node_index", last)
         return True
 
     def _getcpuinfo(self, op: bytearray) -> bool:
@@ -141,7 +141,7 @@ class SysctlMixin(DomainActions):
             raise HypercallFailed(E.EFAULT)
         if n:
             self.write(h, b"".join(_u64.pack(host.idletime(i)) for i in range(n)))
-        lay.put(op, p + "nr_cpus", self._count(lay.get(op, p + "max_cpus"), n))
+        lay.put(op, p + "nr_cpus", n)
         return True
 
     def _cpupool_op(self, op: bytearray) -> bool:

@@ -16,6 +16,7 @@ from ._base import DOMID_SELF, M32, M64, HypercallFailed, SimBase, _mc_entry, _s
 from ._dom0op import Dom0OpMixin
 from ._domctl import DomctlMixin
 from ._faults import Fault, Faults
+from ._garbling import GarbleLayer
 from ._host import Host
 from ._sysctl import SysctlMixin
 from ._xenver import XenVersionMixin
@@ -23,7 +24,7 @@ from ._xenver import XenVersionMixin
 __all__ = ["SimTransport", "HypercallFailed", "DOMID_SELF", "M32", "M64"]
 
 
-class SimTransport(XenVersionMixin, DomctlMixin, SysctlMixin, Dom0OpMixin, SimBase):
+class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0OpMixin, SimBase):
     """A simulated Xen (see :mod:`xenprivcmd.sim`).
 
     ``host`` is the :class:`~xenprivcmd.sim.Host`; ``faults`` the fault
@@ -132,6 +133,8 @@ class SimTransport(XenVersionMixin, DomctlMixin, SysctlMixin, Dom0OpMixin, SimBa
         try:
             if op == hc.HYPERVISOR_xen_version:
                 rc = self._xen_version(args[0], args[1])
+                if self._garble:
+                    rc = self._garble_xen_version(args[0], args[1], rc)
             elif op == hc.HYPERVISOR_dom0_op and self.dom0_op_era:
                 rc = self._do_dom0_op(args[0])
             elif op == hc.HYPERVISOR_domctl and not self.dom0_op_era:

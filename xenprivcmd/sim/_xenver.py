@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import errno as E
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 from .. import _hypercalls as hc
 from ._base import XEN_HYPERVISOR_VIRT_START, SimBase, _u32, _u64
+
+#: The fixed-size string sub-ops: the sizes of their strings, in order.
+FIXED_SIZES: Dict[int, Tuple[int, ...]] = {
+    hc.XENVER_extraversion: (16,), hc.XENVER_compile_info: (64, 16, 32, 32), hc.XENVER_capabilities: (1024,),
+    hc.XENVER_changeset: (64,), hc.XENVER_commandline: (1024,),
+}
+#: The xen_varbuf sub-ops (4.20+, build_id from 4.10).
+VARBUF_SUBS = frozenset((hc.XENVER_build_id, hc.XENVER_extraversion2, hc.XENVER_capabilities2,
+                         hc.XENVER_changeset2, hc.XENVER_commandline2))
 
 
 class XenVersionMixin(SimBase):
@@ -19,13 +28,13 @@ class XenVersionMixin(SimBase):
             return (host.xen[0] << 16) | host.xen[1]
         if sub == hc.XENVER_pagesize:
             return 4096
-        fixed: Dict[int, Tuple[List[Tuple[str, int]]]] = {
-            hc.XENVER_extraversion: ([(host.extraversion, 16)],),
-            hc.XENVER_compile_info: ([("gcc (Debian 12.2.0-14) 12.2.0", 64), ("builder", 16), ("sim.xenprivcmd", 32),
-                                      ("Thu Jan  1 00:00:00 UTC 2026", 32)],),
-            hc.XENVER_capabilities: ([(self._caps(), 1024)],),
-            hc.XENVER_changeset: ([(host.changeset, 64)],),
-            hc.XENVER_commandline: ([(host.commandline, 1024)],),
+        fixed: Dict[int, Tuple[str, ...]] = {
+            hc.XENVER_extraversion: (host.extraversion,),
+            hc.XENVER_compile_info: ("gcc (Debian 12.2.0-14) 12.2.0", "builder", "sim.xenprivcmd",
+                                     "Thu Jan  1 00:00:00 UTC 2026"),
+            hc.XENVER_capabilities: (self._caps(),),
+            hc.XENVER_changeset: (host.changeset,),
+            hc.XENVER_commandline: (host.commandline,),
         }
         if sub == hc.XENVER_commandline and "XENVER_commandline" not in c:
             raise self._fail(E.ENOSYS)
@@ -33,14 +42,8 @@ class XenVersionMixin(SimBase):
             if not arg:
                 raise self._fail(E.EFAULT)
             out = bytearray()
-            for text, size in fixed[sub][0]:
-                raw = text.encode()[: size - 1]
-                if self._garble == "unterminated":
-                    out += (raw + b"X" * size)[:size]
-                else:
-                    out += raw.ljust(size, b"\0")
-            if self._garble == "zeros":
-                out = bytearray(len(out))
+            for text, size in zip(fixed[sub], FIXED_SIZES[sub]):
+                out += text.encode()[: size - 1].ljust(size, b"\0")
             self.write(arg, bytes(out))
             return 0
         if sub == hc.XENVER_platform_parameters:
@@ -81,8 +84,6 @@ class XenVersionMixin(SimBase):
     def _varbuf(self, arg: int, data: bytes, build_id: bool) -> int:
         size = len(data)
         if not arg:
-            if self._garble == "varbuf":
-                return 1 << 24
             return size
         room = int(_u32.unpack(self.read(arg, 4))[0])
         if room == 0:
@@ -90,6 +91,4 @@ class XenVersionMixin(SimBase):
         if size > room:
             raise self._fail(E.ENOBUFS)
         self.write(arg + 4, data)
-        if self._garble == "varbuf":
-            return room + 16
         return size
