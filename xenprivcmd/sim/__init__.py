@@ -11,6 +11,11 @@ address, acts on a simulated :class:`Host`, and writes the raw reply the way
 Xen would.  It decodes with its *own* reading of the generated layout rows
 (:mod:`xenprivcmd.sim._layout`: ``struct`` formats built from
 ``xenprivcmd.structs.layout_data``), never with the library's ctypes classes.
+:mod:`xenprivcmd.sim._transport` dispatches (the fault plan, the log, multicall);
+each hypercall family's handlers are a mixin of their own (``_xenver``,
+``_domctl``, ``_sysctl``, ``_dom0op``, on the shared helpers of ``_base``), the
+domain actions domctl and dom0_op both have are one method each (``_actions``),
+and a garble is applied to the reply after the handler ran (``_garbling``).
 
 Hypercalls
 ----------
