@@ -256,9 +256,10 @@ def test_library_shutdown_wait(xen):
     if left == "gone":
         with pytest.raises(xenprivcmd.NoSuchDomain):
             xen.shutdown("guest3")
-    else:
-        with pytest.raises(ValueError, match="dying"):
+    else:  # refused as dying, or gone meanwhile (Xen frees it whenever its last page is unmapped)
+        with pytest.raises((ValueError, xenprivcmd.NoSuchDomain)) as refused:
             xen.shutdown(domid)
+        assert isinstance(refused.value, xenprivcmd.NoSuchDomain) or "dying" in str(refused.value), refused.value
     assert all(d.dying for d in xen.domains() if d.domid == domid)
     assert "guest3" not in [r["name"] for r in xl_list()]
 
