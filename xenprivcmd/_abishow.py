@@ -96,10 +96,8 @@ def c_declaration(arch: str, spec: str, depth: int = 1, indent: int = 0, seen: O
 def _variant(release: str, arch: str) -> _abi.Variant:
     try:
         return _abi.variant(release, arch=arch)
-    except _abi.UnknownABIError as exc:
+    except _abi.UnknownABIError as exc:  # an unknown release, or none at all ("four")
         raise AbiShowError(str(exc)) from None
-    except ValueError:
-        raise AbiShowError(f"{release!r} is not a Xen release (e.g. 4.17 or 4.17.0)") from None
 
 
 def show(release: str, name: str, arch: str = _abi.DEFAULT_ARCH, depth: int = 1) -> str:

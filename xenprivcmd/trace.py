@@ -505,9 +505,9 @@ def is_read_only(decoder: Decoder, op: int, args: Tuple[int, ...]) -> Tuple[bool
         return subop == "scheduler_op" and _sched_reads(variant, int(req.u.scheduler_op.cmd)), decoded, req
     if op == HYPERVISOR_sysctl and subop in READONLY_SYSCTL:
         return subop != "readconsole" or not int(req.u.readconsole.clear), decoded, req
-    if op == HYPERVISOR_sysctl and subop == "cpupool_op":  # INFO and FREEINFO read; the others change pools
-        consts = variant.constants if variant is not None else {}
-        reads = {consts.get("XEN_SYSCTL_CPUPOOL_OP_INFO", 3), consts.get("XEN_SYSCTL_CPUPOOL_OP_FREEINFO", 7)}
+    if op == HYPERVISOR_sysctl and subop == "cpupool_op" and variant is not None:
+        # INFO and FREEINFO read; the others change pools
+        reads = {variant.constants.get("XEN_SYSCTL_CPUPOOL_OP_" + n) for n in ("INFO", "FREEINFO")} - {None}
         return int(req.u.cpupool_op.op) in reads, decoded, req
     return False, decoded, req
 

@@ -284,6 +284,6 @@ class DryStore:
         self.writes.append(f"xenstore rm {path}")
 
     def close(self) -> None:
-        if self._inner is not None and not callable(getattr(self._h.transport, "xenstore", None)):
-            self._inner.close()
+        if self._inner is not None:
+            close_store(self._h, self._inner)
         self._inner = None
