@@ -5,7 +5,6 @@ next-domain answer of getdomaininfo, DOM0_INTERFACE_VERSION)."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import struct
 import uuid
@@ -18,9 +17,9 @@ from xenprivcmd.ops._dom0op import Dom0OpWire, make_wire
 from xenprivcmd.ops._wire import Wire
 from xenprivcmd.sim import Host, open_host
 from xenprivcmd.sim._host import DomainSpec
-from xenprivcmd.sim._layout import Tables
 
 from . import scenarios
+from .sim_raw import raw_call
 
 DOM0_OP = [r for r in abi.releases() if abi.variant(r).is_dom0_op]
 
@@ -109,23 +108,7 @@ def test_every_op_is_dom0_op_hypercall_7():
 
 def _raw(h, cmd, member, domid=None, iv=None, fill=None):
     """A dom0_op laid out with the simulator's own tables; -> (rc or -errno, layout, reply)."""
-    t = h.transport
-    tab = Tables("x86_64", t.host.release)
-    lay = tab.layout("dom0_op")
-    op = bytearray(lay.size)
-    lay.put(op, "cmd", tab.const("DOM0_" + cmd))
-    lay.put(op, "interface_version", t.host.variant.dom0_op_interface_version if iv is None else iv)
-    if domid is not None:
-        lay.put(op, f"u.{member}.domain", domid)
-    if fill:
-        fill(lay, op)
-    buf = t.scratch(4096)
-    ctypes.memmove(buf.address, bytes(op), len(op))
-    try:
-        rc = t.hypercall(7, buf.address)
-    except OSError as exc:
-        rc = -exc.errno
-    return rc, lay, bytearray(buf.view[: lay.size])
+    return raw_call(h, "dom0_op", cmd, f"u.{member}.domain", domid, iv, fill)
 
 
 @pytest.mark.parametrize("release", DOM0_OP)

@@ -190,12 +190,18 @@ class HostileXen(SimTransport):
         return out[:n]
 
     # -- dispatch --------------------------------------------------------------------------
-    def handle(self, op: int, args: Tuple[int, int, int, int, int]) -> int:
+    def counted(self) -> bool:
+        """Whether this call is hostile; it counts against the operation's budget."""
         if not self.hostile:
-            return super().handle(op, args)
+            return False
         self.op_calls += 1
         if self.op_calls > self.budget:
             raise Hostile(f"{self.op_calls} hypercalls in one operation: it never ends")
+        return True
+
+    def handle(self, op: int, args: Tuple[int, int, int, int, int]) -> int:
+        if not self.counted():
+            return super().handle(op, args)
         if not self.script:
             return super().handle(op, args)
         act = self.script[0] if self.cycle else self.script.pop(0)
@@ -414,11 +420,8 @@ class _Count(HostileXen):
         self.field, self.value, self.records = field, value, records
 
     def handle(self, op: int, args: Tuple[int, int, int, int, int]) -> int:
-        if not self.hostile:
+        if not self.counted():
             return super().handle(op, args)
-        self.op_calls += 1
-        if self.op_calls > self.budget:
-            raise Hostile(f"{self.op_calls} hypercalls in one operation: it never ends")
         lay = self.sysctl if op == 35 else self.domctl
         before = self._ints(lay, args[0])
         rc = SimTransport.handle(self, op, args)

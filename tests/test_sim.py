@@ -20,10 +20,11 @@ import pytest
 
 import xenprivcmd
 from xenprivcmd import abi, errors
-from xenprivcmd.sim import GARBLES, Host, SimTransport, open_host
+from xenprivcmd.sim import GARBLES, Host, open_host
 from xenprivcmd.sim._layout import Tables
 
 from . import scenarios
+from .sim_raw import raw_call
 
 ALL = [r for r in abi.releases() if not abi.variant(r).is_dom0_op]
 DOM0_OP = [r for r in abi.releases() if abi.variant(r).is_dom0_op]
@@ -114,23 +115,8 @@ def test_dom0_op_era_has_no_domctl_sysctl(release):
 # -- raw ABI behaviour -------------------------------------------------------------------
 
 def raw_domctl(h, cmd_name, domid, iv=None, fill=None):
-    """Issue a domctl laid out with the simulator's own tables; -> (rc or -errno, reply bytes)."""
-    t: SimTransport = h.transport
-    tab = Tables("x86_64", t.host.release)
-    lay = tab.layout("xen_domctl")
-    op = bytearray(lay.size)
-    lay.put(op, "cmd", tab.const("XEN_DOMCTL_" + cmd_name))
-    lay.put(op, "interface_version", t.host.variant.domctl_interface_version if iv is None else iv)
-    lay.put(op, "domain", domid)
-    if fill:
-        fill(lay, op)
-    buf = t.scratch(4096)
-    ctypes.memmove(buf.address, bytes(op), len(op))
-    try:
-        rc = t.hypercall(36, buf.address)
-    except OSError as exc:
-        rc = -exc.errno
-    return rc, lay, bytearray(buf.view[: lay.size])
+    """Issue a domctl laid out with the simulator's own tables; -> (rc or -errno, layout, reply)."""
+    return raw_call(h, "xen_domctl", cmd_name, "domain", domid, iv, fill)
 
 
 @pytest.mark.parametrize("release", ["3.0.3", "4.0.0", "4.10.1", "4.17.7", abi.releases()[-1]])
