@@ -40,7 +40,7 @@ import struct
 from .._hypercalls import error
 from .._layout import _code, fields, record_reader
 from .._privcmd import PrivcmdTransport, privcmd_hypercall
-from ..errors import DecodeError, NoSuchDomain, TryAgain, XenError
+from ..errors import DecodeError, NoSuchDomain, XenError
 from ..types import DomainInfo, SchedParams, VcpuAffinity, VcpuInfo
 from . import domains as _dom
 from . import host as _host
@@ -56,10 +56,14 @@ __all__ = ["PrivcmdTransport", "plans", "xen_version_plan", "PLANNED"]
 PLANNED = ("xen_version", "domain_info", "domains", "vcpu_info", "pause", "unpause", "destroy", "set_max_mem",
            "set_max_vcpus", "vcpu_affinity", "set_vcpu_affinity", "sched_id", "sched_params", "set_sched_params",
            "physinfo", "pcpu_info", "read_console")
-# General on purpose: create_domain (rare; its request is laid out by name from the release's
-# createdomain struct, arch config and all, in ops/domains.py: a plan would copy that layout logic),
-# cpu_topology and numa_info (rare: construct, ops/_slow.py), and the rest of the handle (xenstore,
-# cpupools, batches), which are not one request and one reply.
+# General on purpose:
+# - create_domain: rare, and its request is laid out by field name from the release's createdomain
+#   struct (which fields exist, grant_opts, Arm's flags and arch config) in ops/domains.py; a plan
+#   would copy that layout logic, and its undo (destroy on any failure) with it.
+# - version(): a dozen XENVER sub-ops of their own sizes, each already one pack and one ioctl through
+#   PrivcmdTransport.hypercall; a plan would only repeat ops/version.info's order and decoding.
+# - cpu_topology, numa_info: rare, decoded with construct (ops/_slow.py), imported lazily.
+# - the rest of the handle (xenstore, cpupools, batches): not one request and one reply.
 
 
 def _format(items: Sequence[Tuple[int, str]], end: int = 0) -> str:
@@ -281,16 +285,13 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
     check_int(n, "vcpu count", 1, MAX_VCPUS)
 """ + _LANE + b.issue(st, f"{cmd}, {iv}, domid, n", "domctl", "max_vcpus", "domid"),
             check_int=_dom._check_int, MAX_VCPUS=_dom.MAX_VCPUS)
-    # destroy: the first try here; EAGAIN (Xen <= 4.5 tearing down) retried as ops/domains does
+    # destroy: EAGAIN (Xen <= 4.5 tearing down) retried with ops/domains' own backoff
     cmd, st = domctl("destroydomain")
     once = b.compile("destroy_once", "domid", _LANE + b.issue(st, f"{cmd}, {iv}, domid", "domctl",
                                                                 "destroydomain", "domid"))
     out["destroy"] = b.compile("destroy", "domid", _CHECK_DOMID + """\
-    try:
-        once(domid)
-    except TryAgain:
-        retry(lambda: once(domid))
-""", once=once, TryAgain=TryAgain, retry=_dom.retry_while_busy)
+    retry(lambda: once(domid))
+""", once=once, retry=_dom.retry_while_busy)
     cmd, st = domctl("max_mem", [(fields(structs["xen_domctl_max_mem"])["max_memkb"][0], "Q")])
     out["set_max_mem"] = b.compile("set_max_mem", "domid, kib, force=False", _CHECK_DOMID + """\
     check_int(kib, "memory (KiB)", 0, MAX_MEM_KIB)
