@@ -16,8 +16,7 @@ chunks) issues each the same way, in the general path's order: recordings of
 real dom0s are replayed against both.  Argument checks and the errors raised
 are the general path's own functions (:mod:`xenprivcmd.ops.domains`), called
 before anything is issued; destroy's EAGAIN retry is
-:func:`~xenprivcmd.ops.domains.retry_while_busy`.  The host sysctls' plans are in
-:mod:`._fast_host`.
+:func:`~xenprivcmd.ops.domains.retry_while_busy`.
 
 The handle uses these only while its transport is that device itself
 (``Handle.transport`` reassigned, e.g. by the shell's tracing, puts the
@@ -41,7 +40,7 @@ from .._hypercalls import error
 from .._layout import _code, fields, record_reader
 from .._privcmd import PrivcmdTransport, privcmd_hypercall
 from ..errors import DecodeError, NoSuchDomain, XenError
-from ..types import DomainInfo, SchedParams, VcpuAffinity, VcpuInfo
+from ..types import DomainInfo, PcpuInfo, PhysInfo, SchedParams, VcpuAffinity, VcpuInfo
 from . import domains as _dom
 from . import host as _host
 from ._wire import DOMID_FIRST_RESERVED, DOMID_MAX, PAYLOAD_OFFSET, Wire, check_domid
@@ -49,6 +48,8 @@ from ._wire import DOMID_FIRST_RESERVED, DOMID_MAX, PAYLOAD_OFFSET, Wire, check_
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15)
     from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+    _Sysctl = Callable[..., Tuple[int, struct.Struct]]
 
 __all__ = ["PrivcmdTransport", "plans", "xen_version_plan", "PLANNED"]
 
@@ -300,10 +301,8 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
 """ + _LANE + b.issue(st, f"{cmd}, {iv}, domid, kib", "domctl", "max_mem", "domid"),
         check_int=_dom._check_int, MAX_MEM_KIB=_dom.MAX_MEM_KIB, refuse_below_use=handle._refuse_below_use)
 
-    # -- host: physinfo, pcpu_info, read_console (ops/_fast_host.py) -----------------------------
-    from . import _fast_host
-
-    out.update(_fast_host.plans(b, w, t, handle, sysctl))
+    # -- host: physinfo, pcpu_info, read_console ------------------------------------------------
+    out.update(_host_plans(b, w, t, handle, sysctl))
 
     # -- scheduler -------------------------------------------------------------------------------
     cmd, st = sysctl("sched_id")
@@ -439,3 +438,119 @@ def _bitmap(cpus: Optional[Iterable[int]], nbytes: int) -> bytes:
     """A little-endian cpumap of ``nbytes`` (all zeros for None)."""
     return (0 if cpus is None else sum(1 << c for c in cpus)).to_bytes(nbytes, "little")
 
+
+# -- the host sysctls -------------------------------------------------------------------------
+
+_u32 = struct.Struct("<I").unpack_from
+
+
+def _host_plans(b: _Builder, w: Wire, t: PrivcmdTransport, handle: Any, sysctl: _Sysctl) -> Dict[str, Callable[..., Any]]:
+    out = _physinfo_plan(b, w, t, sysctl)
+    out.update(_pcpu_info_plan(b, w, handle, sysctl))
+    out.update(_read_console_plan(b, w, handle, sysctl))
+    return out
+
+
+def _inputs(cls: type, names: List[str]) -> List[Tuple[int, str]]:
+    """(offset, struct code) of the fields ``names`` of ``cls`` (those it has)."""
+    f = fields(cls)
+    return [(f[n][0], _code(f[n][1])) for n in names if n in f]
+
+
+def _physinfo_plan(b: _Builder, w: Wire, t: PrivcmdTransport, sysctl: _Sysctl) -> Dict[str, Callable[..., Any]]:
+    cls = w.variant.structs["xen_sysctl_physinfo"]
+    st, index, hw_off, hw_n = _host._physinfo_reader(cls)
+    names = PhysInfo._fields[:13]
+    if any(index.get(n) is None for n in names):
+        return {}  # an old release (no nr_cpus, outstanding_pages...): the general decoder
+    cmd, req = sysctl("physinfo")
+    su = w.sysctl_u
+    body = _LANE + b.issue(req, f"{cmd}, {w.sysctl_iv}", "sysctl", "physinfo") + f"""\
+    vals = pick(reader(view, {su}))
+    if vals[2] == 0 or vals[4] == 0:
+        return general(w, t)  # only an odd reply says so: the general decoder's rules
+    if not 0 <= vals[3] < MAX_CPUS or vals[2] > vals[3] + 1:
+        raise DecodeError(f"physinfo: nr_cpus {{vals[2]}} / max_cpu_id {{vals[3]}} make no sense")
+    caps = vals[7]
+    virt = caps_cache.get(caps)
+    if virt is None:
+        virt = caps_cache[caps] = tuple(name for bit, name in PHYSCAP_NAMES if caps >> bit & 1)
+    return new(PhysInfo, vals + (hw(view, {su + hw_off}), virt))
+"""
+    return {"physinfo": b.compile(
+        "physinfo", "", body, pick=operator.itemgetter(*(index[n] for n in names)), reader=st.unpack_from,
+        general=_host.physinfo, w=w, MAX_CPUS=_host.MAX_CPUS, DecodeError=DecodeError, caps_cache={},
+        PHYSCAP_NAMES=_host.PHYSCAP_NAMES, PhysInfo=PhysInfo, hw=struct.Struct(f"<{hw_n}I").unpack_from)}
+
+
+def _pcpu_info_plan(b: _Builder, w: Wire, handle: Any, sysctl: _Sysctl) -> Dict[str, Callable[..., Any]]:
+    """getcpuinfo: the idle time of every pcpu (the exporter's every scrape), records read
+    with one ``iter_unpack``; nr_cpus() is the handle's cache, as the general path's."""
+    structs = w.variant.structs
+    cls, rec = structs.get("xen_sysctl_getcpuinfo"), structs.get("xen_sysctl_cpuinfo")
+    if cls is None or rec is None or "XEN_SYSCTL_getcpuinfo" not in w.constants:
+        return {}  # the general path says NotSupported
+    reader, index = record_reader(rec, ("idletime",))
+    if index != [0]:
+        return {}
+    size = ctypes.sizeof(rec)
+    cmd, st = sysctl("getcpuinfo", _inputs(cls, ["max_cpus", "info"]), ctypes.sizeof(cls))
+    got_at = w.sysctl_u + fields(cls)["nr_cpus"][0]
+    P = PAYLOAD_OFFSET
+    body = """\
+    n = nr_cpus()
+""" + _lane(f"{P} + n * {size}") + b.issue(st, f"{cmd}, {w.sysctl_iv}, n, lane.buf.address + {P}", "sysctl",
+                                           "getcpuinfo") + f"""\
+    got = u32(view, {got_at})[0]
+    if got > n:
+        raise DecodeError(f"getcpuinfo: {{got}} cpus returned for {{n}} asked")
+    return [new(PcpuInfo, (i, r[0])) for i, r in enumerate(records(view[{P}:{P} + got * {size}]))]
+"""
+    return {"pcpu_info": b.compile("pcpu_info", "", body, nr_cpus=handle.nr_cpus, u32=_u32, DecodeError=DecodeError,
+                                   records=reader.iter_unpack, PcpuInfo=PcpuInfo)}
+
+
+def _read_console_plan(b: _Builder, w: Wire, handle: Any, sysctl: _Sysctl) -> Dict[str, Callable[..., Any]]:
+    """readconsole in CONSOLE_CHUNK pieces; the index and clear rules of ops/host.read_console
+    (and the handle's: its incremental index kept on the handle, clear refused when read-only)."""
+    cls = w.variant.structs.get("xen_sysctl_readconsole")
+    if cls is None or "XEN_SYSCTL_readconsole" not in w.constants:
+        return {}
+    f = fields(cls)
+    has_index = "incremental" in f
+    names = ["clear", "incremental", "index", "buffer", "count"] if has_index else ["clear", "buffer", "count"]
+    cmd, st = sysctl("readconsole", _inputs(cls, names), ctypes.sizeof(cls))
+    su, P, chunk = w.sysctl_u, PAYLOAD_OFFSET, _host.CONSOLE_CHUNK
+    ask = "1 if clear else 0, " + ("1 if (asked or out) else 0, idx, " if has_index else "") + f"buffer, {chunk}"
+    # no index (before 3.2): one read, whatever its size, as the general path
+    done = "        index = None\n        break\n" if not has_index else f"""\
+        index = u32(view, {su + f["index"][0]})[0]
+        if count < {chunk} or index == idx:
+            break
+        idx = index
+        clear = False
+"""
+    body = """\
+    if clear:
+        check_writable("read_console(clear=True)")
+    index = h._console_index if incremental else None
+    asked = index is not None
+    idx = index or 0
+    out = bytearray()
+""" + _lane(P + chunk) + f"""\
+    buffer = lane.buf.address + {P}
+    while True:
+""" + b.issue(st, f"{cmd}, {w.sysctl_iv}, {ask}", "sysctl", "readconsole", indent="        ") + f"""\
+        count = u32(view, {su + f["count"][0]})[0]
+        if count > {chunk}:
+            raise DecodeError(f"readconsole: {{count}} bytes returned for a {chunk}-byte buffer")
+        out += view[{P}:{P} + count]
+        if len(out) > {_host.MAX_CONSOLE_BYTES}:
+            raise DecodeError("readconsole: more than {_host.MAX_CONSOLE_BYTES} bytes, beyond any console ring")
+""" + done + """\
+    if incremental:
+        h._console_index = index
+    return bytes(out).decode("utf-8", "replace")
+"""
+    return {"read_console": b.compile("read_console", "clear=False, incremental=False", body, h=handle, u32=_u32,
+                                      DecodeError=DecodeError, check_writable=handle._check_writable)}

@@ -3,7 +3,7 @@
 Topology, NUMA and pcpu records take the slow path (:mod:`._slow`,
 ``construct`` built from the generated layouts, imported on first use); on
 the privcmd device itself pcpu_info's plan reads them with one
-``struct.iter_unpack`` (:mod:`._fast_host`).
+``struct.iter_unpack`` (:mod:`._fast`).
 """
 
 from __future__ import annotations
