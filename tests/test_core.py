@@ -122,7 +122,12 @@ def test_locked_anonymous_buffers_are_locked_and_dontfork():
             text = f.read()
         start = f"{buf.address:x}-"
         block = text[text.index(start):].split("\n")
-        fields = dict(line.split(":", 1) for line in block[1:25] if ":" in line and not line[0].isdigit())
+        fields = {}
+        for line in block[1:]:  # as many lines as this kernel has (KSM, ProtectionKey, ...): up to VmFlags
+            key, _, value = line.partition(":")
+            fields[key] = value
+            if key == "VmFlags":  # the last line of a mapping's block (proc(5))
+                break
         assert int(fields["Locked"].split()[0]) == 2 * _privcmd.PAGE_SIZE // 1024
         assert "dc" in fields["VmFlags"].split()  # VM_DONTCOPY = MADV_DONTFORK
         assert int(fields["Rss"].split()[0]) == 2 * _privcmd.PAGE_SIZE // 1024  # every page touched

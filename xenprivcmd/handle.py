@@ -205,13 +205,15 @@ class Handle:
         self._install_plans()
 
     def _install_plans(self) -> None:
-        """Bind the hot ops' plans (:mod:`xenprivcmd.ops._fast`) in place of the
-        general methods while the transport is the privcmd device itself."""
+        """Bind the ops' plans (:mod:`xenprivcmd.ops._fast`) in place of the general
+        methods while the transport is the privcmd device itself.  A read-only handle
+        has none (the plans of state-changing ops do not ask :meth:`_check_writable`),
+        even if its transport is set back to the device."""
         d = self.__dict__
         for name in _fast.PLANNED:
             d.pop(name, None)
         t = d.get("_transport")
-        if not isinstance(t, _fast.PrivcmdTransport):
+        if not isinstance(t, _fast.PrivcmdTransport) or d.get("read_only"):
             return
         w = d.get("_wire")
         d.update(_fast.plans(self, w, t) if w is not None else {"xen_version": _fast.xen_version_plan(t)})

@@ -1,4 +1,4 @@
-"""Precomputed op plans: the hot ops on the local privcmd device.
+"""Precomputed op plans: the ops of one request and one reply on the local privcmd device.
 
 For one handle (one ABI variant, one :class:`~xenprivcmd._privcmd.PrivcmdTransport`)
 everything that does not change between calls is computed once: the op
@@ -10,19 +10,29 @@ pointing at its buffer (:class:`~xenprivcmd._privcmd.Lane`).  A call checks
 its arguments, packs once, issues one ioctl, unpacks once and builds its
 typed result, in one Python frame: each op is compiled once per handle from
 the small templates below, with its constants bound as globals of that one
-function, and the handle installs it in place of its method.
+function, and the handle installs it in place of its method.  An op of a few
+hypercalls (vcpu_info, set_vcpu_affinity, set_sched_params, read_console's
+chunks) issues each the same way, in the general path's order: recordings of
+real dom0s are replayed against both.  Argument checks and the errors raised
+are the general path's own functions (:mod:`xenprivcmd.ops.domains`), called
+before anything is issued; destroy's EAGAIN retry is
+:func:`~xenprivcmd.ops.domains.retry_while_busy`.
 
 The handle uses these only while its transport is that device itself
 (``Handle.transport`` reassigned, e.g. by the shell's tracing, puts the
 general methods back); through the simulator, record/replay, tracing or a
 read-only wrapper it takes the general path of :mod:`xenprivcmd.ops.domains`
-and :mod:`.host`.  ``tests/test_fast.py`` runs both against the simulator
+and :mod:`.host`, and a read-only handle never has plans (those of the
+state-changing ops do not check :meth:`~xenprivcmd.handle.Handle._check_writable`).
+An op a release lacks (getcpuinfo before 3.2, ...) has no plan there: the
+general method says NotSupported.  ``tests/test_fast.py`` runs both against the simulator
 behind a fake ioctl, for every release.
 """
 
 from __future__ import annotations
 
 import _operator as operator  # the C module: operator.py is more to load
+import ctypes
 import errno as _errno
 import struct
 
@@ -30,20 +40,31 @@ from .._hypercalls import error
 from .._layout import _code, fields, record_reader
 from .._privcmd import PrivcmdTransport, privcmd_hypercall
 from ..errors import DecodeError, NoSuchDomain, XenError
-from ..types import DomainInfo, PhysInfo, SchedParams, VcpuInfo
+from ..types import DomainInfo, PcpuInfo, PhysInfo, SchedParams, VcpuAffinity, VcpuInfo
 from . import domains as _dom
 from . import host as _host
 from ._wire import DOMID_FIRST_RESERVED, DOMID_MAX, PAYLOAD_OFFSET, Wire, check_domid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15)
-    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+    from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+    _Sysctl = Callable[..., Tuple[int, struct.Struct]]
 
 __all__ = ["PrivcmdTransport", "plans", "xen_version_plan", "PLANNED"]
 
 #: Handle methods that have a plan (installed on the handle while it talks to the device).
-PLANNED = ("xen_version", "domain_info", "domains", "vcpu_info", "pause", "unpause", "set_max_mem", "physinfo",
-           "sched_id", "sched_params")
+PLANNED = ("xen_version", "domain_info", "domains", "vcpu_info", "pause", "unpause", "destroy", "set_max_mem",
+           "set_max_vcpus", "vcpu_affinity", "set_vcpu_affinity", "sched_id", "sched_params", "set_sched_params",
+           "physinfo", "pcpu_info", "read_console")
+# General on purpose:
+# - create_domain: rare, and its request is laid out by field name from the release's createdomain
+#   struct (which fields exist, grant_opts, Arm's flags and arch config) in ops/domains.py; a plan
+#   would copy that layout logic, and its undo (destroy on any failure) with it.
+# - version(): a dozen XENVER sub-ops of their own sizes, each already one pack and one ioctl through
+#   PrivcmdTransport.hypercall; a plan would only repeat ops/version.info's order and decoding.
+# - cpu_topology, numa_info: rare, decoded with construct (ops/_slow.py), imported lazily.
+# - the rest of the handle (xenstore, cpupools, batches): not one request and one reply.
 
 
 def _format(items: Sequence[Tuple[int, str]], end: int = 0) -> str:
@@ -78,9 +99,9 @@ def _closed(t: PrivcmdTransport) -> int:
     raise  # noqa: PLE0704 - re-raises the ValueError being handled by the caller
 
 
-# One hypercall on the thread's lane: {values} packed at 0, {req} the lane's request.
+# One hypercall on the thread's lane: {values} packed at 0 by {pack}, {req} the lane's request.
 _ISSUE = """\
-{indent}pack_{n}(view, 0, {values})
+{indent}{pack}(view, 0, {values})
 {indent}t.calls += 1
 {indent}try:
 {indent}    rc = ioctl(t.fd, request, lane.{req}, True)
@@ -93,6 +114,17 @@ _ISSUE = """\
 _LANE = """\
     lane = getattr(t._local, "lane", None)
     if lane is None:
+        lane = t.lane()
+    view = lane.view
+"""
+
+
+def _lane(need: object) -> str:
+    """The lane over a buffer of at least ``need`` bytes (a number or an expression of the plan)."""
+    return f"""\
+    lane = getattr(t._local, "lane", None)
+    if lane is None or lane.buf.size < {need}:
+        t.scratch({need})
         lane = t.lane()
     view = lane.view
 """
@@ -116,12 +148,15 @@ class _Builder:
         }
         self.n = 0
 
-    def issue(self, st: struct.Struct, values: str, which: str, subop: str, domid: str = "None",
-              indent: str = "    ") -> str:
-        """Source of one issue of ``which`` (domctl/sysctl) with ``st`` packing ``values``."""
-        self.n += 1
-        self.env[f"pack_{self.n}"] = st.pack_into
-        return _ISSUE.format(indent=indent, n=self.n, values=values, req=which, hypercall=which, subop=subop,
+    def issue(self, st: Optional[struct.Struct], values: str, which: str, subop: str, domid: str = "None",
+              indent: str = "    ", pack: str = "") -> str:
+        """Source of one issue of ``which`` (domctl/sysctl) with ``st`` packing ``values``
+        (or the plan's own ``pack``, a name of its body, when the Struct is chosen per call)."""
+        if st is not None:
+            self.n += 1
+            pack = f"pack_{self.n}"
+            self.env[pack] = st.pack_into
+        return _ISSUE.format(indent=indent, pack=pack, values=values, req=which, hypercall=which, subop=subop,
                              domid=domid)
 
     def compile(self, name: str, params: str, body: str, **env: Any) -> Callable[..., Any]:
@@ -164,13 +199,16 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
     head = [(0, "I"), (4, "I"), (8, "H")]
     structs = w.variant.structs
 
-    def domctl(subop: str, inputs: List[Tuple[int, str]] = ()) -> Tuple[int, struct.Struct]:  # type: ignore[assignment]
+    def domctl(subop: str, inputs: List[Tuple[int, str]] = (), size: int = 0) -> Tuple[int, struct.Struct]:  # type: ignore[assignment]
+        """The op number and the Struct of a domctl: header and ``inputs`` (offsets in ``u``),
+        zeros between them and up to ``size`` bytes of ``u`` (the sub-op's whole struct)."""
         cmd = w.const("XEN_DOMCTL_" + subop, f"domctl {subop}")
-        return cmd, struct.Struct(_format(head + [(u + at, code) for at, code in inputs], u))
+        return cmd, struct.Struct(_format(head + [(u + at, code) for at, code in inputs], u + size))
 
-    def sysctl(subop: str) -> Tuple[int, struct.Struct]:
+    def sysctl(subop: str, inputs: List[Tuple[int, str]] = (), size: int = 0) -> Tuple[int, struct.Struct]:  # type: ignore[assignment]
+        """As ``domctl``, for a sysctl."""
         cmd = w.const("XEN_SYSCTL_" + subop, f"sysctl {subop}")
-        return cmd, struct.Struct(_format([(0, "I"), (4, "I")], su))
+        return cmd, struct.Struct(_format([(0, "I"), (4, "I")] + [(su + at, code) for at, code in inputs], su + size))
 
     iv, siv = w.domctl_iv, w.sysctl_iv
 
@@ -213,12 +251,7 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
                                  (su + gl["max_domains"][0], "I"), (su + gl["buffer"][0], "Q")], su))
     chunk, size = _dom.LIST_CHUNK, w.info_size
     need = PAYLOAD_OFFSET + chunk * size
-    out["domains"] = b.compile("domains", "names=False", f"""\
-    lane = getattr(t._local, "lane", None)
-    if lane is None or lane.buf.size < {need}:
-        t.scratch({need})
-        lane = t.lane()
-    view = lane.view
+    out["domains"] = b.compile("domains", "names=False", _lane(need) + f"""\
     records = lane.buf.address + {PAYLOAD_OFFSET}
     out = []
     first = 0
@@ -246,6 +279,20 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
         cmd, st = domctl(subop)
         out[name] = b.compile(name, "domid", _CHECK_DOMID + _LANE + b.issue(
             st, f"{cmd}, {iv}, domid", "domctl", subop, "domid"))
+    if "XEN_DOMCTL_max_vcpus" in w.constants:
+        mv = structs["xen_domctl_max_vcpus"]
+        cmd, st = domctl("max_vcpus", [(fields(mv)["max"][0], "I")], ctypes.sizeof(mv))
+        out["set_max_vcpus"] = b.compile("set_max_vcpus", "domid, n", _CHECK_DOMID + """\
+    check_int(n, "vcpu count", 1, MAX_VCPUS)
+""" + _LANE + b.issue(st, f"{cmd}, {iv}, domid, n", "domctl", "max_vcpus", "domid"),
+            check_int=_dom._check_int, MAX_VCPUS=_dom.MAX_VCPUS)
+    # destroy: EAGAIN (Xen <= 4.5 tearing down) retried with ops/domains' own backoff
+    cmd, st = domctl("destroydomain")
+    once = b.compile("destroy_once", "domid", _LANE + b.issue(st, f"{cmd}, {iv}, domid", "domctl",
+                                                                "destroydomain", "domid"))
+    out["destroy"] = b.compile("destroy", "domid", _CHECK_DOMID + """\
+    retry(lambda: once(domid))
+""", once=once, retry=_dom.retry_while_busy)
     cmd, st = domctl("max_mem", [(fields(structs["xen_domctl_max_mem"])["max_memkb"][0], "Q")])
     out["set_max_mem"] = b.compile("set_max_mem", "domid, kib, force=False", _CHECK_DOMID + """\
     check_int(kib, "memory (KiB)", 0, MAX_MEM_KIB)
@@ -254,8 +301,8 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
 """ + _LANE + b.issue(st, f"{cmd}, {iv}, domid, kib", "domctl", "max_mem", "domid"),
         check_int=_dom._check_int, MAX_MEM_KIB=_dom.MAX_MEM_KIB, refuse_below_use=handle._refuse_below_use)
 
-    # -- physinfo ------------------------------------------------------------------------------
-    out.update(_physinfo_plan(b, w, t, sysctl, siv))
+    # -- host: physinfo, pcpu_info, read_console ------------------------------------------------
+    out.update(_host_plans(b, w, t, handle, sysctl))
 
     # -- scheduler -------------------------------------------------------------------------------
     cmd, st = sysctl("sched_id")
@@ -270,7 +317,10 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
     if getinfo is not None and "xen_domctl_scheduler_op" in structs:
         f = fields(structs["xen_domctl_scheduler_op"])
         members = fields(f["u"][1])
-        readers: Dict[int, Tuple[str, Callable[..., Tuple[int, ...]], bool, int]] = {}
+        # per scheduler: its name, the reader of its parameters, whether it has a cap, where
+        # they are, and the writer of a putinfo (header, sched_id, cmd and the whole member)
+        readers: Dict[int, Tuple[str, Callable[..., Tuple[int, ...]], bool, int, Callable[..., None]]] = {}
+        op_head = [(f["sched_id"][0], "I"), (f["cmd"][0], "I")]
         for name in _dom.SCHEDULERS:
             if name in members:
                 at, cls = members[name]
@@ -279,22 +329,135 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
                 if "cap" in p:
                     items.append((p["cap"][0], _code(p["cap"][1])))
                 sid = int(w.constants.get(_dom.SCHEDULERS[name], -1))
-                readers[sid] = (name, struct.Struct(_format(items)).unpack_from, "cap" in p, u + f["u"][0] + at)
-        cmd, st = domctl("scheduler_op", [(f["sched_id"][0], "I"), (f["cmd"][0], "I")])
-        out["sched_params"] = b.compile("sched_params", "domid", _CHECK_DOMID + sched_id_src + """\
+                member = f["u"][0] + at
+                put = domctl("scheduler_op", op_head + [(member + i, c) for i, c in items],
+                             member + ctypes.sizeof(cls))[1].pack_into
+                readers[sid] = (name, struct.Struct(_format(items)).unpack_from, "cap" in p, u + member, put)
+        cmd, st = domctl("scheduler_op", op_head)
+        getinfo_src = b.issue(st, f"{cmd}, {iv}, domid, sid, {int(getinfo)}", "domctl", "scheduler_op", "domid") + """\
+    vals = unpack(view, at)
+    params = new(SchedParams, (name, vals[0], vals[1] if has_cap else None))
+"""
+        # a scheduler without a reader here: the general path from its sched_id on (no second sched_id)
+        pick_src = sched_id_src + """\
     got = readers.get(sid)
     if got is None:
-        return general(domid)
-    name, unpack, has_cap, at = got
-""" + b.issue(st, f"{cmd}, {iv}, domid, sid, {int(getinfo)}", "domctl", "scheduler_op", "domid") + """\
-    vals = unpack(view, at)
-    return new(SchedParams, (name, vals[0], vals[1] if has_cap else None))
-""", **sched_env, readers=readers, SchedParams=SchedParams, general=type(handle).sched_params.__get__(handle))
+        return {general}
+    name, unpack, has_cap, at, put = got
+"""
+        sched_env.update(readers=readers, SchedParams=SchedParams, w=w, t=t)
+        out["sched_params"] = b.compile("sched_params", "domid", _CHECK_DOMID + pick_src.format(
+            general="general(w, t, domid, sid, NAMES.get(sid, f'sched-{sid}'))") + getinfo_src + """\
+    return params
+""", **sched_env, general=_dom._sched_params)
+        putinfo = w.constants.get("XEN_DOMCTL_SCHEDOP_putinfo")
+        if putinfo is not None:
+            out["set_sched_params"] = b.compile("set_sched_params", "domid, weight=None, cap=None", _CHECK_DOMID + """\
+    check_sched_args(domid, weight, cap)
+""" + pick_src.format(general="general(w, t, domid, lambda: (sid, NAMES.get(sid, f'sched-{sid}')), weight, cap)")
+                + getinfo_src + """\
+    weight, cap = put_values(w, params, weight, cap)
+""" + b.issue(None, f"{cmd}, {iv}, domid, sid, {int(putinfo)}, *((weight,) if cap is None else (weight, cap))",
+              "domctl", "scheduler_op", "domid", pack="put") + getinfo_src + """\
+    return params
+""", **sched_env, general=_dom.set_sched_params, check_sched_args=_dom.check_sched_args,
+                put_values=_dom.put_values)
+    out.update(_affinity_plans(b, w, handle, domctl, out["domain_info"]))
     return out
 
 
-def _physinfo_plan(b: _Builder, w: Wire, t: PrivcmdTransport, sysctl: Callable[[str], Tuple[int, struct.Struct]],
-                   siv: int) -> Dict[str, Callable[..., Any]]:
+def _affinity_plans(b: _Builder, w: Wire, handle: Any, domctl: Callable[..., Tuple[int, struct.Struct]],
+                    domain_info: Callable[..., DomainInfo]) -> Dict[str, Callable[..., Any]]:
+    """getvcpuaffinity / setvcpuaffinity: the cpumaps are guest handles into the buffer past the
+    domctl (hard at PAYLOAD_OFFSET, soft 8 bytes past it), ``nr_bits`` the handle's nr_cpus()."""
+    cls = w.variant.structs.get("xen_domctl_vcpuaffinity")
+    if cls is None or "XEN_DOMCTL_getvcpuaffinity" not in w.constants:
+        return {}
+    f = fields(cls)
+    modern = "cpumap_soft" in f  # 4.5+: flags, a hard and a soft map; before, one map
+    inputs = [(f["vcpu"][0], "I")]
+    values = "vcpu"
+    if modern:
+        inputs.append((f["flags"][0], "I"))
+        values += ", flags"
+    for name, base in (("cpumap_hard", "base"), ("cpumap_soft", "base + nb + 8")) if modern else (("cpumap", "base"),):
+        at, mcls = f[name]
+        mf = fields(mcls)
+        nr = mf["nr_bits" if "nr_bits" in mf else "nr_cpus"]
+        inputs += [(at + mf["bitmap"][0], _code(mf["bitmap"][1])), (at + nr[0], _code(nr[1]))]
+        values += f", {base}, n"
+    size = ctypes.sizeof(cls)
+    gcmd, gst = domctl("getvcpuaffinity", inputs, size)
+    iv = w.domctl_iv
+    env: Dict[str, Any] = {
+        "check_int": _dom._check_int, "check_vcpu": _dom._check_vcpu, "MAX_VCPUS": _dom.MAX_VCPUS,
+        "nr_cpus": handle.nr_cpus, "info": domain_info, "cpus_from": _dom._cpus_from, "VcpuAffinity": VcpuAffinity,
+    }
+    both = 0
+    if modern:
+        env["HARD"] = hard = w.const("XEN_VCPUAFFINITY_HARD", "affinity")
+        env["SOFT"] = soft = w.const("XEN_VCPUAFFINITY_SOFT", "affinity")
+        both = hard | soft
+    # nr_cpus() (the handle's cache) first, then getdomaininfo, as the general path (recordings replay it)
+    head = _CHECK_DOMID + """\
+    check_int(vcpu, "vcpu", 0, MAX_VCPUS - 1)
+    n = nr_cpus()
+    check_vcpu(info(domid), vcpu)
+"""
+    where = """\
+    nb = (n + 7) >> 3
+""" + _lane(f"{PAYLOAD_OFFSET} + 2 * nb + 16") + f"""\
+    base = lane.buf.address + {PAYLOAD_OFFSET}
+"""
+    get_src = b.issue(gst, f"{gcmd}, {iv}, domid, " + values.replace("flags", str(both)), "domctl",
+                      "getvcpuaffinity", "domid") + f"""\
+    return new(VcpuAffinity, (vcpu, cpus_from(view[{PAYLOAD_OFFSET}:{PAYLOAD_OFFSET} + nb], n),
+                              {f"cpus_from(view[{PAYLOAD_OFFSET} + nb + 8:{PAYLOAD_OFFSET} + 2 * nb + 8], n)" if modern else "None"}))
+"""
+    out = {"vcpu_affinity": b.compile("vcpu_affinity", "domid, vcpu", head + where + get_src, **env)}
+    if "XEN_DOMCTL_setvcpuaffinity" not in w.constants:
+        return out
+    scmd, sst = domctl("setvcpuaffinity", inputs, size)
+    # the maps Xen reads are written whole (an absent one as zeros, as the general path clears it)
+    out["set_vcpu_affinity"] = b.compile("set_vcpu_affinity", "domid, vcpu, hard=None, soft=None", _CHECK_DOMID + """\
+    check_request(vcpu, hard, soft)
+    n = nr_cpus()
+    hard, soft = maps(w, n, hard, soft)
+    check_vcpu(info(domid), vcpu)
+""" + where + f"""\
+    view[{PAYLOAD_OFFSET}:{PAYLOAD_OFFSET} + 2 * nb + 16] = (bitmap(hard, nb) + PAD + bitmap(soft, nb) + PAD)
+""" + ("""\
+    flags = (0 if hard is None else HARD) | (0 if soft is None else SOFT)
+""" if modern else "") + b.issue(sst, f"{scmd}, {iv}, domid, {values}", "domctl", "setvcpuaffinity", "domid")
+        + get_src, **env, check_request=_dom.check_affinity_request, maps=_dom.affinity_maps, w=w,
+        bitmap=_bitmap, PAD=bytes(8))
+    return out
+
+
+def _bitmap(cpus: Optional[Iterable[int]], nbytes: int) -> bytes:
+    """A little-endian cpumap of ``nbytes`` (all zeros for None)."""
+    return (0 if cpus is None else sum(1 << c for c in cpus)).to_bytes(nbytes, "little")
+
+
+# -- the host sysctls -------------------------------------------------------------------------
+
+_u32 = struct.Struct("<I").unpack_from
+
+
+def _host_plans(b: _Builder, w: Wire, t: PrivcmdTransport, handle: Any, sysctl: _Sysctl) -> Dict[str, Callable[..., Any]]:
+    out = _physinfo_plan(b, w, t, sysctl)
+    out.update(_pcpu_info_plan(b, w, handle, sysctl))
+    out.update(_read_console_plan(b, w, handle, sysctl))
+    return out
+
+
+def _inputs(cls: type, names: List[str]) -> List[Tuple[int, str]]:
+    """(offset, struct code) of the fields ``names`` of ``cls`` (those it has)."""
+    f = fields(cls)
+    return [(f[n][0], _code(f[n][1])) for n in names if n in f]
+
+
+def _physinfo_plan(b: _Builder, w: Wire, t: PrivcmdTransport, sysctl: _Sysctl) -> Dict[str, Callable[..., Any]]:
     cls = w.variant.structs["xen_sysctl_physinfo"]
     st, index, hw_off, hw_n = _host._physinfo_reader(cls)
     names = PhysInfo._fields[:13]
@@ -302,7 +465,7 @@ def _physinfo_plan(b: _Builder, w: Wire, t: PrivcmdTransport, sysctl: Callable[[
         return {}  # an old release (no nr_cpus, outstanding_pages...): the general decoder
     cmd, req = sysctl("physinfo")
     su = w.sysctl_u
-    body = _LANE + b.issue(req, f"{cmd}, {siv}", "sysctl", "physinfo") + f"""\
+    body = _LANE + b.issue(req, f"{cmd}, {w.sysctl_iv}", "sysctl", "physinfo") + f"""\
     vals = pick(reader(view, {su}))
     if vals[2] == 0 or vals[4] == 0:
         return general(w, t)  # only an odd reply says so: the general decoder's rules
@@ -318,3 +481,76 @@ def _physinfo_plan(b: _Builder, w: Wire, t: PrivcmdTransport, sysctl: Callable[[
         "physinfo", "", body, pick=operator.itemgetter(*(index[n] for n in names)), reader=st.unpack_from,
         general=_host.physinfo, w=w, MAX_CPUS=_host.MAX_CPUS, DecodeError=DecodeError, caps_cache={},
         PHYSCAP_NAMES=_host.PHYSCAP_NAMES, PhysInfo=PhysInfo, hw=struct.Struct(f"<{hw_n}I").unpack_from)}
+
+
+def _pcpu_info_plan(b: _Builder, w: Wire, handle: Any, sysctl: _Sysctl) -> Dict[str, Callable[..., Any]]:
+    """getcpuinfo: the idle time of every pcpu (the exporter's every scrape), records read
+    with one ``iter_unpack``; nr_cpus() is the handle's cache, as the general path's."""
+    structs = w.variant.structs
+    cls, rec = structs.get("xen_sysctl_getcpuinfo"), structs.get("xen_sysctl_cpuinfo")
+    if cls is None or rec is None or "XEN_SYSCTL_getcpuinfo" not in w.constants:
+        return {}  # the general path says NotSupported
+    reader, index = record_reader(rec, ("idletime",))
+    if index != [0]:
+        return {}
+    size = ctypes.sizeof(rec)
+    cmd, st = sysctl("getcpuinfo", _inputs(cls, ["max_cpus", "info"]), ctypes.sizeof(cls))
+    got_at = w.sysctl_u + fields(cls)["nr_cpus"][0]
+    P = PAYLOAD_OFFSET
+    body = """\
+    n = nr_cpus()
+""" + _lane(f"{P} + n * {size}") + b.issue(st, f"{cmd}, {w.sysctl_iv}, n, lane.buf.address + {P}", "sysctl",
+                                           "getcpuinfo") + f"""\
+    got = u32(view, {got_at})[0]
+    if got > n:
+        raise DecodeError(f"getcpuinfo: {{got}} cpus returned for {{n}} asked")
+    return [new(PcpuInfo, (i, r[0])) for i, r in enumerate(records(view[{P}:{P} + got * {size}]))]
+"""
+    return {"pcpu_info": b.compile("pcpu_info", "", body, nr_cpus=handle.nr_cpus, u32=_u32, DecodeError=DecodeError,
+                                   records=reader.iter_unpack, PcpuInfo=PcpuInfo)}
+
+
+def _read_console_plan(b: _Builder, w: Wire, handle: Any, sysctl: _Sysctl) -> Dict[str, Callable[..., Any]]:
+    """readconsole in CONSOLE_CHUNK pieces; the index and clear rules of ops/host.read_console
+    (and the handle's: its incremental index kept on the handle, clear refused when read-only)."""
+    cls = w.variant.structs.get("xen_sysctl_readconsole")
+    if cls is None or "XEN_SYSCTL_readconsole" not in w.constants:
+        return {}
+    f = fields(cls)
+    has_index = "incremental" in f
+    names = ["clear", "incremental", "index", "buffer", "count"] if has_index else ["clear", "buffer", "count"]
+    cmd, st = sysctl("readconsole", _inputs(cls, names), ctypes.sizeof(cls))
+    su, P, chunk = w.sysctl_u, PAYLOAD_OFFSET, _host.CONSOLE_CHUNK
+    ask = "1 if clear else 0, " + ("1 if (asked or out) else 0, idx, " if has_index else "") + f"buffer, {chunk}"
+    # no index (before 3.2): one read, whatever its size, as the general path
+    done = "        index = None\n        break\n" if not has_index else f"""\
+        index = u32(view, {su + f["index"][0]})[0]
+        if count < {chunk} or index == idx:
+            break
+        idx = index
+        clear = False
+"""
+    body = """\
+    if clear:
+        check_writable("read_console(clear=True)")
+    index = h._console_index if incremental else None
+    asked = index is not None
+    idx = index or 0
+    out = bytearray()
+""" + _lane(P + chunk) + f"""\
+    buffer = lane.buf.address + {P}
+    while True:
+""" + b.issue(st, f"{cmd}, {w.sysctl_iv}, {ask}", "sysctl", "readconsole", indent="        ") + f"""\
+        count = u32(view, {su + f["count"][0]})[0]
+        if count > {chunk}:
+            raise DecodeError(f"readconsole: {{count}} bytes returned for a {chunk}-byte buffer")
+        out += view[{P}:{P} + count]
+        if len(out) > {_host.MAX_CONSOLE_BYTES}:
+            raise DecodeError("readconsole: more than {_host.MAX_CONSOLE_BYTES} bytes, beyond any console ring")
+""" + done + """\
+    if incremental:
+        h._console_index = index
+    return bytes(out).decode("utf-8", "replace")
+"""
+    return {"read_console": b.compile("read_console", "clear=False, incremental=False", body, h=handle, u32=_u32,
+                                      DecodeError=DecodeError, check_writable=handle._check_writable)}

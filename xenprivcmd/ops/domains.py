@@ -143,11 +143,17 @@ def unpause(w: Wire, t: Transport, domid: int) -> None:
 def destroy(w: Wire, t: Transport, domid: int, timeout: float = DESTROY_RETRY_SECONDS) -> None:
     """Destroy a domain; EAGAIN (Xen <= 4.5 returns it while tearing down) is retried."""
     check_domid(domid)
+    retry_while_busy(lambda: w.simple_domctl(t, "destroydomain", domid), timeout)
+
+
+def retry_while_busy(attempt: Callable[[], Any], timeout: float = DESTROY_RETRY_SECONDS) -> None:
+    """``attempt()`` until it does not raise :class:`TryAgain` (EAGAIN/EBUSY), backing off
+    from 1 ms to 100 ms; after ``timeout`` seconds the last TryAgain is raised."""
     deadline = time.monotonic() + timeout
     delay = 0.001
     while True:
         try:
-            w.simple_domctl(t, "destroydomain", domid)
+            attempt()
             return
         except TryAgain:
             if time.monotonic() > deadline:
@@ -249,18 +255,30 @@ def set_vcpu_affinity(
     """Set hard and/or soft affinity; returns what Xen then reports.  ``nr_cpus_of`` is
     asked only once the domain, the vcpu and that a map is given are known to be good."""
     check_domid(domid)
-    _check_int(vcpu, "vcpu", 0, MAX_VCPUS - 1)
-    if hard is None and soft is None:
-        raise ValueError("give a hard or a soft cpu map (or both)")
+    check_affinity_request(vcpu, hard, soft)
     nr_cpus = nr_cpus_of()
-    hard_set = None if hard is None else _check_cpus(hard, nr_cpus)
-    soft_set = None if soft is None else _check_cpus(soft, nr_cpus)
-    modern = w.has("xen_domctl_vcpuaffinity", "cpumap_soft")
-    if soft_set is not None and not modern:
-        raise NotSupported(_errno.EOPNOTSUPP, f"soft affinity: Xen {w.variant.release} has hard affinity only (before 4.5)")
+    hard_set, soft_set = affinity_maps(w, nr_cpus, hard, soft)
     info = domain_info(w, t, domid)
     _check_vcpu(info, vcpu)
     return _affinity(w, t, domid, vcpu, nr_cpus, hard_set, soft_set)
+
+
+def check_affinity_request(vcpu: int, hard: Optional[Iterable[int]], soft: Optional[Iterable[int]]) -> None:
+    """set_vcpu_affinity's checks before anything is asked of Xen (the domid aside)."""
+    _check_int(vcpu, "vcpu", 0, MAX_VCPUS - 1)
+    if hard is None and soft is None:
+        raise ValueError("give a hard or a soft cpu map (or both)")
+
+
+def affinity_maps(
+    w: Wire, nr_cpus: int, hard: Optional[Iterable[int]], soft: Optional[Iterable[int]],
+) -> Tuple[Optional[FrozenSet[int]], Optional[FrozenSet[int]]]:
+    """The cpu maps to set, checked against ``nr_cpus``; NotSupported for a soft map before 4.5."""
+    hard_set = None if hard is None else _check_cpus(hard, nr_cpus)
+    soft_set = None if soft is None else _check_cpus(soft, nr_cpus)
+    if soft_set is not None and not w.has("xen_domctl_vcpuaffinity", "cpumap_soft"):
+        raise NotSupported(_errno.EOPNOTSUPP, f"soft affinity: Xen {w.variant.release} has hard affinity only (before 4.5)")
+    return hard_set, soft_set
 
 
 def _affinity(
@@ -346,20 +364,28 @@ def set_sched_params(
     sched_id, sched_name = sched()
     member = _sched_member(w, sched_name)
     current = _sched_params(w, t, domid, sched_id, sched_name)
-    if cap is not None and current.cap is None:
-        raise NotSupported(_errno.EOPNOTSUPP, f"{sched_name} on Xen {w.variant.release} has no cap")
+    new_weight, new_cap = put_values(w, current, weight, cap)
 
     def fill(u: Any) -> None:
         op = u.scheduler_op
         op.sched_id = sched_id
         op.cmd = w.const("XEN_DOMCTL_SCHEDOP_putinfo", "schedinfo")
         p = getattr(op.u, member)
-        p.weight = current.weight if weight is None else weight
-        if current.cap is not None:
-            p.cap = current.cap if cap is None else cap
+        p.weight = new_weight
+        if new_cap is not None:
+            p.cap = new_cap
 
     w.simple_domctl(t, "scheduler_op", domid, fill)
     return _sched_params(w, t, domid, sched_id, sched_name)
+
+
+def put_values(w: Wire, current: SchedParams, weight: Optional[int], cap: Optional[int]) -> Tuple[int, Optional[int]]:
+    """(weight, cap) to put: the other keeps its value; cap None where the scheduler has none
+    (NotSupported if one was asked for)."""
+    if cap is not None and current.cap is None:
+        raise NotSupported(_errno.EOPNOTSUPP, f"{current.scheduler} on Xen {w.variant.release} has no cap")
+    return (current.weight if weight is None else weight,
+            None if current.cap is None else current.cap if cap is None else cap)
 
 
 def check_sched_args(domid: int, weight: Optional[int], cap: Optional[int]) -> None:

@@ -1,7 +1,9 @@
 """Host operations (sysctl): physinfo, scheduler, topology, NUMA, pcpus, console.
 
 Topology, NUMA and pcpu records take the slow path (:mod:`._slow`,
-``construct`` built from the generated layouts, imported on first use).
+``construct`` built from the generated layouts, imported on first use); on
+the privcmd device itself pcpu_info's plan reads them with one
+``struct.iter_unpack`` (:mod:`._fast`).
 """
 
 from __future__ import annotations
