@@ -360,3 +360,163 @@ def test_a_larger_buffer_gets_a_new_lane():
     assert h.transport.lane() is not lane and not lane.buf.address
     assert h.domain_info(2999) == g.domain_info(2999)
 
+
+
+# -- version(): ops/version.info's sub-ops, in its order ----------------------------------------
+
+def _xenver_log(h, g):
+    """(sub-op, whether it points at a buffer) of every xen_version hypercall of each handle."""
+    logs = [], []
+    for x, log in zip((h.transport.ioctl.sim, g.transport), logs):
+        real = x.handle
+
+        def handle(op, args, real=real, log=log):
+            if op == 17:
+                log.append((args[0], args[1] != 0))
+            return real(op, args)
+
+        x.handle = handle
+    return logs
+
+
+@pytest.mark.parametrize("arch,release", _releases())
+def test_the_version_plan_answers_what_the_general_path_answers(arch, release):
+    h, g = _device_and_sim(f"sim:///?xen={release}&arch={arch}&seed=6")
+    assert "version" in vars(h)  # before the ABI is known, as xen_version's
+    h.abi, g.abi  # noqa: B018 - detection's hypercalls are not compared
+    plan_log, general_log = _xenver_log(h, g)
+    got = h.version()
+    assert got == g.version() and got.varbuf_ops == (h.abi.xen >= (4, 20))
+    assert "version" in vars(h) and h._varbuf_ops is got.varbuf_ops
+    assert h.version() == g.version()  # the probe once per handle (then extraversion2's size, twice)
+    assert plan_log == general_log and plan_log.count((11, False)) == (3 if got.varbuf_ops else 1)
+    assert len(plan_log) >= 1 + 2 * (15 if got.varbuf_ops else 10)
+
+
+@pytest.mark.parametrize("release", ["4.19.0", "4.20.0"])
+def test_the_version_plan_grows_the_lane_for_a_long_reply(release):
+    h, g = _device_and_sim(f"sim:///?xen={release}")
+    long_line = "console=com1 " + "x" * 9000  # past one page: the varbuf path maps a larger buffer
+    h.transport.ioctl.sim.host.commandline = long_line
+    lane = h.transport.lane()
+    got = h.version()
+    assert got == g.version()._replace(commandline=got.commandline)
+    if got.varbuf_ops:
+        assert got.commandline == long_line and h.transport.lane() is not lane and not lane.buf.address
+    else:
+        assert got.commandline == long_line[:1023]
+    assert h.version() == got
+
+
+def _refusing(h, subop, err=None, fill=None):
+    """The device refuses xen_version ``subop`` with ``err`` (or fills its buffer with ``fill``)."""
+    import ctypes
+
+    for x in (h.transport.ioctl.sim, h.general.transport):
+        real = x.handle
+
+        def handle(op, args, real=real):
+            if op == 17 and args[0] == subop:
+                if err is not None:
+                    raise OSError(err, os.strerror(err))
+                rc = real(op, args)
+                ctypes.memset(args[1], fill, 16)
+                return rc
+            return real(op, args)
+
+        x.handle = handle
+
+
+@pytest.mark.parametrize("release", ["4.19.0", "4.20.0"])
+@pytest.mark.parametrize("subop,err,field", [
+    ("commandline", errno.EPERM, "commandline"), ("commandline", errno.ENOSYS, "commandline"),
+    ("build_id", errno.ENOSYS, "build_id"), ("build_id", errno.ENODATA, "build_id"),
+    ("build_id", errno.EPERM, "build_id"), ("build_id", errno.EINVAL, "build_id"),
+    ("commandline", errno.EFAULT, None), ("build_id", errno.EFAULT, None), ("compile_info", errno.EFAULT, None),
+    ("pagesize", errno.EPERM, None), ("version", errno.EACCES, None), ("get_features", errno.EINVAL, None),
+    ("extraversion", errno.EFAULT, None), ("capabilities", errno.ENOSYS, None),
+])
+def test_the_version_plan_fails_and_falls_back_as_the_general_path(release, subop, err, field):
+    from xenprivcmd import _hypercalls as hc
+
+    h, g = _device_and_sim(f"sim:///?xen={release}")
+    h.general = g
+    modern = h.abi.xen >= (4, 20)
+    name = subop + ("2" if modern and subop in ("commandline", "extraversion", "capabilities") else "")
+    _refusing(h, getattr(hc, "XENVER_" + name), err)
+    got = _same(h, g, lambda x: x.version())
+    if field is not None:
+        assert getattr(got, field) is None
+    else:
+        assert issubclass(got[0], errors.HypercallError) and got[2] == "XENVER_" + name, got
+
+
+def test_the_version_probe_fails_as_the_general_path():
+    h, g = _device_and_sim("sim:///?xen=4.20.0")
+    h.general = g
+    from xenprivcmd import _hypercalls as hc
+
+    _refusing(h, hc.XENVER_extraversion2, errno.EPERM)  # not "no such sub-op": raised, nothing cached
+    got = _same(h, g, lambda x: x.version())
+    assert got[0] is errors.HypervisorPermissionError and got[2] == "XENVER_extraversion2"
+    assert h._varbuf_ops is g._varbuf_ops is None
+    h2, g2 = _device_and_sim("sim:///?xen=4.20.0")
+    h2.general = g2
+    _refusing(h2, hc.XENVER_extraversion2, errno.EOPNOTSUPP)  # the fixed-size sub-ops then
+    got = _same(h2, g2, lambda x: x.version())
+    assert got.varbuf_ops is False and h2._varbuf_ops is False and got.extraversion == ".0"
+
+
+@pytest.mark.parametrize("release", ["4.19.0", "4.20.0"])
+def test_an_unterminated_extraversion_is_a_decode_error_on_both_paths(release):
+    from xenprivcmd import _hypercalls as hc
+
+    h, g = _device_and_sim(f"sim:///?xen={release}")
+    h.version()
+    g.version()
+    h._varbuf_ops = g._varbuf_ops = False  # the fixed-size sub-op, whatever the release
+    h.general = g
+    _refusing(h, hc.XENVER_extraversion, fill=0x41)
+    got = _same(h, g, lambda x: x.version())
+    assert got[0] is errors.DecodeError and "XENVER_extraversion" in got[1], got
+
+
+@pytest.mark.parametrize("kind", ["varbuf", "unterminated"])
+def test_a_garbled_version_reply_is_the_same_decode_error(kind):
+    h, g = _device_and_sim("sim:///?xen=4.20.0")
+    h.version()
+    g.version()
+    for x in (h.transport.ioctl.sim, g.transport):
+        x.faults.garble(kind, op="xen_version", subop="capabilities2" if kind == "varbuf" else "compile_info")
+    got = _same(h, g, lambda x: x.version())
+    assert got[0] is errors.DecodeError, got
+
+
+@pytest.mark.parametrize("release", ["4.19.0", "4.20.0"])
+def test_a_short_reply_is_not_read_as_stale_text(release):
+    """A device writing less than the field (or than the size it returns): the plan cleared
+    the buffer first, as the general path."""
+    import ctypes
+
+    from xenprivcmd import _hypercalls as hc
+
+    h, g = _device_and_sim(f"sim:///?xen={release}")
+    first = h.version()
+    assert first == g.version()
+    h.general = g
+    for x in (h.transport.ioctl.sim, g.transport):
+        real = x.handle
+
+        def handle(op, args, real=real):
+            if op == 17 and args[0] == hc.XENVER_changeset:
+                ctypes.memmove(args[1], b"abc", 3)  # no terminator: the rest of the field is the caller's
+                return 0
+            if op == 17 and args[0] == hc.XENVER_changeset2 and args[1]:
+                need = real(op, (args[0], 0) + tuple(args[2:]))
+                ctypes.memmove(args[1] + 4, b"abc", 3)  # the size says more: the rest is what was there
+                return need
+            return real(op, args)
+
+        x.handle = handle
+    got = _same(h, g, lambda x: x.version())
+    assert got.changeset == "abc" and got._replace(changeset=first.changeset) == first

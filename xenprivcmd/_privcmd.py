@@ -362,10 +362,11 @@ class Lane:
     """One thread's prebuilt ``privcmd_hypercall`` requests over its scratch
     buffer, for the precomputed op plans (:mod:`xenprivcmd.ops._fast`):
     ``domctl`` and ``sysctl`` point at the buffer's start, ``xenver`` is
-    ``XENVER_version``.  Dies with the buffer (a larger scratch buffer gets a
-    new lane)."""
+    ``XENVER_version``; ``xenvers``, the version plan's requests (one per sub-op
+    and argument), is built by that plan on first use.  Dies with the buffer (a
+    larger scratch buffer gets a new lane)."""
 
-    __slots__ = ("buf", "view", "domctl", "sysctl", "xenver")
+    __slots__ = ("buf", "view", "domctl", "sysctl", "xenver", "xenvers")
 
     def __init__(self, buf: Buffer) -> None:
         self.buf = buf
@@ -373,6 +374,7 @@ class Lane:
         self.domctl = privcmd_hypercall(HYPERVISOR_domctl, (buf.address, 0, 0, 0, 0))
         self.sysctl = privcmd_hypercall(HYPERVISOR_sysctl, (buf.address, 0, 0, 0, 0))
         self.xenver = privcmd_hypercall(HYPERVISOR_xen_version, (XENVER_version, 0, 0, 0, 0))
+        self.xenvers: Optional[Tuple[privcmd_hypercall, ...]] = None
 
 
 class PrivcmdTransport(Transport):

@@ -216,7 +216,7 @@ class Handle:
         if not isinstance(t, _fast.PrivcmdTransport) or d.get("read_only"):
             return
         w = d.get("_wire")
-        d.update(_fast.plans(self, w, t) if w is not None else {"xen_version": _fast.xen_version_plan(t)})
+        d.update(_fast.plans(self, w, t) if w is not None else _fast.xenver_plans(self, t))
 
     # -- domains --------------------------------------------------------------------
     def domains(self, names: bool = False) -> List[DomainInfo]:

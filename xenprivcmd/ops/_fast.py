@@ -12,8 +12,8 @@ typed result, in one Python frame: each op is compiled once per handle from
 the small templates below, with its constants bound as globals of that one
 function, and the handle installs it in place of its method.  An op of a few
 hypercalls (vcpu_info, set_vcpu_affinity, set_sched_params, read_console's
-chunks) issues each the same way, in the general path's order: recordings of
-real dom0s are replayed against both.  Argument checks and the errors raised
+chunks, version's dozen XENVER sub-ops) issues each the same way, in the general
+path's order: recordings of real dom0s are replayed against both.  Argument checks and the errors raised
 are the general path's own functions (:mod:`xenprivcmd.ops.domains`), called
 before anything is issued; destroy's EAGAIN retry is
 :func:`~xenprivcmd.ops.domains.retry_while_busy`.
@@ -36,13 +36,15 @@ import ctypes
 import errno as _errno
 import struct
 
-from .._hypercalls import error
+from .. import _hypercalls as _hc
+from .._hypercalls import HYPERCALL_NAMES, HYPERVISOR_xen_version, error
 from .._layout import _code, fields, record_reader
 from .._privcmd import PrivcmdTransport, privcmd_hypercall
-from ..errors import DecodeError, NoSuchDomain, XenError
-from ..types import DomainInfo, PcpuInfo, PhysInfo, SchedParams, VcpuAffinity, VcpuInfo
+from ..errors import DecodeError, HypercallError, NoSuchDomain, XenError
+from ..types import DomainInfo, PcpuInfo, PhysInfo, SchedParams, VcpuAffinity, VcpuInfo, VersionInfo
 from . import domains as _dom
 from . import host as _host
+from . import version as _ver
 from ._wire import DOMID_FIRST_RESERVED, DOMID_MAX, PAYLOAD_OFFSET, Wire, check_domid
 
 TYPE_CHECKING = False
@@ -51,18 +53,16 @@ if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15)
 
     _Sysctl = Callable[..., Tuple[int, struct.Struct]]
 
-__all__ = ["PrivcmdTransport", "plans", "xen_version_plan", "PLANNED"]
+__all__ = ["PrivcmdTransport", "plans", "xenver_plans", "xen_version_plan", "version_plan", "PLANNED"]
 
 #: Handle methods that have a plan (installed on the handle while it talks to the device).
-PLANNED = ("xen_version", "domain_info", "domains", "vcpu_info", "pause", "unpause", "destroy", "set_max_mem",
-           "set_max_vcpus", "vcpu_affinity", "set_vcpu_affinity", "sched_id", "sched_params", "set_sched_params",
-           "physinfo", "pcpu_info", "read_console")
+PLANNED = ("xen_version", "version", "domain_info", "domains", "vcpu_info", "pause", "unpause", "destroy",
+           "set_max_mem", "set_max_vcpus", "vcpu_affinity", "set_vcpu_affinity", "sched_id", "sched_params",
+           "set_sched_params", "physinfo", "pcpu_info", "read_console")
 # General on purpose:
 # - create_domain: rare, and its request is laid out by field name from the release's createdomain
 #   struct (which fields exist, grant_opts, Arm's flags and arch config) in ops/domains.py; a plan
 #   would copy that layout logic, and its undo (destroy on any failure) with it.
-# - version(): a dozen XENVER sub-ops of their own sizes, each already one pack and one ioctl through
-#   PrivcmdTransport.hypercall; a plan would only repeat ops/version.info's order and decoding.
 # - cpu_topology, numa_info: rare, decoded with construct (ops/_slow.py), imported lazily.
 # - the rest of the handle (xenstore, cpupools, batches): not one request and one reply.
 
@@ -99,24 +99,25 @@ def _closed(t: PrivcmdTransport) -> int:
     raise  # noqa: PLE0704 - re-raises the ValueError being handled by the caller
 
 
-# One hypercall on the thread's lane: {values} packed at 0 by {pack}, {req} the lane's request.
-_ISSUE = """\
-{indent}{pack}(view, 0, {values})
+# One ioctl of the prebuilt request {req}, its result in {out}.
+_CALL = """\
 {indent}t.calls += 1
 {indent}try:
-{indent}    rc = ioctl(t.fd, request, lane.{req}, True)
+{indent}    {out} = ioctl(t.fd, request, {req}, True)
 {indent}except OSError as exc:
-{indent}    rc = failed(t, exc, lane.{req}, {hypercall!r}, {subop!r}, {domid})
+{indent}    {out} = failed(t, exc, {req}, {hypercall!r}, {subop!r}, {domid})
 {indent}except ValueError:
-{indent}    rc = closed(t)
+{indent}    {out} = closed(t)
 """
+# One hypercall on the thread's lane: {values} packed at 0 by {pack}, {req} the lane's request.
+_ISSUE = "{indent}{pack}(view, 0, {values})\n" + _CALL
 
-_LANE = """\
+_LANE_ONLY = """\
     lane = getattr(t._local, "lane", None)
     if lane is None:
         lane = t.lane()
-    view = lane.view
 """
+_LANE = _LANE_ONLY + "    view = lane.view\n"
 
 
 def _lane(need: object) -> str:
@@ -156,8 +157,8 @@ class _Builder:
             self.n += 1
             pack = f"pack_{self.n}"
             self.env[pack] = st.pack_into
-        return _ISSUE.format(indent=indent, pack=pack, values=values, req=which, hypercall=which, subop=subop,
-                             domid=domid)
+        return _ISSUE.format(indent=indent, pack=pack, values=values, req="lane." + which, out="rc", hypercall=which,
+                             subop=subop, domid=domid)
 
     def compile(self, name: str, params: str, body: str, **env: Any) -> Callable[..., Any]:
         scope = dict(self.env, **env)
@@ -171,20 +172,110 @@ class _Builder:
 def xen_version_plan(t: PrivcmdTransport) -> Callable[[], Tuple[int, int]]:
     """``XENVER_version`` on the lane's prebuilt request: (major, minor)."""
     b = _Builder(t)
-    body = """\
-    lane = getattr(t._local, "lane", None)
-    if lane is None:
-        lane = t.lane()
-    t.calls += 1
-    try:
-        v = ioctl(t.fd, request, lane.xenver, True)
-    except OSError as exc:
-        v = failed(t, exc, lane.xenver, "xen_version", "XENVER_version", None)
-    except ValueError:
-        v = closed(t)
+    body = _LANE_ONLY + _CALL.format(
+        indent="    ", req="lane.xenver", out="v", hypercall="xen_version", subop="XENVER_version", domid=None) + """\
     return v >> 16, v & 0xFFFF
 """
     return b.compile("xen_version", "", body)
+
+
+def xenver_plans(handle: Any, t: PrivcmdTransport) -> Dict[str, Callable[..., Any]]:
+    """The plans of the ``xen_version`` hypercall: its sub-ops are the same in every release,
+    so these need no wire (the handle installs them before the ABI is known)."""
+    return {"xen_version": xen_version_plan(t), "version": version_plan(handle, t)}
+
+
+def version_plan(handle: Any, t: PrivcmdTransport) -> Callable[[], VersionInfo]:
+    """``Handle.version()``: :func:`ops.version.info <xenprivcmd.ops.version.info>`'s sub-ops in its
+    order (the ``*2`` probe first, once per handle, its answer kept in ``handle._varbuf_ops``), each
+    on a request of the lane's ``xenvers`` with its argument in place, decoded and failing as there."""
+    spec: List[Tuple[int, bool]] = []  # the lane's requests: (sub-op, whether arg 1 is the buffer)
+    hc = HYPERCALL_NAMES[HYPERVISOR_xen_version]
+
+    def call(subop: int, at: bool, out: str = "rc", indent: str = "    ") -> str:
+        if (subop, at) not in spec:
+            spec.append((subop, at))
+        return _CALL.format(indent=indent, req=f"r{spec.index((subop, at))}", out=out, hypercall=hc,
+                            subop=_ver.SUBOP_NAMES[subop], domid=None)
+
+    def reqs(indent: str) -> str:  # the lane's requests as locals (their list is complete once the body is)
+        return "".join(indent + line + "\n" for line in (
+            "view = lane.view", "reqs = lane.xenvers", "if reqs is None:",
+            "    reqs = lane.xenvers = requests(lane.buf.address)", "@REQS@ = reqs"))
+
+    def fixed(subop: int, size: int, out: str, indent: str = "        ") -> str:
+        # cleared first, as the general path: a short reply is never read as an earlier call's text
+        return f"{indent}view[0:{size}] = ZEROS[:{size}]\n" + call(subop, True, indent=indent) + \
+            f"{indent}{out} = cstring(view, 0, {size}, {_ver.SUBOP_NAMES[subop]!r})\n"
+
+    def varbuf(subop: int, out: str, indent: str = "        ") -> str:
+        # ask the size, the lane grown to it as the general path's scratch buffer, then fetch
+        return call(subop, False, "need", indent) + f"""\
+{indent}if need > {_ver.VARBUF_MAX}:
+{indent}    raise too_big({subop}, need)
+{indent}if need > lane.buf.size - 5:
+{indent}    t.scratch(need + 5)
+{indent}    lane = t.lane()
+{reqs(indent + "    ")}{indent}u32_into(view, 0, need)
+{indent}view[4:4 + need] = bytes(need)
+""" + call(subop, True, "got", indent) + f"""\
+{indent}if got > need:
+{indent}    raise overrun({subop}, got, need)
+{indent}{out} = bytes(view[4:4 + got])
+"""
+
+    def unless(errnos: str, src: str, out: str, value: str = "None", indent: str = "    ") -> str:
+        """``src`` (one level in), ``out`` set to ``value`` when it fails with one of ``errnos``."""
+        return f"{indent}try:\n" + src + f"""\
+{indent}except HypercallError as exc:
+{indent}    if exc.errno not in {errnos}:
+{indent}        raise
+{indent}    {out} = {value}
+"""
+
+    body = _LANE_ONLY + reqs("    ") + """\
+    vb = h._varbuf_ops
+    if vb is None:
+""" + unless("NO_VARBUF", call(_hc.XENVER_extraversion2, False, indent="            ") + "            vb = True\n",
+             "vb", "False", "        ") + "        h._varbuf_ops = vb\n" + call(_hc.XENVER_version, False, "v") + f"""\
+    major, minor = split_version(v)
+    view[0:{_ver.COMPILE_INFO_SIZE}] = ZEROS[:{_ver.COMPILE_INFO_SIZE}]
+""" + call(_hc.XENVER_compile_info, True) + """\
+    compiler, compile_by, compile_domain, compile_date = compile_fields(view)
+""" + call(_hc.XENVER_pagesize, False, "pagesize") + "    if vb:\n" + varbuf(_hc.XENVER_extraversion2, "extra") + \
+        varbuf(_hc.XENVER_capabilities2, "caps") + varbuf(_hc.XENVER_changeset2, "changeset") + """\
+        extraversion, caps, changeset = text(extra), text(caps), text(changeset)
+    else:
+""" + fixed(_hc.XENVER_extraversion, _ver.XEN_EXTRAVERSION_LEN, "extraversion") + \
+        fixed(_hc.XENVER_capabilities, _ver.XEN_CAPABILITIES_INFO_LEN, "caps") + \
+        fixed(_hc.XENVER_changeset, _ver.XEN_CHANGESET_INFO_LEN, "changeset") + """\
+    view[0:8] = ZEROS[:8]
+""" + call(_hc.XENVER_platform_parameters, True) + """\
+    virt_start = u64(view, 0)[0]
+    feature_into(view, 0, 0, 0)
+""" + call(_hc.XENVER_get_features, True) + """\
+    features = feature(view, 0)[1]
+""" + unless("NO_COMMANDLINE", "        if vb:\n" + varbuf(_hc.XENVER_commandline2, "line", "            ")
+             + "            line = text(line)\n        else:\n"
+             + fixed(_hc.XENVER_commandline, _ver.XEN_COMMANDLINE_LEN, "line", "            "), "line") + \
+        unless("NO_BUILD_ID", varbuf(_hc.XENVER_build_id, "build_id") + "        build_id = build_id.hex()\n",
+               "build_id") + """\
+    return new(VersionInfo, (major, minor, extraversion, compiler, compile_by, compile_domain, compile_date,
+                             tuple(caps.split()), changeset, virt_start, features, pagesize, line, build_id, vb))
+"""
+    body = body.replace("@REQS@", ", ".join(f"r{i}" for i in range(len(spec))) + ",")
+    made = tuple(spec)
+
+    def requests(address: int) -> Tuple[privcmd_hypercall, ...]:
+        return tuple(privcmd_hypercall(HYPERVISOR_xen_version, (s, address if at else 0, 0, 0, 0)) for s, at in made)
+
+    return _Builder(t).compile(
+        "version", "", body, h=handle, requests=requests, VersionInfo=VersionInfo, HypercallError=HypercallError,
+        ZEROS=memoryview(bytes(max(_ver.XEN_CAPABILITIES_INFO_LEN, _ver.XEN_COMMANDLINE_LEN))),
+        NO_VARBUF=_ver.NO_VARBUF, NO_COMMANDLINE=_ver.NO_COMMANDLINE, NO_BUILD_ID=_ver.NO_BUILD_ID, cstring=_ver.cstring,
+        text=_ver._text, split_version=_ver.split_version, compile_fields=_ver.compile_fields, too_big=_ver.too_big,
+        overrun=_ver.overrun, u32_into=_ver._u32.pack_into, u64=_ver._u64.unpack_from,
+        feature_into=_ver._feature_info.pack_into, feature=_ver._feature_info.unpack_from)
 
 
 def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
@@ -193,7 +284,7 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
         return {}
     b = _Builder(t)
     b.env["resolve"] = handle._domid
-    out: Dict[str, Callable[..., Any]] = {"xen_version": xen_version_plan(t)}
+    out = xenver_plans(handle, t)
     u = w.domctl_u
     su = w.sysctl_u
     head = [(0, "I"), (4, "I"), (8, "H")]

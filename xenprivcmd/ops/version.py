@@ -58,6 +58,14 @@ _u32 = struct.Struct("=I")
 _u64 = struct.Struct("=Q")
 _feature_info = struct.Struct("=II")
 
+# errnos that mean "not here" rather than a failure (the same for the precomputed plan, ops/_fast.py)
+#: the probe of the *2 sub-ops: the hypervisor has none of them
+NO_VARBUF = (_errno.ENOSYS, _errno.EOPNOTSUPP, _errno.EINVAL)
+#: XENVER_commandline: XSM may hide it; Xen < 3.2 has no such sub-op
+NO_COMMANDLINE = (_errno.EPERM, _errno.ENOSYS)
+#: XENVER_build_id: before Xen 4.7, or built without a build id
+NO_BUILD_ID = (_errno.ENOSYS, _errno.ENODATA, _errno.EPERM, _errno.EINVAL)
+
 
 def call(t: Transport, subop: int, address: int = 0) -> int:
     """Issue one ``xen_version`` sub-op; typed error on failure."""
@@ -66,7 +74,11 @@ def call(t: Transport, subop: int, address: int = 0) -> int:
 
 def version(t: Transport) -> Tuple[int, int]:
     """(major, minor) from ``XENVER_version``."""
-    v = call(t, XENVER_version)
+    return split_version(call(t, XENVER_version))
+
+
+def split_version(v: int) -> Tuple[int, int]:
+    """(major, minor) of what ``XENVER_version`` returned."""
     if v < 0 or v > 0xFFFFFFFF:
         raise DecodeError(f"XENVER_version returned {v}, not a 32-bit version")
     return v >> 16, v & 0xFFFF
@@ -92,14 +104,24 @@ def varbuf(t: Transport, subop: int) -> bytes:
     """A ``xen_varbuf`` sub-op: ask for the size, then fetch that much."""
     need = call(t, subop, 0)
     if need > VARBUF_MAX:
-        raise DecodeError(f"{SUBOP_NAMES[subop]}: size {need} is beyond any plausible reply")
+        raise too_big(subop, need)
     buf = t.scratch(_u32.size + need + 1)
     buf.clear(_u32.size + need)
     _u32.pack_into(buf.view, 0, need)
     got = call(t, subop, buf.address)
     if got > need:
-        raise DecodeError(f"{SUBOP_NAMES[subop]}: {got} bytes written into a {need}-byte buffer")
+        raise overrun(subop, got, need)
     return bytes(buf.view[_u32.size : _u32.size + got])
+
+
+def too_big(subop: int, need: int) -> DecodeError:
+    """The error for a ``xen_varbuf`` size beyond :data:`VARBUF_MAX`."""
+    return DecodeError(f"{SUBOP_NAMES[subop]}: size {need} is beyond any plausible reply")
+
+
+def overrun(subop: int, got: int, need: int) -> DecodeError:
+    """The error for a ``xen_varbuf`` reply longer than the buffer it was given."""
+    return DecodeError(f"{SUBOP_NAMES[subop]}: {got} bytes written into a {need}-byte buffer")
 
 
 def _text(data: bytes) -> str:
@@ -112,7 +134,7 @@ def has_varbuf_ops(t: Transport) -> bool:
     try:
         call(t, XENVER_extraversion2, 0)
     except HypercallError as exc:
-        if exc.errno in (_errno.ENOSYS, _errno.EOPNOTSUPP, _errno.EINVAL):
+        if exc.errno in NO_VARBUF:
             return False
         raise
     return True
@@ -144,20 +166,28 @@ def commandline(t: Transport, use_varbuf: bool) -> Optional[str]:
             return _text(varbuf(t, XENVER_commandline2))
         return fixed_string(t, XENVER_commandline, XEN_COMMANDLINE_LEN)
     except HypercallError as exc:
-        if exc.errno in (_errno.EPERM, _errno.ENOSYS):
-            return None  # XSM may hide it; Xen < 3.2 has no such sub-op
+        if exc.errno in NO_COMMANDLINE:
+            return None
         raise
 
 
+#: The size of XENVER_compile_info's reply.
+COMPILE_INFO_SIZE = sum(n for _, n in XEN_COMPILE_INFO)
+
+
 def compile_info(t: Transport) -> Tuple[str, str, str, str]:
-    size = sum(n for _, n in XEN_COMPILE_INFO)
-    buf = t.scratch(size)
-    buf.clear(size)
+    buf = t.scratch(COMPILE_INFO_SIZE)
+    buf.clear(COMPILE_INFO_SIZE)
     call(t, XENVER_compile_info, buf.address)
+    return compile_fields(buf.view)
+
+
+def compile_fields(view: memoryview) -> Tuple[str, str, str, str]:
+    """The four strings of a XENVER_compile_info reply at the start of ``view``."""
     out = []
     offset = 0
     for name, n in XEN_COMPILE_INFO:
-        out.append(cstring(buf.view, offset, n, f"compile_info.{name}"))
+        out.append(cstring(view, offset, n, f"compile_info.{name}"))
         offset += n
     return out[0], out[1], out[2], out[3]
 
@@ -180,8 +210,8 @@ def build_id(t: Transport) -> Optional[str]:
     try:
         data = varbuf(t, XENVER_build_id)
     except HypercallError as exc:
-        if exc.errno in (_errno.ENOSYS, _errno.ENODATA, _errno.EPERM, _errno.EINVAL):
-            return None  # before Xen 4.7, or built without a build id
+        if exc.errno in NO_BUILD_ID:
+            return None
         raise
     return data.hex()
 
