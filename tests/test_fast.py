@@ -316,6 +316,50 @@ def test_errors_are_typed_and_eintr_is_retried():
     assert exc2.value.errno == errno.EBADF
 
 
+def _is_plan(fn, name):
+    return (fn.__doc__ or "").startswith(f"{name}: precomputed plan")
+
+
+def test_a_plan_is_built_on_its_first_call_only():
+    h, g = _device_and_sim("sim:///?domains=5&seed=2")
+    h.abi  # noqa: B018 - detection; every op has its stand-in now
+    assert set(_fast.PLANNED) <= set(vars(h))
+    assert not any(_is_plan(vars(h)[n], n) for n in _fast.PLANNED)
+    device = h.transport.ioctl.calls
+    assert h.domains() == g.domains()
+    assert h.transport.ioctl.calls - device == 1  # building the plan issues nothing
+    built = {n for n in _fast.PLANNED if _is_plan(vars(h)[n], n)}
+    assert built == {"domains"}, built  # a one-shot listing compiles one plan
+    first = vars(h)["domains"]
+    assert h.domains() == g.domains() and vars(h)["domains"] is first  # then it is the plan itself
+    h.vcpu_info(1)
+    assert {n for n in _fast.PLANNED if _is_plan(vars(h)[n], n)} == {"domains", "domain_info", "vcpu_info"}
+
+
+def test_a_stand_in_of_an_earlier_transport_installs_nothing():
+    h, g = _device_and_sim("sim:///default")
+    h.abi  # noqa: B018
+    old = vars(h)["domain_info"]
+    device = h.transport
+    h.transport = TimingTransport(device, h.abi)  # off the plans: the stand-in is no longer the handle's
+    assert old(1) == g.domain_info(1)  # runs what the handle has now (the general method)
+    assert "domain_info" not in vars(h)
+    h.transport = device
+    assert not _is_plan(vars(h)["domain_info"], "domain_info") and h.domain_info(1) == g.domain_info(1)
+    assert _is_plan(vars(h)["domain_info"], "domain_info")
+
+
+def test_an_op_without_a_plan_on_a_release_falls_back_for_good():
+    h, g = _device_and_sim("sim:///?xen=3.1.4")  # no getcpuinfo sysctl before 3.2
+    h.abi  # noqa: B018
+    assert "pcpu_info" in vars(h)
+    with pytest.raises(errors.NotSupported):
+        g.pcpu_info()
+    with pytest.raises(errors.NotSupported):
+        h.pcpu_info()
+    assert "pcpu_info" not in vars(h)  # the general method from now on
+
+
 def test_a_wrapper_takes_the_handle_off_the_plans_and_back():
     h, g = _device_and_sim("sim:///default")
     h.domain_info(0)

@@ -205,8 +205,9 @@ class Handle:
         self._install_plans()
 
     def _install_plans(self) -> None:
-        """Bind the ops' plans (:mod:`xenprivcmd.ops._fast`) in place of the general
-        methods while the transport is the privcmd device itself.  A read-only handle
+        """Put the ops' plans (:mod:`xenprivcmd.ops._fast`: stand-ins that build each on
+        its first call) in place of the general methods while the transport is the
+        privcmd device itself.  A read-only handle
         has none (the plans of state-changing ops do not ask :meth:`_check_writable`),
         even if its transport is set back to the device."""
         d = self.__dict__
@@ -216,7 +217,7 @@ class Handle:
         if not isinstance(t, _fast.PrivcmdTransport) or d.get("read_only"):
             return
         w = d.get("_wire")
-        d.update(_fast.plans(self, w, t) if w is not None else _fast.xenver_plans(self, t))
+        d.update(_fast.stand_ins(self, w, t))
 
     # -- domains --------------------------------------------------------------------
     def domains(self, names: bool = False) -> List[DomainInfo]:

@@ -10,7 +10,9 @@ pointing at its buffer (:class:`~xenprivcmd._privcmd.Lane`).  A call checks
 its arguments, packs once, issues one ioctl, unpacks once and builds its
 typed result, in one Python frame: each op is compiled once per handle from
 the small templates below, with its constants bound as globals of that one
-function, and the handle installs it in place of its method.  An op of a few
+function, on its first call (:func:`stand_ins`: the handle holds a stand-in
+that builds the plan and puts it in its own place, so a process compiles only
+the plans it uses).  An op of a few
 hypercalls (vcpu_info, set_vcpu_affinity, set_sched_params, read_console's
 chunks, version's dozen XENVER sub-ops) issues each the same way, in the general
 path's order: recordings of real dom0s are replayed against both.  Argument checks and the errors raised
@@ -53,7 +55,7 @@ if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15)
 
     _Sysctl = Callable[..., Tuple[int, struct.Struct]]
 
-__all__ = ["PrivcmdTransport", "plans", "xenver_plans", "xen_version_plan", "version_plan", "PLANNED"]
+__all__ = ["PrivcmdTransport", "plans", "stand_ins", "xen_version_plan", "version_plan", "PLANNED"]
 
 #: Handle methods that have a plan (installed on the handle while it talks to the device).
 PLANNED = ("xen_version", "version", "domain_info", "domains", "vcpu_info", "pause", "unpause", "destroy",
@@ -179,12 +181,6 @@ def xen_version_plan(t: PrivcmdTransport) -> Callable[[], Tuple[int, int]]:
     return b.compile("xen_version", "", body)
 
 
-def xenver_plans(handle: Any, t: PrivcmdTransport) -> Dict[str, Callable[..., Any]]:
-    """The plans of the ``xen_version`` hypercall: its sub-ops are the same in every release,
-    so these need no wire (the handle installs them before the ABI is known)."""
-    return {"xen_version": xen_version_plan(t), "version": version_plan(handle, t)}
-
-
 def version_plan(handle: Any, t: PrivcmdTransport) -> Callable[[], VersionInfo]:
     """``Handle.version()``: :func:`ops.version.info <xenprivcmd.ops.version.info>`'s sub-ops in its
     order (the ``*2`` probe first, once per handle, its answer kept in ``handle._varbuf_ops``), each
@@ -278,13 +274,52 @@ def version_plan(handle: Any, t: PrivcmdTransport) -> Callable[[], VersionInfo]:
         feature_into=_ver._feature_info.pack_into, feature=_ver._feature_info.unpack_from)
 
 
-def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
-    """The handle's planned methods for ``t`` (empty unless ``t`` is the privcmd device itself)."""
+def stand_ins(handle: Any, w: Optional[Wire], t: PrivcmdTransport) -> Dict[str, Callable[..., Any]]:
+    """For each planned op a stand-in that, on its first call, builds that op's plan (and those
+    built with it), puts them in its place on the handle and runs it: a process compiles only
+    the plans it uses (a one-shot listing, one).  Without a wire (before the ABI is known), only
+    the ``xen_version`` hypercall's.  A stand-in whose handle was taken off the plans meanwhile
+    (another transport, or a newer set of stand-ins) installs nothing and runs what the handle
+    has now; where the release has no plan for the op, the general method from then on."""
+    names = PLANNED if w is not None else ("xen_version", "version")
+    mine: Dict[str, Callable[..., Any]] = {}
+
+    def build(name: str) -> Dict[str, Callable[..., Any]]:
+        if w is not None:
+            return plans(handle, w, t, only=name)
+        return {name: xen_version_plan(t) if name == "xen_version" else version_plan(handle, t)}
+
+    def make(name: str) -> Callable[..., Any]:
+        def stand_in(*args: Any, **kw: Any) -> Any:
+            d = handle.__dict__
+            if d.get(name) is stand_in:
+                for n, fn in build(name).items():
+                    if d.get(n) is mine.get(n):
+                        d[n] = fn
+                if d.get(name) is stand_in:
+                    del d[name]
+            fn = d.get(name)
+            if fn is None:
+                return getattr(type(handle), name)(handle, *args, **kw)
+            return fn(*args, **kw)
+
+        stand_in.__name__ = stand_in.__qualname__ = name
+        stand_in.__doc__ = f"{name}: its precomputed plan, built on this first call (xenprivcmd.ops._fast)"
+        return stand_in
+
+    for name in names:
+        mine[name] = make(name)
+    return mine
+
+
+def plans(handle: Any, w: Wire, t: Any, only: Optional[str] = None) -> Dict[str, Callable[..., Any]]:
+    """The handle's planned methods for ``t`` (empty unless ``t`` is the privcmd device itself);
+    with ``only``, that op's plan and those built with it (none where the release lacks the op)."""
     if not isinstance(t, PrivcmdTransport) or w.dom0_op:
         return {}
     b = _Builder(t)
     b.env["resolve"] = handle._domid
-    out = xenver_plans(handle, t)
+    out: Dict[str, Callable[..., Any]] = {}
     u = w.domctl_u
     su = w.sysctl_u
     head = [(0, "I"), (4, "I"), (8, "H")]
@@ -302,27 +337,27 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
         return cmd, struct.Struct(_format([(0, "I"), (4, "I")] + [(su + at, code) for at, code in inputs], su + size))
 
     iv, siv = w.domctl_iv, w.sysctl_iv
+    info_env = {"info_reader": w.info_reader.unpack_from, "info_slow": w._info_slow, "DomainInfo": DomainInfo,
+                "NoSuchDomain": NoSuchDomain, "ESRCH": _errno.ESRCH, "with_names": handle.with_names}
 
     # -- getdomaininfo (and the vcpus of one domain) -------------------------------------
-    cmd, st = domctl("getdomaininfo")
-    info_env = {"info_reader": w.info_reader.unpack_from, "info_slow": w._info_slow, "DomainInfo": DomainInfo,
-                "NoSuchDomain": NoSuchDomain, "ESRCH": _errno.ESRCH,
-                "with_names": handle.with_names}
-    info_src = b.issue(st, f"{cmd}, {iv}, domid", "domctl", "getdomaininfo", "domid") + f"""\
+    def info() -> None:
+        cmd, st = domctl("getdomaininfo")
+        info_src = b.issue(st, f"{cmd}, {iv}, domid", "domctl", "getdomaininfo", "domid") + f"""\
     rec = info_reader(view, {u})
     if rec[0] != domid:
         raise NoSuchDomain(ESRCH, f"domctl getdomaininfo(domid={{domid}}): no such domain (ESRCH)",
                            hypercall="domctl", subop="getdomaininfo", domid=domid)
     info = {"new(DomainInfo, rec + (None,))" if w.info_fast else "info_slow(rec)"}
 """
-    out["domain_info"] = b.compile(
-        "domain_info", "domid, name=False",
-        _CHECK_DOMID + _LANE + info_src + "    if name:\n        return with_names([info])[0]\n    return info\n", **info_env)
+        out["domain_info"] = b.compile(
+            "domain_info", "domid, name=False",
+            _CHECK_DOMID + _LANE + info_src + "    if name:\n        return with_names([info])[0]\n    return info\n", **info_env)
 
-    vi = structs["xen_domctl_getvcpuinfo"]
-    reader, index = record_reader(vi, ("vcpu", "online", "blocked", "running", "cpu_time", "cpu"))
-    vcmd, vst = domctl("getvcpuinfo", [(fields(vi)["vcpu"][0], "I")])
-    out["vcpu_info"] = b.compile("vcpu_info", "domid", _CHECK_DOMID + _LANE + info_src + """\
+        vi = structs["xen_domctl_getvcpuinfo"]
+        reader, index = record_reader(vi, ("vcpu", "online", "blocked", "running", "cpu_time", "cpu"))
+        vcmd, vst = domctl("getvcpuinfo", [(fields(vi)["vcpu"][0], "I")])
+        out["vcpu_info"] = b.compile("vcpu_info", "domid", _CHECK_DOMID + _LANE + info_src + """\
     n = info.max_vcpu_id + 1
     if n > MAX_VCPUS:
         raise DecodeError(f"getdomaininfo: {n} vcpus of domain {domid} is beyond any Xen")
@@ -333,22 +368,23 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
         out.append(new(VcpuInfo, (vcpu, online != 0, blocked != 0, running != 0, cpu_time, cpu)))
     return out
 """ % u, **info_env, MAX_VCPUS=_dom.MAX_VCPUS, DecodeError=DecodeError, VcpuInfo=VcpuInfo,
-        vcpu_reader=reader.unpack_from, pick=operator.itemgetter(*index[1:]))  # type: ignore[misc]
+            vcpu_reader=reader.unpack_from, pick=operator.itemgetter(*index[1:]))  # type: ignore[misc]
 
     # -- the listing: getdomaininfolist, paginated, records read in place ----------------
-    gl = fields(structs["xen_sysctl_getdomaininfolist"])
-    lcmd = w.const("XEN_SYSCTL_getdomaininfolist", "sysctl getdomaininfolist")
-    lst = struct.Struct(_format([(0, "I"), (4, "I"), (su + gl["first_domain"][0], "H"),
-                                 (su + gl["max_domains"][0], "I"), (su + gl["buffer"][0], "Q")], su))
-    chunk, size = _dom.LIST_CHUNK, w.info_size
-    need = PAYLOAD_OFFSET + chunk * size
-    out["domains"] = b.compile("domains", "names=False", _lane(need) + f"""\
+    def listing() -> None:
+        gl = fields(structs["xen_sysctl_getdomaininfolist"])
+        lcmd = w.const("XEN_SYSCTL_getdomaininfolist", "sysctl getdomaininfolist")
+        lst = struct.Struct(_format([(0, "I"), (4, "I"), (su + gl["first_domain"][0], "H"),
+                                     (su + gl["max_domains"][0], "I"), (su + gl["buffer"][0], "Q")], su))
+        chunk, size = _dom.LIST_CHUNK, w.info_size
+        need = PAYLOAD_OFFSET + chunk * size
+        out["domains"] = b.compile("domains", "names=False", _lane(need) + f"""\
     records = lane.buf.address + {PAYLOAD_OFFSET}
     out = []
     first = 0
     while first < {DOMID_FIRST_RESERVED}:
 """ + b.issue(lst, f"{lcmd}, {siv}, first, {chunk}, records", "sysctl", "getdomaininfolist",
-              indent="        ") + f"""\
+                  indent="        ") + f"""\
         n = u32(view, {su + gl["num_domains"][0]})[0]
         if n > {chunk}:
             raise DecodeError(f"getdomaininfolist: {{n}} domains returned for {chunk} asked")
@@ -363,97 +399,120 @@ def plans(handle: Any, w: Wire, t: Any) -> Dict[str, Callable[..., Any]]:
         return with_names(out)
     return out
 """, **info_env, iter_unpack=w.info_reader.iter_unpack, u32=struct.Struct("<I").unpack_from, DecodeError=DecodeError,
-        check_listing=_dom.check_listing)
+            check_listing=_dom.check_listing)
 
     # -- simple domctls ----------------------------------------------------------------------
-    for name, subop in (("pause", "pausedomain"), ("unpause", "unpausedomain")):
-        cmd, st = domctl(subop)
-        out[name] = b.compile(name, "domid", _CHECK_DOMID + _LANE + b.issue(
-            st, f"{cmd}, {iv}, domid", "domctl", subop, "domid"))
-    if "XEN_DOMCTL_max_vcpus" in w.constants:
-        mv = structs["xen_domctl_max_vcpus"]
-        cmd, st = domctl("max_vcpus", [(fields(mv)["max"][0], "I")], ctypes.sizeof(mv))
-        out["set_max_vcpus"] = b.compile("set_max_vcpus", "domid, n", _CHECK_DOMID + """\
+    def simple() -> None:
+        for name, subop in (("pause", "pausedomain"), ("unpause", "unpausedomain")):
+            cmd, st = domctl(subop)
+            out[name] = b.compile(name, "domid", _CHECK_DOMID + _LANE + b.issue(
+                st, f"{cmd}, {iv}, domid", "domctl", subop, "domid"))
+        if "XEN_DOMCTL_max_vcpus" in w.constants:
+            mv = structs["xen_domctl_max_vcpus"]
+            cmd, st = domctl("max_vcpus", [(fields(mv)["max"][0], "I")], ctypes.sizeof(mv))
+            out["set_max_vcpus"] = b.compile("set_max_vcpus", "domid, n", _CHECK_DOMID + """\
     check_int(n, "vcpu count", 1, MAX_VCPUS)
 """ + _LANE + b.issue(st, f"{cmd}, {iv}, domid, n", "domctl", "max_vcpus", "domid"),
-            check_int=_dom._check_int, MAX_VCPUS=_dom.MAX_VCPUS)
-    # destroy: EAGAIN (Xen <= 4.5 tearing down) retried with ops/domains' own backoff
-    cmd, st = domctl("destroydomain")
-    once = b.compile("destroy_once", "domid", _LANE + b.issue(st, f"{cmd}, {iv}, domid", "domctl",
-                                                                "destroydomain", "domid"))
-    out["destroy"] = b.compile("destroy", "domid", _CHECK_DOMID + """\
+                check_int=_dom._check_int, MAX_VCPUS=_dom.MAX_VCPUS)
+        # destroy: EAGAIN (Xen <= 4.5 tearing down) retried with ops/domains' own backoff
+        cmd, st = domctl("destroydomain")
+        once = b.compile("destroy_once", "domid", _LANE + b.issue(st, f"{cmd}, {iv}, domid", "domctl",
+                                                                    "destroydomain", "domid"))
+        out["destroy"] = b.compile("destroy", "domid", _CHECK_DOMID + """\
     retry(lambda: once(domid))
 """, once=once, retry=_dom.retry_while_busy)
-    cmd, st = domctl("max_mem", [(fields(structs["xen_domctl_max_mem"])["max_memkb"][0], "Q")])
-    out["set_max_mem"] = b.compile("set_max_mem", "domid, kib, force=False", _CHECK_DOMID + """\
+        cmd, st = domctl("max_mem", [(fields(structs["xen_domctl_max_mem"])["max_memkb"][0], "Q")])
+        out["set_max_mem"] = b.compile("set_max_mem", "domid, kib, force=False", _CHECK_DOMID + """\
     check_int(kib, "memory (KiB)", 0, MAX_MEM_KIB)
     if not force:
         refuse_below_use(domid, kib)
 """ + _LANE + b.issue(st, f"{cmd}, {iv}, domid, kib", "domctl", "max_mem", "domid"),
-        check_int=_dom._check_int, MAX_MEM_KIB=_dom.MAX_MEM_KIB, refuse_below_use=handle._refuse_below_use)
+            check_int=_dom._check_int, MAX_MEM_KIB=_dom.MAX_MEM_KIB, refuse_below_use=handle._refuse_below_use)
 
-    # -- host: physinfo, pcpu_info, read_console ------------------------------------------------
-    out.update(_host_plans(b, w, t, handle, sysctl))
+
 
     # -- scheduler -------------------------------------------------------------------------------
-    cmd, st = sysctl("sched_id")
-    sched_id_src = _LANE + b.issue(st, f"{cmd}, {siv}", "sysctl", "sched_id") + f"""\
+    def sched() -> None:
+        cmd, st = sysctl("sched_id")
+        sched_id_src = _LANE + b.issue(st, f"{cmd}, {siv}", "sysctl", "sched_id") + f"""\
     sid = u32(view, {su})[0]
 """
-    sched_env = {"u32": struct.Struct("<I").unpack_from, "NAMES": _host.SCHEDULER_NAMES}
-    out["sched_id"] = b.compile("sched_id", "", sched_id_src + """\
+        sched_env = {"u32": struct.Struct("<I").unpack_from, "NAMES": _host.SCHEDULER_NAMES}
+        out["sched_id"] = b.compile("sched_id", "", sched_id_src + """\
     return sid, NAMES.get(sid, f"sched-{sid}")
 """, **sched_env)
-    getinfo = w.constants.get("XEN_DOMCTL_SCHEDOP_getinfo")
-    if getinfo is not None and "xen_domctl_scheduler_op" in structs:
-        f = fields(structs["xen_domctl_scheduler_op"])
-        members = fields(f["u"][1])
-        # per scheduler: its name, the reader of its parameters, whether it has a cap, where
-        # they are, and the writer of a putinfo (header, sched_id, cmd and the whole member)
-        readers: Dict[int, Tuple[str, Callable[..., Tuple[int, ...]], bool, int, Callable[..., None]]] = {}
-        op_head = [(f["sched_id"][0], "I"), (f["cmd"][0], "I")]
-        for name in _dom.SCHEDULERS:
-            if name in members:
-                at, cls = members[name]
-                p = fields(cls)
-                items = [(p["weight"][0], _code(p["weight"][1]))]
-                if "cap" in p:
-                    items.append((p["cap"][0], _code(p["cap"][1])))
-                sid = int(w.constants.get(_dom.SCHEDULERS[name], -1))
-                member = f["u"][0] + at
-                put = domctl("scheduler_op", op_head + [(member + i, c) for i, c in items],
-                             member + ctypes.sizeof(cls))[1].pack_into
-                readers[sid] = (name, struct.Struct(_format(items)).unpack_from, "cap" in p, u + member, put)
-        cmd, st = domctl("scheduler_op", op_head)
-        getinfo_src = b.issue(st, f"{cmd}, {iv}, domid, sid, {int(getinfo)}", "domctl", "scheduler_op", "domid") + """\
+        getinfo = w.constants.get("XEN_DOMCTL_SCHEDOP_getinfo")
+        if getinfo is not None and "xen_domctl_scheduler_op" in structs:
+            f = fields(structs["xen_domctl_scheduler_op"])
+            members = fields(f["u"][1])
+            # per scheduler: its name, the reader of its parameters, whether it has a cap, where
+            # they are, and the writer of a putinfo (header, sched_id, cmd and the whole member)
+            readers: Dict[int, Tuple[str, Callable[..., Tuple[int, ...]], bool, int, Callable[..., None]]] = {}
+            op_head = [(f["sched_id"][0], "I"), (f["cmd"][0], "I")]
+            for name in _dom.SCHEDULERS:
+                if name in members:
+                    at, cls = members[name]
+                    p = fields(cls)
+                    items = [(p["weight"][0], _code(p["weight"][1]))]
+                    if "cap" in p:
+                        items.append((p["cap"][0], _code(p["cap"][1])))
+                    sid = int(w.constants.get(_dom.SCHEDULERS[name], -1))
+                    member = f["u"][0] + at
+                    put = domctl("scheduler_op", op_head + [(member + i, c) for i, c in items],
+                                 member + ctypes.sizeof(cls))[1].pack_into
+                    readers[sid] = (name, struct.Struct(_format(items)).unpack_from, "cap" in p, u + member, put)
+            cmd, st = domctl("scheduler_op", op_head)
+            getinfo_src = b.issue(st, f"{cmd}, {iv}, domid, sid, {int(getinfo)}", "domctl", "scheduler_op", "domid") + """\
     vals = unpack(view, at)
     params = new(SchedParams, (name, vals[0], vals[1] if has_cap else None))
 """
-        # a scheduler without a reader here: the general path from its sched_id on (no second sched_id)
-        pick_src = sched_id_src + """\
+            # a scheduler without a reader here: the general path from its sched_id on (no second sched_id)
+            pick_src = sched_id_src + """\
     got = readers.get(sid)
     if got is None:
         return {general}
     name, unpack, has_cap, at, put = got
 """
-        sched_env.update(readers=readers, SchedParams=SchedParams, w=w, t=t)
-        out["sched_params"] = b.compile("sched_params", "domid", _CHECK_DOMID + pick_src.format(
-            general="general(w, t, domid, sid, NAMES.get(sid, f'sched-{sid}'))") + getinfo_src + """\
+            sched_env.update(readers=readers, SchedParams=SchedParams, w=w, t=t)
+            out["sched_params"] = b.compile("sched_params", "domid", _CHECK_DOMID + pick_src.format(
+                general="general(w, t, domid, sid, NAMES.get(sid, f'sched-{sid}'))") + getinfo_src + """\
     return params
 """, **sched_env, general=_dom._sched_params)
-        putinfo = w.constants.get("XEN_DOMCTL_SCHEDOP_putinfo")
-        if putinfo is not None:
-            out["set_sched_params"] = b.compile("set_sched_params", "domid, weight=None, cap=None", _CHECK_DOMID + """\
+            putinfo = w.constants.get("XEN_DOMCTL_SCHEDOP_putinfo")
+            if putinfo is not None:
+                out["set_sched_params"] = b.compile("set_sched_params", "domid, weight=None, cap=None", _CHECK_DOMID + """\
     check_sched_args(domid, weight, cap)
 """ + pick_src.format(general="general(w, t, domid, lambda: (sid, NAMES.get(sid, f'sched-{sid}')), weight, cap)")
-                + getinfo_src + """\
+                    + getinfo_src + """\
     weight, cap = put_values(w, params, weight, cap)
 """ + b.issue(None, f"{cmd}, {iv}, domid, sid, {int(putinfo)}, *((weight,) if cap is None else (weight, cap))",
-              "domctl", "scheduler_op", "domid", pack="put") + getinfo_src + """\
+                  "domctl", "scheduler_op", "domid", pack="put") + getinfo_src + """\
     return params
 """, **sched_env, general=_dom.set_sched_params, check_sched_args=_dom.check_sched_args,
-                put_values=_dom.put_values)
-    out.update(_affinity_plans(b, w, handle, domctl, out["domain_info"]))
+                    put_values=_dom.put_values)
+    def affinity() -> None:
+        if "domain_info" not in out:
+            info()
+        out.update(_affinity_plans(b, w, handle, domctl, out["domain_info"]))
+
+    # which builder makes which plans (one that makes several: those that share their parts)
+    builders: Dict[str, Callable[[], None]] = {
+        "xen_version": lambda: out.update(xen_version=xen_version_plan(t)),
+        "version": lambda: out.update(version=version_plan(handle, t)),
+        "domain_info": info, "vcpu_info": info, "domains": listing,
+        "pause": simple, "unpause": simple, "destroy": simple, "set_max_mem": simple, "set_max_vcpus": simple,
+        "physinfo": lambda: out.update(_physinfo_plan(b, w, t, sysctl)),
+        "pcpu_info": lambda: out.update(_pcpu_info_plan(b, w, handle, sysctl)),
+        "read_console": lambda: out.update(_read_console_plan(b, w, handle, sysctl)),
+        "sched_id": sched, "sched_params": sched, "set_sched_params": sched,
+        "vcpu_affinity": affinity, "set_vcpu_affinity": affinity,
+    }
+    ran = set()
+    for name in PLANNED if only is None else (only,):
+        build = builders[name]
+        if build not in ran:
+            ran.add(build)
+            build()
     return out
 
 
@@ -533,13 +592,6 @@ def _bitmap(cpus: Optional[Iterable[int]], nbytes: int) -> bytes:
 # -- the host sysctls -------------------------------------------------------------------------
 
 _u32 = struct.Struct("<I").unpack_from
-
-
-def _host_plans(b: _Builder, w: Wire, t: PrivcmdTransport, handle: Any, sysctl: _Sysctl) -> Dict[str, Callable[..., Any]]:
-    out = _physinfo_plan(b, w, t, sysctl)
-    out.update(_pcpu_info_plan(b, w, handle, sysctl))
-    out.update(_read_console_plan(b, w, handle, sysctl))
-    return out
 
 
 def _inputs(cls: type, names: List[str]) -> List[Tuple[int, str]]:
