@@ -336,6 +336,22 @@ def test_a_plan_is_built_on_its_first_call_only():
     assert {n for n in _fast.PLANNED if _is_plan(vars(h)[n], n)} == {"domains", "domain_info", "vcpu_info"}
 
 
+def test_a_listing_loads_no_plan_module_it_does_not_use():
+    """version() and the host sysctls' plans live in ops/_fast_host.py, loaded by their first call."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys\nfrom tests.test_fast import _device_and_sim\n"
+            "h, g = _device_and_sim('sim:///default')\nassert h.domains() == g.domains()\n"
+            "print('xenprivcmd.ops._fast_host' in sys.modules)\nh.physinfo()\n"
+            "print('xenprivcmd.ops._fast_host' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root,
+                         env=dict(os.environ, PYTHONPATH=root))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
+
+
 def test_a_stand_in_of_an_earlier_transport_installs_nothing():
     h, g = _device_and_sim("sim:///default")
     h.abi  # noqa: B018
