@@ -8,11 +8,9 @@ import errno
 from . import abi as _abi
 from .errors import AmbiguousDomain, DecodeError, NoSuchDomain, ReadOnlyError, XenError
 from .ops import _fast
-from .ops import batch as _batch
 from .ops import domains as _dom
 from .ops import host as _host
 from .ops import version as _version
-from .ops._dom0op import make_wire
 from .ops._wire import Wire, check_domid
 from .types import DomainInfo, VcpuListEntry
 
@@ -36,6 +34,7 @@ if TYPE_CHECKING:
     )
 
 if TYPE_CHECKING:
+    from .ops import batch as _batch
     from .types import CpuPool
 
     #: How every domain operation names a domain: int domid, name, UUID (str or UUID) or DomainInfo.
@@ -188,7 +187,13 @@ class Handle:
     def wire(self) -> Wire:
         w = self._wire
         if w is None:
-            w = self._wire = make_wire(self.abi)
+            variant = self.abi
+            if variant.is_dom0_op:  # Xen 3.0.0-3.0.2: loaded only for them
+                from .ops._dom0op import Dom0OpWire
+
+                w = self._wire = Dom0OpWire(variant)
+            else:
+                w = self._wire = Wire(variant)
             self._install_plans()
         return w
 
@@ -406,6 +411,8 @@ class Handle:
         hypervisor refuses domctls in a multicall, the operations go one call
         each (remembered for this handle).
         """
+        from .ops import batch as _batch
+
         return _batch.Batch(self)
 
     def domain_infos(self, domids: Iterable[int], names: bool = False) -> List[Union[DomainInfo, XenError]]:
@@ -413,6 +420,8 @@ class Handle:
         DomainInfo, or the error it ended with (e.g. a
         :class:`~xenprivcmd.errors.NoSuchDomain` instance), returned, not raised."""
         ids = [check_domid(d) for d in domids]
+        from .ops import batch as _batch
+
         if ids and _batch.shaped_ok(self):
             shaped = _batch.infos_shaped(self, ids)
             if shaped is not None:
@@ -453,6 +462,8 @@ class Handle:
             if info.vcpus > _dom.MAX_VCPUS:
                 raise DecodeError(f"getdomaininfo: max_vcpu_id {info.max_vcpu_id} of domain {info.domid} "
                                        "is beyond any Xen")
+        from .ops import batch as _batch
+
         if infos and _batch.shaped_ok(self):
             shaped = _batch.vcpus_shaped(self, infos)
             if shaped is not None:
