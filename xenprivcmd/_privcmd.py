@@ -219,6 +219,9 @@ def _map_device(fd: int, size: int) -> Buffer:
     if address is None or address == _MAP_FAILED:
         err = ctypes.get_errno()
         raise XenError(err, f"cannot map {size} bytes of {HYPERCALL_BUF_PATH}: {os.strerror(err)}")
+    # Write every page (libxencall memsets too): Xen on Arm translates buffer
+    # addresses with "at s12e1w", which fails on a clean page the kernel keeps
+    # read-only until its first write fault (CPUs without FEAT_HAFDBS) -> EFAULT.
     ctypes.memset(address, 0, size)
     return Buffer(address, size, HYPERCALL_BUF_PATH, _munmap)
 

@@ -1,6 +1,6 @@
 /* The floor: the privcmd hypercall ioctl issued directly, on prebuilt
  * requests, the way libxencall does it (buffers from /dev/xen/hypercall when
- * it exists, else locked anonymous memory).
+ * it exists, else locked anonymous memory; every page written first).
  *
  *   ioctl_floor ITERS REPEATS [OP ...]   OP: xen_version getdomaininfo
  *                                            getdomaininfolist physinfo
@@ -33,14 +33,28 @@ typedef struct {
 
 static int fd;
 
+/* Every page is written once before any hypercall, on both paths, as
+ * libxencall's xencall_alloc_buffer_pages() does (memset) and as
+ * xenprivcmd's _map_device() does.  On Arm this is required, not cosmetic:
+ * Xen copies to a guest buffer by translating its virtual address with
+ * "at s12e1w" (get_page_from_gva), which never faults the page in or marks
+ * it dirty for the kernel.  A page of a fresh /dev/xen/hypercall mapping is
+ * writable but clean, and on a CPU without hardware dirty-bit management
+ * (no FEAT_HAFDBS, e.g. QEMU's cortex-a57) Linux maps a clean page
+ * read-only in hardware until the first write fault, so that translation
+ * fails and the hypercall returns EFAULT (getdomaininfolist writing its
+ * records to the untouched pages at buf+8192). */
 static void *hypercall_buffer(size_t size)
 {
     int bfd = open("/dev/xen/hypercall", O_RDWR | O_CLOEXEC);
     void *p;
     if (bfd >= 0) {
         p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, bfd, 0);
-        if (p != MAP_FAILED)
+        close(bfd);
+        if (p != MAP_FAILED) {
+            memset(p, 0, size);
             return p;
+        }
     }
     p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0);
     if (p == MAP_FAILED) {
