@@ -212,9 +212,9 @@ class Handle:
     def _install_plans(self) -> None:
         """Put the ops' plans (:mod:`xenprivcmd.ops._fast`: stand-ins that build each on
         its first call) in place of the general methods while the transport is the
-        privcmd device itself.  A read-only handle
-        has none (the plans of state-changing ops do not ask :meth:`_check_writable`),
-        even if its transport is set back to the device."""
+        privcmd device itself.  A read-only handle has none (the plans of
+        state-changing ops do not ask :meth:`_check_writable`), even if its
+        transport is set back to the device."""
         d = self.__dict__
         for name in _fast.PLANNED:
             d.pop(name, None)

@@ -58,7 +58,7 @@ _u32 = struct.Struct("=I")
 _u64 = struct.Struct("=Q")
 _feature_info = struct.Struct("=II")
 
-# errnos that mean "not here" rather than a failure (the same for the precomputed plan, ops/_fast.py)
+# errnos that mean "not here" rather than a failure (the same for the precomputed plan, ops/_fast_host.py)
 #: the probe of the *2 sub-ops: the hypervisor has none of them
 NO_VARBUF = (_errno.ENOSYS, _errno.EOPNOTSUPP, _errno.EINVAL)
 #: XENVER_commandline: XSM may hide it; Xen < 3.2 has no such sub-op
