@@ -95,6 +95,7 @@ def batch_section(h, bindir, iters, repeats):
     BATCH_COUNTS; domains() vs xc_domain_getinfolist at 64 domains.  Every
     domain made here is an empty paused one (create_domain), destroyed after."""
     from xenprivcmd.errors import TryAgain
+    from xenprivcmd.ops.domains import retry_while_busy
 
     made = []
     out = {"vcpus": {}, "domains": {}, "list64": {}, "errors": []}
@@ -144,7 +145,8 @@ def batch_section(h, bindir, iters, repeats):
                        "libxenctrl_c": c_loop("infos:" + ",".join(map(str, ids)), k) / n}
                 out["domains"][str(n)] = row
             try:
-                d = _create_retrying(h, n)
+                # EBUSY while a destroyed domain's Arm VMID is not yet given back (an RCU callback)
+                d = retry_while_busy(lambda n=n: h.create_domain(max_vcpus=n), 5.0)
             except Exception as exc:  # e.g. more vcpus than an Arm GIC takes
                 out["errors"].append(f"create_domain(max_vcpus={n}): {exc}")
                 continue
@@ -178,19 +180,6 @@ def batch_section(h, bindir, iters, repeats):
                 out["errors"].append(f"destroy({d}): {exc}")
     out["multicall"] = h._multicall
     return out
-
-
-def _create_retrying(h, max_vcpus):
-    """create_domain, retried for a while on EBUSY: a destroyed domain's Arm VMID
-    is only given back when Xen completes its destruction (an RCU callback)."""
-    from xenprivcmd.errors import TryAgain
-
-    for _ in range(50):
-        try:
-            return h.create_domain(max_vcpus=max_vcpus)
-        except TryAgain:
-            time.sleep(0.1)
-    return h.create_domain(max_vcpus=max_vcpus)
 
 
 def _vcpus(h, infos):

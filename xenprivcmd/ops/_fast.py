@@ -49,9 +49,7 @@ from ._wire import DOMID_FIRST_RESERVED, PAYLOAD_OFFSET, Wire
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15)
-    from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
-
-    _Sysctl = Callable[..., Tuple[int, struct.Struct]]
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = ["PrivcmdTransport", "plans", "stand_ins", "xen_version_plan", "PLANNED"]
 
@@ -185,7 +183,7 @@ def plans(handle: Any, w: Wire, t: Any, only: Optional[str] = None) -> Dict[str,
         gl = fields(structs["xen_sysctl_getdomaininfolist"])
         lcmd = w.const("XEN_SYSCTL_getdomaininfolist", "sysctl getdomaininfolist")
         lst = struct.Struct(request_format([(0, "I"), (4, "I"), (su + gl["first_domain"][0], "H"),
-                                     (su + gl["max_domains"][0], "I"), (su + gl["buffer"][0], "Q")], su))
+                                            (su + gl["max_domains"][0], "I"), (su + gl["buffer"][0], "Q")], su))
         chunk, size = _dom.LIST_CHUNK, w.info_size
         need = PAYLOAD_OFFSET + chunk * size
         out["domains"] = b.compile("domains", "names=False", lane(need) + f"""\
@@ -238,8 +236,6 @@ def plans(handle: Any, w: Wire, t: Any, only: Optional[str] = None) -> Dict[str,
         refuse_below_use(domid, kib)
 """ + LANE + b.issue(st, f"{cmd}, {iv}, domid, kib", "domctl", "max_mem", "domid"),
             check_int=_dom._check_int, MAX_MEM_KIB=_dom.MAX_MEM_KIB, refuse_below_use=handle._refuse_below_use)
-
-
 
     # -- scheduler -------------------------------------------------------------------------------
     def sched() -> None:
@@ -300,6 +296,8 @@ def plans(handle: Any, w: Wire, t: Any, only: Optional[str] = None) -> Dict[str,
     return params
 """, **sched_env, general=_dom.set_sched_params, check_sched_args=_dom.check_sched_args,
                     put_values=_dom.put_values)
+
+    # -- vcpu affinity (checks the vcpu with the domain_info plan) --------------------------------
     def affinity() -> None:
         if "domain_info" not in out:
             info()
@@ -390,17 +388,5 @@ def _affinity_plans(b: Builder, w: Wire, handle: Any, domctl: Callable[..., Tupl
     flags = (0 if hard is None else HARD) | (0 if soft is None else SOFT)
 """ if modern else "") + b.issue(sst, f"{scmd}, {iv}, domid, {values}", "domctl", "setvcpuaffinity", "domid")
         + get_src, **env, check_request=_dom.check_affinity_request, maps=_dom.affinity_maps, w=w,
-        bitmap=_bitmap, PAD=bytes(8))
+        bitmap=_dom.cpumap_bytes, PAD=bytes(8))
     return out
-
-
-def _bitmap(cpus: Optional[Iterable[int]], nbytes: int) -> bytes:
-    """A little-endian cpumap of ``nbytes`` (all zeros for None)."""
-    return (0 if cpus is None else sum(1 << c for c in cpus)).to_bytes(nbytes, "little")
-
-
-# -- the host sysctls -------------------------------------------------------------------------
-
-_u32 = struct.Struct("<I").unpack_from
-
-

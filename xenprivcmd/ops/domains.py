@@ -17,12 +17,14 @@ from ._wire import DOMID_FIRST_RESERVED, PAYLOAD_OFFSET, check_domid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, FrozenSet, Iterable, List, Optional, Sequence, Tuple
+    from typing import Any, Callable, FrozenSet, Iterable, List, Optional, Sequence, Tuple, TypeVar
     from uuid import UUID
 
     from .._privcmd import Transport
     from ..types import DomainInfo
     from ._wire import Wire
+
+    _T = TypeVar("_T")
 
 #: Records asked for per getdomaininfolist call (paginated by first_domain).
 LIST_CHUNK = 1024
@@ -146,15 +148,15 @@ def destroy(w: Wire, t: Transport, domid: int, timeout: float = DESTROY_RETRY_SE
     retry_while_busy(lambda: w.simple_domctl(t, "destroydomain", domid), timeout)
 
 
-def retry_while_busy(attempt: Callable[[], Any], timeout: float = DESTROY_RETRY_SECONDS) -> None:
+def retry_while_busy(attempt: Callable[[], _T], timeout: float = DESTROY_RETRY_SECONDS) -> _T:
     """``attempt()`` until it does not raise :class:`TryAgain` (EAGAIN/EBUSY), backing off
-    from 1 ms to 100 ms; after ``timeout`` seconds the last TryAgain is raised."""
+    from 1 ms to 100 ms, and what it returned; after ``timeout`` seconds the last TryAgain
+    is raised."""
     deadline = time.monotonic() + timeout
     delay = 0.001
     while True:
         try:
-            attempt()
-            return
+            return attempt()
         except TryAgain:
             if time.monotonic() > deadline:
                 raise
@@ -216,6 +218,11 @@ def one_vcpu(w: Wire, t: Transport, domid: int, vcpu: int) -> VcpuInfo:
 
 def _cpumap_bytes(nr_cpus: int) -> int:
     return (nr_cpus + 7) // 8
+
+
+def cpumap_bytes(cpus: Optional[Iterable[int]], nbytes: int) -> bytes:
+    """A little-endian cpumap of ``nbytes`` with the bits of ``cpus`` (all zeros for None)."""
+    return (0 if cpus is None else sum(1 << c for c in cpus)).to_bytes(nbytes, "little")
 
 
 def _cpus_from(raw: bytes, nr_cpus: int) -> FrozenSet[int]:
@@ -309,8 +316,7 @@ def _affinity(
         cpumap.bitmap = buf.address + at
         _set_nr(cpumap, nr_cpus)
         if cpus is not None:
-            bits = sum(1 << c for c in cpus)
-            buf.view[at : at + nbytes] = bits.to_bytes(nbytes, "little")
+            buf.view[at : at + nbytes] = cpumap_bytes(cpus, nbytes)
     w.issue_domctl(t, buf, subop, domid)
     if setting:
         # setvcpuaffinity writes back the effective maps; read them fresh.

@@ -79,7 +79,6 @@ def compile_c(root: str, suite: str, src: str, out: str, includes: Sequence[str]
     """``src`` compiled against the sysroot into the file ``out`` (``libs``: e.g. ``["xenctrl"]``)."""
     triplet = "aarch64-linux-gnu" if suite.endswith("-arm64") else "x86_64-linux-gnu"
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    _fix_links(root, root)  # a tree unpacked by an older copy of this module
     libdirs = [d for d in (os.path.join(root, "usr", "lib", triplet), os.path.join(root, "lib", triplet))
                if os.path.isdir(d)]
     cc = "gcc" if triplet.startswith("x86_64") else f"{triplet}-gcc"
