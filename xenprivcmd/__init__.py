@@ -17,24 +17,39 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional
 
+    from ._detect import UnknownHypervisorError
+    from .abi import UnknownABIError
     from .errors import (
+        AmbiguousDomain,
+        AuthenticationFailed,
+        ConnectionLost,
         DecodeError,
+        GuestTimeout,
+        HostKeyMismatch,
+        HostUnreachable,
         HypercallError,
         HypervisorPermissionError,
         InterfaceVersionMismatch,
         Interrupted,
+        NoRemotePython,
         NoSuchDomain,
         NotDom0Error,
         NotSupported,
         PrivcmdPermissionError,
+        ProtocolMismatch,
         ReadOnlyError,
+        RemoteError,
+        RemoteNotDom0,
+        RemotePermissionError,
         TryAgain,
         XenError,
         XenNotAvailable,
         XenprivcmdError,
     )
     from .handle import Handle
+    from .record import RecordingFormatError, ReplayMismatch
     from .types import VersionInfo
+    from .xenstore import XenstoreError, XenstoreNoEntry, XenstoreTimeout, XenstoreUnavailable
 
 __version__ = "0.2.0"
 
@@ -42,6 +57,7 @@ __all__ = [
     "open",
     "Handle",
     "VersionInfo",
+    # every exception the library raises (tests/test_surface.py keeps this complete)
     "XenprivcmdError",
     "XenError",
     "XenNotAvailable",
@@ -56,9 +72,40 @@ __all__ = [
     "Interrupted",
     "ReadOnlyError",
     "DecodeError",
+    "AmbiguousDomain",
+    "GuestTimeout",
+    "RemoteError",
+    "HostUnreachable",
+    "AuthenticationFailed",
+    "HostKeyMismatch",
+    "NoRemotePython",
+    "RemoteNotDom0",
+    "RemotePermissionError",
+    "ConnectionLost",
+    "ProtocolMismatch",
+    "XenstoreError",
+    "XenstoreNoEntry",
+    "XenstoreTimeout",
+    "XenstoreUnavailable",
+    "UnknownHypervisorError",
+    "UnknownABIError",
+    "ReplayMismatch",
+    "RecordingFormatError",
 ]
 
-_LAZY = {"Handle": ".handle", "VersionInfo": ".types"}
+# name -> the submodule that defines it; every other name of __all__ but open is in .errors
+_LAZY = {
+    "Handle": ".handle",
+    "VersionInfo": ".types",
+    "XenstoreError": ".xenstore",
+    "XenstoreNoEntry": ".xenstore",
+    "XenstoreTimeout": ".xenstore",
+    "XenstoreUnavailable": ".xenstore",
+    "UnknownHypervisorError": "._detect",
+    "UnknownABIError": ".abi",
+    "ReplayMismatch": ".record",
+    "RecordingFormatError": ".record",
+}
 
 
 def __getattr__(name: str) -> object:

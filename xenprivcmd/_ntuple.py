@@ -9,6 +9,18 @@ positional and keyword arguments with defaults (a wrong argument list is a
 ``TypeError``).  Importing ``typing`` costs more than everything else
 ``import xenprivcmd`` does; this costs a few small class creations, no
 ``exec``.
+
+``help()`` shows what each class holds: the constructor's signature (field
+names, their annotations and defaults; built on first look, so importing costs
+nothing) and, per field, the text of the class docstring's field list (units
+included)::
+
+    class DomainInfo(NamedTuple):
+        '''One domain.
+
+        :domid: the domain's id
+        :tot_pages: memory the domain has now, in pages of 4 KiB
+        '''
 """
 
 from __future__ import annotations
@@ -17,12 +29,53 @@ from _operator import itemgetter
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, Iterable, Tuple
+    from typing import Any, Dict, Iterable, Optional, Tuple
 
 __all__ = ["NamedTuple"]
 
 _tuple_new = tuple.__new__
 _MISSING = object()
+
+
+def field_docs(doc: Optional[str], fields: Tuple[str, ...]) -> Dict[str, str]:
+    """The ``:field: text`` lines of a docstring (a reST field list; a line indented deeper continues one)."""
+    out: Dict[str, str] = {}
+    current, depth = "", 0
+    for line in (doc or "").splitlines():
+        text = line.lstrip()
+        indent = len(line) - len(text)
+        end = text.find(":", 1) if text.startswith(":") else -1
+        if end > 1 and text[1:end] in fields:
+            current, depth = text[1:end], indent
+            out[current] = text[end + 1:].strip()
+        elif current and text and indent > depth:
+            out[current] += " " + text.rstrip()
+        else:
+            current = ""
+    return out
+
+
+class _Annotation(str):
+    """An annotation's text that a signature shows bare (``int``, not ``'int'``)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+class _ResultType(type):
+    """The classes' type: ``inspect.signature(cls)`` (and so ``help(cls)``) gives the fields."""
+
+    @property
+    def __signature__(cls) -> Any:
+        import inspect
+
+        ns = cls.__dict__
+        ann, defaults = ns["_annotations_"], ns["_field_defaults"]
+        kind, empty = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.empty
+        params = [inspect.Parameter(f, kind, default=defaults.get(f, empty),
+                                    annotation=_Annotation(ann[f]) if isinstance(ann.get(f), str) else ann.get(f, empty))
+                  for f in ns["_fields"]]
+        return inspect.Signature(params)
 
 
 def _make_class(name: str, ns: Dict[str, Any]) -> type:
@@ -89,12 +142,14 @@ def _make_class(name: str, ns: Dict[str, Any]) -> type:
         "_make": _make, "_replace": _replace, "_asdict": _asdict, "__repr__": __repr__,
         "__getnewargs__": __getnewargs__, "__match_args__": fields,
     }
+    docs = field_docs(ns.get("__doc__"), fields)
     for i, f in enumerate(fields):
-        cls_ns[f] = property(itemgetter(i), doc=f"Alias for field number {i}")
+        cls_ns[f] = property(itemgetter(i), doc=docs.get(f) or f"Alias for field number {i}")
+    cls_ns["_annotations_"] = ns.get("__annotations__", {})
     for k, v in ns.items():
         if k not in fields and k not in ("__dict__", "__weakref__", "__qualname__"):
             cls_ns[k] = v
-    cls = type(name, (tuple,), cls_ns)
+    cls = _ResultType(name, (tuple,), cls_ns)
     cls.__qualname__ = ns.get("__qualname__", name)
     return cls
 

@@ -17,6 +17,22 @@ class VersionInfo(NamedTuple):
 
     Fields the hypervisor does not report (an old release without the
     sub-op, a build without a build id) are ``None``.
+
+    :major: the major version (``XENVER_version``'s high 16 bits)
+    :minor: the minor version (its low 16 bits)
+    :extraversion: the rest of the release, e.g. ``".7"`` or ``"-rc"`` (``XENVER_extraversion``)
+    :compiler: the compiler that built the hypervisor (``XENVER_compile_info``)
+    :compile_by: who built it
+    :compile_domain: the builder's domain name
+    :compile_date: when it was built (the build's own text)
+    :capabilities: the guest types it runs, e.g. ``("xen-3.0-x86_64", "hvm-3.0-x86_64")``
+    :changeset: the source revision it was built from (``XENVER_changeset``)
+    :virt_start: where the hypervisor's part of a PV guest's address space starts (bytes, an address)
+    :features: the ``XENFEAT_*`` bits of feature submap 0 (``XENVER_get_features``)
+    :pagesize: the hypervisor's page size, in bytes
+    :commandline: the hypervisor's boot command line (``None`` before Xen 3.2, or where XSM hides it)
+    :build_id: the build id as hex digits (``None`` before Xen 4.7 or when built without one)
+    :varbuf_ops: True when the non-truncating ``XENVER_*2`` sub-ops answered (Xen 4.20+)
     """
 
     major: int
@@ -67,6 +83,22 @@ class DomainInfo(NamedTuple):
     running release does not have is ``None``.  Decoded views (``state``,
     ``paused``, ``memory_kib``, ``uuid``, ...) are properties computed on
     access, so listing stays cheap.
+
+    :domid: the domain's id (0 is dom0)
+    :flags: ``XEN_DOMINF_*`` bits (:data:`DOMINF_BITS`; the shutdown reason in bits 16..23)
+    :tot_pages: memory the domain has now, in pages of 4 KiB (:attr:`memory_kib` in KiB)
+    :max_pages: the domain's memory limit, in pages of 4 KiB (:attr:`max_memory_kib` in KiB)
+    :outstanding_pages: memory claimed but not yet allocated, in pages of 4 KiB (``None`` before Xen 4.3)
+    :shr_pages: memory shared with other domains (memory sharing), in pages of 4 KiB (``None`` before Xen 4.0)
+    :paged_pages: memory paged out, in pages of 4 KiB (``None`` before Xen 4.2)
+    :shared_info_frame: the frame number (GFN) of the domain's shared-info page
+    :cpu_time: CPU time all its vcpus have used, in nanoseconds
+    :nr_online_vcpus: vcpus online now
+    :max_vcpu_id: the highest vcpu id (``0xFFFFFFFF`` while it has none: :attr:`vcpus` counts them)
+    :ssidref: its XSM/FLASK security id
+    :handle_bytes: the toolstack's 16-byte handle (:attr:`uuid` as a UUID)
+    :cpupool: the id of the cpupool it runs in (``None`` before Xen 4.1)
+    :name: its name from xenstore, ``None`` where none was read
     """
 
     domid: int
@@ -200,7 +232,18 @@ class DomainInfo(NamedTuple):
 
 
 class DomainState(NamedTuple):
-    """``XEN_DOMCTL_get_domain_state`` (Xen 4.21+, the stable domctl)."""
+    """``XEN_DOMCTL_get_domain_state`` (Xen 4.21+, the stable domctl).
+
+    :domid: the domain's id
+    :exists: the domain exists (``STATE_EXIST``)
+    :shutdown: its shutdown has finished (``STATE_SHUTDOWN``)
+    :dying: it is dying (``STATE_DYING``)
+    :dead: it is dead (``STATE_DEAD``)
+    :control: it is a control domain (``CAP_CONTROL``)
+    :hardware: it is the hardware domain (``CAP_HARDWARE``)
+    :xenstore: it is the xenstore domain (``CAP_XENSTORE``)
+    :unique_id: the hypervisor's unique identifier of the domain (``unique_id``)
+    """
 
     domid: int
     exists: bool
@@ -214,7 +257,15 @@ class DomainState(NamedTuple):
 
 
 class VcpuInfo(NamedTuple):
-    """One vcpu (``getvcpuinfo``); ``cpu_time`` in ns; ``cpu`` the pcpu it is on."""
+    """One vcpu (``getvcpuinfo``).
+
+    :vcpu: the vcpu's number in its domain
+    :online: it is up
+    :blocked: it waits for an event
+    :running: it runs on a pcpu now
+    :cpu_time: CPU time it has used, in nanoseconds
+    :cpu: the pcpu it runs or last ran on
+    """
 
     vcpu: int
     online: bool
@@ -229,6 +280,17 @@ class VcpuListEntry(NamedTuple):
 
     ``cpu_time`` in ns; ``cpu`` the pcpu it last ran on (meaningless when
     offline); ``soft`` is ``None`` before Xen 4.5 (hard affinity only).
+
+    :domid: the domain's id
+    :name: the domain's name (``None`` where none was read)
+    :vcpu: the vcpu's number in its domain
+    :online: it is up
+    :blocked: it waits for an event
+    :running: it runs on a pcpu now
+    :cpu_time: CPU time it has used, in nanoseconds
+    :cpu: the pcpu it runs or last ran on (meaningless when offline)
+    :hard: the pcpus it may run on (hard affinity), pcpu numbers
+    :soft: the pcpus it prefers (soft affinity), ``None`` before Xen 4.5
     """
 
     domid: int
@@ -244,7 +306,12 @@ class VcpuListEntry(NamedTuple):
 
 
 class VcpuAffinity(NamedTuple):
-    """Hard and soft affinity of one vcpu as sets of pcpu numbers (soft is None before Xen 4.5)."""
+    """Hard and soft affinity of one vcpu as sets of pcpu numbers (soft is None before Xen 4.5).
+
+    :vcpu: the vcpu's number in its domain
+    :hard: the pcpus it may run on
+    :soft: the pcpus it prefers (``None`` before Xen 4.5)
+    """
 
     vcpu: int
     hard: FrozenSet[int]
@@ -252,7 +319,12 @@ class VcpuAffinity(NamedTuple):
 
 
 class SchedParams(NamedTuple):
-    """Credit / credit2 parameters of a domain."""
+    """Credit / credit2 parameters of a domain.
+
+    :scheduler: the scheduler's name (``credit``, ``credit2``)
+    :weight: the domain's share against others' (relative, 1..65535; 256 by default)
+    :cap: the most CPU it may use, in percent of one pcpu (0: no cap; ``None`` where the scheduler has none)
+    """
 
     scheduler: str
     weight: int
@@ -260,7 +332,24 @@ class SchedParams(NamedTuple):
 
 
 class PhysInfo(NamedTuple):
-    """``XEN_SYSCTL_physinfo``; pages are 4 KiB."""
+    """``XEN_SYSCTL_physinfo``; pages are 4 KiB.
+
+    :threads_per_core: hardware threads per core
+    :cores_per_socket: cores per socket
+    :nr_cpus: physical cpus online
+    :max_cpu_id: the highest physical cpu number
+    :nr_nodes: NUMA nodes online
+    :max_node_id: the highest NUMA node number
+    :cpu_khz: the cpus' clock, in kHz
+    :capabilities: ``XEN_SYSCTL_PHYSCAP_*`` bits (:attr:`virt_caps` names them)
+    :total_pages: memory Xen manages, in pages of 4 KiB (:attr:`total_memory_kib` in KiB)
+    :free_pages: memory free, in pages of 4 KiB (:attr:`free_memory_kib` in KiB)
+    :scrub_pages: free memory not yet scrubbed, in pages of 4 KiB
+    :outstanding_pages: memory claimed by domains but not yet allocated, in pages of 4 KiB (``None`` before Xen 4.3)
+    :max_mfn: the highest machine frame number (``None`` before Xen 4.10)
+    :hw_cap: the cpus' feature words (``uint32_t hw_cap[]``, CPUID leaves on x86)
+    :virt_caps: the names of the capabilities bits: ``hvm``, ``pv``, ``hap``, ...
+    """
 
     threads_per_core: int
     cores_per_socket: int
@@ -293,7 +382,13 @@ class PhysInfo(NamedTuple):
 
 
 class CpuTopology(NamedTuple):
-    """Where one pcpu sits; None for an offline/invalid cpu."""
+    """Where one pcpu sits; None for an offline/invalid cpu.
+
+    :cpu: the physical cpu's number
+    :core: its core number
+    :socket: its socket number
+    :node: its NUMA node
+    """
 
     cpu: int
     core: Optional[int]
@@ -302,7 +397,13 @@ class CpuTopology(NamedTuple):
 
 
 class NumaNode(NamedTuple):
-    """One NUMA node: memory in KiB (None when Xen has no figure for it), distances to every node."""
+    """One NUMA node: memory in KiB (None when Xen has no figure for it), distances to every node.
+
+    :node: the node's number
+    :memsize_kib: its memory, in KiB
+    :memfree_kib: its free memory, in KiB
+    :distances: its distance to each node, in node order (ACPI SLIT units: 10 is local)
+    """
 
     node: int
     memsize_kib: Optional[int]
@@ -311,12 +412,26 @@ class NumaNode(NamedTuple):
 
 
 class PcpuInfo(NamedTuple):
+    """One physical cpu's idle time (``XEN_SYSCTL_getcpuinfo``).
+
+    :cpu: the physical cpu's number
+    :idletime: time it has been idle since boot, in nanoseconds
+    """
+
     cpu: int
     idletime: int
 
 
 class CpuPool(NamedTuple):
-    """One cpupool (``XEN_SYSCTL_CPUPOOL_OP_INFO``); ``name`` from xenstore (None when unknown)."""
+    """One cpupool (``XEN_SYSCTL_CPUPOOL_OP_INFO``); ``name`` from xenstore (None when unknown).
+
+    :pool_id: the pool's id (0 is the pool Xen boots with)
+    :name: its name from xenstore (``None`` when unknown)
+    :sched_id: its scheduler's ``XEN_SCHEDULER_*`` id
+    :scheduler: its scheduler's name
+    :cpus: the physical cpus in it
+    :n_dom: domains in it
+    """
 
     pool_id: int
     name: Optional[str]
