@@ -27,10 +27,10 @@ from typing import Any, Callable, Dict, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from xenprivcmd import _privcmd  # noqa: E402
 from xenprivcmd import abi as _abi  # noqa: E402
-from xenprivcmd._hypercalls import HYPERVISOR_domctl  # noqa: E402
+from xenprivcmd.abi.hypercalls import HYPERVISOR_domctl  # noqa: E402
 from xenprivcmd.handle import Handle  # noqa: E402
+from xenprivcmd.transport import privcmd as _privcmd  # noqa: E402
 from xenprivcmd.types import DomainInfo  # noqa: E402
 
 FIONREAD = termios.FIONREAD

@@ -27,10 +27,10 @@ from typing import Any, Iterator, Tuple
 
 import pytest
 
-from xenprivcmd import _privcmd
 from xenprivcmd import abi as _abi
-from xenprivcmd._layout import fields
+from xenprivcmd.abi.layout import fields
 from xenprivcmd.handle import Handle
+from xenprivcmd.transport import privcmd as _privcmd
 
 GROUP = "issue"
 FAKE_REQUEST = termios.FIONREAD

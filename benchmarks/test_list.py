@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
-from xenprivcmd._layout import fields
+from xenprivcmd.abi.layout import fields
 
 _CT_INTS = {1: "Int8", 2: "Int16", 4: "Int32", 8: "Int64"}
 

@@ -12,7 +12,7 @@ import errno
 import struct
 from typing import Dict, Optional, Tuple
 
-from xenprivcmd._privcmd import MemoryTransport
+from xenprivcmd.transport.privcmd import MemoryTransport
 
 XEN_VERSION = 17
 

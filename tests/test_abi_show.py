@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from xenprivcmd import abi
-from xenprivcmd._abishow import main, show
+from xenprivcmd.abi.show import main, show
 
 FIELD = re.compile(r"^\s+(?P<decl>.+?) (?P<name>\w+)(?P<dims>(\[\d+\])*);\s+/\*\s+(?P<off>\d+)\s+(?P<size>\d+) \*/$")
 

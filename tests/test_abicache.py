@@ -14,7 +14,7 @@ import stat
 import pytest
 
 import xenprivcmd
-from xenprivcmd import _abicache
+from xenprivcmd.abi import cache as _abicache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -183,7 +183,7 @@ def test_createdomain_carries_the_aarch64_arch_config():
 def test_handle_over_privcmd_takes_the_machine_arch(monkeypatch):
     """A Handle built straight on a privcmd transport uses the machine's
     layouts (on an arm64 dom0: aarch64); other transports default to x86_64."""
-    from xenprivcmd._privcmd import Transport
+    from xenprivcmd.transport.privcmd import Transport
 
     class FakePrivcmd(Transport):
         kind = "privcmd"

@@ -20,7 +20,8 @@ from xenprivcmd import abi, errors
 from xenprivcmd.ops import batch as _batch
 from xenprivcmd.record import open_record, open_replay
 from xenprivcmd.sim._transport import SimTransport
-from xenprivcmd.trace import DryRunTransport, TimingTransport, multicall_entries
+from xenprivcmd.transport.decode import multicall_entries
+from xenprivcmd.transport.wrappers import DryRunTransport, TimingTransport
 
 MULTICALL = 13
 

@@ -59,10 +59,10 @@ def test_import_loads_nothing_but_the_package():
 def test_the_hot_path_modules_import_none_of_the_costly_ones():
     asked = _run(
         "import xenprivcmd\n"
-        "import xenprivcmd.handle, xenprivcmd._detect, xenprivcmd._abicache, xenprivcmd.xenstore\n"
+        "import xenprivcmd.handle, xenprivcmd.abi.detect, xenprivcmd.abi.cache, xenprivcmd.store.client, xenprivcmd.store.connection, xenprivcmd.store.wire\n"
         "import xenprivcmd.structs, xenprivcmd.structs._gen_releases\n"
         "import xenprivcmd.structs._gen_x86_64_layouts, xenprivcmd.structs._gen_x86_64_consts\n"
-        "import xenprivcmd.shell, xenprivcmd.shell.commands, xenprivcmd.__main__\n"
+        "import xenprivcmd.shell, xenprivcmd.shell.allcommands, xenprivcmd.__main__\n"
     )
     assert _by_library(asked) == []
     assert asked == []  # nothing else asked either: the watched modules stay unloaded
@@ -71,8 +71,8 @@ def test_the_hot_path_modules_import_none_of_the_costly_ones():
 def test_a_listing_through_the_shell_loads_none_of_them():
     asked = _run(
         "import io, xenprivcmd\n"
-        "import xenprivcmd.handle, xenprivcmd._detect, xenprivcmd._abicache, xenprivcmd.xenstore\n"
-        "import xenprivcmd.structs, xenprivcmd.shell.cli, xenprivcmd.shell.commands\n"
+        "import xenprivcmd.handle, xenprivcmd.abi.detect, xenprivcmd.abi.cache, xenprivcmd.store.client, xenprivcmd.store.connection, xenprivcmd.store.wire\n"
+        "import xenprivcmd.structs, xenprivcmd.shell.cli, xenprivcmd.shell.allcommands\n"
         "h = xenprivcmd.open('sim:///default', detect='nocache')\n"
         "out = io.StringIO()\n"
         "rc = xenprivcmd.shell.cli.run(['list'], stdout=out, stderr=out, handle=h)\n"
@@ -104,5 +104,5 @@ def test_a_command_line_loads_the_modules_of_its_own_commands_only():
     assert out.returncode == 0, out.stderr
     start, listing, host, everything = json.loads(out.stdout.strip().splitlines()[-1])
     assert start == ["cli", "parse", "registry", "session"]
-    assert listing == sorted(start + ["domains"]) and host == sorted(listing + ["host"])
-    assert set(everything) - set(host) == {"hostinfo", "monitor", "shellcmds", "toolstack"}
+    assert listing == sorted(start + ["domains"]) and host == sorted(listing + ["node"])
+    assert set(everything) - set(host) == {"xlstyle", "monitor", "builtins", "toolstack"}

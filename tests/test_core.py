@@ -13,9 +13,10 @@ import threading
 import pytest
 
 import xenprivcmd
-from xenprivcmd import _privcmd, errors
+from xenprivcmd import errors
 from xenprivcmd.handle import Handle
 from xenprivcmd.ops import version as ver
+from xenprivcmd.transport import privcmd as _privcmd
 
 from .fakexen import FakeXen
 

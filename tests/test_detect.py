@@ -9,9 +9,9 @@ import struct
 import pytest
 
 from xenprivcmd import abi
-from xenprivcmd._detect import UnknownHypervisorError, parse_micro
-from xenprivcmd._privcmd import MemoryTransport
+from xenprivcmd.abi.detect import UnknownHypervisorError, parse_micro
 from xenprivcmd.handle import Handle
+from xenprivcmd.transport.privcmd import MemoryTransport
 
 
 class ProbeOnlyXen(MemoryTransport):
@@ -85,7 +85,7 @@ def test_parse_micro(extra, micro):
     ("4.17.7", (1 << 8) | (1 << 4), {"hap": True, "blocked": True}),
 ])
 def test_flags_are_read_with_each_releases_bits(release, raw, expect):
-    from xenprivcmd.ops._wire import Wire
+    from xenprivcmd.ops.wire import Wire
 
     w = Wire(abi.variant(release))
     assert w.flags.identity == (release == "4.17.7")

@@ -1,5 +1,5 @@
 """The dom0_op era (Xen 3.0.0-3.0.2): the shared scenarios through
-:class:`xenprivcmd.ops._dom0op.Dom0OpWire`, and what is particular to dom0_op
+:class:`xenprivcmd.ops.dom0op.Dom0OpWire`, and what is particular to dom0_op
 (hypercall 7, DOMFLAGS_* translation, the domid inside each member, the
 next-domain answer of getdomaininfo, DOM0_INTERFACE_VERSION)."""
 
@@ -13,8 +13,8 @@ import pytest
 
 import xenprivcmd
 from xenprivcmd import NoSuchDomain, NotSupported, abi, errors
-from xenprivcmd.ops._dom0op import Dom0OpWire, make_wire
-from xenprivcmd.ops._wire import Wire
+from xenprivcmd.ops.dom0op import Dom0OpWire, make_wire
+from xenprivcmd.ops.wire import Wire
 from xenprivcmd.sim import Host, open_host
 from xenprivcmd.sim._host import DomainSpec
 

@@ -20,11 +20,11 @@ from typing import Dict, Iterator, List, Tuple
 import pytest
 
 import xenprivcmd
-from xenprivcmd import xenstore as xsmod
 from xenprivcmd.exporter import backends
 from xenprivcmd.exporter.cli import parse_listen
 from xenprivcmd.exporter.metrics import STATES, Exporter
 from xenprivcmd.exporter.scrape import Scraper
+from xenprivcmd.store import connection as xsmod
 
 from .exporter_helpers import ROOT, by_domid, env, get, one, parse, start_exporter, stop_exporter
 from .fakexenstored import FakeXenstored

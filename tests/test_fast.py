@@ -17,11 +17,12 @@ import os
 import pytest
 
 import xenprivcmd
-from xenprivcmd import _privcmd, abi, errors
+from xenprivcmd import abi, errors
 from xenprivcmd.handle import Handle
 from xenprivcmd.ops import _fast, host
 from xenprivcmd.sim._transport import SimTransport
-from xenprivcmd.trace import TimingTransport
+from xenprivcmd.transport import privcmd as _privcmd
+from xenprivcmd.transport.wrappers import TimingTransport
 from xenprivcmd.types import PhysInfo
 
 
@@ -497,7 +498,7 @@ def _refusing(h, subop, err=None, fill=None):
     ("extraversion", errno.EFAULT, None), ("capabilities", errno.ENOSYS, None),
 ])
 def test_the_version_plan_fails_and_falls_back_as_the_general_path(release, subop, err, field):
-    from xenprivcmd import _hypercalls as hc
+    from xenprivcmd.abi import hypercalls as hc
 
     h, g = _device_and_sim(f"sim:///?xen={release}")
     h.general = g
@@ -514,7 +515,7 @@ def test_the_version_plan_fails_and_falls_back_as_the_general_path(release, subo
 def test_the_version_probe_fails_as_the_general_path():
     h, g = _device_and_sim("sim:///?xen=4.20.0")
     h.general = g
-    from xenprivcmd import _hypercalls as hc
+    from xenprivcmd.abi import hypercalls as hc
 
     _refusing(h, hc.XENVER_extraversion2, errno.EPERM)  # not "no such sub-op": raised, nothing cached
     got = _same(h, g, lambda x: x.version())
@@ -529,7 +530,7 @@ def test_the_version_probe_fails_as_the_general_path():
 
 @pytest.mark.parametrize("release", ["4.19.0", "4.20.0"])
 def test_an_unterminated_extraversion_is_a_decode_error_on_both_paths(release):
-    from xenprivcmd import _hypercalls as hc
+    from xenprivcmd.abi import hypercalls as hc
 
     h, g = _device_and_sim(f"sim:///?xen={release}")
     h.version()
@@ -558,7 +559,7 @@ def test_a_short_reply_is_not_read_as_stale_text(release):
     the buffer first, as the general path."""
     import ctypes
 
-    from xenprivcmd import _hypercalls as hc
+    from xenprivcmd.abi import hypercalls as hc
 
     h, g = _device_and_sim(f"sim:///?xen={release}")
     first = h.version()

@@ -1,4 +1,4 @@
-"""One hypercall vocabulary (xenprivcmd/_hypercalls.py, issue 13).
+"""One hypercall vocabulary (xenprivcmd/abi/hypercalls.py, issue 13).
 
 * only the vocabulary defines hypercall numbers and sub-op names (a check of the
   package's source, itself checked on planted copies);
@@ -19,12 +19,13 @@ import struct
 
 import pytest
 
-from xenprivcmd import _hypercalls as hc
-from xenprivcmd import abi, errors, record, trace
+from xenprivcmd import abi, errors, record
+from xenprivcmd.abi import hypercalls as hc
+from xenprivcmd.transport import decode as trace
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "xenprivcmd"
-VOCABULARY = PACKAGE / "_hypercalls.py"
+VOCABULARY = PACKAGE / "abi" / "hypercalls.py"
 RELEASES = abi.releases()
 
 # -- only the vocabulary defines them ------------------------------------------------------------
@@ -97,7 +98,7 @@ def _package_sources() -> list:
 
 def test_only_the_vocabulary_defines_hypercall_numbers():
     sources = _package_sources()
-    assert len(sources) > 40 and PACKAGE / "trace.py" in sources
+    assert len(sources) > 40 and PACKAGE / "transport" / "decode.py" in sources
     found = [f"{p.relative_to(ROOT)}:{line}: {what}"
              for p in sources for line, what in violations(p.read_text(encoding="utf-8"))]
     assert found == []
@@ -350,9 +351,9 @@ def test_the_vocabulary_is_cheap_and_os_free():
             runtime |= {a.name for a in stmt.names}
         elif isinstance(stmt, ast.ImportFrom):
             runtime.add("." * stmt.level + (stmt.module or ",".join(a.name for a in stmt.names)))
-    assert runtime == {"__future__", "errno", ".abi", ".errors"}, runtime
+    assert runtime == {"__future__", "errno", "..abi", "..errors"}, runtime
     top = {id(s) for s in tree.body}
     nested = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) and id(n) not in top]
     guarded = [n for s in tree.body if isinstance(s, ast.If) and getattr(s.test, "id", "") == "TYPE_CHECKING"
                for n in ast.walk(s) if isinstance(n, (ast.Import, ast.ImportFrom))]
-    assert nested == guarded and {n.module for n in guarded} == {"typing", "_privcmd", "errors"}
+    assert nested == guarded and {n.module for n in guarded} == {"typing", "transport.privcmd", "errors"}

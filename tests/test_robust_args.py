@@ -32,9 +32,9 @@ from hypothesis import strategies as st
 
 import xenprivcmd
 from xenprivcmd.ops import domains as _dom
-from xenprivcmd.ops._wire import DOMID_MAX
+from xenprivcmd.ops.wire import DOMID_MAX
 from xenprivcmd.shell import run
-from xenprivcmd.shell.commands import COMMANDS
+from xenprivcmd.shell.allcommands import COMMANDS
 
 from .test_robust_common import count, report, robust_settings
 

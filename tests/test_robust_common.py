@@ -22,7 +22,7 @@ from typing import Any, Counter, Dict, Iterator, Optional
 
 from hypothesis import HealthCheck, settings
 
-from xenprivcmd._privcmd import PAGE_SIZE, Buffer
+from xenprivcmd.transport.privcmd import PAGE_SIZE, Buffer
 
 #: "group/name" -> count (e.g. "decoder/domains", "op/pause", "faults/injected").
 COUNTS: Counter[str] = collections.Counter()

@@ -8,7 +8,7 @@
   parent's are ``MADV_DONTFORK`` and absent in the child, so touching one
   would crash it) while the parent keeps going in other threads.
 * A signal arriving mid-call: ``EINTR`` from the privcmd driver is retried by
-  :class:`~xenprivcmd._privcmd.PrivcmdTransport` (tested through the real
+  :class:`~xenprivcmd.transport.privcmd.PrivcmdTransport` (tested through the real
   ``PrivcmdTransport.hypercall`` with the ioctl answered by the simulator) and
   applies the operation exactly once; when it persists, or on the simulator
   (a ``MemoryTransport`` does not retry), it surfaces and nothing was applied.
@@ -30,9 +30,10 @@ from typing import Any, Dict, List, Set, Tuple
 import pytest
 
 import xenprivcmd
-from xenprivcmd import _privcmd, errors
+from xenprivcmd import errors
 from xenprivcmd.handle import Handle
 from xenprivcmd.sim import SimTransport, default_host
+from xenprivcmd.transport import privcmd as _privcmd
 
 from .test_robust_common import count, report
 

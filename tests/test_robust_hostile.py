@@ -5,7 +5,7 @@ Every decoder is driven with garbled replies, two ways:
 * the simulator's own fault injection (``faults.garble(kind)`` and
   ``faults.fail(errno)``), drawn by hypothesis;
 * :class:`HostileXen`, a small hostile in-process hypervisor (a
-  :class:`~xenprivcmd._privcmd.MemoryTransport`, by way of the simulator it
+  :class:`~xenprivcmd.transport.privcmd.MemoryTransport`, by way of the simulator it
   subclasses) that answers ``domctl``/``sysctl``/``xen_version`` with
   hypothesis-drawn counts, fields, return values and bytes written into the
   caller's buffer: num_domains beyond max_domains and the buffer, console
@@ -39,12 +39,12 @@ from hypothesis import strategies as st
 
 import xenprivcmd
 from xenprivcmd import abi
-from xenprivcmd._detect import UnknownHypervisorError
-from xenprivcmd._privcmd import Buffer
+from xenprivcmd.abi.detect import UnknownHypervisorError
 from xenprivcmd.errors import DecodeError, XenError
 from xenprivcmd.handle import Handle
 from xenprivcmd.ops import host as _host
 from xenprivcmd.sim import GARBLES, SimTransport, default_host
+from xenprivcmd.transport.privcmd import Buffer
 
 from .test_robust_common import COUNTS, Hang, count, map_guarded, report, robust_settings, watchdog
 

@@ -19,7 +19,7 @@ import threading
 import pytest
 
 import xenprivcmd
-from xenprivcmd import _privcmd
+from xenprivcmd.transport import privcmd as _privcmd
 
 from .test_robust_common import FIGURES, count, maps_lines, open_fds, report, rss_kib
 

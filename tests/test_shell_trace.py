@@ -1,4 +1,4 @@
-"""xenprivcmd.trace: the timing and dry-run transport wrappers, on the simulator."""
+"""xenprivcmd.transport.decode: the timing and dry-run transport wrappers, on the simulator."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import errno
 import pytest
 
 import xenprivcmd
-from xenprivcmd.trace import DRY_RUN_DOMID, DryRunTransport, TimingTransport, innermost
+from xenprivcmd.transport.wrappers import DRY_RUN_DOMID, DryRunTransport, TimingTransport, innermost
 
 RELEASES = ["4.1", "4.4", "4.10.1", "4.12", "4.17", "4.23-dev"]
 

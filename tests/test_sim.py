@@ -537,7 +537,7 @@ def test_open_default_is_instant():
 
 @pytest.mark.parametrize("release", DOM0_OP)
 def test_regression_detect_dom0_op_era(release):
-    """xenprivcmd/_detect.py detect(): for XENVER_version 3.0 the candidates are 3.0.4..3.0.0;
+    """xenprivcmd/abi/detect.py detect(): for XENVER_version 3.0 the candidates are 3.0.4..3.0.0;
     the newest (3.0.4) has domctl, so the dom0_op branch is skipped and domctl is probed.  On
     3.0.0-3.0.2 there is no domctl hypercall: ENOSYS, which _probe() counts as "version
     accepted" (only EACCES means no), then the loop reaches 3.0.2 and KeyErrors.  Fix: in
@@ -548,7 +548,7 @@ def test_regression_detect_dom0_op_era(release):
 
 
 def test_regression_detect_3_0_series():
-    """xenprivcmd/_detect.py detect(): the candidate loop probes every release of the 3.0
+    """xenprivcmd/abi/detect.py detect(): the candidate loop probes every release of the 3.0
     series, including the dom0_op releases 3.0.0-3.0.2, whose ``(None or -1)`` interface
     version is passed to probe_domctl -> ``variant.structs["xen_domctl"]`` KeyError.  Fix: skip
     candidates with ``domctl_interface_version is None`` in that loop."""
@@ -557,7 +557,7 @@ def test_regression_detect_3_0_series():
 
 
 def test_regression_detect_4_1_6():
-    """xenprivcmd/_detect.py _pick()/parse_micro(): extraversion ".6" (Xen 4.1.6) picks 4.1.6.1,
+    """xenprivcmd/abi/detect.py _pick()/parse_micro(): extraversion ".6" (Xen 4.1.6) picks 4.1.6.1,
     the first candidate with ``xen[2] <= 6``; ".6.1" is also read as micro 6.  Fix: parse every
     dotted number of the extraversion and prefer the candidate whose version tuple equals
     (major, minor, *parsed), else the newest not past it."""

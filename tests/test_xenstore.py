@@ -16,18 +16,18 @@ from typing import Iterator, List
 
 import pytest
 
-from xenprivcmd import xenstore as xsmod
-from xenprivcmd.errors import DecodeError, XenprivcmdError
-from xenprivcmd.xenstore import (
-    DeviceTransport,
-    SocketTransport,
-    Xenstore,
+from xenprivcmd.errors import (
+    DecodeError,
+    XenprivcmdError,
     XenstoreError,
     XenstoreNoEntry,
     XenstoreTimeout,
     XenstoreUnavailable,
-    try_domain_names,
 )
+from xenprivcmd.store import connection as xsconn
+from xenprivcmd.store import wire as xsmod
+from xenprivcmd.store.client import Xenstore, try_domain_names
+from xenprivcmd.store.connection import DeviceConnection, SocketConnection
 
 from .fakexenstored import HDR, UUID0, UUID1, UUID5, XS_READ, XS_WRITE, FakeXenstored
 
@@ -46,8 +46,8 @@ def sockdir() -> Iterator[str]:
 def no_real_xenstore(monkeypatch: pytest.MonkeyPatch, sockdir: str) -> None:
     """Never reach a real xenstore from a test: default paths point into an empty dir."""
     monkeypatch.delenv("XENSTORED_PATH", raising=False)
-    monkeypatch.setattr(xsmod, "SOCKET_PATHS", (os.path.join(sockdir, "no-socket"),))
-    monkeypatch.setattr(xsmod, "DEVICE_PATHS", (os.path.join(sockdir, "no-xenbus"),))
+    monkeypatch.setattr(xsconn, "SOCKET_PATHS", (os.path.join(sockdir, "no-socket"),))
+    monkeypatch.setattr(xsconn, "DEVICE_PATHS", (os.path.join(sockdir, "no-xenbus"),))
 
 
 @pytest.fixture
@@ -167,7 +167,7 @@ def test_req_id_increments_and_tx_id_is_zero(xs: Xenstore, fake: FakeXenstored) 
 def test_tx_id_sent_is_zero(fake: FakeXenstored) -> None:
     # Look at the bytes on the wire with a raw socketpair.
     a, b = socket.socketpair()
-    x = Xenstore(SocketTransport(a), timeout=2.0)
+    x = Xenstore(SocketConnection(a), timeout=2.0)
     t = threading.Thread(target=lambda: x.directory("/"), daemon=True)
     t.start()
     data = b.recv(4096)
@@ -250,7 +250,7 @@ def test_device_transport_without_reconnect_reports_not_connected(fake: FakeXens
     fake.serve_socket(b)
     fd = os.dup(a.fileno())
     a.close()
-    x = Xenstore(DeviceTransport(fd, "<socketpair>"), timeout=2.0)
+    x = Xenstore(DeviceConnection(fd, "<socketpair>"), timeout=2.0)
     assert x.kind == "device" and x.read("/local/domain/5/name") == b"db"
     fake.faults.append("truncate")
     with pytest.raises(DecodeError, match="closed"):
@@ -366,7 +366,7 @@ def test_xenstored_path_env_to_nothing_is_unavailable(monkeypatch: pytest.Monkey
 def test_xenstored_path_env_has_no_fallback(monkeypatch: pytest.MonkeyPatch, fake: FakeXenstored, sockdir: str) -> None:
     stale = os.path.join(sockdir, "stale")
     stale_socket(stale)
-    monkeypatch.setattr(xsmod, "SOCKET_PATHS", (fake.path,))  # a working default is not used
+    monkeypatch.setattr(xsconn, "SOCKET_PATHS", (fake.path,))  # a working default is not used
     monkeypatch.setenv("XENSTORED_PATH", stale)
     with pytest.raises(XenstoreUnavailable) as exc:
         Xenstore.open()
@@ -383,8 +383,8 @@ def test_explicit_path_beats_the_env(monkeypatch: pytest.MonkeyPatch, fake: Fake
 def test_socket_is_preferred_to_the_device(
     monkeypatch: pytest.MonkeyPatch, fake: FakeXenstored, pty_device: str
 ) -> None:
-    monkeypatch.setattr(xsmod, "SOCKET_PATHS", (fake.path,))
-    monkeypatch.setattr(xsmod, "DEVICE_PATHS", (pty_device,))
+    monkeypatch.setattr(xsconn, "SOCKET_PATHS", (fake.path,))
+    monkeypatch.setattr(xsconn, "DEVICE_PATHS", (pty_device,))
     with Xenstore.open() as x:
         assert (x.kind, x.path) == ("socket", fake.path)
         assert x.read("/local/domain/5/name") == b"db"
@@ -395,8 +395,8 @@ def test_dead_socket_falls_back_to_the_device(
 ) -> None:
     stale = os.path.join(sockdir, "stale")
     stale_socket(stale)
-    monkeypatch.setattr(xsmod, "SOCKET_PATHS", (os.path.join(sockdir, "absent"), stale))
-    monkeypatch.setattr(xsmod, "DEVICE_PATHS", (os.path.join(sockdir, "absent-dev"), pty_device))
+    monkeypatch.setattr(xsconn, "SOCKET_PATHS", (os.path.join(sockdir, "absent"), stale))
+    monkeypatch.setattr(xsconn, "DEVICE_PATHS", (os.path.join(sockdir, "absent-dev"), pty_device))
     with Xenstore.open() as x:
         assert (x.kind, x.path) == ("device", pty_device)
         assert x.read("/local/domain/5/name") == b"db"
@@ -426,7 +426,7 @@ def test_neither_transport_is_unavailable_with_the_message() -> None:
 def test_stale_socket_and_no_device_is_unavailable(monkeypatch: pytest.MonkeyPatch, sockdir: str) -> None:
     stale = os.path.join(sockdir, "stale")
     stale_socket(stale)
-    monkeypatch.setattr(xsmod, "SOCKET_PATHS", (stale,))
+    monkeypatch.setattr(xsconn, "SOCKET_PATHS", (stale,))
     with pytest.raises(XenstoreUnavailable, match="xenstored is not running"):
         Xenstore.open()
 
@@ -434,12 +434,12 @@ def test_stale_socket_and_no_device_is_unavailable(monkeypatch: pytest.MonkeyPat
 def test_permission_denied_says_run_as_root(monkeypatch: pytest.MonkeyPatch, sockdir: str) -> None:
     stale = os.path.join(sockdir, "sock")
     stale_socket(stale)
-    monkeypatch.setattr(xsmod, "SOCKET_PATHS", (stale,))
+    monkeypatch.setattr(xsconn, "SOCKET_PATHS", (stale,))
 
-    def denied(path: str, timeout: object = None) -> SocketTransport:
+    def denied(path: str, timeout: object = None) -> SocketConnection:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(SocketTransport, "connect", staticmethod(denied))
+    monkeypatch.setattr(SocketConnection, "connect", staticmethod(denied))
     with pytest.raises(XenstoreUnavailable) as exc:
         Xenstore.open()
     assert exc.value.errno == errno.EACCES and "run as root" in str(exc.value)
@@ -553,7 +553,7 @@ def test_device_transport_times_out(sockdir: str) -> None:
     a, b = socket.socketpair()
     fd = os.dup(a.fileno())
     a.close()
-    x = Xenstore(DeviceTransport(fd), timeout=0.2)
+    x = Xenstore(DeviceConnection(fd), timeout=0.2)
     start = time.monotonic()
     with pytest.raises(XenstoreTimeout):
         x.read("/")
@@ -585,7 +585,7 @@ def test_try_domain_names_with_xenstore(monkeypatch: pytest.MonkeyPatch, fake: F
 def test_try_domain_names_with_a_stale_socket(monkeypatch: pytest.MonkeyPatch, sockdir: str) -> None:
     stale = os.path.join(sockdir, "stale")
     stale_socket(stale)
-    monkeypatch.setattr(xsmod, "SOCKET_PATHS", (stale,))
+    monkeypatch.setattr(xsconn, "SOCKET_PATHS", (stale,))
     assert try_domain_names() == {}
 
 

@@ -17,8 +17,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional
 
-    from ._detect import UnknownHypervisorError
     from .abi import UnknownABIError
+    from .abi.detect import UnknownHypervisorError
     from .errors import (
         AmbiguousDomain,
         AuthenticationFailed,
@@ -45,11 +45,15 @@ if TYPE_CHECKING:
         XenError,
         XenNotAvailable,
         XenprivcmdError,
+        XenstoreError,
+        XenstoreNoEntry,
+        XenstoreTimeout,
+        XenstoreUnavailable,
     )
     from .handle import Handle
     from .record import RecordingFormatError, ReplayMismatch
+    from .store import Xenstore
     from .types import VersionInfo
-    from .xenstore import XenstoreError, XenstoreNoEntry, XenstoreTimeout, XenstoreUnavailable
 
 __version__ = "0.2.0"
 
@@ -57,6 +61,7 @@ __all__ = [
     "open",
     "Handle",
     "VersionInfo",
+    "Xenstore",
     # every exception the library raises (tests/test_surface.py keeps this complete)
     "XenprivcmdError",
     "XenError",
@@ -97,11 +102,8 @@ __all__ = [
 _LAZY = {
     "Handle": ".handle",
     "VersionInfo": ".types",
-    "XenstoreError": ".xenstore",
-    "XenstoreNoEntry": ".xenstore",
-    "XenstoreTimeout": ".xenstore",
-    "XenstoreUnavailable": ".xenstore",
-    "UnknownHypervisorError": "._detect",
+    "Xenstore": ".store",
+    "UnknownHypervisorError": ".abi.detect",
     "UnknownABIError": ".abi",
     "ReplayMismatch": ".record",
     "RecordingFormatError": ".record",
@@ -167,9 +169,9 @@ def open(uri: "Optional[str]" = None, abi: "Optional[str]" = None,  # noqa: A001
 
 
 def _open(uri: "Optional[str]", abi: "Optional[str]", detect: str) -> "Handle":
-    from ._detect import MODES
-    from ._privcmd import open_privcmd
+    from .abi.detect import MODES
     from .handle import Handle
+    from .transport.privcmd import open_privcmd
 
     if detect not in MODES:
         raise ValueError(f"detect must be one of {', '.join(MODES)}, not {detect!r}")

@@ -246,3 +246,46 @@ class ProtocolMismatch(RemoteError):
 
 __all__ += ["RemoteError", "HostUnreachable", "AuthenticationFailed", "HostKeyMismatch", "NoRemotePython",
             "RemoteNotDom0", "RemotePermissionError", "ConnectionLost", "ProtocolMismatch"]
+
+
+# -- xenstore (xenprivcmd.store) ------------------------------------------------------
+
+
+class XenstoreError(XenprivcmdError, OSError):
+    """xenstore refused a request, or the connection to it failed.
+
+    ``errno`` is the errno, ``path`` (also ``filename``) the node the request
+    was about, ``op`` the message type name (``"READ"``, ...), where known.
+    """
+
+    def __init__(self, errno: int, message: str, *, path: Optional[str] = None, op: Optional[str] = None) -> None:
+        super().__init__(errno, message)
+        self.message = message
+        self.path = path
+        self.op = op
+        self.filename = path
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (_rebuild_xenstore_error, (type(self), self.errno, self.message, self.path, self.op))
+
+
+def _rebuild_xenstore_error(cls, errno, message, path, op):  # type: ignore[no-untyped-def]
+    return cls(errno, message, path=path, op=op)
+
+
+class XenstoreNoEntry(XenstoreError, FileNotFoundError):
+    """ENOENT: the node does not exist."""
+
+
+class XenstoreTimeout(XenstoreError, TimeoutError):
+    """No (complete) reply within the timeout; the connection was dropped."""
+
+
+class XenstoreUnavailable(XenstoreError):
+    """Neither the xenstored socket nor the xenbus device can be opened."""
+
+
+__all__ += ["XenstoreError", "XenstoreNoEntry", "XenstoreTimeout", "XenstoreUnavailable"]

@@ -11,7 +11,7 @@ from .ops import _fast
 from .ops import domains as _dom
 from .ops import host as _host
 from .ops import version as _version
-from .ops._wire import Wire, check_domid
+from .ops.wire import Wire, check_domid
 from .types import DomainInfo, VcpuListEntry
 
 TYPE_CHECKING = False
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
     from uuid import UUID
 
-    from ._privcmd import Transport
+    from .transport.privcmd import Transport
     from .types import (
         CpuTopology,
         DomainState,
@@ -117,12 +117,12 @@ class Handle:
         """From now on refuse every state-changing operation, before any hypercall.
 
         The handle's methods check first (:class:`~xenprivcmd.errors.ReadOnlyError`),
-        and the transport is wrapped in :class:`~xenprivcmd.trace.ReadOnlyTransport`,
+        and the transport is wrapped in :class:`~xenprivcmd.transport.wrappers.ReadOnlyTransport`,
         which refuses any hypercall not known to only read.  Cannot be undone.
         """
         if self.read_only:
             return
-        from .trace import ReadOnlyTransport
+        from .transport.wrappers import ReadOnlyTransport
 
         guard = ReadOnlyTransport(self.transport, self._abi)
         guard.decoder.arch = self.arch  # read requests with this machine's layouts until the ABI is known
@@ -171,7 +171,7 @@ class Handle:
         return self._abi
 
     def _detect(self) -> "_abi.Variant":
-        from . import _detect
+        from .abi import detect as _detect
 
         override = self._abi_override
         if override is not None:
@@ -189,7 +189,7 @@ class Handle:
         if w is None:
             variant = self.abi
             if variant.is_dom0_op:  # Xen 3.0.0-3.0.2: loaded only for them
-                from .ops._dom0op import Dom0OpWire
+                from .ops.dom0op import Dom0OpWire
 
                 w = self._wire = Dom0OpWire(variant)
             else:
@@ -269,7 +269,7 @@ class Handle:
         if self.transport.kind != "privcmd":
             names = getattr(self.transport, "domain_names", None)
             return dict(names()) if callable(names) else {}
-        from . import xenstore
+        from .store import client as xenstore
 
         return xenstore.try_domain_names()
 
@@ -569,7 +569,7 @@ class Handle:
             self._console_index = index
         return data.decode("utf-8", "replace")
 
-    # -- toolstack control through xenstore (ops/control.py) ----------------------------
+    # -- toolstack control through xenstore (control.py) ----------------------------
     def shutdown(self, dom: DomainRef, wait: bool = False, timeout: float = 60.0,
                  ack_timeout: float = 10.0) -> Optional[DomainInfo]:
         """Ask the guest to power off through ``control/shutdown`` (as ``xl shutdown``); with
@@ -580,7 +580,7 @@ class Handle:
         ``ack_timeout`` seconds, or not down within ``timeout`` seconds).
         """
         self._check_writable("shutdown")
-        from .ops import control
+        from . import control
 
         return control.shutdown(self, dom, "poweroff", wait=wait, timeout=timeout, ack_timeout=ack_timeout)
 
@@ -589,7 +589,7 @@ class Handle:
         """Ask the guest to reboot (``control/shutdown`` = ``reboot``); as :meth:`shutdown`.
         The domain shuts down with reason ``reboot``; its toolstack (xl) builds it again."""
         self._check_writable("reboot")
-        from .ops import control
+        from . import control
 
         return control.shutdown(self, dom, "reboot", wait=wait, timeout=timeout, ack_timeout=ack_timeout)
 
@@ -598,26 +598,27 @@ class Handle:
         follows it as libxl does.  Returns (target, max_mem) in KiB.  A target of 0 or above
         ``memory/static-max`` raises ``ValueError`` unless ``force``."""
         self._check_writable("set_memory_target")
-        from .ops import control
+        from . import control
 
         return control.set_memory_target(self, dom, kib, force=force)
 
     def uptime(self, dom: DomainRef) -> Optional[float]:
         """Seconds the domain has been up (from the toolstack's ``start_time``), None if unknown."""
-        from .ops import control
+        from . import control
 
         return control.uptime(self, dom)
 
     def uptimes(self, doms: Optional[List[DomainRef]] = None) -> List[Tuple[DomainInfo, Optional[float]]]:
         """(domain, seconds up or None) for ``doms`` or every domain (``xl uptime``)."""
-        from .ops import control
+        from . import control
 
         return control.uptimes(self, doms)
 
     # -- cpupools and memory sharing (ops/pools.py) ----------------------------------------
     def cpupools(self) -> List["CpuPool"]:
         """Every cpupool (``xl cpupool-list``), named from xenstore where the toolstack wrote it."""
-        from .ops import control, pools
+        from . import control
+        from .ops import pools
 
         names: Dict[int, str] = {}
         try:

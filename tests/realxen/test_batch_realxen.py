@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import xenprivcmd
-from xenprivcmd.trace import format_cpulist
+from xenprivcmd.transport.decode import format_cpulist
 
 from .conftest import xl_list, xl_table
 

@@ -72,8 +72,8 @@ def test_buffers_come_from_the_hypercall_device(xen):
 
 def test_locked_anonymous_buffers_work_on_real_xen(xen):
     # The fallback for kernels without /dev/xen/hypercall: MAP_LOCKED memory.
-    from xenprivcmd import _privcmd
     from xenprivcmd.handle import Handle
+    from xenprivcmd.transport import privcmd as _privcmd
 
     with Handle(_privcmd.open_privcmd(hypercall_buf=None), "xen:///") as h:
         assert h.buffer_kind == "anonymous-locked"
@@ -121,7 +121,7 @@ def test_the_detected_variant_is_cached_for_this_boot(suite):
 
 
 def test_a_wrong_interface_version_is_refused_by_xen(xen):
-    from xenprivcmd import _detect
+    from xenprivcmd.abi import detect as _detect
 
     assert _detect.probe_domctl(xen.transport, xen.abi) is True
     assert _detect.probe_domctl(xen.transport, xen.abi, xen.abi.domctl_interface_version + 1) is False

@@ -2,7 +2,7 @@
 
 * The balloon target is the toolstack's wish for a domain's memory, written
   to xenstore as ``/local/domain/<domid>/memory/target`` (KiB); the guest's
-  balloon driver follows it.  Read with :class:`xenprivcmd.xenstore.Xenstore`.
+  balloon driver follows it.  Read with :class:`xenprivcmd.store.Xenstore`.
 * Network counters are those of the netback interfaces in dom0,
   ``/sys/class/net/vif<domid>.<devid>/statistics/*``.  They count from
   dom0's side, so a guest's transmitted bytes are the vif's received bytes;
@@ -25,8 +25,8 @@ import os
 import re
 from typing import Dict, Iterable, List, NamedTuple, Optional
 
-from ..errors import DecodeError
-from ..xenstore import Xenstore, XenstoreError, XenstoreNoEntry
+from ..errors import DecodeError, XenstoreError, XenstoreNoEntry
+from ..store.client import Xenstore
 
 __all__ = ["NetStats", "BlockStats", "network_stats", "block_stats", "xenstore_names_and_targets", "SECTOR"]
 

@@ -1,12 +1,12 @@
 """Precomputed op plans: the ops of one request and one reply on the local privcmd device.
 
-For one handle (one ABI variant, one :class:`~xenprivcmd._privcmd.PrivcmdTransport`)
+For one handle (one ABI variant, one :class:`~xenprivcmd.transport.privcmd.PrivcmdTransport`)
 everything that does not change between calls is computed once: the op
 numbers, the ``struct.Struct`` that writes a request's header and inputs
 (its padding bytes included, so no stale byte of an earlier call is ever
 read by Xen as input; bytes Xen only writes are not cleared), the reader of
 the reply, and the calling thread's prebuilt ``privcmd_hypercall`` already
-pointing at its buffer (:class:`~xenprivcmd._privcmd.Lane`).  A call checks
+pointing at its buffer (:class:`~xenprivcmd.transport.privcmd.Lane`).  A call checks
 its arguments, packs once, issues one ioctl, unpacks once and builds its
 typed result, in one Python frame: each op is compiled once per handle from
 the small templates of :mod:`._plan`, with its constants bound as globals of that one
@@ -38,14 +38,14 @@ import ctypes
 import errno as _errno
 import struct
 
-from .._layout import _code, fields, record_reader
-from .._privcmd import PrivcmdTransport
+from ..abi.layout import _code, fields, record_reader
 from ..errors import DecodeError, NoSuchDomain
+from ..transport.privcmd import PrivcmdTransport
 from ..types import DomainInfo, SchedParams, VcpuAffinity, VcpuInfo
 from . import domains as _dom
 from . import host as _host
 from ._plan import CALL, CHECK_DOMID, LANE, LANE_ONLY, Builder, lane, request_format
-from ._wire import DOMID_FIRST_RESERVED, PAYLOAD_OFFSET, Wire
+from .wire import DOMID_FIRST_RESERVED, PAYLOAD_OFFSET, Wire
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15)
@@ -61,7 +61,7 @@ PLANNED = ("xen_version", "version", "domain_info", "domains", "vcpu_info", "pau
 # - create_domain: rare, and its request is laid out by field name from the release's createdomain
 #   struct (which fields exist, grant_opts, Arm's flags and arch config) in ops/domains.py; a plan
 #   would copy that layout logic, and its undo (destroy on any failure) with it.
-# - cpu_topology, numa_info: rare, decoded with construct (ops/_slow.py), imported lazily.
+# - cpu_topology, numa_info: rare, decoded with construct (ops/records.py), imported lazily.
 # - the rest of the handle (xenstore, cpupools, batches): not one request and one reply.
 
 

@@ -10,16 +10,16 @@ import _operator as operator
 import ctypes
 import struct
 
-from .. import _hypercalls as _hc
-from .._hypercalls import HYPERCALL_NAMES, HYPERVISOR_xen_version
-from .._layout import fields, record_reader
-from .._privcmd import PrivcmdTransport, privcmd_hypercall
+from ..abi import hypercalls as _hc
+from ..abi.hypercalls import HYPERCALL_NAMES, HYPERVISOR_xen_version
+from ..abi.layout import fields, record_reader
 from ..errors import DecodeError, HypercallError
+from ..transport.privcmd import PrivcmdTransport, privcmd_hypercall
 from ..types import PcpuInfo, PhysInfo, VersionInfo
 from . import host as _host
 from . import version as _ver
 from ._plan import CALL, LANE, LANE_ONLY, Builder, inputs, lane
-from ._wire import PAYLOAD_OFFSET, Wire
+from .wire import PAYLOAD_OFFSET, Wire
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import errno as _errno
 import struct
 
-from .._hypercalls import error
-from .._layout import _code, fields
-from .._privcmd import PrivcmdTransport, privcmd_hypercall
+from ..abi.hypercalls import error
+from ..abi.layout import _code, fields
 from ..errors import XenError
-from ._wire import DOMID_MAX, check_domid
+from ..transport.privcmd import PrivcmdTransport, privcmd_hypercall
+from .wire import DOMID_MAX, check_domid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15)

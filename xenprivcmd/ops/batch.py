@@ -26,18 +26,18 @@ from __future__ import annotations
 import errno as _errno
 import struct
 
-from .._hypercalls import HYPERVISOR_domctl, HYPERVISOR_multicall
-from .._layout import fields, record_reader
+from ..abi.hypercalls import HYPERVISOR_domctl, HYPERVISOR_multicall
+from ..abi.layout import fields, record_reader
 from ..errors import DecodeError, NoSuchDomain, XenError, from_errno
 from ..types import DomainInfo, VcpuAffinity, VcpuInfo, VcpuListEntry
 from . import domains as _dom
-from ._wire import Wire, check_domid
+from .wire import Wire, check_domid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15)
     from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
-    from .._privcmd import Transport
+    from ..transport.privcmd import Transport
 
 __all__ = ["Batch", "Call", "MULTICALL_ENTRY_SIZE", "NOT_RUN", "TRAP_MAX_BYTES", "TRAP_MAX_ENTRIES"]
 

@@ -13,16 +13,16 @@ from operator import lt as _lt
 
 from ..errors import DecodeError, NoSuchDomain, NotSupported, TryAgain
 from ..types import DomainState, SchedParams, VcpuAffinity, VcpuInfo
-from ._wire import DOMID_FIRST_RESERVED, PAYLOAD_OFFSET, check_domid
+from .wire import DOMID_FIRST_RESERVED, PAYLOAD_OFFSET, check_domid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, FrozenSet, Iterable, List, Optional, Sequence, Tuple, TypeVar
     from uuid import UUID
 
-    from .._privcmd import Transport
+    from ..transport.privcmd import Transport
     from ..types import DomainInfo
-    from ._wire import Wire
+    from .wire import Wire
 
     _T = TypeVar("_T")
 

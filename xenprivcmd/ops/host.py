@@ -12,17 +12,17 @@ import ctypes
 import errno as _errno
 import struct
 
-from .._layout import fields, record_reader
+from ..abi.layout import fields, record_reader
 from ..errors import DecodeError, NotSupported
 from ..types import CpuTopology, NumaNode, PcpuInfo, PhysInfo
-from ._wire import PAYLOAD_OFFSET
+from .wire import PAYLOAD_OFFSET
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple, TypeVar
 
-    from .._privcmd import Transport
-    from ._wire import Wire
+    from ..transport.privcmd import Transport
+    from .wire import Wire
 
     _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -162,7 +162,7 @@ def cpu_topology(w: Wire, t: Transport, max_cpu_id: int) -> List[CpuTopology]:
         got = int(req.u.cputopoinfo.num_cpus)
         if got > n:
             raise DecodeError(f"cputopoinfo: {got} cpus returned for {n} asked")
-        from . import _slow
+        from . import records as _slow
 
         rows = _slow.records(rec_cls, ("core", "socket", "node"), buf.view, PAYLOAD_OFFSET, got)
         return [CpuTopology(i, *(None if v == INVALID_TOPOLOGY_ID else v for v in row)) for i, row in enumerate(rows)]
@@ -203,7 +203,7 @@ def numa_info(w: Wire, t: Transport, max_node_id: int) -> List[NumaNode]:
         got = int(ni.num_nodes)
         if got > n:
             raise DecodeError(f"numainfo: {got} nodes returned for {n} asked")
-        from . import _slow
+        from . import records as _slow
 
         mems = _slow.records(mem_cls, ("memsize", "memfree"), buf.view, PAYLOAD_OFFSET, got)
         # Xen lays the distance matrix out with rows as long as the nodes it answered.
@@ -239,7 +239,7 @@ def pcpu_info(w: Wire, t: Transport, max_cpu_id: int) -> List[PcpuInfo]:
     got = int(gi.nr_cpus)
     if got > n:
         raise DecodeError(f"getcpuinfo: {got} cpus returned for {n} asked")
-    from . import _slow
+    from . import records as _slow
 
     rows = _slow.records(rec_cls, ("idletime",), buf.view, PAYLOAD_OFFSET, got)
     return [PcpuInfo(i, row[0]) for i, row in enumerate(rows)]

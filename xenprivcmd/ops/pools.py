@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import errno as _errno
 
-from .._hypercalls import HYPERVISOR_memory_op, XENMEM_get_sharing_freed_pages, XENMEM_get_sharing_shared_pages
-from .._privcmd import Transport
+from ..abi.hypercalls import HYPERVISOR_memory_op, XENMEM_get_sharing_freed_pages, XENMEM_get_sharing_shared_pages
 from ..errors import HypercallError, NotSupported
+from ..transport.privcmd import Transport
 from ..types import CpuPool
-from ._wire import PAYLOAD_OFFSET, Wire
 from .domains import _cpumap_bytes, _cpus_from, _set_nr
 from .host import SCHEDULER_NAMES
+from .wire import PAYLOAD_OFFSET, Wire
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

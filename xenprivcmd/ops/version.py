@@ -1,6 +1,6 @@
 """``HYPERVISOR_xen_version``: who the hypervisor is.
 
-The ``XENVER_*`` sub-op numbers (:mod:`xenprivcmd._hypercalls`) and payload
+The ``XENVER_*`` sub-op numbers (:mod:`xenprivcmd.abi.hypercalls`) and payload
 sizes are a stable ABI (unchanged since Xen 3.0; the ``*2`` sub-ops were added
 in Xen 4.20 by "xen/version: Introduce non-truncating deterministically-signed
 XENVER_* subops").  The tests check these numbers against the generated
@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno as _errno
 import struct
 
-from .._hypercalls import (
+from ..abi.hypercalls import (
     XENVER_NAMES,
     HYPERVISOR_xen_version,
     XENVER_build_id,
@@ -38,7 +38,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional, Tuple
 
-    from .._privcmd import Buffer, Transport
+    from ..transport.privcmd import Buffer, Transport
 
 #: sub-op number -> its macro name (``XENVER_compile_info``), as errors name it.
 SUBOP_NAMES = {n: "XENVER_" + name for n, name in XENVER_NAMES.items()}

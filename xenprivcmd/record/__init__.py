@@ -1,7 +1,7 @@
 """Record real hypercall traffic to a readable text file, and replay it.
 
 :class:`RecordingTransport` wraps another transport (the privcmd device of a
-dom0, the simulator, any :class:`~xenprivcmd._privcmd.Transport`) and writes
+dom0, the simulator, any :class:`~xenprivcmd.transport.privcmd.Transport`) and writes
 every hypercall to a text file.  :class:`ReplayTransport` serves such a file
 back: each hypercall must match the next record exactly (op, arguments and
 request bytes), else :class:`ReplayMismatch` is raised; the recorded reply

@@ -13,7 +13,7 @@ import re
 import struct
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from .._hypercalls import (
+from ..abi.hypercalls import (
     COMMAND_FAMILIES,
     HYPERCALL_NAMES,
     XENVER_NAMES,

@@ -8,9 +8,9 @@ import os
 import threading
 from typing import IO, Optional, Tuple
 
-from .._hypercalls import HYPERVISOR_xen_version, XENVER_extraversion, XENVER_extraversion2, XENVER_version
-from .._privcmd import PAGE_SIZE, Buffer, Transport
+from ..abi.hypercalls import HYPERVISOR_xen_version, XENVER_extraversion, XENVER_extraversion2, XENVER_version
 from ..errors import XenError
+from ..transport.privcmd import PAGE_SIZE, Buffer, Transport
 from ._format import _MAGIC, ROW, Record, format_record
 
 

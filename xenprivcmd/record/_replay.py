@@ -6,8 +6,8 @@ import os
 import threading
 from typing import List, Optional, Sequence, Tuple
 
-from .._hypercalls import HYPERVISOR_domctl, HYPERVISOR_sysctl
-from .._privcmd import Buffer, MemoryTransport
+from ..abi.hypercalls import HYPERVISOR_domctl, HYPERVISOR_sysctl
+from ..transport.privcmd import Buffer, MemoryTransport
 from ._format import ROW, Recording, ReplayMismatch, _arg_text, _field_hint, _normalize, _relocate, describe
 
 

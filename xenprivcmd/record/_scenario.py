@@ -8,7 +8,7 @@ import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 from urllib.parse import quote
 
-from .._privcmd import Transport
+from ..transport.privcmd import Transport
 from ._format import FORMAT, ReplayMismatch, load
 from ._recording import RecordingTransport
 from ._replay import ReplayTransport

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Tuple
 from urllib.parse import parse_qsl
 
-from .._privcmd import Transport
+from ..transport.privcmd import Transport
 from ._format import load
 from ._recording import RecordingTransport
 from ._replay import ReplayTransport
@@ -33,8 +33,8 @@ def open_record(uri: str, abi: Optional[str] = None) -> Any:
     """``record:PATH`` / ``record:///PATH?inner=URI&comment=TEXT`` -> a recording Handle."""
     from .. import _machine_arch
     from .. import open as xopen
-    from .._privcmd import open_privcmd
     from ..handle import Handle
+    from ..transport.privcmd import open_privcmd
 
     path, params = _split_uri(uri, "record")
     unknown = set(params) - {"inner", "comment"}

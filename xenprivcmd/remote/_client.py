@@ -10,9 +10,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import abi as _abi
 from .. import errors
-from .._privcmd import Buffer, Transport
 from ..handle import Handle
 from ..ops.batch import Batch as _Batch
+from ..transport.privcmd import Buffer, Transport
 from . import _boot, _codec
 from ._link import HANDSHAKE_TIMEOUT, Link, Target, classify, parse_uri
 from ._server import READ_ONLY_BATCH, allowed_read_only, refusal
@@ -136,7 +136,7 @@ def _open_error(where: str, exc: BaseException) -> BaseException:
 
 def _watchers(t: Any) -> Tuple[Any, Any, Any]:
     """(innermost transport, timing wrapper, dry-run wrapper) of a transport chain."""
-    from ..trace import DryRunTransport, TimingTransport, TransportWrapper
+    from ..transport.wrappers import DryRunTransport, TimingTransport, TransportWrapper
 
     timer = dry = None
     while isinstance(t, TransportWrapper):

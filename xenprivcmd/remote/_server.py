@@ -140,7 +140,7 @@ class _Session:
 
     def run(self, msg: Dict[str, Any], func: Any) -> Dict[str, Any]:
         """Run ``func`` with the hypercall watchers the request asks for; the reply."""
-        from ..trace import DryRunTransport, TimingTransport, innermost
+        from ..transport.wrappers import DryRunTransport, TimingTransport, innermost
 
         h = self.handle
         orig = h.transport
@@ -151,7 +151,7 @@ class _Session:
             t = timer = TimingTransport(t)
         store = None
         if msg.get("dry_run"):
-            from ..ops.control import DryStore
+            from ..control import DryStore
 
             t = dry = DryRunTransport(t, variant=h.abi)
             h.store_override = store = DryStore(h)  # xenstore writes are held back here too

@@ -6,7 +6,7 @@ import os
 import shlex
 from typing import Any, List, Optional
 
-from .commands import all_names, not_offered, resolve
+from .allcommands import all_names, not_offered, resolve
 from .parse import split_commands
 from .session import Session
 

@@ -77,8 +77,8 @@ def _re(pattern: str) -> "re.Pattern[str]":
 
 
 def format_cpulist(cpus: Iterable[int]) -> str:
-    """``{0, 1, 2, 5}`` -> ``"0-2,5"`` (:func:`xenprivcmd.trace.format_cpulist`)."""
-    from ..trace import format_cpulist as fmt
+    """``{0, 1, 2, 5}`` -> ``"0-2,5"`` (:func:`xenprivcmd.transport.decode.format_cpulist`)."""
+    from ..transport.decode import format_cpulist as fmt
 
     return fmt(cpus)
 

@@ -5,7 +5,7 @@ command modules share (argument specs, names, tables, label blocks).
 Each command is a function ``(session, args)`` registered with its argument spec, its
 help, and whether (for given arguments) it changes state.  Output goes through
 :meth:`Session.result` (text, or JSON with ``--json``).  The command modules (host,
-domains, monitor, shellcmds, hostinfo, toolstack) import this module and never the
+domains, monitor, builtins, xlstyle, node, toolstack) import this module and never the
 session at run time; the session imports a command's module when it first runs it
 (:meth:`Session.command`), so a one-shot command loads only its own.
 """
@@ -34,16 +34,16 @@ GROUPS = (
 #: defines it (importing the module registers its commands).  tests/test_layering.py checks
 #: it against the registered commands.
 HOMES = {
-    "version": "host", "uri": "shellcmds", "nodeinfo": "host", "capabilities": "host", "freecell": "host",
-    "sched": "host", "dmesg": "monitor",
+    "version": "node", "uri": "builtins", "nodeinfo": "node", "capabilities": "node", "freecell": "node",
+    "sched": "node", "dmesg": "monitor",
     "list": "domains", "dominfo": "domains", "domstate": "domains", "domid": "domains", "domname": "domains",
     "domuuid": "domains", "vcpuinfo": "domains", "vcpucount": "domains", "schedinfo": "domains",
     "top": "monitor",
     "suspend": "domains", "pause": "domains", "resume": "domains", "unpause": "domains", "destroy": "domains",
     "setvcpus": "domains", "vcpupin": "domains",
-    "help": "shellcmds", "connect": "shellcmds", "quit": "shellcmds", "exit": "shellcmds",
-    "info": "hostinfo", "topology": "hostinfo", "numainfo": "hostinfo", "cpupool-list": "hostinfo",
-    "vcpu-list": "hostinfo",
+    "help": "builtins", "connect": "builtins", "quit": "builtins", "exit": "builtins",
+    "info": "xlstyle", "topology": "xlstyle", "numainfo": "xlstyle", "cpupool-list": "xlstyle",
+    "vcpu-list": "xlstyle",
     "shutdown": "toolstack", "reboot": "toolstack", "setmem": "toolstack", "setmaxmem": "toolstack",
     "uptime": "toolstack",
 }

@@ -13,7 +13,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # json, traceback, typing and trace load only when a run needs them
     from typing import Any, Dict, List, Optional, TextIO, Tuple
 
-    from ..trace import CallRecord, DryRunTransport, TimingTransport
+    from ..transport.decode import CallRecord
+    from ..transport.wrappers import DryRunTransport, TimingTransport
     from .registry import Command
 
 __all__ = ["Session", "Options", "DEFAULT_URI"]
@@ -81,11 +82,11 @@ class Session:
             self._orig_transport = h.transport
             t = h.transport
             if self.opts.timing:
-                from ..trace import TimingTransport
+                from ..transport.wrappers import TimingTransport
 
                 t = self.timer = TimingTransport(t)
             if self.opts.dry_run:
-                from ..trace import DryRunTransport
+                from ..transport.wrappers import DryRunTransport
 
                 t = self.dry = DryRunTransport(t)
             h.transport = t
@@ -129,7 +130,7 @@ class Session:
         """Hypercalls that reached the hypervisor (0 when never connected)."""
         if self._handle is None:
             return 0
-        from ..trace import innermost
+        from ..transport.wrappers import innermost
 
         return int(innermost(self._handle.transport).calls)
 
@@ -228,7 +229,7 @@ class Session:
                 self.dry.variant = self.handle.abi
                 self.dry.take()
                 self.suppress = True
-                from ..ops.control import DryStore
+                from ..control import DryStore
 
                 self.handle.store_override = self.dry_store = DryStore(self.handle)
             try:

@@ -6,7 +6,7 @@
 
 The library encodes every request into real hypercall buffers exactly as it
 does for ``/dev/xen/privcmd``; :class:`SimTransport` (a
-:class:`~xenprivcmd._privcmd.MemoryTransport`) reads the raw request bytes by
+:class:`~xenprivcmd.transport.privcmd.MemoryTransport`) reads the raw request bytes by
 address, acts on a simulated :class:`Host`, and writes the raw reply the way
 Xen would.  It decodes with its *own* reading of the generated layout rows
 (:mod:`xenprivcmd.sim._layout`: ``struct`` formats built from

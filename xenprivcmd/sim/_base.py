@@ -1,6 +1,6 @@
 """The simulator's shared ground: the reply helpers every hypercall family's handlers use.
 
-:class:`SimBase` is the :class:`~xenprivcmd._privcmd.MemoryTransport` the family mixins
+:class:`SimBase` is the :class:`~xenprivcmd.transport.privcmd.MemoryTransport` the family mixins
 (:mod:`._xenver`, :mod:`._domctl`, :mod:`._sysctl`, :mod:`._dom0op`) build on; it declares
 the state :class:`~xenprivcmd.sim.SimTransport` sets up and they read.
 """
@@ -11,7 +11,7 @@ import errno as E
 import struct
 from typing import Callable, Dict, Optional, Tuple
 
-from .._privcmd import MemoryTransport
+from ..transport.privcmd import MemoryTransport
 from ._host import Domain, Host
 from ._layout import Layout, Tables
 

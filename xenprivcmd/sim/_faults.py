@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno as _errno
 from typing import List, Optional, Union
 
-from .._hypercalls import HYPERCALL_NAMES, HYPERCALLS
+from ..abi.hypercalls import HYPERCALL_NAMES, HYPERCALLS
 
 #: What a garbled reply can be (see the package doc).
 GARBLES = {

@@ -17,7 +17,7 @@ most its ``max_mem``).  A paused domain or one without PV drivers leaves the
 node as written.  There is no toolstack daemon: a domain that reboots stays
 shut down with reason ``reboot``.
 
-The methods mirror :class:`xenprivcmd.xenstore.Xenstore` (``read``,
+The methods mirror :class:`xenprivcmd.store.Xenstore` (``read``,
 ``write``, ``directory``, ``rm``) and raise its exceptions.
 """
 
@@ -28,7 +28,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Dict, List, Optional, Union
 
-from ..xenstore import XenstoreError, XenstoreNoEntry
+from ..errors import XenstoreError, XenstoreNoEntry
 
 if TYPE_CHECKING:
     from ._host import Domain, Host

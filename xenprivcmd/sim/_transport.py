@@ -11,7 +11,7 @@ import collections
 import errno as E
 from typing import Any, Deque, Dict, Optional, Tuple, Union
 
-from .. import _hypercalls as hc
+from ..abi import hypercalls as hc
 from ._base import DOMID_SELF, M32, M64, HypercallFailed, SimBase, _mc_entry, _s64, _u32
 from ._dom0op import Dom0OpMixin
 from ._domctl import DomctlMixin

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno as E
 from typing import Dict, Tuple
 
-from .. import _hypercalls as hc
+from ..abi import hypercalls as hc
 from ._base import XEN_HYPERVISOR_VIRT_START, SimBase, _u32, _u64
 
 #: The fixed-size string sub-ops: the sizes of their strings, in order.

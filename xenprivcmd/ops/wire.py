@@ -14,8 +14,8 @@ import errno as _errno
 import struct
 from _operator import itemgetter
 
-from .._hypercalls import HYPERVISOR_domctl, HYPERVISOR_sysctl, issue
-from .._layout import has_field, record_reader
+from ..abi.hypercalls import HYPERVISOR_domctl, HYPERVISOR_sysctl, issue
+from ..abi.layout import has_field, record_reader
 from ..errors import DecodeError, NotSupported
 from ..types import DOMINF_BITS, DomainInfo
 
@@ -23,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Optional, Tuple
 
-    from .._privcmd import Buffer, Transport
+    from ..transport.privcmd import Buffer, Transport
 
 #: Largest domid a caller may name (DOMID_FIRST_RESERVED - 1).
 DOMID_MAX = 0x7FEF
@@ -89,7 +89,7 @@ def check_domid(domid: Any) -> int:
 class Wire:
     """Request/reply plumbing for one variant (see module doc)."""
 
-    #: True for :class:`~xenprivcmd.ops._dom0op.Dom0OpWire`: every request goes through dom0_op.
+    #: True for :class:`~xenprivcmd.ops.dom0op.Dom0OpWire`: every request goes through dom0_op.
     dom0_op = False
 
     def __init__(self, variant: Any) -> None:

@@ -25,16 +25,15 @@ from __future__ import annotations
 import errno as _errno
 import time
 
-from ..errors import GuestTimeout, NoSuchDomain
-from ..types import DomainInfo
-from ..xenstore import XenstoreNoEntry, XenstoreUnavailable
+from .errors import GuestTimeout, NoSuchDomain, XenstoreNoEntry, XenstoreUnavailable
+from .types import DomainInfo
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, List, Optional, Tuple
 
 if TYPE_CHECKING:
-    from ..handle import DomainRef, Handle
+    from .handle import DomainRef, Handle
 
 __all__ = ["store_of", "close_store", "DryStore", "shutdown", "set_memory_target", "uptime", "uptimes", "SHUTDOWN_WORDS", "POLL_SECONDS",
            "ACK_SECONDS", "MAXMEM_SLACK_KIB"]
@@ -53,7 +52,7 @@ def store_of(h: "Handle") -> Any:
     """A xenstore for ``h``: an override the caller set (``h.store_override``, e.g. a dry run's),
     the transport's own (the simulator's), else the local one.
 
-    Raises :class:`~xenprivcmd.xenstore.XenstoreUnavailable` when there is none.
+    Raises :class:`~xenprivcmd.store.XenstoreUnavailable` when there is none.
     """
     override = getattr(h, "store_override", None)
     if override is not None:
@@ -63,7 +62,7 @@ def store_of(h: "Handle") -> Any:
         return own()
     if h.transport.kind != "privcmd":
         raise XenstoreUnavailable(_errno.ENOENT, f"no xenstore behind {h.uri}")
-    from ..xenstore import Xenstore
+    from .store.client import Xenstore
 
     return Xenstore.open()
 

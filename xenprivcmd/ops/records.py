@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 from _thread import allocate_lock
 
-from .._layout import fields
+from ..abi.layout import fields
 from ..errors import DecodeError
 
 TYPE_CHECKING = False

@@ -1,6 +1,6 @@
 """The per-boot cache of the detected ABI variant.
 
-Detection (:mod:`xenprivcmd._detect`) probes the hypervisor and reads the
+Detection (:mod:`xenprivcmd.abi.detect`) probes the hypervisor and reads the
 ABI tables of a whole release series; a one-shot ``xpsh list`` run every few
 seconds should not redo that.  The result is kept in one small text file:
 
@@ -19,7 +19,7 @@ seconds should not redo that.  The result is kept in one small text file:
   an unwritable directory means no cache, silently.
 
 The variant it names is still confirmed by one read-only probe before use
-(:func:`xenprivcmd._detect.detect`): a cache can make detection cheaper,
+(:func:`xenprivcmd.abi.detect.detect`): a cache can make detection cheaper,
 never make it pick a variant the hypervisor refuses.
 
 Format (one ``key=value`` per line, values without newlines)::
@@ -39,7 +39,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Dict, Optional, Tuple
 
-    from ._privcmd import Transport
+    from ..transport.privcmd import Transport
 
 __all__ = ["cache_dir", "cache_path", "identity", "load", "store", "MAGIC"]
 
@@ -99,10 +99,10 @@ def identity(t: Transport, arch: str, major: int, minor: int, extra: str) -> Dic
 
     Reads (read-only ``xen_version`` sub-ops): changeset, compile info, build id.
     """
-    from . import __version__
-    from .errors import XenprivcmdError
-    from .ops import version as _version
-    from .structs import tables_id
+    from .. import __version__
+    from ..errors import XenprivcmdError
+    from ..ops import version as _version
+    from ..structs import tables_id
 
     key = {
         "package": f"{__version__} {tables_id()}",

@@ -33,16 +33,16 @@ import errno as _errno
 import struct
 from _collections_abc import Mapping as _MappingBase
 
-from .._hypercalls import HYPERVISOR_dom0_op, command_names, issue
-from .._layout import has_field
+from ..abi.hypercalls import HYPERVISOR_dom0_op, command_names, issue
+from ..abi.layout import has_field
 from ..errors import NotSupported
-from ._wire import DOMAININFO_FIELDS, PAYLOAD_OFFSET, Wire
+from .wire import DOMAININFO_FIELDS, PAYLOAD_OFFSET, Wire
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15): the handle imports this module
     from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
-    from .._privcmd import Buffer, Transport
+    from ..transport.privcmd import Buffer, Transport
 
     _ConstsBase = Mapping[str, int]
     _StructsBase = Mapping[str, Any]
@@ -79,7 +79,7 @@ _M64 = (1 << 64) - 1
 
 
 def make_wire(variant: Any) -> Wire:
-    """The plumbing for ``variant``: :class:`~xenprivcmd.ops._wire.Wire` (domctl/sysctl),
+    """The plumbing for ``variant``: :class:`~xenprivcmd.ops.wire.Wire` (domctl/sysctl),
     or :class:`Dom0OpWire` for the dom0_op era (3.0.0-3.0.2)."""
     return Dom0OpWire(variant) if variant.is_dom0_op else Wire(variant)
 
@@ -228,7 +228,7 @@ class _VariantView:
 
 
 class Dom0OpWire(Wire):
-    """:class:`~xenprivcmd.ops._wire.Wire` for the dom0_op era (see the module doc).
+    """:class:`~xenprivcmd.ops.wire.Wire` for the dom0_op era (see the module doc).
 
     Its ``variant`` is the release seen through the domctl vocabulary (``variant.real``
     is the release itself); ``struct dom0_op`` is both the domctl and the sysctl wrapper.

@@ -18,8 +18,8 @@ import difflib
 import fnmatch
 import sys
 
-from . import abi as _abi
-from . import structs as _structs
+from .. import abi as _abi
+from .. import structs as _structs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

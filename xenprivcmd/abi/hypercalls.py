@@ -43,15 +43,15 @@ from __future__ import annotations
 
 import errno as _errno
 
-from . import abi as _abi
-from .errors import ReadOnlyError, from_errno
+from .. import abi as _abi
+from ..errors import ReadOnlyError, from_errno
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15)
     from typing import Any, Dict, Optional, Tuple
 
-    from ._privcmd import Transport
-    from .errors import HypercallError
+    from ..errors import HypercallError
+    from ..transport.privcmd import Transport
 
 __all__ = [
     "HYPERVISOR_dom0_op", "HYPERVISOR_memory_op", "HYPERVISOR_multicall", "HYPERVISOR_xen_version",

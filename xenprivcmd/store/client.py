@@ -51,322 +51,30 @@ from __future__ import annotations
 import _socket as socket  # the C module: socket.py would load enum, selectors, collections
 import errno as _errno
 import os
-import select
-import stat
-import struct
 from _thread import allocate_lock
 
-from .errors import DecodeError, XenprivcmdError
+from ..errors import DecodeError, XenstoreError, XenstoreNoEntry, XenstoreTimeout, XenstoreUnavailable
+from .connection import ENV_PATH, Connection, connect_auto, connect_path
+from .wire import (
+    _TYPE_NAMES,
+    DEFAULT_TIMEOUT,
+    HEADER,
+    XENSTORE_PAYLOAD_MAX,
+    XS_DIRECTORY,
+    XS_ERROR,
+    XS_GET_DOMAIN_PATH,
+    XS_READ,
+    XS_RM,
+    XS_WRITE,
+    errno_from_name,
+    error,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and uuid are not loaded by a one-shot listing
-    from typing import Callable, Dict, List, Optional, Protocol, Tuple, Union
-else:
-    Protocol = object
+    from typing import Callable, Dict, List, Optional, Union
 
-__all__ = [
-    "XS_CONTROL",
-    "XS_DIRECTORY",
-    "XS_READ",
-    "XS_GET_PERMS",
-    "XS_WATCH",
-    "XS_UNWATCH",
-    "XS_TRANSACTION_START",
-    "XS_TRANSACTION_END",
-    "XS_INTRODUCE",
-    "XS_RELEASE",
-    "XS_GET_DOMAIN_PATH",
-    "XS_WRITE",
-    "XS_MKDIR",
-    "XS_RM",
-    "XS_SET_PERMS",
-    "XS_WATCH_EVENT",
-    "XS_ERROR",
-    "XENSTORE_PAYLOAD_MAX",
-    "HEADER",
-    "SOCKET_PATHS",
-    "DEVICE_PATHS",
-    "DEFAULT_TIMEOUT",
-    "XenstoreError",
-    "XenstoreNoEntry",
-    "XenstoreTimeout",
-    "XenstoreUnavailable",
-    "Transport",
-    "SocketTransport",
-    "DeviceTransport",
-    "Xenstore",
-    "try_domain_names",
-]
-
-# enum xsd_sockmsg_type (io/xs_wire.h); XS_CONTROL was called XS_DEBUG before Xen 4.9.
-XS_CONTROL = 0
-XS_DIRECTORY = 1
-XS_READ = 2
-XS_GET_PERMS = 3
-XS_WATCH = 4
-XS_UNWATCH = 5
-XS_TRANSACTION_START = 6
-XS_TRANSACTION_END = 7
-XS_INTRODUCE = 8
-XS_RELEASE = 9
-XS_GET_DOMAIN_PATH = 10
-XS_WRITE = 11
-XS_MKDIR = 12
-XS_RM = 13
-XS_SET_PERMS = 14
-XS_WATCH_EVENT = 15
-XS_ERROR = 16
-
-_TYPE_NAMES = {
-    XS_CONTROL: "CONTROL",
-    XS_DIRECTORY: "DIRECTORY",
-    XS_READ: "READ",
-    XS_GET_PERMS: "GET_PERMS",
-    XS_WATCH: "WATCH",
-    XS_UNWATCH: "UNWATCH",
-    XS_TRANSACTION_START: "TRANSACTION_START",
-    XS_TRANSACTION_END: "TRANSACTION_END",
-    XS_INTRODUCE: "INTRODUCE",
-    XS_RELEASE: "RELEASE",
-    XS_GET_DOMAIN_PATH: "GET_DOMAIN_PATH",
-    XS_WRITE: "WRITE",
-    XS_MKDIR: "MKDIR",
-    XS_RM: "RM",
-    XS_SET_PERMS: "SET_PERMS",
-    XS_WATCH_EVENT: "WATCH_EVENT",
-    XS_ERROR: "ERROR",
-}
-
-XENSTORE_PAYLOAD_MAX = 4096
-
-# struct xsd_sockmsg: four uint32_t in the byte order of the host (xenstored
-# and the kernel relay use native order; every Xen architecture is little-endian).
-HEADER = struct.Struct("=4I")
-
-SOCKET_PATHS: Tuple[str, ...] = ("/run/xenstored/socket", "/var/run/xenstored/socket")
-DEVICE_PATHS: Tuple[str, ...] = ("/dev/xen/xenbus", "/proc/xen/xenbus")
-ENV_PATH = "XENSTORED_PATH"
-DEFAULT_TIMEOUT = 5.0
-
-UNAVAILABLE_MESSAGE = "no xenstore: xenstored is not running and /dev/xen/xenbus is absent"
-
-# The errno names xenstored sends (xsd_errors[] in io/xs_wire.h); any other
-# E* name the errno module knows is accepted too, anything else becomes EIO.
-_XSD_ERRORS = (
-    "EINVAL",
-    "EACCES",
-    "EEXIST",
-    "EISDIR",
-    "ENOENT",
-    "ENOMEM",
-    "ENOSPC",
-    "EIO",
-    "ENOTEMPTY",
-    "ENOSYS",
-    "EROFS",
-    "EBUSY",
-    "EAGAIN",
-    "EISCONN",
-    "E2BIG",
-)
-
-
-# --------------------------------------------------------------------------
-# Exceptions
-
-
-class XenstoreError(XenprivcmdError, OSError):
-    """xenstore refused a request, or the connection to it failed.
-
-    ``errno`` is the errno, ``path`` (also ``filename``) the node the request
-    was about, ``op`` the message type name (``"READ"``, ...), where known.
-    """
-
-    def __init__(self, errno: int, message: str, *, path: Optional[str] = None, op: Optional[str] = None) -> None:
-        super().__init__(errno, message)
-        self.message = message
-        self.path = path
-        self.op = op
-        self.filename = path
-
-    def __str__(self) -> str:
-        return self.message
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (_rebuild, (type(self), self.errno, self.message, self.path, self.op))
-
-
-def _rebuild(cls, errno, message, path, op):  # type: ignore[no-untyped-def]
-    return cls(errno, message, path=path, op=op)
-
-
-class XenstoreNoEntry(XenstoreError, FileNotFoundError):
-    """ENOENT: the node does not exist."""
-
-
-class XenstoreTimeout(XenstoreError, TimeoutError):
-    """No (complete) reply within the timeout; the connection was dropped."""
-
-
-class XenstoreUnavailable(XenstoreError):
-    """Neither the xenstored socket nor the xenbus device can be opened."""
-
-
-def errno_from_name(name: str) -> int:
-    """The errno number of an errno name from xenstored (``"ENOENT"`` -> 2); EIO if unknown."""
-    if name in _XSD_ERRORS or (name.startswith("E") and name.isalnum() and name.isupper()):
-        value = getattr(_errno, name, None)
-        if isinstance(value, int):
-            return value
-    return _errno.EIO
-
-
-def _error(err: int, message: str, *, path: Optional[str], op: Optional[str]) -> XenstoreError:
-    cls = XenstoreNoEntry if err == _errno.ENOENT else XenstoreError
-    return cls(err, message, path=path, op=op)
-
-
-# --------------------------------------------------------------------------
-# Transports
-
-
-class Transport(Protocol):
-    """A byte stream to xenstored: the one interface both transports implement."""
-
-    kind: str
-    path: str
-
-    def send(self, data: bytes, timeout: Optional[float]) -> None:
-        """Write all of ``data``."""
-
-    def recv(self, size: int, timeout: Optional[float]) -> bytes:
-        """Read at most ``size`` (> 0) bytes; ``b""`` at end of stream; ``socket.timeout`` on timeout."""
-
-    def close(self) -> None:
-        """Release the connection; idempotent."""
-
-
-class SocketTransport:
-    """The unix socket of xenstored."""
-
-    kind = "socket"
-
-    def __init__(self, sock: socket.socket, path: str = "") -> None:
-        self.sock = sock
-        self.path = path
-
-    @classmethod
-    def connect(cls, path: str, timeout: Optional[float] = DEFAULT_TIMEOUT) -> SocketTransport:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(path)
-        except BaseException:
-            sock.close()
-            raise
-        return cls(sock, path)
-
-    def send(self, data: bytes, timeout: Optional[float]) -> None:
-        self.sock.settimeout(timeout)
-        self.sock.sendall(data)
-
-    def recv(self, size: int, timeout: Optional[float]) -> bytes:
-        self.sock.settimeout(timeout)
-        return self.sock.recv(size)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-class DeviceTransport:
-    """The xenbus device of the kernel (``/dev/xen/xenbus``), or any read/write fd with the same framing.
-
-    The kernel wants each request in whole (it buffers partial writes until a
-    message is complete) and queues replies for ``read``.  Reads are preceded
-    by ``poll`` so that a missing reply times out instead of blocking.
-    """
-
-    kind = "device"
-
-    def __init__(self, fd: int, path: str = "") -> None:
-        self.fd: Optional[int] = fd
-        self.path = path
-
-    @classmethod
-    def open(cls, path: str) -> DeviceTransport:
-        return cls(os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY), path)
-
-    def _fileno(self) -> int:
-        if self.fd is None:
-            raise OSError(_errno.EBADF, "xenbus device is closed")
-        return self.fd
-
-    def _wait(self, event: int, timeout: Optional[float]) -> None:
-        poller = select.poll()
-        poller.register(self._fileno(), event)
-        ms = None if timeout is None else max(0, int(timeout * 1000))
-        if not poller.poll(ms):
-            raise socket.timeout("timed out")
-
-    def send(self, data: bytes, timeout: Optional[float]) -> None:
-        view = memoryview(data)
-        while view:
-            self._wait(select.POLLOUT, timeout)
-            n = os.write(self._fileno(), view)
-            view = view[n:]
-
-    def recv(self, size: int, timeout: Optional[float]) -> bytes:
-        self._wait(select.POLLIN, timeout)
-        try:
-            return os.read(self._fileno(), size)
-        except OSError as e:
-            if e.errno == _errno.EIO:  # a pty whose other side is gone; the kernel device never says EIO
-                return b""
-            raise
-
-    def close(self) -> None:
-        fd, self.fd = self.fd, None
-        if fd is not None:
-            os.close(fd)
-
-
-def _is_socket(path: str) -> bool:
-    try:
-        return stat.S_ISSOCK(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
-def _connect_path(path: str, timeout: Optional[float]) -> Transport:
-    """Open ``path``: a unix socket is a xenstored socket, anything else is used as the xenbus device."""
-    if _is_socket(path):
-        return SocketTransport.connect(path, timeout)
-    return DeviceTransport.open(path)
-
-
-def _connect_auto(timeout: Optional[float]) -> Transport:
-    """Try each socket, then each device; raise :class:`XenstoreUnavailable` if none answers."""
-    failures: List[Tuple[str, OSError]] = []
-    for path in SOCKET_PATHS:
-        if not _is_socket(path):
-            continue
-        try:
-            return SocketTransport.connect(path, timeout)
-        except OSError as e:  # ECONNREFUSED: a socket file left by a dead xenstored
-            failures.append((path, e))
-    for path in DEVICE_PATHS:
-        if not os.path.exists(path):
-            continue
-        try:
-            return DeviceTransport.open(path)
-        except OSError as e:
-            failures.append((path, e))
-    denied = [(p, e) for p, e in failures if isinstance(e, PermissionError)]
-    if denied:
-        path = denied[0][0]
-        raise XenstoreUnavailable(_errno.EACCES, f"no xenstore: permission denied on {path} (run as root)", path=path)
-    raise XenstoreUnavailable(_errno.ENOENT, UNAVAILABLE_MESSAGE)
-
+__all__ = ["Xenstore", "try_domain_names"]
 
 # --------------------------------------------------------------------------
 # The client
@@ -411,10 +119,10 @@ class Xenstore:
 
     def __init__(
         self,
-        transport: Optional[Transport] = None,
+        transport: Optional[Connection] = None,
         *,
         timeout: Optional[float] = DEFAULT_TIMEOUT,
-        connector: Optional[Callable[[], Transport]] = None,
+        connector: Optional[Callable[[], Connection]] = None,
     ) -> None:
         if transport is None and connector is None:
             raise ValueError("Xenstore needs a transport or a connector")
@@ -438,20 +146,20 @@ class Xenstore:
         if path is None:
             path = os.environ.get(ENV_PATH) or None
 
-        connector: Callable[[], Transport]
+        connector: Callable[[], Connection]
         if path is None:
 
-            def connector() -> Transport:
-                return _connect_auto(timeout)
+            def connector() -> Connection:
+                return connect_auto(timeout)
 
         else:
             fixed = path
 
-            def connector() -> Transport:
+            def connector() -> Connection:
                 if not os.path.exists(fixed):
                     raise XenstoreUnavailable(_errno.ENOENT, f"no xenstore: {fixed} does not exist", path=fixed)
                 try:
-                    return _connect_path(fixed, timeout)
+                    return connect_path(fixed, timeout)
                 except socket.timeout:
                     raise
                 except OSError as e:
@@ -499,7 +207,7 @@ class Xenstore:
             except OSError:
                 pass
 
-    def _connected(self) -> Transport:
+    def _connected(self) -> Connection:
         if self._closed:
             raise ValueError("I/O operation on a closed Xenstore")
         if self._transport is None:
@@ -512,7 +220,7 @@ class Xenstore:
             self.reconnects += 1
         return self._transport
 
-    def _recv_exact(self, transport: Transport, size: int, what: str) -> bytes:
+    def _recv_exact(self, transport: Connection, size: int, what: str) -> bytes:
         chunks: List[bytes] = []
         got = 0
         while got < size:
@@ -572,7 +280,7 @@ class Xenstore:
         if rtype == XS_ERROR:
             name = body.split(b"\0", 1)[0].decode("ascii", errors="replace")
             err = errno_from_name(name)
-            raise _error(err, f"xenstore {op}{where}: {os.strerror(err)} ({name})", path=path, op=op)
+            raise error(err, f"xenstore {op}{where}: {os.strerror(err)} ({name})", path=path, op=op)
         return body
 
     # -- operations --------------------------------------------------------

@@ -39,8 +39,8 @@ from _thread import _local as _thread_local
 from _thread import allocate_lock as _allocate_lock
 from _weakrefset import WeakSet
 
-from ._hypercalls import HYPERVISOR_domctl, HYPERVISOR_sysctl, HYPERVISOR_xen_version, XENVER_version
-from .errors import NotDom0Error, PrivcmdPermissionError, XenError, XenNotAvailable
+from ..abi.hypercalls import HYPERVISOR_domctl, HYPERVISOR_sysctl, HYPERVISOR_xen_version, XENVER_version
+from ..errors import NotDom0Error, PrivcmdPermissionError, XenError, XenNotAvailable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -22,16 +22,16 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 
-from . import abi
-from ._hypercalls import HYPERVISOR_domctl, HYPERVISOR_sysctl, issue
-from .errors import InterfaceVersionMismatch, XenError, XenprivcmdError
-from .ops import version as _version
+from .. import abi
+from ..errors import InterfaceVersionMismatch, XenError, XenprivcmdError
+from ..ops import version as _version
+from .hypercalls import HYPERVISOR_domctl, HYPERVISOR_sysctl, issue
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-    from ._privcmd import Transport
+    from ..transport.privcmd import Transport
 
 __all__ = ["UnknownHypervisorError", "detect", "probe_domctl", "probe_sysctl", "parse_micro"]
 
@@ -129,7 +129,7 @@ def detect(t: Transport, arch: str = "x86_64", mode: str = "auto") -> Tuple["abi
     for ``xpsh capabilities`` and for error messages.  Raises
     :class:`UnknownHypervisorError` when nothing known fits.
 
-    ``mode``: ``"auto"`` uses the per-boot cache (:mod:`xenprivcmd._abicache`)
+    ``mode``: ``"auto"`` uses the per-boot cache (:mod:`xenprivcmd.abi.cache`)
     on the local privcmd device only; ``"fresh"`` detects again and rewrites
     the cache; ``"cache"`` uses the cache whatever the transport (simulators,
     tests); ``"nocache"`` neither reads nor writes it.  A cached variant is
@@ -147,7 +147,7 @@ def detect(t: Transport, arch: str = "x86_64", mode: str = "auto") -> Tuple["abi
     use_cache = mode == "cache" or (mode in ("auto", "fresh") and t.kind == "privcmd")
     path = key = None
     if use_cache:
-        from . import _abicache
+        from . import cache as _abicache
 
         path = _abicache.cache_path(t.kind, arch)
     if path is not None:

@@ -1,15 +1,15 @@
 """Every xpsh command, registered: importing this module imports every command module.
 
 The registry itself (:class:`Command`, :func:`command`, :data:`COMMANDS`, the helpers the
-command modules share) is :mod:`.registry`; the commands are in :mod:`.host`,
-:mod:`.domains`, :mod:`.monitor`, :mod:`.shellcmds`, :mod:`.hostinfo` and
+command modules share) is :mod:`.registry`; the commands are in :mod:`.node`,
+:mod:`.domains`, :mod:`.monitor`, :mod:`.builtins`, :mod:`.xlstyle` and
 :mod:`.toolstack`.  A session imports only the modules of the commands it runs
 (:meth:`Session.command`); what needs all of them (completion, the tests) imports this.
 """
 
 from __future__ import annotations
 
-from . import domains, host, hostinfo, monitor, shellcmds, toolstack  # noqa: F401 - they register their commands
+from . import builtins, domains, monitor, node, toolstack, xlstyle  # noqa: F401 - they register their commands
 from .registry import ALIASES, COMMANDS, GROUPS, Command, all_names, command, not_offered, resolve, vcpu_state
 
 __all__ = ["Command", "COMMANDS", "ALIASES", "GROUPS", "command", "resolve", "all_names", "not_offered", "vcpu_state"]

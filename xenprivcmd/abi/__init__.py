@@ -27,7 +27,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: ``import xenprivcmd`` stays cheap
     from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-    from .structs import StructMap
+    from ..structs import StructMap
 
     XenVersion = Union[str, Tuple[int, ...], Sequence[int]]
     _ConstsBase = Mapping[str, int]
@@ -47,7 +47,7 @@ class UnknownABIError(LookupError):
 
 
 def _tables() -> Any:
-    from . import structs  # imported lazily: keeps ``import xenprivcmd.abi`` cheap
+    from .. import structs  # imported lazily: keeps ``import xenprivcmd.abi`` cheap
 
     return structs
 
@@ -316,9 +316,3 @@ def variant(xen: XenVersion, domctl: Optional[int] = None, sysctl: Optional[int]
         "no known Xen %d.%d release has domctl=%s sysctl=%s (known pairs: %s)"
         % (nums[0], nums[1], _h(domctl), _h(sysctl),
            ", ".join("%s/%s" % (_h(a), _h(b)) for a, b in seen)))
-
-
-if __name__ == "__main__":  # python3 -m xenprivcmd.abi show 4.17 xen_domctl_getdomaininfo
-    from ._abishow import main
-
-    raise SystemExit(main())
