@@ -94,7 +94,8 @@ def test_open_permission_denied_says_run_as_root(tmp_path):
     dev.chmod(0o600)
     code = (
         "import os,sys\n"
-        "from xenprivcmd import _privcmd, PrivcmdPermissionError\n"
+        "from xenprivcmd import PrivcmdPermissionError\n"
+        "from xenprivcmd.transport import privcmd as _privcmd\n"
         "if os.geteuid() == 0: os.setgid(65534); os.setuid(65534)\n"
         "try:\n"
         f"    _privcmd.open_privcmd(paths=({str(dev)!r},))\n"

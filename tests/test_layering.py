@@ -346,7 +346,7 @@ def raw_memory_uses(root: str = ROOT) -> Dict[str, List[int]]:
 
 
 def test_raw_memory_only_in_the_os_module_and_the_struct_builder():
-    """Memory by address is _privcmd's (its Buffer, peek, struct_at); the struct builder copies
+    """Memory by address is transport.privcmd's (its Buffer, peek, struct_at); the struct builder copies
     ctypes objects into lazy unions.  Everything else goes through them (issue 13)."""
     uses = raw_memory_uses()
     assert set(uses) == {"xenprivcmd.transport.privcmd", "xenprivcmd.structs"}, uses

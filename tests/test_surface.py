@@ -20,7 +20,7 @@ from xenprivcmd import _ntuple, errors, types
 INTERNAL = {
     "xenprivcmd.sim._base.HypercallFailed": "the simulator's errno signal, turned into a hypercall's result",
     "xenprivcmd.remote._codec.FrameError": "a malformed frame, turned into ProtocolMismatch/ConnectionLost",
-    "xenprivcmd._abishow.AbiShowError": "python -m xenprivcmd.abi show's own usage errors (one error: line)",
+    "xenprivcmd.abi.show.AbiShowError": "python -m xenprivcmd.abi show's own usage errors (one error: line)",
     "xenprivcmd.shell.parse.UsageError": "xpsh's usage errors (one error: line)",
     "xenprivcmd.exporter.cli.UsageError": "xenprivcmd-exporter's usage errors (one error: line)",
 }

@@ -16,7 +16,7 @@ only sees the result (the guest's ``SCHEDOP_shutdown``, its freed pages):
   domain (``xl uptime``).
 
 The store is the transport's own (the simulator's) or, on a dom0, the
-pure-Python client of :mod:`xenprivcmd.xenstore`.  xenstore is polled (this
+pure-Python client of :mod:`xenprivcmd.store`.  xenstore is polled (this
 client registers no watches) every :data:`POLL_SECONDS`.
 """
 
