@@ -19,9 +19,11 @@ if TYPE_CHECKING:
 
     from .abi import UnknownABIError
     from .abi.detect import UnknownHypervisorError
+    from .build.config import DomainConfig
     from .errors import (
         AmbiguousDomain,
         AuthenticationFailed,
+        ConfigError,
         ConnectionLost,
         DecodeError,
         GuestTimeout,
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
         HostUnreachable,
         HypercallError,
         HypervisorPermissionError,
+        ImageError,
         InterfaceVersionMismatch,
         Interrupted,
         NoRemotePython,
@@ -96,6 +99,9 @@ __all__ = [
     "UnknownABIError",
     "ReplayMismatch",
     "RecordingFormatError",
+    "ConfigError",
+    "ImageError",
+    "DomainConfig",
 ]
 
 # name -> the submodule that defines it; every other name of __all__ but open is in .errors
@@ -107,6 +113,7 @@ _LAZY = {
     "UnknownABIError": ".abi",
     "ReplayMismatch": ".record",
     "RecordingFormatError": ".record",
+    "DomainConfig": ".build.config",
 }
 
 

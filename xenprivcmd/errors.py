@@ -39,6 +39,8 @@ __all__ = [
     "DecodeError",
     "AmbiguousDomain",
     "GuestTimeout",
+    "ConfigError",
+    "ImageError",
     "from_errno",
 ]
 
@@ -149,6 +151,53 @@ class GuestTimeout(XenprivcmdError, TimeoutError):
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
         return (type(self), (str(self), self.domid))
+
+
+class ConfigError(XenprivcmdError, ValueError):
+    """A domain configuration is refused: a syntax error, a key that is not supported, a
+    bad value, or values that contradict each other.
+
+    ``key`` names the setting (``None`` for a syntax error), ``line`` its line in the
+    config text (``None`` for a config built in Python), ``source`` the file it came
+    from (``None`` when unknown).  ``str()`` starts with ``source:line:`` where known.
+    """
+
+    def __init__(self, message: str, *, key: Optional[str] = None, line: Optional[int] = None,
+                 source: Optional[str] = None) -> None:
+        if source and line is not None:
+            prefix = f"{source}:{line}: "
+        elif source:
+            prefix = f"{source}: "
+        elif line is not None:
+            prefix = f"line {line}: "
+        else:
+            prefix = ""
+        super().__init__(prefix + message)
+        self.key = key
+        self.line = line
+        self.source = source
+        self.message = message
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (_rebuild_config, (type(self), self.message, self.key, self.line, self.source))
+
+
+def _rebuild_config(cls, message, key, line, source):  # type: ignore[no-untyped-def]
+    return cls(message, key=key, line=line, source=source)
+
+
+class ImageError(XenprivcmdError, ValueError):
+    """A kernel (or initrd) image cannot be used: not a kernel this builder knows, a
+    compression it cannot undo, headers that contradict themselves, or a layout that does
+    not fit the guest.  ``path`` names the file where known."""
+
+    def __init__(self, message: str, path: Optional[str] = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.message = message
+        self.path = path
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (self.message, self.path))
 
 
 def _describe(hypercall: Optional[str], subop: Optional[str], domid: Optional[int]) -> str:
