@@ -193,7 +193,7 @@ def resolve_cpus(terms: Iterable[CpuTerm], nr_cpus: int,
                 chosen.update(node_cpus[n])
         else:
             if t.last >= nr_cpus:
-                raise ValueError(f"the host has no cpu {t.last} (cpus 0..{nr_cpus - 1})")
+                raise ValueError(f"the host has no cpu {max(t.first, nr_cpus)} (cpus 0..{nr_cpus - 1})")
             chosen = set(range(t.first, t.last + 1))
         if t.remove:
             cpus -= chosen
@@ -477,6 +477,9 @@ class DomainConfig:
         full: Dict[str, Any] = {f: values.get(f, _DEFAULTS.get(f)) for f in _FIELDS}
         cfg = cls.__new__(cls)
         cfg._init(full, lines, source)
+        if "cpus" in values and "vcpus" not in values and "maxvcpus" not in values:
+            # xl sizes the affinity array by max_vcpus, which is still 0 then: it drops cpus
+            raise bad("cpus", "xl ignores cpus unless vcpus or maxvcpus is set: set vcpus")
         if arch is not None:
             try:
                 cfg.domain_type(arch)
@@ -601,11 +604,16 @@ class DomainConfig:
         return kw
 
     def replace(self, **changes: Any) -> DomainConfig:
-        """A copy with some keys changed (checked as the constructor checks them)."""
+        """A copy with some keys changed (checked as the constructor checks them).  A
+        ``maxmem`` equal to ``memory`` follows a new ``memory`` (as it would have by
+        default), a ``maxvcpus`` equal to ``vcpus`` a new ``vcpus``."""
         kw = self._kwargs()
         for k in changes:
             if k not in kw:
                 raise TypeError(f"DomainConfig has no key {k!r}")
+        for key, follower in (("memory", "maxmem"), ("vcpus", "maxvcpus")):
+            if key in changes and follower not in changes and kw[follower] == kw[key]:
+                kw[follower] = None
         kw.update(changes)
         return DomainConfig(**kw)
 
