@@ -23,6 +23,7 @@ INTERNAL = {
     "xenprivcmd.abi.show.AbiShowError": "python -m xenprivcmd.abi show's own usage errors (one error: line)",
     "xenprivcmd.shell.parse.UsageError": "xpsh's usage errors (one error: line)",
     "xenprivcmd.exporter.cli.UsageError": "xenprivcmd-exporter's usage errors (one error: line)",
+    "xenprivcmd.build.config._Bad": "a value's broken rule, turned into a ConfigError naming the key",
 }
 
 
