@@ -4,8 +4,9 @@ The test starts both on 127.0.0.1 (free ports, a temporary configuration and
 data directory), waits until Prometheus says ``up == 1`` for the exporter,
 asks Prometheus's HTTP API for each domain's ``xen_domain_memory_bytes`` and
 ``xen_domain_vcpus``, compares them with the simulated host itself, and
-stops both.  Without the ``prometheus`` binary the test fails: ``.ci/run``
-installs it.
+stops both.  A second test scrapes over TLS with basic auth, and checks that
+scrapes without them are refused.  Without the ``prometheus`` binary the
+tests fail: ``tools/run-tests`` installs it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, Dict, List
 
 import xenprivcmd
 
-from .exporter_helpers import start_exporter, stop_exporter
+from .exporter_helpers import bcrypt_hash, make_certs, start_exporter, stop_exporter
 
 URI = "sim:///default"
 
@@ -43,7 +44,7 @@ def _query(base: str, expr: str) -> List[Dict[str, Any]]:
 
 def test_prometheus_scrapes_the_exporter_and_sees_the_simulated_host(tmp_path: Path) -> None:
     exe = shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
-    assert exe, "no prometheus binary: apt-get install prometheus (.ci/run does)"
+    assert exe, "no prometheus binary: apt-get install prometheus (tools/run-tests does)"
     exporter, eport = start_exporter(URI, "--min-interval", "0.5")
     pport = _free_port()
     config = tmp_path / "prometheus.yml"
@@ -91,3 +92,76 @@ def test_prometheus_scrapes_the_exporter_and_sees_the_simulated_host(tmp_path: P
     assert mem == expected_mem
     assert vcpus == expected_vcpus
     assert len(mem) == 4 and mem[1] == ("web1", 1 << 30)
+
+
+def _prometheus(tmp_path: Path, scrape_configs: str) -> "tuple[subprocess.Popen[bytes], str, Any]":
+    exe = shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
+    assert exe, "no prometheus binary: apt-get install prometheus (tools/run-tests does)"
+    pport = _free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n" + scrape_configs)
+    log = open(tmp_path / "prometheus.log", "w+")
+    prom = subprocess.Popen([exe, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{pport}", "--log.level=warn"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    return prom, f"http://127.0.0.1:{pport}", log
+
+
+def _targets(base: str) -> Dict[str, Dict[str, Any]]:
+    with urllib.request.urlopen(f"{base}/api/v1/targets", timeout=10) as r:
+        doc = json.load(r)
+    return {t["labels"]["job"]: t for t in doc["data"]["activeTargets"]}
+
+
+def test_prometheus_scrapes_over_tls_with_basic_auth_and_is_refused_without(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path)
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {certs['server_crt']}\n  key_file: {certs['server_key']}\n"
+                   f"basic_auth_users:\n  prometheus: {bcrypt_hash('s3cret pass', cost=6)}\n")
+    exporter, eport = start_exporter(URI, "--min-interval", "0.5", "--web.config.file", str(web), scheme="https")
+    target = f"    static_configs:\n      - targets: ['127.0.0.1:{eport}']\n"
+    tls = f"    scheme: https\n    tls_config:\n      ca_file: {certs['ca']}\n"
+    jobs = {  # job -> how it scrapes
+        "tls_auth": tls + "    basic_auth:\n      username: prometheus\n      password: s3cret pass\n",
+        "tls_no_auth": tls,
+        "tls_wrong_password": tls + "    basic_auth:\n      username: prometheus\n      password: guess\n",
+        "plain_http_auth": "    basic_auth:\n      username: prometheus\n      password: s3cret pass\n",
+        "tls_untrusted": f"    scheme: https\n    tls_config:\n      ca_file: {certs['other_ca']}\n"
+                         "    basic_auth:\n      username: prometheus\n      password: s3cret pass\n",
+    }
+    prom, base, log = _prometheus(tmp_path, "".join(f"  - job_name: {j}\n{how}{target}" for j, how in jobs.items()))
+    try:
+        deadline = time.monotonic() + 90
+        targets: Dict[str, Dict[str, Any]] = {}
+        while time.monotonic() < deadline:
+            assert prom.poll() is None, "prometheus exited: " + (tmp_path / "prometheus.log").read_text()
+            try:
+                targets = _targets(base)
+            except OSError:
+                targets = {}
+            if len(targets) == len(jobs) and all(t["health"] != "unknown" for t in targets.values()):
+                break
+            time.sleep(0.5)
+        assert set(targets) == set(jobs), targets
+        health = {j: (t["health"], t["lastError"]) for j, t in targets.items()}
+        assert health["tls_auth"] == ("up", ""), health
+        assert targets["tls_auth"]["scrapeUrl"] == f"https://127.0.0.1:{eport}/metrics"
+        for j in ("tls_no_auth", "tls_wrong_password"):
+            assert health[j][0] == "down" and "401 Unauthorized" in health[j][1], health
+        assert health["plain_http_auth"][0] == "down" and health["plain_http_auth"][1], health
+        assert "401" not in health["plain_http_auth"][1]  # no HTTP answer at all on the TLS port
+        assert health["tls_untrusted"][0] == "down" and "certificate" in health["tls_untrusted"][1], health
+        mem = {int(r["metric"]["domid"]): float(r["value"][1])
+               for r in _query(base, 'xen_domain_memory_bytes{job="tls_auth"}')}
+        assert _query(base, 'xen_domain_memory_bytes{job="tls_no_auth"}') == []
+    finally:
+        prom.terminate()
+        try:
+            prom.wait(timeout=30)
+        finally:
+            if prom.poll() is None:
+                prom.kill()
+            log.close()
+            assert stop_exporter(exporter) == 0
+    with xenprivcmd.open(URI) as h:
+        assert mem == {domid: float(d.tot_pages * 4096) for domid, d in h.transport.host.domains.items()}

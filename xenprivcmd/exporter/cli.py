@@ -1,10 +1,13 @@
 """``xenprivcmd-exporter``: options, the read-only handle, the HTTP server.
 
     xenprivcmd-exporter [--uri URI] [--listen HOST:PORT] [--min-interval SECONDS]
-                        [--xenstore PATH] [--sysfs DIR] [--once] [--version]
+                        [--xenstore PATH] [--sysfs DIR] [--web.config.file FILE]
+                        [--once] [--version]
 
-Bad options, a URI the library cannot open and an address that cannot be
-bound give one ``error: ...`` line on stderr and exit status 1.  Once
+Bad options, a URI the library cannot open, a web config file that cannot
+be used (:mod:`.webconfig`) and an address that cannot be bound give one
+``error: ...`` line on stderr and exit status 1.  The HTTP side is
+:mod:`.server`.  Once
 serving, nothing the hypervisor does stops the exporter: a failed read is
 ``xen_up 0`` (see :mod:`.metrics`).  SIGTERM and SIGINT stop it (exit 0).
 """
@@ -14,18 +17,15 @@ from __future__ import annotations
 import argparse
 import math
 import signal
-import socket
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, List, NoReturn, Optional, Sequence, TextIO, Tuple
 
 from .. import __version__
 from . import DEFAULT_HOST, DEFAULT_MIN_INTERVAL, DEFAULT_PORT
 
-__all__ = ["main", "parse_listen", "UsageError", "Server"]
+__all__ = ["main", "parse_listen", "UsageError"]
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_MIN_INTERVAL = 86400.0
 
 
@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the local xenstore with xen:///, none otherwise)")
     p.add_argument("--sysfs", metavar="DIR",
                    help="sysfs root for netback/blkback counters (default /sys with xen:///, none otherwise)")
+    p.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
+                   help="TLS and basic auth settings in Prometheus exporter-toolkit's format (YAML: "
+                        "tls_server_config, basic_auth_users with bcrypt hashes, http_server_config.headers)")
     p.add_argument("--once", action="store_true", help="print one scrape on stdout and exit (1 when xen_up is 0)")
     p.add_argument("--version", action="version", version=f"xenprivcmd-exporter {__version__}")
     return p
@@ -91,44 +94,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args.listen = parse_listen(args.listen)
     args.min_interval = _min_interval(args.min_interval)
     return args
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: "Server"
-    server_version = f"xenprivcmd-exporter/{__version__}"
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            self._answer(200, CONTENT_TYPE, self.server.exporter.render())
-        elif path == "/":
-            body = (b"<html><head><title>xenprivcmd exporter</title></head><body>"
-                    b"<h1>xenprivcmd exporter</h1><p><a href=\"/metrics\">/metrics</a></p></body></html>\n")
-            self._answer(200, "text/html; charset=utf-8", body)
-        else:
-            self._answer(404, "text/plain; charset=utf-8", b"not found: try /metrics\n")
-
-    def _answer(self, code: int, ctype: str, body: bytes) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
-        pass  # no access log: a scrape every few seconds would fill it
-
-
-class Server(ThreadingHTTPServer):
-    """The HTTP server: ``/metrics`` from ``exporter``, ``/`` a link to it."""
-
-    daemon_threads = True
-
-    def __init__(self, address: Tuple[str, int], exporter: Any) -> None:
-        host = address[0]
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.exporter = exporter
-        super().__init__(address, _Handler)
 
 
 def _fail(err: TextIO, message: str) -> int:
@@ -151,6 +116,14 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
     import xenprivcmd
 
     from .scrape import Scraper
+    from .webconfig import Watcher, WebConfigError
+
+    web = None
+    if args.web_config_file is not None:  # checked with --once too
+        try:  # before the handle: a bad file is a usage error, whatever the hypervisor
+            web = Watcher(args.web_config_file, lambda line: _say(err, line))
+        except WebConfigError as exc:
+            return _fail(err, f"--web.config.file {exc}")
 
     try:
         handle = xenprivcmd.open(args.uri, read_only=True)
@@ -162,14 +135,23 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
             out.write(exporter.render().decode())
             out.flush()
             return 0 if exporter.up else 1
-        return _serve(exporter, args.listen, err)
+        return _serve(exporter, args.listen, err, web)
     finally:
         handle.close()
 
 
-def _serve(exporter: Any, listen: Tuple[str, int], err: TextIO) -> int:
+def _say(err: TextIO, line: str) -> None:
     try:
-        server = Server(listen, exporter)
+        print(line, file=err, flush=True)
+    except (OSError, ValueError):  # a closed log must not stop the exporter
+        pass
+
+
+def _serve(exporter: Any, listen: Tuple[str, int], err: TextIO, web: Any = None) -> int:
+    from .server import Server
+
+    try:
+        server = Server(listen, exporter, web=web)
     except (OSError, OverflowError) as exc:
         host, port = listen
         return _fail(err, f"--listen {host}:{port}: cannot listen there: {exc}")
@@ -182,7 +164,9 @@ def _serve(exporter: Any, listen: Tuple[str, int], err: TextIO) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     host, port = str(server.server_address[0]), server.server_address[1]
     shown = f"[{host}]" if ":" in host else host
-    print(f"xenprivcmd-exporter {__version__}: serving http://{shown}:{port}/metrics for "
+    scheme = "https" if server.tls else "http"
+    auth = " (basic auth)" if web is not None and web.config.auth is not None else ""
+    print(f"xenprivcmd-exporter {__version__}: serving {scheme}://{shown}:{port}/metrics{auth} for "
           f"{exporter.scraper.handle.uri}", file=err, flush=True)
     try:
         server.serve_forever(poll_interval=0.5)
