@@ -1,8 +1,15 @@
 """The Debian package, installed with Debian's dpkg in this dom0, against xl.
 
 tools/run-tests builds ``python3-xenprivcmd`` from the tree (tools/build-deb),
-puts it with the suite's own ``python3-construct`` in a directory and names it
-in ``XENPRIVCMD_DEBS`` (bookworm: the .deb is built on this Debian 12 host).
+puts it with the suite's own ``python3-construct`` (Depends) and
+``python3-prometheus-client`` (Recommends) in a directory and names it in
+``XENPRIVCMD_DEBS`` (bookworm: the .deb is built on this Debian 12 host).
+Besides the library and xpsh: the man pages, xpsh's bash completion (its
+``xpsh --complete`` against xl's names), and the exporter's systemd unit,
+whose command (ExecStart with the EnvironmentFile's ARGS) runs here as the
+unit runs it -- root without any capability, no new privileges -- and
+answers a scrape that agrees with xl (this dom0 has no systemd: the unit
+itself is checked by ``systemd-analyze verify`` in tools/build-deb).
 Everything here runs with a clean environment from ``/``: no PYTHONPATH, so
 the package's files in /usr are what runs, never the source tree on /host.
 """
@@ -10,8 +17,12 @@ the package's files in /usr are what runs, never the source tree on /host.
 from __future__ import annotations
 
 import glob
+import gzip
 import json
 import os
+import re
+import shlex
+import signal
 import subprocess
 from typing import Dict, List
 
@@ -46,7 +57,7 @@ def ok(*cmd: str) -> str:
 def installed() -> List[str]:
     debs = sorted(glob.glob(os.path.join(DEBS, "*.deb")))
     names = [ok("dpkg-deb", "-f", d, "Package").strip() for d in debs]
-    assert sorted(names) == ["python3-construct", "python3-xenprivcmd"], debs
+    assert sorted(names) == ["python3-construct", "python3-prometheus-client", "python3-xenprivcmd"], debs
     assert system("dpkg", "-s", "python3-xenprivcmd").returncode != 0, "installed before the test"
     assert not os.path.exists("/usr/bin/xpsh")
     ok("dpkg", "-i", *debs)
@@ -58,6 +69,7 @@ def test_dpkg_installed_the_tree_version(installed: List[str]) -> None:
     assert "Status: install ok installed" in status
     assert f"Version: {xenprivcmd.__version__}\n" in status  # the tree under test
     assert "python3-construct" in status.split("Depends:", 1)[1].splitlines()[0]
+    assert "python3-prometheus-client" in status.split("Recommends:", 1)[1].splitlines()[0]
     files = ok("dpkg", "-L", "python3-xenprivcmd").split()
     assert "/usr/bin/xpsh" in files
     assert SITE + "xenprivcmd/__init__.py" in files
@@ -90,8 +102,109 @@ def test_deb_xpsh_list_matches_xl_list(installed: List[str], guest: int) -> None
         assert d["vcpus"] >= int(theirs[d["id"]]["vcpus"])
 
 
+UNIT = "/lib/systemd/system/xenprivcmd-exporter.service"
+DEFAULTS = "/etc/default/xenprivcmd-exporter"
+COMPLETION = "/usr/share/bash-completion/completions/xpsh"
+
+
+def test_man_pages_completion_unit_and_settings_are_installed(installed: List[str]) -> None:
+    files = set(ok("dpkg", "-L", "python3-xenprivcmd").split())
+    for page, name in (("xpsh", "XPSH"), ("xenprivcmd-exporter", "XENPRIVCMD-EXPORTER")):
+        path = f"/usr/share/man/man1/{page}.1.gz"
+        assert path in files and os.path.isfile(path)
+        with gzip.open(path, "rt") as f:
+            text = f.read()
+        assert text.startswith(f'.TH {name} 1 ') and f'"xenprivcmd {xenprivcmd.__version__}"' in text
+    for path in (COMPLETION, UNIT, DEFAULTS):
+        assert path in files and os.path.isfile(path), path
+    assert re.search(r"^\s*complete -F _xpsh xpsh$", open(COMPLETION).read(), re.M)
+    assert DEFAULTS in ok("dpkg-query", "-W", "-f=${Conffiles}", "python3-xenprivcmd")
+    # shipped disabled: nothing links it into a target
+    assert not glob.glob("/etc/systemd/system/*.wants/xenprivcmd-exporter.service")
+
+
+def test_completion_offers_xls_domains(installed: List[str]) -> None:
+    theirs = {int(r["id"]): r["name"] for r in xl_list()}
+    got = ok("/usr/bin/xpsh", "--complete", "dominfo ").split()
+    assert sorted(got) == sorted(set(theirs.values()) | {str(d) for d in theirs})
+    assert ok("/usr/bin/xpsh", "--complete", "dominfo Doma").split() == ["Domain-0"]
+    assert "dominfo" in ok("/usr/bin/xpsh", "--complete", "dom").split()
+
+
+def _unit_command() -> List[str]:
+    """ExecStart with $ARGS from the EnvironmentFile, split as systemd splits an unquoted $VAR."""
+    unit = open(UNIT).read()
+    exec_start = re.search(r"^ExecStart=(.*)$", unit, re.M)
+    env_file = re.search(r"^EnvironmentFile=-?(.*)$", unit, re.M)
+    assert exec_start and env_file and env_file.group(1) == DEFAULTS
+    values = {}
+    for line in open(DEFAULTS):
+        if line.strip() and not line.lstrip().startswith("#"):
+            k, v = line.strip().split("=", 1)
+            values[k] = shlex.split(v)[0] if v[:1] in "'\"" else v
+    argv = []
+    for word in exec_start.group(1).split():
+        argv += values.get(word[1:], "").split() if word.startswith("$") else [word]
+    return argv
+
+
+def _no_capabilities() -> None:
+    """What the unit's CapabilityBoundingSet= and NoNewPrivileges=yes leave root (in the child)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_no_new_privs, pr_capbset_drop = 38, 24
+    assert libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0) == 0
+    cap = 0
+    while libc.prctl(pr_capbset_drop, cap, 0, 0, 0) == 0:
+        cap += 1
+    assert cap > 30  # the kernel's caps, up to the first it does not know
+
+
+def test_the_units_command_serves_a_scrape_without_capabilities(installed: List[str]) -> None:
+    from .test_exporter import _loopback_up
+
+    argv = _unit_command()
+    assert argv[0] == "/usr/bin/xenprivcmd-exporter" and "--listen" in argv
+    listen = argv[argv.index("--listen") + 1]
+    _loopback_up()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd="/", env=env,
+                         preexec_fn=_no_capabilities)
+    try:
+        assert p.stderr is not None
+        line = p.stderr.readline()
+        assert f"serving http://{listen}/metrics" in line, line + (p.stderr.read() if p.poll() is not None else "")
+        status = open(f"/proc/{p.pid}/status").read()
+        caps = dict(re.findall(r"^(Cap\w+|NoNewPrivs):\s*(\S+)", status, re.M))
+        assert int(caps["CapEff"], 16) == int(caps["CapPrm"], 16) == int(caps["CapBnd"], 16) == 0, caps
+        assert caps["NoNewPrivs"] == "1"
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://{listen}/metrics", timeout=60) as r:
+            body = r.read().decode()
+        assert "\nxen_up 1.0\n" in body
+        mem = {int(m.group(1)): m.group(2) for m in re.finditer(
+            r'^xen_domain_memory_bytes\{domid="(\d+)",name="([^"]*)"\}', body, re.M)}
+        assert mem == {int(r["id"]): r["name"] for r in xl_list()}
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            rc = p.wait(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+    assert rc == 0
+    rest = p.stderr.read() if p.stderr else ""
+    assert "Traceback" not in rest and "scrape failed" not in rest, rest
+
+
 def test_dpkg_removes_it(installed: List[str]) -> None:
     ok("dpkg", "-r", "python3-xenprivcmd")
     assert not os.path.exists("/usr/bin/xpsh")
+    assert not os.path.exists(UNIT) and not os.path.exists(COMPLETION)
+    assert os.path.exists(DEFAULTS)  # a conffile stays until purge
+    ok("dpkg", "-P", "python3-xenprivcmd")
+    assert not os.path.exists(DEFAULTS)
     assert not os.path.exists(SITE + "xenprivcmd")
     assert "ok installed" not in system("dpkg", "-s", "python3-xenprivcmd").stdout

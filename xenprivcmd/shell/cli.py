@@ -28,6 +28,8 @@ usage: xpsh [options] [COMMAND [ARGS...]]
   -N, --dry-run       print the state-changing hypercalls a command would issue, without issuing them
   -V, --version       print the version and exit
   -h, --help          this help
+      --complete LINE completions of LINE (what follows the options), one a line: for shell
+                      completion scripts; prints nothing on any error
 
 Without a command, xpsh reads commands interactively ('help' lists them).
 """
@@ -56,6 +58,9 @@ def parse_global(argv: Sequence[str]) -> Tuple[Dict[str, Any], List[str]]:
             i += 1
         elif tok.startswith("--connect="):
             opts["uri"] = tok.split("=", 1)[1]
+        elif tok == "--complete":  # the rest is the line to complete
+            opts["complete"] = " ".join(argv[i:])
+            return opts, []
         elif tok in _FLAGS:
             opts[_FLAGS[tok]] = True
         elif tok.startswith("-c") and not tok.startswith("--"):
@@ -97,6 +102,8 @@ def run(argv: Sequence[str], stdout: Optional[TextIO] = None, stderr: Optional[T
         return 0
     opts = Options(uri=g.get("uri"), readonly=bool(g.get("readonly")), quiet=bool(g.get("quiet")),
                    timing=bool(g.get("timing")), json_mode=bool(g.get("json")), dry_run=bool(g.get("dry_run")))
+    if "complete" in g:
+        return complete_line(opts, g["complete"], out, handle, environ)
     session = Session(opts, out, err, handle=handle, env=environ)
     try:
         if rest:
@@ -120,6 +127,30 @@ def run(argv: Sequence[str], stdout: Optional[TextIO] = None, stderr: Optional[T
         if environ.get("XPSH_DEBUG_COUNT"):
             err.write(f"xpsh: hypercalls issued: {count}\n")
             err.flush()
+
+
+def complete_line(opts: Options, line: str, out: TextIO, handle: Any = None,
+                  env: Optional[Dict[str, str]] = None) -> int:
+    """``xpsh --complete LINE``: the interactive shell's completions of the last word of ``LINE``
+    (commands, their options, domain names and ids from ``-c URI``), one a line.  Silent: any
+    error (no hypervisor, no permission) prints nothing; the exit status is 0."""
+    import io
+
+    session = Session(opts, out, io.StringIO(), handle=handle, env=env)
+    try:
+        from .interactive import complete
+
+        text = "" if not line or line[-1].isspace() else line.split()[-1]
+        for word in complete(session, line, text):
+            out.write(word + "\n")
+    except Exception:  # noqa: BLE001, S110 - a completion never shows an error
+        pass
+    finally:
+        try:
+            session.close()
+        except Exception:  # noqa: BLE001, S110
+            pass
+    return 0
 
 
 def interactive(session: Session, stdin: TextIO) -> int:
