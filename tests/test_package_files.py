@@ -130,3 +130,48 @@ def test_bash_completion_is_silent_without_a_hypervisor(xpsh_on_path: str) -> No
     assert _complete(xpsh_on_path, "xpsh -c xen:/// dominfo ") == []
     assert _complete(xpsh_on_path, "xpsh -c nowhere:/// dominfo ") == []
     assert "dominfo" in _complete(xpsh_on_path, "xpsh -c nowhere:/// domi")
+
+
+def test_no_placeholder_addresses_in_the_tree() -> None:
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode()
+    hits = []
+    for f in files.split("\0"):
+        p = ROOT / f
+        if f and p.is_file() and p.suffix not in (".rec", ".gz", ".png"):
+            text = p.read_text(errors="replace")
+            if "xenprivcmd" + ".example" in text:
+                hits.append(f)
+    assert not hits, f"placeholder project address in {hits}"
+    # a maintainer address only where Debian's formats require one
+    for f in ("setup.cfg", "pyproject.toml", "CHANGELOG.md", "README.md"):
+        assert ".example/" not in (ROOT / f).read_text() and "noreply" not in (ROOT / f).read_text(), f
+
+
+def _run_tests_module():  # type: ignore[no-untyped-def]
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader("run_tests", str(ROOT / "tools" / "run-tests"))
+    spec = importlib.util.spec_from_loader("run_tests", loader)
+    assert spec is not None
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+def test_readme_is_short_and_its_quick_start_starts_on_the_simulator() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 300
+    lines = _run_tests_module().quickstart_lines(readme).splitlines()
+    # what tools/run-tests' "Quick start" stage runs in a clean clone: an install, then the simulator
+    assert lines[0].startswith("python3 -m venv") and "pip install" in lines[1]
+    assert "xpsh -c sim:///default list" in lines
+    assert all("sudo" not in ln and "xen:///" not in ln for ln in lines)
+    for page in re.findall(r"`(docs/[\w/-]+\.md)`", readme):  # the map of the docs points at pages that exist
+        assert (ROOT / page).is_file(), page
+
+
+def test_ci_runs_readmes_test_command_and_nothing_more() -> None:
+    ci = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    assert ci == ['cd "$(dirname "$0")/.." && exec tools/run-tests']
+    assert "tools/run-tests            # every test" in (ROOT / "README.md").read_text()

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         XenstoreTimeout,
         XenstoreUnavailable,
     )
+    from .exporter.webconfig import WebConfigError
     from .handle import Handle
     from .record import RecordingFormatError, ReplayMismatch
     from .store import Xenstore
@@ -102,6 +103,7 @@ __all__ = [
     "ConfigError",
     "ImageError",
     "DomainConfig",
+    "WebConfigError",
 ]
 
 # name -> the submodule that defines it; every other name of __all__ but open is in .errors
@@ -114,6 +116,7 @@ _LAZY = {
     "ReplayMismatch": ".record",
     "RecordingFormatError": ".record",
     "DomainConfig": ".build.config",
+    "WebConfigError": ".exporter.webconfig",  # the exporter's --web.config.file (no prometheus_client)
 }
 
 

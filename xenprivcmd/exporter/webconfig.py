@@ -63,11 +63,13 @@ import ssl
 import threading
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
+from ..errors import XenprivcmdError
+
 __all__ = ["WebConfigError", "WebConfig", "TlsSettings", "parse_yaml", "load", "Watcher", "BasicAuth",
            "bcrypt_verify", "TLS_VERSIONS", "CLIENT_AUTH", "HEADERS"]
 
 
-class WebConfigError(ValueError):
+class WebConfigError(XenprivcmdError, ValueError):
     """The web config file cannot be used: says which file, line or key, and why."""
 
 
