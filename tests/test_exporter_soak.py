@@ -3,10 +3,10 @@
 
 The server runs in this process on 127.0.0.1 and is scraped over HTTP, one
 connection a scrape as Prometheus does; after a warm-up, two equal windows
-of scrapes must leave Python's live objects, the traced heap, the
-transport's hypercall buffers, the process's mappings and its fds where
-they were.  A thread per request (each mapping and releasing its own
-hypercall buffer) grew the traced heap by ~250 bytes a scrape here.
+of scrapes must leave Python's live objects, the transport's hypercall
+buffers, the process's mappings and its fds where they were, and the traced
+heap within a bound.  A thread per request (each mapping and releasing its
+own hypercall buffer) grew the traced heap by ~270 bytes a scrape here.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from xenprivcmd.exporter.metrics import Exporter
 from xenprivcmd.exporter.scrape import Scraper
 from xenprivcmd.exporter.server import THREADS, Server
 
-WARMUP, WINDOW = 200, 400
+WARMUP, WINDOW = 400, 400
 
 
 @pytest.fixture()
@@ -84,6 +84,8 @@ def test_scrapes_leave_nothing_behind(server: Server) -> None:
     assert end["maps"] - base["maps"] <= 2, points  # the allocator may map an arena of its own
     assert end["objects"] - mid["objects"] <= 20, points
     assert end["objects"] - base["objects"] <= 40, points
-    # a leak of ~250 bytes a scrape would be ~150 KB a window; 16 bytes a scrape is noise
-    assert end["traced"] - mid["traced"] <= 16 * WINDOW, points
+    # A thread per request left ~270 bytes a scrape (~110 KB a window). What remains is bounded:
+    # CPython's type attribute cache keeps the name strings http.server builds per request
+    # ('do_GET', ...) until their 4096 entries are all used, ~10 bytes a scrape and falling.
+    assert end["traced"] - mid["traced"] <= 64 * WINDOW, points
     assert server.exporter.errors == 0 and server.exporter.reads >= WARMUP + 2 * WINDOW

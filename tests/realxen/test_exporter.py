@@ -3,6 +3,7 @@ cross-checked with Xen's own ``xl`` and ``xenstore-read``."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -97,8 +98,6 @@ def test_balloon_targets_are_xenstores(exporter: int, guest: int) -> None:
 
 
 def test_backend_counters_only_where_dom0_has_backends(exporter: int) -> None:
-    import os
-
     s = scrape(exporter)
     vifs = [n for n in os.listdir("/sys/class/net") if n.startswith("vif") and "-" not in n]
     assert bool(vifs) == ("xen_domain_network_receive_bytes_total" in s), vifs
@@ -138,61 +137,76 @@ def _proc(pid: int) -> Dict[str, int]:
         rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
     with open(f"/proc/{pid}/maps") as f:
         maps = sum(1 for _ in f)
-    import os
-
     return {"rss_kib": rss, "maps": maps, "fds": len(os.listdir(f"/proc/{pid}/fd"))}
 
 
-SOAK_WARMUP = 300
-SOAK_MAX = 3000  # scrapes after the warm-up, if they fit in SOAK_SECONDS
-SOAK_MIN = 1000  # fewer in SOAK_SECONDS fails: the soak would say too little
-SOAK_SECONDS = 75.0
+SOAK = os.environ.get("XENPRIVCMD_EXPORTER_SOAK") == "1"
+SOAK_WARMUP = 200  # requests before the baseline
+SOAK_SECONDS = 90.0  # of requests after the warm-up (~2 minutes of emulated dom0 in all)
+SOAK_MIN_REQUESTS, SOAK_MIN_READS = 1000, 250  # fewer says too little: the test fails
 
 
+def _raw_get(port: int) -> bytes:
+    """GET /metrics with a plain socket (http.client costs the emulated dom0 more than the exporter)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as c:
+        c.sendall(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        chunks = []
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    answer = b"".join(chunks)
+    assert answer.startswith(b"HTTP/1.0 200 ") and b"\nxen_up 1.0\n" in answer, answer[:300]
+    return answer
+
+
+@pytest.mark.skipif(not SOAK, reason="the exporter soak runs in one dom0, bookworm's "
+                    "(tools/run-tests sets XENPRIVCMD_EXPORTER_SOAK=1 there): ~2 minutes of emulated dom0")
 def test_soak_thousands_of_scrapes_leave_rss_mappings_and_fds_flat() -> None:
-    """The exporter process over thousands of scrapes on the real hypervisor (every scrape a
-    fresh read: --min-interval 0; one connection each, as Prometheus): after a warm-up its
-    resident memory, mappings and fds stay where they were. A thread per request, each
-    mapping and releasing its own hypercall buffer, grew by ~300 bytes a scrape here."""
-    import http.client
+    """The exporter process under thousands of requests on the real hypervisor, one connection
+    each as Prometheus makes them, as fast as this dom0 sends them: with --min-interval 0.1 the
+    hypervisor is read afresh for a request every 0.1 s at most (each a new answer: cpu times
+    move) and the others get the last answer. After a warm-up its resident memory, mappings and
+    fds must stay where they were. A thread per request, each mapping and releasing its own
+    hypercall buffer, grew by about 300 bytes a scrape in a Xen 4.17 dom0 (issue 27)."""
     import json
-    import sys
 
     _loopback_up()
-    p, port = start_exporter("xen:///", "--min-interval", "0")
+    p, port = start_exporter("xen:///", "--min-interval", "0.1")
     try:
-        def one_scrape() -> None:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            try:
-                c.request("GET", "/metrics")
-                r = c.getresponse()
-                body = r.read()
-                assert r.status == 200 and b"\nxen_up 1.0\n" in body, (r.status, body[-300:])
-            finally:
-                c.close()
-
         for _ in range(SOAK_WARMUP):
-            one_scrape()
-        points = [dict(_proc(p.pid), scrapes=0)]
+            _raw_get(port)
+        points = [dict(_proc(p.pid), requests=0, reads=0)]
         t0 = time.monotonic()
-        n = 0
-        while n < SOAK_MAX and time.monotonic() - t0 < SOAK_SECONDS:
-            one_scrape()
+        n = reads = 0
+        last = b""
+        while time.monotonic() - t0 < SOAK_SECONDS:
+            body = _raw_get(port).split(b"\r\n\r\n", 1)[1]
             n += 1
-            if n % 250 == 0:
-                points.append(dict(_proc(p.pid), scrapes=n))
+            if body != last:
+                reads, last = reads + 1, body
+            if n % 500 == 0:
+                points.append(dict(_proc(p.pid), requests=n, reads=reads))
         elapsed = time.monotonic() - t0
-        end = dict(_proc(p.pid), scrapes=n)
+        end = dict(_proc(p.pid), requests=n, reads=reads)
         points.append(end)
     finally:
         assert stop_exporter(p) == 0
-    print(json.dumps({"soak": {"scrapes": n, "seconds": round(elapsed, 1), "points": points}}), file=sys.stderr)
-    assert n >= SOAK_MIN, f"only {n} scrapes in {SOAK_SECONDS:g} s after the warm-up"
+    figures = {"requests": n, "fresh_reads": reads, "seconds": round(elapsed, 1), "points": points}
+    suite = os.environ.get("XENVM_SUITE", "local")
+    os.makedirs(f"results/{suite}", exist_ok=True)
+    with open(f"results/{suite}/exporter-soak.json", "w") as f:
+        json.dump(figures, f, indent=1)
+    assert n >= SOAK_MIN_REQUESTS and reads >= SOAK_MIN_READS, figures
     base = points[0]
-    # ~300 bytes a scrape was ~300 KiB per 1000 scrapes; the allocator's own steps stay below 128 KiB
-    assert end["rss_kib"] - base["rss_kib"] <= 128, points
-    assert end["fds"] == base["fds"], points
-    assert end["maps"] - base["maps"] <= 2, points
+    # ~300 bytes a fresh read was ~75 KiB per 250 reads and grew without end; the allocator's
+    # own steps stay below 128 KiB
+    assert end["rss_kib"] - base["rss_kib"] <= 128, figures
+    assert end["fds"] == base["fds"], figures
+    assert end["maps"] - base["maps"] <= 2, figures
     assert p.stderr is not None
     rest = p.stderr.read()
     assert "Traceback" not in rest and "scrape failed" not in rest, rest

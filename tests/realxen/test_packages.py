@@ -57,7 +57,8 @@ def ok(*cmd: str) -> str:
 def installed() -> List[str]:
     debs = sorted(glob.glob(os.path.join(DEBS, "*.deb")))
     names = [ok("dpkg-deb", "-f", d, "Package").strip() for d in debs]
-    assert sorted(names) == ["python3-construct", "python3-prometheus-client", "python3-xenprivcmd"], debs
+    assert sorted(names) == ["python3-construct", "python3-decorator", "python3-prometheus-client",
+                             "python3-xenprivcmd"], debs
     assert system("dpkg", "-s", "python3-xenprivcmd").returncode != 0, "installed before the test"
     assert not os.path.exists("/usr/bin/xpsh")
     ok("dpkg", "-i", *debs)

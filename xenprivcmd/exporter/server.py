@@ -126,8 +126,8 @@ class Server(HTTPServer):
         self.exporter = exporter
         self.web = web
         self._waiting: "queue.Queue[Optional[Tuple[socket.socket, Any]]]" = queue.Queue(BACKLOG)
+        self._threads: List[threading.Thread] = []  # before bind: a failed bind calls server_close
         super().__init__(address, Handler)  # type: ignore[arg-type]
-        self._threads: List[threading.Thread] = []
         for i in range(threads):
             t = threading.Thread(target=self._work, name=f"xenprivcmd-exporter-{i}", daemon=True)
             t.start()
