@@ -3,8 +3,11 @@
 ``tests/data/layout_facts/<arch>.json.gz`` is written by
 ``tools/layout_facts.py``: for every release and arch, gcc evaluated
 ``sizeof``/``offsetof`` of every struct and field the tables name, and the
-values were read from the object's data section.  Nothing here needs a
-compiler or the network.  Any difference names release, struct and field.
+value of every constant they name, and the values were read from the
+object's data section.  That covers the core tables, every table family
+(memory, event channels, grants, HVM, sched, domain building, rings) and the
+Linux uapi table of each arch.  Nothing here needs a compiler or the
+network.  Any difference names release, table, struct and field.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ def load(arch: str) -> Dict[str, Any]:
     path = os.path.join(FACTS_DIR, "%s.json.gz" % arch)
     with open(path, "rb") as fh:
         doc: Dict[str, Any] = json.loads(gzip.decompress(fh.read()))
-    assert doc["format"] == 1 and doc["arch"] == arch
+    assert doc["format"] == 2 and doc["arch"] == arch
     return doc
 
 
@@ -65,10 +68,25 @@ def parse_fact(text: str) -> Tuple[str, FactRow]:
 
 
 @functools.cache
-def tree_facts(arch: str, tree: str) -> Dict[str, FactRow]:
+def tree_facts(arch: str, tree: str, family: Optional[str] = None) -> Dict[str, FactRow]:
+    """Layout facts of one header tree: the core tables', or ``family``'s."""
     doc = load(arch)
     rows = doc["rows"]
-    return dict(parse_fact(rows[i]) for i in doc["trees"][tree]["rows"])
+    t = doc["trees"][tree] if family is None else doc["trees"][tree]["families"][family]
+    return dict(parse_fact(rows[i]) for i in t["rows"])
+
+
+def parse_const(text: str) -> Tuple[str, Optional[int]]:
+    name, _, value = text.partition(" ")
+    return name, _num(value)
+
+
+@functools.cache
+def tree_consts(arch: str, tree: str, family: Optional[str] = None) -> Dict[str, Optional[int]]:
+    """Constant facts of one header tree: the core tables', or ``family``'s."""
+    doc = load(arch)
+    t = doc["trees"][tree] if family is None else doc["trees"][tree]["families"][family]
+    return dict(parse_const(doc["consts"][i]) for i in t["consts"])
 
 
 def facts_for(arch: str, release: str) -> Dict[str, FactRow]:
@@ -173,6 +191,21 @@ def skip_kind(what: str) -> str:
 
 def claimed(arch: str) -> List[str]:
     return [r for r in abi.releases() if structs.keys_for(arch, r) is not None]
+
+
+def compare_consts(where: str, table: Dict[str, int], facts: Dict[str, Optional[int]]) -> Result:
+    """Every constant of a table against the value gcc gave it (and the same names both sides)."""
+    res = Result()
+    for name in sorted(set(table) | set(facts)):
+        if name not in facts:
+            res.problems.append("%s %s: no facts for this constant" % (where, name))
+        elif name not in table:
+            res.problems.append("%s %s: in the facts, not in the table" % (where, name))
+        elif facts[name] is None:
+            res.problems.append("%s %s: did not compile for the facts" % (where, name))
+        else:
+            res.check("%s %s: value" % (where, name), table[name], facts[name])
+    return res
 
 
 def _layout_key(arch: str, release: str) -> str:
@@ -386,3 +419,227 @@ def test_mutation_random_swap_in_random_release(seed: int) -> None:
     mutated = _swap(structs.struct_rows(arch), sid, a, b)
     problems = _caught(arch, rel, mutated, (a, b))
     assert all(name in p for p in problems), problems
+
+
+# --------------------------------------------------------------------------
+# the table families (memory, event channels, grants, HVM, sched, build, rings)
+
+
+FAMILIES = structs.families()
+
+
+def _family_sets(arch: str) -> Dict[str, Dict[str, str]]:
+    """family -> release -> tree, for every release whose family tables exist."""
+    out: Dict[str, Dict[str, str]] = {}
+    for fam in FAMILIES:
+        for rel in claimed(arch):
+            if structs.family_keys(arch, fam, rel) is not None:
+                out.setdefault(fam, {})[rel] = load(arch)["releases"][rel]
+    return out
+
+
+@functools.cache
+def _compare_family(arch: str, family: str, key: str, tree: str, release: str) -> Result:
+    tid = structs.table_id(arch, family)
+    return compare("%s/%s" % (arch, family), release, structs.struct_rows(tid), structs.layout_set(tid, key),
+                   tree_facts(arch, tree, family))
+
+
+def test_families_exist():
+    assert FAMILIES == ("memory", "evtchn", "gnttab", "hvm", "sched", "build", "rings")
+    for arch in ARCHES:
+        for fam in FAMILIES:
+            # every release of the arch has the family's keys (an empty set where its header is missing)
+            assert [r for r in claimed(arch) if structs.family_keys(arch, fam, r) is None] == [], (arch, fam)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_family_tables_match_independent_facts(arch: str) -> None:
+    problems: List[str] = []
+    compared = 0
+    skipped: List[str] = []
+    per_family: Dict[str, int] = {}
+    for fam, rels in _family_sets(arch).items():
+        tid = structs.table_id(arch, fam)
+        for rel, tree in rels.items():
+            assert fam in load(arch)["trees"][tree]["families"], (arch, rel, fam)
+            assert not load(arch)["trees"][tree]["families"][fam]["errors"], (arch, rel, fam)
+            keys = structs.family_keys(arch, fam, rel)
+            assert keys is not None
+            res = _compare_family(arch, fam, keys[0], tree, rel)
+            problems += res.problems
+            compared += res.compared
+            skipped += res.skipped
+            per_family[fam] = per_family.get(fam, 0) + res.compared
+            if abi.variant(rel, arch=arch).xen >= (3, 1):  # every family's headers are there from 3.1
+                assert structs.layout_set(tid, keys[0]), (arch, fam, rel)
+    assert not problems, "%d differences between the %s family tables and the facts:\n%s" % (
+        len(problems), arch, "\n".join(problems[:60]))
+    kinds = {skip_kind(s) for s in skipped}
+    assert kinds <= set(SKIP_KINDS), kinds
+    assert len(skipped) < compared // 10
+    assert set(per_family) == set(FAMILIES) and min(per_family.values()) > 100, per_family
+    print("%s: %d family comparisons (%s), %d skipped" % (arch, compared, per_family, len(skipped)))
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_constants_match_independent_facts(arch: str) -> None:
+    """Every constant of every table (core and families) of every release against gcc's value."""
+    problems: List[str] = []
+    compared = 0
+    seen = set()
+    for rel in claimed(arch):
+        tree = load(arch)["releases"][rel]
+        tables = [(None, structs.keys_for(arch, rel))]
+        tables += [(f, structs.family_keys(arch, f, rel)) for f in FAMILIES]
+        for fam, keys in tables:
+            assert keys is not None, (arch, rel, fam)
+            if (fam, keys[1], tree) in seen:
+                continue
+            seen.add((fam, keys[1], tree))
+            table = structs.const_set(structs.table_id(arch, fam), keys[1])
+            res = compare_consts("%s/%s %s" % (arch, rel, fam or "core"), table, tree_consts(arch, tree, fam))
+            problems += res.problems
+            compared += res.compared
+    assert not problems, "%d constants differ from the facts:\n%s" % (len(problems), "\n".join(problems[:60]))
+    assert compared > {"x86_64": 60_000, "aarch64": 40_000}.get(arch, 1000), compared
+    print("%s: %d constant comparisons" % (arch, compared))
+
+
+# The structs mutated in every family (every same-typed swap of their fields must be caught);
+# sched's structs have no two fields of one type.
+FAMILY_MUTATED = {
+    "memory": ("xen_memory_reservation", "xen_add_to_physmap", "xen_mem_acquire_resource"),
+    "evtchn": ("evtchn_alloc_unbound", "evtchn_bind_interdomain", "evtchn_status"),
+    "gnttab": ("grant_entry_v1", "gnttab_query_size", "gnttab_map_grant_ref"),
+    "hvm": ("xen_hvm_param",),
+    "build": ("start_info", "vcpu_guest_context", "vcpu_guest_core_regs", "trap_info"),
+    "rings": ("xencons_interface", "xenstore_domain_interface", "xsd_sockmsg"),
+}
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_mutation_every_same_typed_swap_in_family_rows_is_caught(arch: str) -> None:
+    """A family row with two same-typed fields swapped fails against the facts of every tree using it."""
+    swaps = checks = 0
+    seen_names = set()
+    for fam, names in FAMILY_MUTATED.items():
+        tid = structs.table_id(arch, fam)
+        rows = structs.struct_rows(tid)
+        users: Dict[int, Dict[str, str]] = {}
+        for rel, tree in _family_sets(arch)[fam].items():
+            keys = structs.family_keys(arch, fam, rel)
+            assert keys is not None
+            lset = structs.layout_set(tid, keys[0])
+            for name in names:
+                spec = lset.get(name)
+                if spec is not None:
+                    users.setdefault(int(spec[1:]), {}).setdefault(tree, rel)
+        for sid, trees in sorted(users.items()):
+            row = rows[sid]
+            for a, b in _same_typed_pairs(row):
+                mutated = _swap(rows, sid, a, b)
+                swaps += 1
+                seen_names.add(row[0])
+                for tree, rel in sorted(trees.items()):
+                    res = Result()
+                    compare_row(res, "%s/%s" % (tid, rel), mutated, mutated[sid], tree_facts(arch, tree, fam)[row[0]])
+                    flagged = {p.split(": ")[0].rsplit(".", 1)[1] for p in res.problems}
+                    assert flagged == {a, b}, (arch, rel, row[0], a, b, res.problems)
+                    checks += 1
+    want = {"xen_memory_reservation", "xen_add_to_physmap", "evtchn_alloc_unbound", "evtchn_bind_interdomain",
+            "evtchn_status", "grant_entry_v1", "gnttab_query_size", "gnttab_map_grant_ref", "xen_hvm_param",
+            "vcpu_guest_context", "xencons_interface", "xenstore_domain_interface", "xsd_sockmsg"}
+    assert want <= seen_names, want - seen_names
+    assert swaps > 100 and checks > 3 * swaps, (swaps, checks)
+    print("%s: %d swaps in family rows, each caught in all of %d (row, tree) checks" % (arch, swaps, checks))
+
+
+def test_mutation_a_family_release_compared_end_to_end() -> None:
+    """The whole 4.17.0 memory set with xen_memory_reservation's extent_order/mem_flags swapped."""
+    arch, fam, rel = "x86_64", "memory", "4.17.0"
+    tid = structs.table_id(arch, fam)
+    keys = structs.family_keys(arch, fam, rel)
+    assert keys is not None
+    lset = structs.layout_set(tid, keys[0])
+    sid = int(lset["xen_memory_reservation"][1:])
+    rows = _swap(structs.struct_rows(tid), sid, "extent_order", "mem_flags")
+    tree = load(arch)["releases"][rel]
+    res = compare("%s/%s" % (arch, fam), rel, rows, lset, tree_facts(arch, tree, fam))
+    assert any("xen_memory_reservation.extent_order: offset" in p for p in res.problems), res.problems
+    assert any("xen_memory_reservation.mem_flags: offset" in p for p in res.problems), res.problems
+    assert not _compare_family(arch, fam, keys[0], tree, rel).problems
+
+
+@pytest.mark.parametrize("name, fam, arch", [
+    ("XENMEM_populate_physmap", "memory", "x86_64"), ("EVTCHNOP_alloc_unbound", "evtchn", "aarch64"),
+    ("HVM_PARAM_STORE_PFN", "hvm", "x86_64"), ("GUEST_MAGIC_BASE", "build", "aarch64"),
+    ("FLAT_KERNEL_CS", "build", "x86_64"), ("XS_READ", "rings", "x86_64"), ("GTF_permit_access", "gnttab", "aarch64"),
+    ("XEN_DOMCTL_getdomaininfo", None, "x86_64"), ("SHUTDOWN_poweroff", "sched", "x86_64"),
+])
+def test_mutation_a_wrong_constant_is_caught(name: str, fam: Optional[str], arch: str) -> None:
+    rel = "4.17.0"
+    keys = structs.keys_for(arch, rel) if fam is None else structs.family_keys(arch, fam, rel)
+    assert keys is not None
+    table = dict(structs.const_set(structs.table_id(arch, fam), keys[1]))
+    facts = tree_consts(arch, load(arch)["releases"][rel], fam)
+    where = "%s/%s" % (arch, rel)
+    assert not compare_consts(where, table, facts).problems
+    table[name] += 1
+    assert compare_consts(where, table, facts).problems == [
+        "%s %s: value: table %d, facts %d" % (where, name, table[name], table[name] - 1)]
+    del table[name]
+    assert compare_consts(where, table, facts).problems == ["%s %s: in the facts, not in the table" % (where, name)]
+
+
+# --------------------------------------------------------------------------
+# the Linux uapi tables
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_linux_uapi_table_matches_independent_facts(arch: str) -> None:
+    info = structs.linux_uapi_info(arch)
+    assert info is not None, arch
+    tid, key, _title, source = info
+    facts = load(arch)["linux"]
+    assert facts["source"] == source and facts["kernel"] == key and not facts["errors"]
+    rows = load(arch)["rows"]
+    lfacts = dict(parse_fact(rows[i]) for i in facts["rows"])
+    res = compare(tid, key, structs.struct_rows(tid), structs.layout_set(tid, key), lfacts)
+    assert not res.problems, res.problems
+    assert res.compared >= 250, res.compared
+    cfacts = dict(parse_const(load(arch)["consts"][i]) for i in facts["consts"])
+    cres = compare_consts(tid, dict(structs.const_set(tid, key)), cfacts)
+    assert not cres.problems, cres.problems
+    assert cres.compared >= 25, cres.compared
+    # the ioctl argument structs and request numbers issue 24 names are there
+    for name in ("privcmd_hypercall", "privcmd_mmapbatch_v2", "privcmd_mmap_resource",
+                 "ioctl_evtchn_bind_interdomain", "ioctl_evtchn_bind_unbound_port", "ioctl_evtchn_bind_virq",
+                 "ioctl_evtchn_notify", "ioctl_evtchn_unbind", "ioctl_gntdev_map_grant_ref",
+                 "ioctl_gntdev_unmap_grant_ref", "ioctl_gntdev_grant_ref"):
+        assert name in lfacts, name
+    for name in ("IOCTL_PRIVCMD_HYPERCALL", "IOCTL_PRIVCMD_MMAPBATCH_V2", "IOCTL_PRIVCMD_MMAP_RESOURCE",
+                 "IOCTL_PRIVCMD_RESTRICT", "IOCTL_EVTCHN_BIND_INTERDOMAIN", "IOCTL_EVTCHN_NOTIFY",
+                 "IOCTL_EVTCHN_UNBIND", "IOCTL_GNTDEV_MAP_GRANT_REF", "IOCTL_GNTDEV_UNMAP_GRANT_REF"):
+        assert cfacts.get(name) is not None, name
+
+
+def test_mutation_linux_uapi_swap_and_wrong_request_number_are_caught() -> None:
+    arch = "aarch64"
+    info = structs.linux_uapi_info(arch)
+    assert info is not None
+    tid, key = info[0], info[1]
+    lset = structs.layout_set(tid, key)
+    rows = load(arch)["rows"]
+    lfacts = dict(parse_fact(rows[i]) for i in load(arch)["linux"]["rows"])
+    sid = int(lset["privcmd_mmap_resource"][1:])
+    mutated = _swap(structs.struct_rows(tid), sid, "type", "idx")
+    res = compare(tid, key, mutated, lset, lfacts)
+    where = "%s/%s" % (tid, key)
+    assert {p.split(": ")[0] for p in res.problems} == {
+        "%s privcmd_mmap_resource.type" % where, "%s privcmd_mmap_resource.idx" % where}, res.problems
+    table = dict(structs.const_set(tid, key))
+    cfacts = dict(parse_const(load(arch)["consts"][i]) for i in load(arch)["linux"]["consts"])
+    table["IOCTL_GNTDEV_MAP_GRANT_REF"] ^= 1 << 16  # a size field one byte off
+    assert [p.split(": ")[0] for p in compare_consts(tid, table, cfacts).problems] == [
+        "%s IOCTL_GNTDEV_MAP_GRANT_REF" % tid]

@@ -25,7 +25,11 @@ read the tables' own numbers:
   section bytes with a small ELF reader.  No debug information is produced
   or read.
 
-What is measured, per header tree:
+The same is done for every table family (``_gen_<arch>_<family>.py``:
+memory, event channels, grants ...): its names, measured in the families'
+translation unit (``genstructs.families.ext_tu``, the generator's).
+
+What is measured, per header tree and table:
 
 * ``sizeof`` of every name in the layout set (struct/union tags, typedefs,
   character arrays);
@@ -38,19 +42,24 @@ What is measured, per header tree:
   measured relative to the member's first field (which C puts at the
   member's start).  The size of an anonymous member and of a flexible
   array member cannot be taken in C and bit-fields have no ``offsetof``:
-  those values are recorded as skipped (``-``).
+  those values are recorded as skipped (``-``);
+* the value of every constant the table names (``(NAME)`` and ``(NAME) <
+  0`` evaluated by the compiler: macros and, for ``XS_*``, enumerators,
+  which the generator reads from the DWARF instead).
 
 Output: ``tests/data/layout_facts/<arch>.json.gz`` (data only: names,
 offsets, sizes), read by ``tests/test_layout_facts.py``::
 
-    {"format": 1, "arch": ..., "compiler": ...,
+    {"format": 2, "arch": ..., "compiler": ...,
      "releases": {release: tree},          # tree: 12 hex digits of the git tree id
-     "trees": {tree: {"ref": ..., "rows": [row index, ...],
-                      "errors": [...]}},     # expressions that did not compile
-     "rows": ["name size field:offset:size[:s|u|c] ...", ...]}
+     "trees": {tree: {"ref": ..., "rows": [row index, ...], "consts": [const index, ...],
+                      "errors": [...],       # expressions that did not compile
+                      "families": {family: {"rows": [...], "consts": [...], "errors": [...]}}}},
+     "rows": ["name size field:offset:size[:s|u|c] ...", ...],
+     "consts": ["NAME value", ...]}
 
 Each row is the facts for one table name in one tree (``-`` = skipped);
-identical rows are stored once.
+identical rows are stored once; so are the constants (``-``: did not compile).
 
 Regenerate (a xen.git mirror and the cross compiler are needed; the test
 needs neither)::
@@ -85,6 +94,7 @@ sys.path.insert(0, ROOT)
 
 from genstructs import releases as rel_mod  # noqa: E402
 from genstructs.dwarf import TARGETS, _base_flags, pick_headers  # noqa: E402
+from genstructs.families import ext_headers, ext_tu  # noqa: E402
 
 DEFAULT_GIT = "/work/.mirror/xen-project+xen/repo"
 DEFAULT_OUT = os.path.join(ROOT, "tests", "data", "layout_facts")
@@ -95,6 +105,9 @@ MAGIC = 0x58504C46414354  # "XPLFACT"
 #   names: table name -> type spec with "@row-name" for struct references
 #   rows:  row name -> (kind, ((field name, type spec), ...))
 Plan = Tuple[Dict[str, str], Dict[str, Tuple[str, Tuple[Tuple[str, str], ...]]]]
+# What one header tree is measured for: (core plan, core constant names,
+#   {family: (plan, constant names)})
+TreePlan = Tuple[Plan, List[str], Dict[str, Tuple[Plan, List[str]]]]
 
 _SPEC_RE = re.compile(r"^([^\[]+)((?:\[\d+\])*)$")
 _INT_BASES = ("u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "c")
@@ -112,13 +125,21 @@ def split_spec(spec: str) -> Tuple[str, int]:
 # the plan, from the committed tables (names only)
 
 
-def table_plan(arch: str, release: str) -> Plan:
+def table_plan(arch: str, release: str, family: Optional[str] = None) -> Plan:
+    """The plan of the core tables (or of ``family``'s) of ``release`` on ``arch``."""
     from xenprivcmd import structs
 
-    keys = structs.keys_for(arch, release)
+    keys = structs.keys_for(arch, release) if family is None else structs.family_keys(arch, family, release)
     if keys is None:
-        raise KeyError("no %s tables for %s" % (arch, release))
-    lset = structs.layout_set(arch, keys[0])
+        raise KeyError("no %s tables for %s" % (structs.table_id(arch, family), release))
+    return set_plan(structs.table_id(arch, family), keys[0])
+
+
+def set_plan(arch: str, key: str) -> Plan:
+    """The plan of layout set ``key`` of table ``arch`` (an arch or a table id)."""
+    from xenprivcmd import structs
+
+    lset = structs.layout_set(arch, key)
     rows: Dict[str, Tuple[str, Tuple[Tuple[str, str], ...]]] = {}
     sid_name: Dict[int, str] = {}
 
@@ -143,7 +164,7 @@ def table_plan(arch: str, release: str) -> Plan:
         if sp.startswith("@") and "[" not in sp and sp[1:] == n:
             continue
         if sp.startswith("@") and sp[1:].split("[")[0] not in names:
-            raise ValueError("%s/%s: %s refers to %s, not in the layout set" % (arch, release, n, sp))
+            raise ValueError("%s/%s: %s refers to %s, not in the layout set" % (arch, key, n, sp))
     return names, rows
 
 
@@ -155,12 +176,12 @@ def _tu(headers: Sequence[str]) -> str:
     return "/* generated */\n#include <stdint.h>\n" + "".join('#include "%s"\n' % h for h in headers)
 
 
-def _compile(arch: str, incdir: str, src: str, workdir: str) -> Tuple[int, str, str]:
+def _compile(arch: str, incdir: str, src: str, workdir: str, extra: Sequence[str] = ()) -> Tuple[int, str, str]:
     path = os.path.join(workdir, "facts.c")
     obj = os.path.join(workdir, "facts.o")
     with open(path, "w") as fh:
         fh.write(src)
-    cmd = _base_flags(TARGETS[arch], incdir, ()) + ["-fmax-errors=0", "-O0", "-c", "-o", obj, path]
+    cmd = _base_flags(TARGETS[arch], incdir, extra) + ["-fmax-errors=0", "-O0", "-c", "-o", obj, path]
     p = subprocess.run(cmd, capture_output=True, text=True)
     return p.returncode, p.stderr, obj
 
@@ -188,14 +209,24 @@ def read_section(objpath: str, name: str) -> bytes:
     raise ValueError("%s: no section %s" % (objpath, name))
 
 
-def evaluate(arch: str, incdir: str, headers: Sequence[str], exprs: Sequence[str],
-             workdir: str, prelude: Sequence[str] = ()) -> List[Optional[int]]:
-    """Let the compiler evaluate integer constant expressions; None for those that do not compile.
+def const_names(arch: str, release: str, family: Optional[str] = None) -> List[str]:
+    """The constant names (only the names) of the core tables or ``family``'s."""
+    from xenprivcmd import structs
+
+    keys = structs.keys_for(arch, release) if family is None else structs.family_keys(arch, family, release)
+    if keys is None:
+        raise KeyError("no %s tables for %s" % (structs.table_id(arch, family), release))
+    return sorted(structs.const_set(structs.table_id(arch, family), keys[1]))
+
+
+def evaluate(arch: str, incdir: str, head: str, exprs: Sequence[str],
+             workdir: str, prelude: Sequence[str] = (), extra: Sequence[str] = ()) -> List[Optional[int]]:
+    """Let the compiler evaluate integer constant expressions after the translation
+    unit ``head``; None for those that do not compile.  ``extra``: more compiler flags.
 
     ``prelude`` lines come first, one per expression: a line with an error
     drops its expression too.
     """
-    head = _tu(headers)
     alive = list(range(len(exprs)))
     for _attempt in range(20):
         lines = head.rstrip("\n").split("\n")
@@ -211,7 +242,7 @@ def evaluate(arch: str, incdir: str, headers: Sequence[str], exprs: Sequence[str
             lines.append("  (unsigned long long)(%s)," % exprs[i])
             line_of[len(lines)] = i
         lines.append("  %dULL};" % MAGIC)
-        rc, err, obj = _compile(arch, incdir, "\n".join(lines) + "\n", workdir)
+        rc, err, obj = _compile(arch, incdir, "\n".join(lines) + "\n", workdir, extra)
         if rc == 0:
             raw = read_section(obj, SECTION)
             e = "<"
@@ -258,10 +289,35 @@ class _Ctx:
         return "((%s *)0)->%s" % (self.root, designator)
 
 
-def measure_tree(arch: str, incdir: str, plan: Plan) -> Tuple[Dict[str, str], List[str]]:
-    """Facts rows (table name -> row text) of one header tree, and the expressions that failed."""
+def measure_consts(arch: str, incdir: str, head: str, names: Sequence[str],
+                   extra: Sequence[str] = ()) -> Tuple[Dict[str, str], List[str]]:
+    """Constant facts (name -> ``"NAME value"``, ``-`` when it does not compile) and the failures."""
+    exprs: List[str] = []
+    for n in names:
+        exprs += ["(%s)" % n, "((%s) < 0)" % n]
+    with tempfile.TemporaryDirectory(prefix="layoutfacts-") as wd:
+        vals = evaluate(arch, incdir, head, exprs, wd, extra=extra)
+    out: Dict[str, str] = {}
+    errors: List[str] = []
+    for i, n in enumerate(names):
+        v, neg = vals[2 * i], vals[2 * i + 1]
+        if v is None or neg is None:
+            out[n] = "%s -" % n
+            errors.append("constant %s" % n)
+            continue
+        v &= (1 << 64) - 1
+        out[n] = "%s %d" % (n, v - (1 << 64) if neg else v)
+    return out, errors
+
+
+def measure_tree(arch: str, incdir: str, plan: Plan, head: Optional[str] = None,
+                 extra: Sequence[str] = ()) -> Tuple[Dict[str, str], List[str]]:
+    """Facts rows (table name -> row text) of one header tree, and the expressions that failed.
+
+    ``head``: the translation unit (default: the core tables' headers); ``extra``: more compiler flags."""
     names, rows = plan
-    headers = pick_headers(incdir)
+    if head is None:
+        head = _tu(pick_headers(incdir))
     with tempfile.TemporaryDirectory(prefix="layoutfacts-") as wd:
         # 1. which table names are C types here (struct X, union X, typedef X)
         cands: List[Tuple[str, str]] = []
@@ -271,7 +327,7 @@ def measure_tree(arch: str, incdir: str, plan: Plan) -> Tuple[Dict[str, str], Li
                 cands.append((n, "%s %s" % ("union" if rows[n][0] == "u" else "struct", n)))
             cands.append((n, n))
         pre = ["typedef %s __xlf_t%d;" % (sp, i) for i, (_n, sp) in enumerate(cands)]
-        got = evaluate(arch, incdir, headers, ["sizeof(__xlf_t%d)" % i for i in range(len(cands))], wd, pre)
+        got = evaluate(arch, incdir, head, ["sizeof(__xlf_t%d)" % i for i in range(len(cands))], wd, pre, extra)
         spelled: Dict[str, str] = {}
         for (n, spelling), v in zip(cands, got):
             if v is not None:
@@ -361,7 +417,7 @@ def measure_tree(arch: str, incdir: str, plan: Plan) -> Tuple[Dict[str, str], Li
                 if "[0]" not in sp:  # a flexible array member has no sizeof
                     want((n, key, "size"), "sizeof(%s)" % c.lvalue(des))
                 want((n, key, "sign"), sign_expr(c.lvalue(des), sp))
-        vals = evaluate(arch, incdir, headers, exprs, wd)
+        vals = evaluate(arch, incdir, head, exprs, wd, extra=extra)
     errors = sorted("%s.%s %s: %s" % (n, f or "", what, exprs[i])
                     for (n, f, what), i in slots.items() if vals[i] is None)
 
@@ -392,12 +448,23 @@ def measure_tree(arch: str, incdir: str, plan: Plan) -> Tuple[Dict[str, str], Li
 # driver
 
 
-def _measure(args: Tuple[str, str, str, Plan]) -> Tuple[str, Dict[str, str], List[str]]:
-    gitdir, ref, arch, plan = args
+Measured = Tuple[str, Dict[str, str], Dict[str, str], List[str], Dict[str, Tuple[Dict[str, str], Dict[str, str], List[str]]]]
+
+
+def _measure(args: Tuple[str, str, str, TreePlan]) -> Measured:
+    """One header tree: (ref, core rows, core constants, core errors, {family: (rows, constants, errors)})."""
+    gitdir, ref, arch, (plan, cnames, fplans) = args
+    fams: Dict[str, Tuple[Dict[str, str], Dict[str, str], List[str]]] = {}
     with tempfile.TemporaryDirectory(prefix="xenhdr-") as tmp:
         inc = rel_mod.export_headers(gitdir, ref, tmp)
         facts, errors = measure_tree(arch, inc, plan)
-    return ref, facts, errors
+        consts, cerr = measure_consts(arch, inc, _tu(pick_headers(inc)), cnames)
+        head = ext_tu(inc, ext_headers(inc))
+        for fam, (fplan, fnames) in fplans.items():
+            ffacts, ferr = measure_tree(arch, inc, fplan, head)
+            fconsts, fcerr = measure_consts(arch, inc, head, fnames)
+            fams[fam] = (ffacts, fconsts, ferr + fcerr)
+    return ref, facts, consts, errors + cerr, fams
 
 
 def compiler_version(arch: str) -> str:
@@ -405,7 +472,46 @@ def compiler_version(arch: str) -> str:
     return p.stdout.splitlines()[0] if p.stdout else TARGETS[arch].cc
 
 
-def build(gitdir: str, arch: str, jobs: int) -> Dict[str, Any]:
+class _Store:
+    """Rows stored once; a tree lists the indexes of its rows."""
+
+    def __init__(self) -> None:
+        self.rows: List[str] = []
+        self.index: Dict[str, int] = {}
+
+    def ids(self, facts: Dict[str, str]) -> List[int]:
+        out = []
+        for n in sorted(facts):
+            row = facts[n]
+            if row not in self.index:
+                self.index[row] = len(self.rows)
+                self.rows.append(row)
+            out.append(self.index[row])
+        return out
+
+
+def build_linux(gitdir: str, arch: str, root: Optional[str]) -> Tuple[Dict[str, Any], Dict[str, str], Dict[str, str]]:
+    """The Linux uapi facts of ``arch``: (doc section without row ids, layout facts, constant facts)."""
+    from genstructs import linux as linux_mod
+
+    from xenprivcmd import structs
+
+    info = structs.linux_uapi_info(arch)
+    if info is None:
+        raise SystemExit("no committed Linux uapi table for %s" % arch)
+    tid, key, _title, _source = info
+    with tempfile.TemporaryDirectory(prefix="xenlinux-") as tmp:
+        xen_public = rel_mod.export_headers(gitdir, rel_mod.HEAD_REF, os.path.join(tmp, "xen"))
+        tree = linux_mod.local(arch, root) if root else linux_mod.fetch(arch, os.path.join(tmp, "apt"))
+        flags = tree.flags(tmp)
+        head = linux_mod.linux_tu()
+        facts, errors = measure_tree(arch, xen_public, set_plan(tid, key), head, flags)
+        consts, cerr = measure_consts(arch, xen_public, head, sorted(structs.const_set(tid, key)), flags)
+        section = {"kernel": tree.kernel(), "source": tree.source(), "errors": errors + cerr}
+    return section, facts, consts
+
+
+def build(gitdir: str, arch: str, jobs: int, linux_root: Optional[str] = None) -> Dict[str, Any]:
     from xenprivcmd import abi, structs
 
     known = {r.name: r for r in rel_mod.list_releases(gitdir)}
@@ -414,14 +520,16 @@ def build(gitdir: str, arch: str, jobs: int) -> Dict[str, Any]:
     if missing:
         raise SystemExit("releases with no git ref in %s: %s" % (gitdir, " ".join(missing)))
     tree_of: Dict[str, str] = {}
-    work: Dict[str, Tuple[str, str, str, Plan]] = {}
+    work: Dict[str, Tuple[str, str, str, TreePlan]] = {}
     for r in claimed:
         t = rel_mod.tree_id(gitdir, known[r].ref)[:12]
         tree_of[r] = t
         if t not in work:
-            work[t] = (gitdir, known[r].ref, arch, table_plan(arch, r))
+            fplans = {f: (table_plan(arch, r, f), const_names(arch, r, f)) for f in structs.families()
+                      if structs.family_keys(arch, f, r) is not None}
+            work[t] = (gitdir, known[r].ref, arch, (table_plan(arch, r), const_names(arch, r), fplans))
     print("%s: %d releases, %d header trees" % (arch, len(claimed), len(work)), file=sys.stderr)
-    results: Dict[str, Tuple[str, Dict[str, str], List[str]]] = {}
+    results: Dict[str, Measured] = {}
     trees = list(work)  # in release order
     if jobs > 1:
         with concurrent.futures.ProcessPoolExecutor(jobs) as ex:
@@ -430,29 +538,31 @@ def build(gitdir: str, arch: str, jobs: int) -> Dict[str, Any]:
     else:
         for t in trees:
             results[t] = _measure(work[t])
-    rows: List[str] = []
-    index: Dict[str, int] = {}
+    rows, consts = _Store(), _Store()
+    linux, lfacts, lconsts = build_linux(gitdir, arch, linux_root)
+    linux["rows"], linux["consts"] = rows.ids(lfacts), consts.ids(lconsts)
+    if linux["errors"]:
+        print("%s Linux uapi: %d expressions did not compile" % (arch, len(linux["errors"])), file=sys.stderr)
     tree_out: Dict[str, Any] = {}
     for t in trees:
-        ref, facts, errors = results[t]
-        ids = []
-        for n in sorted(facts):
-            row = facts[n]
-            if row not in index:
-                index[row] = len(rows)
-                rows.append(row)
-            ids.append(index[row])
-        tree_out[t] = {"ref": ref, "rows": ids, "errors": errors}
-        if errors:
-            print("%s %s: %d expressions did not compile" % (arch, ref, len(errors)), file=sys.stderr)
+        ref, facts, cfacts, errors, fams = results[t]
+        tree_out[t] = {"ref": ref, "rows": rows.ids(facts), "consts": consts.ids(cfacts), "errors": errors,
+                       "families": {f: {"rows": rows.ids(ff), "consts": consts.ids(fc), "errors": fe}
+                                    for f, (ff, fc, fe) in sorted(fams.items())}}
+        nerr = len(errors) + sum(len(fe) for _ff, _fc, fe in fams.values())
+        if nerr:
+            print("%s %s: %d expressions did not compile" % (arch, ref, nerr), file=sys.stderr)
     return {
-        "format": 1,
+        "format": 2,
         "arch": arch,
         "compiler": compiler_version(arch),
-        "method": "offsetof/sizeof evaluated by the compiler, read from the object's %s section" % SECTION,
+        "method": "offsetof/sizeof/constants evaluated by the compiler, read from the object's %s section"
+                  % SECTION,
         "releases": tree_of,
         "trees": tree_out,
-        "rows": rows,
+        "linux": linux,
+        "rows": rows.rows,
+        "consts": consts.rows,
     }
 
 
@@ -469,7 +579,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--out", default=DEFAULT_OUT, help="output directory (default %(default)s)")
     ap.add_argument("--check", action="store_true", help="do not write; exit 1 if the committed facts differ")
     ap.add_argument("-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--linux-root", action="append", default=[], metavar="ARCH=DIR",
+                    help="an unpacked linux-libc-dev of ARCH (default: download Debian bookworm's)")
     a = ap.parse_args(argv)
+    roots = dict(item.partition("=")[::2] for item in a.linux_root)
     from xenprivcmd import structs
 
     arches = a.arch or list(structs.arches())
@@ -479,7 +592,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     gitdir = rel_mod.find_gitdir(a.xen_git)
     bad = 0
     for arch in arches:
-        doc = build(gitdir, arch, a.jobs)
+        doc = build(gitdir, arch, a.jobs, roots.get(arch))
         blob = dump(doc)
         path = os.path.join(a.out, "%s.json.gz" % arch)
         if a.check:
@@ -502,7 +615,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         os.makedirs(a.out, exist_ok=True)
         with open(path, "wb") as fh:
             fh.write(blob)
-        nerr = sum(len(t["errors"]) for t in doc["trees"].values())
+        nerr = sum(len(t["errors"]) + sum(len(f["errors"]) for f in t["families"].values())
+                   for t in doc["trees"].values())
         print("wrote %s (%d bytes, %d releases, %d trees, %d rows, %d failed expressions)"
               % (path, len(blob), len(doc["releases"]), len(doc["trees"]), len(doc["rows"]), nerr),
               file=sys.stderr)

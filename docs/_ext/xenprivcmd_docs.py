@@ -4,6 +4,8 @@
 :mod:`xenprivcmd.abi` (``releases()``, ``interface_versions()``, ``arches()``,
 ``variant()``) when the documentation is built, so the coverage table is
 never copied by hand and follows every regeneration of the tables.
+``.. xenprivcmd-abi-families::`` does the same for the table families and the
+Linux uapi tables (:mod:`xenprivcmd.structs`, ``abi.linux_uapi()``).
 """
 
 from __future__ import annotations
@@ -68,6 +70,41 @@ def abi_summary() -> str:
     )
 
 
+def _first(family: str, arch: str) -> str:
+    """The first release whose ``family`` tables on ``arch`` hold anything."""
+    from xenprivcmd import abi, structs
+
+    for rel in abi.releases():
+        keys = structs.family_keys(arch, family, rel)
+        tid = structs.table_id(arch, family)
+        if keys is not None and (structs.layout_set(tid, keys[0]) or structs.const_set(tid, keys[1])):
+            return rel
+    return "-"
+
+
+def family_rows() -> List[List[str]]:
+    """One row per table family: family, x86_64 from, aarch64 from, names in the head release, holds."""
+    from xenprivcmd import abi, structs
+
+    head = abi.head_release()
+    rows = []
+    for fam in structs.families():
+        counts = []
+        for arch in abi.arches():
+            keys = structs.family_keys(arch, fam, head)
+            tid = structs.table_id(arch, fam)
+            n_s = len(structs.layout_set(tid, keys[0])) if keys else 0
+            n_c = len(structs.const_set(tid, keys[1])) if keys else 0
+            counts.append(f"{arch}: {n_s} types, {n_c} constants")
+        rows.append([fam] + [_first(fam, a) for a in abi.arches()] + ["; ".join(counts),
+                                                                       structs.family_title(fam)])
+    for arch in abi.arches():
+        u = abi.linux_uapi(arch)
+        rows.append([f"linux_uapi ({arch})"] + ["(not per release)" for _ in abi.arches()]
+                    + [f"{arch}: {len(u.structs)} types, {len(u.constants)} constants", u.source])
+    return rows
+
+
 def _table(header: List[str], rows: List[List[str]], title: str) -> nodes.table:
     """A docutils table built as nodes (the same in .rst and MyST pages)."""
     table = nodes.table(classes=["xenprivcmd-abi"])
@@ -106,7 +143,16 @@ class AbiTable(SphinxDirective):
         return [_table(self.HEADER, abi_rows(), "Xen releases known to xenprivcmd.abi")]
 
 
+class AbiFamilies(SphinxDirective):
+    def run(self) -> List[nodes.Node]:
+        from xenprivcmd import abi
+
+        header = ["family"] + [f"from ({a})" for a in abi.arches()] + [f"in {abi.head_release()}", "holds"]
+        return [_table(header, family_rows(), "Table families and the Linux uapi tables")]
+
+
 def setup(app: Sphinx) -> Dict[str, Any]:
     app.add_directive("xenprivcmd-abi-summary", AbiSummary)
     app.add_directive("xenprivcmd-abi-table", AbiTable)
+    app.add_directive("xenprivcmd-abi-families", AbiFamilies)
     return {"version": "1", "parallel_read_safe": True}

@@ -52,6 +52,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 from genstructs.dwarf import TARGETS  # noqa: E402  (same compilers as the generator)
+from genstructs.families import ext_headers  # noqa: E402
 
 from xenprivcmd import abi, structs  # noqa: E402
 
@@ -116,7 +117,8 @@ def apt_opts(state: str, debarch: str) -> List[str]:
     ]
 
 
-def download(suite: str, scratch: str, arch: str) -> str:
+def download(suite: str, scratch: str, arch: str, package: str = "libxen-dev") -> str:
+    """The .deb of ``package`` in ``suite`` for ``arch``, downloaded with a private apt state."""
     lines, _series = SUITES[suite]
     debarch = DEB_ARCH[arch][0]
     tag = "%s-%s" % (debarch, suite)
@@ -135,11 +137,11 @@ def download(suite: str, scratch: str, arch: str) -> str:
         raise Failure("%s: apt-get update failed:\n%s%s" % (suite, p.stdout[-2000:], p.stderr[-2000:]))
     dl = os.path.join(scratch, "deb-" + tag)
     os.makedirs(dl, exist_ok=True)
-    p = run(["apt-get", *opts, "-q", "download", "libxen-dev:%s" % debarch], cwd=dl)
-    debs = glob.glob(os.path.join(dl, "libxen-dev_*_%s.deb" % debarch))
+    p = run(["apt-get", *opts, "-q", "download", "%s:%s" % (package, debarch)], cwd=dl)
+    debs = glob.glob(os.path.join(dl, "%s_*_%s.deb" % (package, debarch)))
     if p.returncode != 0 or len(debs) != 1:
-        raise Failure("%s: apt-get download libxen-dev failed:\n%s%s"
-                      % (suite, p.stdout[-2000:], p.stderr[-2000:]))
+        raise Failure("%s: apt-get download %s failed:\n%s%s"
+                      % (suite, package, p.stdout[-2000:], p.stderr[-2000:]))
     return debs[0]
 
 
@@ -186,7 +188,7 @@ def map_release(pkg_version: str) -> str:
 # symbol table.  The same path serves x86_64, compiled with the host gcc.
 
 
-def _ctype_expr(name: str, kind: str, spec_of: Mapping[str, str], spec: str) -> str:
+def _ctype_expr(name: str, kind: str, spec_of: Mapping[str, Tuple[str, str]], spec: Tuple[str, str]) -> str:
     if spec_of.get(name + "_t") == spec:
         return name + "_t"
     return ("union " if kind == "u" else "struct ") + name
@@ -234,19 +236,20 @@ def c_program(release: str, arch: str) -> Tuple[List[Entry], List[str]]:
     between the tables and the ctypes classes)."""
     v = abi.variant(release, arch=arch)
     smap = v.structs
-    spec_of = {n: smap.spec(n) for n in smap}  # type: ignore[attr-defined]
-    rows = structs.struct_rows(arch)
+    # (table id, spec): the core tables' or a family's (each has its own struct indexes)
+    spec_of = {n: smap.where(n) for n in smap}  # type: ignore[attr-defined]
     out: List[Entry] = []
     internal: List[str] = []
 
-    def walk(ctype: str, cls: Any, sid: int, prefix: str, base: int) -> None:
-        """Fields of layout ``sid`` placed at ``base`` in ``ctype``; C designators
-        get ``prefix``.  Synthesized (anonymous C) types are walked into."""
+    def walk(ctype: str, cls: Any, tid: str, sid: int, prefix: str, base: int) -> None:
+        """Fields of layout ``sid`` of table ``tid`` placed at ``base`` in ``ctype``; C
+        designators get ``prefix``.  Synthesized (anonymous C) types are walked into."""
+        rows = structs.struct_rows(tid)
         for fname, off, spec in rows[sid][4]:
             mo = re.match(r"#(\d+)((?:\[\d+\])*)$", spec)
             if not fname:  # anonymous member: its fields are reached directly
                 if mo:
-                    walk(ctype, cls, int(mo.group(1)), prefix, base + off)
+                    walk(ctype, cls, tid, int(mo.group(1)), prefix, base + off)
                 continue
             if fname.startswith("_bitfield"):
                 continue
@@ -257,9 +260,9 @@ def c_program(release: str, arch: str) -> Tuple[List[Entry], List[str]]:
             except KeyError as e:
                 internal.append("%s: ctypes class: %s" % (lab, e))
                 continue
-            if got != (base + off, structs.spec_sizeof(arch, spec)):
+            if got != (base + off, structs.spec_sizeof(tid, spec)):
                 internal.append("%s: table (offset, size) %r, ctypes class %r"
-                                % (lab, (base + off, structs.spec_sizeof(arch, spec)), got))
+                                % (lab, (base + off, structs.spec_sizeof(tid, spec)), got))
             if "[0]" in spec:  # flexible array member: no sizeof
                 size_expr = "0"
             else:
@@ -267,10 +270,10 @@ def c_program(release: str, arch: str) -> Tuple[List[Entry], List[str]]:
             out.append((lab, "", "offsetof(%s, %s)" % (ctype, desig), size_expr,
                         (got[0], got[1], 1)))
             if mo and not mo.group(2) and _is_synth(rows[int(mo.group(1))][0]):
-                walk(ctype, cls, int(mo.group(1)), desig + ".", base + off)
+                walk(ctype, cls, tid, int(mo.group(1)), desig + ".", base + off)
 
     for name in sorted(spec_of):
-        spec = spec_of[name]
+        tid, spec = spec_of[name]
         mo = re.match(r"#(\d+)$", spec)
         cls = smap[name]
         if not mo:
@@ -281,16 +284,16 @@ def c_program(release: str, arch: str) -> Tuple[List[Entry], List[str]]:
                             (ctypes.sizeof(cls), ctypes.alignment(cls), 1)))
             continue
         sid = int(mo.group(1))
-        cname, kind, size, align, _fields = rows[sid]
+        cname, kind, size, align, _fields = structs.struct_row(tid, sid)
         if cname != name or _is_synth(cname):
             continue  # aliases and synthesized anonymous types are covered via their parent
-        ctype = _ctype_expr(name, kind, spec_of, spec)
+        ctype = _ctype_expr(name, kind, spec_of, (tid, spec))
         if (ctypes.sizeof(cls), cls._xen_align_) != (size, align):
             internal.append("%s: table (size, align) %r, ctypes class %r"
                             % (ctype, (size, align), (ctypes.sizeof(cls), cls._xen_align_)))
         out.append(("sizeof(%s)" % ctype, "", "sizeof(%s)" % ctype, "_Alignof(%s)" % ctype,
                     (ctypes.sizeof(cls), cls._xen_align_, 1)))
-        walk(ctype, cls, sid, "", 0)
+        walk(ctype, cls, tid, sid, "", 0)
     consts = v.constants
     for name in consts:
         val = consts[name]
@@ -318,7 +321,8 @@ def _source(headers: Sequence[str], entries: Sequence[Entry],
         kept.append(e)
         row = "    { (unsigned long long)(%s), (unsigned long long)(%s), 1 }," % (a, b)
         if guard:
-            for c in ("#ifdef %s" % guard, row, "#else", "    { 0, 0, 0 },", "#endif"):
+            # a macro, else an enumerator (XS_*: flag 2); neither does not compile
+            for c in ("#ifdef %s" % guard, row, "#else", row.replace(", 1 },", ", 2 },"), "#endif"):
                 src.append(c)
                 lines[len(src)] = lab
         else:
@@ -373,6 +377,8 @@ def conformance(inc: str, release: str, arch: str, work: str,
                if os.path.exists(os.path.join(inc, h))]
     if "domctl.h" not in headers or "sysctl.h" not in headers:
         return 0, ["%s: domctl.h/sysctl.h not shipped" % inc]
+    # and the table families' headers (memory.h, event_channel.h, ... io/xs_wire.h)
+    headers += [h for h in ext_headers(inc) if h not in headers]
     entries, problems = c_program(release, arch)
     target = TARGETS[arch]
     cpath = os.path.join(work, "layout_check.c")
@@ -406,7 +412,7 @@ def conformance(inc: str, release: str, arch: str, work: str,
             measured[lab] = got
         if got[2] == 0:
             problems.append("%s: in the tables (%d), not defined by the headers" % (lab, want[0]))
-        elif got != want:
+        elif got[:2] != want[:2]:
             problems.append("%s: package says %s, gcc (%s) says %s"
                             % (lab, _fmt(lab, want), target.cc, _fmt(lab, got)))
     return len(kept), problems

@@ -23,7 +23,7 @@ import re
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 Field = Tuple[str, int, str]
 StructRec = Tuple[str, int, int, Tuple[Field, ...]]
@@ -168,6 +168,32 @@ class _Dwarf:
 
     def close(self) -> None:
         self._fh.close()
+
+    def reset(self) -> None:
+        """Forget what was emitted (the parsed DIEs stay): the next closure starts afresh."""
+        self.out = {}
+        self.names_by_off = {}
+        self.queue = []
+
+    def enumerators(self) -> Dict[str, int]:
+        """Every enumerator of every enum type: name -> value (DW_AT_const_value)."""
+        out: Dict[str, int] = {}
+
+        def walk(die) -> None:  # type: ignore[no-untyped-def]
+            for ch in die.iter_children():
+                if ch.tag == "DW_TAG_enumeration_type":
+                    for en in ch.iter_children():
+                        if en.tag == "DW_TAG_enumerator":
+                            n = en.attributes["DW_AT_name"].value.decode()
+                            v = int(en.attributes["DW_AT_const_value"].value)
+                            if out.setdefault(n, v) != v:
+                                raise ExtractError("enumerator %s: %d and %d" % (n, out[n], v))
+                elif ch.has_children:
+                    walk(ch)
+
+        for cu in self.elf.get_dwarf_info().iter_CUs():
+            walk(cu.get_top_DIE())
+        return out
 
     @staticmethod
     def _type(die):  # type: ignore[no-untyped-def]
@@ -372,10 +398,10 @@ _DEFINE_RE = re.compile(r"^#define ([A-Za-z_][A-Za-z0-9_]*) (.*)$")
 
 
 def _macros(target: Target, incdir: str, headers: Sequence[str], extra_defines: Sequence[str],
-            workdir: str) -> Dict[str, str]:
+            workdir: str, tu: Optional[str] = None) -> Dict[str, str]:
     src = os.path.join(workdir, "macros.c")
     with open(src, "w") as fh:
-        fh.write(_tu(headers))
+        fh.write(_tu(headers) if tu is None else tu)
     p = _run(_base_flags(target, incdir, extra_defines) + ["-dM", "-E", src])
     if p.returncode != 0:
         raise ExtractError("preprocessing failed:\n" + p.stderr[-4000:])
@@ -421,7 +447,8 @@ def _read_symbols(objpath: str, prefix: str) -> Dict[str, bytes]:
 def _eval_constants(target: Target, incdir: str, headers: Sequence[str],
                     extra_defines: Sequence[str], workdir: str,
                     names: Sequence[str], tags: Dict[str, str],
-                    tdefs: Sequence[str]) -> Tuple[Dict[str, int], Dict[str, Tuple[int, int]]]:
+                    tdefs: Sequence[str], tu: Optional[str] = None,
+                    ) -> Tuple[Dict[str, int], Dict[str, Tuple[int, int]]]:
     """Let the compiler evaluate integer macros, sizeof and _Alignof."""
     items: List[Tuple[str, str]] = []
     for n in names:
@@ -437,7 +464,7 @@ def _eval_constants(target: Target, incdir: str, headers: Sequence[str],
     for _attempt in range(8):
         body = []
         index: Dict[int, str] = {}
-        head = _tu(headers)
+        head = _tu(headers) if tu is None else tu
         lineno = head.count("\n") + 1
         for sym, expr in items:
             if sym in dropped:
@@ -496,53 +523,45 @@ def _natural_align(spec: str, structs: Dict[str, Tuple[str, int, int, Tuple[Fiel
     return int(base[1:]) // 8
 
 
-def extract(incdir: str, target: Target, extra_defines: Sequence[str] = (),
-            roots: Sequence[str] = ROOT_NAMES) -> Extracted:
-    """Extract struct layouts and constants from the header tree ``incdir``."""
-    incdir = os.path.abspath(incdir)
-    headers = pick_headers(incdir)
-    if "xen.h" not in headers:
-        raise ExtractError("%s does not look like a Xen public header tree" % incdir)
-    with tempfile.TemporaryDirectory(prefix="genstructs-") as wd:
-        p = _compile(target, incdir, _tu(headers), extra_defines, wd, "types", debug=True)
-        if p.returncode != 0:
-            raise ExtractError("compiling headers in %s failed:\n%s" % (incdir, p.stderr[-4000:]))
-        dw = _Dwarf(os.path.join(wd, "types.o"), target)
-        try:
-            typedef_specs: Dict[str, str] = {}
-            for r in roots:
-                if r in dw.tags:
-                    dw.struct_name(dw.tags[r])
-                    dw.queue.append(dw.tags[r])
-                elif r in dw.typedefs:
-                    typedef_specs[r] = dw.spec(dw.typedefs[r], r)
-                elif r.endswith("_t") is False and (r + "_t") in dw.typedefs:
-                    typedef_specs[r + "_t"] = dw.spec(dw.typedefs[r + "_t"], r)
-            dw.drain()
-            structs = dict(dw.out)
-            # typedef aliases of emitted structs (foo_t -> @foo)
-            emitted_offsets = {off: n for off, n in dw.names_by_off.items() if n in structs}
-            for tn, td in dw.typedefs.items():
-                if tn in structs or tn.startswith("__"):
-                    continue
-                t = dw._type(td)
-                while t is not None and t.tag == "DW_TAG_typedef":
-                    t = dw._type(t)
-                if t is not None and t.offset in emitted_offsets:
-                    typedef_specs.setdefault(tn, "@" + emitted_offsets[t.offset])
-            tags = {}
-            for n, die in dw.tags.items():
-                if n in structs and dw.names_by_off.get(die.offset) == n:
-                    tags[n] = "union" if die.tag == "DW_TAG_union_type" else "struct"
-        finally:
-            dw.close()
-        macros = _macros(target, incdir, headers, extra_defines, wd)
-        cnames = sorted(n for n, b in macros.items() if _wanted_macro(n, b))
-        tdef_probe = sorted(typedef_specs)
-        consts, sizes = _eval_constants(target, incdir, headers, extra_defines, wd, cnames,
-                                        tags, tdef_probe)
-    # fill in alignment: compiler-reported for tagged types, computed otherwise
-    ptr = target.pointer_size
+def _closure(dw: _Dwarf, roots: Sequence[str], root_prefixes: Sequence[str] = ()
+             ) -> Tuple[Dict[str, StructRec], Dict[str, str], Dict[str, str]]:
+    """The structs reached from ``roots`` (and every tag/typedef starting with one of
+    ``root_prefixes``): (structs, typedef specs, tag name -> "struct"/"union")."""
+    names = list(roots)
+    if root_prefixes:
+        extra = sorted({n for n in list(dw.tags) + list(dw.typedefs)
+                        if n.startswith(tuple(root_prefixes))} - set(names))
+        names += extra
+    typedef_specs: Dict[str, str] = {}
+    for r in names:
+        if r in dw.tags:
+            dw.struct_name(dw.tags[r])
+            dw.queue.append(dw.tags[r])
+        elif r in dw.typedefs:
+            typedef_specs[r] = dw.spec(dw.typedefs[r], r)
+        elif r.endswith("_t") is False and (r + "_t") in dw.typedefs:
+            typedef_specs[r + "_t"] = dw.spec(dw.typedefs[r + "_t"], r)
+    dw.drain()
+    structs = dict(dw.out)
+    # typedef aliases of emitted structs (foo_t -> @foo)
+    emitted_offsets = {off: n for off, n in dw.names_by_off.items() if n in structs}
+    for tn, td in dw.typedefs.items():
+        if tn in structs or tn.startswith("__"):
+            continue
+        t = dw._type(td)
+        while t is not None and t.tag == "DW_TAG_typedef":
+            t = dw._type(t)
+        if t is not None and t.offset in emitted_offsets:
+            typedef_specs.setdefault(tn, "@" + emitted_offsets[t.offset])
+    tags = {}
+    for n, die in dw.tags.items():
+        if n in structs and dw.names_by_off.get(die.offset) == n:
+            tags[n] = "union" if die.tag == "DW_TAG_union_type" else "struct"
+    return structs, typedef_specs, tags
+
+
+def _fix_aligns(structs: Dict[str, StructRec], sizes: Dict[str, Tuple[int, int]], ptr: int) -> None:
+    """Fill in alignment: compiler-reported for tagged types, computed otherwise."""
 
     def fix(n: str) -> int:
         kind, size, align, fields = structs[n]
@@ -568,5 +587,94 @@ def extract(incdir: str, target: Target, extra_defines: Sequence[str] = (),
 
     for n in sorted(structs):
         fix(n)
+
+
+def extract(incdir: str, target: Target, extra_defines: Sequence[str] = (),
+            roots: Sequence[str] = ROOT_NAMES) -> Extracted:
+    """Extract struct layouts and constants from the header tree ``incdir``."""
+    incdir = os.path.abspath(incdir)
+    headers = pick_headers(incdir)
+    if "xen.h" not in headers:
+        raise ExtractError("%s does not look like a Xen public header tree" % incdir)
+    with tempfile.TemporaryDirectory(prefix="genstructs-") as wd:
+        p = _compile(target, incdir, _tu(headers), extra_defines, wd, "types", debug=True)
+        if p.returncode != 0:
+            raise ExtractError("compiling headers in %s failed:\n%s" % (incdir, p.stderr[-4000:]))
+        dw = _Dwarf(os.path.join(wd, "types.o"), target)
+        try:
+            structs, typedef_specs, tags = _closure(dw, roots)
+        finally:
+            dw.close()
+        macros = _macros(target, incdir, headers, extra_defines, wd)
+        cnames = sorted(n for n, b in macros.items() if _wanted_macro(n, b))
+        tdef_probe = sorted(typedef_specs)
+        consts, sizes = _eval_constants(target, incdir, headers, extra_defines, wd, cnames,
+                                        tags, tdef_probe)
+    _fix_aligns(structs, sizes, target.pointer_size)
     return Extracted(structs=structs, typedefs=typedef_specs, constants=consts,
                      headers=headers)
+
+
+def _usable_macro(body: str) -> bool:
+    # a string is no integer; a character constant is ('P' in _IOC(_IOC_NONE, 'P', 0, ...))
+    return bool(body) and '"' not in body
+
+
+def extract_families(incdir: str, target: Target, families: Sequence[Any],
+                     extra_defines: Sequence[str] = (), tu: Optional[str] = None) -> Dict[str, Extracted]:
+    """Extract every family (``genstructs.families.Family``) from the header tree ``incdir``.
+
+    One translation unit (``tu``; by default ``xen.h`` and the families'
+    headers present here) is compiled once; each family gets the closure of
+    its roots and the macros (and enum constants, read from the DWARF)
+    matching its prefixes.  A name the core tables take
+    (``CONST_PREFIXES``/``CONST_EXACT``) is never a family's.
+    """
+    from .families import ext_headers, ext_tu
+
+    incdir = os.path.abspath(incdir)
+    headers = ext_headers(incdir)
+    if "xen.h" not in headers:
+        raise ExtractError("%s does not look like a Xen public header tree" % incdir)
+    if tu is None:
+        tu = ext_tu(incdir, headers)
+    per: Dict[str, Tuple[Dict[str, StructRec], Dict[str, str], Dict[str, str]]] = {}
+    with tempfile.TemporaryDirectory(prefix="genstructs-") as wd:
+        p = _compile(target, incdir, tu, extra_defines, wd, "types", debug=True)
+        if p.returncode != 0:
+            raise ExtractError("compiling headers in %s failed:\n%s" % (incdir, p.stderr[-4000:]))
+        dw = _Dwarf(os.path.join(wd, "types.o"), target)
+        try:
+            enums = dw.enumerators()
+            for fam in families:
+                dw.reset()
+                per[fam.name] = _closure(dw, fam.roots, fam.root_prefixes)
+        finally:
+            dw.close()
+        macros = _macros(target, incdir, headers, extra_defines, wd, tu=tu)
+        core = set(n for n, b in macros.items() if _wanted_macro(n, b))
+        wanted: Dict[str, List[str]] = {}
+        for fam in families:
+            wanted[fam.name] = sorted(n for n, b in macros.items()
+                                      if fam.wants_const(n) and _usable_macro(b) and n not in core)
+        all_names = sorted({n for v in wanted.values() for n in v})
+        all_tags: Dict[str, str] = {}
+        all_tdefs: Set[str] = set()
+        for _s, tdefs, tags in per.values():
+            all_tags.update(tags)
+            all_tdefs.update(tdefs)
+        consts, sizes = _eval_constants(target, incdir, headers, extra_defines, wd, all_names,
+                                        all_tags, sorted(all_tdefs), tu=tu)
+    out: Dict[str, Extracted] = {}
+    for fam in families:
+        structs, tdefs, _tags = per[fam.name]
+        _fix_aligns(structs, sizes, target.pointer_size)
+        c = {n: consts[n] for n in wanted[fam.name] if n in consts}
+        for n, v in enums.items():
+            if fam.wants_const(n) and n not in macros and not _wanted_macro(n, "0"):
+                if n in c:
+                    raise ExtractError("%s is both a macro and an enumerator" % n)
+                c[n] = v
+        out[fam.name] = Extracted(structs=structs, typedefs=tdefs, constants=dict(sorted(c.items())),
+                                  headers=headers)
+    return out

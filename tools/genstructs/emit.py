@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .dwarf import Extracted
 from .releases import Release
@@ -25,11 +25,20 @@ class ArchTables:
     keys: Dict[str, Tuple[str, str]] = field(default_factory=dict)
 
 
+#: family -> (title, constant name prefixes, ' struct and typedef names ')
+Routes = Dict[str, Tuple[str, Tuple[str, ...], str]]
+
+
 @dataclass
 class Tables:
     releases: List[Tuple[str, Tuple[int, ...], Optional[int], Optional[int], Optional[int], bool, str]]
     head: str
     arches: Dict[str, ArchTables]
+    #: arch -> family -> its tables (``keys``: release -> keys)
+    families: Dict[str, Dict[str, ArchTables]] = field(default_factory=dict)
+    routes: Routes = field(default_factory=dict)
+    #: arch -> (the Linux uapi table, its title, its source line)
+    linux: Dict[str, Tuple[ArchTables, str, str]] = field(default_factory=dict)
 
 
 class _Interner:
@@ -83,40 +92,62 @@ def _chain(sets: List[Tuple[str, Dict[str, object]]]) -> Tuple[List[SetRow], Dic
 _MISSING = object()
 
 
-def build_tables(rels: Sequence[Release], per_arch: Dict[str, Dict[str, Extracted]]) -> Tables:
+def _sets(rels: Sequence[Release], ex: Dict[str, Extracted]) -> ArchTables:
+    """One table (the core or a family) of one arch: rows, deduplicated sets, keys per release."""
+    at = ArchTables()
+    interner = _Interner()
+    lsets: List[Tuple[str, Dict[str, object]]] = []
+    csets: List[Tuple[str, Dict[str, object]]] = []
+    names: List[str] = []
+    for r in rels:
+        if r.name not in ex:
+            continue
+        e = ex[r.name]
+        memo: Dict[str, int] = {}
+        d: Dict[str, object] = {}
+        for n in sorted(e.structs):
+            d[n] = "#%d" % interner.intern(e, n, memo)
+        for n, sp in sorted(e.typedefs.items()):
+            d[n] = interner.respec(e, sp, memo)
+        lsets.append((r.name, d))
+        csets.append((r.name, dict(e.constants)))
+        names.append(r.name)
+    at.structs = interner.rows
+    at.layouts, lkeys = _chain(lsets)
+    at.consts, ckeys = _chain(csets)
+    at.keys = {n: (lkeys[i], ckeys[i]) for i, n in enumerate(names)}
+    return at
+
+
+def build_tables(rels: Sequence[Release], per_arch: Dict[str, Dict[str, Extracted]],
+                 per_arch_fam: Optional[Dict[str, Dict[str, Dict[str, Extracted]]]] = None,
+                 families: Sequence[Any] = ()) -> Tables:
+    """``per_arch``: arch -> release -> core extraction; ``per_arch_fam``: arch ->
+    family -> release -> extraction of the ``families`` (``genstructs.families.Family``)."""
     arches: Dict[str, ArchTables] = {}
+    fams: Dict[str, Dict[str, ArchTables]] = {}
     iface: Dict[str, Tuple[Optional[int], Optional[int], Optional[int]]] = {}
     for arch in sorted(per_arch, key=lambda a: (a != "x86_64", a)):
         ex = per_arch[arch]
-        at = ArchTables()
-        interner = _Interner()
-        lsets: List[Tuple[str, Dict[str, object]]] = []
-        csets: List[Tuple[str, Dict[str, object]]] = []
-        names: List[str] = []
+        arches[arch] = _sets(rels, ex)
         for r in rels:
             if r.name not in ex:
                 continue
-            e = ex[r.name]
-            memo: Dict[str, int] = {}
-            d: Dict[str, object] = {}
-            for n in sorted(e.structs):
-                d[n] = "#%d" % interner.intern(e, n, memo)
-            for n, sp in sorted(e.typedefs.items()):
-                d[n] = interner.respec(e, sp, memo)
-            lsets.append((r.name, d))
-            csets.append((r.name, dict(e.constants)))
-            names.append(r.name)
-            c = e.constants
+            c = ex[r.name].constants
             if "XEN_DOMCTL_INTERFACE_VERSION" in c:
                 v = (c["XEN_DOMCTL_INTERFACE_VERSION"], c.get("XEN_SYSCTL_INTERFACE_VERSION"), None)
             else:
                 v = (None, None, c.get("DOM0_INTERFACE_VERSION"))
             iface.setdefault(r.name, v)
-        at.structs = interner.rows
-        at.layouts, lkeys = _chain(lsets)
-        at.consts, ckeys = _chain(csets)
-        at.keys = {n: (lkeys[i], ckeys[i]) for i, n in enumerate(names)}
-        arches[arch] = at
+        if per_arch_fam is not None:
+            fams[arch] = {f.name: _sets(rels, per_arch_fam[arch][f.name]) for f in families}
+    routes: Routes = {}
+    for f in families:
+        snames = set()
+        for arch in fams:
+            for row in fams[arch][f.name].layouts:
+                snames.update(row[2])
+        routes[f.name] = (f.title, tuple(f.const_prefixes), " %s " % " ".join(sorted(snames)))
     table = []
     for r in rels:
         if r.name not in iface:
@@ -125,7 +156,8 @@ def build_tables(rels: Sequence[Release], per_arch: Dict[str, Dict[str, Extracte
         src = r.ref + ("" if r.exact else " (approximation: %s)" % r.note)
         table.append((r.name, r.xen, dv, sv, ov, r.exact, src))
     head = [r.name for r in rels if len(r.xen) == 2]
-    return Tables(releases=table, head=head[-1] if head else "", arches=arches)
+    return Tables(releases=table, head=head[-1] if head else "", arches=arches, families=fams,
+                  routes=routes)
 
 
 def _hex(v: Optional[int]) -> str:
@@ -191,6 +223,59 @@ _TYPING = ["from __future__ import annotations", "",
            "    from typing import Dict, Optional, Tuple"]
 
 
+_SETS_DOC = ["STRUCTS[i] = 'C-name s|u sizeof alignof field:offset:spec ...'.",
+             "spec: u8..u64 i8..i64 c f32 f64 h(guest handle) p(pointer) #<struct index>,",
+             "then [N] array dimensions; an empty field name is an anonymous member."]
+
+
+def _struct_lines(rows: Sequence[StructRow]) -> List[str]:
+    lines = ["STRUCTS: Tuple[str, ...] = ("]
+    for i, row in enumerate(rows):
+        lines.append("    %s,  # %d" % (_pylit(struct_text(row)), i))
+    lines.append(")")
+    return lines
+
+
+def _family_text(arch: str, fam: str, title: str, at: ArchTables, linux: str = "") -> str:
+    import textwrap
+
+    if linux:
+        head = ['"""The Linux uapi table for %s (gcc), not per Xen release:' % arch]
+        head += textwrap.wrap("%s." % title, 96) + [
+                "",
+                "Source: %s (the generator reads Debian" % linux,
+                "bookworm's package: tools/genstructs/linux.py).  Reached through",
+                "xenprivcmd.abi.linux_uapi(arch); plain strings, read row by row.",
+                ""]
+        keys_doc = "KEYS[kernel series] = (layout set key, constant set key)."
+    else:
+        head = ['"""Table family %r for %s (gcc), deduplicated across Xen releases:' % (fam, arch)]
+        head += textwrap.wrap("%s." % title, 96) + [
+                "",
+                "Read only when one of its names is asked for (xenprivcmd.structs routes a name",
+                "the core tables lack by _gen_releases.FAMILIES).  Plain strings, read row by row.",
+                ""]
+        keys_doc = "KEYS[release] = (layout set key, constant set key)."
+    lines = [HEADER.rstrip("\n")] + head + _SETS_DOC + [
+             "LAYOUTS[key], CONSTS[key] = (parent key, 'name=spec|value ...' added/changed, 'removed names').",
+             keys_doc,
+             '"""',
+             ""] + _TYPING + [""]
+    if linux:
+        lines += ["TITLE = %s" % _pylit(title), "SOURCE = %s" % _pylit(linux), ""]
+    lines += _struct_lines(at.structs)
+    lines.append("")
+    lines.extend(_set_rows("LAYOUTS", at.layouts, ints=False))
+    lines.append("")
+    lines.extend(_set_rows("CONSTS", at.consts, ints=True))
+    lines.append("")
+    lines.append("KEYS: Dict[str, Tuple[str, str]] = {")
+    for n, (lk, ck) in at.keys.items():
+        lines.append("    %r: (%r, %r)," % (n, lk, ck))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
 def render(t: Tables) -> Dict[str, str]:
     files: Dict[str, str] = {}
     for arch, at in t.arches.items():
@@ -198,17 +283,11 @@ def render(t: Tables) -> Dict[str, str]:
                  '"""Struct layouts for %s (gcc), deduplicated across Xen releases.' % arch,
                  "",
                  "Plain strings, read row by row: a process builds only the structs it uses.",
-                 "",
-                 "STRUCTS[i] = 'C-name s|u sizeof alignof field:offset:spec ...'.",
-                 "spec: u8..u64 i8..i64 c f32 f64 h(guest handle) p(pointer) #<struct index>,",
-                 "then [N] array dimensions; an empty field name is an anonymous member.",
+                 ""] + _SETS_DOC + [
                  "LAYOUTS[key] = (parent key, 'name=spec ...' added/changed, 'removed names').",
                  '"""',
-                 ""] + _TYPING + ["",
-                 "STRUCTS: Tuple[str, ...] = ("]
-        for i, row in enumerate(at.structs):
-            lines.append("    %s,  # %d" % (_pylit(struct_text(row)), i))
-        lines.append(")")
+                 ""] + _TYPING + [""]
+        lines += _struct_lines(at.structs)
         lines.append("")
         lines.extend(_set_rows("LAYOUTS", at.layouts, ints=False))
         files["_gen_%s_layouts.py" % arch] = "\n".join(lines) + "\n"
@@ -221,6 +300,11 @@ def render(t: Tables) -> Dict[str, str]:
                  ""] + _TYPING + [""]
         lines.extend(_set_rows("CONSTS", at.consts, ints=True))
         files["_gen_%s_consts.py" % arch] = "\n".join(lines) + "\n"
+        for fam, fat in t.families.get(arch, {}).items():
+            files["_gen_%s_%s.py" % (arch, fam)] = _family_text(arch, fam, t.routes[fam][0], fat)
+        if arch in t.linux:
+            lat, title, source = t.linux[arch]
+            files["_gen_%s_linux_uapi.py" % arch] = _family_text(arch, "linux_uapi", title, lat, source)
 
     import hashlib
 
@@ -250,8 +334,38 @@ def render(t: Tables) -> Dict[str, str]:
             lines.append("        %r: (%r, %r)," % (n, lk, ck))
         lines.append("    },")
     lines.append("}")
+    lines.append("")
+    lines.append("# The table families (_gen_<arch>_<family>.py), loaded for a name the core tables lack:")
+    lines.append("# family -> (what it holds, its constant name prefixes,")
+    lines.append("#            ' its struct and typedef names (every arch and release) ')")
+    lines.append("FAMILIES: Dict[str, Tuple[str, Tuple[str, ...], str]] = {")
+    for fam, (title, prefixes, snames) in t.routes.items():
+        lines.append("    %r: (" % fam)
+        lines.append("        %s," % _pylit(title))
+        lines.append("        %r," % (tuple(prefixes),))
+        words = snames.split()
+        chunks = [" ".join(words[i:i + 6]) for i in range(0, len(words), 6)]
+        for i, chunk in enumerate(chunks):
+            lead = " " if i == 0 else ""
+            tail = " " if i == len(chunks) - 1 else ""
+            lines.append("        %s" % _pylit(lead + chunk + (" " if i < len(chunks) - 1 else tail)))
+        if not chunks:
+            lines.append("        ' '")
+        lines.append("    ),")
+    lines.append("}")
     files["_gen_releases.py"] = "\n".join(lines) + "\n"
     return files
+
+
+def _committed(tid: str, keys: Dict[str, Tuple[str, str]]) -> ArchTables:
+    from xenprivcmd import structs
+
+    at = ArchTables()
+    at.structs = list(structs.struct_rows(tid))
+    at.layouts = [(k, p, dict(ch), tuple(rm)) for k, (p, ch, rm) in structs.set_rows(tid, "LAYOUTS").items()]
+    at.consts = [(k, p, dict(ch), tuple(rm)) for k, (p, ch, rm) in structs.set_rows(tid, "CONSTS").items()]
+    at.keys = dict(keys)
+    return at
 
 
 def tables_from_committed() -> Tables:
@@ -259,14 +373,36 @@ def tables_from_committed() -> Tables:
     from xenprivcmd import structs
 
     arches: Dict[str, ArchTables] = {}
+    fams: Dict[str, Dict[str, ArchTables]] = {}
+    routes: Routes = dict(structs._gen("releases").FAMILIES)
     for arch in structs.arches():
-        at = ArchTables()
-        at.structs = list(structs.struct_rows(arch))
-        at.layouts = [(k, p, dict(ch), tuple(rm)) for k, (p, ch, rm) in structs.set_rows(arch, "LAYOUTS").items()]
-        at.consts = [(k, p, dict(ch), tuple(rm)) for k, (p, ch, rm) in structs.set_rows(arch, "CONSTS").items()]
-        at.keys = dict(structs._gen("releases").KEYS[arch])
-        arches[arch] = at
-    return Tables(releases=list(structs.release_table()), head=structs.head_release(), arches=arches)
+        arches[arch] = _committed(arch, structs._gen("releases").KEYS[arch])
+        fams[arch] = {}
+        for fam in routes:
+            tid = structs.table_id(arch, fam)
+            fams[arch][fam] = _committed(tid, structs._gen(structs._module_of(tid, "")).KEYS)
+    return Tables(releases=list(structs.release_table()), head=structs.head_release(), arches=arches,
+                  families=fams, routes=routes, linux=committed_linux())
+
+
+def committed_linux() -> Dict[str, Tuple[ArchTables, str, str]]:
+    """The committed Linux uapi tables (arch -> (tables, title, source)), for every arch that has one."""
+    from xenprivcmd import structs
+
+    out: Dict[str, Tuple[ArchTables, str, str]] = {}
+    for arch in structs.arches():
+        tid = structs.table_id(arch, "linux_uapi")
+        try:
+            mod = structs._gen(structs._module_of(tid, ""))
+        except ImportError:
+            continue
+        out[arch] = (_committed(tid, mod.KEYS), mod.TITLE, mod.SOURCE)
+    return out
+
+
+def linux_tables(e: Extracted, kernel: str) -> ArchTables:
+    """One extraction of the Linux uapi headers as a table whose one set is keyed by the kernel series."""
+    return _sets([Release(kernel, (0,), "", True)], {kernel: e})
 
 
 def _denormalise(rows: Sequence[StructRow], sid: int, out: Dict[str, Tuple[str, int, int, tuple]]) -> str:
@@ -282,11 +418,8 @@ def _denormalise(rows: Sequence[StructRow], sid: int, out: Dict[str, Tuple[str, 
     return cname
 
 
-def compare_release(e: Extracted, release: str, arch: str) -> List[str]:
-    """Differences between an extraction and the committed tables of ``release``."""
-    from xenprivcmd.structs import layout_data  # the committed tables
-
-    rows, lset, consts = layout_data(arch, release)
+def _compare_tables(e: Extracted, rows: Sequence[StructRow], lset: Dict[str, str], consts: Dict[str, int],
+                    what: str) -> List[str]:
     committed: Dict[str, Tuple[str, int, int, tuple]] = {}
     for spec in lset.values():
         mo = _SPEC_RE.match(spec)
@@ -295,7 +428,7 @@ def compare_release(e: Extracted, release: str, arch: str) -> List[str]:
     problems: List[str] = []
     for name in sorted(committed):
         if name not in e.structs:
-            problems.append("struct %s: in committed %s tables, not in headers" % (name, release))
+            problems.append("struct %s: in committed %s tables, not in headers" % (name, what))
             continue
         a, b = committed[name], e.structs[name]
         if a != b:
@@ -304,6 +437,21 @@ def compare_release(e: Extracted, release: str, arch: str) -> List[str]:
         a2, b2 = consts.get(name), e.constants.get(name)
         if a2 != b2:
             problems.append("constant %s: committed %s, headers %s" % (name, a2, b2))
+    return problems
+
+
+def compare_release(e: Extracted, release: str, arch: str,
+                    fams: Optional[Dict[str, Extracted]] = None) -> List[str]:
+    """Differences between an extraction (core, and families when given) and the
+    committed tables of ``release``."""
+    from xenprivcmd.structs import family_layout_data, layout_data  # the committed tables
+
+    rows, lset, consts = layout_data(arch, release)
+    problems = _compare_tables(e, rows, lset, consts, release)
+    for fam, fe in sorted((fams or {}).items()):
+        frows, flset, fconsts = family_layout_data(arch, fam, release)
+        problems += ["%s: %s" % (fam, p) for p in _compare_tables(fe, frows, flset, fconsts,
+                                                                  "%s %s" % (release, fam))]
     return problems
 
 

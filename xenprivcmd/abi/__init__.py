@@ -36,7 +36,7 @@ else:
 
 __all__ = [
     "UnknownABIError", "Variant", "releases", "variant", "candidates", "interface_versions",
-    "arches", "head_release",
+    "arches", "head_release", "LinuxUAPI", "linux_uapi",
 ]
 
 DEFAULT_ARCH = "x86_64"
@@ -53,29 +53,79 @@ def _tables() -> Any:
 
 
 class _Consts(_ConstsBase):
-    __slots__ = ("_arch", "_key", "_d")
+    """Macro name -> value: the core constant set ``key`` of ``arch`` and, for a name
+    it lacks, the constant sets of ``release`` in the families ``structs.route``
+    names (a family's module is loaded on first need)."""
 
-    def __init__(self, arch: str, key: str) -> None:
+    __slots__ = ("_arch", "_key", "_d", "_release", "_fams")
+
+    def __init__(self, arch: str, key: str, release: Optional[str] = None) -> None:
         self._arch = arch
         self._key = key
         self._d: Optional[Dict[str, int]] = None
+        self._release = release
+        self._fams: Dict[str, Dict[str, int]] = {}
 
     def _get(self) -> Dict[str, int]:
         if self._d is None:
             self._d = _tables().const_set(self._arch, self._key)
         return self._d
 
+    def _family(self, family: str) -> Dict[str, int]:
+        got = self._fams.get(family)
+        if got is None:
+            t = _tables()
+            keys = None if self._release is None else t.family_keys(self._arch, family, self._release)
+            got = {} if keys is None else t.const_set(t.table_id(self._arch, family), keys[1])
+            self._fams[family] = got
+        return got
+
     def __getitem__(self, name: str) -> int:
-        return self._get()[name]
+        v = self._get().get(name)
+        if v is not None:
+            return v
+        if self._release is not None:
+            for fam in _tables().route(name):
+                v = self._family(fam).get(name)
+                if v is not None:
+                    return v
+        raise KeyError(name)
+
+    def _names(self) -> Any:
+        if self._release is None:
+            return self._get()
+        names = set(self._get())
+        for fam in _tables().families():
+            names.update(self._family(fam))
+        return names
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._get()))
+        return iter(sorted(self._names()))
 
     def __len__(self) -> int:
-        return len(self._get())
+        return len(self._names())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._get()
+        if not isinstance(name, str):
+            return False
+        try:
+            self[name]
+        except KeyError:
+            return False
+        return True
+
+    def with_prefix(self, prefix: str) -> Dict[str, int]:
+        """The names starting with ``prefix`` and their values; only the families
+        whose constant prefixes can produce such a name are read."""
+        out = {n: v for n, v in self._get().items() if n.startswith(prefix)}
+        if self._release is not None:
+            t = _tables()
+            for fam in t.families():
+                if any(p.startswith(prefix) or prefix.startswith(p) for p in t.family_prefixes(fam)):
+                    for n, v in self._family(fam).items():
+                        if n.startswith(prefix):
+                            out.setdefault(n, v)
+        return out
 
     def __repr__(self) -> str:
         return "<constants %s/%s: %d names>" % (self._arch, self._key, len(self))
@@ -136,21 +186,26 @@ class Variant:
     @property
     def structs(self) -> StructMap:
         """Xen C type name (``xen_domctl``, ``xen_domctl_getdomaininfo``,
-        ``xen_extraversion_t`` ...) -> ctypes type, built lazily and cached.
-        ``*_t`` typedef names of structs map to the same class."""
-        k = (self.arch, "L", self.layout_key)
+        ``xen_extraversion_t``, ``xen_memory_reservation``, ``evtchn_status``,
+        ``start_info`` ...) -> ctypes type, built lazily and cached.
+        ``*_t`` typedef names of structs map to the same class.  The names of
+        the table families (``xenprivcmd.structs.families()``) are reached the
+        same way as the core ones; their modules load on first use."""
+        k = (self.arch, "L", self.release)
         m = _maps.get(k)
         if m is None:
-            m = _maps.setdefault(k, _tables().StructMap(self.arch, self.layout_key.split("/", 1)[1]))
+            m = _maps.setdefault(k, _tables().StructMap(self.arch, self.layout_key.split("/", 1)[1],
+                                                        self.release))
         return m  # type: ignore[no-any-return]
 
     @property
     def constants(self) -> Mapping[str, int]:
-        """Macro name -> integer value (``XEN_DOMCTL_*``, ``__HYPERVISOR_*`` ...)."""
-        k = (self.arch, "C", self.constants_key)
+        """Macro name -> integer value (``XEN_DOMCTL_*``, ``__HYPERVISOR_*``,
+        ``XENMEM_*``, ``EVTCHNOP_*``, ``HVM_PARAM_*``, ``XS_*`` ...)."""
+        k = (self.arch, "C", self.release)
         m = _maps.get(k)
         if m is None:
-            m = _maps.setdefault(k, _Consts(self.arch, self.constants_key.split("/", 1)[1]))
+            m = _maps.setdefault(k, _Consts(self.arch, self.constants_key.split("/", 1)[1], self.release))
         return m  # type: ignore[no-any-return]
 
     @property
@@ -316,3 +371,57 @@ def variant(xen: XenVersion, domctl: Optional[int] = None, sysctl: Optional[int]
         "no known Xen %d.%d release has domctl=%s sysctl=%s (known pairs: %s)"
         % (nums[0], nums[1], _h(domctl), _h(sysctl),
            ", ".join("%s/%s" % (_h(a), _h(b)) for a, b in seen)))
+
+
+class LinuxUAPI:
+    """The Linux side of one arch: the kernel's uapi ``xen/privcmd.h``, ``xen/evtchn.h`` and
+    ``xen/gntdev.h`` (ioctl argument structs and ``IOCTL_*`` request numbers of
+    /dev/xen/privcmd, /dev/xen/evtchn, /dev/xen/gntdev).  Not per Xen release.
+
+    >>> import ctypes
+    >>> u = linux_uapi("x86_64")
+    >>> hex(u.constants["IOCTL_PRIVCMD_MMAPBATCH_V2"]), ctypes.sizeof(u.structs["privcmd_mmapbatch_v2"])
+    ('0x205004', 32)
+    """
+
+    __slots__ = ("arch", "kernel", "source", "title", "structs", "constants")
+
+    arch: str
+    kernel: str
+    source: str
+    title: str
+    structs: StructMap
+    constants: Mapping[str, int]
+
+    def __init__(self, arch: str) -> None:
+        info = _tables().linux_uapi_info(arch)
+        if info is None:
+            raise UnknownABIError("no Linux uapi tables for arch %r" % (arch,))
+        tid, key, title, source = info
+        for k, v in (("arch", arch), ("kernel", key), ("source", source), ("title", title),
+                     ("structs", _tables().StructMap(tid, key)), ("constants", _Consts(tid, key))):
+            object.__setattr__(self, k, v)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("LinuxUAPI is immutable")
+
+    def __repr__(self) -> str:
+        return "<xenprivcmd.abi.LinuxUAPI %s: %s>" % (self.arch, self.source)
+
+
+_linux: Dict[str, LinuxUAPI] = {}
+
+
+def linux_uapi(arch: str = DEFAULT_ARCH) -> LinuxUAPI:
+    """The Linux uapi tables of ``arch`` (``.structs``, ``.constants``, ``.source``).
+
+    Raises :class:`UnknownABIError` for an arch without tables.
+    """
+    got = _linux.get(arch)
+    if got is None:
+        if arch not in _tables().arches():
+            raise UnknownABIError("no ABI tables for arch %r (known: %s)"
+                                  % (arch, ", ".join(_tables().arches())))
+        got = _linux.setdefault(arch, LinuxUAPI(arch))
+    return got
+

@@ -157,12 +157,13 @@ def command_names(variant: Any, family: str) -> Dict[int, str]:
     names = _names.get(key)
     if names is None:
         prefix, lower = FAMILIES[family]
-        consts = variant.constants
+        # only the tables that can hold such names (the core ones), not every family's
+        named = variant.constants.with_prefix(prefix)
         names = {}
-        for macro in consts:
+        for macro in sorted(named):
             name = macro[len(prefix):]
             if macro.startswith(prefix) and is_command(family, name):
-                names[int(consts[macro])] = name if lower else name.lower()
+                names[int(named[macro])] = name if lower else name.lower()
         _names[key] = names
     return names
 

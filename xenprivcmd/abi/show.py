@@ -59,7 +59,8 @@ def _type_name(arch: str, spec: str) -> Tuple[str, str]:
 
 
 def c_declaration(arch: str, spec: str, depth: int = 1, indent: int = 0, seen: Optional[Set[int]] = None) -> List[str]:
-    """The C lines of the struct or union ``spec`` (``'#N'``), nested types expanded ``depth`` levels."""
+    """The C lines of the struct or union ``spec`` (``'#N'`` of table ``arch``, an arch or a
+    family's table id), nested types expanded ``depth`` levels."""
     found = _row_of(arch, spec)
     if found is None:
         raise AbiShowError(f"{spec} is not a struct or union")
@@ -108,11 +109,11 @@ def show(release: str, name: str, arch: str = _abi.DEFAULT_ARCH, depth: int = 1)
         hint = f"; did you mean {', '.join(near)}?" if near else " (see: python3 -m xenprivcmd.abi structs)"
         raise AbiShowError(f"Xen {v.release} ({arch}) has no struct {name!r}{hint}")
     head = f"/* Xen {v.release} {arch}: {_interfaces(v)} */"
-    spec = v.structs.spec(name)
-    if _row_of(arch, spec) is None:
-        ctype, suffix = _type_name(arch, spec)
-        return f"{head}\ntypedef {ctype} {name}{suffix};  /* size {_structs.spec_sizeof(arch, spec)} */\n"
-    return head + "\n" + "\n".join(c_declaration(arch, spec, depth)) + "\n"
+    tid, spec = v.structs.where(name)  # the core tables or a family's (its own struct indexes)
+    if _row_of(tid, spec) is None:
+        ctype, suffix = _type_name(tid, spec)
+        return f"{head}\ntypedef {ctype} {name}{suffix};  /* size {_structs.spec_sizeof(tid, spec)} */\n"
+    return head + "\n" + "\n".join(c_declaration(tid, spec, depth)) + "\n"
 
 
 def _structs_of(release: str, arch: str, pattern: Optional[str]) -> str:

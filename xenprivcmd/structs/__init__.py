@@ -4,9 +4,18 @@ The ``_gen_*`` modules beside this file are written by
 ``tools/gen_structs.py``.  They hold compact, deduplicated data only, as plain
 strings: one per struct row, one per layout/constant set (a diff against its
 parent set).  This module parses a row only when something asks for it and
-turns rows into ``ctypes`` classes lazily, caching each class per (arch,
+turns rows into ``ctypes`` classes lazily, caching each class per (table,
 struct layout), so releases sharing a layout share their classes and a
 process builds only the structs it touches.
+
+Tables: the *core* tables of an arch (``_gen_<arch>_layouts.py`` and
+``_gen_<arch>_consts.py``: domctl, sysctl, xen_version ...) and its *families*
+(``_gen_<arch>_<family>.py``: memory, event channels, grants ...), each a
+module of its own that is loaded only when one of its names is asked for.
+A table id is the arch (``"x86_64"``) for the core tables and
+``"<arch>/<family>"`` for a family; struct indexes (``#N`` specs) are per
+table.  :class:`StructMap` reaches the families of its release by
+:func:`route`, so callers ask for names, never for modules.
 
 Nothing here is imported by ``import xenprivcmd``; use :mod:`xenprivcmd.abi`.
 Cheap to import on purpose: no ``re``, ``json``, ``typing``, ``threading`` or ``importlib``.
@@ -34,7 +43,8 @@ else:
 __all__ = [
     "release_table", "head_release", "arches", "keys_for", "tables_id", "layout_set", "const_set",
     "ctype_for", "spec_sizeof", "struct_class", "lean_class", "layout_data", "struct_rows", "struct_row",
-    "set_rows", "StructMap",
+    "set_rows", "StructMap", "families", "family_title", "family_prefixes", "family_keys", "route", "table_id",
+    "family_layout_data", "linux_uapi_info",
 ]
 
 _lock = _thread.RLock()
@@ -79,13 +89,82 @@ def keys_for(arch: str, release: str) -> Optional[Tuple[str, str]]:
 
 
 # --------------------------------------------------------------------------
+# table families
+
+
+def families() -> Tuple[str, ...]:
+    """The table families (``"memory"``, ``"evtchn"`` ...), in the generator's order."""
+    return tuple(_gen("releases").FAMILIES)
+
+
+def family_title(family: str) -> str:
+    """What a family holds, in one line (KeyError for an unknown family)."""
+    title: str = _gen("releases").FAMILIES[family][0]
+    return title
+
+
+def family_prefixes(family: str) -> Tuple[str, ...]:
+    """The constant name prefixes of a family (KeyError for an unknown family)."""
+    prefixes: Tuple[str, ...] = _gen("releases").FAMILIES[family][1]
+    return prefixes
+
+
+def table_id(arch: str, family: Optional[str] = None) -> str:
+    """The id of a table: ``arch`` for the core tables, ``arch/family`` for a family."""
+    return arch if family is None else "%s/%s" % (arch, family)
+
+
+def _module_of(tid: str, table: str) -> str:
+    arch, _, family = tid.partition("/")
+    if family:
+        return "%s_%s" % (arch, family)
+    return "%s_%s" % (arch, "consts" if table == "CONSTS" else "layouts")
+
+
+def family_keys(arch: str, family: str, release: str) -> Optional[Tuple[str, str]]:
+    """(layout set key, constant set key) of ``release`` in ``family`` on ``arch``, if known."""
+    if family not in _gen("releases").FAMILIES:
+        return None
+    keys: Dict[str, Tuple[str, str]] = _gen(_module_of(table_id(arch, family), "")).KEYS
+    return keys.get(release)
+
+
+def linux_uapi_info(arch: str) -> Optional[Tuple[str, str, str, str]]:
+    """(table id, set key, title, source) of the Linux uapi table of ``arch``, if there is one."""
+    tid = table_id(arch, "linux_uapi")
+    try:
+        mod = _gen(_module_of(tid, ""))
+    except ImportError:
+        return None
+    key = next(iter(mod.KEYS))
+    return tid, key, mod.TITLE, mod.SOURCE
+
+
+_routes: Dict[str, Tuple[str, ...]] = {}
+
+
+def route(name: str) -> Tuple[str, ...]:
+    """The families that may hold ``name`` (by their constant prefixes and struct names).
+
+    Cheap: reads only ``_gen_releases.FAMILIES``, never a family's module.
+    """
+    got = _routes.get(name)
+    if got is None:
+        fams = _gen("releases").FAMILIES
+        key = " %s " % name
+        got = _routes.setdefault(name, tuple(
+            f for f, (_title, prefixes, snames) in fams.items() if name.startswith(prefixes) or key in snames))
+    return got
+
+
+# --------------------------------------------------------------------------
 # rows, parsed on demand
 
 _row_cache: Dict[Tuple[str, int], StructRow] = {}
 
 
-def _texts(arch: str) -> Tuple[str, ...]:
-    texts: Tuple[str, ...] = _gen("%s_layouts" % arch).STRUCTS
+def _texts(tid: str) -> Tuple[str, ...]:
+    texts: Tuple[str, ...] = _gen(_module_of(tid, "LAYOUTS")).STRUCTS
     return texts
 
 
@@ -100,7 +179,8 @@ def parse_struct(text: str) -> StructRow:
 
 
 def struct_row(arch: str, sid: int) -> StructRow:
-    """Struct layout ``sid`` of ``arch``: (C name, 's'|'u', size, align, fields)."""
+    """Struct layout ``sid`` of table ``arch`` (an arch or a family's table id):
+    (C name, 's'|'u', size, align, fields)."""
     ck = (arch, sid)
     row = _row_cache.get(ck)
     if row is None:
@@ -109,13 +189,12 @@ def struct_row(arch: str, sid: int) -> StructRow:
 
 
 def struct_rows(arch: str) -> Tuple[StructRow, ...]:
-    """All struct layouts of ``arch`` (parses every row: tools and tests, not hot paths)."""
+    """All struct layouts of table ``arch`` (parses every row: tools and tests, not hot paths)."""
     return tuple(struct_row(arch, i) for i in range(len(_texts(arch))))
 
 
-def _set_table(arch: str, table: str) -> Dict[str, Tuple[Optional[str], str, str]]:
-    mod = _gen("%s_%s" % (arch, "consts" if table == "CONSTS" else "layouts"))
-    rows: Dict[str, Tuple[Optional[str], str, str]] = getattr(mod, table)
+def _set_table(tid: str, table: str) -> Dict[str, Tuple[Optional[str], str, str]]:
+    rows: Dict[str, Tuple[Optional[str], str, str]] = getattr(_gen(_module_of(tid, table)), table)
     return rows
 
 
@@ -182,11 +261,21 @@ def const_set(arch: str, key: str) -> Dict[str, int]:
 
 
 def layout_data(arch: str, release: str) -> Tuple[Tuple[StructRow, ...], Dict[str, str], Dict[str, int]]:
-    """Raw committed tables of one release: (struct rows, layout set, constants)."""
+    """Raw committed core tables of one release: (struct rows, layout set, constants)."""
     keys = keys_for(arch, release)
     if keys is None:
         raise KeyError("no tables for release %r on %s" % (release, arch))
     return struct_rows(arch), layout_set(arch, keys[0]), const_set(arch, keys[1])
+
+
+def family_layout_data(arch: str, family: str, release: str
+                       ) -> Tuple[Tuple[StructRow, ...], Dict[str, str], Dict[str, int]]:
+    """Raw committed tables of one family and release: (struct rows, layout set, constants)."""
+    keys = family_keys(arch, family, release)
+    if keys is None:
+        raise KeyError("no %s tables for release %r on %s" % (family, release, arch))
+    tid = table_id(arch, family)
+    return struct_rows(tid), layout_set(tid, keys[0]), const_set(tid, keys[1])
 
 
 # --------------------------------------------------------------------------
@@ -204,7 +293,8 @@ _lean_cache: Dict[Tuple[str, int], Type[Any]] = {}
 _type_cache: Dict[Tuple[str, str], Any] = {}
 
 
-def _scalar(arch: str, base: str) -> Any:
+def _scalar(tid: str, base: str) -> Any:
+    arch = tid.partition("/")[0]
     if base in ("h", "p"):
         # guest handles and raw pointers: an integer of the target's width
         # (XEN_GUEST_HANDLE_64 is always 8 bytes; on 64-bit targets so is
@@ -339,11 +429,12 @@ def _build(arch: str, sid: int, field_type: Any) -> Type[Any]:
     ns: Dict[str, Any] = {
         "__module__": __name__,
         "__doc__": "Xen %s %s (%s): %d bytes, align %d." % (
-            "union" if kind == "u" else "struct", cname, arch, size, align),
+            "union" if kind == "u" else "struct", cname, arch.partition("/")[0], size, align),
         "_pack_": 1,
         "_layout_": "ms",  # explicit: all padding is spelled out (Python >= 3.14)
         "_xen_name_": cname,
-        "_xen_arch_": arch,
+        "_xen_arch_": arch.partition("/")[0],
+        "_xen_table_": arch,
         "_xen_size_": size,
         "_xen_align_": align,
         "_xen_fields_": fields,
@@ -367,6 +458,7 @@ class LazyUnion(ctypes.Union):
 
     _fields_ = []  # type: ignore[misc]  # the subclasses' raw bytes
     _xen_arch_ = ""
+    _xen_table_ = ""
     _xen_members_: Dict[str, str] = {}
     _xen_types_: Dict[str, Any] = {}
 
@@ -377,7 +469,7 @@ class LazyUnion(ctypes.Union):
             spec = cls._xen_members_.get(name)
             if spec is None:
                 raise AttributeError("%s has no member %r" % (cls.__name__, name))
-            t = cls._xen_types_.setdefault(name, ctype_for(cls._xen_arch_, spec))
+            t = cls._xen_types_.setdefault(name, ctype_for(cls._xen_table_, spec))
         return t
 
     def __getattr__(self, name: str) -> Any:
@@ -411,11 +503,12 @@ def _lazy_union(arch: str, sid: int) -> Any:
     ns: Dict[str, Any] = {
         "__module__": __name__,
         "__doc__": "Xen union %s (%s): %d bytes, align %d; members built on first use." % (
-            cname, arch, size, align),
+            cname, arch.partition("/")[0], size, align),
         "_pack_": 1,
         "_layout_": "ms",
         "_xen_name_": cname,
-        "_xen_arch_": arch,
+        "_xen_arch_": arch.partition("/")[0],
+        "_xen_table_": arch,
         "_xen_size_": size,
         "_xen_align_": align,
         "_xen_fields_": fields,
@@ -435,43 +528,88 @@ def _padname(off: int, names: Any) -> str:
 
 
 class StructMap(_MapBase):
-    """Read-only, lazy mapping: Xen C type name -> ctypes type."""
+    """Read-only, lazy mapping: Xen C type name -> ctypes type.
 
-    __slots__ = ("_arch", "_key", "_specs")
+    ``StructMap(arch, key, release)`` holds the core layout set ``key`` of
+    ``arch`` and, for a name the core set lacks, the layout sets of
+    ``release`` in the families :func:`route` names (each family's module is
+    loaded on first need).  Without ``release``, only the table ``arch``
+    (an arch or a table id) is read.
+    """
 
-    def __init__(self, arch: str, key: str) -> None:
+    __slots__ = ("_arch", "_key", "_specs", "_release", "_fams")
+
+    def __init__(self, arch: str, key: str, release: Optional[str] = None) -> None:
         self._arch = arch
         self._key = key
         self._specs: Optional[Dict[str, str]] = None
+        self._release = release
+        self._fams: Dict[str, Dict[str, str]] = {}
 
     def _s(self) -> Dict[str, str]:
         if self._specs is None:
             self._specs = layout_set(self._arch, self._key)
         return self._specs
 
+    def _family(self, family: str) -> Dict[str, str]:
+        got = self._fams.get(family)
+        if got is None:
+            keys = None if self._release is None else family_keys(self._arch, family, self._release)
+            got = {} if keys is None else layout_set(table_id(self._arch, family), keys[0])
+            self._fams[family] = got
+        return got
+
+    def where(self, name: str) -> Tuple[str, str]:
+        """(table id, type spec) of ``name``: a ``#N`` spec indexes that table's rows
+        (:func:`struct_row`).  KeyError when neither the core set nor a family has it."""
+        spec = self._s().get(name)
+        if spec is not None:
+            return self._arch, spec
+        if self._release is not None:
+            for fam in route(name):
+                spec = self._family(fam).get(name)
+                if spec is not None:
+                    return table_id(self._arch, fam), spec
+        raise KeyError(name)
+
     def __getitem__(self, name: str) -> Any:
-        spec = self._s()[name]
-        return ctype_for(self._arch, spec)
+        tid, spec = self.where(name)
+        return ctype_for(tid, spec)
+
+    def _names(self) -> Any:
+        if self._release is None:
+            return self._s()
+        names = set(self._s())
+        for fam in families():
+            names.update(self._family(fam))
+        return names
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._s()))
+        return iter(sorted(self._names()))
 
     def __len__(self) -> int:
-        return len(self._s())
+        return len(self._names())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._s()
+        if not isinstance(name, str):
+            return False
+        try:
+            self.where(name)
+        except KeyError:
+            return False
+        return True
 
     def spec(self, name: str) -> str:
-        """The raw type spec of ``name`` (e.g. ``'#12'``, ``'c[16]'``)."""
-        return self._s()[name]
+        """The raw type spec of ``name`` (e.g. ``'#12'``, ``'c[16]'``) in the table :meth:`where` names."""
+        return self.where(name)[1]
 
     def lean(self, name: str) -> Any:
         """``name``'s class with lazy unions (:func:`lean_class`); for the domctl/sysctl wrappers."""
-        base, dims = parse_spec(self._s()[name])
+        tid, spec = self.where(name)
+        base, dims = parse_spec(spec)
         if base[:1] != "#" or dims:
-            return self[name]
-        return lean_class(self._arch, int(base[1:]))
+            return ctype_for(tid, spec)
+        return lean_class(tid, int(base[1:]))
 
     def __repr__(self) -> str:
         return "<StructMap %s/%s: %d types>" % (self._arch, self._key, len(self))

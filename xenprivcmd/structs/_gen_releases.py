@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 HEAD = '4.23-dev'
 ARCHES: Tuple[str, ...] = ('x86_64', 'aarch64')
 #: Digest of the layout and constant tables (part of the detection cache's key).
-TABLES_ID = '87abdddfc836be06'
+TABLES_ID = '2a6aeb768aaae0bf'
 
 # (release, xen version tuple, XEN_DOMCTL_INTERFACE_VERSION,
 #  XEN_SYSCTL_INTERFACE_VERSION, DOM0_INTERFACE_VERSION, exact, source)
@@ -453,4 +453,77 @@ KEYS: Dict[str, Dict[str, Tuple[str, str]]] = {
         '4.22.0': ('4.22.0', '4.22.0'),
         '4.23-dev': ('4.22.0', '4.22.0'),
     },
+}
+
+# The table families (_gen_<arch>_<family>.py), loaded for a name the core tables lack:
+# family -> (what it holds, its constant name prefixes,
+#            ' its struct and typedef names (every arch and release) ')
+FAMILIES: Dict[str, Tuple[str, Tuple[str, ...], str]] = {
+    'memory': (
+        'memory reservations, physmap, memory maps, resource mapping (memory.h)',
+        ('XENMEM_', 'XENMEMF_', 'XENMAPSPACE_', 'XENMAPIDX_'),
+        ' xen_add_to_physmap xen_add_to_physmap_batch xen_add_to_physmap_batch_extra xen_add_to_physmap_batch_t xen_add_to_physmap_t xen_foreign_memory_map '
+        'xen_foreign_memory_map_t xen_machphys_mapping xen_machphys_mapping_t xen_machphys_mfn_list xen_machphys_mfn_list_t xen_mem_acquire_resource '
+        'xen_mem_acquire_resource_t xen_memory_domain xen_memory_exchange xen_memory_exchange_t xen_memory_map xen_memory_map_t '
+        'xen_memory_reservation xen_memory_reservation_t xen_pfn_t xen_pod_target xen_pod_target_t xen_remove_from_physmap '
+        'xen_remove_from_physmap_t xen_translate_gpfn_list xen_translate_gpfn_list_t '
+    ),
+    'evtchn': (
+        'event channel operations (event_channel.h) and virtual IRQs',
+        ('EVTCHNOP_', 'EVTCHNSTAT_', 'EVTCHN_', 'VIRQ_', 'NR_VIRQS', 'NR_EVENT_CHANNELS'),
+        ' evtchn_alloc_unbound evtchn_alloc_unbound_t evtchn_bind_interdomain evtchn_bind_interdomain_t evtchn_bind_ipi evtchn_bind_ipi_t '
+        'evtchn_bind_pirq evtchn_bind_pirq_t evtchn_bind_vcpu evtchn_bind_vcpu_t evtchn_bind_virq evtchn_bind_virq_t '
+        'evtchn_close evtchn_close_t evtchn_expand_array evtchn_expand_array_t evtchn_fifo_control_block evtchn_fifo_control_block_t '
+        'evtchn_init_control evtchn_init_control_t evtchn_op evtchn_op__u evtchn_op_t evtchn_port_t '
+        'evtchn_reset evtchn_reset_t evtchn_send evtchn_send_t evtchn_set_priority evtchn_set_priority_t '
+        'evtchn_status evtchn_status__u evtchn_status__u__interdomain evtchn_status__u__unbound evtchn_status_t evtchn_unmask '
+        'evtchn_unmask_t '
+    ),
+    'gnttab': (
+        'grant table entries and operations (grant_table.h)',
+        ('GNTTABOP_', 'GNTTAB_', 'GTF_', '_GTF_', 'GNTMAP_', '_GNTMAP_', 'GNTST_', 'GNTCOPY_', '_GNTCOPY_'),
+        ' gnttab_cache_flush gnttab_cache_flush__a gnttab_cache_flush_t gnttab_copy gnttab_copy__source gnttab_copy__source__u '
+        'gnttab_copy_ptr gnttab_copy_ptr__u gnttab_copy_t gnttab_dump_table gnttab_dump_table_t gnttab_get_status_frames '
+        'gnttab_get_status_frames_t gnttab_get_version gnttab_get_version_t gnttab_map_grant_ref gnttab_map_grant_ref_t gnttab_query_size '
+        'gnttab_query_size_t gnttab_set_version gnttab_set_version_t gnttab_setup_table gnttab_setup_table_t gnttab_swap_grant_ref '
+        'gnttab_swap_grant_ref_t gnttab_transfer gnttab_transfer_t gnttab_unmap_and_replace gnttab_unmap_and_replace_t gnttab_unmap_grant_ref '
+        'gnttab_unmap_grant_ref_t grant_entry grant_entry_header grant_entry_header_t grant_entry_t grant_entry_v1 '
+        'grant_entry_v1_t grant_entry_v2 grant_entry_v2__full_page grant_entry_v2__sub_page grant_entry_v2__transitive grant_entry_v2_t '
+        'grant_handle_t grant_ref_t grant_status_t '
+    ),
+    'hvm': (
+        'HVM parameters and operations (hvm/params.h, hvm/hvm_op.h)',
+        ('HVMOP_', 'HVM_PARAM_', 'HVM_NR_PARAMS', 'HVMPTM_', 'HVMPV_'),
+        ' xen_hvm_param xen_hvm_param_t '
+    ),
+    'sched': (
+        'scheduler operations a guest or toolstack issues, shutdown reasons (sched.h)',
+        ('SCHEDOP_', 'SHUTDOWN_'),
+        ' sched_poll sched_poll_t sched_remote_shutdown sched_remote_shutdown_t sched_shutdown sched_shutdown_t '
+    ),
+    'build': (
+        'domain building: start_info, vcpu contexts, shared info, MMU ops, ELF notes, the guest memory map (xen.h, arch headers, elfnote.h)',
+        ('SIF_', 'VGCF_', '_VGCF_', 'MMUEXT_', 'MMU_', 'UVMF_', 'VMASST_', 'MAX_VMASST_TYPE', 'XEN_ELFNOTE_', 'FLAT_', 'MACH2PHYS_', '__MACH2PHYS_', 'HYPERVISOR_VIRT_', 'GUEST_', 'PSR_', 'MAX_GUEST_CMDLINE', 'XEN_HYPERCALL_TAG'),
+        ' arch_shared_info arch_shared_info_t arch_vcpu_info arch_vcpu_info_t cpu_user_regs cpu_user_regs__anon0 '
+        'cpu_user_regs__anon1 cpu_user_regs__anon10 cpu_user_regs__anon10__anon0 cpu_user_regs__anon11 cpu_user_regs__anon11__anon0 cpu_user_regs__anon12 '
+        'cpu_user_regs__anon12__anon0 cpu_user_regs__anon13 cpu_user_regs__anon14 cpu_user_regs__anon15 cpu_user_regs__anon16 cpu_user_regs__anon17 '
+        'cpu_user_regs__anon2 cpu_user_regs__anon3 cpu_user_regs__anon4 cpu_user_regs__anon5 cpu_user_regs__anon5__anon0 cpu_user_regs__anon6 '
+        'cpu_user_regs__anon7 cpu_user_regs__anon8 cpu_user_regs__anon9 cpu_user_regs_t dom0_vga_console_info dom0_vga_console_info__u '
+        'dom0_vga_console_info__u__text_mode_3 dom0_vga_console_info__u__vesa_lfb dom0_vga_console_info_t mmu_update mmu_update_t mmuext_op '
+        'mmuext_op__arg1 mmuext_op__arg2 mmuext_op_t shared_info shared_info_t start_info '
+        'start_info__console start_info__console__dom0 start_info__console__domU start_info_t trap_info trap_info_t '
+        'vcpu_guest_context vcpu_guest_context__fpu_ctxt vcpu_guest_context_t vcpu_guest_core_regs vcpu_guest_core_regs__anon0 vcpu_guest_core_regs__anon1 '
+        'vcpu_guest_core_regs__anon10 vcpu_guest_core_regs__anon11 vcpu_guest_core_regs__anon12 vcpu_guest_core_regs__anon13 vcpu_guest_core_regs__anon14 vcpu_guest_core_regs__anon15 '
+        'vcpu_guest_core_regs__anon16 vcpu_guest_core_regs__anon17 vcpu_guest_core_regs__anon18 vcpu_guest_core_regs__anon19 vcpu_guest_core_regs__anon2 vcpu_guest_core_regs__anon20 '
+        'vcpu_guest_core_regs__anon21 vcpu_guest_core_regs__anon22 vcpu_guest_core_regs__anon23 vcpu_guest_core_regs__anon24 vcpu_guest_core_regs__anon25 vcpu_guest_core_regs__anon26 '
+        'vcpu_guest_core_regs__anon27 vcpu_guest_core_regs__anon28 vcpu_guest_core_regs__anon29 vcpu_guest_core_regs__anon3 vcpu_guest_core_regs__anon30 vcpu_guest_core_regs__anon31 '
+        'vcpu_guest_core_regs__anon32 vcpu_guest_core_regs__anon4 vcpu_guest_core_regs__anon5 vcpu_guest_core_regs__anon6 vcpu_guest_core_regs__anon7 vcpu_guest_core_regs__anon8 '
+        'vcpu_guest_core_regs__anon9 vcpu_guest_core_regs_t vcpu_info vcpu_info_t vcpu_time_info vcpu_time_info_t '
+        'xen_ulong_t '
+    ),
+    'rings': (
+        'the console and xenstore rings and the xenstore wire protocol (io/console.h, io/xs_wire.h)',
+        ('XENSTORE_', 'XS_', 'XENCONS_'),
+        ' XENCONS_RING_IDX XENSTORE_RING_IDX xencons_interface xenstore_domain_interface xsd_sockmsg '
+    ),
 }
