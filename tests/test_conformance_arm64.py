@@ -66,7 +66,10 @@ def test_arm64_libxen_dev_matches_aarch64_tables(suite: str) -> None:
     assert "0 problem(s)" in out, out[-8000:]
     mo = re.search(r"^  gcc: (\d+) checks .*, 0 mismatches$", out, re.M)
     assert mo and int(mo.group(1)) > 1000, out[-8000:]
-    assert "matches committed" in out and "/aarch64 tables" in out, out[-8000:]
+    # the gen_structs line: the tables match, or differ only in constants Debian carries ahead
+    # of the release (tools/conformance/debian_libxen.py's DEBIAN_AHEAD, logged by name)
+    assert re.search(r"^  gen_structs: .*(?:matches committed|as the development head: ).*", out, re.M), out[-8000:]
+    assert "/aarch64 tables" in out, out[-8000:]
     got = dict(re.findall(r"^  gcc aarch64: (.*?) = (.*)$", out, re.M))
     for lab, want in GCC_AARCH64[suite].items():
         assert got.get(lab) == want, (lab, got.get(lab), want, out[-4000:])

@@ -83,7 +83,7 @@ FAMILIES: Tuple[Family, ...] = (
                "mmuext_op", "mmu_update", "dom0_vga_console_info", "xen_ulong_t"),
         const_prefixes=("SIF_", "VGCF_", "_VGCF_", "MMUEXT_", "MMU_", "UVMF_", "VMASST_", "MAX_VMASST_TYPE",
                         "XEN_ELFNOTE_", "FLAT_", "MACH2PHYS_", "__MACH2PHYS_", "HYPERVISOR_VIRT_",
-                        "GUEST_", "PSR_", "MAX_GUEST_CMDLINE", "XEN_HYPERCALL_TAG"),
+                        "GUEST_", "PSR_", "PSCI_", "MAX_GUEST_CMDLINE", "XEN_HYPERCALL_TAG"),
     ),
     Family(
         "rings", "the console and xenstore rings and the xenstore wire protocol (io/console.h, "

@@ -379,6 +379,7 @@ class LinuxUAPI:
     /dev/xen/privcmd, /dev/xen/evtchn, /dev/xen/gntdev).  Not per Xen release.
 
     >>> import ctypes
+    >>> from xenprivcmd.abi import linux_uapi
     >>> u = linux_uapi("x86_64")
     >>> hex(u.constants["IOCTL_PRIVCMD_MMAPBATCH_V2"]), ctypes.sizeof(u.structs["privcmd_mmapbatch_v2"])
     ('0x205004', 32)

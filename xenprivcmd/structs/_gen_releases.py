@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 HEAD = '4.23-dev'
 ARCHES: Tuple[str, ...] = ('x86_64', 'aarch64')
 #: Digest of the layout and constant tables (part of the detection cache's key).
-TABLES_ID = '2a6aeb768aaae0bf'
+TABLES_ID = '911fab75e0e92200'
 
 # (release, xen version tuple, XEN_DOMCTL_INTERFACE_VERSION,
 #  XEN_SYSCTL_INTERFACE_VERSION, DOM0_INTERFACE_VERSION, exact, source)
@@ -503,7 +503,7 @@ FAMILIES: Dict[str, Tuple[str, Tuple[str, ...], str]] = {
     ),
     'build': (
         'domain building: start_info, vcpu contexts, shared info, MMU ops, ELF notes, the guest memory map (xen.h, arch headers, elfnote.h)',
-        ('SIF_', 'VGCF_', '_VGCF_', 'MMUEXT_', 'MMU_', 'UVMF_', 'VMASST_', 'MAX_VMASST_TYPE', 'XEN_ELFNOTE_', 'FLAT_', 'MACH2PHYS_', '__MACH2PHYS_', 'HYPERVISOR_VIRT_', 'GUEST_', 'PSR_', 'MAX_GUEST_CMDLINE', 'XEN_HYPERCALL_TAG'),
+        ('SIF_', 'VGCF_', '_VGCF_', 'MMUEXT_', 'MMU_', 'UVMF_', 'VMASST_', 'MAX_VMASST_TYPE', 'XEN_ELFNOTE_', 'FLAT_', 'MACH2PHYS_', '__MACH2PHYS_', 'HYPERVISOR_VIRT_', 'GUEST_', 'PSR_', 'PSCI_', 'MAX_GUEST_CMDLINE', 'XEN_HYPERCALL_TAG'),
         ' arch_shared_info arch_shared_info_t arch_vcpu_info arch_vcpu_info_t cpu_user_regs cpu_user_regs__anon0 '
         'cpu_user_regs__anon1 cpu_user_regs__anon10 cpu_user_regs__anon10__anon0 cpu_user_regs__anon11 cpu_user_regs__anon11__anon0 cpu_user_regs__anon12 '
         'cpu_user_regs__anon12__anon0 cpu_user_regs__anon13 cpu_user_regs__anon14 cpu_user_regs__anon15 cpu_user_regs__anon16 cpu_user_regs__anon17 '
