@@ -670,10 +670,8 @@ def extract_families(incdir: str, target: Target, families: Sequence[Any],
         structs, tdefs, _tags = per[fam.name]
         _fix_aligns(structs, sizes, target.pointer_size)
         c = {n: consts[n] for n in wanted[fam.name] if n in consts}
-        for n, v in enums.items():
+        for n, v in enums.items():  # enum constants (XS_*): a macro of the same name wins
             if fam.wants_const(n) and n not in macros and not _wanted_macro(n, "0"):
-                if n in c:
-                    raise ExtractError("%s is both a macro and an enumerator" % n)
                 c[n] = v
         out[fam.name] = Extracted(structs=structs, typedefs=tdefs, constants=dict(sorted(c.items())),
                                   headers=headers)

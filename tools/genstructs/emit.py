@@ -345,10 +345,8 @@ def render(t: Tables) -> Dict[str, str]:
         lines.append("        %r," % (tuple(prefixes),))
         words = snames.split()
         chunks = [" ".join(words[i:i + 6]) for i in range(0, len(words), 6)]
-        for i, chunk in enumerate(chunks):
-            lead = " " if i == 0 else ""
-            tail = " " if i == len(chunks) - 1 else ""
-            lines.append("        %s" % _pylit(lead + chunk + (" " if i < len(chunks) - 1 else tail)))
+        for i, chunk in enumerate(chunks):  # together: ' name name ... name '
+            lines.append("        %s" % _pylit((" " if i == 0 else "") + chunk + " "))
         if not chunks:
             lines.append("        ' '")
         lines.append("    ),")
