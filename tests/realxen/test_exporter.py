@@ -188,7 +188,7 @@ def test_soak_thousands_of_scrapes_leave_rss_mappings_and_fds_flat() -> None:
             n += 1
             if body != last:
                 reads, last = reads + 1, body
-            if n % 500 == 0:
+            if n % 500 == 0 and time.monotonic() - t0 < SOAK_SECONDS - 15:  # the last window: >= 15 s
                 points.append(dict(_proc(p.pid), requests=n, reads=reads))
         elapsed = time.monotonic() - t0
         end = dict(_proc(p.pid), requests=n, reads=reads)
@@ -201,10 +201,12 @@ def test_soak_thousands_of_scrapes_leave_rss_mappings_and_fds_flat() -> None:
     with open(f"results/{suite}/exporter-soak.json", "w") as f:
         json.dump(figures, f, indent=1)
     assert n >= SOAK_MIN_REQUESTS and reads >= SOAK_MIN_READS, figures
-    base = points[0]
-    # ~300 bytes a fresh read was ~75 KiB per 250 reads and grew without end; the allocator's
-    # own steps stay below 128 KiB
-    assert end["rss_kib"] - base["rss_kib"] <= 128, figures
+    base, last = points[0], points[-2]
+    # The allocator may grow once in a step (seen: +376 KiB once, flat before and after); a leak
+    # grows all along (~300 bytes a fresh read: ~30 KiB per 100 reads). So: the whole run within
+    # one such step, and the last window (>= 400 requests) without growth.
+    assert end["rss_kib"] - base["rss_kib"] <= 512, figures
+    assert end["requests"] - last["requests"] >= 400 and end["rss_kib"] - last["rss_kib"] <= 16, figures
     assert end["fds"] == base["fds"], figures
     assert end["maps"] - base["maps"] <= 2, figures
     assert p.stderr is not None
