@@ -21,7 +21,10 @@ The rules:
   (one whose target reaches the importer at module level: hoisted, it would close a cycle),
   but for :data:`ALLOWED_CYCLES`: a new cycle fails;
 - ``xenprivcmd/structs/`` never imports ``xenprivcmd.ops`` (anywhere, TYPE_CHECKING too);
-- no module but ``xenprivcmd/transport/privcmd.py`` imports ``fcntl`` or ``mmap`` (anywhere).
+- no module but the OS modules of ``xenprivcmd/transport/`` (:data:`OS_MODULES`: the privcmd
+  device, guest mappings, the grant and event-channel devices) imports ``fcntl`` or ``mmap``
+  (anywhere), and only ``transport/privcmd.py`` and ``transport/mapping.py`` (and the struct
+  builder) read or write memory by address.
 
 ``python3 tests/test_layering.py`` prints the cycles it finds.
 """
@@ -43,6 +46,10 @@ SHELL = "xenprivcmd.shell"
 ALLOWED_CYCLES: Tuple[FrozenSet[str], ...] = ()
 
 MODULE, FUNCTION, TYPE_ONLY, MAIN = "module", "function", "type_checking", "main"
+
+#: The modules that touch the operating system's devices and memory (open/ioctl/mmap).
+OS_MODULES = frozenset({"xenprivcmd.transport.privcmd", "xenprivcmd.transport.mapping",
+                        "xenprivcmd.transport.gntdev", "xenprivcmd.transport.evtchn"})
 
 #: (importer, imported, where); ``imported`` is absolute: a module of the package, or any
 #: other name as written (``fcntl``, ``os.path``).
@@ -322,9 +329,9 @@ def test_structs_never_import_ops():
     assert bad == []
 
 
-def test_only_the_privcmd_module_imports_fcntl_or_mmap():
+def test_only_the_os_modules_import_fcntl_or_mmap():
     users = {a for a, b, _ in edges() if b.split(".")[0] in ("fcntl", "mmap")}
-    assert users == {"xenprivcmd.transport.privcmd"}
+    assert users == OS_MODULES
 
 
 #: ctypes' ways to read or write memory by address.
@@ -349,7 +356,7 @@ def test_raw_memory_only_in_the_os_module_and_the_struct_builder():
     """Memory by address is transport.privcmd's (its Buffer, peek, struct_at); the struct builder copies
     ctypes objects into lazy unions.  Everything else goes through them (issue 13)."""
     uses = raw_memory_uses()
-    assert set(uses) == {"xenprivcmd.transport.privcmd", "xenprivcmd.structs"}, uses
+    assert set(uses) == {"xenprivcmd.transport.privcmd", "xenprivcmd.transport.mapping", "xenprivcmd.structs"}, uses
 
 
 def test_the_raw_memory_scan_sees_a_use():

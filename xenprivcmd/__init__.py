@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         ImageError,
         InterfaceVersionMismatch,
         Interrupted,
+        MappingError,
         NoRemotePython,
         NoSuchDomain,
         NotDom0Error,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
         RemoteError,
         RemoteNotDom0,
         RemotePermissionError,
+        RestrictedError,
         TryAgain,
         XenError,
         XenNotAvailable,
@@ -53,10 +55,12 @@ if TYPE_CHECKING:
         XenstoreTimeout,
         XenstoreUnavailable,
     )
+    from .evtchn import EventChannels
     from .exporter.webconfig import WebConfigError
     from .handle import Handle
     from .record import RecordingFormatError, ReplayMismatch
     from .store import Xenstore
+    from .transport.mapping import Mapping
     from .types import VersionInfo
 
 __version__ = "0.2.0"
@@ -66,6 +70,8 @@ __all__ = [
     "Handle",
     "VersionInfo",
     "Xenstore",
+    "EventChannels",
+    "Mapping",
     # every exception the library raises (tests/test_surface.py keeps this complete)
     "XenprivcmdError",
     "XenError",
@@ -83,6 +89,8 @@ __all__ = [
     "DecodeError",
     "AmbiguousDomain",
     "GuestTimeout",
+    "MappingError",
+    "RestrictedError",
     "RemoteError",
     "HostUnreachable",
     "AuthenticationFailed",
@@ -111,6 +119,8 @@ _LAZY = {
     "Handle": ".handle",
     "VersionInfo": ".types",
     "Xenstore": ".store",
+    "EventChannels": ".evtchn",
+    "Mapping": ".transport.mapping",
     "UnknownHypervisorError": ".abi.detect",
     "UnknownABIError": ".abi",
     "ReplayMismatch": ".record",

@@ -41,6 +41,8 @@ __all__ = [
     "GuestTimeout",
     "ConfigError",
     "ImageError",
+    "MappingError",
+    "RestrictedError",
     "from_errno",
 ]
 
@@ -198,6 +200,33 @@ class ImageError(XenprivcmdError, ValueError):
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
         return (type(self), (self.message, self.path))
+
+
+class MappingError(HypercallError):
+    """Guest frames (or grant references) that could not be mapped; nothing stays mapped.
+
+    ``failed`` maps each frame (``map_foreign``) or grant reference (``map_grants``) that
+    failed to its errno, in the order given; ``errno`` is the first one's.  Frames a
+    hypervisor reports paged out (ENOENT) were retried first, as libxenforeignmemory does.
+    """
+
+    def __init__(self, errno: int, message: str, *, failed: "Optional[dict[int, int]]" = None,
+                 hypercall: Optional[str] = None, subop: Optional[str] = None, domid: Optional[int] = None) -> None:
+        super().__init__(errno, message, hypercall=hypercall, subop=subop, domid=domid)
+        self.failed = dict(failed or {})
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (_rebuild_mapping_error, (type(self), self.errno, self.message, self.failed, self.hypercall,
+                                         self.subop, self.domid))
+
+
+def _rebuild_mapping_error(cls, errno, message, failed, hypercall, subop, domid):  # type: ignore[no-untyped-def]
+    return cls(errno, message, failed=failed, hypercall=hypercall, subop=subop, domid=domid)
+
+
+class RestrictedError(XenError, PermissionError):
+    """An operation on another domain (or a hypercall) through a handle restricted to one
+    domain (:meth:`~xenprivcmd.Handle.restrict`); nothing was issued."""
 
 
 def _describe(hypercall: Optional[str], subop: Optional[str], domid: Optional[int]) -> str:

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
     from uuid import UUID
 
+    from .evtchn import EventChannels
+    from .transport.mapping import Mapping
     from .transport.privcmd import Transport
     from .types import (
         CpuTopology,
@@ -219,7 +221,7 @@ class Handle:
         for name in _fast.PLANNED:
             d.pop(name, None)
         t = d.get("_transport")
-        if not isinstance(t, _fast.PrivcmdTransport) or d.get("read_only"):
+        if not isinstance(t, _fast.PrivcmdTransport) or d.get("read_only") or t.restricted is not None:
             return
         w = d.get("_wire")
         d.update(_fast.stand_ins(self, w, t))
@@ -613,6 +615,125 @@ class Handle:
         from . import control
 
         return control.uptimes(self, doms)
+
+    # -- guest memory, grants, event channels (guestmem.py, transport/mapping.py, evtchn.py) -------
+    def _device(self, name: str, what: str) -> Any:
+        """The transport's ``name`` method (forwarded through wrappers), or NotSupported."""
+        if self.closed:
+            raise XenError(errno.EBADF, f"{what}: the handle is closed")
+        fn = getattr(self.transport, name, None)
+        if fn is None:
+            from .errors import NotSupported
+
+            raise NotSupported(errno.EOPNOTSUPP, f"{what}: not available through {self.uri}"
+                               f" ({self.transport.kind}: only a dom0's devices and the simulator map memory)")
+        return fn
+
+    def _device_domid(self, dom: "DomainRef", what: str) -> int:
+        domid = self._domid(dom)
+        restricted = getattr(self.transport, "restricted", None)
+        if restricted is not None and domid != restricted:
+            from .errors import RestrictedError
+
+            raise RestrictedError(errno.EPERM, f"{what}(domid={domid}): the handle is restricted to domain"
+                                  f" {restricted}", domid=domid)
+        return domid
+
+    def map_foreign(self, domid: "DomainRef", frames: Iterable[int], *, writable: bool = False) -> "Mapping":
+        """Map a guest's frames into this process: a :class:`~xenprivcmd.transport.mapping.Mapping`
+        whose ``view`` is ``len(frames) * 4096`` bytes of the guest's memory itself
+        (``IOCTL_PRIVCMD_MMAPBATCH_V2``).
+
+        Frames are gfns of a guest Xen translates (Arm, x86 HVM/PVH) and mfns of an x86 PV
+        guest (:mod:`xenprivcmd.guestmem`).  Frames the hypervisor reports paged out are
+        retried (libxenforeignmemory's way, for at most
+        :data:`~xenprivcmd.transport.mapping.PAGED_RETRY_SECONDS`).  Raises
+        :class:`~xenprivcmd.errors.MappingError` naming every frame that failed (nothing stays
+        mapped), ``TypeError``/``ValueError`` for frames invalid on their face (no ioctl),
+        :class:`~xenprivcmd.errors.ReadOnlyError` for a writable mapping through a read-only
+        handle, :class:`~xenprivcmd.errors.RestrictedError` for another domain than the one a
+        restricted handle may act on, :class:`~xenprivcmd.errors.NotSupported` where the
+        transport maps nothing (replays, remote handles).  Closing the handle closes the
+        mapping (see :mod:`xenprivcmd.transport.mapping`).
+        """
+        from .guestmem import check_frames
+
+        if writable:
+            self._check_writable("map_foreign(writable=True)")
+        checked = check_frames(frames)
+        domid = self._device_domid(domid, "map_foreign")
+        return self._device("map_foreign", "map_foreign")(domid, checked, bool(writable))  # type: ignore[no-any-return]
+
+    def map_resource(self, domid: "DomainRef", kind: str, *, id: int = 0, frame: int = 0, count: int = 1,  # noqa: A002
+                     writable: bool = False) -> "Mapping":
+        """Map ``count`` frames from ``frame`` of a domain's resource (``IOCTL_PRIVCMD_MMAP_RESOURCE``,
+        Xen's ``XENMEM_acquire_resource``): ``kind`` ``"grant_table"`` (``id`` 0: the shared
+        frames, 1: the status frames), ``"ioreq_server"`` (``id``: the server) or
+        ``"vmtrace_buf"`` (``id``: the vcpu).
+
+        Raises ``TypeError``/``ValueError`` for arguments invalid on their face,
+        :class:`~xenprivcmd.errors.NotSupported` when the release has no such resource
+        (before 4.11; vmtrace buffers before 4.15) or the kernel no such ioctl, the typed
+        :mod:`~xenprivcmd.errors` of the hypervisor's refusal, and as :meth:`map_foreign`.
+        """
+        from .guestmem import check_count, check_u32, resource_type
+
+        if writable:
+            self._check_writable("map_resource(writable=True)")
+        check_u32(id, "id", "map_resource")
+        check_u32(frame, "frame", "map_resource")
+        check_count(count, "map_resource")
+        if frame + count - 1 > 0xFFFFFFFF:
+            raise ValueError(f"map_resource: frames {frame}..{frame + count - 1} go past 0xffffffff")
+        if not isinstance(kind, str):
+            raise TypeError(f"map_resource: kind must be a str, not {type(kind).__name__}")
+        domid = self._device_domid(domid, "map_resource")
+        type_ = resource_type(self.abi, kind, id)
+        fn = self._device("map_resource", "map_resource")
+        return fn(domid, type_, id, frame, count, bool(writable))  # type: ignore[no-any-return]
+
+    def restrict(self, domid: "DomainRef") -> "Handle":
+        """Restrict this handle to one domain (``IOCTL_PRIVCMD_RESTRICT``, as a device model
+        does before it drops privileges): from then on it maps that domain's memory and
+        resources only, and every hypercall is refused (before any ioctl:
+        :class:`~xenprivcmd.errors.RestrictedError`; the driver would refuse them too).
+        Cannot be undone; restricting again to another domain raises ``ValueError``.
+        Returns the handle.  The ABI is detected first (detection needs hypercalls).
+        """
+        domid = self._domid(domid)
+        current = getattr(self.transport, "restricted", None)
+        if current is not None:
+            if current != domid:
+                raise ValueError(f"restrict: the handle is already restricted to domain {current}")
+            return self
+        fn = self._device("restrict", "restrict")
+        self.abi  # noqa: B018 - detected while hypercalls still work
+        fn(domid)
+        self._install_plans()  # the plans issue hypercalls: none on a restricted handle
+        return self
+
+    def map_grants(self, domid: "DomainRef", refs: Iterable[int], *, writable: bool = False) -> "Mapping":
+        """Map grant references ``refs`` that ``domid`` granted to this domain (``/dev/xen/gntdev``):
+        the same :class:`~xenprivcmd.transport.mapping.Mapping` type as :meth:`map_foreign`, whose
+        ``frames`` are the refs.
+
+        Raises :class:`~xenprivcmd.errors.MappingError` naming the refs that are not granted
+        to this domain (or not writable, for a writable mapping), and as :meth:`map_foreign`.
+        """
+        from .guestmem import check_refs
+
+        if writable:
+            self._check_writable("map_grants(writable=True)")
+        checked = check_refs(refs)
+        domid = self._domid(domid)
+        return self._device("map_grants", "map_grants")(domid, checked, bool(writable))  # type: ignore[no-any-return]
+
+    def event_channels(self) -> "EventChannels":
+        """This domain's event channels on the handle's hypervisor: ``/dev/xen/evtchn`` on a dom0,
+        the simulator's own for ``sim://`` (see :class:`xenprivcmd.EventChannels`)."""
+        from .evtchn import EventChannels
+
+        return EventChannels(device=self._device("open_evtchn", "event_channels")())
 
     # -- cpupools and memory sharing (ops/pools.py) ----------------------------------------
     def cpupools(self) -> List["CpuPool"]:

@@ -44,7 +44,7 @@ from __future__ import annotations
 import errno as _errno
 
 from .. import abi as _abi
-from ..errors import ReadOnlyError, from_errno
+from ..errors import ReadOnlyError, RestrictedError, from_errno
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15)
@@ -218,7 +218,7 @@ def issue(t: Transport, op: int, a0: int, a1: int = 0, *, hypercall: Optional[st
     through as it is)."""
     try:
         return t.hypercall(op, a0, a1)
-    except ReadOnlyError:
+    except (ReadOnlyError, RestrictedError):
         raise
     except OSError as exc:
         raise error(exc, hypercall=hypercall or HYPERCALL_NAMES.get(op, f"hypercall{op}"), subop=subop,

@@ -376,6 +376,9 @@ class Host:
         self.domids: List[int] = []
         self.names: Dict[int, str] = {}
         self._store: Any = None
+        self._memory: Any = None
+        self._consoles: Any = None
+        self._evtchn: Any = None
         self.rover = 0
         self.used_pages = 0
         self._idle_rate = [4 + self.rng.randrange(5) for _ in range(pcpus)]
@@ -580,7 +583,50 @@ class Host:
         self.names.pop(d.domid, None)
         if self._store is not None:
             self._store.forget(d.domid)
+        if self._consoles is not None:
+            self._consoles.forget(d.domid)
+        if self._evtchn is not None:
+            self._evtchn.domain_gone(d.domid)
+        if self._memory is not None:
+            self._memory.forget(d.domid)
         self.console.line(f"d{d.domid}: destroyed ({d.tot_pages} pages freed)")
+        self.domain_exception()
+
+    def domain_exception(self) -> None:
+        """A domain shut down or died: VIRQ_DOM_EXC fires, and xenstored's @releaseDomain watches."""
+        if self._evtchn is not None:
+            from .. import _interim
+
+            self._evtchn.fire_virq(_interim.xen_constant(self.xen, "VIRQ_DOM_EXC") or 3)
+        if self._store is not None:
+            self._store.fire("@releaseDomain")
+
+    @property
+    def memory(self) -> Any:
+        """The host's frames as real bytes and every domain's physmap (:mod:`._memory`), made on first use."""
+        if self._memory is None:
+            from ._memory import Memory
+
+            self._memory = Memory(self)
+        return self._memory
+
+    @property
+    def consoles(self) -> Any:
+        """The guests' consoles (:mod:`._console`), made on first use."""
+        if self._consoles is None:
+            from ._console import GuestConsoles
+
+            self._consoles = GuestConsoles(self)
+        return self._consoles
+
+    @property
+    def evtchn(self) -> Any:
+        """Every domain's event channels (:mod:`._evtchn`), made on first use."""
+        if self._evtchn is None:
+            from ._evtchn import EventChannelTable
+
+            self._evtchn = EventChannelTable(self)
+        return self._evtchn
 
     @property
     def store(self) -> Any:
@@ -597,6 +643,7 @@ class Host:
         d.shutdown_code = code
         d.changed()
         self.console.line(f"d{d.domid}: shutdown, reason {code}")
+        self.domain_exception()
 
     def balloon(self, d: Domain, target_kib: int) -> None:
         """The guest's balloon driver reaches ``target_kib`` (never above max_mem, nor beyond free memory)."""

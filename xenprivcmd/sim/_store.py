@@ -26,7 +26,7 @@ from __future__ import annotations
 import errno as _errno
 import time
 import uuid
-from typing import TYPE_CHECKING, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Union
 
 from ..errors import XenstoreError, XenstoreNoEntry
 
@@ -47,7 +47,7 @@ class SimStore:
 
     def __init__(self, host: "Host") -> None:
         self.host = host
-        self.nodes: Dict[str, bytes] = {}
+        self.nodes: Dict[str, Union[bytes, Callable[[], bytes]]] = {}
         self.writes = 0
         self.nodes["/local/pool/0/name"] = b"Pool-0"
         wall = time.time()
@@ -72,12 +72,33 @@ class SimStore:
         self.nodes[base + "/memory/target"] = str(d.tot_pages * 4).encode()
         if d.domid != 0:
             self.nodes[base + "/control/shutdown"] = b""
+        if d.domid != 0 and d.pv and d.built:
+            self._rings(d, base)
+
+    def _rings(self, d: "Domain", base: str) -> None:
+        """What xl writes of a guest's console and xenstore ring (frames made on first read)."""
+        host = self.host
+
+        def frame(i: int) -> Callable[[], bytes]:
+            return lambda: str(host.memory.magic(d)[i]).encode()
+
+        from ._evtchn import CONSOLE_PORT, STORE_PORT
+
+        self.nodes[base + "/console/ring-ref"] = frame(0)
+        self.nodes[base + "/console/port"] = str(CONSOLE_PORT).encode()
+        self.nodes[base + "/console/type"] = b"xenconsoled"
+        self.nodes[base + "/console/tty"] = lambda: host.consoles.tty(d).encode()
+        self.nodes[base + "/store/ring-ref"] = frame(1)
+        self.nodes[base + "/store/port"] = str(STORE_PORT).encode()
 
     def forget(self, domid: int) -> None:
         """A destroyed domain's nodes go (the toolstack's cleanup)."""
         base = f"/local/domain/{domid}/"
         for k in [k for k in self.nodes if k.startswith(base)]:
             del self.nodes[k]
+
+    def fire(self, path: str) -> None:
+        """Fire the watches on ``path`` (a node, or a special path such as ``@releaseDomain``)."""
 
     # -- the Xenstore interface ----------------------------------------------------
     def close(self) -> None:
@@ -105,7 +126,8 @@ class SimStore:
             if name is not None:
                 return name.encode()
         try:
-            return self.nodes[path]
+            value = self.nodes[path]
+            return value() if callable(value) else value
         except KeyError:
             raise XenstoreNoEntry(_errno.ENOENT, f"xenstore READ {path}: No such file or directory (ENOENT)",
                                   path=path, op="READ") from None

@@ -13,6 +13,7 @@ from typing import Any, Deque, Dict, Optional, Tuple, Union
 
 from ..abi import hypercalls as hc
 from ._base import DOMID_SELF, M32, M64, HypercallFailed, SimBase, _mc_entry, _s64, _u32
+from ._devices import SimDevices
 from ._dom0op import Dom0OpMixin
 from ._domctl import DomctlMixin
 from ._faults import Fault, Faults
@@ -24,7 +25,7 @@ from ._xenver import XenVersionMixin
 __all__ = ["SimTransport", "HypercallFailed", "DOMID_SELF", "M32", "M64"]
 
 
-class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0OpMixin, SimBase):
+class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0OpMixin, SimDevices, SimBase):
     """A simulated Xen (see :mod:`xenprivcmd.sim`).
 
     ``host`` is the :class:`~xenprivcmd.sim.Host`; ``faults`` the fault

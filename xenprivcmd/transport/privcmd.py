@@ -40,11 +40,13 @@ from _thread import allocate_lock as _allocate_lock
 from _weakrefset import WeakSet
 
 from ..abi.hypercalls import HYPERVISOR_domctl, HYPERVISOR_sysctl, HYPERVISOR_xen_version, XENVER_version
-from ..errors import NotDom0Error, PrivcmdPermissionError, XenError, XenNotAvailable
+from ..errors import NotDom0Error, PrivcmdPermissionError, RestrictedError, XenError, XenNotAvailable
+from .libc import MAP_FAILED as _MAP_FAILED
+from .libc import libc as _libc
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Dict, Optional, Tuple, Type, TypeVar
+    from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 
 __all__ = [
     "PAGE_SIZE",
@@ -70,7 +72,6 @@ HYPERCALL_BUF_PATH = "/dev/xen/hypercall"
 _PROT_RW = mmap.PROT_READ | mmap.PROT_WRITE
 _MAP_LOCKED = 0x2000  # same value on x86_64 and arm64 (asm-generic/mman.h)
 _MADV_DONTFORK = getattr(mmap, "MADV_DONTFORK", 10)
-_MAP_FAILED = ctypes.c_void_p(-1).value
 
 # How many times an ioctl interrupted by a signal (EINTR) is issued again.
 # The privcmd driver returns EINTR before Xen acted, so a retry never applies
@@ -87,18 +88,6 @@ class privcmd_hypercall(ctypes.Structure):
 assert ctypes.sizeof(privcmd_hypercall) == _HYPERCALL_REQ.size == 48
 
 
-def _load_libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    libc.munmap.restype = ctypes.c_int
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    libc.madvise.restype = ctypes.c_int
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    return libc
-
-
-_libc = _load_libc()
 
 
 def _round_up(size: int) -> int:
@@ -255,6 +244,8 @@ class Transport:
     kind = "unset"
     #: Whether a multicall (hypercall 13) may be issued through it as one trap.
     multicall = False
+    #: The domain a restricted device acts on (``Handle.restrict``), None when it is not restricted.
+    restricted: Optional[int] = None
 
     def __init__(self) -> None:
         self.calls = 0
@@ -262,6 +253,8 @@ class Transport:
         self._local = _thread_local()
         self._lock = _allocate_lock()
         self._buffers: "WeakSet[Buffer]" = WeakSet()
+        #: Guest memory mapped through this transport (transport.mapping.Mapping), closed with it.
+        self._mappings: Optional["WeakSet[Any]"] = None
         _live_transports.add(self)
 
     # -- to be provided by subclasses ----------------------------------------
@@ -302,6 +295,24 @@ class Transport:
             old.release()
         return buf
 
+    def track(self, mapping: Any) -> Any:
+        """Remember a guest mapping made through this transport: :meth:`close` closes it."""
+        with self._lock:
+            if self._mappings is None:
+                self._mappings = WeakSet()
+            self._mappings.add(mapping)
+        return mapping
+
+    def live_mappings(self) -> List[Any]:
+        """The guest mappings made through this transport and still open."""
+        with self._lock:
+            return [m for m in list(self._mappings or ()) if not m.closed]
+
+    def _close_mappings(self) -> None:
+        for m in self.live_mappings():
+            m.close()
+        self._mappings = None
+
     def _forget_buffers(self) -> None:
         for buf in list(self._buffers):
             buf.forget()
@@ -318,6 +329,7 @@ class Transport:
         if self.closed:
             return
         self.closed = True
+        self._close_mappings()
         for buf in list(self._buffers):
             buf.release()
         self._local = _thread_local()
@@ -342,6 +354,9 @@ class MemoryTransport(Transport):
     def hypercall(self, op: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0) -> int:
         if self.closed:
             raise XenError(_errno.EBADF, "the handle is closed")
+        if self.restricted is not None:
+            raise RestrictedError(_errno.EPERM, f"the handle is restricted to domain {self.restricted}: hypercalls"
+                                  " are refused (only mappings of that domain are allowed)", domid=self.restricted)
         with self._lock:  # exact under threads: the tests count hypercalls through it
             self.calls += 1
         return self.handle(op, (a0, a1, a2, a3, a4))
@@ -396,6 +411,9 @@ class PrivcmdTransport(Transport):
         self.ioctl: Callable[..., int] = _ioctl
         #: IOCTL_PRIVCMD_HYPERCALL, read once (a benchmark's fake device changes it first).
         self.request = IOCTL_PRIVCMD_HYPERCALL
+        #: The ioctl of the mapping requests (transport.mapping; a test may plug in a fake device).
+        self.device_ioctl: Callable[..., int] = _ioctl
+        self._gntdev: Any = None
 
     def lane(self) -> Lane:
         """This thread's :class:`Lane` (built on first use and after the buffer grew)."""
@@ -443,10 +461,69 @@ class PrivcmdTransport(Transport):
             return _map_device(self._buf_fd, size)
         return _map_anonymous(size, locked=True)
 
+    # -- guest memory, grants, event channels (transport.mapping, .gntdev, .evtchn) -------------------
+    @property
+    def arch(self) -> str:
+        """This machine's architecture: the layouts of the device's ioctls."""
+        from .. import _machine_arch
+
+        return _machine_arch()
+
+    def device_mmap(self, size: int, writable: bool) -> int:
+        """Reserve ``size`` bytes of the device for a mapping ioctl (``MAP_SHARED``)."""
+        from .mapping import map_device
+
+        return map_device(self.fd, size, writable)
+
+    def map_foreign(self, domid: int, frames: Tuple[int, ...], writable: bool) -> Any:
+        """Map ``frames`` of ``domid`` (``IOCTL_PRIVCMD_MMAPBATCH_V2``; checked by the caller)."""
+        from . import mapping
+
+        return self.track(mapping.foreign(self, domid, frames, writable))
+
+    def map_resource(self, domid: int, type_: int, id_: int, frame: int, count: int, writable: bool) -> Any:
+        """Map a resource of ``domid`` (``IOCTL_PRIVCMD_MMAP_RESOURCE``)."""
+        from . import mapping
+
+        return self.track(mapping.resource(self, domid, type_, id_, frame, count, writable))
+
+    def restrict(self, domid: int) -> None:
+        """``IOCTL_PRIVCMD_RESTRICT``; from then on every hypercall is refused here, before the ioctl."""
+        from . import mapping
+
+        mapping.restrict(self, domid)
+        self.restricted = domid
+
+        def refuse(fd: int, request: int, arg: Any, mutate: bool = True) -> int:
+            raise RestrictedError(_errno.EPERM, f"the handle is restricted to domain {domid}: hypercalls are"
+                                  " refused (only mappings of that domain are allowed)", domid=domid)
+
+        self.ioctl = refuse
+
+    def map_grants(self, domid: int, refs: Tuple[int, ...], writable: bool) -> Any:
+        """Map grant references of ``domid`` through ``/dev/xen/gntdev`` (opened on first use)."""
+        if self.closed:
+            raise XenError(_errno.EBADF, "the handle is closed")
+        with self._lock:
+            dev = self._gntdev
+            if dev is None:
+                from .gntdev import GrantDevice
+
+                dev = self._gntdev = GrantDevice(arch=self.arch)
+        return self.track(dev.map(domid, refs, writable))
+
+    def open_evtchn(self) -> Any:
+        """A new ``/dev/xen/evtchn`` device (for :class:`xenprivcmd.EventChannels`)."""
+        from .evtchn import EvtchnDevice
+
+        return EvtchnDevice(arch=self.arch)
+
     def close(self) -> None:
         if self.closed:
             return
         super().close()
+        if self._gntdev is not None:
+            self._gntdev.close()
         for fd in (self.fd, self._buf_fd):
             if fd is not None:
                 os.close(fd)

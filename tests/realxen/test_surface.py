@@ -1,0 +1,166 @@
+"""The rest of privcmd (issue 24) against the real hypervisor and an xl guest (guest1).
+
+Read-only towards guest1 (it stays for test_zy_control.py): its console ring mapped
+with MMAPBATCH_V2 against what xenconsoled logged; its grant refs 0 and 1 mapped
+through gntdev (the xenstore ring's producers move when xenstore talks to it); its
+grant table through MMAP_RESOURCE; a restricted handle; event channels delivering
+through /dev/xen/evtchn; a shorter leak test than the fast suite's.  x86 PV guests are
+mapped by mfn, Arm guests by gfn: the xenstore nodes give whichever the guest uses.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import struct
+import subprocess
+import time
+
+import pytest
+
+import xenprivcmd
+from xenprivcmd import _interim
+
+from .conftest import xl_list
+
+CONS = _interim.XEN_LAYOUTS["xencons_interface"][1]
+STORE = _interim.XEN_LAYOUTS["xenstore_domain_interface"][1]
+OUT_SIZE = CONS["in_cons"] - CONS["out"]
+WAIT = 60.0
+
+
+def xs_read(path: str) -> str:
+    return subprocess.run(["xenstore-read", path], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def xs_write(path: str, value: str) -> None:
+    subprocess.run(["xenstore-write", path, value], capture_output=True, text=True, check=True)
+
+
+def guest_domid(name: str = "guest1") -> int:
+    for row in xl_list():
+        if row["name"] == name:
+            return int(row["id"])
+    raise AssertionError(f"no {name}")
+
+
+def u32(view, at: int) -> int:
+    return int(struct.unpack_from("<I", view, at)[0])
+
+
+def consumed_output(view) -> bytes:
+    """The last bytes of out[] that xenconsoled has read (out_cons), oldest first."""
+    cons = u32(view, CONS["out_cons"])
+    n = min(cons, OUT_SIZE)
+    return bytes(view[CONS["out"] + (cons - n + i) % OUT_SIZE] for i in range(n))
+
+
+def test_console_ring_through_map_foreign_holds_what_xenconsoled_logged(xen):
+    domid = guest_domid()
+    frame = int(xs_read(f"/local/domain/{domid}/console/ring-ref"))
+    log_path = "/var/log/xen/console/guest-guest1.log"
+    with xen.map_foreign(domid, [frame]) as m:
+        assert m.frames == (frame,) and len(m.view) == 4096
+        deadline = time.monotonic() + WAIT
+        while True:
+            text = consumed_output(m.view)
+            with open(log_path, "rb") as f:
+                log = f.read()
+            tail = text[-512:]
+            if tail and tail in log:
+                break
+            assert time.monotonic() < deadline, (tail[-200:], log[-400:])
+            time.sleep(0.5)  # xenconsoled writes what it consumed a moment later
+    assert b"xenvm guest up" in log  # the guest's own text, through the ring
+
+
+def test_grant_refs_show_the_rings_with_live_producers(xen):
+    domid = guest_domid()
+    console = int(xs_read(f"/local/domain/{domid}/console/ring-ref"))
+    store = int(xs_read(f"/local/domain/{domid}/store/ring-ref"))
+    with xen.map_grants(domid, [1]) as g, xen.map_grants(domid, [0]) as c, \
+            xen.map_foreign(domid, [console]) as same:
+        assert g.kind == "grant" and g.frames == (1,)
+        before = (u32(g.view, STORE["req_prod"]), u32(g.view, STORE["rsp_prod"]))
+        assert before[0] > 0 and before[1] > 0  # the guest has talked to xenstore since it booted
+        # the guest's sysrq watch fires and it reads control/sysrq: a request and its reply
+        xs_write(f"/local/domain/{domid}/control/sysrq", "")
+        deadline = time.monotonic() + WAIT
+        while (u32(g.view, STORE["req_prod"]), u32(g.view, STORE["rsp_prod"])) <= before:
+            assert time.monotonic() < deadline, ("xenstore ring producers did not move", before)
+            time.sleep(0.2)
+        after = (u32(g.view, STORE["req_prod"]), u32(g.view, STORE["rsp_prod"]))
+        assert after[0] > before[0] and after[1] > before[1]
+        assert bytes(c.view[CONS["out"]:CONS["in_cons"]]) == bytes(same.view[CONS["out"]:CONS["in_cons"]])
+    with xen.map_resource(domid, "grant_table") as table:
+        permit = _interim.xen_constant(xen.abi.xen, "GTF_permit_access")
+        for ref, frame in ((0, console), (1, store)):
+            flags, dom, got = struct.unpack_from("<HHI", table.view, 8 * ref)
+            assert flags & permit and dom == 0 and got == frame, (ref, flags, dom, got, frame)
+
+
+def test_a_restricted_handle_maps_its_domain_only(xen):
+    domid = guest_domid()
+    frame = int(xs_read(f"/local/domain/{domid}/console/ring-ref"))
+    with xenprivcmd.open() as h:
+        assert h.restrict(domid) is h
+        with h.map_foreign(domid, [frame]) as m:
+            assert u32(m.view, CONS["out_prod"]) > 0
+        with pytest.raises(xenprivcmd.RestrictedError):
+            h.map_foreign(0, [1])
+        with pytest.raises(xenprivcmd.RestrictedError):
+            h.domains()
+    xen.domains()  # the other handle is not restricted
+
+
+def test_event_channels_deliver_through_dev_xen_evtchn(xen):
+    domid = guest_domid()
+    with xenprivcmd.EventChannels() as a, xenprivcmd.EventChannels() as b:
+        p = a.bind_unbound(0)
+        q = b.bind_interdomain(0, p)
+        assert a.wait(0) == []
+        b.notify(q)
+        assert a.wait(5.0) == [p]
+        a.notify(p)
+        assert b.wait(5.0) == [q]
+        mine = a.bind_unbound(domid)  # a port guest1 could bind to
+        a.unbind(mine)
+        with pytest.raises(xenprivcmd.HypercallError):
+            a.bind_interdomain(domid, 4000)  # no such unbound port of the guest for dom0
+    with xen.event_channels() as ec:
+        assert ec.bind_unbound(0) > 0
+
+
+def _state():
+    gc.collect()
+    with open("/proc/self/maps") as f:
+        maps = sum(1 for _ in f)
+    with open("/proc/self/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return len(os.listdir("/proc/self/fd")), maps, rss
+
+
+def test_map_and_bind_cycles_leak_nothing(xen):
+    domid = guest_domid()
+    frame = int(xs_read(f"/local/domain/{domid}/console/ring-ref"))
+    ec = xenprivcmd.EventChannels()
+    cycles = int(os.environ.get("REALXEN_CYCLES", "2000"))
+
+    def run(n: int) -> None:
+        for i in range(n):
+            k = i % 3
+            if k == 0:
+                with xen.map_foreign(domid, [frame]) as m:
+                    assert u32(m.view, CONS["out_prod"])
+            elif k == 1:
+                with xen.map_grants(domid, [0]) as g:
+                    assert u32(g.view, CONS["out_prod"])
+            else:
+                ec.unbind(ec.bind_unbound(0))
+
+    run(cycles // 5)
+    base = _state()
+    run(cycles)
+    end = _state()
+    ec.close()
+    assert end[0] == base[0] and end[1] <= base[1] + 4 and end[2] <= base[2] + 1024, (base, end)
