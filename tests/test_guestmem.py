@@ -277,16 +277,20 @@ def test_the_drivers_errors_become_typed_ones():
     def enotty(request, arg):
         raise OSError(errno.ENOTTY, "no")
 
-    with pytest.raises(xenprivcmd.NotSupported):
-        _mapping.foreign(FakeDevice(enotty).t, 1, (5,), False)
-    with pytest.raises(xenprivcmd.NotSupported):
-        _mapping.restrict(FakeDevice(enotty).t, 1)
-
     def esrch(request, arg):
         raise OSError(errno.ESRCH, "no")
 
+    devs = [FakeDevice(enotty), FakeDevice(enotty), FakeDevice(esrch)]
+    before = _maps()
+    with pytest.raises(xenprivcmd.NotSupported):
+        _mapping.foreign(devs[0].t, 1, (5,), False)
+    with pytest.raises(xenprivcmd.NotSupported):
+        _mapping.restrict(devs[1].t, 1)
     with pytest.raises(xenprivcmd.NoSuchDomain):
-        _mapping.resource(FakeDevice(esrch).t, 7, 1, 0, 0, 1, False)
+        _mapping.resource(devs[2].t, 7, 1, 0, 0, 1, False)
+    assert _maps() == before  # the reserved ranges went with the errors
+    for d in devs:
+        d.t.close()
 
     interrupted = iter([InterruptedError(errno.EINTR, "sig"), 0])
 

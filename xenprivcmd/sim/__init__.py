@@ -314,7 +314,9 @@ def open_transport(uri: str) -> SimTransport:
         if unknown:
             raise ValueError(f"sim: host description {path}: unknown keys {sorted(unknown)}")
     host, privileged, _tick = make_host(options, base)
-    return SimTransport(host, privileged=privileged)
+    t = SimTransport(host, privileged=privileged)
+    t.owns_host = True  # the host goes with the transport (its memfd, console ptys)
+    return t
 
 
 def open_uri(uri: str, abi: Optional[str] = None) -> Any:

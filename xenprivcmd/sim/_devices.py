@@ -45,6 +45,15 @@ class SimDevices(SimBase):
     """The device side of :class:`~xenprivcmd.sim.SimTransport` (see the module doc)."""
 
     path = "sim:/dev/xen/privcmd"
+    #: Whether closing the transport closes the host (a host made for it by a sim: URI).
+    owns_host = False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        super().close()  # its mappings first
+        if self.owns_host:
+            self.host.close()
 
     @property
     def arch(self) -> str:

@@ -601,6 +601,14 @@ class Host:
         if self._store is not None:
             self._store.fire("@releaseDomain")
 
+    def close(self) -> None:
+        """Release what the host holds of the OS: the guests' console ptys, the RAM memfd."""
+        if self._consoles is not None:
+            self._consoles.close()
+        if self._memory is not None:
+            self._memory.ram.close()
+            self._memory = None
+
     @property
     def memory(self) -> Any:
         """The host's frames as real bytes and every domain's physmap (:mod:`._memory`), made on first use."""

@@ -116,6 +116,12 @@ class Ram:
         if fd >= 0:
             os.close(fd)
 
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
 
 class GuestMemory:
     """One domain's physmap (see the module doc)."""
