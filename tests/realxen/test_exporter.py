@@ -188,7 +188,7 @@ def test_soak_thousands_of_scrapes_leave_rss_mappings_and_fds_flat() -> None:
             n += 1
             if body != last:
                 reads, last = reads + 1, body
-            if n % 500 == 0 and time.monotonic() - t0 < SOAK_SECONDS - 15:  # the last window: >= 15 s
+            if n % 100 == 0:
                 points.append(dict(_proc(p.pid), requests=n, reads=reads))
         elapsed = time.monotonic() - t0
         end = dict(_proc(p.pid), requests=n, reads=reads)
@@ -201,12 +201,13 @@ def test_soak_thousands_of_scrapes_leave_rss_mappings_and_fds_flat() -> None:
     with open(f"results/{suite}/exporter-soak.json", "w") as f:
         json.dump(figures, f, indent=1)
     assert n >= SOAK_MIN_REQUESTS and reads >= SOAK_MIN_READS, figures
-    base, last = points[0], points[-2]
-    # The allocator may grow once in a step (seen: +376 KiB once, flat before and after); a leak
-    # grows all along (~300 bytes a fresh read: ~30 KiB per 100 reads). So: the whole run within
-    # one such step, and the last window (>= 400 requests) without growth.
-    assert end["rss_kib"] - base["rss_kib"] <= 512, figures
-    assert end["requests"] - last["requests"] >= 400 and end["rss_kib"] - last["rss_kib"] <= 16, figures
+    base = points[0]
+    # The allocator grows once in a step (seen in two runs: +376 KiB once, flat before and after);
+    # a leak grows all along (~300 bytes a fresh read: a rise of a page or more in most of the
+    # samples, taken every 100 requests). So: the run within one such step, and at most two rises.
+    rss = [pt["rss_kib"] for pt in points]
+    rises = sum(1 for a, b in zip(rss, rss[1:]) if b > a)
+    assert end["rss_kib"] - base["rss_kib"] <= 512 and rises <= 2, (rises, figures)
     assert end["fds"] == base["fds"], figures
     assert end["maps"] - base["maps"] <= 2, figures
     assert p.stderr is not None
