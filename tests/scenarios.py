@@ -19,7 +19,7 @@ import uuid
 from typing import Callable, Dict, List, Optional
 
 from xenprivcmd import DecodeError, Handle, NoSuchDomain, NotSupported, XenError
-from xenprivcmd.ops.wire import DOMID_MAX
+from xenprivcmd.abi.hypercalls import DOMID_MAX
 
 #: How many domids scenarios probe one by one (keeps real-Xen runs short).
 PROBE_LIMIT = 64

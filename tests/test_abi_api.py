@@ -230,7 +230,7 @@ def test_import_is_cheap_and_lazy() -> None:
 
 def test_domaininfo_bits_are_those_of_xen_4_9_on():
     """types.DOMINF_BITS are the headers' XEN_DOMINF_* of every release from 4.9; 4.7/4.8 differ
-    (xs_domain and hap one bit up), which ops/_wire.FlagMap translates."""
+    (xs_domain and hap one bit up), which ops/domains.FlagMap translates."""
     from xenprivcmd.types import DOMINF_BITS
 
     newer = [r for r in abi.releases() if abi.variant(r).xen[:2] >= (4, 9)]

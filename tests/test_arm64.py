@@ -29,6 +29,8 @@ import pytest
 
 import xenprivcmd
 from xenprivcmd import abi
+from xenprivcmd.ops.domains import info_reader
+from xenprivcmd.ops.engine import HEADER_DOMAIN, Request
 from xenprivcmd.sim import Host, SimTransport
 from xenprivcmd.sim._layout import Tables
 
@@ -134,7 +136,7 @@ def test_getdomaininfo_records_use_the_aarch64_layout(release):
     h = arm(release, domains=5)
     arm_info = abi.variant(release, arch="aarch64").structs["xen_domctl_getdomaininfo"]
     x86_info = abi.variant(release, arch="x86_64").structs["xen_domctl_getdomaininfo"]
-    assert h.wire.info_size == ctypes.sizeof(arm_info)
+    assert info_reader(h.engine).size == ctypes.sizeof(arm_info)
     if "arch_config" in {f[0] for f in arm_info._fields_}:
         # Arm's xen_arch_domainconfig tail (gic_version, nr_spis, clock_frequency, ...)
         # is 8 bytes longer than x86's: x86_64 strides would misread every later record
@@ -150,20 +152,13 @@ def test_xen_on_arm_refuses_a_pv_createdomain(release):
     host = Host(release, arch="aarch64")
     t = SimTransport(host)
     h = xenprivcmd.Handle(t, "sim:", arch="aarch64")
-    w = h.wire
-    buf, req = w.domctl(t, "createdomain", 0)
-    c = req.u.createdomain
-    names = {f[0] for f in type(c)._fields_}
-    if "max_vcpus" in names:
-        c.max_vcpus = 1
-    for name, value in (("max_evtchn_port", 1023), ("max_grant_frames", 32), ("max_maptrack_frames", 1024)):
-        if name in names:
-            setattr(c, name, value)
-    if "grant_opts" in names:
-        c.grant_opts = 1
-    c.flags = 0
+    names = {f[0] for f in abi.variant(release, arch="aarch64").structs["xen_domctl_createdomain"]._fields_}
+    values = [(n, v) for n, v in (("max_vcpus", 1), ("max_evtchn_port", 1023), ("max_grant_frames", 32),
+                                  ("max_maptrack_frames", 1024), ("grant_opts", 1)) if n in names]
+    pv = Request("domctl", "createdomain", struct="xen_domctl_createdomain", domain=False,
+                 fixed=values + [("flags", 0)], read=(HEADER_DOMAIN,), reads=False)
     with pytest.raises(xenprivcmd.XenError) as exc:
-        w.issue_domctl(t, buf, "createdomain", 0)
+        h.engine(pv)
     assert exc.value.errno == 22
     # and the library's own create_domain asks for HVM+HAP and succeeds
     domid = h.create_domain(max_vcpus=1)

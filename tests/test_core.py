@@ -14,8 +14,8 @@ import pytest
 
 import xenprivcmd
 from xenprivcmd import errors
+from xenprivcmd.abi import hypercalls as hc
 from xenprivcmd.handle import Handle
-from xenprivcmd.ops import version as ver
 from xenprivcmd.transport import privcmd as _privcmd
 
 from .fakexen import FakeXen
@@ -266,7 +266,7 @@ def test_decode_error_is_not_an_oserror():
 
 def test_hypercall_errno_becomes_typed_error_with_subop():
     t = FakeXen()
-    t.fail[ver.XENVER_compile_info] = errno.EPERM
+    t.fail[hc.XENVER_compile_info] = errno.EPERM
     with pytest.raises(errors.HypervisorPermissionError) as exc:
         Handle(t, "fake").version()
     assert exc.value.hypercall == "xen_version" and exc.value.subop == "XENVER_compile_info"
@@ -284,7 +284,7 @@ def test_version_old_subops():
     assert v.virt_start == 0xFFFF800000000000 and v.features == 0x2F and v.pagesize == 4096
     assert v.commandline == "console=com1 dom0_mem=1024M" and v.build_id == "1234abcd"
     assert v.varbuf_ops is False
-    assert (ver.XENVER_extraversion2 and ver.XENVER_extraversion) in {s for (_, s, _) in t.log}
+    assert (hc.XENVER_extraversion2 and hc.XENVER_extraversion) in {s for (_, s, _) in t.log}
 
 
 def test_version_varbuf_subops_are_not_truncated():
@@ -292,12 +292,12 @@ def test_version_varbuf_subops_are_not_truncated():
     t = FakeXen(major=4, minor=20, extra=".5-pre", varbuf=True, cmdline=long_cmdline, build_id=None)
     v = Handle(t, "fake").version()
     assert v.varbuf_ops and v.extraversion == ".5-pre" and v.commandline == long_cmdline and v.build_id is None
-    assert ver.XENVER_commandline not in {s for (_, s, _) in t.log}
+    assert hc.XENVER_commandline not in {s for (_, s, _) in t.log}
 
 
 def test_unterminated_string_is_a_decode_error():
     t = FakeXen()
-    t.garble[ver.XENVER_extraversion] = b"A" * 16
+    t.garble[hc.XENVER_extraversion] = b"A" * 16
     with pytest.raises(errors.DecodeError, match="not NUL-terminated"):
         Handle(t, "fake").version()
 
@@ -306,7 +306,7 @@ def test_varbuf_reply_longer_than_buffer_is_a_decode_error():
     class Liar(FakeXen):
         def handle(self, op, args):
             n = super().handle(op, args)
-            return n + 100 if args[0] == ver.XENVER_capabilities2 and args[1] else n
+            return n + 100 if args[0] == hc.XENVER_capabilities2 and args[1] else n
 
     with pytest.raises(errors.DecodeError, match="written into"):
         Handle(Liar(varbuf=True), "fake").version()

@@ -85,11 +85,11 @@ def test_parse_micro(extra, micro):
     ("4.17.7", (1 << 8) | (1 << 4), {"hap": True, "blocked": True}),
 ])
 def test_flags_are_read_with_each_releases_bits(release, raw, expect):
-    from xenprivcmd.ops.wire import Wire
+    from xenprivcmd.ops.domains import FlagMap
 
-    w = Wire(abi.variant(release))
-    assert w.flags.identity == (release == "4.17.7")
-    flags = w.flags(raw)
+    fm = FlagMap(abi.variant(release).constants)
+    assert fm.identity == (release == "4.17.7")
+    flags = fm(raw)
     from xenprivcmd.types import DomainInfo
 
     info = DomainInfo(1, flags, 0, 0, None, None, None, 0, 0, 1, 0, 0, bytes(16), None)

@@ -1,5 +1,5 @@
 """The dom0_op era (Xen 3.0.0-3.0.2): the shared scenarios through
-:class:`xenprivcmd.ops.dom0op.Dom0OpWire`, and what is particular to dom0_op
+:class:`xenprivcmd.ops.dom0op.Dom0OpFamilies`, and what is particular to dom0_op
 (hypercall 7, DOMFLAGS_* translation, the domid inside each member, the
 next-domain answer of getdomaininfo, DOM0_INTERFACE_VERSION)."""
 
@@ -13,8 +13,9 @@ import pytest
 
 import xenprivcmd
 from xenprivcmd import NoSuchDomain, NotSupported, abi, errors
-from xenprivcmd.ops.dom0op import Dom0OpWire, make_wire
-from xenprivcmd.ops.wire import Wire
+from xenprivcmd.ops.dom0op import Dom0OpFamilies
+from xenprivcmd.ops.domains import info_reader
+from xenprivcmd.ops.engine import Families
 from xenprivcmd.sim import Host, open_host
 from xenprivcmd.sim._host import DomainSpec
 
@@ -65,22 +66,24 @@ def test_scenarios_on_a_bigger_host(release):
         gfn(h, scenarios.guest_domid(h))
 
 
-# -- the wire ----------------------------------------------------------------------------------
+# -- the layouts ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("release", DOM0_OP)
-def test_make_wire_picks_dom0op(release):
+def test_the_handle_lays_requests_out_on_dom0op(release):
     h = sim(release)
     assert h.abi.release == release and h.abi.is_dom0_op
-    assert isinstance(h.wire, Dom0OpWire)
-    assert h.wire.variant == h.abi
-    with pytest.raises(NotSupported, match="make_wire"):
-        Wire(abi.variant(release))
-    assert type(make_wire(abi.variant("3.0.3"))) is Wire
+    assert isinstance(h.engine.families, Dom0OpFamilies)
+    assert h.engine.families.variant == h.abi
+    with pytest.raises(ValueError, match="not dom0_op"):
+        Dom0OpFamilies(abi.variant("3.0.3"))
+    # the domctl era's families have no wrapper here: every domctl request is NotSupported
+    with pytest.raises(NotSupported, match="no domctl hypercall"):
+        Families(abi.variant(release)).wrapper("domctl")
 
 
 def test_every_op_is_dom0_op_hypercall_7():
     h = sim("3.0.2")
-    assert isinstance(h.wire, Dom0OpWire)  # detection: its domctl probes answer ENOSYS in this era
+    assert isinstance(h.engine.families, Dom0OpFamilies)  # detection: its domctl probes answer ENOSYS in this era
     assert {op for op, _sub, rc in h.transport.log if op in ("domctl", "sysctl")} == {"domctl"}
     assert all(rc == -errno.ENOSYS for op, _sub, rc in h.transport.log if op == "domctl")
     h.transport.log.clear()
@@ -169,18 +172,18 @@ def test_getdomaininfo_answers_the_next_domain_and_the_library_hides_it(release)
 def test_domflags_are_translated(release):
     h = sim(release)
     c = abi.variant(release).constants
-    w = h.wire
-    assert isinstance(w, Dom0OpWire)
+    rd = info_reader(h.engine)
+    assert isinstance(h.engine.families, Dom0OpFamilies)
     # DOMFLAGS bit -> XEN_DOMINF bit; the cpu field (bits 8..15) is dropped, the shutdown code kept
     raw = (c["DOMFLAGS_DYING"] | c["DOMFLAGS_SHUTDOWN"] | c["DOMFLAGS_PAUSED"] | c["DOMFLAGS_BLOCKED"]
            | c["DOMFLAGS_RUNNING"] | (3 << c["DOMFLAGS_CPUSHIFT"]) | (2 << c["DOMFLAGS_SHUTDOWNSHIFT"]))
-    assert w.flags(raw) == 0b111101 | (2 << 16)
-    assert w.flags(3 << 8) == 0
-    assert w.flags(c["DOMFLAGS_PAUSED"]) == 1 << 3
+    assert rd.flags(raw) == 0b111101 | (2 << 16)
+    assert rd.flags(3 << 8) == 0
+    assert rd.flags(c["DOMFLAGS_PAUSED"]) == 1 << 3
     # a record as the simulator writes it: a cpu number and a shutdown code in it
-    rec = bytearray(w.info_size)
+    rec = bytearray(rd.size)
     struct.pack_into("<HxxI", rec, 0, 5, c["DOMFLAGS_RUNNING"] | (7 << 8) | (3 << 16) | c["DOMFLAGS_SHUTDOWN"])
-    info = w.info_from(memoryview(rec), 0)
+    info = rd.many(memoryview(rec), 0, 1)[0]
     assert info.domid == 5 and info.running and info.shutdown and not info.hvm and not info.dying
     assert (info.shutdown_code, info.shutdown_reason) == (3, "crash")
     assert info.flags == (1 << 5) | (1 << 2) | (3 << 16)
@@ -264,7 +267,7 @@ def test_affinity_is_a_64_bit_cpumap():
     calls = h.transport.calls
     with pytest.raises(NotSupported, match="64 bits"):
         h.set_vcpu_affinity(1, 0, hard=[64])
-    assert h.transport.calls == calls + 1  # only the domain_info check went out
+    assert h.transport.calls == calls  # a cpu past 63 is refused before any hypercall
     assert h.vcpu_affinity(1, 0).hard == frozenset([5, 63])
 
 

@@ -144,8 +144,9 @@ def test_the_fast_exposition_of_a_failed_read_is_prometheus_clients(sim: xenpriv
 def per_trap(h: xenprivcmd.Handle) -> int:
     """getvcpuinfo entries one multicall trap holds (the batch module's limits)."""
     from xenprivcmd.ops import batch
+    from xenprivcmd.ops.domains import GETDOMAININFO
 
-    return min(batch.TRAP_MAX_ENTRIES, batch.TRAP_MAX_BYTES // (batch.MULTICALL_ENTRY_SIZE + batch.plans(h.wire).slot))
+    return min(batch.TRAP_MAX_ENTRIES, batch.TRAP_MAX_BYTES // (batch.MULTICALL_ENTRY_SIZE + batch.slot(h.engine, GETDOMAININFO)))
 
 
 @pytest.mark.parametrize("n", [1, 100, 1000, 3000])

@@ -42,7 +42,7 @@ SHELL = "xenprivcmd.shell"
 
 #: Cycles known outside the shell, each as the set of its modules: a cycle found must lie
 #: within one of them.
-#: None left (the last, ops/_wire.py <-> ops/_dom0op.py, went with the hypercall vocabulary).
+#: None left (the last, ops/wire.py <-> ops/dom0op.py, went with the hypercall vocabulary).
 ALLOWED_CYCLES: Tuple[FrozenSet[str], ...] = ()
 
 MODULE, FUNCTION, TYPE_ONLY, MAIN = "module", "function", "type_checking", "main"

@@ -31,8 +31,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import xenprivcmd
+from xenprivcmd.abi.hypercalls import DOMID_MAX
 from xenprivcmd.ops import domains as _dom
-from xenprivcmd.ops.wire import DOMID_MAX
 from xenprivcmd.shell import run
 from xenprivcmd.shell.allcommands import COMMANDS
 

@@ -327,9 +327,9 @@ DECODERS: Dict[str, Callable[[Handle], Any]] = {
 
 def run_checked(h: Handle, name: str) -> Optional[BaseException]:
     """Run one operation; return its typed exception (or None); fail on anything else."""
-    h._nr_cpus = None  # re-read physinfo through the hostile hypervisor
-    h._varbuf_ops = None
-    h._console_index = None
+    h.state.nr_cpus = None  # re-read physinfo through the hostile hypervisor
+    h.state.varbuf_ops = None
+    h.state.console_index = None
     t = h.transport
     try:
         with watchdog(OP_SECONDS):

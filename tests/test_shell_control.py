@@ -173,7 +173,7 @@ def test_shell_commands_on_every_release(release):
         v = h.version()
         assert info["xen_version"] == v.release and info["xen_major"] == v.major
         assert info["nr_cpus"] == 4 and info["total_memory"] == h.physinfo().total_memory_kib // 1024
-        has_numa = h.wire.has("xen_sysctl_numainfo")
+        has_numa = h.engine.families.has("xen_sysctl_numainfo")
         assert (info["numa_info"] is not None) == has_numa
         assert not has_numa or [n["node"] for n in info["numa_info"]] == [0]
         rows = jrun("vcpu-list", handle=h)["vcpus"]
@@ -182,7 +182,7 @@ def test_shell_commands_on_every_release(release):
         ups = jrun("uptime", handle=h)["domains"]
         assert [u["id"] for u in ups] == [0, 1, 2, 3] and all(u["uptime_s"] > 0 for u in ups)
         rc, out, err = inproc("cpupool-list", handle=h)
-        if h.wire.has("xen_sysctl_cpupool_op"):
+        if h.engine.families.has("xen_sysctl_cpupool_op"):
             assert rc == 0 and out.splitlines()[1].split() == ["Pool-0", "4", "credit", "y", "4"], err
         else:
             assert rc == 1 and err.startswith("error: ") and "Traceback" not in err

@@ -20,6 +20,7 @@ import pytest
 
 import xenprivcmd
 from xenprivcmd import abi, errors
+from xenprivcmd.ops.domains import info_reader
 from xenprivcmd.sim import GARBLES, Host, open_host
 from xenprivcmd.sim._layout import Tables
 
@@ -91,7 +92,7 @@ def test_detection_4_10_0_vs_4_10_1_by_layout():
     # same sysctl version, different domctl version and getdomaininfo size
     a, b = sim(xen="4.10.0"), sim(xen="4.10.1")
     assert (a.abi.release, b.abi.release) == ("4.10.0", "4.10.1")
-    assert a.wire.info_size != b.wire.info_size
+    assert info_reader(a.engine).size != info_reader(b.engine).size
     assert [d.domid for d in a.domains()] == [d.domid for d in b.domains()]
 
 
@@ -426,7 +427,7 @@ def test_garbled_reply_is_a_decode_error(op, subop, kind, call):
     h = sim()
     h.version()
     if subop == "extraversion":
-        h._varbuf_ops = False
+        h.state.varbuf_ops = False
     h.abi  # noqa: B018
     h.physinfo()
     h.transport.faults.garble(kind, op=op, subop=subop)

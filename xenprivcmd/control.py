@@ -22,7 +22,6 @@ client registers no watches) every :data:`POLL_SECONDS`.
 
 from __future__ import annotations
 
-import errno as _errno
 import time
 
 from .errors import GuestTimeout, NoSuchDomain, XenstoreNoEntry, XenstoreUnavailable
@@ -30,12 +29,12 @@ from .types import DomainInfo
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, List, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 if TYPE_CHECKING:
     from .handle import DomainRef, Handle
 
-__all__ = ["store_of", "close_store", "DryStore", "shutdown", "set_memory_target", "uptime", "uptimes", "SHUTDOWN_WORDS", "POLL_SECONDS",
+__all__ = ["DryStore", "shutdown", "set_memory_target", "uptime", "uptimes", "SHUTDOWN_WORDS", "POLL_SECONDS",
            "ACK_SECONDS", "MAXMEM_SLACK_KIB"]
 
 #: What control/shutdown may be asked to do (Linux's manage driver words).
@@ -46,25 +45,6 @@ ACK_SECONDS = 10.0
 #: libxl's LIBXL_MAXMEM_CONSTANT: the KiB of limit it keeps above every guest's target (its
 #: "arch extra memory", the same on x86 and Arm, PV and HVM alike).
 MAXMEM_SLACK_KIB = 1024
-
-
-def store_of(h: "Handle") -> Any:
-    """A xenstore for ``h``: an override the caller set (``h.store_override``, e.g. a dry run's),
-    the transport's own (the simulator's), else the local one.
-
-    Raises :class:`~xenprivcmd.store.XenstoreUnavailable` when there is none.
-    """
-    override = getattr(h, "store_override", None)
-    if override is not None:
-        return override
-    own = getattr(h.transport, "xenstore", None)
-    if callable(own):
-        return own()
-    if h.transport.kind != "privcmd":
-        raise XenstoreUnavailable(_errno.ENOENT, f"no xenstore behind {h.uri}")
-    from .store.client import Xenstore
-
-    return Xenstore.open()
 
 
 def _read(store: Any, path: str) -> Optional[bytes]:
@@ -125,7 +105,7 @@ def shutdown(h: "Handle", dom: "DomainRef", word: str = "poweroff", wait: bool =
         raise ValueError(f"{who} is already {info.state}")
     if info.paused:
         raise ValueError(f"{who} is paused and cannot answer a shutdown request: resume it first")
-    store = store_of(h)
+    store = h.xenstore()
     node = f"/local/domain/{domid}/control/shutdown"
     try:
         store.write(node, word)
@@ -149,17 +129,11 @@ def shutdown(h: "Handle", dom: "DomainRef", word: str = "poweroff", wait: bool =
             if not _poll(down, timeout):
                 raise GuestTimeout(f"{who} acknowledged {word} but did not shut down within {timeout:g} s", domid)
     finally:
-        close_store(h, store)
+        store.close()
     try:
         return h.domain_info(domid, name=True)
     except NoSuchDomain:
         return None
-
-
-def close_store(h: "Handle", store: Any) -> None:
-    """Close a store we opened (not the simulator's, not an override)."""
-    if store is not getattr(h, "store_override", None) and not callable(getattr(h.transport, "xenstore", None)):
-        store.close()
 
 
 def set_memory_target(h: "Handle", dom: "DomainRef", kib: int, force: bool = False) -> Tuple[int, int]:
@@ -180,7 +154,7 @@ def set_memory_target(h: "Handle", dom: "DomainRef", kib: int, force: bool = Fal
     domid = info.domid
     if kib == 0 and not force:
         raise ValueError(f"a balloon target of 0 KiB would take every page from domain {domid} (force=True to set it)")
-    store = store_of(h)
+    store = h.xenstore()
     try:
         base = f"/local/domain/{domid}/memory"
         static_max = _read_int(store, base + "/static-max")
@@ -195,7 +169,7 @@ def set_memory_target(h: "Handle", dom: "DomainRef", kib: int, force: bool = Fal
         h.set_max_mem(domid, max_kib, force=True)
         store.write(base + "/target", str(target))
     finally:
-        close_store(h, store)
+        store.close()
     return target, max_kib
 
 
@@ -227,7 +201,7 @@ def uptimes(h: "Handle", doms: Optional[List["DomainRef"]] = None) -> List[Tuple
     """
     infos = h.domains(names=True) if doms is None else [h.lookup(d) for d in doms]
     try:
-        store = store_of(h)
+        store = h.xenstore()
     except (XenstoreUnavailable, OSError):
         return [(i, None) for i in infos]
     out: List[Tuple[DomainInfo, Optional[float]]] = []
@@ -242,7 +216,7 @@ def uptimes(h: "Handle", doms: Optional[List["DomainRef"]] = None) -> List[Tuple
                 up = max(0.0, now - start)
             out.append((i, up))
     finally:
-        close_store(h, store)
+        store.close()
     return out
 
 
@@ -262,11 +236,7 @@ class DryStore:
 
     def _store(self) -> Any:
         if self._inner is None:
-            saved, self._h.store_override = getattr(self._h, "store_override", None), None
-            try:
-                self._inner = store_of(self._h)
-            finally:
-                self._h.store_override = saved
+            self._inner = self._h.transport.xenstore()  # the real one: never an override (this)
         return self._inner
 
     def read(self, path: str) -> bytes:
@@ -274,6 +244,9 @@ class DryStore:
 
     def directory(self, path: str) -> List[str]:
         return list(self._store().directory(path))
+
+    def domain_names(self) -> Dict[int, str]:
+        return dict(self._store().domain_names())
 
     def write(self, path: str, value: Any) -> None:
         shown = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
@@ -284,5 +257,5 @@ class DryStore:
 
     def close(self) -> None:
         if self._inner is not None:
-            close_store(self._h, self._inner)
+            self._inner.close()
         self._inner = None

@@ -1,4 +1,11 @@
-"""The handle returned by :func:`xenprivcmd.open`."""
+"""The handle returned by :func:`xenprivcmd.open`: a facade over the op engine.
+
+A :class:`Handle` resolves the domain a caller names (id, name, UUID or
+DomainInfo), refuses what a read-only handle may not do, and calls the
+operation of :mod:`xenprivcmd.ops` (each built once per handle and transport
+by the engine, :mod:`xenprivcmd.ops.engine`).  It keeps what it learns
+(:class:`~xenprivcmd.ops.engine.HandleState`) across transports.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,9 @@ import _thread
 import errno
 
 from . import abi as _abi
+from .abi.hypercalls import check_domid
 from .errors import AmbiguousDomain, DecodeError, NoSuchDomain, ReadOnlyError, XenError
-from .ops import _fast
-from .ops import domains as _dom
-from .ops import host as _host
-from .ops import version as _version
-from .ops.wire import Wire, check_domid
+from .ops.engine import Engine, HandleState
 from .types import DomainInfo, VcpuListEntry
 
 TYPE_CHECKING = False
@@ -22,8 +26,10 @@ if TYPE_CHECKING:
 
     from .evtchn import EventChannels
     from .transport.mapping import Mapping
+    from .ops import batch as _batch
     from .transport.privcmd import Transport
     from .types import (
+        CpuPool,
         CpuTopology,
         DomainState,
         NumaNode,
@@ -35,16 +41,43 @@ if TYPE_CHECKING:
         VersionInfo,
     )
 
-if TYPE_CHECKING:
-    from .ops import batch as _batch
-    from .types import CpuPool
-
     #: How every domain operation names a domain: int domid, name, UUID (str or UUID) or DomainInfo.
     DomainRef = Union[int, str, UUID, DomainInfo]
 
-__all__ = ["Handle"]
+__all__ = ["Handle", "read_only_methods"]
+
+#: Handle methods that only read and are no operation of the engine (lookups, names, the
+#: batched listings built on reading operations, the uptimes read from xenstore).
+READING_METHODS = frozenset({
+    "with_names", "domain_names", "lookup", "nr_cpus", "domain_infos", "vcpu_list", "uptime", "uptimes",
+})
+
+
+def read_only_methods() -> "frozenset[str]":
+    """The Handle methods a read-only handle (and a read-only remote session) may call:
+    those whose operation is declared to only read (:mod:`xenprivcmd.ops.engine`), and
+    :data:`READING_METHODS`."""
+    from .ops.engine import all_ops
+
+    return READING_METHODS | {name for name, o in all_ops().items() if o.reads}
 
 _errno_EPERM = errno.EPERM
+
+
+class _Unbuilt:
+    """The handle's operations before its engine exists: the first one asked builds it
+    (ABI detection for most), then the handle uses the engine's directly."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: "Handle") -> None:
+        self._handle = handle
+
+    def __getattr__(self, name: str) -> Any:
+        h = self._handle
+        if name in ("xen_version", "version") and h._abi is None:
+            return getattr(h._xenver(), name)  # before detection: no need to detect for these
+        return getattr(h._build(name), name)
 
 
 class Handle:
@@ -64,8 +97,6 @@ class Handle:
 
     def __init__(self, transport: Transport, uri: str, abi: Union[None, str, "_abi.Variant"] = None,
                  arch: Optional[str] = None, detect: str = "auto") -> None:
-        self.transport = transport
-        self.uri = uri
         if arch is None:
             # The local privcmd device speaks this machine's layouts (aarch64 on an
             # arm64 dom0); other transports say theirs, else x86_64.
@@ -73,22 +104,26 @@ class Handle:
 
             arch = _machine_arch() if transport.kind == "privcmd" else "x86_64"
         self.arch = arch
-        self._varbuf_ops: Optional[bool] = None
+        self.uri = uri
         self._lock = _thread.allocate_lock()
         #: How the ABI is detected (:func:`xenprivcmd.open`'s ``detect``).
         self.detect_mode = detect
         self._abi: Optional[_abi.Variant] = None
         self._abi_override = abi
-        self._wire: Optional[Wire] = None
-        self._nr_cpus: Optional[int] = None
+        self._families: Any = None
         #: What detection read and probed (for ``xpsh capabilities``).
         self.detection: Dict[str, Any] = {}
-        self._console_index: Optional[int] = None
+        #: What the handle learned (multicall, nr_cpus, ...), kept across transports.
+        self.state = HandleState()
         #: True once :meth:`make_read_only` ran: state-changing ops raise ReadOnlyError.
         self.read_only = False
-        self._guard: Optional[Any] = None  # the ReadOnlyTransport of a read-only handle
-        # Whether domctls inside a multicall work here: None until a batch tells.
-        self._multicall: Optional[bool] = None
+        #: A xenstore to use instead of the transport's (a dry run's, which holds writes back).
+        self.store_override: Any = None
+        self._engine: Optional[Engine] = None
+        self._ops: Any = _Unbuilt(self)
+        self._guard: Any = None  # the ReadOnlyTransport of a read-only handle
+        self._boot: Optional[Engine] = None  # xen_version before the ABI is known
+        self._transport = transport
 
     # -- lifetime ---------------------------------------------------------------
     def close(self) -> None:
@@ -102,25 +137,69 @@ class Handle:
     def __enter__(self) -> "Handle":
         return self
 
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
         self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else self.transport.describe()
         return f"<xenprivcmd.Handle {self.uri} {state}>"
 
+    # -- the transport and the engine -------------------------------------------------
+    @property
+    def transport(self) -> Transport:
+        """What the handle issues hypercalls through; assigning another one (a tracing
+        wrapper, say) gives the handle a new engine for it (the fast path only runs on
+        the privcmd device itself)."""
+        return self._transport
+
+    @transport.setter
+    def transport(self, t: Transport) -> None:
+        self._transport = t
+        self._engine = None
+        self._ops = _Unbuilt(self)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine of this handle's transport and release (built on first use)."""
+        e = self._engine
+        if e is None:
+            e = self._build()
+        return e
+
+    def _build(self, op: Optional[str] = None) -> Any:
+        """The engine (detecting the ABI first); ``op``: its operations, for :class:`_Unbuilt`."""
+        e = self._engine
+        if e is None:
+            families = self._families
+            if families is None:
+                variant = self.abi
+                with self._lock:
+                    families = self._families
+                    if families is None:
+                        if variant.is_dom0_op:  # Xen 3.0.0-3.0.2: loaded only for them
+                            from .ops.dom0op import Dom0OpFamilies
+
+                            families = Dom0OpFamilies(variant)
+                        else:
+                            from .ops.engine import Families
+
+                            families = Families(variant)
+                        self._families = families
+            e = Engine(families, self._transport, resolve=self._domid, state=self.state, handle=self,
+                       read_only=self.read_only)
+            self._engine = e
+            self._ops = e.ops
+        return e.ops if op is not None else e
+
     # -- read-only handles ------------------------------------------------------------
     def make_read_only(self) -> None:
         """From now on refuse every state-changing operation, before any hypercall.
 
-        The handle's methods check first (:class:`~xenprivcmd.errors.ReadOnlyError`),
-        and the transport is wrapped in :class:`~xenprivcmd.transport.wrappers.ReadOnlyTransport`,
-        which refuses any hypercall not known to only read.  Cannot be undone.
+        The operations that do not only read raise
+        :class:`~xenprivcmd.errors.ReadOnlyError`, and the transport is wrapped in
+        :class:`~xenprivcmd.transport.wrappers.ReadOnlyTransport`, which refuses any
+        hypercall not known to only read.  Cannot be undone.
         """
         if self.read_only:
             return
@@ -129,8 +208,8 @@ class Handle:
         guard = ReadOnlyTransport(self.transport, self._abi)
         guard.decoder.arch = self.arch  # read requests with this machine's layouts until the ABI is known
         self._guard = guard
-        self.transport = guard
         self.read_only = True
+        self.transport = guard
 
     def _check_writable(self, what: str) -> None:
         if self.read_only:
@@ -144,13 +223,27 @@ class Handle:
         hypervisor refuses, :class:`~xenprivcmd.errors.DecodeError` on a
         malformed reply.
         """
-        if self._varbuf_ops is None:
-            self._varbuf_ops = _version.has_varbuf_ops(self.transport)
-        return _version.info(self.transport, self._varbuf_ops)
+        return self._ops.version()  # type: ignore[no-any-return]
 
     def xen_version(self) -> "tuple[int, int]":
         """(major, minor) in one hypercall."""
-        return _version.version(self.transport)
+        v: int = self._ops.xen_version()[0]
+        return v >> 16, v & 0xFFFF
+
+    def _xenver(self) -> Any:
+        """The operations that need no ABI (xen_version's sub-ops are the same in every release):
+        the handle's own once it has them, else those of an engine laid out by the newest tables,
+        so that asking the version does not detect the ABI."""
+        if self._engine is not None or self._abi is not None:
+            return self._ops
+        boot = self._boot
+        if boot is None or boot.transport is not self._transport:
+            from .ops.engine import Families
+
+            head = _abi.variant(_abi.head_release(), arch=self.arch if self.arch in _abi.arches() else "x86_64")
+            boot = self._boot = Engine(Families(head), self._transport, resolve=self._domid, state=self.state,
+                                       handle=self, read_only=self.read_only)
+        return boot.ops
 
     @property
     def buffer_kind(self) -> str:
@@ -165,11 +258,10 @@ class Handle:
         if self._abi is None:
             with self._lock:
                 if self._abi is None:
-                    self._abi = self._detect()
+                    variant = self._detect()
                     if self._guard is not None:
-                        self._guard.variant = self._abi
-            if self._wire is None and isinstance(self._transport, _fast.PrivcmdTransport):
-                self.wire  # noqa: B018 - the device's op plans are built with the wire
+                        self._guard.variant = variant
+                    self._abi = variant
         return self._abi
 
     def _detect(self) -> "_abi.Variant":
@@ -185,46 +277,37 @@ class Handle:
         self.detection = report
         return variant
 
-    @property
-    def wire(self) -> Wire:
-        w = self._wire
-        if w is None:
-            variant = self.abi
-            if variant.is_dom0_op:  # Xen 3.0.0-3.0.2: loaded only for them
-                from .ops.dom0op import Dom0OpWire
+    # -- xenstore ---------------------------------------------------------------------
+    def xenstore(self) -> Any:
+        """A connection to this hypervisor's xenstore: ``store_override`` when set (a dry
+        run's), else the transport's (the local daemon or xenbus device, the simulator's).
+        Close it when done (closing an override or the simulator's store only drops
+        what it would open again).  Raises :class:`~xenprivcmd.errors.XenstoreUnavailable`
+        when there is none."""
+        override = self.store_override
+        if override is not None:
+            return override
+        return self.transport.xenstore()
 
-                w = self._wire = Dom0OpWire(variant)
-            else:
-                w = self._wire = Wire(variant)
-            self._install_plans()
-        return w
+    def domain_names(self) -> Dict[int, str]:
+        """domid -> name from xenstore; ``{}`` when there is no xenstore (never an error)."""
+        try:
+            store = self.xenstore()
+        except (OSError, DecodeError):
+            return {}
+        try:
+            return dict(store.domain_names())
+        except (OSError, DecodeError):
+            return {}
+        finally:
+            store.close()
 
-    # -- precomputed op plans ---------------------------------------------------------
-    @property
-    def transport(self) -> Transport:
-        """What the handle issues hypercalls through; assigning another one (a
-        tracing wrapper, say) takes the handle off the precomputed plans."""
-        return self._transport
-
-    @transport.setter
-    def transport(self, t: Transport) -> None:
-        self._transport = t
-        self._install_plans()
-
-    def _install_plans(self) -> None:
-        """Put the ops' plans (:mod:`xenprivcmd.ops._fast`: stand-ins that build each on
-        its first call) in place of the general methods while the transport is the
-        privcmd device itself.  A read-only handle has none (the plans of
-        state-changing ops do not ask :meth:`_check_writable`), even if its
-        transport is set back to the device."""
-        d = self.__dict__
-        for name in _fast.PLANNED:
-            d.pop(name, None)
-        t = d.get("_transport")
-        if not isinstance(t, _fast.PrivcmdTransport) or d.get("read_only") or t.restricted is not None:
-            return
-        w = d.get("_wire")
-        d.update(_fast.stand_ins(self, w, t))
+    def with_names(self, infos: List[DomainInfo]) -> List[DomainInfo]:
+        """``infos`` with their ``name`` filled in from xenstore where known."""
+        table = self.domain_names()
+        if not table:
+            return infos
+        return [i._replace(name=table.get(i.domid)) for i in infos]
 
     # -- domains --------------------------------------------------------------------
     def domains(self, names: bool = False) -> List[DomainInfo]:
@@ -233,7 +316,7 @@ class Handle:
         With ``names=True`` each result carries its name from xenstore when
         one is reachable (else the names stay ``None``; never an error).
         """
-        infos = _dom.domains(self.wire, self.transport)
+        infos: List[DomainInfo] = self._ops.domains()
         return self.with_names(infos) if names else infos
 
     def domain_info(self, dom: DomainRef, name: bool = False) -> DomainInfo:
@@ -254,26 +337,11 @@ class Handle:
         ...
         ValueError: domid -1 is out of range 0..0x7fef
         """
-        if not (isinstance(dom, int) and not isinstance(dom, bool)):
-            return self.lookup(dom)
-        info = _dom.domain_info(self.wire, self.transport, dom)
+        if dom.__class__ is not int:
+            if isinstance(dom, bool) or not isinstance(dom, int):
+                return self.lookup(dom)
+        info: DomainInfo = self._ops.domain_info(dom)
         return self.with_names([info])[0] if name else info
-
-    def with_names(self, infos: List[DomainInfo]) -> List[DomainInfo]:
-        """``infos`` with their ``name`` filled in from xenstore where known."""
-        table = self.domain_names()
-        if not table:
-            return infos
-        return [i._replace(name=table.get(i.domid)) for i in infos]
-
-    def domain_names(self) -> Dict[int, str]:
-        """domid -> name from xenstore; ``{}`` when there is no xenstore."""
-        if self.transport.kind != "privcmd":
-            names = getattr(self.transport, "domain_names", None)
-            return dict(names()) if callable(names) else {}
-        from .store import client as xenstore
-
-        return xenstore.try_domain_names()
 
     def lookup(self, ident: "DomainRef") -> DomainInfo:
         """A domain (with its name) by int domid, name, UUID (string or :class:`~uuid.UUID`) or
@@ -332,10 +400,18 @@ class Handle:
             return dom.domid
         return self.lookup(dom).domid
 
+    def _writable_domid(self, what: str, dom: "DomainRef") -> int:
+        """A state-changing op's domain: refused first on a read-only handle (no lookup).
+        (The ops call it only for a read-only handle or a domain not named by an int: an
+        int is range-checked by the op itself.)"""
+        if self.read_only:
+            raise ReadOnlyError(_errno_EPERM, f"{what}: refused, the handle is read-only")
+        return self._domid(dom)
+
     def domain_state(self, dom: DomainRef) -> DomainState:
         """The stable ``get_domain_state`` domctl (Xen 4.21+; NotSupported before)."""
         domid = self._domid(dom)
-        return _dom.domain_state(self.wire, self.transport, domid)
+        return self._ops.domain_state(domid)  # type: ignore[no-any-return]
 
     def pause(self, dom: DomainRef) -> None:
         """Pause a domain (``XEN_DOMCTL_pausedomain``).
@@ -348,21 +424,20 @@ class Handle:
         >>> xen.domain_info(1).paused
         False
         """
-        self._check_writable("pause")
-        domid = self._domid(dom)
-        _dom.pause(self.wire, self.transport, domid)
+        if self.read_only or dom.__class__ is not int:
+            dom = self._writable_domid("pause", dom)
+        self._ops.pause(dom)
 
     def unpause(self, dom: DomainRef) -> None:
         """Unpause a domain (``XEN_DOMCTL_unpausedomain``)."""
-        self._check_writable("unpause")
-        domid = self._domid(dom)
-        _dom.unpause(self.wire, self.transport, domid)
+        if self.read_only or dom.__class__ is not int:
+            dom = self._writable_domid("unpause", dom)
+        self._ops.unpause(dom)
 
     def destroy(self, dom: DomainRef) -> None:
         """Destroy a domain (``XEN_DOMCTL_destroydomain``, EAGAIN retried)."""
-        self._check_writable("destroy")
-        domid = self._domid(dom)
-        _dom.destroy(self.wire, self.transport, domid)
+        domid = self._writable_domid("destroy", dom)
+        self._ops.destroy(domid)
 
     def set_max_mem(self, dom: DomainRef, kib: int, force: bool = False) -> None:
         """Set a domain's memory limit in KiB (``XEN_DOMCTL_max_mem``): the hard limit,
@@ -376,27 +451,19 @@ class Handle:
         >>> xen.domain_info(1).max_memory_kib
         3145728
         """
-        self._check_writable("set_max_mem")
-        domid = self._domid(dom)
-        _dom.set_max_mem(self.wire, self.transport, domid, kib, used=None if force else self._used_kib)
-
-    def _used_kib(self, domid: int) -> int:
-        return self.domain_info(domid).memory_kib
-
-    def _refuse_below_use(self, domid: int, kib: int) -> None:  # the set_max_mem plan's (ops/_fast.py)
-        _dom.refuse_below_use(domid, kib, self._used_kib(domid))
+        domid = self._writable_domid("set_max_mem", dom)
+        self._ops.set_max_mem(domid, kib, force)
 
     def set_max_vcpus(self, dom: DomainRef, n: int) -> None:
         """``XEN_DOMCTL_max_vcpus``: allocate the domain's vcpus (from Xen 4.12
         ``n`` must equal the ``max_vcpus`` given at creation; Xen says EINVAL otherwise)."""
-        self._check_writable("set_max_vcpus")
-        domid = self._domid(dom)
-        _dom.set_max_vcpus(self.wire, self.transport, domid, n)
+        domid = self._writable_domid("set_max_vcpus", dom)
+        self._ops.set_max_vcpus(domid, n)
 
     def vcpu_info(self, dom: DomainRef) -> List[VcpuInfo]:
         """Every vcpu of a domain."""
         domid = self._domid(dom)
-        return _dom.vcpu_info(self.wire, self.transport, domid)
+        return self._ops.vcpu_info(domid)  # type: ignore[no-any-return]
 
     # -- batches ----------------------------------------------------------------------
     def batch(self) -> "_batch.Batch":
@@ -408,14 +475,14 @@ class Handle:
                 c.result()          # None, or raises that pause's own error
 
         Methods: ``domain_info``, ``vcpu_info``, ``vcpu_affinity``, ``pause``,
-        ``unpause``, ``set_max_mem``.  Not atomic: each operation succeeds or
-        fails on its own, in order (see :mod:`xenprivcmd.ops.batch`).  Where the
-        hypervisor refuses domctls in a multicall, the operations go one call
-        each (remembered for this handle).
+        ``unpause``, ``set_max_mem``, and ``add`` for any request of the engine.
+        Not atomic: each operation succeeds or fails on its own, in order (see
+        :mod:`xenprivcmd.ops.batch`).  Where the hypervisor refuses domctls in a
+        multicall, the operations go one call each (remembered for this handle).
         """
         from .ops import batch as _batch
 
-        return _batch.Batch(self)
+        return _batch.Batch(self.engine)
 
     def domain_infos(self, domids: Iterable[int], names: bool = False) -> List[Union[DomainInfo, XenError]]:
         """getdomaininfo for many domains in few traps: per id (in order) its
@@ -424,8 +491,8 @@ class Handle:
         ids = [check_domid(d) for d in domids]
         from .ops import batch as _batch
 
-        if ids and _batch.shaped_ok(self):
-            shaped = _batch.infos_shaped(self, ids)
+        if ids:
+            shaped = _batch.infos_shaped(self.engine, ids)
             if shaped is not None:
                 return self.with_names(shaped) if names else shaped  # type: ignore[return-value]
         b = self.batch()
@@ -450,6 +517,9 @@ class Handle:
         :class:`~xenprivcmd.errors.NoSuchDomain`; with the default, a domain
         that goes away meanwhile is left out.
         """
+        from .ops import batch as _batch
+        from .ops.domains import MAX_VCPUS
+
         explicit = domids is not None
         if domids is None:
             infos = self.domains(names=True)
@@ -461,13 +531,11 @@ class Handle:
                 infos.append(got)
         infos.sort(key=_domid_of)
         for info in infos:
-            if info.vcpus > _dom.MAX_VCPUS:
+            if info.vcpus > MAX_VCPUS:
                 raise DecodeError(f"getdomaininfo: max_vcpu_id {info.max_vcpu_id} of domain {info.domid} "
-                                       "is beyond any Xen")
-        from .ops import batch as _batch
-
-        if infos and _batch.shaped_ok(self):
-            shaped = _batch.vcpus_shaped(self, infos)
+                                  "is beyond any Xen")
+        if infos:
+            shaped = _batch.vcpus_shaped(self.engine, infos)
             if shaped is not None:
                 return shaped
         b = self.batch()
@@ -491,13 +559,15 @@ class Handle:
 
     def nr_cpus(self) -> int:
         """Size of cpumaps: physinfo's max_cpu_id + 1 (cached)."""
-        if self._nr_cpus is None:
-            self._nr_cpus = self.physinfo().max_cpu_id + 1
-        return self._nr_cpus
+        n = self.state.nr_cpus
+        if n is None:
+            n = self.state.nr_cpus = self.physinfo().max_cpu_id + 1
+        return n
 
     def vcpu_affinity(self, dom: DomainRef, vcpu: int) -> VcpuAffinity:
         """Hard (and soft, Xen >= 4.5) affinity of one vcpu."""
-        return _dom.get_vcpu_affinity(self.wire, self.transport, self._domid(dom), vcpu, self.nr_cpus)
+        domid = self._domid(dom)
+        return self._ops.vcpu_affinity(domid, vcpu)  # type: ignore[no-any-return]
 
     def set_vcpu_affinity(self, dom: DomainRef, vcpu: int, hard: Optional[Iterable[int]] = None,
                           soft: Optional[Iterable[int]] = None) -> VcpuAffinity:
@@ -507,12 +577,13 @@ class Handle:
         >>> xen.set_vcpu_affinity(1, 0, hard={0, 1})
         VcpuAffinity(vcpu=0, hard=frozenset({0, 1}), soft=frozenset({0, 1, 2, 3}))
         """
-        self._check_writable("set_vcpu_affinity")
-        return _dom.set_vcpu_affinity(self.wire, self.transport, self._domid(dom), vcpu, self.nr_cpus, hard, soft)
+        domid = self._writable_domid("set_vcpu_affinity", dom)
+        return self._ops.set_vcpu_affinity(domid, vcpu, hard, soft)  # type: ignore[no-any-return]
 
     def sched_params(self, dom: DomainRef) -> SchedParams:
         """Weight and cap of a domain under the host's scheduler (credit, credit2)."""
-        return _dom.sched_params(self.wire, self.transport, self._domid(dom), self.sched_id)
+        domid = self._domid(dom)
+        return self._ops.sched_params(domid)  # type: ignore[no-any-return]
 
     def set_sched_params(self, dom: DomainRef, weight: Optional[int] = None, cap: Optional[int] = None) -> SchedParams:
         """Set weight (1..65535) and/or cap (0..65534, 0 = none); returns the new values.
@@ -525,13 +596,13 @@ class Handle:
         ...
         ValueError: weight 0 is out of range 1..65535
         """
-        self._check_writable("set_sched_params")
-        return _dom.set_sched_params(self.wire, self.transport, self._domid(dom), self.sched_id, weight, cap)
+        domid = self._writable_domid("set_sched_params", dom)
+        return self._ops.set_sched_params(domid, weight, cap)  # type: ignore[no-any-return]
 
     def create_domain(self, max_vcpus: int = 1, handle: Optional[UUID] = None) -> int:
         """Create an empty, paused PV domain (no kernel); returns its domid."""
         self._check_writable("create_domain")
-        return _dom.create_domain(self.wire, self.transport, max_vcpus=max_vcpus, handle=handle)
+        return self._ops.create_domain(max_vcpus, handle)  # type: ignore[no-any-return]
 
     # -- host -----------------------------------------------------------------------
     def physinfo(self) -> PhysInfo:
@@ -541,20 +612,20 @@ class Handle:
         >>> p.nr_cpus, p.cores_per_socket, p.threads_per_core, p.nr_nodes, p.virt_caps
         (4, 2, 2, 1, ('hvm', 'pv', 'hap', 'shadow'))
         """
-        return _host.physinfo(self.wire, self.transport)
+        return self._ops.physinfo()  # type: ignore[no-any-return]
 
     def sched_id(self) -> Tuple[int, str]:
         """(id, name) of the host's scheduler."""
-        return _host.sched_id(self.wire, self.transport)
+        return self._ops.sched_id()  # type: ignore[no-any-return]
 
     def cpu_topology(self) -> List[CpuTopology]:
-        return _host.cpu_topology(self.wire, self.transport, self.nr_cpus() - 1)
+        return self._ops.cpu_topology()  # type: ignore[no-any-return]
 
     def numa_info(self) -> List[NumaNode]:
-        return _host.numa_info(self.wire, self.transport, self.physinfo().max_node_id)
+        return self._ops.numa_info()  # type: ignore[no-any-return]
 
     def pcpu_info(self) -> List[PcpuInfo]:
-        return _host.pcpu_info(self.wire, self.transport, self.nr_cpus() - 1)
+        return self._ops.pcpu_info()  # type: ignore[no-any-return]
 
     def read_console(self, clear: bool = False, incremental: bool = False) -> str:
         """The hypervisor's console ring (``xl dmesg``).
@@ -564,12 +635,10 @@ class Handle:
         """
         if clear:
             self._check_writable("read_console(clear=True)")
-        data, index = _host.read_console(
-            self.wire, self.transport, clear=clear, index=self._console_index if incremental else None
-        )
+        data, index = self._ops.read_console(clear, self.state.console_index if incremental else None)
         if incremental:
-            self._console_index = index
-        return data.decode("utf-8", "replace")
+            self.state.console_index = index
+        return data.decode("utf-8", "replace")  # type: ignore[no-any-return]
 
     # -- toolstack control through xenstore (control.py) ----------------------------
     def shutdown(self, dom: DomainRef, wait: bool = False, timeout: float = 60.0,
@@ -587,7 +656,7 @@ class Handle:
         return control.shutdown(self, dom, "poweroff", wait=wait, timeout=timeout, ack_timeout=ack_timeout)
 
     def reboot(self, dom: DomainRef, wait: bool = False, timeout: float = 60.0,
-                 ack_timeout: float = 10.0) -> Optional[DomainInfo]:
+               ack_timeout: float = 10.0) -> Optional[DomainInfo]:
         """Ask the guest to reboot (``control/shutdown`` = ``reboot``); as :meth:`shutdown`.
         The domain shuts down with reason ``reboot``; its toolstack (xl) builds it again."""
         self._check_writable("reboot")
@@ -709,7 +778,7 @@ class Handle:
         fn = self._device("restrict", "restrict")
         self.abi  # noqa: B018 - detected while hypercalls still work
         fn(domid)
-        self._install_plans()  # the plans issue hypercalls: none on a restricted handle
+        self.transport = self.transport  # a new engine: its runners bind the device's refusal
         return self
 
     def map_grants(self, domid: "DomainRef", refs: Iterable[int], *, writable: bool = False) -> "Mapping":
@@ -738,33 +807,27 @@ class Handle:
     # -- cpupools and memory sharing (ops/pools.py) ----------------------------------------
     def cpupools(self) -> List["CpuPool"]:
         """Every cpupool (``xl cpupool-list``), named from xenstore where the toolstack wrote it."""
-        from . import control
-        from .ops import pools
-
         names: Dict[int, str] = {}
         try:
-            store = control.store_of(self)
+            store = self.xenstore()
             try:
                 for pid in store.directory("/local/pool"):
                     if pid.isdigit():
                         names[int(pid)] = bytes(store.read(f"/local/pool/{pid}/name")).decode("utf-8", "replace")
             finally:
-                control.close_store(self, store)
+                store.close()
         except OSError:
             pass  # no xenstore, or no pool nodes: Pool-0 by default
-        return pools.cpupools(self.wire, self.transport, self.nr_cpus(), names)
+        return self._ops.cpupools(names)  # type: ignore[no-any-return]
 
     def free_cpus(self) -> "frozenset[int]":
         """The pcpus in no cpupool (``xl info``'s free_cpus counts them)."""
-        from .ops import pools
-
-        return pools.free_cpus(self.wire, self.transport, self.nr_cpus())
+        return self._ops.free_cpus()  # type: ignore[no-any-return]
 
     def sharing_pages(self) -> Dict[str, int]:
         """Memory-sharing page counts ``{"freed": n, "shared": n}`` (0 without memory sharing)."""
-        from .ops import pools
+        return self._ops.sharing_pages()  # type: ignore[no-any-return]
 
-        return pools.sharing_pages(self.transport)
 
 def _domid_of(info: DomainInfo) -> int:
     return info.domid

@@ -60,7 +60,7 @@ class VersionInfo(NamedTuple):
 
 #: DomainInfo.flags: the XEN_DOMINF_* bits of Xen 4.9 and later (domctl.h), flag name -> bit.
 #: Other releases put some elsewhere (4.7/4.8: xs_domain at bit 8, hap at bit 9; the
-#: dom0_op era's DOMFLAGS_*, with the pcpu in bits 8..15): ops/_wire.FlagMap translates
+#: dom0_op era's DOMFLAGS_*, with the pcpu in bits 8..15): ops/domains.FlagMap translates
 #: each release's own bits into these.
 DOMINF_BITS = (
     ("dying", 0), ("hvm_guest", 1), ("shutdown", 2), ("paused", 3), ("blocked", 4), ("running", 5),

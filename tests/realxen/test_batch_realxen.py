@@ -19,7 +19,7 @@ def test_vcpu_list_matches_xl_vcpu_list(xen, guest):
     rows = xl_table("vcpu-list")
     after = xen.vcpu_list()
     # the hypervisor ran them as multicalls, not one trap each
-    assert xen._multicall is True
+    assert xen.state.multicall is True
     nr = xen.nr_cpus()
     assert [(e.name, e.domid, e.vcpu) for e in before] == [(r[0], int(r[1]), int(r[2])) for r in rows]
     assert guest in {e.domid for e in before}
@@ -95,7 +95,7 @@ def test_batched_pause_and_max_mem_are_seen_by_xl(xen, guest):
 
 def test_read_only_handle_batches_and_refuses_pause(guest):
     with xenprivcmd.open(read_only=True) as ro:
-        assert len(ro.vcpu_list()) >= 2 and ro._multicall is True
+        assert len(ro.vcpu_list()) >= 2 and ro.state.multicall is True
         inner = ro.transport.inner
         before = inner.calls
         with pytest.raises(xenprivcmd.ReadOnlyError):

@@ -111,14 +111,15 @@ def identity(t: Transport, arch: str, major: int, minor: int, extra: str) -> Dic
         "boot": boot_identity(),
         "xen": f"{major}.{minor}{extra}",
     }
+    xv = _version.boot(t, arch)
     for name in ("changeset", "compile", "build_id"):
         try:
             if name == "changeset":
-                key[name] = _version.changeset(t, False)
+                key[name] = xv.changeset(False)
             elif name == "compile":
-                key[name] = " | ".join(_version.compile_info(t))
+                key[name] = " | ".join(xv.compile_info())
             else:
-                key[name] = _version.build_id(t) or "none"
+                key[name] = xv.build_id() or "none"
         except XenprivcmdError as exc:
             key[name] = f"error {getattr(exc, 'errno', '')}"
     return key

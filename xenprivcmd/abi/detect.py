@@ -137,9 +137,10 @@ def detect(t: Transport, arch: str = "x86_64", mode: str = "auto") -> Tuple["abi
     """
     if mode not in MODES:
         raise ValueError(f"detect must be one of {', '.join(MODES)}, not {mode!r}")
-    major, minor = _version.version(t)
+    xv = _version.boot(t, arch)
+    major, minor = xv.version()
     try:
-        extra = _version.extraversion(t, False)
+        extra = xv.extraversion(False)
     except XenprivcmdError:
         extra = ""
     report: Dict[str, object] = {"xen": f"{major}.{minor}{extra}", "probes": []}

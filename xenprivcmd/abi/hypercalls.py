@@ -57,7 +57,8 @@ __all__ = [
     "HYPERVISOR_dom0_op", "HYPERVISOR_memory_op", "HYPERVISOR_multicall", "HYPERVISOR_xen_version",
     "HYPERVISOR_sysctl", "HYPERVISOR_domctl", "HYPERCALLS", "HYPERCALL_NAMES", "XENVER_NAMES",
     "XENMEM_get_sharing_freed_pages", "XENMEM_get_sharing_shared_pages", "COMMAND_FAMILIES", "FAMILIES",
-    "FIELD_ENUMS", "is_command", "command_names", "interface_command_names", "command_name", "issue", "error",
+    "FIELD_ENUMS", "DOMID_FIRST_RESERVED", "DOMID_MAX", "check_domid", "SCHEDULER_NAMES", "scheduler_name",
+    "is_command", "command_names", "interface_command_names", "command_name", "issue", "error",
 ]
 
 # -- hypercalls (public/xen.h) ----------------------------------------------------------------
@@ -112,6 +113,36 @@ XENVER_NAMES: Dict[int, str] = {n: k[len("XENVER_"):] for k, n in list(globals()
 
 XENMEM_get_sharing_freed_pages = 18
 XENMEM_get_sharing_shared_pages = 19
+
+# -- domains and schedulers (public/xen.h, public/domctl.h) -------------------------------------
+
+#: The first domid Xen reserves (DOMID_SELF, DOMID_IO, ... from here on).
+DOMID_FIRST_RESERVED = 0x7FF0
+#: Largest domid a caller may name (DOMID_FIRST_RESERVED - 1).
+DOMID_MAX = DOMID_FIRST_RESERVED - 1
+
+
+def check_domid(domid: Any) -> int:
+    """A domid named by a caller: an int in 0..0x7FEF (no reserved ids); TypeError, ValueError.
+    The one domid check of the package (hypercalls, xenstore, the shell)."""
+    if isinstance(domid, bool) or not isinstance(domid, int):
+        raise TypeError(f"domid must be an int, not {type(domid).__name__}")
+    if not 0 <= domid <= DOMID_MAX:
+        raise ValueError(f"domid {domid} is out of range 0..{DOMID_MAX:#x}")
+    return domid
+
+
+#: XEN_SCHEDULER_* id -> name (the same in every release that has them; 0 is SCHED_BVT of the
+#: dom0_op era); a scheduler's name is also the member of ``xen_domctl_scheduler_op.u`` holding
+#: its parameters.
+SCHEDULER_NAMES: Dict[int, str] = {0: "bvt", 4: "sedf", 5: "credit", 6: "credit2", 7: "arinc653", 8: "rtds",
+                                   9: "null"}
+
+
+def scheduler_name(sched_id: int) -> str:
+    """``credit``, ``credit2``, ... (``sched-<id>`` for an id no release names)."""
+    return SCHEDULER_NAMES.get(sched_id, f"sched-{sched_id}")
+
 
 # -- domctl / sysctl / dom0_op commands ---------------------------------------------------------
 

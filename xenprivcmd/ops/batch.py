@@ -1,4 +1,4 @@
-"""Many independent domctls in few traps, through Xen's multicall.
+"""Many independent requests in few traps, through Xen's multicall.
 
 ``__HYPERVISOR_multicall`` (13) takes an array of ``multicall_entry``
 (``{u64 op; s64 result; u64 args[6]}``, 64 bytes on x86_64 and arm64) and
@@ -7,17 +7,18 @@ runs the entries in order; each entry's ``result`` gets its own return value
 A multicall is **not atomic**: entries before a failure stay applied, and
 other callers' hypercalls may run between two entries.
 
-One trap's scratch buffer::
+The requests are the engine's (:mod:`.engine`), laid out by the same
+:class:`~.engine.Layout` as a single call.  One trap's buffer::
 
     [0, 64*n)           the n entries, args[0] -> that entry's slot
-    [64*n, ...)         one slot per entry: its xen_domctl, then its payload
-                        (cpumaps), 8-byte aligned
+    [64*n, ...)         one slot per entry, 8-byte aligned: its request, then its
+                        payload (cpumaps): the pointers of the request point there
 
 Entries are written with one ``pack_into`` each; every ``result`` starts as
-:data:`NOT_RUN`, a value no domctl returns, so an entry the hypervisor did
+:data:`NOT_RUN`, a value no request returns, so an entry the hypervisor did
 not run is seen as such.  Such entries, and every entry of a multicall the
 hypervisor refuses as a whole, are issued again one by one (nothing that
-ran is ever issued twice).  A hypervisor found to refuse domctls inside a
+ran is ever issued twice).  A hypervisor found to refuse requests inside a
 multicall is remembered per handle; its batches then go one call each.
 """
 
@@ -26,20 +27,22 @@ from __future__ import annotations
 import errno as _errno
 import struct
 
-from ..abi.hypercalls import HYPERVISOR_domctl, HYPERVISOR_multicall
-from ..abi.layout import fields, record_reader
-from ..errors import DecodeError, NoSuchDomain, XenError, from_errno
+from ..abi.hypercalls import HYPERVISOR_multicall, check_domid
+from ..errors import DecodeError, XenError, from_errno
 from ..types import DomainInfo, VcpuAffinity, VcpuInfo, VcpuListEntry
 from . import domains as _dom
-from .wire import Wire, check_domid
+from .engine import PAYLOAD_OFFSET
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15)
+if TYPE_CHECKING:  # typing is not imported at run time (cold start)
     from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
-    from ..transport.privcmd import Transport
+    from .engine import Engine, Layout, Request
 
-__all__ = ["Batch", "Call", "MULTICALL_ENTRY_SIZE", "NOT_RUN", "TRAP_MAX_BYTES", "TRAP_MAX_ENTRIES"]
+    Then = Callable[[Tuple[Any, ...], memoryview, int], Any]
+
+__all__ = ["Batch", "Call", "MULTICALL_ENTRY_SIZE", "NOT_RUN", "TRAP_MAX_BYTES", "TRAP_MAX_ENTRIES",
+           "infos_shaped", "vcpus_shaped", "slot"]
 
 MULTICALL_ENTRY_SIZE = 64
 _ENTRY = struct.Struct("<QqQQQQQQ")
@@ -52,9 +55,6 @@ TRAP_MAX_BYTES = 256 * 1024
 TRAP_MAX_ENTRIES = 1024
 #: Largest errno a result can carry (Linux's MAX_ERRNO).
 _MAX_ERRNO = 4095
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
-_HEADER = struct.Struct("<IIH")
 
 
 def _align8(n: int) -> int:
@@ -95,226 +95,128 @@ class Call:
     def _fail(self, error: BaseException) -> None:
         self._error, self._done = error, True
 
+
     def __repr__(self) -> str:
         state = "pending" if not self._done else f"error {self._error!r}" if self._error else repr(self._value)
         return f"<Call {self.what}: {state}>"
 
 
-class _Op:
-    """One queued domctl: how to lay it out, read it back, or issue it alone."""
+class _Entry:
+    """One queued request: its layout, checked arguments, payload size and decoder."""
 
-    __slots__ = ("subop", "domid", "extra", "fill", "decode", "single", "call")
+    __slots__ = ("layout", "args", "payload", "then", "call", "slot")
 
-    def __init__(self, subop: str, domid: int, extra: int, fill: Callable[[memoryview, int, int], None],
-                 decode: Callable[[memoryview, int], Any], single: Callable[[], Any], call: Call) -> None:
-        self.subop = subop
-        self.domid = domid
-        self.extra = extra
-        self.fill = fill
-        self.decode = decode
-        self.single = single
+    def __init__(self, layout: Layout, args: Tuple[Any, ...], payload: int, then: Then, call: Call) -> None:
+        self.layout = layout
+        self.args = args
+        self.payload = payload
+        self.then = then
         self.call = call
+        #: bytes of its slot: the request (8-byte aligned), then the payload
+        self.slot = _align8(layout.size) + _align8(payload)
+
+    @property
+    def domid(self) -> Optional[int]:
+        return self.args[0] if self.layout.request.domain else None
 
 
-class _Plans:
-    """Everything about the batched domctls that is fixed for one variant."""
-
-    def __init__(self, w: Wire) -> None:
-        self.wire = w
-        self.slot = _align8(w.domctl_size)
-        self.u = w.domctl_u
-        self.iv = w.domctl_iv
-        self.cmds = {}
-        for subop in ("getdomaininfo", "getvcpuinfo", "getvcpuaffinity", "pausedomain", "unpausedomain", "max_mem"):
-            if "XEN_DOMCTL_" + subop in w.constants:
-                self.cmds[subop] = int(w.constants["XEN_DOMCTL_" + subop])
-        self.zeros = bytes(self.slot)
-        structs = w.variant.structs
-        vi = structs["xen_domctl_getvcpuinfo"]
-        self.vcpu_reader, self.vcpu_index = record_reader(
-            vi, ("vcpu", "online", "blocked", "running", "cpu_time", "cpu"))
-        self.vcpu_at = fields(vi)["vcpu"][0]
-        # getvcpuinfo as every release has it: vcpu, online, blocked, running, pad, cpu_time, cpu
-        self.vcpu_standard = [fields(vi)[f][0] for f in ("vcpu", "online", "blocked", "running", "cpu_time", "cpu")] \
-            == [0, 4, 5, 6, 8, 16]
-        self.max_mem_at = fields(structs["xen_domctl_max_mem"])["max_memkb"][0]
-        aff = fields(structs["xen_domctl_vcpuaffinity"])
-        self.modern_affinity = "cpumap_soft" in aff
-        maps = ("cpumap_hard", "cpumap_soft") if self.modern_affinity else ("cpumap",)
-        self.aff_maps: List[Tuple[int, int]] = []
-        for m in maps:
-            at, cls = aff[m]
-            inner = fields(cls)
-            nr = "nr_bits" if "nr_bits" in inner else "nr_cpus"
-            self.aff_maps.append((at + inner["bitmap"][0], at + inner[nr][0]))
-        self.aff_vcpu_at = aff["vcpu"][0]
-        self.aff_flags_at = aff["flags"][0] if "flags" in aff else None
-        self.aff_flags = 0
-        if self.modern_affinity:
-            self.aff_flags = int(w.constants["XEN_VCPUAFFINITY_HARD"]) | int(w.constants["XEN_VCPUAFFINITY_SOFT"])
-
-    def cmd(self, subop: str) -> int:
-        cmd = self.cmds.get(subop)
-        if cmd is None:
-            self.wire.const("XEN_DOMCTL_" + subop, f"domctl {subop}")  # raises NotSupported
-            raise AssertionError(subop)  # pragma: no cover
-        return cmd
-
-
-def plans(w: Wire) -> _Plans:
-    p: Optional[_Plans] = getattr(w, "_batch_plans", None)
-    if p is None:
-        p = _Plans(w)
-        w._batch_plans = p  # type: ignore[attr-defined]
-    return p
+def _fields(fields: Tuple[Any, ...], view: memoryview, payload_at: int) -> Tuple[Any, ...]:
+    return fields
 
 
 class Batch:
-    """Independent domain operations issued together (see the module doc).
+    """Independent operations issued together (see the module doc).
 
     Use it as a context manager (the operations run when the block ends
     without an exception) or call :meth:`run`.  Each method checks its
     arguments at once (``ValueError``/``TypeError``, nothing issued) and
     returns a :class:`Call`; after the run, ``call.result()`` gives the value
     or raises that operation's own typed error.  Not thread-safe: one batch
-    belongs to one thread.
+    belongs to one thread.  :meth:`add` queues any request of the engine.
     """
 
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
-        self._ops: List[_Op] = []
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._entries: List[_Entry] = []
         self.traps = 0
 
     # -- queueing ---------------------------------------------------------------
-    def _queue(self, op: _Op) -> Call:
-        self._ops.append(op)
-        return op.call
+    def add(self, request: Request, *args: Any, payload: int = 0, then: Optional[Then] = None,
+            what: Optional[str] = None) -> Call:
+        """Queue ``request`` with ``args`` (checked now, as a runner checks them);
+        ``payload``: bytes its pointers point into; ``then(fields, view, payload_at)``
+        turns what came back into the call's value (default: the fields read)."""
+        e = self._engine
+        if e.read_only and not request.reads:
+            from ..errors import ReadOnlyError
 
-    def _header(self, p: _Plans, subop: str, domid: int) -> Callable[[memoryview, int, int], None]:
-        cmd, iv = p.cmd(subop), p.iv
-
-        def fill(view: memoryview, at: int, addr: int) -> None:
-            _HEADER.pack_into(view, at, cmd, iv, domid)
-
-        return fill
+            raise ReadOnlyError(_errno.EPERM, f"{request.name}: refused, the handle is read-only")
+        lay = e.layout(request)
+        args = e.check(request, args)
+        call = Call(what or f"{request.subop}{args!r}")
+        self._entries.append(_Entry(lay, args, payload, then or _fields, call))
+        return call
 
     def domain_info(self, domid: int) -> Call:
         """getdomaininfo; the call raises :class:`NoSuchDomain` for a missing domain."""
         check_domid(domid)
-        w, t = self._wt()
-        p = plans(w) if not w.dom0_op else None
-        call = Call(f"domain_info({domid})")
-        if p is None:
-            return self._queue(_Op("getdomaininfo", domid, 0, _never, _never, lambda: _dom.domain_info(w, t, domid), call))
-        u = p.u
+        one = _dom.info_reader(self._engine).one
 
-        def decode(view: memoryview, at: int) -> DomainInfo:
-            info = w.info_from(view, at + u)
-            if info.domid != domid:
-                raise _no_domain("getdomaininfo", domid)
-            return info
+        def then(fields: Tuple[Any, ...], view: memoryview, at: int) -> DomainInfo:
+            if fields[0] != domid:
+                raise _dom.no_domain("getdomaininfo", domid)
+            return one(fields)
 
-        return self._queue(_Op("getdomaininfo", domid, 0, self._header(p, "getdomaininfo", domid), decode,
-                               lambda: _dom.domain_info(w, t, domid), call))
+        return self.add(_dom.GETDOMAININFO, domid, then=then, what=f"domain_info({domid})")
 
     def vcpu_info(self, domid: int, vcpu: int) -> Call:
         """getvcpuinfo of one vcpu: a :class:`VcpuInfo`."""
         check_domid(domid)
-        _dom._check_int(vcpu, "vcpu", 0, _dom.MAX_VCPUS - 1)
-        w, t = self._wt()
-        call = Call(f"vcpu_info({domid}, {vcpu})")
-        single = lambda: _dom.one_vcpu(w, t, domid, vcpu)  # noqa: E731
-        if w.dom0_op:
-            return self._queue(_Op("getvcpuinfo", domid, 0, _never, _never, single, call))
-        p = plans(w)
-        head = self._header(p, "getvcpuinfo", domid)
-        at_vcpu = p.u + p.vcpu_at
-        at_rec = p.u
-        reader, index = p.vcpu_reader, p.vcpu_index
+        _dom.VCPU(vcpu)
 
-        def fill(view: memoryview, at: int, addr: int) -> None:
-            head(view, at, addr)
-            _U32.pack_into(view, at + at_vcpu, vcpu)
+        def then(fields: Tuple[Any, ...], view: memoryview, at: int) -> VcpuInfo:
+            return _dom.vcpu_from(fields)
 
-        def decode(view: memoryview, at: int) -> VcpuInfo:
-            r = reader.unpack_from(view, at + at_rec)
-            return VcpuInfo(vcpu, bool(r[index[1]]), bool(r[index[2]]), bool(r[index[3]]),  # type: ignore[index]
-                            int(r[index[4]]), int(r[index[5]]))  # type: ignore[index]
-
-        return self._queue(_Op("getvcpuinfo", domid, 0, fill, decode, single, call))
+        return self.add(_dom.GETVCPUINFO, domid, vcpu, then=then, what=f"vcpu_info({domid}, {vcpu})")
 
     def vcpu_affinity(self, domid: int, vcpu: int) -> Call:
         """getvcpuaffinity: a :class:`VcpuAffinity` (soft ``None`` before Xen 4.5)."""
         check_domid(domid)
-        _dom._check_int(vcpu, "vcpu", 0, _dom.MAX_VCPUS - 1)
-        w, t = self._wt()
-        nr_cpus = self._handle.nr_cpus()
-        call = Call(f"vcpu_affinity({domid}, {vcpu})")
-        single = lambda: _dom._affinity(w, t, domid, vcpu, nr_cpus, None, None)  # noqa: E731
-        if w.dom0_op:
-            return self._queue(_Op("getvcpuaffinity", domid, 0, _never, _never, single, call))
-        p = plans(w)
-        head = self._header(p, "getvcpuaffinity", domid)
+        _dom.VCPU(vcpu)
+        e = self._engine
+        nr_cpus = e.handle.nr_cpus()
+        req, shape = _dom.affinity_requests(e, True)
+        what = f"vcpu_affinity({domid}, {vcpu})"
+        if req is None:
+            from ..errors import NotSupported
+
+            raise NotSupported(_errno.ENOSYS, f"vcpu affinity: Xen {e.variant.release} has no getvcpuaffinity")
+        if shape == "inline":
+            def inline(fields: Tuple[Any, ...], view: memoryview, at: int) -> VcpuAffinity:
+                bits = fields[0]
+                return VcpuAffinity(vcpu, frozenset(c for c in range(min(nr_cpus, 64)) if bits >> c & 1), None)
+
+            return self.add(req, domid, vcpu, then=inline, what=what)
+        args, size, hard_at, soft_at = _dom.affinity_args(shape, e, vcpu, nr_cpus, False, True, True)
         nbytes = (nr_cpus + 7) // 8
-        room = _align8(nbytes)
-        u, slot = p.u, p.slot
-        maps = p.aff_maps
-        flags_at = p.aff_flags_at
-        flags = p.aff_flags
+        two = shape == "two"
 
-        def fill(view: memoryview, at: int, addr: int) -> None:
-            head(view, at, addr)
-            _U32.pack_into(view, at + u + p.aff_vcpu_at, vcpu)
-            if flags and flags_at is not None:
-                _U32.pack_into(view, at + u + flags_at, flags)
-            for i, (bitmap_at, nr_at) in enumerate(maps):
-                _U64.pack_into(view, at + u + bitmap_at, addr + slot + i * room)
-                _U32.pack_into(view, at + u + nr_at, nr_cpus)
+        def maps(fields: Tuple[Any, ...], view: memoryview, at: int) -> VcpuAffinity:
+            hard = _dom.cpus_from(bytes(view[at + hard_at:at + hard_at + nbytes]), nr_cpus)
+            soft = _dom.cpus_from(bytes(view[at + soft_at:at + soft_at + nbytes]), nr_cpus) if two else None
+            return VcpuAffinity(vcpu, hard, soft)
 
-        def decode(view: memoryview, at: int) -> VcpuAffinity:
-            out = []
-            for i in range(len(maps)):
-                start = at + slot + i * room
-                out.append(_dom._cpus_from(bytes(view[start:start + nbytes]), nr_cpus))
-            return VcpuAffinity(vcpu, out[0], out[1] if len(out) > 1 else None)
-
-        return self._queue(_Op("getvcpuaffinity", domid, len(maps) * room, fill, decode, single, call))
+        return self.add(req, domid, *args, payload=size, then=maps, what=what)
 
     def pause(self, domid: int) -> Call:
-        return self._simple("pausedomain", domid, lambda w, t: _dom.pause(w, t, domid))
+        return self.add(_dom.PAUSEDOMAIN, check_domid(domid), what=f"pausedomain({domid})", then=_none)
 
     def unpause(self, domid: int) -> Call:
-        return self._simple("unpausedomain", domid, lambda w, t: _dom.unpause(w, t, domid))
+        return self.add(_dom.UNPAUSEDOMAIN, check_domid(domid), what=f"unpausedomain({domid})", then=_none)
 
     def set_max_mem(self, domid: int, kib: int) -> Call:
-        """max_mem (KiB), as :meth:`Handle.set_max_mem`."""
-        check_domid(domid)
-        _dom._check_int(kib, "memory (KiB)", 0, _dom.MAX_MEM_KIB)
-        return self._simple("max_mem", domid, lambda w, t: _dom.set_max_mem(w, t, domid, kib), kib)
-
-    def _simple(self, subop: str, domid: int, single: Callable[[Wire, "Transport"], None],
-                kib: Optional[int] = None) -> Call:
-        check_domid(domid)
-        self._handle._check_writable(subop)
-        w, t = self._wt()
-        call = Call(f"{subop}({domid})")
-        if w.dom0_op:
-            return self._queue(_Op(subop, domid, 0, _never, _never, lambda: single(w, t), call))
-        p = plans(w)
-        head = self._header(p, subop, domid)
-        fill = head
-        if kib is not None:
-            at_kib = p.u + p.max_mem_at
-
-            def fill(view: memoryview, at: int, addr: int) -> None:
-                head(view, at, addr)
-                _U64.pack_into(view, at + at_kib, kib)
-
-        return self._queue(_Op(subop, domid, 0, fill, _none, lambda: single(w, t), call))
-
-    def _wt(self) -> Tuple[Wire, "Transport"]:
-        h = self._handle
-        return h.wire, h.transport
+        """max_mem (KiB), as :meth:`Handle.set_max_mem` with ``force=True``."""
+        return self.add(_dom.MAX_MEM, check_domid(domid), kib, what=f"max_mem({domid})", then=_none)
 
     # -- running ------------------------------------------------------------------
     def __enter__(self) -> "Batch":
@@ -325,7 +227,7 @@ class Batch:
             self.run()
 
     def __len__(self) -> int:
-        return len(self._ops)
+        return len(self._entries)
 
     def run(self) -> None:
         """Issue every queued operation; each :class:`Call` then holds its outcome.
@@ -334,120 +236,124 @@ class Batch:
         error that is no hypercall's (a closed handle, KeyboardInterrupt)
         propagates, and the operations it kept from running are left not done.
         """
-        ops, self._ops = self._ops, []
-        if not ops:
+        entries, self._entries = self._entries, []
+        if not entries:
             return
-        h = self._handle
-        w, t = self._wt()
-        if w.dom0_op or h._multicall is False or not getattr(t, "multicall", False):
-            for op in ops:
-                _single(op)
+        e = self._engine
+        if not e.multicall:
+            for entry in entries:
+                _single(e, entry)
             return
-        p = plans(w)
-        for chunk in _chunks(ops, p.slot):
-            self._trap(p, t, chunk)
+        for chunk in _chunks(entries):
+            self._trap(chunk)
 
-    def _trap(self, p: _Plans, t: "Transport", chunk: Sequence[_Op]) -> None:
-        h = self._handle
+    def _trap(self, chunk: Sequence[_Entry]) -> None:
+        e = self._engine
         n = len(chunk)
-        first = _align8(n * MULTICALL_ENTRY_SIZE)
-        at: List[int] = []
-        pos = first
-        for op in chunk:
-            at.append(pos)
-            pos += p.slot + op.extra
-        buf = t.scratch(pos)
-        view = buf.view
-        base = buf.address
-        view[first:pos] = bytes(pos - first)
-        for i, op in enumerate(chunk):
-            op.fill(view, at[i], base + at[i])
-            _ENTRY.pack_into(view, i * MULTICALL_ENTRY_SIZE, HYPERVISOR_domctl, NOT_RUN, base + at[i], 0, 0, 0, 0, 0)
+        view, base, at = _lay_out(e, chunk)
         self.traps += 1
         refused = False
         try:
-            t.hypercall(HYPERVISOR_multicall, base, n)
+            e.transport.hypercall(HYPERVISOR_multicall, base, n)
         except XenError as exc:
             if exc.errno == _errno.EBADF:
                 raise
             refused = True
         except OSError:
             refused = True
-        if not buf.alive:
+        if e.transport.closed:
             raise XenError(_errno.EBADF, "the handle was closed during a batch")
-        leftover: List[_Op] = []
-        for i, op in enumerate(chunk):
+        leftover: List[_Entry] = []
+        for i, entry in enumerate(chunk):
             rc = _RESULT.unpack_from(view, i * MULTICALL_ENTRY_SIZE + 8)[0]
-            if rc == NOT_RUN:
-                leftover.append(op)
-            elif rc == -_errno.ENOSYS and op.subop in p.cmds:
-                # The multicall table may lack domctl: one call tells.
-                leftover.append(op)
+            lay = entry.layout
+            req = lay.request
+            if rc == NOT_RUN or rc == -_errno.ENOSYS:
+                # not run, or a multicall table without this hypercall: one call tells
+                leftover.append(entry)
             elif -_MAX_ERRNO <= rc < 0:
-                op.call._fail(from_errno(-rc, hypercall="domctl", subop=op.subop, domid=op.domid))
-            elif rc != 0:
-                op.call._fail(DecodeError(f"domctl {op.subop}(domid={op.domid}): result {rc} inside a multicall"))
+                entry.call._fail(from_errno(-rc, hypercall=req.family, subop=req.subop, domid=entry.domid))
+            elif rc != 0 and not req.returns:
+                entry.call._fail(DecodeError(f"{req.name}(domid={entry.domid}): result {rc} inside a multicall"))
             else:
                 try:
-                    op.call._set(op.decode(view, at[i]))
+                    fields = lay.result(lay.unpack(view, at[i] + lay.read_at))
+                    if req.returns:
+                        fields = (rc,) + fields
+                    entry.call._set(entry.then(fields, view, at[i] + _align8(lay.size)))
                 except (XenError, DecodeError, ValueError) as exc:
-                    op.call._fail(exc)
+                    entry.call._fail(exc)
         if refused or leftover:
-            ran = n - len(leftover)
-            if ran == 0 or refused:
-                h._multicall = False
-            for op in leftover:
-                _single(op)
-        elif h._multicall is None:
-            h._multicall = True
+            if len(leftover) == n or refused:
+                e.state.multicall = False
+            for entry in leftover:
+                _single(e, entry)
+        elif e.state.multicall is None:
+            e.state.multicall = True
 
 
-def _single(op: _Op) -> None:
+def _lay_out(e: Engine, chunk: Sequence[_Entry]) -> Tuple[memoryview, int, List[int]]:
+    """The chunk's entries and slots in this thread's buffer: (view, its address, each slot's offset)."""
+    n = len(chunk)
+    first = _align8(n * MULTICALL_ENTRY_SIZE)
+    at: List[int] = []
+    pos = first
+    for entry in chunk:
+        at.append(pos)
+        pos += entry.slot
+    view, base = e.buffer(pos)
+    view[first:pos] = bytes(pos - first)
+    for i, entry in enumerate(chunk):
+        lay = entry.layout
+        where = base + at[i]
+        lay.pack(view, at[i], *lay.values(entry.args, where + _align8(lay.size)))
+        a = [where if x is None else x for x in lay.args]
+        _ENTRY.pack_into(view, i * MULTICALL_ENTRY_SIZE, lay.hypercall, NOT_RUN, *a, 0)
+    return view, base, at
+
+
+def _single(e: Engine, entry: _Entry) -> None:
+    """One entry as a single call (its payload at PAYLOAD_OFFSET)."""
     try:
-        op.call._set(op.single())
+        view, at = e.payload(entry.payload)
+        lay = entry.layout
+        args = tuple(a + at if i in lay.pointer_at else a for i, a in enumerate(entry.args))
+        fields = e.runner(lay.request)(*args)
+        entry.call._set(entry.then(fields, view, PAYLOAD_OFFSET))
     except (XenError, DecodeError) as exc:
-        op.call._fail(exc)
+        entry.call._fail(exc)
 
 
-def _chunks(ops: Sequence[_Op], slot: int) -> Iterable[Sequence[_Op]]:
+def _chunks(entries: Sequence[_Entry]) -> Iterable[Sequence[_Entry]]:
     start = 0
     size = 0
-    for i, op in enumerate(ops):
-        need = MULTICALL_ENTRY_SIZE + slot + op.extra
+    for i, entry in enumerate(entries):
+        need = MULTICALL_ENTRY_SIZE + entry.slot
         if i > start and (i - start >= TRAP_MAX_ENTRIES or size + need > TRAP_MAX_BYTES):
-            yield ops[start:i]
+            yield entries[start:i]
             start, size = i, 0
         size += need
-    if start < len(ops):
-        yield ops[start:]
+    if start < len(entries):
+        yield entries[start:]
 
 
-def _never(*_args: Any) -> Any:  # pragma: no cover - dom0_op ops never go into a multicall
-    raise AssertionError("not batched")
-
-
-def _none(view: memoryview, at: int) -> None:
+def _none(fields: Tuple[Any, ...], view: memoryview, at: int) -> None:
     return None
 
 
-def _no_domain(subop: str, domid: int) -> NoSuchDomain:
-    return NoSuchDomain(_errno.ESRCH, f"domctl {subop}(domid={domid}): no such domain (ESRCH)",
-                        hypercall="domctl", subop=subop, domid=domid)
-
-
-# -- shaped batches: the hot read-only batches as one precomputed image -----------------------
+# -- shaped batches: the hot read-only batches as one laid-out image ----------------------------
 #
 # vcpu_list and domain_infos ask the same questions scrape after scrape.  For
 # one shape (which domains, how many vcpus, the buffer's address) the whole
 # trap -- entries and requests -- is the same bytes every time: it is laid
-# out once (by the general layout code above) and kept; a call copies it into
-# the buffer in one slice assignment, issues the trap, checks every entry's
-# result in one pass, and reads the replies with ``iter_unpack`` over the
-# slots.  Anything unusual (an entry that failed or did not run, a domain
-# that is not the one asked for) sends the whole call to the general batch,
-# which is safe because these batches only read.
+# out once (by _lay_out, the batch's own layout) and kept by the engine; a
+# call copies it into the buffer in one slice assignment, issues the trap,
+# checks every entry's result in one pass, and reads the replies with
+# ``iter_unpack`` over the slots.  Anything unusual (an entry that failed or
+# did not run, a domain that is not the one asked for) sends the whole call to
+# the general batch, which is safe because these batches only read.
 
-#: Shapes kept per handle (a scrape, an xl-style listing, ...).
+#: Shapes kept per engine (a scrape, an xl-style listing, ...).
 SHAPES_KEPT = 8
 _new = tuple.__new__
 
@@ -461,48 +367,40 @@ class _Shape:
         self.n = n
         self.slots_at = slots_at
         # every entry's result, read in one pass (the int64 at offset 8 of each 64-byte entry):
-        # all 0 when every domctl ran and succeeded (NOT_RUN, laid in the image, is not 0)
+        # all 0 when every request ran and succeeded (NOT_RUN, laid in the image, is not 0)
         self.results = struct.Struct("<" + "8xq48x" * n)
 
 
-def _shape(h: Any, key: Tuple[Any, ...], make: Callable[[], Sequence[_Op]], slot: int) -> _Shape:
-    """The trap image for ``key`` over this thread's buffer (``make`` lays out its ops, all of one slot size)."""
-    t = h.transport
-    shapes: Dict[Tuple[Any, ...], _Shape] = h.__dict__.setdefault("_shapes", {})
-    n = key[1]
-    first = _align8(n * MULTICALL_ENTRY_SIZE)
-    size = first + n * slot
-    buf = t.scratch(size)
-    full = key + (buf.address,)
+def _shape(e: Engine, key: Tuple[Any, ...], make: Callable[[], Sequence[_Entry]]) -> Optional[_Shape]:
+    """The trap image for ``key`` over this thread's buffer (``make`` queues its entries, all of
+    one slot size); None when they are not all of one slot size."""
+    shapes = e.shapes
+    entries = make()
+    if not entries or len({x.slot for x in entries}) != 1:
+        return None
+    n = len(entries)
+    size = _align8(n * MULTICALL_ENTRY_SIZE) + n * entries[0].slot
+    _view, base = e.buffer(size)
+    full = key + (base,)
     got = shapes.get(full)
     if got is not None:
-        return got
-    ops = make()
-    assert len(ops) == n
-    view = buf.view
-    view[:size] = bytes(size)
-    for i, op in enumerate(ops):
-        at = first + i * slot
-        op.fill(view, at, buf.address + at)
-        _ENTRY.pack_into(view, i * MULTICALL_ENTRY_SIZE, HYPERVISOR_domctl, NOT_RUN, buf.address + at,
-                         0, 0, 0, 0, 0)
-    got = _Shape(buf.address, bytes(view[:size]), n, first)
+        return got  # type: ignore[no-any-return]
+    view, base, at = _lay_out(e, entries)
+    got = _Shape(base, bytes(view[:size]), n, at[0])
     if len(shapes) >= SHAPES_KEPT:
         shapes.clear()
     shapes[full] = got
     return got
 
 
-def _run_shape(h: Any, shape: _Shape) -> Optional[memoryview]:
+def _run_shape(e: Engine, shape: _Shape) -> Optional[memoryview]:
     """Issue the image; the buffer's view when every entry returned 0, else None."""
-    t = h.transport
-    buf = t.scratch(len(shape.image))
-    if buf.address != shape.base:
+    view, base = e.buffer(len(shape.image))
+    if base != shape.base:
         return None
-    view: memoryview = buf.view
     view[:len(shape.image)] = shape.image
     try:
-        t.hypercall(HYPERVISOR_multicall, shape.base, shape.n)
+        e.transport.hypercall(HYPERVISOR_multicall, shape.base, shape.n)
     except XenError as exc:
         if exc.errno == _errno.EBADF:
             raise
@@ -511,20 +409,15 @@ def _run_shape(h: Any, shape: _Shape) -> Optional[memoryview]:
         return None
     if any(shape.results.unpack_from(view, 0)):
         return None
-    h._multicall = True
+    e.state.multicall = True
     return view
 
 
-def shaped_ok(h: Any) -> bool:
-    """Whether this handle's batches may take the shaped path."""
-    return not h.wire.dom0_op and h._multicall is not False and bool(getattr(h.transport, "multicall", False))
-
-
-def _ops_of(h: Any, queue: Callable[[Batch], None]) -> Callable[[], Sequence[_Op]]:
-    def make() -> Sequence[_Op]:
-        b = Batch(h)
+def _entries(e: Engine, queue: Callable[[Batch], None]) -> Callable[[], Sequence[_Entry]]:
+    def make() -> Sequence[_Entry]:
+        b = Batch(e)
         queue(b)
-        return b._ops
+        return b._entries
 
     return make
 
@@ -535,14 +428,22 @@ def _slot_reader(prefix: int, fmt: str, slot: int) -> struct.Struct:
     return struct.Struct(f"<{prefix}x{fmt}{slot - prefix - inner}x")
 
 
-def infos_shaped(h: Any, ids: Sequence[int]) -> Optional[List[DomainInfo]]:
+def _per_trap(slot: int, kinds: int = 1) -> int:
+    return min(TRAP_MAX_ENTRIES, TRAP_MAX_BYTES // (MULTICALL_ENTRY_SIZE + slot)) // kinds
+
+
+def infos_shaped(e: Engine, ids: Sequence[int]) -> Optional[List[DomainInfo]]:
     """getdomaininfo of ``ids`` (already checked) in shaped traps; None: take the general batch."""
-    w = h.wire
-    p = plans(w)
-    slot = p.slot
-    per = min(TRAP_MAX_ENTRIES, TRAP_MAX_BYTES // (MULTICALL_ENTRY_SIZE + slot))
-    reader = _slot_reader(p.u, w.info_reader.format.lstrip("<"), slot)
+    if not e.multicall:
+        return None
+    lay = e.layout(_dom.GETDOMAININFO)
+    rd = _dom.info_reader(e)
+    if lay.pick is not None or not rd.fast:
+        return None  # the fields not in DomainInfo's order: the general batch
+    slot = _align8(lay.size)
+    reader = _slot_reader(lay.read_at, lay.unpack.__self__.format.lstrip("<"), slot)  # type: ignore[attr-defined]
     out: List[DomainInfo] = []
+    per = _per_trap(slot)
     for start in range(0, len(ids), per):
         chunk = tuple(ids[start:start + per])
 
@@ -550,12 +451,12 @@ def infos_shaped(h: Any, ids: Sequence[int]) -> Optional[List[DomainInfo]]:
             for d in c:
                 b.domain_info(d)
 
-        shape = _shape(h, ("infos", len(chunk), chunk), _ops_of(h, queue), slot)
-        view = _run_shape(h, shape)
-        if view is None:
+        shape = _shape(e, ("infos", len(chunk), chunk), _entries(e, queue))
+        view = None if shape is None else _run_shape(e, shape)
+        if shape is None or view is None:
             return None
         recs = reader.iter_unpack(view[shape.slots_at:shape.slots_at + len(chunk) * slot])
-        got = [_new(DomainInfo, r + (None,)) for r in recs] if w.info_fast else [w._info_slow(r) for r in recs]
+        got = [_new(DomainInfo, r + (None,)) for r in recs]
         for g, d in zip(got, chunk):
             if g.domid != d:
                 return None  # a missing domain (Xen < 4.18 answers with the next one): the general path says which
@@ -563,62 +464,75 @@ def infos_shaped(h: Any, ids: Sequence[int]) -> Optional[List[DomainInfo]]:
     return out
 
 
-def vcpus_shaped(h: Any, infos: Sequence[DomainInfo], affinity: bool = True) -> Optional[List[Any]]:
+def vcpus_shaped(e: Engine, infos: Sequence[DomainInfo], affinity: bool = True) -> Optional[List[Any]]:
     """Every vcpu of ``infos`` in shaped traps: VcpuListEntry rows with the
     affinities, or (``affinity=False``) VcpuInfo rows of getvcpuinfo alone.
     None: take the general batch."""
-    w = h.wire
-    p = plans(w)
-    if not p.vcpu_standard:
+    if not e.multicall:
         return None
-    nr_cpus = h.nr_cpus()
+    vlay = e.layout(_dom.GETVCPUINFO)
+    if vlay.pick is not None:
+        return None
+    req, shape_kind = _dom.affinity_requests(e, True)
+    if affinity and shape_kind not in ("two", "one"):
+        return None
+    nr_cpus = e.handle.nr_cpus()
     key = ("vcpu_list", affinity, nr_cpus, tuple((i.domid, i.max_vcpu_id, i.name) for i in infos))
-    layouts: Dict[Any, Any] = h.__dict__.setdefault("_vcpu_layouts", {})
-    lay = layouts.get(key)
+    lay = e.shapes.get(key)
     if lay is None:
-        if len(layouts) >= SHAPES_KEPT:
-            layouts.clear()
-        lay = layouts[key] = _VcpuLayout(h, p, nr_cpus, infos, affinity)
+        if len(e.shapes) >= SHAPES_KEPT:
+            e.shapes.clear()
+        lay = e.shapes[key] = _VcpuLayout(e, nr_cpus, infos, affinity, shape_kind)
     cache = lay.maps_cache
     out: List[Any] = []
     for chunk_key, make, heads in lay.chunks:
-        shape = _shape(h, chunk_key, make, lay.slot)
-        view = _run_shape(h, shape)
-        if view is None:
+        shape = _shape(e, chunk_key, make)
+        view = None if shape is None else _run_shape(e, shape)
+        if shape is None or view is None:
             return None
         n = len(heads)
         at = shape.slots_at
         states = lay.vcpu_reader.iter_unpack(view[at:at + n * lay.slot])
         if not affinity:
-            out += [_new(VcpuInfo, (head[2],) + st) for head, st in zip(heads, states)]
+            out += [_new(VcpuInfo, st) for st in states]
             continue
         affs = lay.map_reader.iter_unpack(view[at + n * lay.slot:at + 2 * n * lay.slot])
         if len(cache) > 4096:
             cache.clear()
         get, miss = cache.get, lay.decode_maps
-        out += [_new(VcpuListEntry, head + st + (get(aff) or miss(aff))) for head, st, aff in zip(heads, states, affs)]
+        out += [_new(VcpuListEntry, head[:2] + st + (get(aff) or miss(aff))) for head, st, aff in zip(heads, states, affs)]
     return out
 
 
 class _VcpuLayout:
     """What a vcpu_list of one set of domains looks like in traps (see vcpus_shaped)."""
 
-    def __init__(self, h: Any, p: _Plans, nr_cpus: int, infos: Sequence[DomainInfo], affinity: bool) -> None:
+    def __init__(self, e: Engine, nr_cpus: int, infos: Sequence[DomainInfo], affinity: bool, shape: str) -> None:
         nbytes = (nr_cpus + 7) // 8
-        room = _align8(nbytes)
-        nmaps = len(p.aff_maps)
-        # one slot size for both kinds: a getvcpuinfo slot has room to spare
-        self.slot = slot = p.slot + nmaps * room
+        vlay = e.layout(_dom.GETVCPUINFO)
+        # every slot of the trap has one size (an affinity's: request + its maps); a getvcpuinfo
+        # entry alone has room to spare, which _shape lets through only when the sizes agree
+        probe = Batch(e)
+        probe.vcpu_info(infos[0].domid if infos else 0, 0)
+        if affinity:
+            probe.vcpu_affinity(infos[0].domid if infos else 0, 0)
+        slot = max(x.slot for x in probe._entries)
+        self.slot = slot
         kinds = 2 if affinity else 1
-        per = min(TRAP_MAX_ENTRIES, TRAP_MAX_BYTES // (MULTICALL_ENTRY_SIZE + slot)) // kinds
-        # online, blocked, running, cpu_time, cpu: after the vcpu number, as "???xQI"
-        self.vcpu_reader = _slot_reader(p.u + 4, "???xQI", slot)
-        self.map_reader = _slot_reader(p.slot, f"{room}s" * nmaps, slot)
+        per = _per_trap(slot, kinds)
+        self.vcpu_reader = _slot_reader(vlay.read_at, vlay.unpack.__self__.format.lstrip("<"), slot)  # type: ignore[attr-defined]
+        alay = probe._entries[-1].layout if affinity else vlay
+        maps_at = _align8(alay.size)
+        soft_at = nbytes + 8
+        nmaps = 2 if shape == "two" else 1
+        fmt = f"{nbytes}s" + (f"{soft_at - nbytes}x{nbytes}s" if nmaps > 1 else "")
+        #: the maps (unused, and reading nothing, without the affinities)
+        self.map_reader = _slot_reader(maps_at, fmt, slot) if affinity else struct.Struct(f"<{slot}x")
         self.maps_cache: Dict[Tuple[bytes, ...], Tuple[FrozenSet[int], Optional[FrozenSet[int]]]] = {}
 
         def decode_maps(raw: Tuple[bytes, ...]) -> Tuple[FrozenSet[int], Optional[FrozenSet[int]]]:
-            hard = _dom._cpus_from(raw[0][:nbytes], nr_cpus)
-            maps = self.maps_cache[raw] = (hard, _dom._cpus_from(raw[1][:nbytes], nr_cpus) if nmaps > 1 else None)
+            hard = _dom.cpus_from(raw[0], nr_cpus)
+            maps = self.maps_cache[raw] = (hard, _dom.cpus_from(raw[1], nr_cpus) if nmaps > 1 else None)
             return maps
 
         self.decode_maps = decode_maps
@@ -630,8 +544,15 @@ class _VcpuLayout:
             def queue(b: Batch, c: Sequence[Tuple[int, Optional[str], int]] = heads) -> None:
                 for d, _name, v in c:
                     b.vcpu_info(d, v)
+                    # pad the getvcpuinfo entry to the common slot size
+                    b._entries[-1].slot = slot
                 for d, _name, v in c if affinity else ():
                     b.vcpu_affinity(d, v)
 
             chunk_key = ("vcpus", kinds * len(heads), tuple((d, v) for d, _n, v in heads), nr_cpus)
-            self.chunks.append((chunk_key, _ops_of(h, queue), heads))
+            self.chunks.append((chunk_key, _entries(e, queue), heads))
+
+
+def slot(e: Engine, request: Request) -> int:
+    """The bytes of ``request``'s slot in a trap, before its payload."""
+    return _align8(e.layout(request).size)

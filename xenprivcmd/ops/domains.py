@@ -1,8 +1,10 @@
-"""Domain operations (domctl, and sysctl getdomaininfolist for listing).
+"""Domain operations: the domctl requests (and the listing sysctl) and what is built on them.
 
-Every function validates its arguments before anything is issued: a value
-that is invalid on its face raises ``ValueError``/``TypeError`` and no
-hypercall leaves the process.
+Each request is declared once (:class:`~.engine.Request`); each operation is a
+builder (:func:`~.engine.op`) that the engine runs once per handle, binding the
+request runners it uses.  Arguments are checked before anything is issued: a
+value invalid on its face raises ``ValueError``/``TypeError`` and no hypercall
+leaves the process.
 """
 
 from __future__ import annotations
@@ -11,46 +13,181 @@ import errno as _errno
 import time
 from operator import lt as _lt
 
+from ..abi.hypercalls import DOMID_FIRST_RESERVED, DOMID_MAX, SCHEDULER_NAMES, check_domid
+from ..abi.layout import record_reader
 from ..errors import DecodeError, NoSuchDomain, NotSupported, TryAgain
-from ..types import DomainState, SchedParams, VcpuAffinity, VcpuInfo
-from .wire import DOMID_FIRST_RESERVED, PAYLOAD_OFFSET, check_domid
+from ..types import DOMINF_BITS, DomainInfo, DomainState, SchedParams, VcpuAffinity, VcpuInfo
+from .engine import HEADER_DOMAIN, PAYLOAD_OFFSET, Check, Request, op
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, FrozenSet, Iterable, List, Optional, Sequence, Tuple, TypeVar
     from uuid import UUID
 
-    from ..transport.privcmd import Transport
-    from ..types import DomainInfo
-    from .wire import Wire
+    from .engine import Engine, Families
 
     _T = TypeVar("_T")
 
 #: Records asked for per getdomaininfolist call (paginated by first_domain).
 LIST_CHUNK = 1024
-
 #: destroydomain: how long EAGAIN ("still tearing down") is retried.
 DESTROY_RETRY_SECONDS = 30.0
-
 #: Bounds of scheduler parameters (credit / credit2).
 WEIGHT_MIN, WEIGHT_MAX = 1, 65535
 CAP_MIN, CAP_MAX = 0, 65534
-
 #: Largest memory limit accepted, in KiB (16 TiB: beyond any host Xen runs on).
 MAX_MEM_KIB = 16 << 30
-
 MAX_VCPUS = 8192
 
+VCPU = Check(1, "vcpu", 0, MAX_VCPUS - 1)
 
-def _check_int(value: Any, what: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{what} {value} is out of range {lo}..{hi}")
-    return value
+# DomainInfo's Xen fields, in DomainInfo's order (its last field, name, is ours).
+DOMAININFO_FIELDS = (
+    "domain", "flags", "tot_pages", "max_pages", "outstanding_pages", "shr_pages", "paged_pages",
+    "shared_info_frame", "cpu_time", "nr_online_vcpus", "max_vcpu_id", "ssidref", "handle", "cpupool",
+)
+VCPUINFO_FIELDS = ("online", "blocked", "running", "cpu_time", "cpu")
+
+# -- the requests ---------------------------------------------------------------------------------
+
+GETDOMAININFO = Request("domctl", "getdomaininfo", struct="xen_domctl_getdomaininfo", read=DOMAININFO_FIELDS,
+                        reads=True)
+GETDOMAININFOLIST = Request("sysctl", "getdomaininfolist", struct="xen_sysctl_getdomaininfolist",
+                            send=("first_domain", "max_domains", "buffer"), pointers=("buffer",),
+                            read=("num_domains",), reads=True)
+GET_DOMAIN_STATE = Request("domctl", "get_domain_state", struct="xen_domctl_get_domain_state",
+                           read=(HEADER_DOMAIN, "state", "caps", "unique_id"), reads=True, stable=True)
+PAUSEDOMAIN = Request("domctl", "pausedomain", reads=False)
+UNPAUSEDOMAIN = Request("domctl", "unpausedomain", reads=False)
+DESTROYDOMAIN = Request("domctl", "destroydomain", reads=False)
+MAX_MEM = Request("domctl", "max_mem", struct="xen_domctl_max_mem", send=("max_memkb",),
+                  checks=(Check(1, "memory (KiB)", 0, MAX_MEM_KIB),), reads=False)
+MAX_VCPUS_REQ = Request("domctl", "max_vcpus", struct="xen_domctl_max_vcpus", send=("max",),
+                        checks=(Check(1, "vcpu count", 1, MAX_VCPUS),), reads=False)
+#: read: the vcpu (echoed), then VcpuInfo's fields: one reply makes a VcpuInfo as it is
+GETVCPUINFO = Request("domctl", "getvcpuinfo", struct="xen_domctl_getvcpuinfo", send=("vcpu",),
+                      read=("vcpu",) + VCPUINFO_FIELDS, bools=("online", "blocked", "running"), checks=(VCPU,),
+                      reads=True)
+
+# vcpu affinity: three shapes of xen_domctl_vcpuaffinity (the maps are guest handles into the payload)
+#: 4.5+: flags, a hard and a soft map (xenctl_bitmap)
+_MAPS2 = ("vcpu", "flags", "cpumap_hard.bitmap", "cpumap_hard.nr_bits", "cpumap_soft.bitmap", "cpumap_soft.nr_bits")
+#: 4.3-4.4: one map (xenctl_bitmap)
+_MAP_BITS = ("vcpu", "cpumap.bitmap", "cpumap.nr_bits")
+#: 3.0.3-4.2: one map (xenctl_cpumap)
+_MAP_CPUS = ("vcpu", "cpumap.bitmap", "cpumap.nr_cpus")
+_AFFINITY = {
+    (get, send): Request("domctl", ("getvcpuaffinity" if get else "setvcpuaffinity"), struct="xen_domctl_vcpuaffinity",
+                         member="vcpuaffinity", send=send, pointers=tuple(p for p in send if p.endswith("bitmap")),
+                         checks=(VCPU,), reads=get)
+    for get in (True, False) for send in (_MAPS2, _MAP_BITS, _MAP_CPUS)
+}
+#: The dom0_op era (3.0.0-3.0.2): the map is a 64-bit field in the request itself.
+GETVCPUINFO_CPUMAP = Request("domctl", "getvcpuinfo", struct="xen_domctl_getvcpuinfo", send=("vcpu",),
+                             read=("cpumap",), checks=(VCPU,), reads=True)
+SETVCPUAFFINITY_CPUMAP = Request("domctl", "setvcpuaffinity", struct="xen_domctl_vcpuaffinity", member="vcpuaffinity",
+                                 send=("vcpu", "cpumap"), checks=(VCPU,), reads=False)
+
+# the scheduler's parameters: its member of xen_domctl_scheduler_op.u
+_SCHED_GET = {name: Request("domctl", "scheduler_op", struct="xen_domctl_scheduler_op",
+                            send=("sched_id", "cmd"), read=(f"u.{name}.weight", f"u.{name}.cap"), reads=True)
+              for name in ("credit", "credit2")}
+_SCHED_PUT = {(name, cap): Request("domctl", "scheduler_op", struct="xen_domctl_scheduler_op",
+                                   send=("sched_id", "cmd", f"u.{name}.weight") + ((f"u.{name}.cap",) if cap else ()),
+                                   reads=False)
+              for name in ("credit", "credit2") for cap in (True, False)}
 
 
-# -- listing --------------------------------------------------------------------
+# -- getdomaininfo records ----------------------------------------------------------------------
+
+_NO_NAME = (None,)
+_new = tuple.__new__
+SHUTDOWN_SHIFT, SHUTDOWN_MASK = 16, 0xFF
+_DOMFLAGS_NAMES = {"hvm_guest": "DOMFLAGS_HVM"}
+
+
+class FlagMap:
+    """Translates a release's getdomaininfo flags into DomainInfo's bits (``XEN_DOMINF_*``
+    of Xen 4.9+, :data:`~xenprivcmd.types.DOMINF_BITS`; each release's constants say where
+    every flag is)."""
+
+    def __init__(self, constants: Any) -> None:
+        pairs = []
+        for name, bit in DOMINF_BITS:
+            for cname in ("XEN_DOMINF_" + name, _DOMFLAGS_NAMES.get(name, "DOMFLAGS_" + name.upper())):
+                if cname in constants:
+                    pairs.append((int(constants[cname]), 1 << bit))
+                    break
+        self.pairs = pairs
+        self.shift = int(constants.get("XEN_DOMINF_shutdownshift", constants.get("DOMFLAGS_SHUTDOWNSHIFT", 16)))
+        self.mask = int(constants.get("XEN_DOMINF_shutdownmask", constants.get("DOMFLAGS_SHUTDOWNMASK", 0xFF)))
+        has_cpu_field = "XEN_DOMINF_cpumask" in constants or "DOMFLAGS_CPUMASK" in constants
+        #: Nothing to translate: the release's bits are DomainInfo's.
+        self.identity = (
+            all(have == bit for have, bit in pairs) and not has_cpu_field
+            and (self.shift, self.mask) == (SHUTDOWN_SHIFT, SHUTDOWN_MASK)
+        )
+
+    def __call__(self, flags: int) -> int:
+        out = 0
+        for have, bit in self.pairs:
+            if flags & have:
+                out |= bit
+        return out | ((flags >> self.shift) & self.mask) << SHUTDOWN_SHIFT
+
+
+class InfoReader:
+    """getdomaininfo records of one release -> DomainInfo: one record (fields in
+    :data:`DOMAININFO_FIELDS`' order, ``None`` for those the release lacks) or arrays of them."""
+
+    def __init__(self, fam: Families) -> None:
+        cls = fam.struct(GETDOMAININFO.struct, "getdomaininfo")  # type: ignore[arg-type]
+        import ctypes
+
+        self.size = ctypes.sizeof(cls)
+        self.records, index = record_reader(cls, DOMAININFO_FIELDS)
+        self.flags = FlagMap(fam.constants)
+        #: every field there, in DomainInfo's order, no flag to translate: a record + (None,) is a DomainInfo
+        self.fast = index == list(range(len(DOMAININFO_FIELDS))) and self.flags.identity
+        self.index = index
+        #: before Xen 4.18 getdomaininfo answers with the next domain when the one asked is gone
+        self.next_domain = fam.variant.xen < (4, 18)
+
+    def one(self, vals: Tuple[Any, ...]) -> DomainInfo:
+        """A DomainInfo from the fields in DOMAININFO_FIELDS' order (None where absent)."""
+        if self.fast:
+            return _new(DomainInfo, vals + _NO_NAME)  # type: ignore[no-any-return]
+        v = list(vals)
+        v[1] = self.flags(int(v[1] or 0))
+        return DomainInfo._make(v + [None])
+
+    def record(self, rec: Tuple[Any, ...]) -> DomainInfo:
+        """A DomainInfo from one record read with ``records`` (its own field order)."""
+        if self.fast:
+            return _new(DomainInfo, rec + _NO_NAME)  # type: ignore[no-any-return]
+        return self.one(tuple(None if i is None else rec[i] for i in self.index))
+
+    def many(self, view: memoryview, offset: int, count: int) -> List[DomainInfo]:
+        """``count`` records read in place from ``view`` at ``offset``."""
+        end = offset + count * self.size
+        if count < 0 or end > len(view):
+            raise DecodeError(f"{count} domain records do not fit in the {len(view)}-byte buffer")
+        recs = self.records.iter_unpack(view[offset:end])
+        if self.fast:
+            return [_new(DomainInfo, r + _NO_NAME) for r in recs]
+        return [self.record(r) for r in recs]
+
+
+def info_reader(e: Engine) -> InfoReader:
+    """The release's :class:`InfoReader` (one per release)."""
+    fam = e.families
+    return fam.memo(InfoReader, lambda: InfoReader(fam))  # type: ignore[no-any-return]
+
+
+def no_domain(subop: str, domid: int) -> NoSuchDomain:
+    return NoSuchDomain(_errno.ESRCH, f"domctl {subop}(domid={domid}): no such domain (ESRCH)",
+                        hypercall="domctl", subop=subop, domid=domid)
+
 
 def check_listing(batch: Sequence[Any], first: int) -> None:
     """Xen lists domains in domid order: the records of one getdomaininfolist must carry
@@ -66,86 +203,95 @@ def check_listing(batch: Sequence[Any], first: int) -> None:
                           f"ascending domids ({shown}): not the layout they were read with")
 
 
-def domains(w: Wire, t: Transport, chunk: int = LIST_CHUNK) -> List[DomainInfo]:
-    """Every domain, in domid order, through ``XEN_SYSCTL_getdomaininfolist``.
+# -- listing and one domain ----------------------------------------------------------------------
 
-    One reused buffer; the records are read straight out of it.  Paginated
-    by ``first_domain`` so any number of domains (Xen allows 32k) is listed.
-    """
-    if chunk <= 0:
-        raise ValueError("chunk must be positive")
-    out: List[DomainInfo] = []
-    first = 0
-    size = w.info_size
-    payload = chunk * size
-    while first < DOMID_FIRST_RESERVED:
-        buf, req = w.sysctl(t, "getdomaininfolist", payload)
-        args = req.u.getdomaininfolist
-        args.first_domain = first
-        args.max_domains = chunk
-        args.buffer = buf.address + PAYLOAD_OFFSET
-        w.issue_sysctl(t, buf, "getdomaininfolist")
-        n = args.num_domains
-        if n > chunk:
-            raise DecodeError(f"getdomaininfolist: {n} domains returned for {chunk} asked")
-        batch = w.infos_from(buf.view, PAYLOAD_OFFSET, n)
-        check_listing(batch, first)
-        out += batch
-        if n < chunk:
-            break
-        first = batch[-1].domid + 1
-    return out
+@op("domain_info", reads=True)
+def _domain_info(e: Engine) -> Callable[..., DomainInfo]:
+    """One domain by id (``XEN_DOMCTL_getdomaininfo``); NoSuchDomain if it does not exist
+    (before Xen 4.18 the hypercall answers with the next domain: turned into NoSuchDomain)."""
+    rd = info_reader(e)
+    if rd.fast:  # the fields in DomainInfo's order, no flag to translate: a DomainInfo as read
+        return e.runner(GETDOMAININFO, result=DomainInfo, tail=_NO_NAME, echo=0)
+    run = e.runner(GETDOMAININFO, echo=0)
+    one = rd.one
+
+    def domain_info(domid: Any) -> DomainInfo:
+        return one(run(domid))
+
+    return domain_info
 
 
-def domain_info(w: Wire, t: Transport, domid: int) -> DomainInfo:
-    """One domain by id (``XEN_DOMCTL_getdomaininfo``).
+@op("domains", reads=True)
+def _domains(e: Engine) -> Callable[[], List[DomainInfo]]:
+    """Every domain, in domid order, through ``XEN_SYSCTL_getdomaininfolist``: one reused
+    buffer, the records read straight out of it, paginated by ``first_domain`` so any
+    number of domains (Xen allows 32k) is listed."""
+    run = e.runner(GETDOMAININFOLIST)
+    rd = info_reader(e)
+    size = rd.size
+    chunk = LIST_CHUNK
+    need = chunk * size
+    many = rd.many
 
-    Before Xen 4.18 the hypercall answers with the next existing domain when
-    ``domid`` does not exist; that is turned into :class:`NoSuchDomain` here,
-    as 4.18+ does itself.
-    """
-    check_domid(domid)
-    buf, req = w.domctl(t, "getdomaininfo", domid)
-    w.issue_domctl(t, buf, "getdomaininfo", domid)
-    info = w.info_from(buf.view, w.domctl_u)
-    if info.domid != domid:
-        raise NoSuchDomain(
-            _errno.ESRCH, f"domctl getdomaininfo(domid={domid}): no such domain (ESRCH)",
-            hypercall="domctl", subop="getdomaininfo", domid=domid,
-        )
-    return info
+    def domains() -> List[DomainInfo]:
+        view, records = e.payload(need)
+        out: List[DomainInfo] = []
+        first = 0
+        while first < DOMID_FIRST_RESERVED:
+            n = run(first, chunk, records)[0]
+            if n > chunk:
+                raise DecodeError(f"getdomaininfolist: {n} domains returned for {chunk} asked")
+            batch = many(view, PAYLOAD_OFFSET, n)
+            check_listing(batch, first)
+            out += batch
+            if n < chunk:
+                break
+            first = batch[-1][0] + 1
+        return out
+
+    return domains
 
 
-def domain_state(w: Wire, t: Transport, domid: int) -> DomainState:
+@op("domain_state", reads=True)
+def _domain_state(e: Engine) -> Callable[[int], DomainState]:
     """``XEN_DOMCTL_get_domain_state`` (Xen 4.21+): the stable, versionless domctl."""
-    check_domid(domid)
-    w.const("XEN_DOMCTL_get_domain_state", "domain_state")
-    buf, req = w.domctl(t, "get_domain_state", domid, stable=True)
-    w.issue_domctl(t, buf, "get_domain_state", domid)
-    s = req.u.get_domain_state
-    state, caps = int(s.state), int(s.caps)
-    return DomainState(
-        domid=int(req.domain),
-        exists=bool(state & 1), shutdown=bool(state & 2), dying=bool(state & 4), dead=bool(state & 8),
-        control=bool(caps & 1), hardware=bool(caps & 2), xenstore=bool(caps & 4),
-        unique_id=int(s.unique_id),
-    )
+    def domain_state(domid: int) -> DomainState:
+        check_domid(domid)
+        domain, state, caps, unique_id = e(GET_DOMAIN_STATE, domid)
+        return DomainState(
+            domid=int(domain),
+            exists=bool(state & 1), shutdown=bool(state & 2), dying=bool(state & 4), dead=bool(state & 8),
+            control=bool(caps & 1), hardware=bool(caps & 2), xenstore=bool(caps & 4),
+            unique_id=int(unique_id),
+        )
+
+    return domain_state
 
 
-# -- life cycle -----------------------------------------------------------------
+# -- control -----------------------------------------------------------------------------------
 
-def pause(w: Wire, t: Transport, domid: int) -> None:
-    w.simple_domctl(t, "pausedomain", check_domid(domid))
-
-
-def unpause(w: Wire, t: Transport, domid: int) -> None:
-    w.simple_domctl(t, "unpausedomain", check_domid(domid))
+@op("pause", reads=False)
+def _pause(e: Engine) -> Callable[..., Any]:
+    """``XEN_DOMCTL_pausedomain`` (the runner itself: it answers an empty tuple)."""
+    return e.runner(PAUSEDOMAIN)
 
 
-def destroy(w: Wire, t: Transport, domid: int, timeout: float = DESTROY_RETRY_SECONDS) -> None:
-    """Destroy a domain; EAGAIN (Xen <= 4.5 returns it while tearing down) is retried."""
-    check_domid(domid)
-    retry_while_busy(lambda: w.simple_domctl(t, "destroydomain", domid), timeout)
+@op("unpause", reads=False)
+def _unpause(e: Engine) -> Callable[..., Any]:
+    """``XEN_DOMCTL_unpausedomain`` (the runner itself: it answers an empty tuple)."""
+    return e.runner(UNPAUSEDOMAIN)
+
+
+@op("destroy", reads=False)
+def _destroy(e: Engine) -> Callable[..., None]:
+    """``XEN_DOMCTL_destroydomain``; EAGAIN (Xen <= 4.5 returns it while tearing down) retried."""
+    run = e.runner(DESTROYDOMAIN)
+
+    def destroy(domid: int, timeout: float = DESTROY_RETRY_SECONDS) -> None:
+        domid = e.check(DESTROYDOMAIN, (domid,))[0]
+        retry_while_busy(lambda: run(domid), timeout)
+
+    return destroy
 
 
 def retry_while_busy(attempt: Callable[[], _T], timeout: float = DESTROY_RETRY_SECONDS) -> _T:
@@ -164,19 +310,19 @@ def retry_while_busy(attempt: Callable[[], _T], timeout: float = DESTROY_RETRY_S
             delay = min(delay * 2, 0.1)
 
 
-def set_max_mem(w: Wire, t: Transport, domid: int, kib: int,
-                used: Optional[Callable[[int], int]] = None) -> None:
-    """The hard memory limit.  With ``used`` (domid -> KiB in use now, asked once the
-    arguments are good) a limit below that use is refused (:func:`refuse_below_use`)."""
-    check_domid(domid)
-    _check_int(kib, "memory (KiB)", 0, MAX_MEM_KIB)
-    if used is not None:
-        refuse_below_use(domid, kib, used(domid))
+@op("set_max_mem", reads=False)
+def _set_max_mem(e: Engine) -> Callable[..., None]:
+    """The hard memory limit (``XEN_DOMCTL_max_mem``).  Unless ``force``, a limit below what
+    the domain uses now is refused (one getdomaininfo once the arguments are good)."""
+    run = e.runner(MAX_MEM)
 
-    def fill(u: Any) -> None:
-        u.max_mem.max_memkb = kib
+    def set_max_mem(domid: int, kib: int, force: bool = False) -> None:
+        domid, kib = e.check(MAX_MEM, (domid, kib))
+        if not force:
+            refuse_below_use(domid, kib, e.ops.domain_info(domid).memory_kib)
+        run(domid, kib)
 
-    w.simple_domctl(t, "max_mem", domid, fill)
+    return set_max_mem
 
 
 def refuse_below_use(domid: int, kib: int, used_kib: int) -> None:
@@ -186,38 +332,41 @@ def refuse_below_use(domid: int, kib: int, used_kib: int) -> None:
                          " (force=True to set it anyway)")
 
 
-def set_max_vcpus(w: Wire, t: Transport, domid: int, n: int) -> None:
-    check_domid(domid)
-    _check_int(n, "vcpu count", 1, MAX_VCPUS)
-    w.const("XEN_DOMCTL_max_vcpus", "set_max_vcpus")  # fail before issuing if a release lacks it
+@op("set_max_vcpus", reads=False)
+def _set_max_vcpus(e: Engine) -> Callable[[int, int], None]:
+    """``XEN_DOMCTL_max_vcpus``: allocate the domain's vcpus."""
+    def set_max_vcpus(domid: int, n: int) -> None:
+        e(MAX_VCPUS_REQ, domid, n)
 
-    def fill(u: Any) -> None:
-        u.max_vcpus.max = n
-
-    w.simple_domctl(t, "max_vcpus", domid, fill)
+    return set_max_vcpus
 
 
-# -- vcpus ----------------------------------------------------------------------
+# -- vcpus -------------------------------------------------------------------------------------
 
-def vcpu_info(w: Wire, t: Transport, domid: int) -> List[VcpuInfo]:
+def vcpu_count(info: DomainInfo) -> int:
+    """max_vcpu_id + 1 of a domain, checked against any Xen's limit."""
+    n = info.vcpus
+    if n > MAX_VCPUS:
+        raise DecodeError(f"getdomaininfo: max_vcpu_id {info.max_vcpu_id} of domain {info.domid} is beyond any Xen")
+    return n
+
+
+def vcpu_from(vals: Tuple[Any, ...]) -> VcpuInfo:
+    """A VcpuInfo from GETVCPUINFO's fields (the vcpu first)."""
+    return _new(VcpuInfo, vals)  # type: ignore[no-any-return]
+
+
+@op("vcpu_info", reads=True)
+def _vcpu_info(e: Engine) -> Callable[[int], List[Any]]:
     """Every vcpu of a domain (``XEN_DOMCTL_getvcpuinfo`` for 0..max_vcpu_id)."""
-    info = domain_info(w, t, domid)
-    if info.vcpus > MAX_VCPUS:
-        raise DecodeError(f"getdomaininfo: max_vcpu_id {info.max_vcpu_id} of domain {domid} is beyond any Xen")
-    return [one_vcpu(w, t, domid, vcpu) for vcpu in range(info.vcpus)]
+    info = e.ops.domain_info
+    one = e.runner(GETVCPUINFO, result=VcpuInfo)
 
+    def vcpu_info(domid: int) -> List[Any]:
+        n = vcpu_count(info(domid))
+        return [one(domid, v) for v in range(n)]
 
-def one_vcpu(w: Wire, t: Transport, domid: int, vcpu: int) -> VcpuInfo:
-    def fill(u: Any) -> None:
-        u.getvcpuinfo.vcpu = vcpu
-
-    req = w.simple_domctl(t, "getvcpuinfo", domid, fill)
-    r = req.u.getvcpuinfo
-    return VcpuInfo(vcpu, bool(r.online), bool(r.blocked), bool(r.running), int(r.cpu_time), int(r.cpu))
-
-
-def _cpumap_bytes(nr_cpus: int) -> int:
-    return (nr_cpus + 7) // 8
+    return vcpu_info
 
 
 def cpumap_bytes(cpus: Optional[Iterable[int]], nbytes: int) -> bytes:
@@ -225,267 +374,290 @@ def cpumap_bytes(cpus: Optional[Iterable[int]], nbytes: int) -> bytes:
     return (0 if cpus is None else sum(1 << c for c in cpus)).to_bytes(nbytes, "little")
 
 
-def _cpus_from(raw: bytes, nr_cpus: int) -> FrozenSet[int]:
+def cpus_from(raw: bytes, nr_cpus: int) -> FrozenSet[int]:
+    """The cpus of a little-endian cpumap, below ``nr_cpus``."""
     bits = int.from_bytes(raw, "little")
     return frozenset(c for c in range(nr_cpus) if bits >> c & 1)
 
 
-def _check_vcpu(info: DomainInfo, vcpu: int) -> int:
+def check_vcpu(info: DomainInfo, vcpu: int) -> int:
     if info.vcpus == 0:
         raise ValueError(f"domain {info.domid} has no vcpus")
-    return _check_int(vcpu, "vcpu", 0, info.vcpus - 1)
+    return VCPU.__class__(1, "vcpu", 0, info.vcpus - 1)(vcpu)  # type: ignore[no-any-return]
 
 
-def _check_cpus(cpus: Iterable[int], nr_cpus: int) -> FrozenSet[int]:
-    out = set()
-    for c in cpus:
-        out.add(_check_int(c, "cpu", 0, nr_cpus - 1))
+def check_cpus(cpus: Iterable[int], nr_cpus: int) -> FrozenSet[int]:
+    check = Check(0, "cpu", 0, nr_cpus - 1)
+    out = frozenset(check(c) for c in cpus)
     if not out:
         raise ValueError("a cpu map must name at least one cpu")
-    return frozenset(out)
+    return out
 
 
-def get_vcpu_affinity(w: Wire, t: Transport, domid: int, vcpu: int, nr_cpus: Callable[[], int]) -> VcpuAffinity:
-    """One vcpu's affinity; ``nr_cpus`` is asked (a hypercall, or the handle's cache) only
-    once the arguments are known to be good."""
-    check_domid(domid)
-    _check_int(vcpu, "vcpu", 0, MAX_VCPUS - 1)
-    n = nr_cpus()  # before getdomaininfo, as recordings of real dom0s have it
-    _check_vcpu(domain_info(w, t, domid), vcpu)
-    return _affinity(w, t, domid, vcpu, n, None, None)
+def affinity_requests(e: Engine, get: bool) -> Tuple[Optional[Request], str]:
+    """(the affinity request of this release, its shape: ``"two"`` maps, ``"one"`` map, or
+    ``"inline"``: the dom0_op era's 64-bit map); (None, "") when the release has none."""
+    if e.families.dom0_op:
+        req = GETVCPUINFO_CPUMAP if get else SETVCPUAFFINITY_CPUMAP
+        return (req, "inline") if e.has(req) else (None, "")
+    for send, shape in ((_MAPS2, "two"), (_MAP_BITS, "one"), (_MAP_CPUS, "one")):
+        req = _AFFINITY[(get, send)]
+        if e.has(req):
+            return req, shape
+    return None, ""
 
 
-def set_vcpu_affinity(
-    w: Wire, t: Transport, domid: int, vcpu: int, nr_cpus_of: Callable[[], int],
-    hard: Optional[Iterable[int]] = None, soft: Optional[Iterable[int]] = None,
-) -> VcpuAffinity:
-    """Set hard and/or soft affinity; returns what Xen then reports.  ``nr_cpus_of`` is
-    asked only once the domain, the vcpu and that a map is given are known to be good."""
-    check_domid(domid)
-    check_affinity_request(vcpu, hard, soft)
-    nr_cpus = nr_cpus_of()
-    hard_set, soft_set = affinity_maps(w, nr_cpus, hard, soft)
-    info = domain_info(w, t, domid)
-    _check_vcpu(info, vcpu)
-    return _affinity(w, t, domid, vcpu, nr_cpus, hard_set, soft_set)
-
-
-def check_affinity_request(vcpu: int, hard: Optional[Iterable[int]], soft: Optional[Iterable[int]]) -> None:
-    """set_vcpu_affinity's checks before anything is asked of Xen (the domid aside)."""
-    _check_int(vcpu, "vcpu", 0, MAX_VCPUS - 1)
-    if hard is None and soft is None:
-        raise ValueError("give a hard or a soft cpu map (or both)")
-
-
-def affinity_maps(
-    w: Wire, nr_cpus: int, hard: Optional[Iterable[int]], soft: Optional[Iterable[int]],
-) -> Tuple[Optional[FrozenSet[int]], Optional[FrozenSet[int]]]:
-    """The cpu maps to set, checked against ``nr_cpus``; NotSupported for a soft map before 4.5."""
-    hard_set = None if hard is None else _check_cpus(hard, nr_cpus)
-    soft_set = None if soft is None else _check_cpus(soft, nr_cpus)
-    if soft_set is not None and not w.has("xen_domctl_vcpuaffinity", "cpumap_soft"):
-        raise NotSupported(_errno.EOPNOTSUPP, f"soft affinity: Xen {w.variant.release} has hard affinity only (before 4.5)")
+def affinity_maps(e: Engine, nr_cpus: int, hard: Optional[Iterable[int]], soft: Optional[Iterable[int]],
+                  ) -> Tuple[Optional[FrozenSet[int]], Optional[FrozenSet[int]]]:
+    """The cpu maps to set, checked against ``nr_cpus``; NotSupported for a soft map before 4.5
+    (and for cpus beyond the 64 of the dom0_op era)."""
+    hard_set = None if hard is None else check_cpus(hard, nr_cpus)
+    soft_set = None if soft is None else check_cpus(soft, nr_cpus)
+    shape = affinity_requests(e, False)[1]
+    if soft_set is not None and shape != "two":
+        raise NotSupported(_errno.EOPNOTSUPP,
+                           f"soft affinity: Xen {e.variant.release} has hard affinity only (before 4.5)")
+    if shape == "inline" and hard_set and max(hard_set) > 63:
+        raise NotSupported(_errno.EOPNOTSUPP, f"cpu {max(hard_set)}: Xen {e.variant.release}'s dom0_op cpumap "
+                           "has 64 bits")
     return hard_set, soft_set
 
 
-def _affinity(
-    w: Wire, t: Transport, domid: int, vcpu: int, nr_cpus: int,
-    hard: Optional[FrozenSet[int]], soft: Optional[FrozenSet[int]],
-) -> VcpuAffinity:
-    setting = hard is not None or soft is not None
-    subop = "setvcpuaffinity" if setting else "getvcpuaffinity"
-    nbytes = _cpumap_bytes(nr_cpus)
-    buf, req = w.domctl(t, subop, domid, payload=2 * nbytes + 16)
-    hard_at, soft_at = PAYLOAD_OFFSET, PAYLOAD_OFFSET + nbytes + 8
-    buf.clear(2 * nbytes + 16, PAYLOAD_OFFSET)
-    a = req.u.vcpuaffinity
-    a.vcpu = vcpu
-    modern = w.has("xen_domctl_vcpuaffinity", "cpumap_soft")
-    if modern:
+def affinity_args(shape: str, e: Engine, vcpu: int, nr_cpus: int, setting: bool, hard: bool, soft: bool,
+                  base: int = 0) -> Tuple[Tuple[Any, ...], int, int, int]:
+    """A getvcpuaffinity/setvcpuaffinity request's arguments after the domid (the maps at
+    ``base`` + 0 and + ``nbytes + 8``: the payload's address, or 0 for a batch's offsets),
+    with the payload's size and where in it the maps are."""
+    nbytes = (nr_cpus + 7) // 8
+    soft_at = nbytes + 8
+    if shape == "two":
+        fam = e.families
         flags = 0
-        if not setting or hard is not None:
-            flags |= w.const("XEN_VCPUAFFINITY_HARD", "affinity")
-        if not setting or soft is not None:
-            flags |= w.const("XEN_VCPUAFFINITY_SOFT", "affinity")
-        a.flags = flags
-        maps: Tuple[Tuple[Any, int, Optional[FrozenSet[int]]], ...] = (
-            (a.cpumap_hard, hard_at, hard), (a.cpumap_soft, soft_at, soft))
-    else:
-        maps = ((a.cpumap, hard_at, hard),)
-    for cpumap, at, cpus in maps:
-        cpumap.bitmap = buf.address + at
-        _set_nr(cpumap, nr_cpus)
-        if cpus is not None:
-            buf.view[at : at + nbytes] = cpumap_bytes(cpus, nbytes)
-    w.issue_domctl(t, buf, subop, domid)
-    if setting:
+        if not setting or hard:
+            flags |= fam.const("XEN_VCPUAFFINITY_HARD", "affinity")
+        if not setting or soft:
+            flags |= fam.const("XEN_VCPUAFFINITY_SOFT", "affinity")
+        return (vcpu, flags, base, nr_cpus, base + soft_at, nr_cpus), 2 * nbytes + 16, 0, soft_at
+    return (vcpu, base, nr_cpus), 2 * nbytes + 16, 0, soft_at
+
+
+@op("vcpu_affinity", reads=True)
+def _vcpu_affinity(e: Engine) -> Callable[[int, int], VcpuAffinity]:
+    """Hard (and soft, Xen >= 4.5) affinity of one vcpu.  The cpumap size is the handle's
+    nr_cpus (asked before getdomaininfo, as recordings of real dom0s have it)."""
+    info = e.ops.domain_info
+    nr_cpus = e.handle.nr_cpus
+
+    def vcpu_affinity(domid: int, vcpu: int) -> VcpuAffinity:
+        domid = e.check(GETVCPUINFO, (domid, vcpu))[0]
+        n = nr_cpus()
+        check_vcpu(info(domid), vcpu)
+        return read_affinity(e, domid, vcpu, n)
+
+    return vcpu_affinity
+
+
+def read_affinity(e: Engine, domid: int, vcpu: int, nr_cpus: int) -> VcpuAffinity:
+    """getvcpuaffinity (or the dom0_op era's getvcpuinfo cpumap) of one vcpu."""
+    req, shape = affinity_requests(e, True)
+    if req is None:
+        raise NotSupported(_errno.ENOSYS, f"vcpu affinity: Xen {e.variant.release} has no getvcpuaffinity")
+    if shape == "inline":
+        bits = e(req, domid, vcpu)[0]
+        return VcpuAffinity(vcpu, frozenset(c for c in range(min(nr_cpus, 64)) if bits >> c & 1), None)
+    nbytes = (nr_cpus + 7) // 8
+    view, base = e.payload(2 * nbytes + 16)
+    args, size, hard_at, soft_at = affinity_args(shape, e, vcpu, nr_cpus, False, True, True, base)
+    P = PAYLOAD_OFFSET
+    view[P:P + size] = bytes(size)
+    e(req, domid, *args)
+    hard = cpus_from(bytes(view[P + hard_at:P + hard_at + nbytes]), nr_cpus)
+    soft = cpus_from(bytes(view[P + soft_at:P + soft_at + nbytes]), nr_cpus) if shape == "two" else None
+    return VcpuAffinity(vcpu, hard, soft)
+
+
+@op("set_vcpu_affinity", reads=False)
+def _set_vcpu_affinity(e: Engine) -> Callable[..., VcpuAffinity]:
+    """Set hard and/or soft affinity; returns what Xen then reports.  nr_cpus is asked only
+    once the domain, the vcpu and that a map is given are known to be good."""
+    info = e.ops.domain_info
+    nr_cpus = e.handle.nr_cpus
+
+    def set_vcpu_affinity(domid: int, vcpu: int, hard: Optional[Iterable[int]] = None,
+                          soft: Optional[Iterable[int]] = None) -> VcpuAffinity:
+        domid = e.check(GETVCPUINFO, (domid, vcpu))[0]
+        if hard is None and soft is None:
+            raise ValueError("give a hard or a soft cpu map (or both)")
+        n = nr_cpus()
+        hard_set, soft_set = affinity_maps(e, n, hard, soft)
+        check_vcpu(info(domid), vcpu)
+        req, shape = affinity_requests(e, False)
+        if req is None:
+            raise NotSupported(_errno.ENOSYS, f"vcpu affinity: Xen {e.variant.release} has no setvcpuaffinity")
+        if shape == "inline":
+            e(req, domid, vcpu, sum(1 << c for c in hard_set or ()))
+        else:
+            nbytes = (n + 7) // 8
+            view, base = e.payload(2 * nbytes + 16)
+            args, size, hard_at, soft_at = affinity_args(shape, e, vcpu, n, True, hard_set is not None,
+                                                         soft_set is not None, base)
+            P = PAYLOAD_OFFSET
+            # the maps Xen reads are written whole (an absent one as zeros)
+            view[P:P + size] = cpumap_bytes(hard_set, nbytes) + bytes(8) + cpumap_bytes(soft_set, nbytes) + bytes(8)
+            e(req, domid, *args)
         # setvcpuaffinity writes back the effective maps; read them fresh.
-        return _affinity(w, t, domid, vcpu, nr_cpus, None, None)
-    hard_out = _cpus_from(bytes(buf.view[hard_at : hard_at + nbytes]), nr_cpus)
-    soft_out = _cpus_from(bytes(buf.view[soft_at : soft_at + nbytes]), nr_cpus) if modern else None
-    return VcpuAffinity(vcpu, hard_out, soft_out)
+        return read_affinity(e, domid, vcpu, n)
+
+    return set_vcpu_affinity
 
 
-def _set_nr(cpumap: Any, nr_cpus: int) -> None:
-    names = [f[0] for f in cpumap._fields_]
-    setattr(cpumap, "nr_bits" if "nr_bits" in names else "nr_cpus", nr_cpus)
+# -- scheduler ---------------------------------------------------------------------------------
 
-
-# -- scheduler ------------------------------------------------------------------
-
-SCHEDULERS = {"credit": "XEN_SCHEDULER_CREDIT", "credit2": "XEN_SCHEDULER_CREDIT2"}
-
-
-def sched_params(w: Wire, t: Transport, domid: int, sched: Callable[[], Tuple[int, str]]) -> SchedParams:
-    """Weight and cap under the host's scheduler; ``sched`` gives (id, name), asked once
-    the domid is known to be good."""
-    check_domid(domid)
-    sched_id, sched_name = sched()
-    return _sched_params(w, t, domid, sched_id, sched_name)
-
-
-def _sched_params(w: Wire, t: Transport, domid: int, sched_id: int, sched_name: str) -> SchedParams:
-    member = _sched_member(w, sched_name)
-
-    def fill(u: Any) -> None:
-        u.scheduler_op.sched_id = sched_id
-        u.scheduler_op.cmd = w.const("XEN_DOMCTL_SCHEDOP_getinfo", "schedinfo")
-
-    req = w.simple_domctl(t, "scheduler_op", domid, fill)
-    p = getattr(req.u.scheduler_op.u, member)
-    cap = p.cap if has_cap(p) else None
-    return SchedParams(sched_name, int(p.weight), None if cap is None else int(cap))
-
-
-def has_cap(p: Any) -> bool:
-    return any(f[0] == "cap" for f in p._fields_)
-
-
-def set_sched_params(
-    w: Wire, t: Transport, domid: int, sched: Callable[[], Tuple[int, str]],
-    weight: Optional[int] = None, cap: Optional[int] = None,
-) -> SchedParams:
-    """Set weight and/or cap; the other keeps its value.  Returns the new parameters."""
-    check_sched_args(domid, weight, cap)
-    sched_id, sched_name = sched()
-    member = _sched_member(w, sched_name)
-    current = _sched_params(w, t, domid, sched_id, sched_name)
-    new_weight, new_cap = put_values(w, current, weight, cap)
-
-    def fill(u: Any) -> None:
-        op = u.scheduler_op
-        op.sched_id = sched_id
-        op.cmd = w.const("XEN_DOMCTL_SCHEDOP_putinfo", "schedinfo")
-        p = getattr(op.u, member)
-        p.weight = new_weight
-        if new_cap is not None:
-            p.cap = new_cap
-
-    w.simple_domctl(t, "scheduler_op", domid, fill)
-    return _sched_params(w, t, domid, sched_id, sched_name)
-
-
-def put_values(w: Wire, current: SchedParams, weight: Optional[int], cap: Optional[int]) -> Tuple[int, Optional[int]]:
-    """(weight, cap) to put: the other keeps its value; cap None where the scheduler has none
-    (NotSupported if one was asked for)."""
-    if cap is not None and current.cap is None:
-        raise NotSupported(_errno.EOPNOTSUPP, f"{current.scheduler} on Xen {w.variant.release} has no cap")
-    return (current.weight if weight is None else weight,
-            None if current.cap is None else current.cap if cap is None else cap)
-
-
-def check_sched_args(domid: int, weight: Optional[int], cap: Optional[int]) -> None:
-    check_domid(domid)
-    if weight is None and cap is None:
-        raise ValueError("give a weight or a cap")
-    if weight is not None:
-        _check_int(weight, "weight", WEIGHT_MIN, WEIGHT_MAX)
-    if cap is not None:
-        _check_int(cap, "cap", CAP_MIN, CAP_MAX)
-
-
-def _sched_member(w: Wire, sched_name: str) -> str:
-    if sched_name not in SCHEDULERS:
-        raise NotSupported(
-            _errno.EOPNOTSUPP, f"scheduler parameters: {sched_name!r} is not supported (credit, credit2 are)"
-        )
+def _sched_member(e: Engine, sched_name: str) -> str:
+    if sched_name not in _SCHED_GET:
+        raise NotSupported(_errno.EOPNOTSUPP,
+                           f"scheduler parameters: {sched_name!r} is not supported ({', '.join(_SCHED_GET)} are)")
     return sched_name
 
 
-# -- creation -------------------------------------------------------------------
+def get_sched_params(e: Engine, domid: int, sched_id: int) -> SchedParams:
+    """Weight and cap of a domain under scheduler ``sched_id`` (the domid already checked)."""
+    name = _sched_member(e, SCHEDULER_NAMES.get(sched_id, f"sched-{sched_id}"))
+    weight, cap = e(_SCHED_GET[name], domid, sched_id, e.families.const("XEN_DOMCTL_SCHEDOP_getinfo", "schedinfo"))
+    return SchedParams(name, int(weight), None if cap is None else int(cap))
 
-def create_domain(
-    w: Wire, t: Transport, *, max_vcpus: int = 1, handle: Optional[UUID] = None,
-    max_evtchn_port: int = 1023, max_grant_frames: int = 32, max_maptrack_frames: int = 1024,
-) -> int:
-    """Create an empty, paused domain (no kernel is loaded).  Returns its domid.
 
-    On x86 a PV domain.  On Arm, where every guest is an HVM guest with HAP
-    (Xen refuses any other createdomain flags with EINVAL), one with those
-    flags and the arch config left to Xen: the host's own GIC version
-    (``XEN_DOMCTL_CONFIG_GIC_NATIVE``), no SPIs, no TEE.
+@op("sched_params", reads=True)
+def _sched_params(e: Engine) -> Callable[[int], SchedParams]:
+    """Weight and cap under the host's scheduler (credit, credit2); the scheduler asked once
+    the domid is known to be good."""
+    def sched_params(domid: int) -> SchedParams:
+        domid = check_domid_or_resolve(e, domid)
+        return get_sched_params(e, domid, e.ops.sched_id()[0])
 
-    The creation parameters are laid out as the running release expects; the
-    max_vcpus domctl follows (it allocates the vcpus on every release).
-    """
-    _check_int(max_vcpus, "max_vcpus", 1, MAX_VCPUS)
-    _check_int(max_evtchn_port, "max_evtchn_port", 0, (1 << 31) - 1)
-    _check_int(max_grant_frames, "max_grant_frames", 1, 1 << 20)
-    _check_int(max_maptrack_frames, "max_maptrack_frames", 0, 1 << 20)
-    from uuid import UUID
+    return sched_params
 
-    if handle is not None and not isinstance(handle, UUID):
-        raise TypeError("handle must be a uuid.UUID")
-    cls = w.variant.structs["xen_domctl_createdomain"]
-    names = {f[0] for f in cls._fields_}
 
-    def fill(u: Any) -> None:
-        c = u.createdomain
-        if handle is not None:
-            c.handle[:] = handle.bytes
-        values = {
-            "max_vcpus": max_vcpus,
-            "max_evtchn_port": max_evtchn_port,
-            "max_grant_frames": max_grant_frames,
-            "max_maptrack_frames": max_maptrack_frames,
-        }
-        for name, value in values.items():
-            if name in names:
-                setattr(c, name, value)
-        if "grant_opts" in names:
-            # XEN_DOMCTL_GRANT_version(1): grant table v1 (4.17+).
-            c.grant_opts = 1
-        if w.variant.arch == "aarch64":
-            k = w.constants
-            c.flags = k.get("XEN_DOMCTL_CDF_hvm", k.get("XEN_DOMCTL_CDF_hvm_guest", 1)) | k.get(
-                "XEN_DOMCTL_CDF_hap", 2
-            )
-            arch_name = "arch" if "arch" in names else "config" if "config" in names else None
-            if arch_name is not None:
-                arch = getattr(c, arch_name)
+def check_domid_or_resolve(e: Engine, domid: Any) -> int:
+    if domid.__class__ is int and 0 <= domid <= DOMID_MAX:
+        return domid  # type: ignore[no-any-return]
+    return e.resolve(domid)
+
+
+def check_sched_args(weight: Optional[int], cap: Optional[int]) -> None:
+    if weight is None and cap is None:
+        raise ValueError("give a weight or a cap")
+    if weight is not None:
+        Check(0, "weight", WEIGHT_MIN, WEIGHT_MAX)(weight)
+    if cap is not None:
+        Check(0, "cap", CAP_MIN, CAP_MAX)(cap)
+
+
+@op("set_sched_params", reads=False)
+def _set_sched_params(e: Engine) -> Callable[..., SchedParams]:
+    """Set weight and/or cap; the other keeps its value.  Returns the new parameters."""
+    def set_sched_params(domid: int, weight: Optional[int] = None, cap: Optional[int] = None) -> SchedParams:
+        domid = check_domid_or_resolve(e, domid)
+        check_sched_args(weight, cap)
+        sched_id = e.ops.sched_id()[0]
+        current = get_sched_params(e, domid, sched_id)
+        if cap is not None and current.cap is None:
+            raise NotSupported(_errno.EOPNOTSUPP, f"{current.scheduler} on Xen {e.variant.release} has no cap")
+        new_weight = current.weight if weight is None else weight
+        new_cap = None if current.cap is None else current.cap if cap is None else cap
+        put = e.families.const("XEN_DOMCTL_SCHEDOP_putinfo", "schedinfo")
+        if new_cap is None:
+            e(_SCHED_PUT[(current.scheduler, False)], domid, sched_id, put, new_weight)
+        else:
+            e(_SCHED_PUT[(current.scheduler, True)], domid, sched_id, put, new_weight, new_cap)
+        return get_sched_params(e, domid, sched_id)
+
+    return set_sched_params
+
+
+# -- creation ----------------------------------------------------------------------------------
+
+#: createdomain's fields the package sets, by name (those the release has).
+_CREATE_FIELDS = ("max_vcpus", "max_evtchn_port", "max_grant_frames", "max_maptrack_frames")
+
+
+def _create_request(e: Engine) -> Tuple[Request, Tuple[str, ...]]:
+    """createdomain as this release lays it out: the fields it has of the ones set."""
+    fam = e.families
+
+    def make() -> Tuple[Request, Tuple[str, ...]]:
+        have = [n for n in _CREATE_FIELDS if fam.has("xen_domctl_createdomain", n)]
+        send = ["handle"] + have
+        fixed: List[Tuple[str, Any]] = []
+        if fam.has("xen_domctl_createdomain", "grant_opts"):
+            fixed.append(("grant_opts", 1))  # XEN_DOMCTL_GRANT_version(1): grant table v1 (4.17+)
+        if e.variant.arch == "aarch64":
+            k = fam.constants
+            fixed.append(("flags", int(k.get("XEN_DOMCTL_CDF_hvm", k.get("XEN_DOMCTL_CDF_hvm_guest", 1)))
+                          | int(k.get("XEN_DOMCTL_CDF_hap", 2))))
+            arch = "arch" if fam.has("xen_domctl_createdomain", "arch") else \
+                "config" if fam.has("xen_domctl_createdomain", "config") else None
+            if arch is not None:
                 # Explicit although zero is what they are: Xen fills in the GIC it has.
-                arch.gic_version = k.get("XEN_DOMCTL_CONFIG_GIC_NATIVE", 0)
-                arch.nr_spis = 0
+                fixed += [(f"{arch}.gic_version", int(k.get("XEN_DOMCTL_CONFIG_GIC_NATIVE", 0))),
+                          (f"{arch}.nr_spis", 0)]
+        req = Request("domctl", "createdomain", struct="xen_domctl_createdomain", domain=False, send=send,
+                      fixed=fixed, read=(HEADER_DOMAIN,), reads=False)
+        return req, tuple(have)
 
-    buf, req = w.domctl(t, "createdomain", 0)
-    fill(req.u)
-    try:
-        w.issue_domctl(t, buf, "createdomain", 0)
-        domid = int(req.domain)
-        if not 0 < domid < DOMID_FIRST_RESERVED:
-            raise DecodeError(f"createdomain returned domid {domid}")
-        # Every release allocates the vcpus with XEN_DOMCTL_max_vcpus; from 4.12
-        # it must repeat createdomain's max_vcpus.
-        if "XEN_DOMCTL_max_vcpus" in w.constants:
-            set_max_vcpus(w, t, domid, max_vcpus)
-    except BaseException:
-        # Nothing half-done, whatever interrupted us (an error, KeyboardInterrupt
-        # right after the hypercall returned): the reply's domid is still in the buffer.
-        created = int(req.domain) if buf.alive else 0
-        if 0 < created < DOMID_FIRST_RESERVED:
-            destroy(w, t, created)
-        raise
-    return domid
+    return fam.memo("createdomain", make)  # type: ignore[no-any-return]
+
+
+@op("create_domain", reads=False)
+def _create_domain(e: Engine) -> Callable[..., int]:
+    """Create an empty, paused domain (no kernel is loaded); returns its domid.
+
+    On x86 a PV domain.  On Arm, where every guest is an HVM guest with HAP (Xen
+    refuses any other createdomain flags with EINVAL), one with those flags and the
+    arch config left to Xen: the host's own GIC version, no SPIs, no TEE.  The
+    max_vcpus domctl follows (it allocates the vcpus on every release; from 4.12 it
+    must repeat createdomain's).  Anything failing after createdomain destroys the
+    new domain: nothing half-done."""
+    def create_domain(max_vcpus: int = 1, handle: Optional[UUID] = None, max_evtchn_port: int = 1023,
+                      max_grant_frames: int = 32, max_maptrack_frames: int = 1024) -> int:
+        Check(0, "max_vcpus", 1, MAX_VCPUS)(max_vcpus)
+        Check(0, "max_evtchn_port", 0, (1 << 31) - 1)(max_evtchn_port)
+        Check(0, "max_grant_frames", 1, 1 << 20)(max_grant_frames)
+        Check(0, "max_maptrack_frames", 0, 1 << 20)(max_maptrack_frames)
+        from uuid import UUID
+
+        if handle is not None and not isinstance(handle, UUID):
+            raise TypeError("handle must be a uuid.UUID")
+        req, have = _create_request(e)
+        given = {"max_vcpus": max_vcpus, "max_evtchn_port": max_evtchn_port, "max_grant_frames": max_grant_frames,
+                 "max_maptrack_frames": max_maptrack_frames}
+        raw = bytes(16) if handle is None else handle.bytes
+        lay = e.layout(req)
+        view, _ = e.buffer(lay.size)
+        view[lay.read_at:lay.read_at + 2] = b"\0\0"  # where the new domid lands: 0 until Xen writes it
+        created = 0
+        try:
+            e(req, raw, *(given[n] for n in have))
+            created = int(lay.result(lay.unpack(view, lay.read_at))[0])
+            if not 0 < created < DOMID_FIRST_RESERVED:
+                bad, created = created, 0
+                raise DecodeError(f"createdomain returned domid {bad}")
+            if e.has(MAX_VCPUS_REQ):
+                e(MAX_VCPUS_REQ, created, max_vcpus)
+        except BaseException:
+            # Nothing half-done, whatever interrupted us (an error, KeyboardInterrupt right after the
+            # hypercall returned): the reply's domid is still where Xen wrote it.
+            if created == 0:
+                try:
+                    created = int(lay.result(lay.unpack(view, lay.read_at))[0])
+                except ValueError:  # the buffer is gone (the handle closed)
+                    created = 0
+            if 0 < created < DOMID_FIRST_RESERVED:
+                e.ops.destroy(created)
+            raise
+        return created
+
+    return create_domain
 
 
 def find(infos: Sequence[DomainInfo], domid: int) -> Optional[DomainInfo]:

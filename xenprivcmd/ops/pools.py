@@ -15,72 +15,91 @@ from __future__ import annotations
 
 import errno as _errno
 
-from ..abi.hypercalls import HYPERVISOR_memory_op, XENMEM_get_sharing_freed_pages, XENMEM_get_sharing_shared_pages
+from ..abi.hypercalls import XENMEM_get_sharing_freed_pages, XENMEM_get_sharing_shared_pages, scheduler_name
 from ..errors import HypercallError, NotSupported
-from ..transport.privcmd import Transport
 from ..types import CpuPool
-from .domains import _cpumap_bytes, _cpus_from, _set_nr
-from .host import SCHEDULER_NAMES
-from .wire import PAYLOAD_OFFSET, Wire
+from .domains import cpus_from
+from .engine import PAYLOAD_OFFSET, Request, op
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, FrozenSet, List, Optional
+    from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
-__all__ = ["cpupools", "free_cpus", "sharing_pages", "HYPERVISOR_memory_op", "XENMEM_get_sharing_freed_pages",
-           "XENMEM_get_sharing_shared_pages"]
+    from .engine import Engine
+
+__all__ = ["MAX_POOLS", "CPUPOOL_OP", "SHARING"]
 
 #: Most pools listed (Xen has no fixed limit; far beyond any real host).
 MAX_POOLS = 4096
 
-
-def _pool_op(w: Wire, t: Transport, op_name: str, pool_id: int, nr_cpus: int) -> Any:
-    """One cpupool_op with its cpumap in the payload area; returns (reply, cpus)."""
-    nbytes = _cpumap_bytes(nr_cpus)
-    buf, req = w.sysctl(t, "cpupool_op", payload=nbytes + 8)
-    buf.clear(nbytes + 8, PAYLOAD_OFFSET)
-    c = req.u.cpupool_op
-    c.op = w.const("XEN_SYSCTL_CPUPOOL_OP_" + op_name, "cpupools")
-    c.cpupool_id = pool_id
-    c.cpumap.bitmap = buf.address + PAYLOAD_OFFSET
-    _set_nr(c.cpumap, nr_cpus)
-    w.issue_sysctl(t, buf, "cpupool_op")
-    cpus = _cpus_from(bytes(buf.view[PAYLOAD_OFFSET : PAYLOAD_OFFSET + nbytes]), nr_cpus)
-    return c, cpus
+_POOL_READ = ("cpupool_id", "sched_id", "n_dom")
+#: INFO and FREEINFO: the op, the pool asked, the cpumap (a guest handle into the payload)
+CPUPOOL_OP = {nr: Request("sysctl", "cpupool_op", struct="xen_sysctl_cpupool_op",
+                          send=("op", "cpupool_id", "cpumap.bitmap", f"cpumap.{nr}"), pointers=("cpumap.bitmap",),
+                          read=_POOL_READ, reads=True)
+              for nr in ("nr_bits", "nr_cpus")}
+#: The memory-sharing page counts: memory_op with no argument, the count returned.
+SHARING = {key: Request("memory_op", name, arg=number, reads=True, returns=True)
+           for key, name, number in (("freed", "get_sharing_freed_pages", XENMEM_get_sharing_freed_pages),
+                                     ("shared", "get_sharing_shared_pages", XENMEM_get_sharing_shared_pages))}
 
 
-def cpupools(w: Wire, t: Transport, nr_cpus: int, names: Optional[Dict[int, str]] = None) -> List[CpuPool]:
+def _pool_op(e: Engine, op_name: str, pool_id: int, nr_cpus: int) -> Tuple[Tuple[Any, ...], FrozenSet[int]]:
+    """One cpupool_op with its cpumap in the payload area: (cpupool_id, sched_id, n_dom), cpus."""
+    req = next((r for r in CPUPOOL_OP.values() if e.has(r)), None)
+    if req is None:
+        raise NotSupported(_errno.ENOSYS, f"cpupools: Xen {e.variant.release} has no cpupool_op sysctl")
+    nbytes = (nr_cpus + 7) // 8
+    view, at = e.payload(nbytes + 8)
+    P = PAYLOAD_OFFSET
+    view[P:P + nbytes + 8] = bytes(nbytes + 8)
+    got = e(req, e.families.const("XEN_SYSCTL_CPUPOOL_OP_" + op_name, "cpupools"), pool_id, at, nr_cpus)
+    return got, cpus_from(bytes(view[P:P + nbytes]), nr_cpus)
+
+
+@op("cpupools", reads=True)
+def _cpupools(e: Engine) -> Callable[..., List[CpuPool]]:
     """Every cpupool, by id (``xl cpupool-list``); ``names`` from xenstore where known."""
-    if not w.has("xen_sysctl_cpupool_op"):
-        raise NotSupported(_errno.ENOSYS, f"cpupools: Xen {w.variant.release} has no cpupool_op sysctl")
-    out: List[CpuPool] = []
-    pool_id = 0
-    while len(out) < MAX_POOLS:
-        try:
-            c, cpus = _pool_op(w, t, "INFO", pool_id, nr_cpus)
-        except HypercallError as exc:
-            if exc.errno == _errno.ENOENT:
-                break
-            raise
-        got = int(c.cpupool_id)
-        sched_id = int(c.sched_id)
-        name = (names or {}).get(got) or ("Pool-0" if got == 0 else None)
-        out.append(CpuPool(got, name, sched_id, SCHEDULER_NAMES.get(sched_id, f"id {sched_id}"), cpus, int(c.n_dom)))
-        pool_id = got + 1
-    return out
+    def cpupools(names: Optional[Dict[int, str]] = None) -> List[CpuPool]:
+        if not any(e.has(r) for r in CPUPOOL_OP.values()):
+            raise NotSupported(_errno.ENOSYS, f"cpupools: Xen {e.variant.release} has no cpupool_op sysctl")
+        nr_cpus = e.handle.nr_cpus()
+        out: List[CpuPool] = []
+        pool_id = 0
+        while len(out) < MAX_POOLS:
+            try:
+                (got, sched_id, n_dom), cpus = _pool_op(e, "INFO", pool_id, nr_cpus)
+            except HypercallError as exc:
+                if exc.errno == _errno.ENOENT:
+                    break
+                raise
+            name = (names or {}).get(got) or ("Pool-0" if got == 0 else None)
+            out.append(CpuPool(got, name, sched_id, scheduler_name(sched_id), cpus, n_dom))
+            pool_id = got + 1
+        return out
+
+    return cpupools
 
 
-def free_cpus(w: Wire, t: Transport, nr_cpus: int) -> FrozenSet[int]:
-    """The cpus in no cpupool."""
-    return frozenset(_pool_op(w, t, "FREEINFO", 0, nr_cpus)[1])
+@op("free_cpus", reads=True)
+def _free_cpus(e: Engine) -> Callable[[], FrozenSet[int]]:
+    """The pcpus in no cpupool (``xl info``'s free_cpus counts them)."""
+    def free_cpus() -> FrozenSet[int]:
+        return frozenset(_pool_op(e, "FREEINFO", 0, e.handle.nr_cpus())[1])
+
+    return free_cpus
 
 
-def sharing_pages(t: Transport) -> Dict[str, int]:
-    """``{"freed": pages, "shared": pages}`` of memory sharing (0 where the hypervisor has none)."""
-    out: Dict[str, int] = {}
-    for key, cmd in (("freed", XENMEM_get_sharing_freed_pages), ("shared", XENMEM_get_sharing_shared_pages)):
-        try:
-            out[key] = int(t.hypercall(HYPERVISOR_memory_op, cmd, 0))
-        except OSError:
-            out[key] = 0
-    return out
+@op("sharing_pages", reads=True)
+def _sharing_pages(e: Engine) -> Callable[[], Dict[str, int]]:
+    """Memory-sharing page counts ``{"freed": n, "shared": n}`` (0 without memory sharing)."""
+    def sharing_pages() -> Dict[str, int]:
+        out: Dict[str, int] = {}
+        for key, req in SHARING.items():
+            try:
+                out[key] = int(e(req)[0])
+            except OSError:
+                out[key] = 0
+        return out
+
+    return sharing_pages

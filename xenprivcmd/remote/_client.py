@@ -217,8 +217,14 @@ class RemoteHandle(Handle):
         return self._abi
 
     @property
-    def wire(self) -> Any:
+    def engine(self) -> Any:
         raise errors.NotSupported(errno.EOPNOTSUPP, "a remote handle has no hypercall layer: use its operations")
+
+    def xenstore(self) -> Any:
+        """None here: the remote's xenstore is reached through the operations that use it
+        (shutdown, setmem, uptime, ...), which run on the remote."""
+        raise errors.XenstoreUnavailable(errno.ENOENT, f"no local xenstore for {self.uri}: the remote's "
+                                         "operations use its own")
 
     def make_read_only(self) -> None:
         """Refuse every state-changing operation from now on, here and on the remote."""
@@ -237,8 +243,8 @@ class RemoteBatch(_Batch):
     traps).  Unlike a local batch, a bad argument raises from :meth:`run`
     (nothing of the batch runs) rather than when it is queued."""
 
-    def __init__(self, handle: RemoteHandle) -> None:
-        super().__init__(handle)
+    def __init__(self, handle: RemoteHandle) -> None:  # noqa: B026 - no local engine: not Batch's init
+        self.traps = 0
         self._remote_handle = handle
         self._queued: List[Tuple[str, Tuple[Any, ...], Dict[str, Any], Any]] = []
 
@@ -285,7 +291,7 @@ class RemoteBatch(_Batch):
 
 def _batch_methods() -> None:
     for name, f in vars(_Batch).items():
-        if inspect.isfunction(f) and not name.startswith("_") and name != "run":
+        if inspect.isfunction(f) and not name.startswith("_") and name not in ("run", "add"):
             def op(self: RemoteBatch, *args: Any, _name: str = name, **kwargs: Any) -> Any:
                 return self._enqueue(_name, args, kwargs)
 

@@ -14,17 +14,8 @@ from typing import IO, Any, Dict, Optional, Tuple
 from . import _codec
 from ._codec import PROTOCOL, decode, encode, encode_error, read_frame, write_frame
 
-__all__ = ["serve", "READ_ONLY_METHODS", "allowed_read_only", "TARGET_SCHEMES"]
+__all__ = ["serve", "READ_ONLY_BATCH", "allowed_read_only", "TARGET_SCHEMES"]
 
-#: Handle methods a read-only session may call: they only read.  Anything
-#: else, including every method added to Handle later, is refused until it
-#: is listed here.
-READ_ONLY_METHODS = frozenset({
-    "version", "xen_version", "domains", "domain_info", "with_names", "domain_names", "lookup",
-    "domain_state", "vcpu_info", "nr_cpus", "vcpu_affinity", "sched_params", "physinfo", "sched_id",
-    "cpu_topology", "numa_info", "pcpu_info", "read_console", "domain_infos", "vcpu_list",
-    "uptime", "uptimes", "cpupools", "free_cpus", "sharing_pages",
-})
 #: Operations of a batch (Handle.batch()) that only read.
 READ_ONLY_BATCH = frozenset({"domain_info", "vcpu_info", "vcpu_affinity"})
 
@@ -36,8 +27,13 @@ _NOT_OPS = frozenset({"close", "batch", "make_read_only"})
 
 
 def allowed_read_only(method: str, kwargs: Dict[str, Any]) -> bool:
-    """True when ``method(**kwargs)`` changes nothing (``read_console(clear=True)`` clears the ring)."""
-    if method not in READ_ONLY_METHODS:
+    """True when ``method(**kwargs)`` changes nothing (``read_console(clear=True)`` clears the
+    ring): a Handle method whose operation is declared to only read
+    (:func:`xenprivcmd.handle.read_only_methods`); anything else, including every method added
+    to Handle later, is refused until it is declared so."""
+    from ..handle import read_only_methods
+
+    if method not in read_only_methods():
         return False
     return not (method == "read_console" and kwargs.get("clear"))
 

@@ -101,6 +101,10 @@ class SimStore:
         """Fire the watches on ``path`` (a node, or a special path such as ``@releaseDomain``)."""
 
     # -- the Xenstore interface ----------------------------------------------------
+    def domain_names(self) -> Dict[int, str]:
+        """domid -> name, as the toolstack wrote them (what Xenstore.domain_names answers)."""
+        return dict(self.host.names)
+
     def close(self) -> None:
         pass
 

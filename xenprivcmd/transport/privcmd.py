@@ -39,7 +39,6 @@ from _thread import _local as _thread_local
 from _thread import allocate_lock as _allocate_lock
 from _weakrefset import WeakSet
 
-from ..abi.hypercalls import HYPERVISOR_domctl, HYPERVISOR_sysctl, HYPERVISOR_xen_version, XENVER_version
 from ..errors import NotDom0Error, PrivcmdPermissionError, RestrictedError, XenError, XenNotAvailable
 from .libc import MAP_FAILED as _MAP_FAILED
 from .libc import libc as _libc
@@ -338,6 +337,13 @@ class Transport:
     def describe(self) -> str:
         return f"{self.kind} (buffers: {self.buffer_kind})"
 
+    def xenstore(self) -> Any:
+        """A connection to the xenstore of this transport's host (close it when done);
+        :class:`~xenprivcmd.errors.XenstoreUnavailable` when it has none."""
+        from ..errors import XenstoreUnavailable
+
+        raise XenstoreUnavailable(_errno.ENOENT, f"no xenstore behind {self.describe()}")
+
 
 class MemoryTransport(Transport):
     """Base for transports whose "hypervisor" runs in this process (fakes,
@@ -377,22 +383,31 @@ class MemoryTransport(Transport):
 
 
 class Lane:
-    """One thread's prebuilt ``privcmd_hypercall`` requests over its scratch
-    buffer, for the precomputed op plans (:mod:`xenprivcmd.ops._fast`):
-    ``domctl`` and ``sysctl`` point at the buffer's start, ``xenver`` is
-    ``XENVER_version``; ``xenvers``, the version plan's requests (one per sub-op
-    and argument), is built by that plan on first use.  Dies with the buffer (a
-    larger scratch buffer gets a new lane)."""
+    """One thread's hypercall buffer on the privcmd device, with prebuilt
+    ``privcmd_hypercall`` requests over it: what a prepared request is issued on
+    (:mod:`xenprivcmd.ops.engine`).  ``view`` and ``base`` are the buffer's bytes
+    and address, ``size`` its length; :meth:`request` gives the prebuilt request
+    for a hypercall and its arguments (``None`` standing for ``base``).  Dies
+    with the buffer: a larger buffer gets a new lane."""
 
-    __slots__ = ("buf", "view", "domctl", "sysctl", "xenver", "xenvers")
+    __slots__ = ("buf", "view", "base", "size", "requests")
 
     def __init__(self, buf: Buffer) -> None:
         self.buf = buf
         self.view = buf.view
-        self.domctl = privcmd_hypercall(HYPERVISOR_domctl, (buf.address, 0, 0, 0, 0))
-        self.sysctl = privcmd_hypercall(HYPERVISOR_sysctl, (buf.address, 0, 0, 0, 0))
-        self.xenver = privcmd_hypercall(HYPERVISOR_xen_version, (XENVER_version, 0, 0, 0, 0))
-        self.xenvers: Optional[Tuple[privcmd_hypercall, ...]] = None
+        self.base = buf.address
+        self.size = buf.size
+        #: The requests built so far, by key (``requests.get(key) or request(key)``).
+        self.requests: Dict[Tuple[Optional[int], ...], privcmd_hypercall] = {}
+
+    def request(self, key: Tuple[Optional[int], ...]) -> privcmd_hypercall:
+        """The prebuilt request for ``key`` = (hypercall, a0, ..., a4), ``None`` = ``base``."""
+        req = self.requests.get(key)
+        if req is None:
+            base = self.base
+            req = self.requests[key] = privcmd_hypercall(
+                key[0], tuple(base if a is None else a for a in key[1:]))  # type: ignore[arg-type]
+        return req
 
 
 class PrivcmdTransport(Transport):
@@ -415,17 +430,20 @@ class PrivcmdTransport(Transport):
         self.device_ioctl: Callable[..., int] = _ioctl
         self._gntdev: Any = None
 
-    def lane(self) -> Lane:
-        """This thread's :class:`Lane` (built on first use and after the buffer grew)."""
-        local = self._local
-        lane: Optional[Lane] = getattr(local, "lane", None)
-        if lane is None or not lane.buf.address:
-            lane = local.lane = Lane(self.scratch(PAGE_SIZE))
+    def lane(self, size: int = PAGE_SIZE) -> Lane:
+        """This thread's :class:`Lane` over a buffer of at least ``size`` bytes (built on
+        first use, and again when the buffer grew)."""
+        lane: Optional[Lane] = getattr(self._local, "lane", None)
+        if lane is None or lane.size < size or not lane.buf.address:
+            buf = self.scratch(size)
+            lane = getattr(self._local, "lane", None)  # scratch() drops the lane of a buffer it replaced
+            if lane is None or lane.buf is not buf:
+                lane = self._local.lane = Lane(buf)
         return lane
 
-    def failed(self, exc: OSError, req: privcmd_hypercall) -> int:
-        """The fast path's ioctl raised: EINTR is issued again (Xen did nothing),
-        a closed handle says so; any other error is raised as it is."""
+    def reissue(self, exc: OSError, req: privcmd_hypercall) -> int:
+        """A prepared request's ioctl raised ``exc``: EINTR is issued again (Xen did
+        nothing, up to :data:`EINTR_RETRIES` times); any other error is raised as it is."""
         if isinstance(exc, InterruptedError):
             return self._retry(req)
         raise exc
@@ -531,6 +549,13 @@ class PrivcmdTransport(Transport):
 
     def describe(self) -> str:
         return f"{self.path} (buffers: {self.buffer_kind})"
+
+    def xenstore(self) -> Any:
+        """This dom0's xenstore: xenstored's socket, else the xenbus device
+        (:meth:`xenprivcmd.store.Xenstore.open`)."""
+        from ..store.client import Xenstore
+
+        return Xenstore.open()
 
 
 _pack_req = _HYPERCALL_REQ.pack_into

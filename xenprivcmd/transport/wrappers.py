@@ -106,6 +106,9 @@ class TransportWrapper(Transport):
     def describe(self) -> str:
         return self.inner.describe()
 
+    def xenstore(self) -> Any:
+        return self.inner.xenstore()
+
     def __getattr__(self, name: str) -> Any:
         # Only reached for attributes the wrapper does not have itself
         # (e.g. a simulator's domain_names()).

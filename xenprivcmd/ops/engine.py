@@ -1,0 +1,887 @@
+"""The op engine: every hypercall request declared once, run three ways.
+
+A :class:`Request` says, by Xen's names, what one hypercall sends and what it
+reads back: its family (``domctl``, ``sysctl``, ``memory_op``, ...), its
+sub-op, the payload struct, the fields set from the caller's arguments (in
+order), fields with fixed values, the fields read back, its argument checks,
+whether it only reads.  Nothing in it is a number of a release: for the
+hypervisor at hand (one :class:`~xenprivcmd.abi.Variant`) the engine resolves
+the declaration into a :class:`Layout` (the hypercall and its arguments, one
+``struct.Struct`` writing the whole request with every byte between the
+fields zeroed, one reading the reply), and the layout is what runs:
+
+* **single**, on any transport (the simulator, replay, tracing and dry-run
+  wrappers, a read-only guard): the request is packed into the calling
+  thread's scratch buffer and issued with ``transport.hypercall``;
+* **fast**, on the privcmd device itself: the same pack into the thread's
+  :class:`~xenprivcmd.transport.privcmd.Lane`, whose prebuilt
+  ``privcmd_hypercall`` already points at the buffer, and one ``ioctl``; a
+  runner is prepared once per handle and request with everything bound, so
+  nothing is looked up per call but the thread's lane;
+* **batched**, as an entry of a multicall trap (:mod:`.batch`): the same pack
+  into the entry's slot.
+
+A runner (:meth:`Engine.runner`) takes the request's arguments (the domid
+first for a request on a domain) and returns the tuple of the fields read
+back.  The operations of :mod:`.domains`, :mod:`.host`, :mod:`.version` and
+:mod:`.pools` are built on runners (:class:`Op`: one builder per operation,
+run once per handle) and turn those tuples into typed results.  Arguments are
+checked before anything is issued; an ``OSError`` of the hypercall becomes the
+typed error naming the hypercall, the sub-op and the domid
+(:func:`xenprivcmd.abi.hypercalls.error`).  On a read-only handle a request
+that does not only read is refused before anything is issued.
+
+Payloads.  A request whose fields hold guest handles (cpumaps, record arrays)
+names them in ``pointers``: the caller passes *offsets into the payload area*
+for them, and the engine adds the area's address: :data:`PAYLOAD_OFFSET` of
+the thread's buffer for a single call, the bytes after the request in its
+multicall slot.  The caller sizes the buffer first (:meth:`Engine.payload`,
+which returns the view to fill and read back).
+
+What a handle learns while it runs (whether domctls work inside a multicall,
+the size of cpumaps, ...) is kept in its :class:`HandleState`, which outlives
+the engine of one transport (the shell's ``-t`` wraps the transport for a
+while, and the handle gets a new engine for it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import struct
+from _thread import _local as _thread_local
+
+from ..abi import hypercalls as _hc
+from ..abi.hypercalls import DOMID_MAX, error
+from ..abi.layout import _code, fields
+from ..errors import NoSuchDomain, NotSupported, ReadOnlyError, RestrictedError, XenError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time (cold start)
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+    from ..transport.privcmd import Transport
+
+    Fixed = Union[int, str, Callable[[Any], int]]
+    Runner = Callable[..., Any]
+
+_new = tuple.__new__
+
+__all__ = ["Request", "Check", "Layout", "Families", "Engine", "HandleState", "Op", "OPS", "op", "PAYLOAD_OFFSET",
+           "HEADER_DOMAIN", "HYPERCALL_OF"]
+
+#: Where a request's payload starts in the thread's buffer (a single call).
+PAYLOAD_OFFSET = 4096
+
+#: The hypercall of each family; the plain families (not domctl/sysctl) take
+#: ``(sub-op, address of the struct)``.
+HYPERCALL_OF = {
+    "domctl": _hc.HYPERVISOR_domctl, "sysctl": _hc.HYPERVISOR_sysctl, "memory_op": _hc.HYPERVISOR_memory_op,
+    "xen_version": _hc.HYPERVISOR_xen_version, "event_channel_op": _hc.HYPERCALLS["event_channel_op"],
+    "hvm_op": _hc.HYPERCALLS["hvm_op"], "grant_table_op": _hc.HYPERCALLS["grant_table_op"],
+    "vcpu_op": _hc.HYPERCALLS["vcpu_op"],
+}
+#: The prefix of each plain family's sub-op constants.
+SUBOP_PREFIX = {"memory_op": "XENMEM_", "xen_version": "XENVER_", "event_channel_op": "EVTCHNOP_",
+                "hvm_op": "HVMOP_", "grant_table_op": "GNTTABOP_", "vcpu_op": "VCPUOP_"}
+#: A ``read`` path: the domid in a domctl's header (createdomain's answer).
+HEADER_DOMAIN = "$domain"
+
+
+class Check:
+    """A range check of the int argument at ``index`` (``what`` names it in the error)."""
+
+    __slots__ = ("index", "what", "lo", "hi")
+
+    def __init__(self, index: int, what: str, lo: int, hi: int) -> None:
+        self.index, self.what, self.lo, self.hi = index, what, lo, hi
+
+    def __call__(self, value: Any) -> Any:
+        if value.__class__ is not int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"{self.what} must be an int, not {type(value).__name__}")
+        if not self.lo <= value <= self.hi:
+            raise ValueError(f"{self.what} {value} is out of range {self.lo}..{self.hi}")
+        return value
+
+
+class Request:
+    """One hypercall request, declared once (see the module doc).
+
+    * ``family``: ``"domctl"``, ``"sysctl"`` or a plain family of :data:`HYPERCALL_OF`;
+      ``subop``: Xen's name of the sub-op (``XEN_DOMCTL_<subop>``, ``XENMEM_<subop>``, ...);
+    * ``struct``: C name of the payload struct (a domctl/sysctl union member's type, or
+      what a plain family's second argument points at; None: the request has none);
+      ``member``: the union member (default: ``subop``);
+    * ``send``: field paths (``a.b``) set from the arguments, in order (after the domid
+      of a domctl); ``fixed``: (path, value) with a value that is an int, a constant's
+      name or a function of the release's constants; ``pointers``: the ``send`` paths
+      given as offsets into the payload area (see the module doc);
+    * ``read``: field paths read back (:data:`HEADER_DOMAIN`: a domctl's header domid);
+      a field the release lacks reads as ``None``; ``bools``: those of them read as
+      ``bool`` (a byte, true when not 0);
+    * ``checks``: range checks of int arguments (indexes count the domid);
+    * ``domain``: the first argument is a domid (a domctl's header field, or
+      ``domid_field`` of the struct of a plain family); ``reads``: it only reads (a
+      read-only handle may issue it); ``stable``: a stable domctl (interface version
+      0, Xen 4.21+); ``arg``: a plain family's first argument when it is not the
+      number of the sub-op's constant; ``returns``: the hypercall's return value is the
+      first item of what a runner returns (a size, a count, a version).
+
+    A struct may be a fixed-size type with no fields (``xen_extraversion_t``): the
+    request then writes that many zero bytes and the caller reads what came back.
+    """
+
+    __slots__ = ("name", "family", "subop", "struct", "member", "send", "fixed", "read", "bools", "pointers",
+                 "checks", "domain", "domid_field", "reads", "stable", "arg", "returns")
+
+    def __init__(self, family: str, subop: str, *, struct: Optional[str] = None, member: Optional[str] = None,
+                 send: Sequence[str] = (), fixed: Sequence[Tuple[str, Fixed]] = (), read: Sequence[str] = (),
+                 bools: Sequence[str] = (), pointers: Sequence[str] = (), checks: Sequence[Check] = (), domain: Optional[bool] = None,
+                 domid_field: Optional[str] = None, reads: bool, stable: bool = False,
+                 arg: Optional[int] = None, returns: bool = False) -> None:
+        if family not in HYPERCALL_OF:
+            raise ValueError(f"unknown hypercall family {family!r}")
+        self.family = family
+        self.subop = subop
+        self.name = f"{family} {subop}"
+        self.struct = struct
+        self.member = member or subop
+        self.send = tuple(send)
+        self.fixed = tuple(fixed)
+        self.read = tuple(read)
+        self.bools = frozenset(bools)
+        if not self.bools <= set(self.read):
+            raise ValueError(f"{self.name}: bools must be read fields")
+        self.pointers = frozenset(pointers)
+        if not self.pointers <= set(self.send):
+            raise ValueError(f"{self.name}: pointers must be sent fields")
+        self.checks = tuple(checks)
+        self.domain = family == "domctl" if domain is None else domain
+        if self.domain and family != "domctl" and not (domid_field and self.send[:1] == (domid_field,)):
+            raise ValueError(f"{self.name}: the domid of a {family} request is its first sent field")
+        self.domid_field = domid_field
+        self.reads = reads
+        self.stable = stable
+        self.arg = arg
+        self.returns = returns
+
+    @property
+    def nargs(self) -> int:
+        """How many arguments a runner takes."""
+        return len(self.send) + (1 if self.family == "domctl" and self.domain else 0)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.name}>"
+
+
+class Layout:
+    """A :class:`Request` resolved for one release (see the module doc).
+
+    ``hypercall`` and ``args`` (``None`` stands for the request's address) are
+    what is issued; ``pack(view, at, *values)`` writes ``size`` bytes at ``at``:
+    the header, the values, zeros between; :meth:`values` orders a runner's
+    arguments for it.  ``unpack(view, at + read_at)`` reads the ``read`` fields
+    (:meth:`result` puts them in their declared order, ``None`` for those the
+    release lacks).
+    """
+
+    __slots__ = ("request", "hypercall", "args", "key", "size", "pack", "head", "direct", "order", "pointer_at",
+                 "unpack", "read_at", "pick")
+
+    def __init__(self, request: Request, hypercall: int, args: Tuple[Optional[int], ...], size: int,
+                 head: Sequence[Tuple[int, str, Optional[int]]], sent: Sequence[Tuple[int, str]],
+                 fixed: Sequence[Tuple[int, str, int]], reads: Sequence[Optional[Tuple[int, str]]]) -> None:
+        self.request = request
+        self.hypercall = hypercall
+        self.args = args
+        #: (hypercall, a0..a4): the lane's prebuilt request for it
+        self.key: Tuple[Optional[int], ...] = (hypercall,) + args
+        self.size = size
+        # one Struct over [0, size): every item at its offset, in offset order
+        items: List[Tuple[int, str, Tuple[str, Any]]] = [(at, code, ("head", v)) for at, code, v in head]
+        items += [(at, code, ("arg", i)) for i, (at, code) in enumerate(sent)]
+        items += [(at, code, ("fixed", v)) for at, code, v in fixed]
+        items.sort(key=lambda x: x[0])
+        fmt, pos = ["<"], 0
+        for at, code, _src in items:
+            if at < pos:
+                raise ValueError(f"{request.name}: overlapping fields at offset {at}")
+            if at > pos:
+                fmt.append(f"{at - pos}x")
+            fmt.append(code)
+            pos = at + struct.calcsize("<" + code)
+        if size < pos:
+            raise ValueError(f"{request.name}: fields end at {pos}, beyond the request's {size} bytes")
+        if size > pos:
+            fmt.append(f"{size - pos}x")
+        self.pack = struct.Struct("".join(fmt)).pack_into
+        self.order = tuple(src for _at, _code, src in items)
+        #: the header values that precede the runner's arguments (a domctl's domid is its first)
+        self.head = tuple(v for kind, v in self.order if kind == "head" and v is not None)
+        skip = 1 if request.family == "domctl" and request.domain else 0
+        #: ``pack(view, at, *head, *args)`` lays the request out (no reordering, no fixed value)
+        expect = [("head", v) for v in self.head] + ([("head", None)] if skip else []) + \
+                 [("arg", i) for i in range(len(sent))]
+        self.direct = list(self.order) == expect
+        self.pointer_at = tuple(i + skip for i, p in enumerate(request.send) if p in request.pointers)
+        present = [(at, code, i) for i, r in enumerate(reads) if r is not None for at, code in [r]]
+        if present:
+            present.sort()
+            lo = present[0][0]
+            rfmt, rpos = ["<"], lo
+            index: Dict[int, int] = {}
+            for n, (at, code, i) in enumerate(present):
+                if at < rpos:
+                    raise ValueError(f"{request.name}: overlapping read fields at offset {at}")
+                if at > rpos:
+                    rfmt.append(f"{at - rpos}x")
+                rfmt.append(code)
+                rpos = at + struct.calcsize("<" + code)
+                index[i] = n
+            self.unpack: Callable[..., Tuple[Any, ...]] = struct.Struct("".join(rfmt)).unpack_from
+            self.read_at = lo
+            order = [index.get(i) for i in range(len(reads))]
+            self.pick: Optional[Tuple[Optional[int], ...]] = None if order == list(range(len(reads))) else tuple(order)
+        else:
+            self.unpack = _nothing
+            self.read_at = 0
+            self.pick = None
+
+    def values(self, args: Sequence[Any], payload: int) -> List[Any]:
+        """What ``pack`` takes for a runner's ``args``: pointers made addresses
+        (``payload`` is the payload area's), fixed values placed, in offset order."""
+        a = list(args)
+        for i in self.pointer_at:
+            a[i] += payload
+        skip = 1 if self.request.family == "domctl" and self.request.domain else 0
+        out = []
+        for kind, v in self.order:
+            if kind == "head":
+                out.append(a[0] if v is None else v)
+            elif kind == "arg":
+                out.append(a[v + skip])
+            else:
+                out.append(v)
+        return out
+
+    def result(self, raw: Tuple[Any, ...]) -> Tuple[Any, ...]:
+        """The ``read`` fields in their declared order from an unpacked reply."""
+        pick = self.pick
+        if pick is None:
+            return raw
+        return tuple(None if i is None else raw[i] for i in pick)
+
+
+def _nothing(view: Any, at: int = 0) -> Tuple[Any, ...]:
+    return ()
+
+
+def code_of(ctype: type) -> str:
+    """The struct code of a field: a scalar's, ``Ns`` for a char array or any other array
+    (read as its raw bytes)."""
+    try:
+        return _code(ctype)
+    except TypeError:
+        if getattr(ctype, "_length_", None) is None:
+            raise
+        return f"{ctypes.sizeof(ctype)}s"
+
+
+def field_path(cls: type, path: str) -> Tuple[int, type]:
+    """(offset, ctypes type) of a field path ``a.b.c`` in ``cls``; KeyError if absent."""
+    at = 0
+    for part in path.split("."):
+        f = fields(cls)
+        if part not in f:
+            raise KeyError(part)
+        off, cls = f[part]
+        at += off
+    return at, cls
+
+
+# -- resolving requests for a release ------------------------------------------------------------
+
+class Families:
+    """Resolves requests for one release with domctl/sysctl (Xen 3.0.3 on); Xen
+    3.0.0-3.0.2's dom0_op has :class:`~xenprivcmd.ops.dom0op.Dom0OpFamilies`.
+    ``memo`` keeps what operations derive from the release (readers, flag maps)."""
+
+    #: True for the dom0_op era.
+    dom0_op = False
+
+    def __init__(self, variant: Any) -> None:
+        self.variant = variant
+        self.constants = variant.constants
+        self.structs = variant.structs
+        self._wrappers: Dict[str, Tuple[int, int, int]] = {}
+        self._memo: Dict[Any, Any] = {}
+
+    def memo(self, key: Any, make: Callable[[], Any]) -> Any:
+        """``make()`` once per release (kept with the families)."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            got = self._memo[key] = make()
+            return got
+
+    def wrapper(self, family: str) -> Tuple[int, int, int]:
+        """(size, offset of ``u``, interface version) of the domctl or sysctl wrapper."""
+        got = self._wrappers.get(family)
+        if got is None:
+            v = self.variant
+            iv = v.domctl_interface_version if family == "domctl" else v.sysctl_interface_version
+            if iv is None:
+                raise NotSupported(_errno.ENOSYS, f"Xen {v.release} has no {family} hypercall")
+            cls = self.structs.lean("xen_" + family)
+            names = ("cmd", "interface_version", "domain") if family == "domctl" else ("cmd", "interface_version")
+            where = [getattr(cls, f).offset for f in names]
+            if where != [0, 4, 8][:len(where)]:
+                raise ValueError(f"unexpected {family} header layout {where} in {v.release}")
+            got = self._wrappers[family] = (ctypes.sizeof(cls), cls.u.offset, int(iv))
+        return got
+
+    def const(self, name: str, what: str) -> int:
+        """A constant of the release; :class:`NotSupported` naming ``what`` when it lacks it."""
+        try:
+            return int(self.constants[name])
+        except KeyError:
+            raise NotSupported(_errno.ENOSYS, f"{what}: Xen {self.variant.release} has no {name}") from None
+
+    def struct(self, name: str, what: str) -> type:
+        """A struct of the release; :class:`NotSupported` naming ``what`` when it lacks it."""
+        cls = self.structs.get(name)
+        if cls is None:
+            raise NotSupported(_errno.ENOSYS, f"{what}: Xen {self.variant.release} has no {name}")
+        return cls  # type: ignore[no-any-return]
+
+    def has(self, name: str, field: Optional[str] = None) -> bool:
+        """Whether the release has struct ``name`` (and its field path ``field``)."""
+        cls = self.structs.get(name)
+        if cls is None:
+            return False
+        if field is None:
+            return True
+        try:
+            field_path(cls, field)
+        except KeyError:
+            return False
+        return True
+
+    def _xen_version_struct(self, request: Request) -> type:
+        """xen_version's payloads are a stable ABI (public/version.h, unchanged since Xen 3.0;
+        new sub-ops add types): laid out by the newest release's tables on every release, so
+        a release whose tables lack a type (xen_feature_info before 3.0.2) still has it."""
+        name = request.struct or ""
+        cls = self.structs.get(name)
+        if cls is None:
+            from .. import abi
+
+            head = abi.variant(abi.head_release(), arch=self.variant.arch)
+            cls = head.structs.get(name)
+        if cls is None:
+            raise NotSupported(_errno.ENOSYS, f"{request.name}: no release has {request.struct}")
+        return cls  # type: ignore[no-any-return]
+
+    def fixed_value(self, value: Fixed, what: str) -> int:
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            return self.const(value, what)
+        return int(value(self.constants))
+
+    def layout(self, request: Request) -> Layout:
+        """The request laid out for this release; :class:`NotSupported` when it lacks it."""
+        fam = request.family
+        if fam == "xen_version":
+            cls = None if request.struct is None else self._xen_version_struct(request)
+        else:
+            cls = None if request.struct is None else self.struct(request.struct, request.name)
+        head: List[Tuple[int, str, Optional[int]]] = []
+        if fam in ("domctl", "sysctl"):
+            cmd = self.const(("XEN_DOMCTL_" if fam == "domctl" else "XEN_SYSCTL_") + request.subop, request.name)
+            size, base, iv = self.wrapper(fam)
+            head = [(0, "I", cmd), (4, "I", 0 if request.stable else iv)]
+            if fam == "domctl":
+                head.append((8, "H", None if request.domain else 0))  # the domid: the runner's first argument
+            args: Tuple[Optional[int], ...] = (None, 0, 0, 0, 0)
+        else:
+            size = 0 if cls is None else ctypes.sizeof(cls)
+            base = 0
+            first = request.arg if request.arg is not None else \
+                self.const(SUBOP_PREFIX[fam] + request.subop, request.name)
+            args = (first, 0 if cls is None else None, 0, 0, 0)
+        return self._finish(request, cls, HYPERCALL_OF[fam], args, size, base, head)
+
+    def _finish(self, request: Request, cls: Optional[type], hypercall: int, args: Tuple[Optional[int], ...],
+                size: int, base: int, head: List[Tuple[int, str, Optional[int]]],
+                header_domain: Optional[int] = 8) -> Layout:
+        """The fields of ``cls`` at ``base`` of the request (names: the request's);
+        ``header_domain``: where :data:`HEADER_DOMAIN` reads."""
+        def where(path: str) -> Tuple[int, str]:
+            if cls is None:
+                raise NotSupported(_errno.ENOSYS, f"{request.name}: no struct to hold {path}")
+            try:
+                at, ctype = field_path(cls, path)
+            except KeyError:
+                raise NotSupported(_errno.ENOSYS, f"{request.name}: Xen {self.variant.release}'s {request.struct} "
+                                   f"has no {path}") from None
+            return base + at, code_of(ctype)
+
+        sent = [where(p) for p in request.send]
+        fixed = [where(p) + (self.fixed_value(v, request.name),) for p, v in request.fixed]
+        reads: List[Optional[Tuple[int, str]]] = []
+        for p in request.read:
+            if p == HEADER_DOMAIN:
+                reads.append(None if header_domain is None else (header_domain, "H"))
+                continue
+            try:
+                at, code = where(p)
+            except NotSupported:
+                reads.append(None)
+                continue
+            reads.append((at, "?" if p in request.bools and code in ("B", "b") else code))
+        return Layout(request, hypercall, args, size, head, sent, fixed, reads)
+
+
+# -- what a handle learns ----------------------------------------------------------------------
+
+class HandleState:
+    """What a handle learns while it runs, kept across its engines (transports).
+
+    ``multicall``: whether domctls work inside a multicall (None until a batch
+    tells); ``varbuf_ops``: whether xen_version has the ``*2`` sub-ops;
+    ``nr_cpus``: the size of cpumaps; ``console_index``: where the last
+    incremental console read ended.  ``shapes``: the laid-out images of the hot
+    read-only batches (:mod:`.batch`), per engine.
+    """
+
+    __slots__ = ("multicall", "varbuf_ops", "nr_cpus", "console_index")
+
+    def __init__(self) -> None:
+        self.multicall: Optional[bool] = None
+        self.varbuf_ops: Optional[bool] = None
+        self.nr_cpus: Optional[int] = None
+        self.console_index: Optional[int] = None
+
+
+# -- operations ---------------------------------------------------------------------------------
+
+class Op:
+    """One operation of the handle: its name, whether it only reads, and its builder
+    (``build(engine) -> callable``, run once per engine)."""
+
+    __slots__ = ("name", "reads", "build", "doc")
+
+    def __init__(self, name: str, reads: bool, build: Callable[[Engine], Callable[..., Any]]) -> None:
+        self.name = name
+        self.reads = reads
+        self.build = build
+        self.doc = build.__doc__
+
+
+#: Every operation, by name (filled by the modules that declare them: :func:`op`).
+OPS: Dict[str, Op] = {}
+
+
+def op(name: str, *, reads: bool) -> Callable[[Callable[[Engine], Callable[..., Any]]], Callable[[Engine], Any]]:
+    """Register ``build`` as operation ``name`` (a decorator)."""
+    def register(build: Callable[[Engine], Callable[..., Any]]) -> Callable[[Engine], Any]:
+        if name in OPS:
+            raise ValueError(f"operation {name} declared twice")
+        OPS[name] = Op(name, reads, build)
+        return build
+
+    return register
+
+
+class _Ops:
+    """An engine's operations as attributes, each built on first use."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        decl = OPS.get(name)
+        if decl is None:
+            _load_ops()
+            decl = OPS.get(name)
+            if decl is None:
+                raise AttributeError(f"no operation {name!r}")
+        e = self._engine
+        fn = _refused_op(name) if e.read_only and not decl.reads else decl.build(e)
+        setattr(self, name, fn)
+        return fn
+
+
+#: The modules that declare operations (imported when an operation is first asked for).
+OP_MODULES = ("domains", "host", "version", "pools")
+
+
+def _load_ops() -> None:
+    for m in OP_MODULES:
+        __import__(f"{__package__}.{m}")
+
+
+def all_ops() -> Dict[str, Op]:
+    """Every operation (their modules imported)."""
+    _load_ops()
+    return dict(OPS)
+
+
+def _refused_op(name: str) -> Callable[..., Any]:
+    def refused(*_args: Any, **_kw: Any) -> Any:
+        raise ReadOnlyError(_errno.EPERM, f"{name}: refused, the handle is read-only")
+
+    refused.__name__ = refused.__qualname__ = name
+    return refused
+
+
+# -- the engine --------------------------------------------------------------------------------
+
+class Engine:
+    """Runs requests and builds operations for one handle on one transport.
+
+    ``families`` resolves requests for the release (:class:`Families`);
+    ``resolve`` turns anything but an int domid in range into one (the handle's
+    lookup by name, UUID or DomainInfo; range errors for ints); ``state`` is the
+    handle's :class:`HandleState`; ``read_only`` refuses what does not only
+    read.  ``ops`` holds the operations (built on first use); ``handle`` is what
+    operations may ask of the handle (names, nr_cpus, the scheduler).
+    """
+
+    def __init__(self, families: Any, transport: Transport, *, resolve: Callable[[Any], int],
+                 state: HandleState, handle: Any, read_only: bool = False) -> None:
+        from ..transport.privcmd import PrivcmdTransport
+
+        self.families = families
+        self.transport = transport
+        self.resolve = resolve
+        self.state = state
+        self.handle = handle
+        self.read_only = read_only
+        #: The privcmd device itself: runners take the fast path.
+        self.device = isinstance(transport, PrivcmdTransport)
+        self.ops = _Ops(self)
+        self._layouts: Dict[Request, Layout] = {}
+        self._runners: Dict[Any, Runner] = {}
+        self._lanes = _thread_local()  # the fast path's lane of each thread
+        #: The hot batches' laid-out traps (:mod:`.batch`), by shape.
+        self.shapes: Dict[Any, Any] = {}
+
+    @property
+    def variant(self) -> Any:
+        return self.families.variant
+
+    @property
+    def multicall(self) -> bool:
+        """Whether batches may go as multicall traps here (the transport can, the
+        release is no dom0_op one, and the hypervisor has not refused them)."""
+        return (not self.families.dom0_op and self.state.multicall is not False
+                and bool(getattr(self.transport, "multicall", False)))
+
+    def layout(self, request: Request) -> Layout:
+        """``request`` laid out for this release (:class:`NotSupported` if it lacks it)."""
+        got = self._layouts.get(request)
+        if got is None:
+            got = self._layouts[request] = self.families.layout(request)
+        return got
+
+    def has(self, request: Request) -> bool:
+        """Whether this release has ``request`` (its constant, struct and fields)."""
+        try:
+            self.layout(request)
+        except NotSupported:
+            return False
+        return True
+
+    def runner(self, request: Request, result: Any = None, tail: Tuple[Any, ...] = (),
+               echo: Optional[int] = None) -> Runner:
+        """``run(*args)``: ``request`` on this handle's transport (:class:`NotSupported` now
+        when the release lacks it), returning the fields read back in their declared
+        order (after the hypercall's return value for a request that ``returns``), or
+        ``result(*fields, *tail)`` when a result type (a tuple subclass) is given.
+        ``echo``: the index of a field read back that must be the domid asked for
+        (:class:`~xenprivcmd.errors.NoSuchDomain` otherwise).  A pointer argument is
+        an address (see :meth:`payload`)."""
+        k = (request, result, tail, echo)
+        got = self._runners.get(k)
+        if got is None:
+            if self.read_only and not request.reads:
+                got = _refuse(request)
+            else:
+                lay = self.layout(request)
+                got = self._fast(lay, result, tail, echo) if self.device else self._single(lay, result, tail, echo)
+            self._runners[k] = got
+        return got
+
+    def __call__(self, request: Request, *args: Any) -> Tuple[Any, ...]:
+        """Issue ``request`` once: the fields read back (see :meth:`runner`)."""
+        got: Tuple[Any, ...] = self.runner(request)(*args)
+        return got
+
+    def check(self, request: Request, args: Tuple[Any, ...]) -> Tuple[Any, ...]:
+        """``args`` checked as a runner checks them (the domid resolved)."""
+        if len(args) != request.nargs:
+            raise TypeError(f"{request.name} takes {request.nargs} arguments, not {len(args)}")
+        if request.domain:
+            d = args[0]
+            if d.__class__ is not int or not 0 <= d <= DOMID_MAX:
+                args = (self.resolve(d),) + args[1:]
+        for c in request.checks:
+            c(args[c.index])
+        return args
+
+    # -- the thread's buffer -----------------------------------------------------------------
+    def payload(self, size: int) -> Tuple[memoryview, int]:
+        """This thread's buffer with room for a payload of ``size`` bytes at
+        :data:`PAYLOAD_OFFSET`: (its view, the payload's address).  The payload is
+        ``view[PAYLOAD_OFFSET:]``, where the thread's next requests find it (until one
+        needs a larger buffer); the pointer arguments of a runner are addresses in it."""
+        view, base = self.buffer(PAYLOAD_OFFSET + size)
+        return view, base + PAYLOAD_OFFSET
+
+    def buffer(self, size: int) -> Tuple[memoryview, int]:
+        """(view, address) of this thread's buffer, at least ``size`` bytes."""
+        t: Any = self.transport
+        if self.device:
+            lane = t.lane(size)
+            self._lanes.lane = lane
+            return lane.view, lane.base
+        buf = t.scratch(size)
+        return buf.view, buf.address
+
+    def hypercall(self, hypercall: int, a0: int = 0, a1: int = 0, *, subop: Optional[str] = None,
+                  domid: Optional[int] = None) -> int:
+        """One raw hypercall on the transport (no request struct), the typed error on failure."""
+        return _hc.issue(self.transport, hypercall, a0, a1, subop=subop, domid=domid)
+
+    # -- runners -------------------------------------------------------------------------------
+    def _result(self, lay: Layout, result: Any, tail: Tuple[Any, ...], echo: Optional[int]
+                ) -> Callable[[Tuple[Any, ...], Tuple[Any, ...]], Any]:
+        """What a runner returns from the fields read (``vals``) and its arguments."""
+        pick, req = lay.pick, lay.request
+        subop = req.subop
+
+        def finish(vals: Tuple[Any, ...], args: Tuple[Any, ...]) -> Any:
+            if pick is not None:
+                vals = tuple(None if i is None else vals[i] for i in pick)
+            if echo is not None and vals[echo] != args[0]:
+                raise NoSuchDomain(_errno.ESRCH, f"{req.family} {subop}(domid={args[0]}): no such domain (ESRCH)",
+                                   hypercall=req.family, subop=subop, domid=args[0])
+            return vals if result is None else _new(result, vals + tail)
+
+        return finish
+
+    def _single(self, lay: Layout, result: Any, tail: Tuple[Any, ...], echo: Optional[int]) -> Runner:
+        """The request on any transport: packed into the thread's scratch buffer,
+        issued with ``transport.hypercall``."""
+        t = self.transport
+        req = lay.request
+        check = self.check
+        size, pack, unpack, read_at = max(lay.size, 1), lay.pack, lay.unpack, lay.read_at
+        hypercall, template, head, direct, order = lay.hypercall, lay.args, lay.head, lay.direct, lay.order
+        hname = _hc.HYPERCALL_NAMES.get(hypercall, f"hypercall{hypercall}")
+        subop, domain, returns = req.subop, req.domain, req.returns
+        finish = self._result(lay, result, tail, echo)
+        skip = 1 if req.family == "domctl" and domain else 0
+
+        def run(*args: Any) -> Any:
+            args = check(req, args)
+            buf = t.scratch(size)
+            view, base = buf.view, buf.address
+            if direct:
+                pack(view, 0, *head, *args)
+            else:
+                pack(view, 0, *_ordered(order, args, skip))
+            try:
+                rc = t.hypercall(hypercall, *[base if a is None else a for a in template])  # type: ignore[arg-type]
+            except (ReadOnlyError, RestrictedError):
+                raise
+            except OSError as exc:
+                raise error(exc, hypercall=hname, subop=subop, domid=args[0] if domain else None) from None
+            vals = unpack(view, read_at)
+            return finish((rc,) + vals if returns else vals, args)
+
+        run.__name__ = run.__qualname__ = f"{req.family}_{req.subop}"
+        return run
+
+    def _fast(self, lay: Layout, result: Any, tail: Tuple[Any, ...], echo: Optional[int]) -> Runner:
+        """The request on the privcmd device: the thread's lane, one ioctl.
+
+        The common shapes (a domain request with its domid and at most one more argument
+        under at most one range check, a request of arguments without checks, the fields
+        read back in their order or made a result type at once) run in one frame with
+        every value bound; the others share the general shape."""
+        t: Any = self.transport
+        req = lay.request
+        size, pack, unpack, read_at = max(lay.size, 1), lay.pack, lay.unpack, lay.read_at
+        key, head, direct, order = lay.key, lay.head, lay.direct, lay.order
+        hname = _hc.HYPERCALL_NAMES.get(lay.hypercall, f"hypercall{lay.hypercall}")
+        subop, domain, returns = req.subop, req.domain, req.returns
+        ioctl, fd, number, lane_of, reissue = t.ioctl, t.fd, t.request, t.lane, t.reissue
+        local = self._lanes
+        checks = req.checks
+        nargs = req.nargs
+        resolve = self.resolve
+        skip = 1 if req.family == "domctl" and domain else 0
+        mk = result
+
+        def lane_now() -> Any:
+            lane = local.lane = lane_of(size)
+            return lane
+
+        def failed(exc: BaseException, preq: Any, domid: Optional[int]) -> int:
+            if isinstance(exc, ValueError):
+                if t.closed:
+                    raise XenError(_errno.EBADF, "the handle is closed") from None
+                raise exc
+            if isinstance(exc, (ReadOnlyError, RestrictedError)):
+                raise exc  # refused before the hypercall (a restricted device's ioctl)
+            try:
+                return reissue(exc, preq)  # type: ignore[no-any-return]
+            except OSError as final:
+                raise error(final, hypercall=hname, subop=subop, domid=domid) from None
+
+        def gone(domid: int) -> NoSuchDomain:
+            return NoSuchDomain(_errno.ESRCH, f"{req.family} {subop}(domid={domid}): no such domain (ESRCH)",
+                                hypercall=req.family, subop=subop, domid=domid)
+
+        plain = direct and lay.pick is None and not returns
+        where = -1 if echo is None else echo
+        name = f"{req.family}_{req.subop}"
+        if plain and domain and nargs <= 2 and len(head) == 2 and all(c.index == 1 for c in checks) \
+                and len(checks) <= nargs - 1:
+            h0, h1 = head
+            if nargs == 1:
+                def run_domid(domid: Any) -> Any:
+                    if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
+                        domid = resolve(domid)
+                    try:
+                        lane = local.lane
+                        if lane.size < size or not lane.buf.address:
+                            lane = lane_now()
+                    except AttributeError:
+                        lane = lane_now()
+                    view = lane.view
+                    pack(view, 0, h0, h1, domid)
+                    preq = lane.requests.get(key) or lane.request(key)
+                    t.calls += 1
+                    try:
+                        ioctl(fd, number, preq, True)
+                    except (OSError, ValueError) as exc:
+                        failed(exc, preq, domid)
+                    vals = unpack(view, read_at)
+                    if where >= 0 and vals[where] != domid:
+                        raise gone(domid)
+                    return vals if mk is None else _new(mk, vals + tail)
+
+                run_domid.__name__ = run_domid.__qualname__ = name
+                return run_domid
+            check = checks[0] if checks else Check(1, "argument", -(1 << 64), 1 << 64)
+            lo, hi = check.lo, check.hi
+
+            def run_domid_arg(domid: Any, a: Any) -> Any:
+                if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
+                    domid = resolve(domid)
+                if a.__class__ is not int or not lo <= a <= hi:
+                    check(a)
+                try:
+                    lane = local.lane
+                    if lane.size < size or not lane.buf.address:
+                        lane = lane_now()
+                except AttributeError:
+                    lane = lane_now()
+                view = lane.view
+                pack(view, 0, h0, h1, domid, a)
+                preq = lane.requests.get(key) or lane.request(key)
+                t.calls += 1
+                try:
+                    ioctl(fd, number, preq, True)
+                except (OSError, ValueError) as exc:
+                    failed(exc, preq, domid)
+                vals = unpack(view, read_at)
+                if where >= 0 and vals[where] != domid:
+                    raise gone(domid)
+                return vals if mk is None else _new(mk, vals + tail)
+
+            run_domid_arg.__name__ = run_domid_arg.__qualname__ = name
+            return run_domid_arg
+        if plain and not domain and not checks and echo is None:
+            def run_args(*args: Any) -> Any:
+                if len(args) != nargs:
+                    raise TypeError(f"{req.name} takes {nargs} arguments, not {len(args)}")
+                try:
+                    lane = local.lane
+                    if lane.size < size or not lane.buf.address:
+                        lane = lane_now()
+                except AttributeError:
+                    lane = lane_now()
+                view = lane.view
+                pack(view, 0, *head, *args)
+                preq = lane.requests.get(key) or lane.request(key)
+                t.calls += 1
+                try:
+                    ioctl(fd, number, preq, True)
+                except (OSError, ValueError) as exc:
+                    failed(exc, preq, None)
+                vals = unpack(view, read_at)
+                return vals if mk is None else _new(mk, vals + tail)
+
+            run_args.__name__ = run_args.__qualname__ = name
+            return run_args
+        finish = self._result(lay, result, tail, echo)
+
+        def run(*args: Any) -> Any:
+            if len(args) != nargs:
+                raise TypeError(f"{req.name} takes {nargs} arguments, not {len(args)}")
+            if domain:
+                d = args[0]
+                if d.__class__ is not int or not 0 <= d <= DOMID_MAX:
+                    args = (resolve(d),) + args[1:]
+            for c in checks:
+                c(args[c.index])
+            try:
+                lane = local.lane
+                if lane.size < size or not lane.buf.address:
+                    lane = lane_now()
+            except AttributeError:
+                lane = lane_now()
+            view = lane.view
+            if direct:
+                pack(view, 0, *head, *args)
+            else:
+                pack(view, 0, *_ordered(order, args, skip))
+            preq = lane.requests.get(key) or lane.request(key)
+            t.calls += 1
+            try:
+                rc = ioctl(fd, number, preq, True)
+            except (OSError, ValueError) as exc:
+                rc = failed(exc, preq, args[0] if domain else None)
+            vals = unpack(view, read_at)
+            return finish((rc,) + vals if returns else vals, args)
+
+        run.__name__ = run.__qualname__ = name
+        return run
+
+
+def _ordered(order: Tuple[Tuple[str, Any], ...], args: Tuple[Any, ...], skip: int) -> List[Any]:
+    """``pack``'s values in offset order: the header's, the arguments', the fixed ones
+    (a header ``None`` is the domid, the first argument)."""
+    out = []
+    for kind, v in order:
+        if kind == "head":
+            out.append(args[0] if v is None else v)
+        elif kind == "arg":
+            out.append(args[v + skip])
+        else:
+            out.append(v)
+    return out
+
+
+def _refuse(request: Request) -> Runner:
+    def refused(*_args: Any) -> Tuple[Any, ...]:
+        raise ReadOnlyError(_errno.EPERM, f"{request.name}: refused, the handle is read-only")
+
+    return refused
