@@ -577,35 +577,33 @@ def _set_sched_params(e: Engine) -> Callable[..., SchedParams]:
 
 # -- creation ----------------------------------------------------------------------------------
 
-#: createdomain's fields the package sets, by name (those the release has).
-_CREATE_FIELDS = ("max_vcpus", "max_evtchn_port", "max_grant_frames", "max_maptrack_frames")
+#: createdomain's fields the package sets (those the release has: max_vcpus from 4.12,
+#: the grant and event-channel limits from 4.11/4.12, grant_opts from 4.17).
+_CREATE_SEND = ("handle", "max_vcpus", "max_evtchn_port", "max_grant_frames", "max_maptrack_frames")
+_CREATE_OPTIONAL = ("max_vcpus", "max_evtchn_port", "max_grant_frames", "max_maptrack_frames", "grant_opts")
+#: XEN_DOMCTL_GRANT_version(1): grant table v1 (4.17+)
+_GRANT_V1 = ("grant_opts", 1)
+CREATEDOMAIN = Request("domctl", "createdomain", struct="xen_domctl_createdomain", domain=False, send=_CREATE_SEND,
+                       fixed=(_GRANT_V1,), optional=_CREATE_OPTIONAL, read=(HEADER_DOMAIN,), reads=False)
 
 
-def _create_request(e: Engine) -> Tuple[Request, Tuple[str, ...]]:
-    """createdomain as this release lays it out: the fields it has of the ones set."""
-    fam = e.families
+def _arm_flags(k: Any) -> int:
+    """Every Arm domain is an HVM guest with HAP (Xen on Arm refuses other flags: EINVAL)."""
+    return int(k.get("XEN_DOMCTL_CDF_hvm", k.get("XEN_DOMCTL_CDF_hvm_guest", 1))) | int(k.get("XEN_DOMCTL_CDF_hap", 2))
 
-    def make() -> Tuple[Request, Tuple[str, ...]]:
-        have = [n for n in _CREATE_FIELDS if fam.has("xen_domctl_createdomain", n)]
-        send = ["handle"] + have
-        fixed: List[Tuple[str, Any]] = []
-        if fam.has("xen_domctl_createdomain", "grant_opts"):
-            fixed.append(("grant_opts", 1))  # XEN_DOMCTL_GRANT_version(1): grant table v1 (4.17+)
-        if e.variant.arch == "aarch64":
-            k = fam.constants
-            fixed.append(("flags", int(k.get("XEN_DOMCTL_CDF_hvm", k.get("XEN_DOMCTL_CDF_hvm_guest", 1)))
-                          | int(k.get("XEN_DOMCTL_CDF_hap", 2))))
-            arch = "arch" if fam.has("xen_domctl_createdomain", "arch") else \
-                "config" if fam.has("xen_domctl_createdomain", "config") else None
-            if arch is not None:
-                # Explicit although zero is what they are: Xen fills in the GIC it has.
-                fixed += [(f"{arch}.gic_version", int(k.get("XEN_DOMCTL_CONFIG_GIC_NATIVE", 0))),
-                          (f"{arch}.nr_spis", 0)]
-        req = Request("domctl", "createdomain", struct="xen_domctl_createdomain", domain=False, send=send,
-                      fixed=fixed, read=(HEADER_DOMAIN,), reads=False)
-        return req, tuple(have)
 
-    return fam.memo("createdomain", make)  # type: ignore[no-any-return]
+def _gic_native(k: Any) -> int:
+    return int(k.get("XEN_DOMCTL_CONFIG_GIC_NATIVE", 0))
+
+
+#: On Arm: HVM+HAP, and the arch config (``arch``, ``config`` before 4.12) left to Xen,
+#: explicitly: the host's own GIC version, no SPIs.
+CREATEDOMAIN_ARM = Request(
+    "domctl", "createdomain", struct="xen_domctl_createdomain", domain=False, send=_CREATE_SEND,
+    fixed=(_GRANT_V1, ("flags", _arm_flags), ("arch.gic_version", _gic_native), ("arch.nr_spis", 0),
+           ("config.gic_version", _gic_native), ("config.nr_spis", 0)),
+    optional=_CREATE_OPTIONAL + ("arch.gic_version", "arch.nr_spis", "config.gic_version", "config.nr_spis"),
+    read=(HEADER_DOMAIN,), reads=False)
 
 
 @op("create_domain", reads=False)
@@ -628,16 +626,14 @@ def _create_domain(e: Engine) -> Callable[..., int]:
 
         if handle is not None and not isinstance(handle, UUID):
             raise TypeError("handle must be a uuid.UUID")
-        req, have = _create_request(e)
-        given = {"max_vcpus": max_vcpus, "max_evtchn_port": max_evtchn_port, "max_grant_frames": max_grant_frames,
-                 "max_maptrack_frames": max_maptrack_frames}
+        req = CREATEDOMAIN_ARM if e.variant.arch == "aarch64" else CREATEDOMAIN
         raw = bytes(16) if handle is None else handle.bytes
         lay = e.layout(req)
         view, _ = e.buffer(lay.size)
         view[lay.read_at:lay.read_at + 2] = b"\0\0"  # where the new domid lands: 0 until Xen writes it
         created = 0
         try:
-            e(req, raw, *(given[n] for n in have))
+            e(req, raw, max_vcpus, max_evtchn_port, max_grant_frames, max_maptrack_frames)
             created = int(lay.result(lay.unpack(view, lay.read_at))[0])
             if not 0 < created < DOMID_FIRST_RESERVED:
                 bad, created = created, 0

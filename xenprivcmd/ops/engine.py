@@ -68,6 +68,7 @@ if TYPE_CHECKING:  # typing is not imported at run time (cold start)
 _new = tuple.__new__
 
 __all__ = ["Request", "Check", "Layout", "Families", "Engine", "HandleState", "Op", "OPS", "op", "PAYLOAD_OFFSET",
+           "declared_requests", "all_ops",
            "HEADER_DOMAIN", "HYPERCALL_OF"]
 
 #: Where a request's payload starts in the thread's buffer (a single call).
@@ -115,7 +116,8 @@ class Request:
     * ``send``: field paths (``a.b``) set from the arguments, in order (after the domid
       of a domctl); ``fixed``: (path, value) with a value that is an int, a constant's
       name or a function of the release's constants; ``pointers``: the ``send`` paths
-      given as offsets into the payload area (see the module doc);
+      given as offsets into the payload area (see the module doc); ``optional``: ``send`` and
+      ``fixed`` paths a release may lack (its argument, or value, is then left out);
     * ``read``: field paths read back (:data:`HEADER_DOMAIN`: a domctl's header domid);
       a field the release lacks reads as ``None``; ``bools``: those of them read as
       ``bool`` (a byte, true when not 0);
@@ -132,11 +134,11 @@ class Request:
     """
 
     __slots__ = ("name", "family", "subop", "struct", "member", "send", "fixed", "read", "bools", "pointers",
-                 "checks", "domain", "domid_field", "reads", "stable", "arg", "returns")
+                 "optional", "checks", "domain", "domid_field", "reads", "stable", "arg", "returns")
 
     def __init__(self, family: str, subop: str, *, struct: Optional[str] = None, member: Optional[str] = None,
                  send: Sequence[str] = (), fixed: Sequence[Tuple[str, Fixed]] = (), read: Sequence[str] = (),
-                 bools: Sequence[str] = (), pointers: Sequence[str] = (), checks: Sequence[Check] = (), domain: Optional[bool] = None,
+                 bools: Sequence[str] = (), pointers: Sequence[str] = (), optional: Sequence[str] = (), checks: Sequence[Check] = (), domain: Optional[bool] = None,
                  domid_field: Optional[str] = None, reads: bool, stable: bool = False,
                  arg: Optional[int] = None, returns: bool = False) -> None:
         if family not in HYPERCALL_OF:
@@ -152,6 +154,7 @@ class Request:
         self.bools = frozenset(bools)
         if not self.bools <= set(self.read):
             raise ValueError(f"{self.name}: bools must be read fields")
+        self.optional = frozenset(optional)
         self.pointers = frozenset(pointers)
         if not self.pointers <= set(self.send):
             raise ValueError(f"{self.name}: pointers must be sent fields")
@@ -186,10 +189,10 @@ class Layout:
     """
 
     __slots__ = ("request", "hypercall", "args", "key", "size", "pack", "head", "direct", "order", "pointer_at",
-                 "unpack", "read_at", "pick")
+                 "pointer_fields", "unpack", "read_at", "pick")
 
     def __init__(self, request: Request, hypercall: int, args: Tuple[Optional[int], ...], size: int,
-                 head: Sequence[Tuple[int, str, Optional[int]]], sent: Sequence[Tuple[int, str]],
+                 head: Sequence[Tuple[int, str, Optional[int]]], sent: Sequence[Optional[Tuple[int, str]]],
                  fixed: Sequence[Tuple[int, str, int]], reads: Sequence[Optional[Tuple[int, str]]]) -> None:
         self.request = request
         self.hypercall = hypercall
@@ -199,7 +202,7 @@ class Layout:
         self.size = size
         # one Struct over [0, size): every item at its offset, in offset order
         items: List[Tuple[int, str, Tuple[str, Any]]] = [(at, code, ("head", v)) for at, code, v in head]
-        items += [(at, code, ("arg", i)) for i, (at, code) in enumerate(sent)]
+        items += [(f[0], f[1], ("arg", i)) for i, f in enumerate(sent) if f is not None]
         items += [(at, code, ("fixed", v)) for at, code, v in fixed]
         items.sort(key=lambda x: x[0])
         fmt, pos = ["<"], 0
@@ -224,6 +227,9 @@ class Layout:
                  [("arg", i) for i in range(len(sent))]
         self.direct = list(self.order) == expect
         self.pointer_at = tuple(i + skip for i, p in enumerate(request.send) if p in request.pointers)
+        #: (offset, struct code) of each pointer field in the request
+        self.pointer_fields = tuple(f for i, (p, f) in enumerate(zip(request.send, sent))
+                                    if p in request.pointers and f is not None)
         present = [(at, code, i) for i, r in enumerate(reads) if r is not None for at, code in [r]]
         if present:
             present.sort()
@@ -425,10 +431,27 @@ class Families:
             except KeyError:
                 raise NotSupported(_errno.ENOSYS, f"{request.name}: Xen {self.variant.release}'s {request.struct} "
                                    f"has no {path}") from None
-            return base + at, code_of(ctype)
+            try:
+                return base + at, code_of(ctype)
+            except TypeError:  # a struct where the request wants a value (another era's layout)
+                raise NotSupported(_errno.ENOSYS, f"{request.name}: Xen {self.variant.release}'s {path} "
+                                   "is no scalar field") from None
 
-        sent = [where(p) for p in request.send]
-        fixed = [where(p) + (self.fixed_value(v, request.name),) for p, v in request.fixed]
+        sent: List[Optional[Tuple[int, str]]] = []
+        for p in request.send:
+            try:
+                sent.append(where(p))
+            except NotSupported:
+                if p not in request.optional:
+                    raise
+                sent.append(None)  # a field this release lacks: its argument is left out
+        fixed = []
+        for p, v in request.fixed:
+            try:
+                fixed.append(where(p) + (self.fixed_value(v, request.name),))
+            except NotSupported:
+                if p not in request.optional:
+                    raise
         reads: List[Optional[Tuple[int, str]]] = []
         for p in request.read:
             if p == HEADER_DOMAIN:
@@ -522,6 +545,24 @@ OP_MODULES = ("domains", "host", "version", "pools")
 def _load_ops() -> None:
     for m in OP_MODULES:
         __import__(f"{__package__}.{m}")
+
+
+def declared_requests() -> List[Request]:
+    """Every request the operation modules declare (at module level, or in a dict or tuple
+    there), each once, in declaration order: what the tests run single, fast and batched."""
+    import sys
+
+    _load_ops()
+    out: List[Request] = []
+    seen = set()
+    for m in OP_MODULES:
+        for value in vars(sys.modules[f"{__package__}.{m}"]).values():
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, tuple) else (value,)
+            for r in items:
+                if isinstance(r, Request) and id(r) not in seen:
+                    seen.add(id(r))
+                    out.append(r)
+    return out
 
 
 def all_ops() -> Dict[str, Op]:

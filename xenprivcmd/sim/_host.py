@@ -103,12 +103,9 @@ class Domain:
                  "unique_id", "built", "domflags", "hap_flag", "gpaddr_bits", "pv", "shutdown_code", "_rec", "_rec_at",
                  "_running")
 
-    #: Xen 4.21+ gives every domain ever created a unique id (get_domain_state).
-    _next_unique_id = 1
-
-    def __init__(self, domid: int, handle: bytes, tot_pages: int, max_pages: int) -> None:
-        self.unique_id = Domain._next_unique_id
-        Domain._next_unique_id += 1
+    def __init__(self, domid: int, handle: bytes, tot_pages: int, max_pages: int, unique_id: int = 0) -> None:
+        #: Xen 4.21+ gives every domain created since boot a unique id (get_domain_state).
+        self.unique_id = unique_id
         self.domid = domid
         self.handle = handle
         self.tot_pages = tot_pages
@@ -305,6 +302,10 @@ STATES = ("running", "blocked", "idle", "paused")
 class Host:
     """A simulated Xen host (see the module doc)."""
 
+    def _unique_id(self) -> int:
+        self._created += 1
+        return self._created
+
     def __init__(
         self,
         release: str,
@@ -373,6 +374,7 @@ class Host:
         self.build_id = self.rng.getrandbits(160).to_bytes(20, "little")
         self.console = Console(console_size)
         self.domains: Dict[int, Domain] = {}
+        self._created = 0  # domains created since this host's boot: their unique ids
         self.domids: List[int] = []
         self.names: Dict[int, str] = {}
         self._store: Any = None
@@ -437,7 +439,7 @@ class Host:
                   else (bytes(16) if domid == 0 else _uuid4(self.rng).bytes))
         pages = spec.memory_kib // 4
         max_kib = spec.max_memory_kib if spec.max_memory_kib is not None else spec.memory_kib
-        d = Domain(domid, handle, pages, max_kib // 4)
+        d = Domain(domid, handle, pages, max_kib // 4, self._unique_id())
         d.domflags = self._domflags
         self._arm_domain(d)
         now = self.clock.now()
@@ -552,7 +554,7 @@ class Host:
             if domid is None:
                 raise OSError(12, "no free domid")  # ENOMEM
             self.rover = domid
-        d = Domain(domid, handle, 0, 0)
+        d = Domain(domid, handle, 0, 0, self._unique_id())
         d.max_vcpus = max_vcpus
         d.pause_count = 1
         d.hvm = hvm
