@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from xenprivcmd import abi as _abi  # noqa: E402
 from xenprivcmd.abi.hypercalls import HYPERVISOR_domctl  # noqa: E402
 from xenprivcmd.handle import Handle  # noqa: E402
+from xenprivcmd.ops.domains import GETDOMAININFO, info_reader  # noqa: E402
 from xenprivcmd.transport import privcmd as _privcmd  # noqa: E402
 from xenprivcmd.types import DomainInfo  # noqa: E402
 
@@ -121,16 +122,15 @@ def issue(repeat: int) -> None:
          "floor: ioctl(fd, FIONREAD, ctypes req, True)")
 
     # getdomaininfo: where the time goes
-    w = h.wire
-    buf = t.scratch(w.domctl_size)
+    fam = h.engine.families
+    size, u, iv = fam.wrapper("domctl")
+    buf = t.scratch(size)
     view = buf.view
     head = struct.Struct("<IIH")
-    cmd = int(w.constants["XEN_DOMCTL_getdomaininfo"])
-    iv = int(w.domctl_iv)
-    size = w.domctl_size
+    cmd = fam.const("XEN_DOMCTL_getdomaininfo", "getdomaininfo")
     addr = buf.address
-    u = w.domctl_u
-    unpack = w.info_reader.unpack_from
+    unpack = info_reader(h.engine).records.unpack_from
+    runner = h.engine.runner(GETDOMAININFO)
     memset = ctypes.memset
     new = tuple.__new__
     no_name = (None,)
@@ -160,9 +160,7 @@ def issue(repeat: int) -> None:
     res = measure({
         "floor: ioctl(fd, FIONREAD, ctypes req, True)": lambda: ioctl(r, FIONREAD, req, True),
         "current Handle.domain_info(0)": lambda: h.domain_info(0),
-        "Wire.domctl() alone (lookup, scratch, memset, 3 ctypes sets)":
-            lambda: w.domctl(t, "getdomaininfo", 0),
-        "Wire.const() alone (builds its f-string each call)": lambda: w.const("XEN_DOMCTL_getdomaininfo", "domctl x"),
+        "the engine's runner alone (fields read, no DomainInfo)": lambda: runner(0),
         "ctypes.memset(addr, 0, sizeof(xen_domctl)) alone": lambda: memset(addr, 0, size),
         "view[:size] = zeros alone": lambda: view.__setitem__(slice(0, size), zeros),
         "precomputed cmd; memset + one pack_into header": lambda: memset_header_domain_info(0),
@@ -182,10 +180,10 @@ def _listing(repeat: int, n: int) -> None:
 
     if True:
         h = xenprivcmd.open(f"sim:///?domains={n}&seed=1")
-        w = h.wire
+        rd = info_reader(h.engine)
         raw = h.transport.host.records(0, n)[1]
         view = memoryview(bytearray(raw))
-        it = w.info_reader.iter_unpack
+        it = rd.records.iter_unpack
         new = tuple.__new__
         no_name = (None,)
         add = operator.add
@@ -195,7 +193,7 @@ def _listing(repeat: int, n: int) -> None:
             return list(it(view))
 
         def current() -> List[DomainInfo]:
-            return w.infos_from(view, 0, n)
+            return rd.many(view, 0, n)
 
         def map_chain() -> List[DomainInfo]:
             return list(map(new, repeat_(DomainInfo), map(add, it(view), repeat_(no_name))))
@@ -217,7 +215,7 @@ def _listing(repeat: int, n: int) -> None:
         number = max(1, 20000 // n)
         res = measure({
             "floor: list(Struct.iter_unpack(view))": floor,
-            "current Wire.infos_from (comprehension, rec + (None,))": current,
+            "current InfoReader.many (comprehension, rec + (None,))": current,
             "map(tuple.__new__, repeat(DomainInfo), map(add, it, repeat((None,))))": map_chain,
             "(if DomainInfo had no name field) map(tuple.__new__, ...)": no_name_field,
             "floor with gc disabled": gc_off(floor),

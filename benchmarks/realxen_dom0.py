@@ -153,7 +153,7 @@ def batch_section(h, bindir, iters, repeats):
             made.append(d)
 
             info = h.domain_info(d)
-            h.__dict__.pop("_shapes", None)
+            h.engine.shapes.clear()
 
             def batched(info=info):
                 # getvcpuinfo of every vcpu in one shaped trap (what vcpu_list does, less the affinities)
@@ -178,14 +178,14 @@ def batch_section(h, bindir, iters, repeats):
                 h.destroy(d)
             except Exception as exc:
                 out["errors"].append(f"destroy({d}): {exc}")
-    out["multicall"] = h._multicall
+    out["multicall"] = h.state.multicall
     return out
 
 
 def _vcpus(h, infos):
     from xenprivcmd.ops import batch
 
-    rows = batch.vcpus_shaped(h, infos, affinity=False) if batch.shaped_ok(h) else None
+    rows = batch.vcpus_shaped(h.engine, infos, affinity=False)
     if rows is None:
         raise RuntimeError("vcpu batch fell back to the general path")
     return rows
@@ -193,8 +193,8 @@ def _vcpus(h, infos):
 
 def _trap_only(h):
     """The newest vcpu trap image issued as it is: the multicall alone, no Python around it."""
-    shapes = [s for k, s in getattr(h, "_shapes", {}).items() if k[0] == "vcpus"]
-    if len(shapes) != 1 or not h._multicall:
+    shapes = [s for k, s in h.engine.shapes.items() if k[0] == "vcpus"]
+    if len(shapes) != 1 or not h.state.multicall:
         return None
     shape = shapes[0]
     t = h.transport

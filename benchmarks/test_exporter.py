@@ -45,10 +45,11 @@ class ScrapeCase:
         self.vcpus = len(sample.vcpus)
         assert len(sample.domains) == n
         from xenprivcmd.ops import batch
+        from xenprivcmd.ops.domains import GETDOMAININFO
 
         #: getvcpuinfo entries one multicall trap holds (the batch module's limits)
         self.per_trap = min(batch.TRAP_MAX_ENTRIES,
-                            batch.TRAP_MAX_BYTES // (batch.MULTICALL_ENTRY_SIZE + batch.plans(h.wire).slot))
+                            batch.TRAP_MAX_BYTES // (batch.MULTICALL_ENTRY_SIZE + batch.slot(h.engine, GETDOMAININFO)))
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ import pytest
 from xenprivcmd import abi as _abi
 from xenprivcmd.abi.layout import fields
 from xenprivcmd.handle import Handle
+from xenprivcmd.ops.domains import info_reader
 from xenprivcmd.transport import privcmd as _privcmd
 
 GROUP = "issue"
@@ -103,20 +104,20 @@ def test_transport_hypercall(benchmark: Any, fake_device: Any) -> None:
 def test_reference_handwritten_getdomaininfo(benchmark: Any, fake_device: Any) -> None:
     """getdomaininfo with nothing but struct: the lower bound for Python."""
     h, _t, fd = fake_device
-    w = h.wire
-    dom = fields(w.domctl_cls)
+    v = h.abi
+    dom = fields(v.structs["xen_domctl"])
     head = struct.Struct("<II" + ("H" if ctypes.sizeof(dom["domain"][1]) == 2 else "I"))
     assert dom["cmd"][0] == 0 and dom["interface_version"][0] == 4 and dom["domain"][0] == 8
-    cmd = int(w.constants["XEN_DOMCTL_getdomaininfo"])
-    iv = int(w.domctl_iv)
-    size = w.domctl_size
+    cmd = int(v.constants["XEN_DOMCTL_getdomaininfo"])
+    iv = int(v.domctl_interface_version)
+    size = ctypes.sizeof(v.structs["xen_domctl"])
     page = (ctypes.c_char * 4096)()
     addr = ctypes.addressof(page)
     req = _privcmd.privcmd_hypercall()
     pack_req = struct.Struct("=6Q").pack_into
     pack_head = head.pack_into
-    unpack = w.info_reader.unpack_from
-    u = w.domctl_u
+    unpack = info_reader(h.engine).records.unpack_from
+    u = dom["u"][0]
     memset = ctypes.memset
     ioctl = fcntl.ioctl
 

@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 
 from xenprivcmd.abi.layout import fields
+from xenprivcmd.ops.domains import info_reader
 
 _CT_INTS = {1: "Int8", 2: "Int16", 4: "Int32", 8: "Int64"}
 
@@ -74,12 +75,14 @@ class ListCase:
         self.h = h
         self.n = n
         self.t = h.transport
-        self.w = h.wire
+        self.records = info_reader(h.engine).records
+        self.info_size = info_reader(h.engine).size
+        self.sysctl_size = h.engine.families.wrapper("sysctl")[0]
         got = h.domains()  # maps the scratch buffer to its final size
         assert len(got) == n
         self.calls = self._capture()
         n_raw, raw = self.t.host.records(0, n)
-        assert n_raw == n and len(raw) == n * self.w.info_size
+        assert n_raw == n and len(raw) == n * self.info_size
         self.raw = raw
         self.view = memoryview(raw)
 
@@ -87,7 +90,7 @@ class ListCase:
         """The hypercalls one ``domains()`` issues, with each request's bytes."""
         t = self.t
         calls: List[Tuple[int, Tuple[int, int, int, int, int], bytes]] = []
-        size = self.w.sysctl_size
+        size = self.sysctl_size
         orig = t.hypercall
 
         def spy(op: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0) -> int:
@@ -130,12 +133,12 @@ def _group(n: int) -> str:
 def _info(benchmark: Any, case: ListCase, role: str, **extra: Any) -> Dict[str, Any]:
     benchmark.group = _group(case.n)
     benchmark.extra_info.update({"role": role, "n": case.n, "release": case.h.abi.release,
-                                 "record_size": case.w.info_size, "format": case.w.info_reader.format, **extra})
+                                 "record_size": case.info_size, "format": case.records.format, **extra})
     return benchmark.extra_info  # type: ignore[no-any-return]
 
 
 def test_floor_iter_unpack(benchmark: Any, case: ListCase) -> None:
-    it = case.w.info_reader.iter_unpack
+    it = case.records.iter_unpack
     view = case.view
 
     def floor() -> List[Tuple[Any, ...]]:

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from .evtchn import EventChannels
-    from .transport.mapping import Mapping
     from .ops import batch as _batch
+    from .transport.mapping import Mapping
     from .transport.privcmd import Transport
     from .types import (
         CpuPool,
