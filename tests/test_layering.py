@@ -382,6 +382,94 @@ def test_the_catalogue_names_the_module_of_every_command():
     assert list(COMMANDS) == [w for w in HOMES if w not in ALIASES]  # help's order
 
 
+# -- the ops layer reaches into no one's private state (issue 23) ----------------------------------
+
+#: Private-looking names that are public API: namedtuple's and ctypes'.
+PUBLIC_UNDERSCORE = frozenset({"_make", "_replace", "_fields", "_asdict", "_field_defaults",
+                               "_length_", "_type_", "_fields_"})
+
+
+def private_reaches(path: str) -> List[Tuple[int, str]]:
+    """(line, what) of every place a module reads another object's private state: an
+    attribute ``x._name`` where ``x`` is not ``self``/``cls`` and ``_name`` is no attribute
+    its own classes define (``self._name = ...``, ``__slots__``, methods), any ``__dict__``, and
+    ``getattr``/``setattr`` of a private name."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    own: Set[str] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self" \
+                and isinstance(n.ctx, ast.Store):
+            own.add(n.attr)
+        if isinstance(n, ast.ClassDef):
+            own |= {f.name for f in n.body if isinstance(f, ast.FunctionDef)}
+        if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__slots__" for t in n.targets):
+            own |= {e.value for e in ast.walk(n.value) if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+    out = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Attribute):
+            if n.attr == "__dict__":
+                out.append((n.lineno, f"{ast.unparse(n.value)}.__dict__"))
+            elif n.attr.startswith("_") and not n.attr.startswith("__") and n.attr not in PUBLIC_UNDERSCORE \
+                    and ast.unparse(n.value) not in ("self", "cls") and n.attr not in own:
+                out.append((n.lineno, f"{ast.unparse(n.value)}.{n.attr}"))
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("getattr", "setattr", "hasattr") \
+                and len(n.args) > 1 and isinstance(n.args[1], ast.Constant) and str(n.args[1].value).startswith("_") \
+                and str(n.args[1].value) not in PUBLIC_UNDERSCORE:
+            out.append((n.lineno, f"{n.func.id}(..., {n.args[1].value!r})"))
+    return out
+
+
+def test_ops_reach_into_no_handle_or_transport_private_state():
+    """``xenprivcmd/ops/`` sees a handle and a transport through their public interfaces only
+    (the engine's runners: the transport's ioctl, fd, request, lane(), reissue())."""
+    ops_dir = os.path.join(ROOT, PACKAGE, "ops")
+    found = {name: private_reaches(os.path.join(ops_dir, name))
+             for name in sorted(os.listdir(ops_dir)) if name.endswith(".py")}
+    assert {k: v for k, v in found.items() if v} == {}
+    assert len(found) >= 8
+
+
+def test_the_private_reach_scan_sees_one(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f(h, t):\n    h.__dict__.setdefault('x', 1)\n    return t._local.lane, getattr(h, '_abi')\n"
+                   "class C:\n    def __init__(self):\n        self._mine = 1\n"
+                   "def g(c):\n    return c._mine, c._fields_, c._make\n")
+    assert sorted(w for _l, w in private_reaches(str(bad))) == ["getattr(..., '_abi')", "h.__dict__", "t._local"]
+
+
+def _functions(path: str) -> Iterable[ast.FunctionDef]:
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+
+
+def test_one_domid_check():
+    """Only ``abi/hypercalls.check_domid`` decides what a domid is; any other function named
+    for a domid check calls it (the xenstore client, the event channels, the handle)."""
+    defined, own = [], []
+    for name, path in modules().items():
+        for fn in _functions(path):
+            if "check_domid" not in fn.name:
+                continue
+            calls = {c.func.id if isinstance(c.func, ast.Name) else getattr(c.func, "attr", "")
+                     for c in ast.walk(fn) if isinstance(c, ast.Call)}
+            if fn.name == "check_domid":
+                defined.append(name)
+            elif "check_domid" not in calls:
+                own.append(f"{name}.{fn.name}")
+    assert defined == ["xenprivcmd.abi.hypercalls"] and own == []
+
+
+def test_one_way_to_a_handles_xenstore():
+    """A handle's xenstore is ``Handle.xenstore()`` (its override, else its transport's): no
+    module opens one itself but the store package, the privcmd transport (the local one) and
+    the exporter (a store at a path its user names)."""
+    openers = sorted(name for name, path in modules().items()
+                     if "Xenstore.open(" in open(path, encoding="utf-8").read())
+    assert openers == ["xenprivcmd.exporter.scrape", "xenprivcmd.store.client", "xenprivcmd.transport.privcmd"]
+
+
 if __name__ == "__main__":  # python3 tests/test_layering.py: the cycles, allowed or not
     found = edges()
     rows = [("module-level cycle", sorted(c)) for c in cycles(graph(found, [MODULE]))]

@@ -135,8 +135,11 @@ def test_rm_removes_the_subtree(xs: Xenstore) -> None:
 def test_get_domain_path(xs: Xenstore, fake: FakeXenstored) -> None:
     assert xs.get_domain_path(3) == "/local/domain/3"
     assert fake.requests[-1][2] == b"3\0"
-    for bad in (-1, 70000, True, "3"):
+    for bad in (-1, 0x7FF0, 70000):  # the package's one domid check: reserved ids too
         with pytest.raises(ValueError):
+            xs.get_domain_path(bad)
+    for bad in (True, "3"):
+        with pytest.raises(TypeError):
             xs.get_domain_path(bad)  # type: ignore[arg-type]
 
 

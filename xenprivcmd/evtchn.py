@@ -33,6 +33,7 @@ from __future__ import annotations
 import _thread
 
 from . import _interim
+from .abi.hypercalls import check_domid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ __all__ = ["EventChannels", "MAX_PORT", "check_port", "virq_number"]
 
 #: The highest port any event-channel ABI has (EVTCHN_FIFO_NR_CHANNELS - 1).
 MAX_PORT = (1 << 17) - 1
-DOMID_MAX = 0x7FEF
 
 
 def check_port(port: int, label: str) -> int:
@@ -55,11 +55,12 @@ def check_port(port: int, label: str) -> int:
 
 
 def _check_domid(domid: int, label: str) -> int:
-    if isinstance(domid, bool) or not isinstance(domid, int):
-        raise TypeError(f"{label}: a domid is an int, not {type(domid).__name__}")
-    if not 0 <= domid <= DOMID_MAX:
-        raise ValueError(f"{label}: domid {domid} is out of range 0..{DOMID_MAX:#x}")
-    return domid
+    """The package's one domid check (:func:`~xenprivcmd.abi.hypercalls.check_domid`), the
+    call named in its error."""
+    try:
+        return check_domid(domid)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{label}: {exc}") from None
 
 
 def virq_number(virq: Union[int, str], xen: Any = (4, 20)) -> int:

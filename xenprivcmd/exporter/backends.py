@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, Iterable, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional
 
 from ..errors import DecodeError, XenstoreError, XenstoreNoEntry
-from ..store.client import Xenstore
 
 __all__ = ["NetStats", "BlockStats", "network_stats", "block_stats", "xenstore_names_and_targets", "SECTOR"]
 
@@ -113,9 +112,10 @@ def block_stats(sysfs: str = "/sys") -> List[BlockStats]:
     return out
 
 
-def xenstore_names_and_targets(domids: Iterable[int], path: Optional[str] = None,
-                               timeout: float = 5.0) -> "tuple[Dict[int, str], Dict[int, int]]":
-    """``({domid: name}, {domid: balloon target in bytes})`` over one xenstore connection.
+def xenstore_names_and_targets(domids: Iterable[int], open_store: Callable[[], Any],
+                               ) -> "tuple[Dict[int, str], Dict[int, int]]":
+    """``({domid: name}, {domid: balloon target in bytes})`` over one xenstore connection
+    (``open_store()``: the handle's, or the one at a path the exporter was given).
 
     Only the ``domids`` given are read (the hypervisor's list, not the
     store's).  A missing node leaves the domain out; no xenstore at all gives
@@ -125,7 +125,7 @@ def xenstore_names_and_targets(domids: Iterable[int], path: Optional[str] = None
     names: Dict[int, str] = {}
     targets: Dict[int, int] = {}
     try:
-        with Xenstore.open(path, timeout=timeout) as xs:
+        with open_store() as xs:
             for domid in domids:
                 name = xs.name_of(domid)
                 if name is not None:

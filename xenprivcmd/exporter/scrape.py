@@ -93,13 +93,21 @@ class Scraper:
                                          _hex(v.sysctl_interface_version), h.sched_id()[1])
         return info
 
+    def _store(self) -> Any:
+        """The xenstore to read: the one at the path given, else the handle's."""
+        if self.xenstore is None:
+            return self.handle.xenstore()
+        from ..store import Xenstore
+
+        return Xenstore.open(self.xenstore)
+
     def scrape(self) -> Sample:
         """One read of everything; raises what the library raises (the caller counts it)."""
         h = self.handle
         info = self.host_info()
         domains: List[DomainInfo] = h.domains()
         if self.use_xenstore:
-            names, targets = backends.xenstore_names_and_targets([d.domid for d in domains], self.xenstore)
+            names, targets = backends.xenstore_names_and_targets([d.domid for d in domains], self._store)
         else:
             names, targets = h.domain_names(), {}
         if names:

@@ -53,6 +53,7 @@ import errno as _errno
 import os
 from _thread import allocate_lock
 
+from ..abi.hypercalls import check_domid
 from ..errors import DecodeError, XenstoreError, XenstoreNoEntry, XenstoreTimeout, XenstoreUnavailable
 from .connection import ENV_PATH, Connection, connect_auto, connect_path
 from .wire import (
@@ -86,12 +87,6 @@ def _path_bytes(path: str) -> bytes:
     if "\0" in path:
         raise ValueError(f"xenstore path contains a NUL: {path!r}")
     return path.encode("utf-8")
-
-
-def _check_domid(domid: int) -> int:
-    if isinstance(domid, bool) or not isinstance(domid, int) or not 0 <= domid <= 0xFFFF:
-        raise ValueError(f"domid must be an int in 0..65535, not {domid!r}")
-    return domid
 
 
 def _text(value: bytes) -> str:
@@ -305,7 +300,7 @@ class Xenstore:
 
     def get_domain_path(self, domid: int) -> str:
         """The home of a domain in the store, ``/local/domain/<domid>``."""
-        body = self.request(XS_GET_DOMAIN_PATH, b"%d\0" % _check_domid(domid), path=f"<domid {domid}>")
+        body = self.request(XS_GET_DOMAIN_PATH, b"%d\0" % check_domid(domid), path=f"<domid {domid}>")
         return _text(body)
 
     # -- what the library needs --------------------------------------------
@@ -318,7 +313,7 @@ class Xenstore:
     def name_of(self, domid: int) -> Optional[str]:
         """The name of a domain, ``None`` when it has none (or does not exist)."""
         try:
-            return _text(self.read(f"/local/domain/{_check_domid(domid)}/name"))
+            return _text(self.read(f"/local/domain/{check_domid(domid)}/name"))
         except XenstoreNoEntry:
             return None
 
@@ -348,7 +343,7 @@ class Xenstore:
         ``None`` when the domain has no ``vm`` node or neither gives a UUID.
         """
         try:
-            vm = _text(self.read(f"/local/domain/{_check_domid(domid)}/vm")).rstrip("/")
+            vm = _text(self.read(f"/local/domain/{check_domid(domid)}/vm")).rstrip("/")
         except XenstoreNoEntry:
             return None
         if not vm.startswith("/"):
