@@ -532,13 +532,13 @@ def _sched_params(e: Engine) -> Callable[[int], SchedParams]:
     """Weight and cap under the host's scheduler (credit, credit2); the scheduler asked once
     the domid is known to be good."""
     def sched_params(domid: int) -> SchedParams:
-        domid = check_domid_or_resolve(e, domid)
+        domid = resolve_domid(e, domid)
         return get_sched_params(e, domid, e.ops.sched_id()[0])
 
     return sched_params
 
 
-def check_domid_or_resolve(e: Engine, domid: Any) -> int:
+def resolve_domid(e: Engine, domid: Any) -> int:
     if domid.__class__ is int and 0 <= domid <= DOMID_MAX:
         return domid  # type: ignore[no-any-return]
     return e.resolve(domid)
@@ -557,7 +557,7 @@ def check_sched_args(weight: Optional[int], cap: Optional[int]) -> None:
 def _set_sched_params(e: Engine) -> Callable[..., SchedParams]:
     """Set weight and/or cap; the other keeps its value.  Returns the new parameters."""
     def set_sched_params(domid: int, weight: Optional[int] = None, cap: Optional[int] = None) -> SchedParams:
-        domid = check_domid_or_resolve(e, domid)
+        domid = resolve_domid(e, domid)
         check_sched_args(weight, cap)
         sched_id = e.ops.sched_id()[0]
         current = get_sched_params(e, domid, sched_id)
