@@ -410,8 +410,9 @@ class Handle:
 
     def domain_state(self, dom: DomainRef) -> DomainState:
         """The stable ``get_domain_state`` domctl (Xen 4.21+; NotSupported before)."""
-        domid = self._domid(dom)
-        return self._ops.domain_state(domid)  # type: ignore[no-any-return]
+        if dom.__class__ is not int:
+            dom = self._domid(dom)
+        return self._ops.domain_state(dom)  # type: ignore[no-any-return]
 
     def pause(self, dom: DomainRef) -> None:
         """Pause a domain (``XEN_DOMCTL_pausedomain``).
@@ -462,8 +463,9 @@ class Handle:
 
     def vcpu_info(self, dom: DomainRef) -> List[VcpuInfo]:
         """Every vcpu of a domain."""
-        domid = self._domid(dom)
-        return self._ops.vcpu_info(domid)  # type: ignore[no-any-return]
+        if dom.__class__ is not int:
+            dom = self._domid(dom)
+        return self._ops.vcpu_info(dom)  # type: ignore[no-any-return]
 
     # -- batches ----------------------------------------------------------------------
     def batch(self) -> "_batch.Batch":
@@ -566,8 +568,9 @@ class Handle:
 
     def vcpu_affinity(self, dom: DomainRef, vcpu: int) -> VcpuAffinity:
         """Hard (and soft, Xen >= 4.5) affinity of one vcpu."""
-        domid = self._domid(dom)
-        return self._ops.vcpu_affinity(domid, vcpu)  # type: ignore[no-any-return]
+        if dom.__class__ is not int:
+            dom = self._domid(dom)
+        return self._ops.vcpu_affinity(dom, vcpu)  # type: ignore[no-any-return]
 
     def set_vcpu_affinity(self, dom: DomainRef, vcpu: int, hard: Optional[Iterable[int]] = None,
                           soft: Optional[Iterable[int]] = None) -> VcpuAffinity:
@@ -582,8 +585,9 @@ class Handle:
 
     def sched_params(self, dom: DomainRef) -> SchedParams:
         """Weight and cap of a domain under the host's scheduler (credit, credit2)."""
-        domid = self._domid(dom)
-        return self._ops.sched_params(domid)  # type: ignore[no-any-return]
+        if dom.__class__ is not int:
+            dom = self._domid(dom)
+        return self._ops.sched_params(dom)  # type: ignore[no-any-return]
 
     def set_sched_params(self, dom: DomainRef, weight: Optional[int] = None, cap: Optional[int] = None) -> SchedParams:
         """Set weight (1..65535) and/or cap (0..65534, 0 = none); returns the new values.

@@ -441,7 +441,7 @@ def infos_shaped(e: Engine, ids: Sequence[int]) -> Optional[List[DomainInfo]]:
     if lay.pick is not None or not rd.fast:
         return None  # the fields not in DomainInfo's order: the general batch
     slot = _align8(lay.size)
-    reader = _slot_reader(lay.read_at, lay.unpack.__self__.format.lstrip("<"), slot)  # type: ignore[attr-defined]
+    reader = _slot_reader(lay.read_at, lay.read_format.lstrip("<"), slot)  # type: ignore[attr-defined]
     out: List[DomainInfo] = []
     per = _per_trap(slot)
     for start in range(0, len(ids), per):
@@ -520,7 +520,7 @@ class _VcpuLayout:
         self.slot = slot
         kinds = 2 if affinity else 1
         per = _per_trap(slot, kinds)
-        self.vcpu_reader = _slot_reader(vlay.read_at, vlay.unpack.__self__.format.lstrip("<"), slot)  # type: ignore[attr-defined]
+        self.vcpu_reader = _slot_reader(vlay.read_at, vlay.read_format.lstrip("<"), slot)  # type: ignore[attr-defined]
         alay = probe._entries[-1].layout if affinity else vlay
         maps_at = _align8(alay.size)
         soft_at = nbytes + 8

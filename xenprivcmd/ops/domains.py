@@ -226,19 +226,17 @@ def _domains(e: Engine) -> Callable[[], List[DomainInfo]]:
     """Every domain, in domid order, through ``XEN_SYSCTL_getdomaininfolist``: one reused
     buffer, the records read straight out of it, paginated by ``first_domain`` so any
     number of domains (Xen allows 32k) is listed."""
-    run = e.runner(GETDOMAININFOLIST)
     rd = info_reader(e)
     size = rd.size
     chunk = LIST_CHUNK
-    need = chunk * size
+    run = e.runner(GETDOMAININFOLIST, payload=chunk * size)  # (view, num_domains); the records at 0
     many = rd.many
 
     def domains() -> List[DomainInfo]:
-        view, records = e.payload(need)
         out: List[DomainInfo] = []
         first = 0
         while first < DOMID_FIRST_RESERVED:
-            n = run(first, chunk, records)[0]
+            view, n = run(first, chunk, 0)
             if n > chunk:
                 raise DecodeError(f"getdomaininfolist: {n} domains returned for {chunk} asked")
             batch = many(view, PAYLOAD_OFFSET, n)
@@ -360,11 +358,10 @@ def vcpu_from(vals: Tuple[Any, ...]) -> VcpuInfo:
 def _vcpu_info(e: Engine) -> Callable[[int], List[Any]]:
     """Every vcpu of a domain (``XEN_DOMCTL_getvcpuinfo`` for 0..max_vcpu_id)."""
     info = e.ops.domain_info
-    one = e.runner(GETVCPUINFO, result=VcpuInfo)
+    each = e.series(GETVCPUINFO, result=VcpuInfo)
 
     def vcpu_info(domid: int) -> List[Any]:
-        n = vcpu_count(info(domid))
-        return [one(domid, v) for v in range(n)]
+        return each(domid, range(vcpu_count(info(domid))))
 
     return vcpu_info
 

@@ -58,7 +58,7 @@ from ..errors import NoSuchDomain, NotSupported, ReadOnlyError, RestrictedError,
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time (cold start)
-    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+    from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
     from ..transport.privcmd import Transport
 
@@ -189,7 +189,7 @@ class Layout:
     """
 
     __slots__ = ("request", "hypercall", "args", "key", "size", "pack", "head", "direct", "order", "pointer_at",
-                 "pointer_fields", "unpack", "read_at", "pick")
+                 "pointer_fields", "unpack", "read_format", "read_at", "pick")
 
     def __init__(self, request: Request, hypercall: int, args: Tuple[Optional[int], ...], size: int,
                  head: Sequence[Tuple[int, str, Optional[int]]], sent: Sequence[Optional[Tuple[int, str]]],
@@ -244,12 +244,15 @@ class Layout:
                 rfmt.append(code)
                 rpos = at + struct.calcsize("<" + code)
                 index[i] = n
-            self.unpack: Callable[..., Tuple[Any, ...]] = struct.Struct("".join(rfmt)).unpack_from
+            #: the struct format of what is read, from ``read_at`` on
+            self.read_format = "".join(rfmt)
+            self.unpack: Callable[..., Tuple[Any, ...]] = struct.Struct(self.read_format).unpack_from
             self.read_at = lo
             order = [index.get(i) for i in range(len(reads))]
             self.pick: Optional[Tuple[Optional[int], ...]] = None if order == list(range(len(reads))) else tuple(order)
         else:
-            self.unpack = _nothing
+            self.read_format = "<"
+            self.unpack = struct.Struct("<").unpack_from  # nothing read back: () (in C, no frame)
             self.read_at = 0
             self.pick = None
 
@@ -276,10 +279,6 @@ class Layout:
         if pick is None:
             return raw
         return tuple(None if i is None else raw[i] for i in pick)
-
-
-def _nothing(view: Any, at: int = 0) -> Tuple[Any, ...]:
-    return ()
 
 
 def code_of(ctype: type) -> str:
@@ -638,24 +637,78 @@ class Engine:
         return True
 
     def runner(self, request: Request, result: Any = None, tail: Tuple[Any, ...] = (),
-               echo: Optional[int] = None) -> Runner:
+               echo: Optional[int] = None, payload: Optional[int] = None) -> Runner:
         """``run(*args)``: ``request`` on this handle's transport (:class:`NotSupported` now
         when the release lacks it), returning the fields read back in their declared
         order (after the hypercall's return value for a request that ``returns``), or
         ``result(*fields, *tail)`` when a result type (a tuple subclass) is given.
         ``echo``: the index of a field read back that must be the domid asked for
-        (:class:`~xenprivcmd.errors.NoSuchDomain` otherwise).  A pointer argument is
-        an address (see :meth:`payload`)."""
-        k = (request, result, tail, echo)
+        (:class:`~xenprivcmd.errors.NoSuchDomain` otherwise).  A pointer argument is an
+        address (see :meth:`payload`); with ``payload`` (bytes), the runner makes room for
+        that much payload itself, takes its pointer arguments as offsets into it, and
+        returns ``(view, *fields)``: the view holds the payload at :data:`PAYLOAD_OFFSET`."""
+        k = (request, result, tail, echo, payload)
         got = self._runners.get(k)
         if got is None:
             if self.read_only and not request.reads:
                 got = _refuse(request)
             else:
                 lay = self.layout(request)
-                got = self._fast(lay, result, tail, echo) if self.device else self._single(lay, result, tail, echo)
+                build = self._fast if self.device else self._single
+                got = build(lay, result, tail, echo, payload)
             self._runners[k] = got
         return got
+
+    def series(self, request: Request, result: Any = None) -> Callable[[int, Iterable[Any]], List[Any]]:
+        """``run(domid, items)``: ``request`` (a domain request of one more argument) for the
+        domid and each item, in order: the list of what each answered (as :meth:`runner`).
+        On the privcmd device one frame issues them all (``vcpu_info``'s vcpus)."""
+        lay = self.layout(request)
+        req = lay.request
+        one = self.runner(request, result)
+        if not self.device or self.read_only and not req.reads or not (
+                req.domain and req.nargs == 2 and lay.direct and lay.pick is None and not req.returns
+                and all(c.index == 1 for c in req.checks) and len(req.checks) <= 1 and len(lay.head) == 2):
+            def series(domid: Any, items: Iterable[Any]) -> List[Any]:
+                return [one(domid, a) for a in items]
+
+            return series
+        t: Any = self.transport
+        size, pack, unpack, read_at = max(lay.size, 1), lay.pack, lay.unpack, lay.read_at
+        h0, h1 = lay.head
+        ioctl, fd, number = t.ioctl, t.fd, t.request
+        failed, acquire = self._failure(lay), self._acquirer(lay, size)
+        rl = acquire.local  # type: ignore[attr-defined]
+        resolve, mk = self.resolve, result
+        check = req.checks[0] if req.checks else Check(1, "argument", -(1 << 64), 1 << 64)
+        lo, hi = check.lo, check.hi
+
+        def run_series(domid: Any, items: Iterable[Any]) -> List[Any]:
+            if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
+                domid = resolve(domid)
+            try:
+                lane, preq = rl.pair
+                if not lane.buf.address:
+                    lane, preq = acquire()
+            except AttributeError:
+                lane, preq = acquire()
+            view = lane.view
+            out = []
+            for a in items:
+                if a.__class__ is not int or not lo <= a <= hi:
+                    check(a)
+                pack(view, 0, h0, h1, domid, a)
+                t.calls += 1
+                try:
+                    ioctl(fd, number, preq, True)
+                except (OSError, ValueError) as exc:
+                    failed(exc, preq, domid)
+                vals = unpack(view, read_at)
+                out.append(vals if mk is None else _new(mk, vals))
+            return out
+
+        run_series.__name__ = run_series.__qualname__ = f"{req.family}_{req.subop}_series"
+        return run_series
 
     def __call__(self, request: Request, *args: Any) -> Tuple[Any, ...]:
         """Issue ``request`` once: the fields read back (see :meth:`runner`)."""
@@ -701,7 +754,7 @@ class Engine:
     # -- runners -------------------------------------------------------------------------------
     def _result(self, lay: Layout, result: Any, tail: Tuple[Any, ...], echo: Optional[int]
                 ) -> Callable[[Tuple[Any, ...], Tuple[Any, ...]], Any]:
-        """What a runner returns from the fields read (``vals``) and its arguments."""
+        """What a general runner returns from the fields read (``vals``) and its arguments."""
         pick, req = lay.pick, lay.request
         subop = req.subop
 
@@ -715,23 +768,29 @@ class Engine:
 
         return finish
 
-    def _single(self, lay: Layout, result: Any, tail: Tuple[Any, ...], echo: Optional[int]) -> Runner:
+    def _single(self, lay: Layout, result: Any, tail: Tuple[Any, ...], echo: Optional[int],
+                payload: Optional[int]) -> Runner:
         """The request on any transport: packed into the thread's scratch buffer,
         issued with ``transport.hypercall``."""
         t = self.transport
         req = lay.request
         check = self.check
-        size, pack, unpack, read_at = max(lay.size, 1), lay.pack, lay.unpack, lay.read_at
+        size = max(lay.size, 1) if payload is None else max(lay.size, PAYLOAD_OFFSET + payload)
+        pack, unpack, read_at = lay.pack, lay.unpack, lay.read_at
         hypercall, template, head, direct, order = lay.hypercall, lay.args, lay.head, lay.direct, lay.order
         hname = _hc.HYPERCALL_NAMES.get(hypercall, f"hypercall{hypercall}")
         subop, domain, returns = req.subop, req.domain, req.returns
         finish = self._result(lay, result, tail, echo)
         skip = 1 if req.family == "domctl" and domain else 0
+        pointers = lay.pointer_at if payload is not None else ()
 
         def run(*args: Any) -> Any:
             args = check(req, args)
             buf = t.scratch(size)
             view, base = buf.view, buf.address
+            if pointers:
+                at = base + PAYLOAD_OFFSET
+                args = tuple(a + at if i in pointers else a for i, a in enumerate(args))
             if direct:
                 pack(view, 0, *head, *args)
             else:
@@ -743,35 +802,19 @@ class Engine:
             except OSError as exc:
                 raise error(exc, hypercall=hname, subop=subop, domid=args[0] if domain else None) from None
             vals = unpack(view, read_at)
-            return finish((rc,) + vals if returns else vals, args)
+            out = finish((rc,) + vals if returns else vals, args)
+            return out if payload is None else (view,) + out
 
         run.__name__ = run.__qualname__ = f"{req.family}_{req.subop}"
         return run
 
-    def _fast(self, lay: Layout, result: Any, tail: Tuple[Any, ...], echo: Optional[int]) -> Runner:
-        """The request on the privcmd device: the thread's lane, one ioctl.
-
-        The common shapes (a domain request with its domid and at most one more argument
-        under at most one range check, a request of arguments without checks, the fields
-        read back in their order or made a result type at once) run in one frame with
-        every value bound; the others share the general shape."""
+    def _failure(self, lay: Layout) -> Callable[[BaseException, Any, Optional[int]], int]:
+        """What a fast runner does when its ioctl raised: EINTR issued again, a closed handle
+        said, a refusal before the hypercall passed through, any other error typed."""
         t: Any = self.transport
+        reissue = t.reissue
         req = lay.request
-        size, pack, unpack, read_at = max(lay.size, 1), lay.pack, lay.unpack, lay.read_at
-        key, head, direct, order = lay.key, lay.head, lay.direct, lay.order
         hname = _hc.HYPERCALL_NAMES.get(lay.hypercall, f"hypercall{lay.hypercall}")
-        subop, domain, returns = req.subop, req.domain, req.returns
-        ioctl, fd, number, lane_of, reissue = t.ioctl, t.fd, t.request, t.lane, t.reissue
-        local = self._lanes
-        checks = req.checks
-        nargs = req.nargs
-        resolve = self.resolve
-        skip = 1 if req.family == "domctl" and domain else 0
-        mk = result
-
-        def lane_now() -> Any:
-            lane = local.lane = lane_of(size)
-            return lane
 
         def failed(exc: BaseException, preq: Any, domid: Optional[int]) -> int:
             if isinstance(exc, ValueError):
@@ -783,13 +826,55 @@ class Engine:
             try:
                 return reissue(exc, preq)  # type: ignore[no-any-return]
             except OSError as final:
-                raise error(final, hypercall=hname, subop=subop, domid=domid) from None
+                raise error(final, hypercall=hname, subop=req.subop, domid=domid) from None
+
+        return failed
+
+    def _acquirer(self, lay: Layout, size: int) -> Callable[[], Tuple[Any, Any]]:
+        """``acquire() -> (lane, its prebuilt request)`` for this thread, kept in
+        ``acquire.local.pair`` (a runner's own, so a call finds both in one lookup; a lane
+        whose buffer was replaced has address 0 and is acquired again)."""
+        lane_of, key = self.transport.lane, lay.key  # type: ignore[attr-defined]
+        local = _thread_local()
+
+        def acquire() -> Tuple[Any, Any]:
+            lane = lane_of(size)
+            pair = local.pair = (lane, lane.request(key))
+            return pair
+
+        acquire.local = local  # type: ignore[attr-defined]
+        return acquire
+
+    def _fast(self, lay: Layout, result: Any, tail: Tuple[Any, ...], echo: Optional[int],
+              payload: Optional[int]) -> Runner:
+        """The request on the privcmd device: the thread's lane, one ioctl.
+
+        The common shapes (a domain request with its domid and at most one more argument
+        under at most one range check, a request of arguments without checks, no payload)
+        run in one frame with every value bound: the runner's own thread-local keeps the
+        lane and its prebuilt ``privcmd_hypercall`` together.  The others share the general
+        shape."""
+        t: Any = self.transport
+        req = lay.request
+        size = max(lay.size, 1) if payload is None else max(lay.size, PAYLOAD_OFFSET + payload)
+        pack, unpack, read_at = lay.pack, lay.unpack, lay.read_at
+        head, direct, order = lay.head, lay.direct, lay.order
+        domain, returns = req.domain, req.returns
+        ioctl, fd, number = t.ioctl, t.fd, t.request
+        failed, acquire = self._failure(lay), self._acquirer(lay, size)
+        rl = acquire.local  # type: ignore[attr-defined]
+        checks = req.checks
+        nargs = req.nargs
+        resolve = self.resolve
+        skip = 1 if req.family == "domctl" and domain else 0
+        mk = result
+        subop = req.subop
 
         def gone(domid: int) -> NoSuchDomain:
             return NoSuchDomain(_errno.ESRCH, f"{req.family} {subop}(domid={domid}): no such domain (ESRCH)",
                                 hypercall=req.family, subop=subop, domid=domid)
 
-        plain = direct and lay.pick is None and not returns
+        plain = direct and lay.pick is None and payload is None
         where = -1 if echo is None else echo
         name = f"{req.family}_{req.subop}"
         if plain and domain and nargs <= 2 and len(head) == 2 and all(c.index == 1 for c in checks) \
@@ -800,22 +885,23 @@ class Engine:
                     if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
                         domid = resolve(domid)
                     try:
-                        lane = local.lane
-                        if lane.size < size or not lane.buf.address:
-                            lane = lane_now()
+                        lane, preq = rl.pair
+                        if not lane.buf.address:
+                            lane, preq = acquire()
                     except AttributeError:
-                        lane = lane_now()
+                        lane, preq = acquire()
                     view = lane.view
                     pack(view, 0, h0, h1, domid)
-                    preq = lane.requests.get(key) or lane.request(key)
                     t.calls += 1
                     try:
-                        ioctl(fd, number, preq, True)
+                        rc = ioctl(fd, number, preq, True)
                     except (OSError, ValueError) as exc:
-                        failed(exc, preq, domid)
+                        rc = failed(exc, preq, domid)
                     vals = unpack(view, read_at)
                     if where >= 0 and vals[where] != domid:
                         raise gone(domid)
+                    if returns:
+                        vals = (rc,) + vals
                     return vals if mk is None else _new(mk, vals + tail)
 
                 run_domid.__name__ = run_domid.__qualname__ = name
@@ -829,50 +915,98 @@ class Engine:
                 if a.__class__ is not int or not lo <= a <= hi:
                     check(a)
                 try:
-                    lane = local.lane
-                    if lane.size < size or not lane.buf.address:
-                        lane = lane_now()
+                    lane, preq = rl.pair
+                    if not lane.buf.address:
+                        lane, preq = acquire()
                 except AttributeError:
-                    lane = lane_now()
+                    lane, preq = acquire()
                 view = lane.view
                 pack(view, 0, h0, h1, domid, a)
-                preq = lane.requests.get(key) or lane.request(key)
                 t.calls += 1
                 try:
-                    ioctl(fd, number, preq, True)
+                    rc = ioctl(fd, number, preq, True)
                 except (OSError, ValueError) as exc:
-                    failed(exc, preq, domid)
+                    rc = failed(exc, preq, domid)
                 vals = unpack(view, read_at)
                 if where >= 0 and vals[where] != domid:
                     raise gone(domid)
+                if returns:
+                    vals = (rc,) + vals
                 return vals if mk is None else _new(mk, vals + tail)
 
             run_domid_arg.__name__ = run_domid_arg.__qualname__ = name
             return run_domid_arg
-        if plain and not domain and not checks and echo is None:
-            def run_args(*args: Any) -> Any:
+        if plain and not domain and nargs == 0 and lay.size == 0 and not lay.read_format[1:] and mk is None:
+            def run_bare() -> Any:  # no struct (xen_version's version, a memory_op count)
+                try:
+                    lane, preq = rl.pair
+                    if not lane.buf.address:
+                        lane, preq = acquire()
+                except AttributeError:
+                    lane, preq = acquire()
+                t.calls += 1
+                try:
+                    rc = ioctl(fd, number, preq, True)
+                except (OSError, ValueError) as exc:
+                    rc = failed(exc, preq, None)
+                return (rc,) if returns else ()
+
+            run_bare.__name__ = run_bare.__qualname__ = name
+            return run_bare
+        if direct and lay.pick is None and payload is not None and not domain and not checks and echo is None \
+                and mk is None and not returns:
+            pointers_only = lay.pointer_at
+
+            def run_payload(*args: Any) -> Any:  # (view, *fields), the pointers offsets into the payload
                 if len(args) != nargs:
                     raise TypeError(f"{req.name} takes {nargs} arguments, not {len(args)}")
                 try:
-                    lane = local.lane
-                    if lane.size < size or not lane.buf.address:
-                        lane = lane_now()
+                    lane, preq = rl.pair
+                    if not lane.buf.address:
+                        lane, preq = acquire()
                 except AttributeError:
-                    lane = lane_now()
+                    lane, preq = acquire()
                 view = lane.view
-                pack(view, 0, *head, *args)
-                preq = lane.requests.get(key) or lane.request(key)
+                vals = list(args)
+                at = lane.base + PAYLOAD_OFFSET
+                for i in pointers_only:
+                    vals[i] += at
+                pack(view, 0, *head, *vals)
                 t.calls += 1
                 try:
                     ioctl(fd, number, preq, True)
                 except (OSError, ValueError) as exc:
                     failed(exc, preq, None)
+                return (view,) + unpack(view, read_at)
+
+            run_payload.__name__ = run_payload.__qualname__ = name
+            return run_payload
+        if plain and not domain and not checks and echo is None:
+            def run_args(*args: Any) -> Any:
+                if len(args) != nargs:
+                    raise TypeError(f"{req.name} takes {nargs} arguments, not {len(args)}")
+                try:
+                    lane, preq = rl.pair
+                    if not lane.buf.address:
+                        lane, preq = acquire()
+                except AttributeError:
+                    lane, preq = acquire()
+                view = lane.view
+                pack(view, 0, *head, *args)
+                t.calls += 1
+                try:
+                    rc = ioctl(fd, number, preq, True)
+                except (OSError, ValueError) as exc:
+                    rc = failed(exc, preq, None)
                 vals = unpack(view, read_at)
+                if returns:
+                    vals = (rc,) + vals
                 return vals if mk is None else _new(mk, vals + tail)
 
             run_args.__name__ = run_args.__qualname__ = name
             return run_args
         finish = self._result(lay, result, tail, echo)
+        pointers = lay.pointer_at if payload is not None else ()
 
         def run(*args: Any) -> Any:
             if len(args) != nargs:
@@ -884,24 +1018,27 @@ class Engine:
             for c in checks:
                 c(args[c.index])
             try:
-                lane = local.lane
-                if lane.size < size or not lane.buf.address:
-                    lane = lane_now()
+                lane, preq = rl.pair
+                if not lane.buf.address:
+                    lane, preq = acquire()
             except AttributeError:
-                lane = lane_now()
+                lane, preq = acquire()
             view = lane.view
+            if pointers:
+                at = lane.base + PAYLOAD_OFFSET
+                args = tuple(a + at if i in pointers else a for i, a in enumerate(args))
             if direct:
                 pack(view, 0, *head, *args)
             else:
                 pack(view, 0, *_ordered(order, args, skip))
-            preq = lane.requests.get(key) or lane.request(key)
             t.calls += 1
             try:
                 rc = ioctl(fd, number, preq, True)
             except (OSError, ValueError) as exc:
                 rc = failed(exc, preq, args[0] if domain else None)
             vals = unpack(view, read_at)
-            return finish((rc,) + vals if returns else vals, args)
+            out = finish((rc,) + vals if returns else vals, args)
+            return out if payload is None else (view,) + out
 
         run.__name__ = run.__qualname__ = name
         return run
