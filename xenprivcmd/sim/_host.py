@@ -21,6 +21,7 @@ import uuid
 from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 from .. import abi
+from ..abi.hypercalls import SCHEDULER_NAMES
 from ._layout import RecordPacker, Tables
 
 #: domids 0..0x7FEF are domains; 0x7FF0 and up are reserved (DOMID_FIRST_RESERVED).
@@ -36,8 +37,9 @@ ARM_IPA_BITS = 40
 # XEN_DOMINF_* (the same bits since 3.0.3)
 DOMINF_DYING, DOMINF_HVM, DOMINF_SHUTDOWN, DOMINF_PAUSED, DOMINF_BLOCKED, DOMINF_RUNNING = (1 << i for i in range(6))
 
-SCHEDULERS = {"credit": 5, "credit2": 6}
-SCHED_CONST = {"credit": "XEN_SCHEDULER_CREDIT", "credit2": "XEN_SCHEDULER_CREDIT2"}
+#: The schedulers the simulator runs, by name -> XEN_SCHEDULER_* id (abi.hypercalls' one table).
+SCHEDULERS = {name: sid for sid, name in SCHEDULER_NAMES.items() if name in ("credit", "credit2")}
+SCHED_CONST = {name: "XEN_SCHEDULER_" + name.upper() for name in SCHEDULERS}
 SCHED_BANNER = {"credit": "SMP Credit Scheduler (credit)", "credit2": "SMP Credit Scheduler rev2 (credit2)",
                 "sedf": "Simple EDF Scheduler (sedf)", "bvt": "Borrowed Virtual Time (bvt)"}
 #: The dom0_op era (3.0.0-3.0.2) had bvt and sedf (SCHED_BVT 0, SCHED_SEDF 4; sedf the default);

@@ -20,6 +20,7 @@ from .. import abi as _abi
 from ..abi.hypercalls import (
     COMMAND_FAMILIES,
     HYPERCALL_NAMES,
+    SCHEDULER_NAMES,
     XENVER_NAMES,
     HYPERVISOR_dom0_op,
     HYPERVISOR_domctl,
@@ -66,7 +67,7 @@ READONLY_SYSCTL = frozenset({
 })
 
 #: XEN_SCHEDULER_* id -> member of ``xen_domctl_scheduler_op.u``.
-_SCHED_MEMBERS = {5: "credit", 6: "credit2", 8: "rtds"}
+#: (XEN_SCHEDULER_* id -> member: the scheduler's name, abi.hypercalls.SCHEDULER_NAMES)
 #: domctl sub-op -> member of ``xen_domctl.u`` when the names differ.
 _DOMCTL_MEMBERS = {"setvcpuaffinity": "vcpuaffinity", "getvcpuaffinity": "vcpuaffinity",
                    "setnodeaffinity": "nodeaffinity", "getnodeaffinity": "nodeaffinity"}
@@ -319,7 +320,7 @@ def _sched_fields(op: Any) -> Dict[str, Any]:
     out: Dict[str, Any] = {"sched_id": int(op.sched_id)}
     cmd = int(op.cmd)
     out["cmd"] = {0: "putinfo", 1: "getinfo", 2: "putvcpuinfo", 3: "getvcpuinfo"}.get(cmd, cmd)
-    member = _SCHED_MEMBERS.get(int(op.sched_id))
+    member = SCHEDULER_NAMES.get(int(op.sched_id))
     if member is not None and any(f[0] == member for f in type(op.u)._fields_):
         out[member] = _fields(getattr(op.u, member))
     return out
