@@ -100,19 +100,6 @@ class Dom0OpFamilies(Families):
             raise NotSupported(_errno.ENOSYS, f"{what}: Xen {self.variant.release} (dom0_op interface) has no {name}")
         return cls  # type: ignore[no-any-return]
 
-    def has(self, name: str, field: Optional[str] = None) -> bool:
-        try:
-            cls = self.struct(name, name)
-        except NotSupported:
-            return False
-        if field is None:
-            return True
-        try:
-            field_path(cls, field)
-        except KeyError:
-            return False
-        return True
-
     def layout(self, request: Request) -> Layout:
         if request.family not in ("domctl", "sysctl"):
             return super().layout(request)

@@ -361,8 +361,9 @@ class Families:
 
     def has(self, name: str, field: Optional[str] = None) -> bool:
         """Whether the release has struct ``name`` (and its field path ``field``)."""
-        cls = self.structs.get(name)
-        if cls is None:
+        try:
+            cls = self.struct(name, name)
+        except NotSupported:
             return False
         if field is None:
             return True
@@ -686,11 +687,8 @@ class Engine:
         def run_series(domid: Any, items: Iterable[Any]) -> List[Any]:
             if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
                 domid = resolve(domid)
-            try:
-                lane, preq = rl.pair
-                if not lane.buf.address:
-                    lane, preq = acquire()
-            except AttributeError:
+            lane, preq = getattr(rl, "pair", _DEAD)
+            if not lane.buf.address:
                 lane, preq = acquire()
             view = lane.view
             out = []
@@ -884,11 +882,8 @@ class Engine:
                 def run_domid(domid: Any) -> Any:
                     if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
                         domid = resolve(domid)
-                    try:
-                        lane, preq = rl.pair
-                        if not lane.buf.address:
-                            lane, preq = acquire()
-                    except AttributeError:
+                    lane, preq = getattr(rl, "pair", _DEAD)
+                    if not lane.buf.address:
                         lane, preq = acquire()
                     view = lane.view
                     pack(view, 0, h0, h1, domid)
@@ -914,11 +909,8 @@ class Engine:
                     domid = resolve(domid)
                 if a.__class__ is not int or not lo <= a <= hi:
                     check(a)
-                try:
-                    lane, preq = rl.pair
-                    if not lane.buf.address:
-                        lane, preq = acquire()
-                except AttributeError:
+                lane, preq = getattr(rl, "pair", _DEAD)
+                if not lane.buf.address:
                     lane, preq = acquire()
                 view = lane.view
                 pack(view, 0, h0, h1, domid, a)
@@ -938,11 +930,8 @@ class Engine:
             return run_domid_arg
         if plain and not domain and nargs == 0 and lay.size == 0 and not lay.read_format[1:] and mk is None:
             def run_bare() -> Any:  # no struct (xen_version's version, a memory_op count)
-                try:
-                    lane, preq = rl.pair
-                    if not lane.buf.address:
-                        lane, preq = acquire()
-                except AttributeError:
+                lane, preq = getattr(rl, "pair", _DEAD)
+                if not lane.buf.address:
                     lane, preq = acquire()
                 t.calls += 1
                 try:
@@ -960,11 +949,8 @@ class Engine:
             def run_payload(*args: Any) -> Any:  # (view, *fields), the pointers offsets into the payload
                 if len(args) != nargs:
                     raise TypeError(f"{req.name} takes {nargs} arguments, not {len(args)}")
-                try:
-                    lane, preq = rl.pair
-                    if not lane.buf.address:
-                        lane, preq = acquire()
-                except AttributeError:
+                lane, preq = getattr(rl, "pair", _DEAD)
+                if not lane.buf.address:
                     lane, preq = acquire()
                 view = lane.view
                 vals = list(args)
@@ -985,11 +971,8 @@ class Engine:
             def run_args(*args: Any) -> Any:
                 if len(args) != nargs:
                     raise TypeError(f"{req.name} takes {nargs} arguments, not {len(args)}")
-                try:
-                    lane, preq = rl.pair
-                    if not lane.buf.address:
-                        lane, preq = acquire()
-                except AttributeError:
+                lane, preq = getattr(rl, "pair", _DEAD)
+                if not lane.buf.address:
                     lane, preq = acquire()
                 view = lane.view
                 pack(view, 0, *head, *args)
@@ -1017,11 +1000,8 @@ class Engine:
                     args = (resolve(d),) + args[1:]
             for c in checks:
                 c(args[c.index])
-            try:
-                lane, preq = rl.pair
-                if not lane.buf.address:
-                    lane, preq = acquire()
-            except AttributeError:
+            lane, preq = getattr(rl, "pair", _DEAD)
+            if not lane.buf.address:
                 lane, preq = acquire()
             view = lane.view
             if pointers:
@@ -1042,6 +1022,17 @@ class Engine:
 
         run.__name__ = run.__qualname__ = name
         return run
+
+
+class _Dead:
+    """What a thread's runner holds before its first call: a lane whose buffer is gone."""
+
+    class buf:  # noqa: N801 - stands for a released Buffer
+        address = 0
+
+
+#: (lane, request) of a runner not yet called on this thread: acquired on the first call.
+_DEAD: Tuple[Any, Any] = (_Dead, None)
 
 
 def _ordered(order: Tuple[Tuple[str, Any], ...], args: Tuple[Any, ...], skip: int) -> List[Any]:
