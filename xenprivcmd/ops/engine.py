@@ -528,9 +528,12 @@ class _Ops:
             raise AttributeError(name)
         decl = OPS.get(name)
         if decl is None:
-            _load_ops()
-            decl = OPS.get(name)
-            if decl is None:
+            for m in OP_MODULES:  # in order, until the one that declares it (a listing loads one)
+                __import__(f"{__package__}.{m}")
+                decl = OPS.get(name)
+                if decl is not None:
+                    break
+            else:
                 raise AttributeError(f"no operation {name!r}")
         e = self._engine
         fn = _refused_op(name) if e.read_only and not decl.reads else decl.build(e)
