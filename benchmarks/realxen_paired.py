@@ -49,8 +49,9 @@ print(json.dumps({"file": xenprivcmd.__file__, "ns": out}))
 
 def run(tree, iters, batches):
     env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
+    # run in the tree: ``python3 -c`` puts the working directory first on sys.path
     res = subprocess.run([sys.executable, "-c", CHILD, str(iters), str(batches)], capture_output=True,
-                         universal_newlines=True, env=env, timeout=1200)
+                         universal_newlines=True, env=env, timeout=1200, cwd=os.path.abspath(tree))
     if res.returncode != 0:
         raise RuntimeError(f"{tree}: {res.stderr.strip()[-2000:]}")
     doc = json.loads(res.stdout.strip().splitlines()[-1])

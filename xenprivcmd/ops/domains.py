@@ -21,7 +21,7 @@ from .engine import HEADER_DOMAIN, PAYLOAD_OFFSET, Check, Request, op
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, FrozenSet, Iterable, List, Optional, Sequence, Tuple, TypeVar
+    from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple, TypeVar
     from uuid import UUID
 
     from .engine import Engine, Families
@@ -521,16 +521,30 @@ def get_sched_params(e: Engine, domid: int, sched_id: int) -> SchedParams:
     """Weight and cap of a domain under scheduler ``sched_id`` (the domid already checked)."""
     name = _sched_member(e, SCHEDULER_NAMES.get(sched_id, f"sched-{sched_id}"))
     weight, cap = e(_SCHED_GET[name], domid, sched_id, e.families.const("XEN_DOMCTL_SCHEDOP_getinfo", "schedinfo"))
-    return SchedParams(name, int(weight), None if cap is None else int(cap))
+    return _new(SchedParams, (name, weight, cap))  # type: ignore[no-any-return]
 
 
 @op("sched_params", reads=True)
 def _sched_params(e: Engine) -> Callable[[int], SchedParams]:
     """Weight and cap under the host's scheduler (credit, credit2); the scheduler asked once
-    the domid is known to be good."""
+    the domid is known to be good.  Per scheduler its getinfo runner, bound on first use."""
+    sched_id = e.ops.sched_id
+    bound: Dict[int, Callable[..., Any]] = {}
+
     def sched_params(domid: int) -> SchedParams:
         domid = resolve_domid(e, domid)
-        return get_sched_params(e, domid, e.ops.sched_id()[0])
+        sid = sched_id()[0]
+        run = bound.get(sid)
+        if run is None:
+            name = _sched_member(e, SCHEDULER_NAMES.get(sid, f"sched-{sid}"))
+            getinfo = e.families.const("XEN_DOMCTL_SCHEDOP_getinfo", "schedinfo")
+            one = e.runner(_SCHED_GET[name])
+
+            def run(d: int, one: Callable[..., Any] = one, head: Tuple[str] = (name,)) -> SchedParams:
+                return _new(SchedParams, head + one(d, sid, getinfo))  # type: ignore[no-any-return]
+
+            bound[sid] = run
+        return run(domid)  # type: ignore[no-any-return]
 
     return sched_params
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import struct
+from _operator import itemgetter as _itemgetter
 from _thread import _local as _thread_local
 
 from ..abi import hypercalls as _hc
@@ -66,6 +67,7 @@ if TYPE_CHECKING:  # typing is not imported at run time (cold start)
     Runner = Callable[..., Any]
 
 _new = tuple.__new__
+_NONE = (None,)
 
 __all__ = ["Request", "Check", "Layout", "Families", "Engine", "HandleState", "Op", "OPS", "op", "PAYLOAD_OFFSET",
            "declared_requests", "all_ops",
@@ -189,7 +191,7 @@ class Layout:
     """
 
     __slots__ = ("request", "hypercall", "args", "key", "size", "pack", "head", "direct", "order", "pointer_at",
-                 "pointer_fields", "unpack", "read_format", "read_at", "pick")
+                 "pointer_fields", "unpack", "read_format", "read_at", "pick", "picker")
 
     def __init__(self, request: Request, hypercall: int, args: Tuple[Optional[int], ...], size: int,
                  head: Sequence[Tuple[int, str, Optional[int]]], sent: Sequence[Optional[Tuple[int, str]]],
@@ -250,11 +252,21 @@ class Layout:
             self.read_at = lo
             order = [index.get(i) for i in range(len(reads))]
             self.pick: Optional[Tuple[Optional[int], ...]] = None if order == list(range(len(reads))) else tuple(order)
+            #: ``picker(unpacked + (None,))``: the fields in their declared order, in C (a field the
+            #: release lacks is the None appended)
+            self.picker: Optional[Callable[[Tuple[Any, ...]], Tuple[Any, ...]]] = None
+            if self.pick is not None:
+                where = [len(present) if i is None else i for i in order]
+                if len(where) > 1:
+                    self.picker = _itemgetter(*where)
+                else:
+                    self.picker = _itemgetter(slice(where[0], where[0] + 1))
         else:
             self.read_format = "<"
             self.unpack = struct.Struct("<").unpack_from  # nothing read back: () (in C, no frame)
             self.read_at = 0
             self.pick = None
+            self.picker = None
 
     def values(self, args: Sequence[Any], payload: int) -> List[Any]:
         """What ``pack`` takes for a runner's ``args``: pointers made addresses
@@ -275,10 +287,8 @@ class Layout:
 
     def result(self, raw: Tuple[Any, ...]) -> Tuple[Any, ...]:
         """The ``read`` fields in their declared order from an unpacked reply."""
-        pick = self.pick
-        if pick is None:
-            return raw
-        return tuple(None if i is None else raw[i] for i in pick)
+        picker = self.picker
+        return raw if picker is None else picker(raw + _NONE)
 
 
 def code_of(ctype: type) -> str:
@@ -756,12 +766,12 @@ class Engine:
     def _result(self, lay: Layout, result: Any, tail: Tuple[Any, ...], echo: Optional[int]
                 ) -> Callable[[Tuple[Any, ...], Tuple[Any, ...]], Any]:
         """What a general runner returns from the fields read (``vals``) and its arguments."""
-        pick, req = lay.pick, lay.request
+        picker, req = lay.picker, lay.request
         subop = req.subop
 
         def finish(vals: Tuple[Any, ...], args: Tuple[Any, ...]) -> Any:
-            if pick is not None:
-                vals = tuple(None if i is None else vals[i] for i in pick)
+            if picker is not None:
+                vals = picker(vals + _NONE)
             if echo is not None and vals[echo] != args[0]:
                 raise NoSuchDomain(_errno.ESRCH, f"{req.family} {subop}(domid={args[0]}): no such domain (ESRCH)",
                                    hypercall=req.family, subop=subop, domid=args[0])
@@ -970,7 +980,8 @@ class Engine:
 
             run_payload.__name__ = run_payload.__qualname__ = name
             return run_payload
-        if plain and not domain and not checks and echo is None:
+        picker = lay.picker
+        if direct and payload is None and not domain and not checks and echo is None:
             def run_args(*args: Any) -> Any:
                 if len(args) != nargs:
                     raise TypeError(f"{req.name} takes {nargs} arguments, not {len(args)}")
@@ -985,6 +996,8 @@ class Engine:
                 except (OSError, ValueError) as exc:
                     rc = failed(exc, preq, None)
                 vals = unpack(view, read_at)
+                if picker is not None:
+                    vals = picker(vals + _NONE)
                 if returns:
                     vals = (rc,) + vals
                 return vals if mk is None else _new(mk, vals + tail)

@@ -85,26 +85,31 @@ def physinfo_from(vals: Tuple[Any, ...]) -> PhysInfo:
     if nr_cpus == 0:  # Xen 3.0.x: derived from the topology counts
         nr_cpus = threads * cores * (sockets_per_node or 1) * (nr_nodes or 1)
     nr_nodes = nr_nodes or 1
-    info = PhysInfo(
-        threads_per_core=threads,
-        cores_per_socket=cores,
-        nr_cpus=nr_cpus,
-        max_cpu_id=nr_cpus - 1 if max_cpu_id is None else max_cpu_id,
-        nr_nodes=nr_nodes,
-        max_node_id=(nr_nodes - 1 if max_node_id is None else max_node_id) or 0,
-        cpu_khz=cpu_khz or 0,
-        capabilities=caps,
-        total_pages=total or 0,
-        free_pages=free or 0,
-        scrub_pages=scrub or 0,  # not in the dom0_op era's physinfo
-        outstanding_pages=outstanding,
-        max_mfn=max_mfn,
-        hw_cap=struct.unpack(f"<{len(hw_cap) // 4}I", hw_cap) if hw_cap is not None else (),
-        virt_caps=_virt_caps(caps),
-    )
-    if not 0 <= info.max_cpu_id < MAX_CPUS or info.nr_cpus > info.max_cpu_id + 1:
-        raise DecodeError(f"physinfo: nr_cpus {info.nr_cpus} / max_cpu_id {info.max_cpu_id} make no sense")
-    return info
+    if max_cpu_id is None:
+        max_cpu_id = nr_cpus - 1
+    if not 0 <= max_cpu_id < MAX_CPUS or nr_cpus > max_cpu_id + 1:
+        raise DecodeError(f"physinfo: nr_cpus {nr_cpus} / max_cpu_id {max_cpu_id} make no sense")
+    # PhysInfo's fields in its order (tuple.__new__: no keyword parsing on every call)
+    return _new(PhysInfo, (  # type: ignore[no-any-return]
+        threads, cores, nr_cpus, max_cpu_id, nr_nodes,
+        (nr_nodes - 1 if max_node_id is None else max_node_id) or 0,
+        cpu_khz or 0, caps, total or 0, free or 0,
+        scrub or 0,  # not in the dom0_op era's physinfo
+        outstanding, max_mfn, _hw_cap(hw_cap), _virt_caps(caps)))
+
+
+_new = tuple.__new__
+_hw_caps: Dict[bytes, Tuple[int, ...]] = {}
+
+
+def _hw_cap(raw: Optional[bytes]) -> Tuple[int, ...]:
+    """physinfo's uint32_t hw_cap[] (the same bytes every call: kept)."""
+    if raw is None:
+        return ()
+    got = _hw_caps.get(raw)
+    if got is None:
+        got = _hw_caps[raw] = struct.unpack(f"<{len(raw) // 4}I", raw)
+    return got
 
 
 _caps_cache: Dict[int, Tuple[str, ...]] = {}
