@@ -371,20 +371,20 @@ class _Shape:
         self.results = struct.Struct("<" + "8xq48x" * n)
 
 
-def _shape(e: Engine, key: Tuple[Any, ...], make: Callable[[], Sequence[_Entry]]) -> Optional[_Shape]:
-    """The trap image for ``key`` over this thread's buffer (``make`` queues its entries, all of
-    one slot size); None when they are not all of one slot size."""
+def _shape(e: Engine, key: Tuple[Any, ...], n: int, slot: int, make: Callable[[], Sequence[_Entry]]
+           ) -> Optional[_Shape]:
+    """The trap image for ``key`` (``n`` entries of ``slot`` bytes) over this thread's buffer:
+    kept, or laid out now (``make`` queues its entries); None when they are not as said."""
     shapes = e.shapes
-    entries = make()
-    if not entries or len({x.slot for x in entries}) != 1:
-        return None
-    n = len(entries)
-    size = _align8(n * MULTICALL_ENTRY_SIZE) + n * entries[0].slot
+    size = _align8(n * MULTICALL_ENTRY_SIZE) + n * slot
     _view, base = e.buffer(size)
     full = key + (base,)
     got = shapes.get(full)
     if got is not None:
         return got  # type: ignore[no-any-return]
+    entries = make()
+    if len(entries) != n or any(x.slot != slot for x in entries):
+        return None
     view, base, at = _lay_out(e, entries)
     got = _Shape(base, bytes(view[:size]), n, at[0])
     if len(shapes) >= SHAPES_KEPT:
@@ -451,7 +451,7 @@ def infos_shaped(e: Engine, ids: Sequence[int]) -> Optional[List[DomainInfo]]:
             for d in c:
                 b.domain_info(d)
 
-        shape = _shape(e, ("infos", len(chunk), chunk), _entries(e, queue))
+        shape = _shape(e, ("infos", len(chunk), chunk), len(chunk), slot, _entries(e, queue))
         view = None if shape is None else _run_shape(e, shape)
         if shape is None or view is None:
             return None
@@ -486,7 +486,7 @@ def vcpus_shaped(e: Engine, infos: Sequence[DomainInfo], affinity: bool = True) 
     cache = lay.maps_cache
     out: List[Any] = []
     for chunk_key, make, heads in lay.chunks:
-        shape = _shape(e, chunk_key, make)
+        shape = _shape(e, chunk_key, chunk_key[1], lay.slot, make)
         view = None if shape is None else _run_shape(e, shape)
         if shape is None or view is None:
             return None

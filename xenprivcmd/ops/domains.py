@@ -16,7 +16,7 @@ from operator import lt as _lt
 from ..abi.hypercalls import DOMID_FIRST_RESERVED, DOMID_MAX, SCHEDULER_NAMES, check_domid
 from ..abi.layout import record_reader
 from ..errors import DecodeError, NoSuchDomain, NotSupported, TryAgain
-from ..types import DOMINF_BITS, DomainInfo, DomainState, SchedParams, VcpuAffinity, VcpuInfo
+from ..types import DOMINF_BITS, INVALID_MAX_VCPU_ID, DomainInfo, DomainState, SchedParams, VcpuAffinity, VcpuInfo
 from .engine import HEADER_DOMAIN, PAYLOAD_OFFSET, Check, Request, op
 
 TYPE_CHECKING = False
@@ -359,9 +359,14 @@ def _vcpu_info(e: Engine) -> Callable[[int], List[Any]]:
     """Every vcpu of a domain (``XEN_DOMCTL_getvcpuinfo`` for 0..max_vcpu_id)."""
     info = e.ops.domain_info
     each = e.series(GETVCPUINFO, result=VcpuInfo)
+    invalid = INVALID_MAX_VCPU_ID
 
     def vcpu_info(domid: int) -> List[Any]:
-        return each(domid, range(vcpu_count(info(domid))))
+        mv = info(domid)[10]  # max_vcpu_id (DomainInfo's field 10): read here, not through .vcpus
+        n = 0 if mv == invalid or mv is None else mv + 1
+        if n > MAX_VCPUS:
+            raise DecodeError(f"getdomaininfo: max_vcpu_id {mv} of domain {domid} is beyond any Xen")
+        return each(domid, range(n))
 
     return vcpu_info
 
