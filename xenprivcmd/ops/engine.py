@@ -32,11 +32,13 @@ typed error naming the hypercall, the sub-op and the domid
 that does not only read is refused before anything is issued.
 
 Payloads.  A request whose fields hold guest handles (cpumaps, record arrays)
-names them in ``pointers``: the caller passes *offsets into the payload area*
-for them, and the engine adds the area's address: :data:`PAYLOAD_OFFSET` of
-the thread's buffer for a single call, the bytes after the request in its
-multicall slot.  The caller sizes the buffer first (:meth:`Engine.payload`,
-which returns the view to fill and read back).
+names them in ``pointers``.  Its payload lives after the request: at
+:data:`PAYLOAD_OFFSET` of the thread's buffer for a single call, after the
+request in its slot of a multicall.  A caller of a runner sizes the buffer
+first (:meth:`Engine.payload` gives the view to fill and read back, and the
+payload's address for the pointer arguments), or asks for a runner that does
+it (``runner(..., payload=size)``: pointer arguments are then offsets into the
+payload); a batch's entries always give offsets (:meth:`.batch.Batch.add`).
 
 What a handle learns while it runs (whether domctls work inside a multicall,
 the size of cpumaps, ...) is kept in its :class:`HandleState`, which outlives
