@@ -534,22 +534,19 @@ def _sched_params(e: Engine) -> Callable[[int], SchedParams]:
     """Weight and cap under the host's scheduler (credit, credit2); the scheduler asked once
     the domid is known to be good.  Per scheduler its getinfo runner, bound on first use."""
     sched_id = e.ops.sched_id
-    bound: Dict[int, Callable[..., Any]] = {}
+    bound: Dict[int, Tuple[Callable[..., Any], int]] = {}
 
     def sched_params(domid: int) -> SchedParams:
-        domid = resolve_domid(e, domid)
+        if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
+            domid = e.resolve(domid)
         sid = sched_id()[0]
-        run = bound.get(sid)
-        if run is None:
+        got = bound.get(sid)
+        if got is None:
             name = _sched_member(e, SCHEDULER_NAMES.get(sid, f"sched-{sid}"))
-            getinfo = e.families.const("XEN_DOMCTL_SCHEDOP_getinfo", "schedinfo")
-            one = e.runner(_SCHED_GET[name])
-
-            def run(d: int, one: Callable[..., Any] = one, head: Tuple[str] = (name,)) -> SchedParams:
-                return _new(SchedParams, head + one(d, sid, getinfo))  # type: ignore[no-any-return]
-
-            bound[sid] = run
-        return run(domid)  # type: ignore[no-any-return]
+            got = bound[sid] = (e.runner(_SCHED_GET[name], result=SchedParams, lead=(name,)),
+                                e.families.const("XEN_DOMCTL_SCHEDOP_getinfo", "schedinfo"))
+        run, getinfo = got
+        return run(domid, sid, getinfo)  # type: ignore[no-any-return]
 
     return sched_params
 

@@ -653,7 +653,8 @@ class Engine:
         return True
 
     def runner(self, request: Request, result: Any = None, tail: Tuple[Any, ...] = (),
-               echo: Optional[int] = None, payload: Optional[int] = None) -> Runner:
+               echo: Optional[int] = None, payload: Optional[int] = None, lead: Tuple[Any, ...] = (),
+               convert: Optional[Callable[[int], Any]] = None) -> Runner:
         """``run(*args)``: ``request`` on this handle's transport (:class:`NotSupported` now
         when the release lacks it), returning the fields read back in their declared
         order (after the hypercall's return value for a request that ``returns``), or
@@ -662,8 +663,11 @@ class Engine:
         (:class:`~xenprivcmd.errors.NoSuchDomain` otherwise).  A pointer argument is an
         address (see :meth:`payload`); with ``payload`` (bytes), the runner makes room for
         that much payload itself, takes its pointer arguments as offsets into it, and
-        returns ``(view, *fields)``: the view holds the payload at :data:`PAYLOAD_OFFSET`."""
-        k = (request, result, tail, echo, payload)
+        returns ``(view, *fields)``: the view holds the payload at :data:`PAYLOAD_OFFSET`.
+        ``lead``: values put before the fields of a result (``result(*lead, *fields, *tail)``);
+        ``convert``: for a request with no struct read for its return value alone, what the
+        runner returns is ``convert(value)`` (a C callable keeps it one frame)."""
+        k = (request, result, tail, echo, payload, lead, convert)
         got = self._runners.get(k)
         if got is None:
             if self.read_only and not request.reads:
@@ -671,7 +675,7 @@ class Engine:
             else:
                 lay = self.layout(request)
                 build = self._fast if self.device else self._single
-                got = build(lay, result, tail, echo, payload)
+                got = build(lay, result, tail, echo, payload, lead, convert)
             self._runners[k] = got
         return got
 
@@ -765,8 +769,8 @@ class Engine:
         return _hc.issue(self.transport, hypercall, a0, a1, subop=subop, domid=domid)
 
     # -- runners -------------------------------------------------------------------------------
-    def _result(self, lay: Layout, result: Any, tail: Tuple[Any, ...], echo: Optional[int]
-                ) -> Callable[[Tuple[Any, ...], Tuple[Any, ...]], Any]:
+    def _result(self, lay: Layout, result: Any, tail: Tuple[Any, ...], echo: Optional[int],
+                lead: Tuple[Any, ...] = ()) -> Callable[[Tuple[Any, ...], Tuple[Any, ...]], Any]:
         """What a general runner returns from the fields read (``vals``) and its arguments."""
         picker, req = lay.picker, lay.request
         subop = req.subop
@@ -777,12 +781,13 @@ class Engine:
             if echo is not None and vals[echo] != args[0]:
                 raise NoSuchDomain(_errno.ESRCH, f"{req.family} {subop}(domid={args[0]}): no such domain (ESRCH)",
                                    hypercall=req.family, subop=subop, domid=args[0])
-            return vals if result is None else _new(result, vals + tail)
+            return vals if result is None else _new(result, lead + vals + tail)
 
         return finish
 
     def _single(self, lay: Layout, result: Any, tail: Tuple[Any, ...], echo: Optional[int],
-                payload: Optional[int]) -> Runner:
+                payload: Optional[int], lead: Tuple[Any, ...] = (),
+                convert: Optional[Callable[[int], Any]] = None) -> Runner:
         """The request on any transport: packed into the thread's scratch buffer,
         issued with ``transport.hypercall``."""
         t = self.transport
@@ -793,9 +798,10 @@ class Engine:
         hypercall, template, head, direct, order = lay.hypercall, lay.args, lay.head, lay.direct, lay.order
         hname = _hc.HYPERCALL_NAMES.get(hypercall, f"hypercall{hypercall}")
         subop, domain, returns = req.subop, req.domain, req.returns
-        finish = self._result(lay, result, tail, echo)
+        finish = self._result(lay, result, tail, echo, lead)
         skip = 1 if req.family == "domctl" and domain else 0
         pointers = lay.pointer_at if payload is not None else ()
+        bare = convert is not None and returns and lay.size == 0 and not lay.read_format[1:]
 
         def run(*args: Any) -> Any:
             args = check(req, args)
@@ -814,6 +820,8 @@ class Engine:
                 raise
             except OSError as exc:
                 raise error(exc, hypercall=hname, subop=subop, domid=args[0] if domain else None) from None
+            if bare:
+                return convert(rc)  # type: ignore[misc]
             vals = unpack(view, read_at)
             out = finish((rc,) + vals if returns else vals, args)
             return out if payload is None else (view,) + out
@@ -859,7 +867,8 @@ class Engine:
         return acquire
 
     def _fast(self, lay: Layout, result: Any, tail: Tuple[Any, ...], echo: Optional[int],
-              payload: Optional[int]) -> Runner:
+              payload: Optional[int], lead: Tuple[Any, ...] = (),
+              convert: Optional[Callable[[int], Any]] = None) -> Runner:
         """The request on the privcmd device: the thread's lane, one ioctl.
 
         The common shapes (a domain request with its domid and at most one more argument
@@ -912,7 +921,7 @@ class Engine:
                         raise gone(domid)
                     if returns:
                         vals = (rc,) + vals
-                    return vals if mk is None else _new(mk, vals + tail)
+                    return vals if mk is None else _new(mk, lead + vals + tail)
 
                 run_domid.__name__ = run_domid.__qualname__ = name
                 return run_domid
@@ -939,10 +948,37 @@ class Engine:
                     raise gone(domid)
                 if returns:
                     vals = (rc,) + vals
-                return vals if mk is None else _new(mk, vals + tail)
+                return vals if mk is None else _new(mk, lead + vals + tail)
 
             run_domid_arg.__name__ = run_domid_arg.__qualname__ = name
             return run_domid_arg
+        if plain and domain and not checks and len(head) == 2:
+            h0, h1 = head
+
+            def run_domid_more(domid: Any, *rest: Any) -> Any:
+                if len(rest) != nargs - 1:
+                    raise TypeError(f"{req.name} takes {nargs} arguments, not {len(rest) + 1}")
+                if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
+                    domid = resolve(domid)
+                lane, preq = getattr(rl, "pair", _DEAD)
+                if not lane.buf.address:
+                    lane, preq = acquire()
+                view = lane.view
+                pack(view, 0, h0, h1, domid, *rest)
+                t.calls += 1
+                try:
+                    rc = ioctl(fd, number, preq, True)
+                except (OSError, ValueError) as exc:
+                    rc = failed(exc, preq, domid)
+                vals = unpack(view, read_at)
+                if where >= 0 and vals[where] != domid:
+                    raise gone(domid)
+                if returns:
+                    vals = (rc,) + vals
+                return vals if mk is None else _new(mk, lead + vals + tail)
+
+            run_domid_more.__name__ = run_domid_more.__qualname__ = name
+            return run_domid_more
         if plain and not domain and nargs == 0 and lay.size == 0 and not lay.read_format[1:] and mk is None:
             def run_bare() -> Any:  # no struct (xen_version's version, a memory_op count)
                 lane, preq = getattr(rl, "pair", _DEAD)
@@ -953,6 +989,8 @@ class Engine:
                     rc = ioctl(fd, number, preq, True)
                 except (OSError, ValueError) as exc:
                     rc = failed(exc, preq, None)
+                if convert is not None:
+                    return convert(rc)
                 return (rc,) if returns else ()
 
             run_bare.__name__ = run_bare.__qualname__ = name
@@ -1002,11 +1040,11 @@ class Engine:
                     vals = picker(vals + _NONE)
                 if returns:
                     vals = (rc,) + vals
-                return vals if mk is None else _new(mk, vals + tail)
+                return vals if mk is None else _new(mk, lead + vals + tail)
 
             run_args.__name__ = run_args.__qualname__ = name
             return run_args
-        finish = self._result(lay, result, tail, echo)
+        finish = self._result(lay, result, tail, echo, lead)
         pointers = lay.pointer_at if payload is not None else ()
 
         def run(*args: Any) -> Any:
