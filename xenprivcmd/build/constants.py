@@ -78,6 +78,11 @@ PENDING: Dict[str, Dict[str, int]] = {
         "PSCI_cpu_off": 1,
         "PSCI_cpu_on": 2,
         "PSCI_migrate": 3,
+        # public/device_tree_defs.h
+        "GUEST_PHANDLE_GIC": 65000,
+        "GUEST_ROOT_ADDRESS_CELLS": 2,
+        "GUEST_ROOT_SIZE_CELLS": 2,
+        "DT_IRQ_TYPE_LEVEL_LOW": 8,
     },
 }
 

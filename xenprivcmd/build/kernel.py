@@ -220,6 +220,10 @@ class KernelImage(NamedTuple):
     bzimage: Optional[BzImageHeader]
     path: Optional[str]
 
+    def __repr__(self) -> str:
+        return (f"KernelImage(kind={self.kind!r}, data=<{len(self.data)} bytes>, container={self.container!r}, "
+                f"compression={self.compression!r}, path={self.path!r})")
+
 
 def read_image(data: bytes, path: Optional[str] = None) -> KernelImage:
     """What a kernel file holds, unpacked as libxenguest unpacks it: a compressed file is
@@ -390,6 +394,10 @@ class PvKernel(NamedTuple):
     def guest_type(self) -> str:
         """libxenguest's name for the guest: ``"xen-3.0-x86_64"``."""
         return "xen-3.0-x86_64"
+
+    def __repr__(self) -> str:
+        return (f"<PvKernel {self.virt_kstart:#x}-{self.virt_kend:#x} entry={self.virt_entry:#x} "
+                f"{self.image.path or ''}>")
 
     def load_into(self, dest: Union[bytearray, memoryview], dest_vaddr: Optional[int] = None) -> None:
         """Write the kernel's segments into ``dest``, a buffer that is guest-virtual memory

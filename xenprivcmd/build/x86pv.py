@@ -30,6 +30,7 @@ from __future__ import annotations
 import struct
 
 from ..errors import ImageError
+from .memory import PAGE_SHIFT, PAGE_SIZE, Segment
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ else:  # the same classes, without importing typing (see _ntuple)
 __all__ = ["Segment", "Level", "Mapping", "PvLayout", "pv_layout", "page_tables", "p2m_list", "PAGE_SIZE",
            "PAGE_PRESENT", "PAGE_RW", "PAGE_USER", "PAGE_ACCESSED", "PAGE_DIRTY", "INVALID_MFN"]
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
 LEVELS = 4
 LEVEL_SHIFT = 9            # 512 entries a table
 VIRT_BITS = 48
@@ -62,17 +61,6 @@ PGTAB_PADDING = 512 * 1024
 #: the mapped range ends on a 4 MiB boundary
 PGTAB_ALIGN_BITS = 22
 P2M_ENTRY_SIZE = 8
-
-
-class Segment(NamedTuple):
-    """A piece of the guest's memory: ``vstart``..``vend`` (guest-virtual; ``vend`` is
-    ``vstart`` + the bytes asked for), ``pages`` pages from ``pfn`` on."""
-
-    name: str
-    vstart: int
-    vend: int
-    pfn: int
-    pages: int
 
 
 class Level(NamedTuple):
