@@ -9,7 +9,7 @@ strings block of property names.
 ...             [Node("chosen", [("bootargs", string("console=hvc0"))])])
 >>> blob = dtb(root)
 >>> blob[:4].hex(), len(blob)
-('d00dfeed', 168)
+('d00dfeed', 182)
 >>> parse_dtb(blob)[0] == root
 True
 """

@@ -98,8 +98,8 @@ def decompress(data: bytes, what: str = "image", path: Optional[str] = None, lim
             fmt = lzma.FORMAT_XZ if kind == "xz" else lzma.FORMAT_ALONE
             x = lzma.LZMADecompressor(format=fmt)
             out = x.decompress(data, limit + 1)
-            if not x.eof and len(out) <= limit and kind == "xz":
-                raise ImageError(f"{what}: the xz stream is truncated", path)
+            if not x.eof and len(out) <= limit:
+                raise ImageError(f"{what}: the {kind} stream is truncated", path)
     except ImageError:
         raise
     except Exception as e:  # zlib.error, OSError (bz2), lzma.LZMAError, EOFError

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 else:  # the same classes, without importing typing (see _ntuple)
     from .._ntuple import NamedTuple
 
-__all__ = ["Segment", "Level", "Mapping", "PvLayout", "pv_layout", "page_tables", "p2m_list", "PAGE_SIZE",
+__all__ = ["Level", "Mapping", "PvLayout", "pv_layout", "page_tables", "p2m_list", "PAGE_SIZE",
            "PAGE_PRESENT", "PAGE_RW", "PAGE_USER", "PAGE_ACCESSED", "PAGE_DIRTY", "INVALID_MFN"]
 
 LEVELS = 4

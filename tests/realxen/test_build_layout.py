@@ -1,0 +1,256 @@
+"""xenprivcmd.build's kernel plans and boot layouts against the suite's own toolstack (issue 25).
+
+``xl -vvv create -p`` builds a paused guest from the kernel and initrd the suite's xl guests
+boot and logs what libxenguest read and where it put each thing (the ELF notes, every
+segment's address and pfn, the page tables counted, cr3).  On x86_64, ``pvdump`` (built per
+suite from tests/realxen/c/pvdump.c against its libxenctrl) then reads the guest as it was
+left: vcpu 0's registers, start_info, the p2m list and every page-table page.  On arm64, libxl
+writes the device tree it made to ``LIBXL_DEBUG_DUMP_DTB``.  xenprivcmd's plan for the same
+kernel, memory and initrd must match all of it: page-table entries and device tree nodes
+included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from typing import Dict, List, Tuple
+
+import pytest
+
+import xenprivcmd
+from xenprivcmd.build import arm, fdt
+from xenprivcmd.build.arm import arm64_layout
+from xenprivcmd.build.kernel import arm64_kernel, pv_kernel, read_image
+from xenprivcmd.build.x86pv import PAGE_SIZE, page_tables, pv_layout
+
+GUEST_KERNEL = "/opt/xenvm/guest/vmlinuz"
+GUEST_RAMDISK = "/opt/xenvm/guest/initrd.gz"
+NAME = "xpsh-layout"
+MEMORY_MIB = 128
+#: libxenguest before commit 4c3a618 (Xen 4.17.5, 4.18.3, 4.19.0) ended a segment at its last page's end
+ROUNDED_VEND = ("bullseye",)
+
+
+def _bin(name: str) -> str:
+    d = os.environ.get("XENPRIVCMD_BIN") or os.path.dirname(os.environ.get("XENPRIVCMD_DOMINFO", ""))
+    path = os.path.join(d, name)
+    assert os.access(path, os.X_OK), f"{path!r} is no program: tools/run-tests builds tests/realxen/c/{name}.c"
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, suite):  # type: ignore[no-untyped-def]
+    """(xl's log, domid) of a paused guest made by `xl -vvv create -p`; destroyed after the module."""
+    cfg = tmp_path_factory.mktemp("layout") / "layout.cfg"
+    cfg.write_text(f'name = "{NAME}"\nkernel = "{GUEST_KERNEL}"\nramdisk = "{GUEST_RAMDISK}"\n'
+                   f'extra = "console=hvc0 quiet"\nmemory = {MEMORY_MIB}\nvcpus = 2\n')
+    dtb = cfg.parent / "libxl.dtb"
+    # libxl writes the device tree it made for an Arm guest to this file (libxl_arm.c debug_dump_fdt)
+    env = dict(os.environ, LIBXL_DEBUG_DUMP_DTB=str(dtb))
+    out = subprocess.run(["xl", "-vvv", "create", "-p", str(cfg)], capture_output=True, text=True, timeout=600, env=env)
+    try:
+        assert out.returncode == 0, "\n".join(x for x in out.stderr.splitlines()
+                                              if re.search("error|panic|fail", x, re.I))
+        domid = int(subprocess.run(["xl", "domid", NAME], capture_output=True, text=True, check=True).stdout)
+        yield out.stderr, domid, dtb
+    finally:
+        subprocess.run(["xl", "destroy", NAME], capture_output=True, timeout=120)
+
+
+def _hex(s: str) -> int:
+    return int(s, 16)
+
+
+def _logged_segments(log: str) -> List[Tuple[str, int, int, int, int]]:
+    segs = []
+    for m in re.finditer(r"xc_dom_alloc_segment:\s+(\S.*?)\s+: 0x([0-9a-f]+) -> 0x([0-9a-f]+)\s+"
+                         r"\(pfn 0x([0-9a-f]+) \+ 0x([0-9a-f]+) pages\)", log):
+        segs.append((m.group(1), _hex(m.group(2)), _hex(m.group(3)), _hex(m.group(4)), _hex(m.group(5))))
+    for m in re.finditer(r"xc_dom_alloc_page\s+:\s+(\S.*?)\s+: 0x([0-9a-f]+) \(pfn 0x([0-9a-f]+)\)", log):
+        segs.append((m.group(1), _hex(m.group(2)), _hex(m.group(2)) + PAGE_SIZE, _hex(m.group(3)), 1))
+    return sorted(segs, key=lambda s: s[3])
+
+
+def _logged_notes(log: str) -> Dict[str, object]:
+    notes: Dict[str, object] = {}
+    for m in re.finditer(r"ELF: note: ([A-Z0-9_]+) = (\"(.*)\"|0x([0-9a-f]+)|0)$", log, re.M):
+        notes[m.group(1)] = m.group(3) if m.group(3) is not None else (_hex(m.group(4)) if m.group(4) else 0)
+    return notes
+
+
+def _kernel():  # type: ignore[no-untyped-def]
+    with open(GUEST_KERNEL, "rb") as f:
+        return read_image(f.read(), GUEST_KERNEL)
+
+
+def _ramdisk_size(log: str) -> int:
+    """The ramdisk's size as libxenguest placed it: unpacked (to its gzip size field + 16, before
+    Xen 4.20: "xc_dom_do_gunzip: unzip ok, 0xA -> 0xB"), else the file as it is."""
+    m = re.search(r"xc_dom_do_gunzip: unzip ok, 0x[0-9a-f]+ -> 0x([0-9a-f]+)", log)
+    return _hex(m.group(1)) if m else os.path.getsize(GUEST_RAMDISK)
+
+
+# -- the tests: each checks the suite's kind of guest -----------------------------------------------
+
+def test_kernel_plan_as_libxenguest_reads_it(xen, built):
+    (_arm_kernel_plan if xen.arch == "aarch64" else _pv_kernel_plan)(xen, built[0])
+
+
+def test_layout_as_libxenguest_lays_it_out(xen, suite, built):
+    (_arm_layout if xen.arch == "aarch64" else _pv_layout)(xen, suite, built[0])
+
+
+def test_boot_state_as_the_toolstack_left_it(xen, suite, built):
+    if xen.arch == "aarch64":
+        _arm_device_tree(xen, built[0], built[2])
+    else:
+        _pv_boot_state(xen, suite, built[0], built[1])
+
+
+# -- x86_64 PV ---------------------------------------------------------------------------------------
+
+def _pv_kernel_plan(xen: xenprivcmd.Handle, log: str) -> None:
+    image = _kernel()
+    pv = pv_kernel(image, xen.abi)
+    assert pv.notes.values == _logged_notes(log)
+    unknown = sorted(_hex(t) for t in re.findall(r"ELF: note: unknown \(0x([0-9a-f]+)\)", log))
+    assert sorted(pv.notes.unknown) == unknown
+    m = re.search(r"decompress OK, 0x([0-9a-f]+) -> 0x([0-9a-f]+)", log)
+    if m:  # the bzImage's payload and what it unpacked to
+        assert (image.bzimage.payload_length, len(image.data)) == (_hex(m.group(1)), _hex(m.group(2)))
+    addr = {k: _hex(v) for k, v in re.findall(r"^xc: detail:\s+(virt_\w+|elf_paddr_offset|p2m_base)\s+= 0x([0-9a-f]+)",
+                                               log, re.M)}
+    assert addr == {"virt_base": pv.virt_base, "elf_paddr_offset": pv.elf_paddr_offset,
+                    "virt_offset": pv.virt_offset, "virt_kstart": pv.virt_kstart, "virt_kend": pv.virt_kend,
+                    "virt_entry": pv.virt_entry, "p2m_base": pv.p2m_base if pv.p2m_base is not None else 2**64 - 1}
+
+
+def _total_pages(log: str) -> int:
+    total = _hex(re.search(r"xc_dom_mem_init: mem \d+ MB, pages 0x([0-9a-f]+) pages", log).group(1))  # type: ignore
+    assert total == MEMORY_MIB * 256
+    return total
+
+
+def _ours(segments, suite: str) -> List[Tuple[str, int, int, int, int]]:  # type: ignore[no-untyped-def]
+    ours = [(s.name, s.vstart, s.vend, s.pfn, s.pages) for s in segments]
+    if suite in ROUNDED_VEND:
+        ours = [(n, v, v + p * PAGE_SIZE, pfn, p) for n, v, _, pfn, p in ours]
+    return sorted(ours, key=lambda s: s[3])
+
+
+def _pv_layout(xen: xenprivcmd.Handle, suite: str, log: str) -> None:
+    lay = pv_layout(pv_kernel(_kernel(), xen.abi), _total_pages(log), _ramdisk_size(log))
+    assert _ours(lay.segments, suite) == _logged_segments(log)
+    ends = dict(re.findall(r"xc_dom_build_image\s+: (virt_alloc_end|virt_pgtab_end) : 0x([0-9a-f]+)", log))
+    assert (_hex(ends["virt_alloc_end"]), _hex(ends["virt_pgtab_end"])) == (lay.virt_alloc_end, lay.virt_pgtab_end)
+    counted = [(_hex(f), _hex(t), int(n)) for f, t, n in
+               re.findall(r"count_pgtables: 0x[0-9a-f]+/\d+: 0x([0-9a-f]+) -> 0x([0-9a-f]+), (\d+) table", log)]
+    ours_counted = [(lv.vfrom, lv.vto, lv.tables) for m in lay.mappings for lv in reversed(m.levels[:3])]
+    assert ours_counted == counted[-len(ours_counted):]
+    cr3 = re.search(r"vcpu_x86_64: cr3: pfn 0x([0-9a-f]+) mfn 0x([0-9a-f]+)", log)
+    assert cr3 and _hex(cr3.group(1)) == lay.boot_registers()["cr3_pfn"]
+
+
+def _dump(domid: int) -> Tuple[dict, dict, List[int], Dict[int, Tuple[int, List[int]]]]:
+    out = subprocess.run([_bin("pvdump"), str(domid)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    regs, si, p2m, tables = {}, {}, [], {}
+    for line in out.stdout.splitlines():
+        obj = json.loads(line)
+        if "regs" in obj:
+            regs = obj["regs"]
+        elif "start_info" in obj:
+            si = obj["start_info"]
+        elif "p2m" in obj:
+            p2m = obj["p2m"]
+        else:
+            tables[obj["mfn"]] = (obj["table"], obj["entries"])
+    return regs, si, p2m, tables
+
+
+#: Xen's adjust_guest_l1e (xen/arch/x86/pv/mm.h): validating a 64-bit PV guest's L1 entry that
+#: lacks _PAGE_USER, Xen adds _PAGE_USER and _PAGE_GUEST_KERNEL (PTE bit 52).
+PTE_USER, PTE_GUEST_KERNEL = 0x4, 1 << 52
+#: The L4 slots Xen fills with its own mappings (0xffff800000000000 - 0xffff87ffffffffff)
+XEN_L4_SLOTS = range(256, 272)
+
+
+def _pv_boot_state(xen: xenprivcmd.Handle, suite: str, log: str, domid: int) -> None:
+    pv = pv_kernel(_kernel(), xen.abi)
+    regs, si, p2m, tables = _dump(domid)
+    lay = pv_layout(pv, si["nr_pages"], _ramdisk_size(log))
+    assert len(p2m) == lay.p2m_size
+    ours_regs = lay.boot_registers()
+    assert (regs["rip"], regs["rsp"], regs["rsi"]) == (ours_regs["rip"], ours_regs["rsp"], ours_regs["rsi"])
+    assert regs["cr3"] >> 12 == p2m[ours_regs["cr3_pfn"]]
+    fields = lay.start_info_fields()
+    sif_mod_start_pfn = 1 << 3  # public/xen.h
+    assert bool(si["flags"] & sif_mod_start_pfn) == bool(fields.pop("mod_start_pfn"))
+    if suite in ROUNDED_VEND and not lay.ramdisk_unmapped:
+        fields["mod_len"] = lay.ramdisk.pages * PAGE_SIZE
+    assert {k: si[k] for k in fields} == fields
+    assert si["magic"] == pv.guest_type and si["cmd_line"] == "console=hvc0 quiet"
+    assert si["store_mfn"] == p2m[lay.xenstore_pfn] and si["console_mfn"] == p2m[lay.console_pfn]
+    # every page-table page, every entry
+    ours = {p2m[pfn]: page for pfn, page in page_tables(lay, p2m).items()}
+    assert set(ours) == set(tables), "the page-table pages differ"
+    for mfn, (level, entries) in tables.items():
+        mine = [int.from_bytes(ours[mfn][i * 8:i * 8 + 8], "little") for i in range(512)]
+        for i, (got, want) in enumerate(zip(entries, mine)):
+            if level == 4 and i in XEN_L4_SLOTS:
+                continue
+            if level == 1 and want & 1 and not want & PTE_USER:
+                want |= PTE_USER | PTE_GUEST_KERNEL
+            assert got == want, f"L{level} table at mfn {mfn:#x}, entry {i}: {got:#x} != {want:#x}"
+
+
+# -- arm64 --------------------------------------------------------------------------------------------
+
+def _arm_kernel_plan(xen: xenprivcmd.Handle, log: str) -> None:
+    plan = arm64_kernel(_kernel(), xen.abi)
+    m = re.search(r"xc_dom_parse_zimage64_kernel: xen-3.0-aarch64: 0x([0-9a-f]+) -> 0x([0-9a-f]+)", log)
+    assert m, log[-3000:]
+    assert (plan.load_addr, plan.kernel_end) == (_hex(m.group(1)), _hex(m.group(2)))
+    assert plan.guest_type == "xen-3.0-aarch64"
+
+
+def _arm_layout(xen: xenprivcmd.Handle, suite: str, log: str) -> None:
+    dtb_size = _logged_dtb_size(log)
+    lay = arm64_layout(arm64_kernel(_kernel(), xen.abi), _total_pages(log) * PAGE_SIZE,
+                       os.path.getsize(GUEST_RAMDISK), dtb_size, xen.abi)
+    m = re.search(r"meminit: placing boot modules at 0x([0-9a-f]+)", log)
+    assert m and _hex(m.group(1)) == lay.modbase
+    segs = [s for s in (lay.kernel, lay.ramdisk, lay.dtb) if s is not None]
+    assert _ours(segs, suite) == _logged_segments(log)
+
+
+def _logged_dtb_size(log: str) -> int:
+    m = re.search(r"fdt total size (\d+)", log)
+    assert m, "libxl logged no device tree size"
+    return int(m.group(1))
+
+
+def _arm_device_tree(xen: xenprivcmd.Handle, log: str, dumped) -> None:  # type: ignore[no-untyped-def]
+    theirs, reserve = fdt.parse_dtb(dumped.read_bytes())
+    assert reserve == []
+    lay = arm64_layout(arm64_kernel(_kernel(), xen.abi), _total_pages(log) * PAGE_SIZE,
+                       os.path.getsize(GUEST_RAMDISK), _logged_dtb_size(log), xen.abi)
+    gic = re.search(r" - vGIC version: (\S+)", log)
+    assert gic, log[-2000:]
+    regions = [(_hex(a), _hex(b)) for a, b in re.findall(r"Extended region \d+: 0x([0-9a-f]+)->0x([0-9a-f]+)", log)]
+    # the guest's physical address width bounds the last region (40 bits and more end with RAM1)
+    top = regions[-1][1] if regions else 1 << 40
+    bits = max(40, top.bit_length() - 1) if top == 1 << 40 else top.bit_length() - 1
+    v = xen.version()
+    timer = theirs.find("/timer")
+    clock = int.from_bytes(timer.prop("clock-frequency") or b"", "big") if timer is not None else 0
+    rd = lay.ramdisk
+    ours = arm.guest_device_tree(xen.abi, xen_version=(v.major, v.minor), vcpus=2, banks=lay.banks,
+                                 gic_version=int(gic.group(1).lower().lstrip("v")), cmdline="console=hvc0 quiet",
+                                 initrd=(rd.vstart, rd.vend) if rd else None, gpaddr_bits=bits, clock_frequency=clock,
+                                 rng_seed=theirs.find("/chosen").prop("rng-seed"))
+    assert ours == theirs, (fdt.dtb(ours).hex(), dumped.read_bytes().hex())
+    assert [(a, a + s) for a, s in arm.extended_regions(xen.abi, lay.banks, bits)] == regions
