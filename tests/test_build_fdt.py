@@ -1,5 +1,6 @@
-"""Device trees (issue 25): the DTB writer and reader, and the tree an arm64 guest is given,
-against the Device Tree Compiler (Debian's device-tree-compiler: ``dtc``, ``fdtdump``).
+"""Device trees and arm64 guests (issue 25): the DTB writer and reader and the tree an arm64
+guest is given, against the Device Tree Compiler (Debian's device-tree-compiler: ``dtc``,
+``fdtdump``); the arm64 memory layout against libxenguest's own figures.
 
 - a blob of ours and the same tree written by hand as device tree source and compiled by
   dtc decompile (``dtc -I dtb -O dts``) to the same text;
@@ -24,7 +25,10 @@ from hypothesis import strategies as st
 
 from xenprivcmd.abi import variant
 from xenprivcmd.build import arm, fdt
-from xenprivcmd.errors import DecodeError
+from xenprivcmd.build.kernel import arm64_kernel
+from xenprivcmd.errors import DecodeError, ImageError
+
+from .build_helpers import read, suite_files
 
 ARM = variant("4.17.0", arch="aarch64")
 
@@ -273,3 +277,49 @@ def test_guest_tree_options():
                          (dict(banks=[]), "a RAM bank")):
         with pytest.raises(ValueError, match=message):
             arm.guest_device_tree(ARM, **{**base, **bad})
+
+
+# -- the arm64 guest's memory ------------------------------------------------------------------------
+
+def test_arm64_layout_as_libxenguest_placed_it():
+    """xl -vvv create (Xen 4.17.7 arm64, bookworm): memory = 128, Debian's 6.1 Image, the
+    987,464 byte initrd and libxl's 1,583 byte device tree:
+
+    meminit: placing boot modules at 0x47f0d000
+    meminit: ramdisk: 0x47f0d000 -> 0x47fff000
+    meminit: devicetree: 0x47fff000 -> 0x48000000
+    xc_dom_alloc_segment:   kernel       : 0x40000000 -> 0x41f6dfc0  (pfn 0x40000 + 0x1f6e pages)
+    xc_dom_alloc_segment:   module0      : 0x47f0d000 -> 0x47ffe148  (pfn 0x47f0d + 0xf2 pages)
+    xc_dom_alloc_segment:   devicetree   : 0x47fff000 -> 0x47fff62f  (pfn 0x47fff + 0x1 pages)
+    Extended region 0: 0x48000000->0x100000000
+    Extended region 1: 0x200000000->0x10000000000
+    and /chosen/linux,initrd-end = 0x47fff000 in the device tree it dumped."""
+    k = arm64_kernel(read(suite_files("bookworm-arm64")["vmlinuz"]), ARM)
+    lay = arm.arm64_layout(k, 128 << 20, 987464, 1583, ARM)
+    assert lay.modbase == 0x47F0D000 and lay.banks == ((0x40000000, 128 << 20),)
+    assert [(s.name, s.vstart, s.vend, s.pfn, s.pages) for s in (lay.kernel, lay.ramdisk, lay.dtb)] == [
+        ("kernel", 0x40000000, 0x41F6DFC0, 0x40000, 0x1F6E),
+        ("module0", 0x47F0D000, 0x47FFE148, 0x47F0D, 0xF2),
+        ("devicetree", 0x47FFF000, 0x47FFF62F, 0x47FFF, 1)]
+    assert lay.initrd == (0x47F0D000, 0x47FFF000)
+    assert [(a, a + s) for a, s in arm.extended_regions(ARM, lay.banks, 40)] == [
+        (0x48000000, 0x100000000), (0x200000000, 0x10000000000)]
+    # the magic pages from GUEST_MAGIC_BASE (0x39000000): console ring-ref 0x39000 is what
+    # xenstore showed for an xl guest (the notes' privcmd-surface.md)
+    assert (lay.console_pfn, lay.xenstore_pfn) == (0x39000, 0x39001)
+
+
+def test_arm64_layout_limits():
+    k = arm64_kernel(read(suite_files("bookworm-arm64")["vmlinuz"]), ARM)
+    # more RAM than 128 MiB + the modules: they go at 128 MiB into RAM
+    big = arm.arm64_layout(k, 2 << 30, 987464, 1583, ARM)
+    assert big.modbase == 0x48000000 and big.banks == ((0x40000000, 2 << 30),)
+    # past bank 0's 3 GiB, bank 1 at 8 GiB
+    huge = arm.arm64_layout(k, 4 << 30, 0, 1583, ARM)
+    assert huge.banks == ((0x40000000, 3 << 30), (0x200000000, 1 << 30)) and huge.ramdisk is None
+    with pytest.raises(ImageError, match="no room for the device tree and initrd"):
+        arm.arm64_layout(k, 34 << 20, 8 << 20, 1583, ARM)
+    with pytest.raises(ImageError, match="kernel ends past"):
+        arm.arm64_layout(k, 16 << 20, 0, 1583, ARM)
+    with pytest.raises(ImageError, match="more than Arm's guest memory map"):
+        arm.arm64_layout(k, 1 << 41, 0, 1583, ARM)

@@ -44,7 +44,8 @@ def _bin(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, suite):  # type: ignore[no-untyped-def]
-    """(xl's log, domid) of a paused guest made by `xl -vvv create -p`; destroyed after the module."""
+    """(xl's log, domid, the DTB libxl dumped on Arm) of a paused guest `xl -vvv create -p` made;
+    destroyed after the module."""
     cfg = tmp_path_factory.mktemp("layout") / "layout.cfg"
     cfg.write_text(f'name = "{NAME}"\nkernel = "{GUEST_KERNEL}"\nramdisk = "{GUEST_RAMDISK}"\n'
                    f'extra = "console=hvc0 quiet"\nmemory = {MEMORY_MIB}\nvcpus = 2\n')
@@ -253,10 +254,9 @@ def _arm_device_tree(xen: xenprivcmd.Handle, log: str, dumped) -> None:  # type:
     v = xen.version()
     timer = theirs.find("/timer")
     clock = int.from_bytes(timer.prop("clock-frequency") or b"", "big") if timer is not None else 0
-    rd = lay.ramdisk
     ours = arm.guest_device_tree(xen.abi, xen_version=(v.major, v.minor), vcpus=2, banks=lay.banks,
                                  gic_version=int(gic.group(1).lower().lstrip("v")), cmdline="console=hvc0 quiet",
-                                 initrd=(rd.vstart, rd.vend) if rd else None, gpaddr_bits=bits, clock_frequency=clock,
+                                 initrd=lay.initrd, gpaddr_bits=bits, clock_frequency=clock,
                                  rng_seed=theirs.find("/chosen").prop("rng-seed"))
     assert ours == theirs, (fdt.dtb(ours).hex(), dumped.read_bytes().hex())
     assert [(a, a + s) for a, s in arm.extended_regions(xen.abi, lay.banks, bits)] == regions

@@ -64,6 +64,14 @@ class Arm64Layout(NamedTuple):
     entry: int
 
     @property
+    def initrd(self) -> Optional[Tuple[int, int]]:
+        """The initrd's (start, end) for ``/chosen``: libxl writes them from the placement,
+        whose end is the ramdisk's last page's end (zeros after the file's bytes)."""
+        if self.ramdisk is None:
+            return None
+        return self.ramdisk.vstart, self.ramdisk.vstart + self.ramdisk.pages * PAGE_SIZE
+
+    @property
     def console_pfn(self) -> int:
         return dict(self.magic)["console"]
 
