@@ -2,16 +2,18 @@
 
 ``xl -vvv create -p`` builds a paused guest from the kernel and initrd the suite's xl guests
 boot and logs what libxenguest read and where it put each thing (the ELF notes, every
-segment's address and pfn, the page tables counted, cr3).  On x86_64, ``pvdump`` (built per
-suite from tests/realxen/c/pvdump.c against its libxenctrl) then reads the guest as it was
-left: vcpu 0's registers, start_info, the p2m list and every page-table page.  On arm64, libxl
-writes the device tree it made to ``LIBXL_DEBUG_DUMP_DTB``.  xenprivcmd's plan for the same
-kernel, memory and initrd must match all of it: page-table entries and device tree nodes
-included.
+segment's address and pfn, the page tables counted, cr3).  ``pvdump`` (built per suite from
+tests/realxen/c/pvdump.c against its libxenctrl) then reads the guest as it was left: vcpu
+0's context; on x86_64 start_info (its page, byte for byte), the p2m list and every
+page-table page; on arm64 the magic pages' HVM params.  On arm64, libxl also writes the
+device tree it made to ``LIBXL_DEBUG_DUMP_DTB``.  xenprivcmd's plan for the same kernel,
+memory and initrd must match all of it: page-table entries, start_info's bytes, the boot
+vcpu's registers and device tree nodes included.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -23,6 +25,7 @@ import pytest
 import xenprivcmd
 from xenprivcmd.build import arm, fdt
 from xenprivcmd.build.arm import arm64_layout
+from xenprivcmd.build.boot import arm64_vcpu_context, pv_start_info, pv_vcpu_context
 from xenprivcmd.build.constants import elfnote_types
 from xenprivcmd.build.kernel import arm64_kernel, pv_kernel, read_image
 from xenprivcmd.build.x86pv import PAGE_SIZE, page_tables, pv_layout
@@ -112,6 +115,15 @@ def test_boot_state_as_the_toolstack_left_it(xen, suite, built):
         _pv_boot_state(xen, suite, built[0], built[1])
 
 
+def test_boot_vcpu_and_start_info_as_libxenguest_wrote_them(xen, suite, built):
+    """x86_64: start_info's page byte for byte and vcpu 0's context; arm64: vcpu 0's context
+    and the magic pages' HVM params."""
+    if xen.arch == "aarch64":
+        _arm_boot_vcpu(xen, built[0], built[1])
+    else:
+        _pv_boot_vcpu(xen, suite, built[0], built[1])
+
+
 # -- x86_64 PV ---------------------------------------------------------------------------------------
 
 def _pv_kernel_plan(xen: xenprivcmd.Handle, log: str) -> None:
@@ -161,21 +173,26 @@ def _pv_layout(xen: xenprivcmd.Handle, suite: str, log: str) -> None:
     assert cr3 and _hex(cr3.group(1)) == lay.boot_registers()["cr3_pfn"]
 
 
-def _dump(domid: int) -> Tuple[dict, dict, List[int], Dict[int, Tuple[int, List[int]]]]:
+@functools.cache
+def _pvdump(domid: int) -> Dict[str, object]:
+    """pvdump's objects by key (page-table pages under ``"tables"``: mfn -> (level, entries))."""
     out = subprocess.run([_bin("pvdump"), str(domid)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    regs, si, p2m, tables = {}, {}, [], {}
+    objs: Dict[str, object] = {}
+    tables: Dict[int, Tuple[int, List[int]]] = {}
     for line in out.stdout.splitlines():
         obj = json.loads(line)
-        if "regs" in obj:
-            regs = obj["regs"]
-        elif "start_info" in obj:
-            si = obj["start_info"]
-        elif "p2m" in obj:
-            p2m = obj["p2m"]
-        else:
+        if "table" in obj:
             tables[obj["mfn"]] = (obj["table"], obj["entries"])
-    return regs, si, p2m, tables
+        else:
+            objs.update(obj)
+    objs["tables"] = tables
+    return objs
+
+
+def _dump(domid: int) -> Tuple[dict, dict, List[int], Dict[int, Tuple[int, List[int]]]]:
+    d = _pvdump(domid)
+    return d["regs"], d["start_info"], d["p2m"], d["tables"]  # type: ignore[return-value]
 
 
 #: Xen's adjust_guest_l1e (xen/arch/x86/pv/mm.h): validating a 64-bit PV guest's L1 entry that
@@ -183,6 +200,35 @@ def _dump(domid: int) -> Tuple[dict, dict, List[int], Dict[int, Tuple[int, List[
 PTE_USER, PTE_GUEST_KERNEL = 0x4, 1 << 52
 #: The L4 slots Xen fills with its own mappings (0xffff800000000000 - 0xffff87ffffffffff)
 XEN_L4_SLOTS = range(256, 272)
+
+
+def _as_placed(lay, suite: str):  # type: ignore[no-untyped-def]
+    """``lay`` with a mapped ramdisk ending where libxenguest ended it (see ROUNDED_VEND)."""
+    if suite not in ROUNDED_VEND or lay.ramdisk is None or lay.ramdisk_unmapped:
+        return lay
+    return lay._replace(segments=tuple(s._replace(vend=s.vstart + s.pages * PAGE_SIZE) if s.name == "module0"
+                                       else s for s in lay.segments))
+
+
+def _pv_boot_vcpu(xen: xenprivcmd.Handle, suite: str, log: str, domid: int) -> None:
+    regs, si, p2m, _ = _dump(domid)
+    lay = _as_placed(pv_layout(pv_kernel(_kernel(), xen.abi), si["nr_pages"], _ramdisk_size(log)), suite)
+    # the inputs libxl chose: the event channels; the shared info frame is the domain's
+    shinfo = xen.domain_info(domid).shared_info_frame
+    ours = pv_start_info(xen.abi, lay, p2m, shared_info_mfn=shinfo, store_evtchn=si["store_evtchn"],
+                         console_evtchn=si["console_evtchn"], cmdline="console=hvc0 quiet")
+    theirs = bytes.fromhex(_pvdump(domid)["start_info_page"])  # type: ignore[arg-type]
+    if ours != theirs:
+        diff = [i for i in range(len(ours)) if ours[i] != theirs[i]]
+        raise AssertionError(f"start_info differs at bytes {diff[:16]}: ours {ours[:1168].hex()}, "
+                             f"libxenguest's {theirs[:1168].hex()}")
+    ctx = xen.abi.structs["vcpu_guest_context"].from_buffer_copy(pv_vcpu_context(xen.abi, lay, p2m))
+    ur = ctx.user_regs
+    mine = {"rip": ur.rip, "rsp": ur.rsp, "rsi": ur.rsi, "rflags": ur.rflags, "cs": ur.cs, "ss": ur.ss,
+            "ds": ur.ds, "es": ur.es, "fs": ur.fs, "gs": ur.gs, "kernel_ss": ctx.kernel_ss,
+            "kernel_sp": ctx.kernel_sp, "cr3": ctx.ctrlreg[3], "dr6": ctx.debugreg[6], "dr7": ctx.debugreg[7],
+            "flags": ctx.flags}
+    assert {k: regs[k] for k in mine} == mine
 
 
 def _pv_boot_state(xen: xenprivcmd.Handle, suite: str, log: str, domid: int) -> None:
@@ -224,10 +270,13 @@ def _arm_kernel_plan(xen: xenprivcmd.Handle, log: str) -> None:
     assert plan.guest_type == "xen-3.0-aarch64"
 
 
+def _arm_lay(xen: xenprivcmd.Handle, log: str):  # type: ignore[no-untyped-def]
+    return arm64_layout(arm64_kernel(_kernel(), xen.abi), _total_pages(log) * PAGE_SIZE,
+                        os.path.getsize(GUEST_RAMDISK), _logged_dtb_size(log), xen.abi)
+
+
 def _arm_layout(xen: xenprivcmd.Handle, suite: str, log: str) -> None:
-    dtb_size = _logged_dtb_size(log)
-    lay = arm64_layout(arm64_kernel(_kernel(), xen.abi), _total_pages(log) * PAGE_SIZE,
-                       os.path.getsize(GUEST_RAMDISK), dtb_size, xen.abi)
+    lay = _arm_lay(xen, log)
     m = re.search(r"meminit: placing boot modules at 0x([0-9a-f]+)", log)
     assert m and _hex(m.group(1)) == lay.modbase
     segs = [s for s in (lay.kernel, lay.ramdisk, lay.dtb) if s is not None]
@@ -243,8 +292,7 @@ def _logged_dtb_size(log: str) -> int:
 def _arm_device_tree(xen: xenprivcmd.Handle, log: str, dumped) -> None:  # type: ignore[no-untyped-def]
     theirs, reserve = fdt.parse_dtb(dumped.read_bytes())
     assert reserve == []
-    lay = arm64_layout(arm64_kernel(_kernel(), xen.abi), _total_pages(log) * PAGE_SIZE,
-                       os.path.getsize(GUEST_RAMDISK), _logged_dtb_size(log), xen.abi)
+    lay = _arm_lay(xen, log)
     gic = re.search(r" - vGIC version: (\S+)", log)
     assert gic, log[-2000:]
     regions = [(_hex(a), _hex(b)) for a, b in re.findall(r"Extended region \d+: 0x([0-9a-f]+)->0x([0-9a-f]+)", log)]
@@ -260,3 +308,18 @@ def _arm_device_tree(xen: xenprivcmd.Handle, log: str, dumped) -> None:  # type:
                                  rng_seed=theirs.find("/chosen").prop("rng-seed"))
     assert ours == theirs, (fdt.dtb(ours).hex(), dumped.read_bytes().hex())
     assert [(a, a + s) for a, s in arm.extended_regions(xen.abi, lay.banks, bits)] == regions
+
+
+def _arm_boot_vcpu(xen: xenprivcmd.Handle, log: str, domid: int) -> None:
+    lay = _arm_lay(xen, log)
+    d = _pvdump(domid)
+    regs, params = d["regs"], d["params"]
+    m = re.search(r"detail: DTB ([0-9a-f]+)$", log, re.M)  # libxenguest logs x0 (vcpu_arm64)
+    assert m and _hex(m.group(1)) == lay.dtb.vstart
+    ctx = xen.abi.structs["vcpu_guest_context"].from_buffer_copy(
+        arm64_vcpu_context(xen.abi, entry=lay.entry, dtb=lay.dtb.vstart))
+    ur = ctx.user_regs
+    mine = {"pc64": ur.pc64, "x0": ur.x0, "x1": ur.x1, "x2": ur.x2, "x3": ur.x3, "cpsr": ur.cpsr,
+            "sctlr": ctx.sctlr, "ttbr0": ctx.ttbr0, "ttbr1": ctx.ttbr1, "ttbcr": ctx.ttbcr, "flags": ctx.flags}
+    assert {k: regs[k] for k in mine} == mine  # type: ignore[index]
+    assert (params["console_pfn"], params["store_pfn"]) == (lay.console_pfn, lay.xenstore_pfn)  # type: ignore[index]

@@ -3,9 +3,10 @@
 Every number comes from the variant's generated tables (``variant.constants``, built from
 Xen's public headers for each release and arch: the ELF note types, Arm's guest memory map
 and interrupts, PSCI function numbers, start_info flags ...).  The few the tables do not
-carry yet -- public/device_tree_defs.h's -- are kept in :data:`PENDING`, the one place they
-live, as Xen 4.17 and 4.20 spell them.  TODO: drop each entry once the generator emits it;
-``tests/test_build_kernel.py`` fails when an entry differs from the tables.
+carry yet -- public/device_tree_defs.h's, and arch-arm.h's ``SCTLR_GUEST_INIT`` (written
+with ``xen_mk_ullong``, which the generator does not evaluate) -- are kept in :data:`PENDING`,
+the one place they live, as Xen 4.14 to 4.21 spell them.  TODO: drop each entry once the
+generator emits it; ``tests/test_build_kernel.py`` fails when an entry differs from the tables.
 
 >>> from xenprivcmd.abi import variant
 >>> const(variant("4.17.0"), "XEN_ELFNOTE_ENTRY"), const(variant("4.17.0", arch="aarch64"), "GUEST_RAM0_BASE")
@@ -23,13 +24,15 @@ if TYPE_CHECKING:
 __all__ = ["const", "PENDING", "ELFNOTE_NAMES", "elfnote_types"]
 
 #: arch ("x86_64", "aarch64", or "*" for every arch) -> name -> value: what the generated
-#: tables do not carry yet (the device tree definitions of public/device_tree_defs.h).
+#: tables do not carry yet (the device tree definitions of public/device_tree_defs.h, and
+#: public/arch-arm.h's SCTLR_GUEST_INIT: the boot vcpu's system control register).
 PENDING: Dict[str, Dict[str, int]] = {
     "aarch64": {
         "GUEST_PHANDLE_GIC": 65000,
         "GUEST_ROOT_ADDRESS_CELLS": 2,
         "GUEST_ROOT_SIZE_CELLS": 2,
         "DT_IRQ_TYPE_LEVEL_LOW": 8,
+        "SCTLR_GUEST_INIT": 0x00C50078,
     },
 }
 

@@ -1,9 +1,12 @@
-/* What a paused x86_64 PV guest holds at boot, read through libxenctrl: one JSON object per line.
+/* What a paused guest holds at boot, read through libxenctrl: one JSON object per line.
  *
  *   pvdump DOMID
  *
- *   {"regs": {...}}          vcpu 0's rip, rsp, rsi, cr3 and flags (xc_vcpu_getcontext)
+ * x86_64 PV:
+ *   {"regs": {...}}          vcpu 0's context as xc_vcpu_getcontext gives it: rip, rsp, rsi,
+ *                            rflags, the segment selectors, cr3, dr6, dr7, flags, kernel_ss/sp
  *   {"start_info": {...}}    the start_info page rsi points at
+ *   {"start_info_page": "..."}  that page's 4096 bytes, hex
  *   {"p2m": [...]}           the p2m list start_info's mfn_list points at (nr_pages entries)
  *   {"table": L, "mfn": M, "entries": [...]}   every page-table page reachable from cr3
  *                            (L = 4..1), but through Xen's own L4 slots
@@ -12,7 +15,12 @@
  * addresses are translated by walking the guest's own page tables from cr3, as the MMU
  * does.  Built per Debian suite by tools/run-tests against that suite's libxen-dev; run by
  * tests/realxen/test_build_layout.py on a guest `xl create -p` made, to compare the layout
- * and page tables libxenguest wrote with xenprivcmd.build's.  Not for arm64 (no PV there).
+ * and page tables libxenguest wrote with xenprivcmd.build's.
+ *
+ * arm64:
+ *   {"regs": {...}}          vcpu 0's context: pc64, x0..x3, cpsr, sctlr, ttbr0, ttbr1, ttbcr, flags
+ *   {"params": {...}}        the HVM params of the magic pages: console_pfn, store_pfn and their
+ *                            event channels (xc_hvm_param_get)
  */
 #define XC_WANT_COMPAT_MAP_FOREIGN_API
 #include <inttypes.h>
@@ -20,6 +28,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <xenctrl.h>
+#include <xen/hvm/params.h>
 
 #if defined(__x86_64__)
 
@@ -100,9 +109,13 @@ int main(int argc, char **argv)
     const vcpu_guest_context_x86_64_t *c = &ctx.x64;
     uint64_t l4mfn = c->ctrlreg[3] >> 12;
     printf("{\"regs\": {\"rip\": %" PRIu64 ", \"rsp\": %" PRIu64 ", \"rsi\": %" PRIu64 ", \"cr3\": %" PRIu64
-           ", \"flags\": %" PRIu64 ", \"kernel_sp\": %" PRIu64 "}}\n",
+           ", \"flags\": %" PRIu64 ", \"kernel_sp\": %" PRIu64 ", \"kernel_ss\": %" PRIu64
+           ", \"rflags\": %" PRIu64 ", \"cs\": %u, \"ss\": %u, \"ds\": %u, \"es\": %u, \"fs\": %u, \"gs\": %u"
+           ", \"dr6\": %" PRIu64 ", \"dr7\": %" PRIu64 "}}\n",
            (uint64_t)c->user_regs.rip, (uint64_t)c->user_regs.rsp, (uint64_t)c->user_regs.rsi,
-           (uint64_t)c->ctrlreg[3], (uint64_t)c->flags, (uint64_t)c->kernel_sp);
+           (uint64_t)c->ctrlreg[3], (uint64_t)c->flags, (uint64_t)c->kernel_sp, (uint64_t)c->kernel_ss,
+           (uint64_t)c->user_regs.rflags, c->user_regs.cs, c->user_regs.ss, c->user_regs.ds, c->user_regs.es,
+           c->user_regs.fs, c->user_regs.gs, (uint64_t)c->debugreg[6], (uint64_t)c->debugreg[7]);
 
     start_info_t *si = (start_info_t *)map(translate(l4mfn, c->user_regs.rsi));
     printf("{\"start_info\": {\"magic\": \"%.31s\", \"nr_pages\": %" PRIu64 ", \"shared_info\": %" PRIu64
@@ -126,6 +139,10 @@ int main(int argc, char **argv)
             putchar(ch);
     }
     printf("\"}}\n");
+    printf("{\"start_info_page\": \"");
+    for (int i = 0; i < 4096; i++)
+        printf("%02x", ((const unsigned char *)si)[i]);
+    printf("\"}\n");
     uint64_t nr_pages = si->nr_pages, mfn_list = si->mfn_list;
     munmap(si, 4096);
 
@@ -143,11 +160,55 @@ int main(int argc, char **argv)
     return 0;
 }
 
+#elif defined(__aarch64__)
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: pvdump DOMID\n");
+        return 2;
+    }
+    uint32_t domid = strtoul(argv[1], NULL, 10);
+    xc_interface *xch = xc_interface_open(NULL, NULL, 0);
+    if (!xch) {
+        perror("xc_interface_open");
+        return 1;
+    }
+    vcpu_guest_context_any_t ctx;
+    if (xc_vcpu_getcontext(xch, domid, 0, &ctx)) {
+        perror("xc_vcpu_getcontext");
+        return 1;
+    }
+    const vcpu_guest_context_t *c = &ctx.c;
+    printf("{\"regs\": {\"pc64\": %" PRIu64 ", \"x0\": %" PRIu64 ", \"x1\": %" PRIu64 ", \"x2\": %" PRIu64
+           ", \"x3\": %" PRIu64 ", \"cpsr\": %" PRIu64 ", \"sctlr\": %" PRIu64 ", \"ttbr0\": %" PRIu64
+           ", \"ttbr1\": %" PRIu64 ", \"ttbcr\": %" PRIu64 ", \"flags\": %" PRIu64 "}}\n",
+           (uint64_t)c->user_regs.pc64, (uint64_t)c->user_regs.x0, (uint64_t)c->user_regs.x1,
+           (uint64_t)c->user_regs.x2, (uint64_t)c->user_regs.x3, (uint64_t)c->user_regs.cpsr, (uint64_t)c->sctlr,
+           (uint64_t)c->ttbr0, (uint64_t)c->ttbr1, (uint64_t)c->ttbcr, (uint64_t)c->flags);
+    static const struct { const char *name; int param; } params[] = {
+        {"console_pfn", HVM_PARAM_CONSOLE_PFN}, {"store_pfn", HVM_PARAM_STORE_PFN},
+        {"console_evtchn", HVM_PARAM_CONSOLE_EVTCHN}, {"store_evtchn", HVM_PARAM_STORE_EVTCHN},
+    };
+    printf("{\"params\": {");
+    for (unsigned i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+        uint64_t value;
+        if (xc_hvm_param_get(xch, domid, params[i].param, &value)) {
+            perror(params[i].name);
+            return 1;
+        }
+        printf("%s\"%s\": %" PRIu64, i ? ", " : "", params[i].name, value);
+    }
+    printf("}}\n");
+    xc_interface_close(xch);
+    return 0;
+}
+
 #else
 
 int main(void)
 {
-    fprintf(stderr, "pvdump: x86_64 PV guests only\n");
+    fprintf(stderr, "pvdump: x86_64 and arm64 only\n");
     return 2;
 }
 
