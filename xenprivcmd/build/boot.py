@@ -76,9 +76,10 @@ def pv_start_info(variant: Variant, layout: PvLayout, p2m: PfnMap, *, shared_inf
         _put(si, name, value)
     _put(si.console.domU, "mfn", mfn(layout.console_pfn))
     _put(si.console.domU, "evtchn", console_evtchn)
-    ctypes.memmove(si.cmd_line, raw, len(raw))
     page = bytearray(PAGE_SIZE)
     page[:ctypes.sizeof(si)] = bytes(si)
+    at = type(si).cmd_line.offset
+    page[at:at + len(raw)] = raw
     return bytes(page)
 
 
