@@ -17,7 +17,7 @@ import struct
 import pytest
 
 from xenprivcmd.abi import variant
-from xenprivcmd.build.boot import NO_DTB, arm64_vcpu_context, pv_start_info, pv_vcpu_context
+from xenprivcmd.build.boot import NO_DTB, arm64_vcpu_context, grant_seed, pv_start_info, pv_vcpu_context
 from xenprivcmd.build.kernel import pv_kernel, read_image
 from xenprivcmd.build.x86pv import PAGE_SIZE, page_tables, pv_layout
 from xenprivcmd.errors import ConfigError
@@ -200,3 +200,17 @@ def test_every_release_from_4_14_has_what_they_need(small):
             1, 0x40000000, 0x48000000, cpsr, 0x00C50078), release
         arm.add(len(raw))
     assert len(x86) == 1 and arm == {344, 352}
+
+
+def test_grant_seed():
+    # grant_entry_v1 (public/grant_table.h): u16 flags, u16 domid, u32 frame; GTF_permit_access 1;
+    # GNTTAB_RESERVED_CONSOLE 0, GNTTAB_RESERVED_XENSTORE 1
+    for v in (X86, ARM):
+        raw = grant_seed(v, 7, console_frame=0x39000, xenstore_frame=0x39001)
+        assert struct.unpack("<HHIHHI", raw) == (1, 0, 0x39000, 1, 0, 0x39001)
+    raw = grant_seed(X86, 7, console_frame=0x1234, xenstore_frame=0xFFFFFFFF, xenstore_domid=7, console_domid=3)
+    assert struct.unpack("<HHIHHI", raw) == (1, 3, 0x1234, 0, 0, 0)  # the guest's own xenstore: no grant
+    with pytest.raises(ValueError, match="xenstore_frame"):
+        grant_seed(X86, 7, console_frame=1, xenstore_frame=1 << 32)
+    with pytest.raises(ValueError, match="console_domid"):
+        grant_seed(X86, 7, console_frame=1, xenstore_frame=1, console_domid=0x7FF0)

@@ -25,7 +25,7 @@ import pytest
 import xenprivcmd
 from xenprivcmd.build import arm, fdt
 from xenprivcmd.build.arm import arm64_layout
-from xenprivcmd.build.boot import arm64_vcpu_context, pv_start_info, pv_vcpu_context
+from xenprivcmd.build.boot import arm64_vcpu_context, grant_seed, pv_start_info, pv_vcpu_context
 from xenprivcmd.build.constants import elfnote_types
 from xenprivcmd.build.kernel import arm64_kernel, pv_kernel, read_image
 from xenprivcmd.build.x86pv import PAGE_SIZE, page_tables, pv_layout
@@ -122,6 +122,26 @@ def test_boot_vcpu_and_start_info_as_libxenguest_wrote_them(xen, suite, built):
         _arm_boot_vcpu(xen, built[0], built[1])
     else:
         _pv_boot_vcpu(xen, suite, built[0], built[1])
+
+
+def test_grant_table_seeded_as_libxenguest_seeded_it(xen, built):
+    """Entries 0 and 1 of the guest's grant table (read through XENMEM_acquire_resource), and
+    the frames libxenguest logged for them, are grant_seed's."""
+    log, domid = built[0], built[1]
+    logged = {int(i): (int(d), _hex(f)) for i, d, f in
+              re.findall(r"xc_dom_set_gnttab_entry: d\d+ gnt\[(\d+)\] -> d(\d+) 0x([0-9a-f]+)", log)}
+    if xen.arch == "aarch64":
+        lay = _arm_lay(xen, log)
+        console, store = lay.console_pfn, lay.xenstore_pfn
+    else:
+        p2m = _dump(domid)[2]
+        lay = pv_layout(pv_kernel(_kernel(), xen.abi), _total_pages(log), _ramdisk_size(log))
+        console, store = p2m[lay.console_pfn], p2m[lay.xenstore_pfn]
+    assert logged == {0: (0, console), 1: (0, store)}
+    ours = grant_seed(xen.abi, domid, console_frame=console, xenstore_frame=store)
+    with xen.map_resource(domid, "grant_table", id=0, frame=0, count=1) as m:
+        theirs = bytes(m.view()[:len(ours)])
+    assert ours == theirs
 
 
 # -- x86_64 PV ---------------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 """What the domain builder hands the guest at boot, as bytes in a release's own layout:
-an x86_64 PV guest's start_info page, and the boot vcpu's first context (x86_64 PV and
-arm64) for ``XEN_DOMCTL_setvcpucontext``.
+an x86_64 PV guest's start_info page, the boot vcpu's first context (x86_64 PV and
+arm64) for ``XEN_DOMCTL_setvcpucontext``, and the grant table's first entries, which let
+the console and xenstore daemons map the guest's rings.
 
 Each function fills the structure the variant's generated tables declare (``start_info``,
 ``vcpu_guest_context``: public/xen.h, public/arch-x86/xen-x86_64.h, public/arch-arm.h) with
 what libxenguest puts there (``tools/libs/guest/xg_dom_x86.c`` ``start_info_x86_64`` and
-``vcpu_x86_64``, ``xg_dom_arm.c`` ``vcpu_arm64``; the same from Xen 4.14 to 4.21), and
+``vcpu_x86_64``, ``xg_dom_arm.c`` ``vcpu_arm64``, ``xg_dom_boot.c`` ``xc_dom_gnttab_seed``;
+the same from Xen 4.14 to 4.21), and
 leaves every other byte zero, as libxenguest does.  Pure functions over a layout and
 integers; nothing here touches a hypervisor.
 
@@ -27,8 +29,8 @@ if TYPE_CHECKING:
     from ..abi import Variant
     from .x86pv import PfnMap, PvLayout
 
-__all__ = ["pv_start_info", "pv_vcpu_context", "arm64_vcpu_context", "X86_DR6_DEFAULT", "X86_DR7_DEFAULT",
-           "X86_EFLAGS_IF", "NO_DTB"]
+__all__ = ["pv_start_info", "pv_vcpu_context", "arm64_vcpu_context", "grant_seed", "X86_DR6_DEFAULT",
+           "X86_DR7_DEFAULT", "X86_EFLAGS_IF", "NO_DTB"]
 
 #: The architectural reset values of %dr6 and %dr7 (Intel SDM vol. 3, 18.2.3/18.2.4), which
 #: libxenguest gives a PV guest's boot vcpu
@@ -133,3 +135,36 @@ def arm64_vcpu_context(variant: Variant, *, entry: int, dtb: int = NO_DTB) -> by
     ctx.sctlr = constants.const(variant, "SCTLR_GUEST_INIT")
     ctx.flags = constants.const(variant, "VGCF_online")
     return bytes(ctx)
+
+
+def grant_seed(variant: Variant, domid: int, *, console_frame: int, xenstore_frame: int, console_domid: int = 0,
+               xenstore_domid: int = 0) -> bytes:
+    """The first two entries (v1) of guest ``domid``'s grant table, as libxenguest seeds
+    them before the guest runs: ``GNTTAB_RESERVED_CONSOLE`` grants ``console_domid`` (the
+    console daemon's domain) access to the console ring at ``console_frame``, and
+    ``GNTTAB_RESERVED_XENSTORE`` grants ``xenstore_domid`` the xenstore ring at
+    ``xenstore_frame`` (frames as the guest's grants name them: machine frames for an
+    x86 PV guest, guest frames on Arm).  An entry for a daemon in the guest itself stays
+    zero, as libxenguest leaves it.  The bytes go at the start of the table's frame 0.
+
+    Raises ``ValueError`` for a frame that does not fit an entry's 32 bits, or a domid
+    outside 0..0x7fef.
+    """
+    for what, value in (("domid", domid), ("console_domid", console_domid), ("xenstore_domid", xenstore_domid)):
+        if not 0 <= value < 0x7FF0:
+            raise ValueError(f"{what}: {value} is no domain id")
+    for what, value in (("console_frame", console_frame), ("xenstore_frame", xenstore_frame)):
+        if not 0 <= value <= 0xFFFFFFFF:
+            raise ValueError(f"{what}: {value:#x} does not fit a v1 grant entry's 32-bit frame")
+    entry = variant.structs["grant_entry_v1"]
+    size = ctypes.sizeof(entry)
+    out = bytearray(size * 2)
+    for index, backend, frame in ((constants.const(variant, "GNTTAB_RESERVED_CONSOLE"), console_domid, console_frame),
+                                  (constants.const(variant, "GNTTAB_RESERVED_XENSTORE"), xenstore_domid,
+                                   xenstore_frame)):
+        if backend == domid:
+            continue
+        e = entry()
+        e.flags, e.domid, e.frame = constants.const(variant, "GTF_permit_access"), backend, frame
+        out[index * size:(index + 1) * size] = bytes(e)
+    return bytes(out)
