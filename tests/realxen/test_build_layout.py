@@ -140,7 +140,7 @@ def test_grant_table_seeded_as_libxenguest_seeded_it(xen, built):
     assert logged == {0: (0, console), 1: (0, store)}
     ours = grant_seed(xen.abi, domid, console_frame=console, xenstore_frame=store)
     with xen.map_resource(domid, "grant_table", id=0, frame=0, count=1) as m:
-        theirs = bytes(m.view()[:len(ours)])
+        theirs = bytes(m.view[:len(ours)])
     assert ours == theirs
 
 
