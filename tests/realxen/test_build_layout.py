@@ -141,8 +141,13 @@ def test_grant_table_seeded_as_libxenguest_seeded_it(xen, built):
     assert logged == {0: (0, console), 1: (0, store)}
     ours = grant_seed(xen.abi, domid, console_frame=console, xenstore_frame=store)
     with xen.map_resource(domid, "grant_table", id=0, frame=0, count=1) as m:
-        theirs = bytes(m.view[:len(ours)])
-    assert ours == theirs
+        theirs = bytearray(m.view[:len(ours)])
+    # Xen sets GTF_reading/GTF_writing in an entry's flags while its grantee has the page
+    # mapped (public/grant_table.h): xenconsoled maps the console ring by its grant
+    in_use = xen.abi.constants["GTF_reading"] | xen.abi.constants["GTF_writing"]
+    for at in range(0, len(theirs), 8):
+        theirs[at] &= ~in_use & 0xFF
+    assert ours == bytes(theirs)
 
 
 def test_guest_memory_as_libxenguest_wrote_it(xen, suite, built):
@@ -382,5 +387,8 @@ def _arm_boot_vcpu(xen: xenprivcmd.Handle, log: str, domid: int) -> None:
     ur = ctx.user_regs
     mine = {"pc64": ur.pc64, "x0": ur.x0, "x1": ur.x1, "x2": ur.x2, "x3": ur.x3, "cpsr": ur.cpsr,
             "sctlr": ctx.sctlr, "ttbr0": ctx.ttbr0, "ttbr1": ctx.ttbr1, "ttbcr": ctx.ttbcr, "flags": ctx.flags}
-    assert {k: regs[k] for k in mine} == mine  # type: ignore[index]
+    # libxenguest before Xen commit ad8663a75a left debug exceptions unmasked (bookworm's
+    # 4.17); the builder masks them, as Linux's boot protocol asks (trixie's 4.20 does too)
+    theirs = dict(regs, cpsr=regs["cpsr"] | xen.abi.constants["PSR_DBG_MASK"])  # type: ignore[call-overload]
+    assert {k: theirs[k] for k in mine} == mine
     assert (params["console_pfn"], params["store_pfn"]) == (lay.console_pfn, lay.xenstore_pfn)  # type: ignore[index]

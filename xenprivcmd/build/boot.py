@@ -7,8 +7,7 @@ Each function fills the structure the variant's generated tables declare (``star
 ``vcpu_guest_context``: public/xen.h, public/arch-x86/xen-x86_64.h, public/arch-arm.h) with
 what libxenguest puts there (``tools/libs/guest/xg_dom_x86.c`` ``start_info_x86_64`` and
 ``vcpu_x86_64``, ``xg_dom_arm.c`` ``vcpu_arm64``, ``xg_dom_boot.c`` ``xc_dom_gnttab_seed``;
-the same from Xen 4.14 to 4.21), and
-leaves every other byte zero, as libxenguest does.  Pure functions over a layout and
+the same from Xen 4.14 to 4.21), and leaves every other byte zero, as libxenguest does.  Pure functions over a layout and
 integers; nothing here touches a hypervisor.
 
 >>> from xenprivcmd.abi import variant
@@ -119,7 +118,9 @@ def pv_vcpu_context(variant: Variant, layout: PvLayout, p2m: PfnMap) -> bytes:
 
 def arm64_vcpu_context(variant: Variant, *, entry: int, dtb: int = NO_DTB) -> bytes:
     """The boot vcpu's ``vcpu_guest_context`` for an arm64 guest: online, at ``entry`` in
-    EL1h with exceptions masked (``PSR_GUEST64_INIT``), the MMU off (``SCTLR_GUEST_INIT``),
+    EL1h with every exception masked (PSTATE.DAIF: ``PSR_GUEST64_INIT | PSR_DBG_MASK``, as
+    Linux's boot protocol requires; Xen's header adds the debug mask itself after 4.22,
+    commit ad8663a75a, and Debian's 4.20 has it), the MMU off (``SCTLR_GUEST_INIT``),
     and, per Linux's arm64 boot protocol, the device tree's guest-physical address in x0
     (``dtb``; :data:`NO_DTB` without one) and x1..x3 zero.
 
@@ -131,7 +132,7 @@ def arm64_vcpu_context(variant: Variant, *, entry: int, dtb: int = NO_DTB) -> by
     ctx = variant.structs["vcpu_guest_context"]()
     ctx.user_regs.pc64 = entry
     ctx.user_regs.x0 = dtb
-    ctx.user_regs.cpsr = constants.const(variant, "PSR_GUEST64_INIT")
+    ctx.user_regs.cpsr = constants.const(variant, "PSR_GUEST64_INIT") | constants.const(variant, "PSR_DBG_MASK")
     ctx.sctlr = constants.const(variant, "SCTLR_GUEST_INIT")
     ctx.flags = constants.const(variant, "VGCF_online")
     return bytes(ctx)
