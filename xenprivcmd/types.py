@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 else:  # the same classes, without importing typing (see _ntuple)
     from ._ntuple import NamedTuple
 
-__all__ = ["VersionInfo", "DomainInfo", "DomainState", "VcpuInfo", "VcpuAffinity", "VcpuListEntry", "SchedParams", "PhysInfo", "CpuTopology", "NumaNode", "PcpuInfo", "CpuPool", "SHUTDOWN_REASONS"]
+__all__ = ["VersionInfo", "DomainInfo", "DomainState", "VcpuInfo", "VcpuAffinity", "VcpuListEntry", "SchedParams", "PhysInfo", "CpuTopology", "NumaNode", "PcpuInfo", "CpuPool", "WatchEvent", "XenstorePermission", "DomainEvent", "SHUTDOWN_REASONS"]
 
 
 class VersionInfo(NamedTuple):
@@ -439,3 +439,50 @@ class CpuPool(NamedTuple):
     scheduler: str
     cpus: FrozenSet[int]
     n_dom: int
+
+
+class WatchEvent(NamedTuple):
+    """A xenstore watch firing (``XS_WATCH_EVENT``).
+
+    :path: the node that changed: the watched path or a node below it (or the special path
+        ``@introduceDomain`` / ``@releaseDomain`` itself)
+    :token: the token the watch was registered with
+    """
+
+    path: str
+    token: str
+
+
+class XenstorePermission(NamedTuple):
+    """One entry of a xenstore node's permissions (``XS_GET_PERMS``).  The first entry of a
+    node's list names its owner, and its access is what every domain not listed gets; each
+    further entry gives one domain its access.
+
+    :domid: the domain
+    :access: ``"none"``, ``"read"``, ``"write"`` or ``"both"`` (xenstore's ``n``, ``r``, ``w``, ``b``)
+    """
+
+    domid: int
+    access: str
+
+    def __str__(self) -> str:
+        """The wire form, e.g. ``b0``."""
+        return {"none": "n", "read": "r", "write": "w", "both": "b"}[self.access] + str(self.domid)
+
+
+class DomainEvent(NamedTuple):
+    """A change of a domain's life (:meth:`~xenprivcmd.Handle.events`).
+
+    :event: ``started``, ``paused``, ``unpaused``, ``shutdown``, ``dying`` or ``destroyed``
+    :domid: the domain's id
+    :name: its name from xenstore (``None`` when it has none, or none was known before it went)
+    :detail: for ``shutdown``, the reason: ``poweroff``, ``reboot``, ``suspend``, ``crash``,
+        ``watchdog`` or ``soft_reset``; ``None`` for the other events
+    :time: when the change was seen, in seconds since the epoch
+    """
+
+    event: str
+    domid: int
+    name: Optional[str]
+    detail: Optional[str]
+    time: float

@@ -12,7 +12,10 @@ in the host's byte order, followed by ``len`` bytes of payload, at most
 reply echoes ``type`` and ``req_id``, or has type ``XS_ERROR`` and an errno
 *name* such as ``"ENOENT\\0"``.  This client issues one request at a time on
 its connection (a lock is held from sending the request to reading the whole
-reply), registers no watches and uses no transactions (``tx_id`` 0).
+reply).  Watch events (``XS_WATCH_EVENT``) may arrive at any time: the client
+queues each for its watch (:meth:`Xenstore.watch`, :mod:`.watch`), also while
+waiting for a reply.  Transactions (:meth:`Xenstore.transaction`,
+:mod:`.transaction`) carry their id in ``tx_id``; other requests 0.
 
 Two transports speak the same framing:
 
@@ -55,45 +58,38 @@ from _thread import allocate_lock
 
 from ..abi.hypercalls import check_domid
 from ..errors import DecodeError, XenstoreError, XenstoreNoEntry, XenstoreTimeout, XenstoreUnavailable
+from ..types import WatchEvent
 from .connection import ENV_PATH, Connection, connect_auto, connect_path
+from .ops import _path_bytes, _text
+from .session import ConnectionOps
 from .wire import (
     _TYPE_NAMES,
     DEFAULT_TIMEOUT,
     HEADER,
     XENSTORE_PAYLOAD_MAX,
-    XS_DIRECTORY,
     XS_ERROR,
-    XS_GET_DOMAIN_PATH,
-    XS_READ,
-    XS_RM,
-    XS_WRITE,
+    XS_UNWATCH,
+    XS_WATCH,
+    XS_WATCH_EVENT,
     errno_from_name,
     error,
 )
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and uuid are not loaded by a one-shot listing
-    from typing import Callable, Dict, List, Optional, Union
+    from typing import Callable, Dict, List, Optional, Tuple
+
+    from .watch import Watch
+
+#: Events kept per watch that nobody has taken yet; older ones are dropped (``dropped_events``).
+WATCH_QUEUE_MAX = 4096
+#: How often a waiting watch looks again at events other threads' requests queued, in seconds.
+WATCH_SLICE = 0.05
 
 __all__ = ["Xenstore", "try_domain_names"]
 
 # --------------------------------------------------------------------------
 # The client
-
-
-def _path_bytes(path: str) -> bytes:
-    if not isinstance(path, str) or not path:
-        raise ValueError(f"xenstore path must be a non-empty str, not {path!r}")
-    if "\0" in path:
-        raise ValueError(f"xenstore path contains a NUL: {path!r}")
-    return path.encode("utf-8")
-
-
-def _text(value: bytes) -> str:
-    """A xenstore value as text: a trailing NUL dropped, undecodable bytes replaced."""
-    if value.endswith(b"\0"):
-        value = value[:-1]
-    return value.decode("utf-8", errors="replace")
 
 
 def _parse_uuid(text: str) -> Optional[str]:
@@ -105,7 +101,7 @@ def _parse_uuid(text: str) -> Optional[str]:
         return None
 
 
-class Xenstore:
+class Xenstore(ConnectionOps):
     """A connection to xenstore.
 
     ``with Xenstore.open() as xs: xs.read("/local/domain/0/name")``.  Safe to
@@ -128,6 +124,12 @@ class Xenstore:
         self._req_id = 0
         self._closed = False
         self.reconnects = 0
+        #: token -> the watch's queue of events; token -> its path (re-registered after a reconnect)
+        self._queues: Dict[str, List[WatchEvent]] = {}
+        self._watches: Dict[str, str] = {}
+        self._token_seq = 0
+        #: watch events dropped because a watch's queue was full (WATCH_QUEUE_MAX)
+        self.dropped_events = 0
 
     @classmethod
     def open(cls, path: Optional[str] = None, *, timeout: Optional[float] = DEFAULT_TIMEOUT) -> Xenstore:
@@ -182,6 +184,8 @@ class Xenstore:
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            self._queues.clear()
+            self._watches.clear()
             self._drop()
 
     def __enter__(self) -> Xenstore:
@@ -213,6 +217,11 @@ class Xenstore:
             except socket.timeout as e:
                 raise XenstoreTimeout(_errno.ETIMEDOUT, f"xenstore: connect timed out after {self.timeout} s") from e
             self.reconnects += 1
+            transport = self._transport
+            for token, path in list(self._watches.items()):  # xenstored forgot them with the old connection
+                self._exchange(transport, XS_WATCH, _path_bytes(path) + b"\0" + token.encode("utf-8") + b"\0",
+                               path, 0)
+            return transport
         return self._transport
 
     def _recv_exact(self, transport: Connection, size: int, what: str) -> bytes:
@@ -226,11 +235,20 @@ class Xenstore:
             got += len(chunk)
         return b"".join(chunks)
 
-    def request(self, msg_type: int, payload: bytes, *, path: Optional[str] = None) -> bytes:
-        """Send one message and return the payload of its reply.
+    def _message(self, transport: Connection, where: str) -> Tuple[int, int, bytes]:
+        """One whole message: (type, req_id, payload)."""
+        header = self._recv_exact(transport, HEADER.size, "the reply header")
+        rtype, rid, _tx, length = HEADER.unpack(header)
+        if length > XENSTORE_PAYLOAD_MAX:
+            raise DecodeError(f"xenstore{where}: reply length {length} exceeds {XENSTORE_PAYLOAD_MAX}")
+        return rtype, rid, self._recv_exact(transport, length, "the reply payload")
 
-        Raises :class:`XenstoreError` for an error reply, :class:`DecodeError`
-        for a malformed one, :class:`XenstoreTimeout` when none comes in time.
+    def request(self, msg_type: int, payload: bytes, *, path: Optional[str] = None, tx_id: int = 0) -> bytes:
+        """Send one message (in transaction ``tx_id``, 0 for none) and return the payload of its reply.
+
+        Watch events that arrive before the reply are queued for their watches.  Raises
+        :class:`XenstoreError` for an error reply, :class:`DecodeError` for a malformed one,
+        :class:`XenstoreTimeout` when none comes in time.
         """
         op = _TYPE_NAMES.get(msg_type, str(msg_type))
         where = f" {path}" if path is not None else ""
@@ -243,65 +261,152 @@ class Xenstore:
             )
         with self._lock:
             transport = self._connected()
-            self._req_id = (self._req_id + 1) & 0xFFFFFFFF
-            req_id = self._req_id
-            try:
-                transport.send(HEADER.pack(msg_type, req_id, 0, len(payload)) + payload, self.timeout)
-                header = self._recv_exact(transport, HEADER.size, "the reply header")
-                rtype, rid, _tx, length = HEADER.unpack(header)
+            return self._exchange(transport, msg_type, payload, path, tx_id)
+
+    def _exchange(self, transport: Connection, msg_type: int, payload: bytes, path: Optional[str],
+                  tx_id: int) -> bytes:
+        """One request and its reply on ``transport``; the caller holds the lock."""
+        op = _TYPE_NAMES.get(msg_type, str(msg_type))
+        where = f" {path}" if path is not None else ""
+        self._req_id = (self._req_id + 1) & 0xFFFFFFFF or 1
+        req_id = self._req_id
+        try:
+            transport.send(HEADER.pack(msg_type, req_id, tx_id, len(payload)) + payload, self.timeout)
+            while True:
+                rtype, rid, body = self._message(transport, f" {op}{where}")
+                if rtype == XS_WATCH_EVENT:
+                    self._queue_event(body)
+                    continue
                 if rid != req_id:
                     raise DecodeError(f"xenstore {op}{where}: reply to request {rid}, expected {req_id}")
-                if length > XENSTORE_PAYLOAD_MAX:
-                    raise DecodeError(f"xenstore {op}{where}: reply length {length} exceeds {XENSTORE_PAYLOAD_MAX}")
                 if rtype not in (msg_type, XS_ERROR):
                     name = _TYPE_NAMES.get(rtype, str(rtype))
                     raise DecodeError(f"xenstore {op}{where}: reply of type {name}")
-                body = self._recv_exact(transport, length, "the reply payload")
-            except DecodeError:
-                self._drop()
-                raise
-            except socket.timeout as e:
-                self._drop()
-                raise XenstoreTimeout(
-                    _errno.ETIMEDOUT, f"xenstore {op}{where}: no reply within {self.timeout} s", path=path, op=op
-                ) from e
-            except OSError as e:
-                self._drop()
-                err = e.errno or _errno.EIO
-                raise XenstoreError(err, f"xenstore {op}{where}: {os.strerror(err)}", path=path, op=op) from e
-            except BaseException:  # KeyboardInterrupt mid-reply: the stream is out of step
-                self._drop()
-                raise
+                break
+        except DecodeError:
+            self._drop()
+            raise
+        except socket.timeout as e:
+            self._drop()
+            raise XenstoreTimeout(
+                _errno.ETIMEDOUT, f"xenstore {op}{where}: no reply within {self.timeout} s", path=path, op=op
+            ) from e
+        except OSError as e:
+            self._drop()
+            err = e.errno or _errno.EIO
+            raise XenstoreError(err, f"xenstore {op}{where}: {os.strerror(err)}", path=path, op=op) from e
+        except BaseException:  # KeyboardInterrupt mid-reply: the stream is out of step
+            self._drop()
+            raise
         if rtype == XS_ERROR:
             name = body.split(b"\0", 1)[0].decode("ascii", errors="replace")
             err = errno_from_name(name)
             raise error(err, f"xenstore {op}{where}: {os.strerror(err)} ({name})", path=path, op=op)
         return body
 
-    # -- operations --------------------------------------------------------
+    # -- watches (the queues live here; the Watch objects in .watch) --------------
 
-    def read(self, path: str) -> bytes:
-        """The value of node ``path``."""
-        return self.request(XS_READ, _path_bytes(path) + b"\0", path=path)
+    def _queue_event(self, body: bytes) -> None:
+        """A watch event: to its watch's queue (at most WATCH_QUEUE_MAX kept), or dropped when none."""
+        parts = body.split(b"\0")
+        if len(parts) < 2:
+            return
+        event = WatchEvent(parts[0].decode("utf-8", "replace"), parts[1].decode("utf-8", "replace"))
+        q = self._queues.get(event.token)
+        if q is not None:
+            if len(q) >= WATCH_QUEUE_MAX:
+                del q[0]
+                self.dropped_events += 1
+            q.append(event)
 
-    def directory(self, path: str) -> List[str]:
-        """The names of the children of ``path`` (not full paths)."""
-        body = self.request(XS_DIRECTORY, _path_bytes(path) + b"\0", path=path)
-        return [name.decode("utf-8", errors="replace") for name in body.split(b"\0") if name]
+    def watch(self, path: str, token: Optional[str] = None) -> Watch:
+        """Watch ``path`` and everything below it (``XS_WATCH``); ``path`` may be a node or
+        ``@introduceDomain`` / ``@releaseDomain``.  Returns a :class:`~.watch.Watch`: a context
+        manager (leaving it unwatches) with ``next(timeout=None)`` and iteration.  ``token``
+        (default: one unique to this client) comes back with each event.  xenstored fires each
+        new watch once at once, so the first event says only that the watch is set.
 
-    def write(self, path: str, value: Union[bytes, str]) -> None:
-        """Set node ``path`` to ``value`` (a str is UTF-8 encoded), creating it and its parents."""
-        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-        self.request(XS_WRITE, _path_bytes(path) + b"\0" + data, path=path)
+        Raises ``ValueError`` for a token in use on this connection or with a NUL, and as
+        :meth:`request`.
+        """
+        from .watch import Watch
 
-    def rm(self, path: str) -> None:
-        """Remove node ``path`` and everything below it."""
-        self.request(XS_RM, _path_bytes(path) + b"\0", path=path)
+        p = _path_bytes(path)
+        if token is None:
+            self._token_seq += 1
+            token = f"xenprivcmd:{os.getpid()}:{id(self):x}:{self._token_seq}"
+        if not isinstance(token, str) or not token or "\0" in token:
+            raise ValueError(f"xenstore watch token must be a non-empty str without NUL, not {token!r}")
+        with self._lock:
+            if token in self._queues:
+                raise ValueError(f"xenstore watch token {token!r} is already in use on this connection")
+            self._queues[token] = []
+            self._watches[token] = path
+        try:
+            self.request(XS_WATCH, p + b"\0" + token.encode("utf-8") + b"\0", path=path)
+        except BaseException:
+            with self._lock:
+                self._queues.pop(token, None)
+                self._watches.pop(token, None)
+            raise
+        return Watch(self, path, token)
 
-    def get_domain_path(self, domid: int) -> str:
-        """The home of a domain in the store, ``/local/domain/<domid>``."""
-        body = self.request(XS_GET_DOMAIN_PATH, b"%d\0" % check_domid(domid), path=f"<domid {domid}>")
-        return _text(body)
+    def _unwatch(self, path: str, token: str) -> None:
+        with self._lock:
+            known = self._watches.pop(token, None) is not None
+            self._queues.pop(token, None)
+            if not known or self._closed or self._transport is None:
+                return
+        try:
+            self.request(XS_UNWATCH, _path_bytes(path) + b"\0" + token.encode("utf-8") + b"\0", path=path)
+        except (XenstoreNoEntry, XenstoreUnavailable):
+            pass
+
+    def _next_event(self, token: str, timeout: Optional[float]) -> Optional[WatchEvent]:
+        """The next event of the watch ``token``: queued, or read off the connection while no
+        request is in flight; None at the timeout.  Other threads' requests run meanwhile."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                q = self._queues.get(token)
+                if q is None:
+                    raise ValueError("the watch is closed")
+                if q:
+                    return q.pop(0)
+                transport = self._connected()
+                if transport.readable(0):
+                    self._unsolicited(transport)
+                    continue
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            transport.readable(WATCH_SLICE if left is None else min(left, WATCH_SLICE))
+
+    def _unsolicited(self, transport: Connection) -> None:
+        """Read a message nobody asked for (the caller holds the lock): a watch event, else the
+        stream is out of step."""
+        try:
+            rtype, rid, body = self._message(transport, " (watch)")
+        except socket.timeout as e:
+            self._drop()
+            raise XenstoreTimeout(_errno.ETIMEDOUT, f"xenstore: half a message, then nothing for {self.timeout} s",
+                                  op="WATCH_EVENT") from e
+        except DecodeError:
+            self._drop()
+            raise
+        except OSError as e:
+            self._drop()
+            err = e.errno or _errno.EIO
+            raise XenstoreError(err, f"xenstore: {os.strerror(err)}", op="WATCH_EVENT") from e
+        if rtype != XS_WATCH_EVENT:
+            self._drop()
+            raise DecodeError(f"xenstore: a message of type {_TYPE_NAMES.get(rtype, rtype)} (request {rid})"
+                              " with no request outstanding")
+        self._queue_event(body)
+
+    # -- operations: read, write, ... (.ops), transactions, domains (.session) ----
 
     # -- what the library needs --------------------------------------------
 

@@ -50,6 +50,9 @@ class Connection(Protocol):
     def recv(self, size: int, timeout: Optional[float]) -> bytes:
         """Read at most ``size`` (> 0) bytes; ``b""`` at end of stream; ``socket.timeout`` on timeout."""
 
+    def readable(self, timeout: Optional[float]) -> bool:
+        """Whether bytes (or the end of the stream) wait to be read, waiting up to ``timeout`` seconds."""
+
     def close(self) -> None:
         """Release the connection; idempotent."""
 
@@ -81,6 +84,9 @@ class SocketConnection:
     def recv(self, size: int, timeout: Optional[float]) -> bytes:
         self.sock.settimeout(timeout)
         return self.sock.recv(size)
+
+    def readable(self, timeout: Optional[float]) -> bool:
+        return _poll(self.sock.fileno(), timeout)
 
     def close(self) -> None:
         self.sock.close()
@@ -116,6 +122,9 @@ class DeviceConnection:
         if not poller.poll(ms):
             raise socket.timeout("timed out")
 
+    def readable(self, timeout: Optional[float]) -> bool:
+        return _poll(self._fileno(), timeout)
+
     def send(self, data: bytes, timeout: Optional[float]) -> None:
         view = memoryview(data)
         while view:
@@ -136,6 +145,13 @@ class DeviceConnection:
         fd, self.fd = self.fd, None
         if fd is not None:
             os.close(fd)
+
+
+def _poll(fd: int, timeout: Optional[float]) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+    return bool(poller.poll(ms))
 
 
 def _is_socket(path: str) -> bool:
