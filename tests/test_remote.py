@@ -22,6 +22,7 @@ from typing import Any, Dict, Iterator, Optional
 import pytest
 
 import xenprivcmd
+import xenprivcmd.types
 from xenprivcmd import errors
 from xenprivcmd.remote import _boot, _codec, _link
 
@@ -535,3 +536,29 @@ def test_open_read_only_refuses_here_and_there(sshd: Sshd):
                 b.unpause(3)
         assert h.round_trips == trips + 2
         assert h.domain_info(1).paused is False and h.domain_info(3).paused is True
+
+
+def test_domain_events_stream_from_the_remote(remote: Any, sshd: Sshd):
+    """Handle.events runs on the remote (its xenstore watches, its polls) and comes back a batch of
+    events per round trip; a read-only session may stream too."""
+    with remote.events(domains=["db1"], timeout=30) as stream:
+        remote.pause("db1")
+        e = stream.next(10.0)
+        assert (e.event, e.domid, e.name, e.detail) == ("paused", 2, "db1", None)
+        assert isinstance(e, xenprivcmd.types.DomainEvent)
+        remote.pause("web1")  # not db1: not reported
+        remote.unpause("db1")
+        assert stream.next(10.0)[:2] == ("unpaused", 2)
+        assert stream.next(0.5) is None
+    with pytest.raises(ValueError):
+        stream.next(0)
+    with remote.events(timeout=1.0) as stream:
+        assert list(stream) == []
+    for op in (lambda: remote.map_foreign(1, [1]), lambda: remote.map_grants(1, [0]), remote.event_channels,
+               lambda: remote.restrict(1), lambda: remote.map_resource(1, "grant_table")):
+        with pytest.raises(errors.NotSupported):
+            op()
+    with xenprivcmd.open(sshd.uri(), read_only=True) as ro, ro.events(timeout=0.5) as stream:
+        assert stream.next() is None
+    p = xpsh(sshd.uri(), "event", "--timeout", "1", "--json")
+    assert p.returncode == 0 and p.stdout == "", p.stderr

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
     from uuid import UUID
 
+    from .events import DomainEvents
     from .evtchn import EventChannels
     from .ops import batch as _batch
     from .transport.mapping import Mapping
@@ -806,6 +807,27 @@ class Handle:
         from .evtchn import EventChannels
 
         return EventChannels(device=self._device("open_evtchn", "event_channels")())
+
+    # -- domain events (events.py) -------------------------------------------------------------------
+    def events(self, *, domains: Optional[Iterable["DomainRef"]] = None,
+               timeout: Optional[float] = None) -> "DomainEvents":
+        """A stream of :class:`~xenprivcmd.types.DomainEvent` (started, paused, unpaused, shutdown
+        with its reason, dying, destroyed), each within :data:`~xenprivcmd.events.POLL_SECONDS`
+        of the change, for ``domains`` (default: all; a name follows its domain through
+        reboots) until ``timeout`` seconds have passed (``None``: no end).  From xenstore's
+        ``@releaseDomain``/``@introduceDomain`` watches and ``getdomaininfolist`` (pause and
+        unpause touch no xenstore node: the poll sees them); see :mod:`xenprivcmd.events`.
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> with xen.events(domains=["web1"], timeout=5) as stream:
+        ...     xen.pause("web1")
+        ...     e = stream.next()
+        >>> e.event, e.domid, e.name
+        ('paused', 1, 'web1')
+        """
+        from .events import DomainEvents
+
+        return DomainEvents(self, domains, timeout)
 
     # -- cpupools and memory sharing (ops/pools.py) ----------------------------------------
     def cpupools(self) -> List["CpuPool"]:

@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import abi as _abi
 from .. import errors
+from ..events import DomainEvents
 from ..handle import Handle
 from ..ops.batch import Batch as _Batch
 from ..transport.privcmd import Buffer, Transport
@@ -235,6 +236,79 @@ class RemoteHandle(Handle):
     def batch(self) -> "RemoteBatch":
         """A batch whose operations run on the remote in one round trip (see Handle.batch)."""
         return RemoteBatch(self)
+
+    def events(self, *, domains: Any = None, timeout: Optional[float] = None) -> "RemoteDomainEvents":
+        """:meth:`Handle.events` run on the remote (its xenstore watches and polls), the events
+        fetched a batch at a time (each request waits up to 10 s there for the next)."""
+        wire = None if domains is None else _codec.encode([_codec.encode_arg(d) for d in (
+            [domains] if isinstance(domains, (str, int)) else domains)])
+        sid = self._request({"op": "events", "action": "open", "domains": wire, "timeout": timeout},
+                            "events", applied=False)
+        return RemoteDomainEvents(self, int(sid), timeout)
+
+    def _local_only(self, what: str) -> Any:
+        raise errors.NotSupported(errno.EOPNOTSUPP, f"{what}: maps or binds on this machine only, not over ssh"
+                                  f" ({self.uri}): run it on the dom0")
+
+    def map_foreign(self, *a: Any, **k: Any) -> Any:
+        return self._local_only("map_foreign")
+
+    def map_resource(self, *a: Any, **k: Any) -> Any:
+        return self._local_only("map_resource")
+
+    def map_grants(self, *a: Any, **k: Any) -> Any:
+        return self._local_only("map_grants")
+
+    def restrict(self, *a: Any, **k: Any) -> Any:
+        return self._local_only("restrict")
+
+    def event_channels(self, *a: Any, **k: Any) -> Any:
+        return self._local_only("event_channels")
+
+
+class RemoteDomainEvents(DomainEvents):
+    """:class:`xenprivcmd.events.DomainEvents` over the link: the same ``next``, iteration,
+    ``close`` and context manager; the stream itself runs on the remote."""
+
+    #: The longest one request waits on the remote for an event.
+    WAIT = 10.0
+
+    def __init__(self, handle: RemoteHandle, stream: int, timeout: Optional[float]) -> None:
+        # no super().__init__: nothing is watched or polled here, the remote does it
+        self._remote = handle
+        self._stream = stream
+        self._end = None if timeout is None else time.monotonic() + timeout
+        self._queue: List[Any] = []
+        self.closed = False
+
+    def next(self, timeout: Optional[float] = None) -> Any:
+        if self.closed:
+            raise ValueError("the event stream is closed")
+        limit = None if timeout is None else time.monotonic() + timeout
+        while not self._queue:
+            now = time.monotonic()
+            ends = [t for t in (limit, self._end) if t is not None]
+            if ends and now >= min(ends):
+                return None
+            wait = min([self.WAIT] + [t - now for t in ends])
+            got = self._remote._request({"op": "events", "action": "next", "stream": self._stream,
+                                         "wait": wait}, "events", applied=False)
+            self._queue.extend(got)
+        return self._queue.pop(0)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if not self._remote.closed:
+            try:
+                self._remote._request({"op": "events", "action": "close", "stream": self._stream}, "events",
+                                      applied=False)
+            except (errors.RemoteError, OSError):
+                pass
+
+    def __repr__(self) -> str:
+        return f"<xenprivcmd.DomainEvents over ssh, stream {self._stream}{' closed' if self.closed else ''}>"
 
 
 class RemoteBatch(_Batch):

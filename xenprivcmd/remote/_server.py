@@ -23,7 +23,8 @@ READ_ONLY_BATCH = frozenset({"domain_info", "vcpu_info", "vcpu_affinity"})
 TARGET_SCHEMES = ("xen", "sim")
 
 #: Handle methods that are not operations over the link (the client has its own).
-_NOT_OPS = frozenset({"close", "batch", "make_read_only"})
+_NOT_OPS = frozenset({"close", "batch", "make_read_only", "events", "map_foreign", "map_resource", "map_grants",
+                      "restrict", "event_channels"})
 
 
 def allowed_read_only(method: str, kwargs: Dict[str, Any]) -> bool:
@@ -52,6 +53,8 @@ class _Session:
         self.read_only = read_only
         self.force_uri = force_uri
         self.handle: Any = None
+        self.streams: Dict[int, Any] = {}
+        self._next_stream = 0
 
     # -- requests -----------------------------------------------------------------------------
     def dispatch(self, msg: Dict[str, Any]) -> Dict[str, Any]:
@@ -68,6 +71,8 @@ class _Session:
             return {"ok": True, "value": None}
         if op == "batch":
             return self.batch(msg)
+        if op == "events":
+            return self.run(msg, lambda: self.events(msg))
         if op == "call":
             method = str(msg.get("method", ""))
             args = decode(msg.get("args", []))
@@ -122,6 +127,42 @@ class _Session:
 
         return self.run(msg, run)
 
+    #: How long one "events next" request may wait on the remote, in seconds (the link's timeout is longer).
+    EVENTS_WAIT_MAX = 10.0
+
+    def events(self, msg: Dict[str, Any]) -> Any:
+        """Domain event streams (Handle.events) kept here, read a batch at a time:
+        ``open`` (domains, timeout) -> id, ``next`` (id, wait) -> the events that came within
+        ``wait`` seconds, ``close`` (id)."""
+        action = msg.get("action")
+        if action == "open":
+            domains = decode(msg.get("domains"))
+            timeout = decode(msg.get("timeout"))
+            stream = self.handle.events(domains=domains, timeout=timeout)
+            self._next_stream += 1
+            self.streams[self._next_stream] = stream
+            return self._next_stream
+        stream = self.streams.get(msg.get("stream"))  # type: ignore[arg-type]
+        if stream is None:
+            raise ValueError(f"no event stream {msg.get('stream')!r} in this session")
+        if action == "close":
+            self.streams.pop(msg.get("stream"), None)  # type: ignore[arg-type]
+            stream.close()
+            return None
+        if action != "next":
+            raise _codec.FrameError(f"unknown events action {action!r}")
+        wait = msg.get("wait", 0)
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not wait >= 0:
+            raise ValueError(f"events: wait must be a number of seconds >= 0, not {wait!r}")
+        first = stream.next(min(float(wait), self.EVENTS_WAIT_MAX))
+        out = [] if first is None else [first]
+        while first is not None and len(out) < 1000:
+            more = stream.next(0)
+            if more is None:
+                break
+            out.append(more)
+        return encode(out)
+
     def method(self, name: str) -> Any:
         from ..handle import Handle
 
@@ -172,6 +213,9 @@ class _Session:
         return reply
 
     def close(self) -> None:
+        for stream in self.streams.values():
+            stream.close()
+        self.streams.clear()
         if self.handle is not None:
             self.handle.close()
 

@@ -45,7 +45,7 @@ HOMES = {
     "info": "xlstyle", "topology": "xlstyle", "numainfo": "xlstyle", "cpupool-list": "xlstyle",
     "vcpu-list": "xlstyle",
     "shutdown": "toolstack", "reboot": "toolstack", "setmem": "toolstack", "setmaxmem": "toolstack",
-    "uptime": "toolstack",
+    "uptime": "toolstack", "event": "events", "console": "console",
 }
 _RANK = {word: i for i, word in enumerate(HOMES)}
 

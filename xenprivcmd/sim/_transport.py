@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import errno as E
+import threading
 from typing import Any, Deque, Dict, Optional, Tuple, Union
 
 from ..abi import hypercalls as hc
@@ -46,6 +47,7 @@ class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0O
         self._in_multicall = False
         #: Scribble 0xAA over each multicall entry but its result after it ran, as a debug Xen does.
         self.debug_multicall = False
+        self._serial = threading.RLock()
         t = host.tables
         self.tables = t
         self.dom0_op_era = host.variant.domctl_interface_version is None
@@ -118,6 +120,12 @@ class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0O
 
     # -- dispatch ----------------------------------------------------------------------
     def handle(self, op: int, args: Tuple[int, int, int, int, int]) -> int:
+        # one hypercall at a time, as one hypervisor would keep its state consistent: threads
+        # sharing a handle (an event stream and the thread acting) see whole changes only
+        with self._serial:
+            return self._handle(op, args)
+
+    def _handle(self, op: int, args: Tuple[int, int, int, int, int]) -> int:
         if op == hc.HYPERVISOR_multicall:
             return self._multicall(args[0], args[1])
         host = self.host
