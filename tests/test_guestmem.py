@@ -18,12 +18,18 @@ import struct
 import pytest
 
 import xenprivcmd
-from xenprivcmd import _interim
+from xenprivcmd import abi
 from xenprivcmd.transport import mapping as _mapping
 from xenprivcmd.transport.privcmd import PrivcmdTransport
 
-CONS = _interim.XEN_LAYOUTS["xencons_interface"][1]
-GNT = _interim.XEN_LAYOUTS["grant_entry_v1"][1]
+
+def offsets(name: str, release: str = "4.17.0"):
+    """member -> offset of a Xen struct, from the generated tables (checked against gcc facts)."""
+    cls = abi.variant(release).structs[name]
+    return {f[0]: getattr(cls, f[0]).offset for f in cls._fields_ if not f[0].startswith("_pad")}
+
+
+CONS = offsets("xencons_interface")
 
 
 def ring_ref(xen, domid: int) -> int:
@@ -143,8 +149,8 @@ def test_grants_map_the_rings_xl_granted(any_xen):
         assert g.kind == "grant" and g.frames == (0, 1)
         assert b"Welcome to web1" in console_text(g.view[:4096])
         flags, dom, frame = struct.unpack_from("<HHI", table.view, 0)
-        permit = _interim.xen_constant(h.abi.xen, "GTF_permit_access")
-        reading = _interim.xen_constant(h.abi.xen, "GTF_reading")
+        permit = h.abi.constants["GTF_permit_access"]
+        reading = h.abi.constants["GTF_reading"]
         assert (flags, dom, frame) == (permit | reading, 0, ring_ref(h, 1))  # dom0 reads it now
         with h.map_foreign(1, [ring_ref(h, 1)]) as same:
             assert bytes(same.view) == bytes(g.view[:4096])
@@ -158,7 +164,7 @@ def test_grants_map_the_rings_xl_granted(any_xen):
 
 
 def test_writable_grants_set_the_writing_bit(xen):
-    writing = _interim.xen_constant(xen.abi.xen, "GTF_writing")
+    writing = xen.abi.constants["GTF_writing"]
     with xen.map_grants(1, [1], writable=True) as g, xen.map_resource(1, "grant_table") as t:
         assert struct.unpack_from("<H", t.view, 8)[0] & writing
         g.view[2048 + 4:2048 + 8] = b"\x01\x00\x00\x00"  # req_prod, through the grant
@@ -302,7 +308,7 @@ def test_the_drivers_errors_become_typed_ones():
 
     dev = FakeDevice(eintr)
     m = _mapping.foreign(dev.t, 1, (5, 6), True)
-    assert len(dev.requests) == 2 and dev.requests[0][0] == _interim.linux_uapi("x86_64").constants[
+    assert len(dev.requests) == 2 and dev.requests[0][0] == abi.linux_uapi("x86_64").constants[
         "IOCTL_PRIVCMD_MMAPBATCH_V2"]
     req = dev.requests[1][1]
     assert (req.num, req.dom, req.addr) == (2, 1, m.address)

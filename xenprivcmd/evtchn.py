@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import _thread
 
-from . import _interim
 from .abi.hypercalls import check_domid
 
 TYPE_CHECKING = False
@@ -63,17 +62,24 @@ def _check_domid(domid: int, label: str) -> int:
         raise type(exc)(f"{label}: {exc}") from None
 
 
-def virq_number(virq: Union[int, str], xen: Any = (4, 20)) -> int:
-    """A virq by number or name (``3``, ``"dom_exc"``, ``"VIRQ_DOM_EXC"``)."""
-    nr = _interim.xen_constant(xen, "NR_VIRQS") or 24
+def virq_number(virq: Union[int, str], variant: Any = None) -> int:
+    """A virq by number or name (``3``, ``"dom_exc"``, ``"VIRQ_DOM_EXC"``), by the constants of
+    ``variant`` (default: the newest release's; the numbers have not changed)."""
+    if variant is None:
+        from . import _machine_arch, abi
+
+        arch = _machine_arch()
+        variant = abi.variant(abi.releases()[-1], arch=arch if arch in abi.arches() else "x86_64")
+    consts = variant.constants
+    nr = int(consts["NR_VIRQS"])
     if isinstance(virq, str):
         name = virq.upper()
         name = name if name.startswith("VIRQ_") else "VIRQ_" + name
-        value = _interim.xen_constant(xen, name)
-        if value is None:
-            known = sorted(n[5:].lower() for n in _interim.XEN_CONSTANTS if n.startswith("VIRQ_"))
+        value = consts.get(name)
+        if value is None or name == "VIRQ_ARCH_0" or not 0 <= value < nr:
+            known = sorted(n[5:].lower() for n, v in consts.with_prefix("VIRQ_").items() if 0 <= v < nr)
             raise ValueError(f"bind_virq: no virq {virq!r} (known: {', '.join(known)})")
-        return value
+        return int(value)
     if isinstance(virq, bool) or not isinstance(virq, int):
         raise TypeError(f"bind_virq: a virq is an int or a name, not {type(virq).__name__}")
     if not 0 <= virq < nr:
@@ -90,13 +96,15 @@ class EventChannels:
     :class:`~xenprivcmd.errors.PrivcmdPermissionError` when it may not be opened.
     """
 
-    def __init__(self, path: Optional[str] = None, *, device: Any = None) -> None:
+    def __init__(self, path: Optional[str] = None, *, device: Any = None, variant: Any = None) -> None:
         if device is None:
             from . import _machine_arch
             from .transport.evtchn import EVTCHN_PATH, EvtchnDevice
 
             device = EvtchnDevice(path or EVTCHN_PATH, arch=_machine_arch())
         self._dev = device
+        #: the ABI variant whose constants name virqs (the newest release's when not given)
+        self.variant = variant
         self._ports: Set[int] = set()
         self._lock = _thread.allocate_lock()
         self.closed = False
@@ -129,7 +137,7 @@ class EventChannels:
     def bind_virq(self, virq: Union[int, str]) -> int:
         """A local port for virtual IRQ ``virq`` (a number or a name such as ``"dom_exc"``); the
         hypervisor refuses a virq some port of this domain already has (EEXIST)."""
-        number = virq_number(virq)
+        number = virq_number(virq, self.variant)
         self._check_open("bind_virq")
         return self._bound(self._dev.bind_virq(number))
 

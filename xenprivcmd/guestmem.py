@@ -22,7 +22,6 @@ which is what its xenstore nodes (``console/ring-ref``, ``store/ring-ref``) and
 
 from __future__ import annotations
 
-from . import _interim
 from .errors import NotSupported
 
 TYPE_CHECKING = False
@@ -93,7 +92,7 @@ def resource_type(variant: "_abi.Variant", kind: str, id_: int) -> int:
     grant table id other than 0/1, :class:`NotSupported` when the release has no such resource."""
     if kind not in RESOURCE_KINDS:
         raise ValueError(f"map_resource: kind {kind!r} is not one of {', '.join(RESOURCE_KINDS)}")
-    value = _interim.xen_constant(variant.xen, "XENMEM_resource_" + kind)
+    value = variant.constants.get("XENMEM_resource_" + kind)
     if value is None:
         import errno
 
@@ -101,8 +100,8 @@ def resource_type(variant: "_abi.Variant", kind: str, id_: int) -> int:
                            " (XENMEM_acquire_resource: 4.11; vmtrace_buf: 4.15)", hypercall="memory_op",
                            subop="acquire_resource")
     if kind == "grant_table":
-        shared = _interim.xen_constant(variant.xen, "XENMEM_resource_grant_table_id_shared")
-        status = _interim.xen_constant(variant.xen, "XENMEM_resource_grant_table_id_status")
+        shared = variant.constants.get("XENMEM_resource_grant_table_id_shared")
+        status = variant.constants.get("XENMEM_resource_grant_table_id_status")
         if id_ not in (shared, status):
             raise ValueError(f"map_resource: a grant table's id is {shared} (shared frames) or {status}"
                              f" (status frames), not {id_}")

@@ -806,7 +806,7 @@ class Handle:
         the simulator's own for ``sim://`` (see :class:`xenprivcmd.EventChannels`)."""
         from .evtchn import EventChannels
 
-        return EventChannels(device=self._device("open_evtchn", "event_channels")())
+        return EventChannels(device=self._device("open_evtchn", "event_channels")(), variant=self.abi)
 
     # -- domain events (events.py) -------------------------------------------------------------------
     def events(self, *, domains: Optional[Iterable["DomainRef"]] = None,

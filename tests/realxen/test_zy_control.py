@@ -197,8 +197,27 @@ def test_setmem_balloons_the_guest_as_xl_mem_set_does(xen):
 
 # -- shutdown and reboot (destructive: guest2, guest3) ----------------------------------------------------
 
+#: ``xpsh event --loop --json --domain guest2``, started when this file starts (issue 24): it sees
+#: guest2 rebooted, built again by xl, paused and unpaused by xl, shut down and destroyed.
+EVENTS: Dict[str, "subprocess.Popen[str]"] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def guest2_events():
+    EVENTS["p"] = subprocess.Popen([sys.executable, "-m", "xenprivcmd", "event", "--loop", "--json", "--domain",
+                                    "guest2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    EVENTS["t0"] = time.monotonic()  # type: ignore[assignment]
+    yield
+    p = EVENTS["p"]
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+
 def test_library_reboot_shows_reason_reboot_and_xl_restarts_it(xen):
     old = need("guest2")
+    assert EVENTS["p"].poll() is None, EVENTS["p"].communicate()
+    # xpsh event takes its first look (python's start-up under TCG: seconds) before anything happens
+    time.sleep(max(0.0, 15.0 - (time.monotonic() - EVENTS["t0"])))  # type: ignore[operator]
     after = xen.reboot("guest2", wait=True, timeout=WAIT, ack_timeout=WAIT)  # TCG: a slow guest is no failure
     # xl's daemon destroys a rebooted guest at once and builds it again: seen before or gone
     assert after is None or after.shutdown_reason == "reboot", after
@@ -229,10 +248,40 @@ def test_xpsh_shutdown_wait(xen):
     log = "/var/log/xen/console/guest-guest2.log"
     until("the rebooted guest2's init up", lambda: open(log, errors="replace").read().count("xenvm guest up") >= 2,
           show=lambda: open(log, errors="replace").read()[-1500:])
+    # a pause and an unpause for xpsh event to see (no xenstore watch fires for them: its poll does)
+    xl("pause", "guest2")
+    time.sleep(3)
+    xl("unpause", "guest2")
+    time.sleep(3)
     out = xpsh("shutdown", "--wait", "--timeout", str(WAIT), "guest2")
     assert out in ("Domain 'guest2' is gone\n", "Domain 'guest2' is shut off (poweroff)\n"), out
     until("guest2 not running for xl", lambda: all(r["name"] != "guest2" or "s" in r["state"]
                                                     for r in xl_list()))
+
+
+def test_xpsh_event_saw_guest2_built_paused_unpaused_shut_down_and_destroyed():
+    p = EVENTS["p"]
+    until("guest2 destroyed by xl", lambda: domid_of("guest2") is None)
+    time.sleep(3)  # the stream's next look
+    p.send_signal(2)  # Ctrl-C ends --loop, status 0
+    out, err = p.communicate(timeout=WAIT)
+    assert p.returncode == 0 and "Traceback" not in err, (p.returncode, err)
+    seen = [json.loads(line) for line in out.splitlines()]
+    assert seen and all(set(e) == {"event", "domid", "name", "detail", "time"} for e in seen), out
+    assert all(e["name"] == "guest2" for e in seen), seen
+    # the rebooted guest2: xl built it (started, paused from birth), unpaused it, we paused and
+    # unpaused it, xpsh shutdown powered it off, xl destroyed it
+    want = [("started", None), ("paused", None), ("unpaused", None), ("shutdown", "poweroff"),
+            ("destroyed", None)]
+    last = [e for e in seen if e["event"] == "started"][-1]["domid"]
+    mine = [(e["event"], e["detail"]) for e in seen if e["domid"] == last]
+    it = iter(mine)
+    assert all(w in it for w in want), (mine, seen)  # in this order, others (dying, xl's unpause) between
+    times = [e["time"] for e in seen]
+    assert times == sorted(times)
+    # and the first guest2's reboot before it
+    first = [(e["event"], e["detail"]) for e in seen if e["domid"] != last]
+    assert ("shutdown", "reboot") in first and ("destroyed", None) in first, seen
 
 
 def _left_behind(xen, domid: int) -> Optional[str]:

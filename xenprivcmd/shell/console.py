@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from .parse import Args, UsageError
-from .registry import DOMAIN, _who, command
+from .registry import DOMAIN, _always, _who, command
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,19 +43,22 @@ def console_tty(s: Session, info: Any) -> str:
     return path
 
 
-def attach(tty_path: str, infd: int, outfd: int) -> str:
+def attach(tty_path: str, infd: int, outfd: int, banner: bytes = b"") -> str:
     """Copy between the terminal (``infd``/``outfd``, raw) and the console pty until Ctrl-]
-    (-> ``"detached"``) or the pty closes (-> ``"closed"``: the guest is gone)."""
+    (-> ``"detached"``) or the pty closes (-> ``"closed"``: the guest is gone).  ``banner`` is
+    written once both are raw (what is typed after it reaches the guest as typed; typeahead is
+    kept, not flushed)."""
     import select
     import termios
     import tty
 
     fd = os.open(tty_path, os.O_RDWR | os.O_NOCTTY)
     try:
-        tty.setraw(fd)  # as xenconsole does: the guest's bytes as they are
+        tty.setraw(fd, termios.TCSANOW)  # as xenconsole does: the guest's bytes as they are
         saved = termios.tcgetattr(infd)
-        tty.setraw(infd)
+        tty.setraw(infd, termios.TCSANOW)
         try:
+            os.write(outfd, banner)
             while True:
                 ready, _, _ = select.select([infd, fd], [], [])
                 if infd in ready:
@@ -86,11 +89,13 @@ def attach(tty_path: str, infd: int, outfd: int) -> str:
          "Attach this terminal to the guest's console (as virsh console and xl console): what the guest"
          " prints shows here, what is typed goes to the guest, in raw mode.  Ctrl-] detaches (status 0)."
          "  Needs a terminal on stdin and the dom0's xenstore (the pty xenconsoled names in"
-         " console/tty).",
-         args=[DOMAIN])
+         " console/tty).  What is typed reaches the guest: refused by -r, and -N has nothing to hold back.",
+         args=[DOMAIN], changes=_always)
 def cmd_console(s: Session, a: Args) -> None:
     import sys
 
+    if s.opts.dry_run:
+        raise UsageError("console: a dry run (-N) cannot attach to a console")
     try:
         infd = sys.stdin.fileno()
     except (AttributeError, ValueError, OSError):
@@ -106,9 +111,9 @@ def cmd_console(s: Session, a: Args) -> None:
     except (AttributeError, ValueError, OSError):
         outfd = 1
     s.stdout.flush()
-    os.write(outfd, f"Connected to domain {_who(i)}\r\nEscape character is ^] (Ctrl + ])\r\n".encode())
+    banner = f"Connected to domain {_who(i)}\r\nEscape character is ^] (Ctrl + ])\r\n".encode()
     try:
-        how = attach(path, infd, outfd)
+        how = attach(path, infd, outfd, banner)
     except OSError as exc:
         raise UsageError(f"console: cannot open {path}: {exc.strerror}") from None
     if how == "closed":

@@ -22,8 +22,6 @@ import struct
 import threading
 from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
-from .. import _interim
-
 if TYPE_CHECKING:
     from ._host import Domain, Host
 
@@ -73,9 +71,10 @@ class GuestConsoles:
         self._logs: Dict[int, bytearray] = {}
         self._ptys: Dict[int, _Pty] = {}
         self._lock = threading.RLock()
-        size, self._off = _interim.XEN_LAYOUTS["xencons_interface"]
-        self._in_size = self._off["out"] - self._off["in"]
-        self._out_size = self._off["in_cons"] - self._off["out"]
+        lay = host.family("rings").layout("xencons_interface")
+        self._off = {name: lay.offset(name) for name in ("in", "out", "in_cons", "in_prod", "out_cons", "out_prod")}
+        self._in_size = lay.fields["in"].size
+        self._out_size = lay.fields["out"].size
 
     # -- the ring -----------------------------------------------------------------------------------------
     def _key(self, d: "Domain") -> Tuple[str, int]:

@@ -29,7 +29,7 @@ import errno as E
 import struct
 from typing import Any, Dict, List, Optional, Tuple
 
-from .. import _interim
+from .. import abi as _abi
 from ..errors import MappingError
 from ..transport import mapping as _mapping
 from ._base import SimBase
@@ -86,7 +86,7 @@ class SimDevices(SimBase):
         raise OSError(E.EINVAL, "not a range of this device")
 
     def device_ioctl(self, fd: int, request: int, arg: Any, mutate: bool = True) -> int:
-        u = _interim.linux_uapi(self.host.arch).constants
+        u = _abi.linux_uapi(self.host.arch).constants
         if request == u["IOCTL_PRIVCMD_MMAPBATCH_V2"]:
             return self._mmapbatch(arg)
         if request == u["IOCTL_PRIVCMD_MMAP_RESOURCE"]:
@@ -134,14 +134,14 @@ class SimDevices(SimBase):
     def _mmap_resource(self, arg: Any) -> int:
         domid, type_, id_, idx, num, address = (int(arg.dom), int(arg.type), int(arg.id), int(arg.idx),
                                                  int(arg.num), int(arg.addr))
-        xen = self.host.xen
+        c = self.host.variant.constants
         if self.restricted is not None and domid != self.restricted:
             raise OSError(E.EPERM, "restricted")
         if domid not in self.host.domains:
             raise OSError(E.ESRCH, "no such domain")
-        if type_ != _interim.xen_constant(xen, "XENMEM_resource_grant_table"):
+        if type_ != c.get("XENMEM_resource_grant_table"):
             raise OSError(E.EOPNOTSUPP, "sim: only grant tables are simulated")
-        if id_ != _interim.xen_constant(xen, "XENMEM_resource_grant_table_id_shared"):
+        if id_ != c.get("XENMEM_resource_grant_table_id_shared"):
             raise OSError(E.EINVAL, "sim: grant table v1 has no status frames")
         if idx + num > GNTTAB_FRAMES:
             raise OSError(E.EINVAL, f"sim: the grant table has {GNTTAB_FRAMES} frames")
@@ -164,10 +164,9 @@ class SimDevices(SimBase):
     # -- /dev/xen/gntdev -------------------------------------------------------------------------------
     def map_grants(self, domid: int, refs: Tuple[int, ...], writable: bool) -> Any:
         mem = self.host.memory
-        xen = self.host.xen
-        c = _interim.xen_constant
-        permit, readonly = c(xen, "GTF_permit_access") or 1, c(xen, "GTF_readonly") or 4
-        reading, writing = c(xen, "GTF_reading") or 8, c(xen, "GTF_writing") or 16
+        c = self.host.variant.constants
+        permit, readonly, reading, writing = (c[n] for n in ("GTF_permit_access", "GTF_readonly", "GTF_reading",
+                                                              "GTF_writing"))
         failed: Dict[int, int] = {}
         offsets: List[int] = []
         entries = []
@@ -213,8 +212,8 @@ class SimDevices(SimBase):
 
     def _grant_flags(self, key: Any, at: int, users: List[bool], reading: int, writing: int) -> None:
         mem = self.host.memory
-        size, off = _interim.XEN_LAYOUTS["grant_entry_v1"]
-        flags = struct.unpack("<H", mem.ram.read(key, at + off["flags"], 2))[0] & ~(reading | writing)
+        flags_at = mem.grant_layout().offset("flags")
+        flags = struct.unpack("<H", mem.ram.read(key, at + flags_at, 2))[0] & ~(reading | writing)
         if users:
             flags |= reading
         if any(users):

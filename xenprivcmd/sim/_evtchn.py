@@ -28,8 +28,6 @@ import os
 import threading
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Tuple
 
-from .. import _interim
-
 if TYPE_CHECKING:
     from ._host import Host
 
@@ -242,7 +240,7 @@ class SimEvtchnDevice:
         return self._bound(self._call("alloc_unbound", domid, alloc))
 
     def bind_virq(self, virq: int) -> int:
-        nr = _interim.xen_constant(self.table.host.xen, "NR_VIRQS") or 24
+        nr = self.table.host.variant.constants["NR_VIRQS"]
         if not 0 <= virq < nr:
             raise self._einval("bind_virq")
         return self._bound(self._call("bind_virq", None, self.table.bind_virq, 0, virq, self))

@@ -381,6 +381,7 @@ class Host:
         self.names: Dict[int, str] = {}
         self._store: Any = None
         self._memory: Any = None
+        self._families: Dict[str, Tables] = {}
         self._consoles: Any = None
         self._evtchn: Any = None
         self.rover = 0
@@ -599,9 +600,7 @@ class Host:
     def domain_exception(self) -> None:
         """A domain shut down or died: VIRQ_DOM_EXC fires, and xenstored's @releaseDomain watches."""
         if self._evtchn is not None:
-            from .. import _interim
-
-            self._evtchn.fire_virq(_interim.xen_constant(self.xen, "VIRQ_DOM_EXC") or 3)
+            self._evtchn.fire_virq(self.variant.constants["VIRQ_DOM_EXC"])
         if self._store is not None:
             self._store.fire("@releaseDomain")
 
@@ -612,6 +611,14 @@ class Host:
         if self._memory is not None:
             self._memory.ram.close()
             self._memory = None
+
+    def family(self, name: str) -> Tables:
+        """The raw rows of one table family of this release (``"gnttab"``, ``"rings"``, ...), as
+        the simulator reads them; KeyError when the release has none."""
+        got = self._families.get(name)
+        if got is None:
+            got = self._families[name] = Tables(self.arch, self.release, family=name)
+        return got
 
     @property
     def memory(self) -> Any:

@@ -14,7 +14,7 @@ import re
 import struct
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..structs import layout_data
+from ..structs import family_layout_data, layout_data
 
 _SPEC = re.compile(r"^([a-z]\d*|c|h|p|#\d+)((?:\[\d+\])*)$")
 _DIM = re.compile(r"\[(\d+)\]")
@@ -140,10 +140,12 @@ class RecordPacker:
 
 
 class Tables:
-    """The layouts and constants of one release, read from the raw rows."""
+    """The layouts and constants of one release, read from the raw rows (of the core tables,
+    or of one table ``family``: ``"gnttab"``, ``"rings"``...)."""
 
-    def __init__(self, arch: str, release: str) -> None:
-        rows, specs, consts = layout_data(arch, release)
+    def __init__(self, arch: str, release: str, family: Optional[str] = None) -> None:
+        rows, specs, consts = (layout_data(arch, release) if family is None
+                               else family_layout_data(arch, family, release))
         self.arch = arch
         self.release = release
         self._rows: Sequence[Row] = rows

@@ -27,8 +27,6 @@ import struct
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, List, Optional, Tuple
 
-from .. import _interim
-
 if TYPE_CHECKING:
     from ._host import Domain, Host
 
@@ -255,30 +253,31 @@ class Memory:
             d = self.host.domains.get(key[1])
             if d is None or not d.pv or d.is_dom0:
                 return None
-            size, off = _interim.XEN_LAYOUTS["grant_entry_v1"]
-            flags = _interim.xen_constant(self.host.xen, "GTF_permit_access") or 0
+            lay = self.grant_layout()
+            flags = self.host.variant.constants["GTF_permit_access"]
             page = bytearray(PAGE)
             for ref, frame in enumerate(self.magic(d)):
-                at = ref * size
-                _u16.pack_into(page, at + off["flags"], flags)
-                _u16.pack_into(page, at + off["domid"], 0)
-                _u32.pack_into(page, at + off["frame"], frame)
+                at = ref * lay.size
+                lay.put(page, "flags", flags, at)
+                lay.put(page, "domid", 0, at)
+                lay.put(page, "frame", frame, at)
             return bytes(page)
         return None
 
     # -- grant tables -----------------------------------------------------------------------------------
     def grant_entry(self, domid: int, ref: int) -> Optional[Tuple[int, int, int, Tuple[str, int, int], int]]:
         """(flags, domid, frame, page key, offset) of grant ``ref`` of ``domid``; None past the table."""
-        size, off = _interim.XEN_LAYOUTS["grant_entry_v1"]
-        per = PAGE // size
-        idx, slot = divmod(ref, per)
+        lay = self.grant_layout()
+        idx, slot = divmod(ref, PAGE // lay.size)
         if idx >= GNTTAB_FRAMES:
             return None
         key = ("gnttab", domid, idx)
-        raw = self.ram.read(key, slot * size, size)
-        return (_u16.unpack_from(raw, off["flags"])[0], _u16.unpack_from(raw, off["domid"])[0],
-                _u32.unpack_from(raw, off["frame"])[0], key, slot * size)
+        raw = self.ram.read(key, slot * lay.size, lay.size)
+        return lay.get(raw, "flags"), lay.get(raw, "domid"), lay.get(raw, "frame"), key, slot * lay.size
+
+    def grant_layout(self) -> Any:
+        """``grant_entry_v1`` as the simulator reads the generated rows (the gnttab family)."""
+        return self.host.family("gnttab").layout("grant_entry_v1")
 
     def set_grant_flags(self, key: Tuple[str, int, int], at: int, flags: int) -> None:
-        _size, off = _interim.XEN_LAYOUTS["grant_entry_v1"]
-        self.ram.write(key, at + off["flags"], _u16.pack(flags))
+        self.ram.write(key, at + self.grant_layout().offset("flags"), _u16.pack(flags))

@@ -16,7 +16,7 @@ import fcntl
 import os
 import struct
 
-from .. import _interim
+from .. import abi as _abi
 from ..errors import NotDom0Error, PrivcmdPermissionError, XenError, XenNotAvailable, from_errno
 
 TYPE_CHECKING = False
@@ -47,7 +47,7 @@ class EvtchnDevice:
         except OSError as exc:
             raise XenNotAvailable(exc.errno or _errno.EIO, f"cannot open {path}: {exc.strerror}") from None
         self.path = path
-        self._uapi = _interim.linux_uapi(arch)
+        self._uapi = _abi.linux_uapi(arch)
 
     def fileno(self) -> int:
         if self.fd is None:

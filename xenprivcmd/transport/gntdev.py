@@ -16,7 +16,7 @@ import errno as _errno
 import os
 import struct
 
-from .. import _interim
+from .. import abi as _abi
 from ..errors import MappingError, NotDom0Error, PrivcmdPermissionError, XenError, XenNotAvailable, from_errno
 from .mapping import XEN_PAGE_SIZE, Mapping, _unmap, describe_failures, map_device
 
@@ -49,7 +49,7 @@ class GrantDevice:
         except OSError as exc:
             raise XenNotAvailable(exc.errno or _errno.EIO, f"cannot open {path}: {exc.strerror}") from None
         self.path = path
-        uapi = _interim.linux_uapi(arch)
+        uapi = _abi.linux_uapi(arch)
         self._map_req = uapi.constants["IOCTL_GNTDEV_MAP_GRANT_REF"]
         self._unmap_req = uapi.constants["IOCTL_GNTDEV_UNMAP_GRANT_REF"]
         m, g, u = (uapi.structs[n] for n in ("ioctl_gntdev_map_grant_ref", "ioctl_gntdev_grant_ref",

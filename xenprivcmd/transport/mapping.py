@@ -41,7 +41,7 @@ import os
 import time
 from _weakrefset import WeakSet
 
-from .. import _interim
+from .. import abi as _abi
 from ..errors import MappingError, NotSupported, XenError, from_errno
 from .libc import MAP_FAILED as _MAP_FAILED
 from .libc import libc as _libc
@@ -269,8 +269,8 @@ def describe_failures(failed: Dict[int, int], what: str, limit: int = 8) -> str:
 
 # -- the privcmd device's mapping ioctls ----------------------------------------------------------
 
-def _uapi(t: "PrivcmdTransport") -> "_interim._Uapi":
-    return _interim.linux_uapi(t.arch)
+def _uapi(t: "PrivcmdTransport") -> "_abi.LinuxUAPI":
+    return _abi.linux_uapi(t.arch)
 
 
 def _ioctl(t: "PrivcmdTransport", request: int, arg: object) -> int:
