@@ -320,6 +320,9 @@ SHELL_BAD: Dict[str, List[List[str]]] = {
     "numainfo": [["extra"]],
     "cpupool-list": [["extra"], ["--bogus"]],
     "vcpu-list": [["nosuch"], ["web1", "nosuch"], ["--bogus"]],
+    "event": [["--timeout", "x"], ["--timeout", "-1"], ["--domain", "nosuch"], ["extra"], ["--loop", "--bogus"],
+              ["--domain"]],
+    "console": [["nosuch"], [], ["web1", "extra"], ["web1"]],  # stdin is no terminal here
 }
 
 
@@ -359,7 +362,9 @@ _TOKENS = ["1", "0", "-1", "web1", "db1", "nosuch", "Domain-0", "99999", "32752"
            "--force", "--all", "--soft", "--weight", "--cap", "--set", "weight=0", "cap=-1", "--cellno", "--bogus",
            "-c", "-x", "--", "3-1", "^0", "r", "0-3", "1G", "-5M", "17T", "999999999999999999999", "'", '"', ";",
            "\x00", "é", "\t", str(uuid.UUID(int=3))]
-_SAFE_COMMANDS = sorted(set(COMMANDS) - {"top", "dmesg", "connect", "quit"}) + ["pause", "unpause", "exit"]
+# event waits for events (as top and dmesg -f loop): not fuzzed; console needs a terminal
+_SAFE_COMMANDS = sorted(set(COMMANDS) - {"top", "dmesg", "connect", "quit", "event", "console"}) + ["pause", "unpause",
+                                                                                                 "exit"]
 
 
 @robust_settings(200)

@@ -85,7 +85,7 @@ class _Filter:
             elif isinstance(d, bool):
                 raise TypeError("a domain is an int domid, a name, a UUID or a DomainInfo, not a bool")
             elif isinstance(d, int):
-                from .ops.wire import check_domid
+                from .abi.hypercalls import check_domid
 
                 self.ids.add(check_domid(d))
             elif isinstance(d, UUID):
@@ -143,20 +143,16 @@ class DomainEvents:
 
     # -- xenstore ------------------------------------------------------------------------------------
     def _open_store(self) -> None:
-        from . import control
-
         try:
-            self._store = control.store_of(self._h)
+            self._store = self._h.xenstore()
             for path in ("@releaseDomain", "@introduceDomain"):
                 w = self._store.watch(path)
                 w.next(2.0)  # xenstored's first event, fired when the watch is set
                 self._watches.append(w)
-        except (OSError, ValueError):  # no xenstore: the poll alone
+        except (OSError, ValueError, AttributeError):  # no xenstore (or one without watches): the poll alone
             self._drop_store()
 
     def _drop_store(self) -> None:
-        from . import control
-
         for w in self._watches:
             try:
                 w.close()
@@ -165,7 +161,7 @@ class DomainEvents:
         self._watches = []
         if self._store is not None:
             try:
-                control.close_store(self._h, self._store)
+                self._store.close()
             except OSError:
                 pass
         self._store = None

@@ -702,9 +702,15 @@ class Handle:
                                f" ({self.transport.kind}: only a dom0's devices and the simulator map memory)")
         return fn
 
+    def _restricted(self) -> Optional[int]:
+        """The domain the device is restricted to (seen through any wrapper), None when it is not."""
+        from .transport.wrappers import innermost
+
+        return innermost(self.transport).restricted
+
     def _device_domid(self, dom: "DomainRef", what: str) -> int:
         domid = self._domid(dom)
-        restricted = getattr(self.transport, "restricted", None)
+        restricted = self._restricted()
         if restricted is not None and domid != restricted:
             from .errors import RestrictedError
 
@@ -774,7 +780,7 @@ class Handle:
         Returns the handle.  The ABI is detected first (detection needs hypercalls).
         """
         domid = self._domid(domid)
-        current = getattr(self.transport, "restricted", None)
+        current = self._restricted()
         if current is not None:
             if current != domid:
                 raise ValueError(f"restrict: the handle is already restricted to domain {current}")

@@ -21,12 +21,11 @@ ESCAPE = b"\x1d"
 
 def console_tty(s: Session, info: Any) -> str:
     """The pty xenconsoled offers for the guest's console (``console/tty`` in xenstore)."""
-    from .. import control
     from ..errors import XenstoreNoEntry, XenstoreUnavailable
 
     h = s.handle
     try:
-        store = control.store_of(h)
+        store = h.xenstore()
     except XenstoreUnavailable as exc:
         raise UsageError(f"console: no xenstore to find the console in ({exc}); run xpsh on the dom0") from None
     try:
@@ -35,7 +34,7 @@ def console_tty(s: Session, info: Any) -> str:
         except XenstoreNoEntry:
             raw = b""
     finally:
-        control.close_store(h, store)
+        store.close()
     path = raw.rstrip(b"\0").decode("utf-8", "replace").strip()
     if not path:
         raise UsageError(f"domain {_who(info)} has no console (no console/tty in xenstore: no xenconsoled, or"
