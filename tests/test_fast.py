@@ -135,6 +135,15 @@ def _example(req, e, domid):
         "memory_op get_sharing_freed_pages": ((), 0),
         "memory_op get_sharing_shared_pages": ((), 0),
         "xen_version XENVER_get_features": ((0,), 0),
+        # a list of one frame (0) at the payload's start
+        "memory_op populate_physmap": ((domid, 0, 1, 0), 8),
+        "memory_op decrease_reservation": ((domid, 0, 1, 0), 8),
+        "memory_op claim_pages": ((domid, 16), 0),
+        "memory_op maximum_gpfn": ((domid,), 0),
+        "hvm_op get_param": ((domid, 1), 0),
+        "hvm_op set_param": ((domid, 1, 5), 0),
+        "event_channel_op alloc_unbound": ((domid, 0), 0),
+        "event_channel_op status": ((domid, 1), 0),
     }
     if name.startswith("xen_version ") and not send:
         return (), 0
@@ -321,6 +330,16 @@ def test_operations_answer_and_act_alike_fast_and_single(arch, release):
     new = _same(h, g, lambda x: x.create_domain(max_vcpus=2))
     if isinstance(new, int):
         _same(h, g, lambda x: x.domain_info(new))
+        for fn in (lambda x: x.populate_physmap(new, [5, 6]), lambda x: x.set_max_mem(new, 64),
+                   lambda x: x.populate_physmap(new, [5, 6]), lambda x: x.populate_physmap(new, range(20)),
+                   lambda x: x.maximum_gpfn(new), lambda x: x.domain_info(new),
+                   lambda x: x.decrease_reservation(new, x.populate_physmap(new, [9])),
+                   lambda x: x.decrease_reservation(new, [0x1234]), lambda x: x.claim_pages(new, 10),
+                   lambda x: x.physinfo(), lambda x: x.claim_pages(new, 0), lambda x: x.hvm_param(new, "store_pfn"),
+                   lambda x: x.set_hvm_param(new, "store_evtchn", 7), lambda x: x.hvm_param(new, 2),
+                   lambda x: x.evtchn_alloc_unbound(new), lambda x: x.evtchn_status(new, 1),
+                   lambda x: x.evtchn_status(new, 2), lambda x: x.evtchn_status(0x7FEE, 1)):
+            _same(h, g, fn)
         _same(h, g, lambda x: x.destroy(new))
     # a domain named by UUID or DomainInfo goes through the handle's lookup, then the runner
     info = g.domain_info(doms[-2].domid)

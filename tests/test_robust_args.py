@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 import xenprivcmd
 from xenprivcmd.abi.hypercalls import DOMID_MAX
 from xenprivcmd.ops import domains as _dom
+from xenprivcmd.ops import memory as _mem
 from xenprivcmd.shell import run
 from xenprivcmd.shell.allcommands import COMMANDS
 
@@ -154,6 +155,39 @@ OPS: Dict[str, Tuple[st.SearchStrategy[Any], Callable[..., Any]]] = {
         st.fixed_dictionaries({"handle": st.one_of(st.text(max_size=40), st.binary(min_size=16, max_size=16),
                                                     st.integers(), st.just(str(uuid.uuid4())))}),
     ).map(lambda k: ((), k)), lambda h, a, k: h.create_domain(**k)),
+    # issue 24's memory, HVM-parameter and event-channel ops
+    "populate_physmap": (st.one_of(
+        st.tuples(st.tuples(BAD_DOMID, st.just([1])), st.just({})),
+        st.tuples(st.tuples(GOOD_DOMID, st.lists(bad_int(0, _mem.MAX_FRAME), min_size=1, max_size=3)), st.just({})),
+        st.tuples(st.tuples(GOOD_DOMID, st.sampled_from([[], (), 5, None, "12", b"\x01"])), st.just({})),
+        st.tuples(st.tuples(GOOD_DOMID, st.just([1])), st.fixed_dictionaries({"order": bad_int(0, _mem.MAX_ORDER)})),
+    ), lambda h, a, k: h.populate_physmap(*a, **k)),
+    "decrease_reservation": (st.one_of(
+        st.tuples(st.tuples(BAD_DOMID, st.just([1])), st.just({})),
+        st.tuples(st.tuples(GOOD_DOMID, st.lists(bad_int(0, _mem.MAX_FRAME), min_size=1, max_size=3)), st.just({})),
+        st.tuples(st.tuples(GOOD_DOMID, st.just([1])), st.fixed_dictionaries({"order": bad_int(0, _mem.MAX_ORDER)})),
+    ), lambda h, a, k: h.decrease_reservation(*a, **k)),
+    "claim_pages": (st.one_of(
+        st.tuples(BAD_DOMID, st.just(1)), st.tuples(GOOD_DOMID, bad_int(0, _mem.MAX_CLAIM)),
+    ).map(lambda a: (a, {})), lambda h, a, k: h.claim_pages(*a)),
+    "maximum_gpfn": (st.tuples(BAD_DOMID).map(lambda a: (a, {})), lambda h, a, k: h.maximum_gpfn(*a)),
+    "hvm_param": (st.one_of(
+        st.tuples(BAD_DOMID, st.just(1)),
+        st.tuples(GOOD_DOMID, st.one_of(st.integers(max_value=-1), st.integers(min_value=1 << 12),
+                                        _not_int().filter(lambda v: not isinstance(v, str)))),
+        st.tuples(GOOD_DOMID, st.sampled_from(["nosuch", "", "callback_type_gsi", "HVM_PARAM_", "1"])),
+    ).map(lambda a: (a, {})), lambda h, a, k: h.hvm_param(*a)),
+    "set_hvm_param": (st.one_of(
+        st.tuples(BAD_DOMID, st.just(1), st.just(0)),
+        st.tuples(GOOD_DOMID, st.just("store_evtchn"), bad_int(0, (1 << 64) - 1)),
+        st.tuples(GOOD_DOMID, st.just("nosuch"), st.just(1)),
+    ).map(lambda a: (a, {})), lambda h, a, k: h.set_hvm_param(*a)),
+    "evtchn_alloc_unbound": (st.one_of(
+        st.tuples(BAD_DOMID), st.tuples(GOOD_DOMID, BAD_DOMID),
+    ).map(lambda a: (a, {})), lambda h, a, k: h.evtchn_alloc_unbound(*a)),
+    "evtchn_status": (st.one_of(
+        st.tuples(BAD_DOMID, st.just(1)), st.tuples(GOOD_DOMID, bad_int(1, (1 << 17) - 1)),
+    ).map(lambda a: (a, {})), lambda h, a, k: h.evtchn_status(*a)),
     "lookup": (st.tuples(st.one_of(
         st.integers(max_value=-1), st.integers(min_value=DOMID_MAX + 1), st.booleans(), st.none(),
         st.floats(), st.binary(max_size=4), st.just([1]), st.just(object()),

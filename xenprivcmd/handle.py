@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         CpuPool,
         CpuTopology,
         DomainState,
+        EvtchnStatus,
         NumaNode,
         PcpuInfo,
         PhysInfo,
@@ -607,6 +608,72 @@ class Handle:
         """Create an empty, paused PV domain (no kernel); returns its domid."""
         self._check_writable("create_domain")
         return self._ops.create_domain(max_vcpus, handle)  # type: ignore[no-any-return]
+
+    # -- a guest's memory and HVM parameters (ops/memory.py) ---------------------------------
+    def populate_physmap(self, domid: DomainRef, gfns: Iterable[int], *, order: int = 0) -> List[int]:
+        """``XENMEM_populate_physmap``: give a domain an extent of ``2**order`` pages at each
+        guest frame of ``gfns``; returns the frames to map and to release (an x86 PV guest's
+        machine frames, a translated guest's gfns as given).  Nothing half-done: if Xen
+        populates fewer extents than asked, those it did are released again and
+        :class:`~xenprivcmd.errors.HypercallError` says how many.  ``TypeError``/``ValueError``
+        for frames, orders or domids invalid on their face (no hypercall).
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> new = xen.create_domain()
+        >>> xen.set_max_mem(new, 1024)
+        >>> xen.populate_physmap(new, [0x100, 0x101])[:1] != []
+        True
+        >>> xen.domain_info(new).tot_pages
+        2
+        """
+        domid = self._writable_domid("populate_physmap", domid)
+        return self._ops.populate_physmap(domid, gfns, order)  # type: ignore[no-any-return]
+
+    def decrease_reservation(self, domid: DomainRef, frames: Iterable[int], *, order: int = 0) -> int:
+        """``XENMEM_decrease_reservation``: take back a domain's extents at ``frames`` (what
+        :meth:`populate_physmap` returned); returns how many.  Xen stops at the first frame
+        the domain lacks: :class:`~xenprivcmd.errors.HypercallError` then says how many went."""
+        domid = self._writable_domid("decrease_reservation", domid)
+        return self._ops.decrease_reservation(domid, frames, order)  # type: ignore[no-any-return]
+
+    def claim_pages(self, domid: DomainRef, pages: int) -> None:
+        """``XENMEM_claim_pages``: reserve ``pages`` free pages for a domain being built
+        (``xl info``'s outstanding_claims); 0 cancels its claim.  Xen refuses a claim beyond
+        free memory (ENOMEM)."""
+        domid = self._writable_domid("claim_pages", domid)
+        self._ops.claim_pages(domid, pages)
+
+    def maximum_gpfn(self, domid: DomainRef) -> int:
+        """``XENMEM_maximum_gpfn``: a domain's highest guest frame number."""
+        return self._ops.maximum_gpfn(self._domid(domid))  # type: ignore[no-any-return]
+
+    def hvm_param(self, domid: DomainRef, name: Union[int, str]) -> int:
+        """``HVMOP_get_param``: one of a domain's HVM parameters, by index or name
+        (``"store_pfn"``, ``"HVM_PARAM_STORE_EVTCHN"``).  An x86 PV guest has none (Xen:
+        EINVAL, :class:`~xenprivcmd.errors.HypercallError`); every Arm guest has them."""
+        return self._ops.hvm_param(self._domid(domid), name)  # type: ignore[no-any-return]
+
+    def set_hvm_param(self, domid: DomainRef, name: Union[int, str], value: int) -> None:
+        """``HVMOP_set_param``: set one of a domain's HVM parameters (see :meth:`hvm_param`)."""
+        domid = self._writable_domid("set_hvm_param", domid)
+        self._ops.set_hvm_param(domid, name, value)
+
+    # -- event channels of other domains (ops/channels.py) --------------------------------
+    def evtchn_alloc_unbound(self, domid: DomainRef, remote_domid: int = 0) -> int:
+        """``EVTCHNOP_alloc_unbound``: a new port of a domain that ``remote_domid`` (dom0 by
+        default) may bind (:meth:`xenprivcmd.EventChannels.bind_interdomain`); returns it.
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> port = xen.evtchn_alloc_unbound("web1")
+        >>> xen.evtchn_status("web1", port).status
+        'unbound'
+        """
+        domid = self._writable_domid("evtchn_alloc_unbound", domid)
+        return self._ops.evtchn_alloc_unbound(domid, remote_domid)  # type: ignore[no-any-return]
+
+    def evtchn_status(self, domid: DomainRef, port: int) -> "EvtchnStatus":
+        """``EVTCHNOP_status``: the state of a domain's port (:class:`~xenprivcmd.types.EvtchnStatus`)."""
+        return self._ops.evtchn_status(self._domid(domid), port)  # type: ignore[no-any-return]
 
     # -- host -----------------------------------------------------------------------
     def physinfo(self) -> PhysInfo:

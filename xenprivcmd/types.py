@@ -9,7 +9,9 @@ if TYPE_CHECKING:
 else:  # the same classes, without importing typing (see _ntuple)
     from ._ntuple import NamedTuple
 
-__all__ = ["VersionInfo", "DomainInfo", "DomainState", "VcpuInfo", "VcpuAffinity", "VcpuListEntry", "SchedParams", "PhysInfo", "CpuTopology", "NumaNode", "PcpuInfo", "CpuPool", "WatchEvent", "XenstorePermission", "DomainEvent", "SHUTDOWN_REASONS"]
+__all__ = ["VersionInfo", "DomainInfo", "DomainState", "VcpuInfo", "VcpuAffinity", "VcpuListEntry", "SchedParams",
+           "PhysInfo", "CpuTopology", "NumaNode", "PcpuInfo", "CpuPool", "WatchEvent", "XenstorePermission",
+           "DomainEvent", "EvtchnStatus", "SHUTDOWN_REASONS"]
 
 
 class VersionInfo(NamedTuple):
@@ -486,3 +488,22 @@ class DomainEvent(NamedTuple):
     name: Optional[str]
     detail: Optional[str]
     time: float
+
+
+class EvtchnStatus(NamedTuple):
+    """The state of one event-channel port of a domain (``EVTCHNOP_status``).
+
+    ``status``: ``closed``, ``unbound`` (waiting for ``remote_domid`` to bind it),
+    ``interdomain`` (bound to ``remote_port`` of ``remote_domid``), ``pirq``, ``virq``
+    or ``ipi``; ``vcpu``: the vcpu it notifies; the fields another status has no use
+    for are None.
+    """
+
+    domid: int
+    port: int
+    status: str
+    vcpu: int
+    remote_domid: Optional[int]
+    remote_port: Optional[int]
+    pirq: Optional[int]
+    virq: Optional[int]

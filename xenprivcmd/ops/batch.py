@@ -313,9 +313,10 @@ def _lay_out(e: Engine, chunk: Sequence[_Entry]) -> Tuple[memoryview, int, List[
 
 
 def _single(e: Engine, entry: _Entry) -> None:
-    """One entry as a single call (its payload at PAYLOAD_OFFSET)."""
+    """One entry as a single call (its payload at PAYLOAD_OFFSET, zeroed as a trap's slot)."""
     try:
         view, at = e.payload(entry.payload)
+        view[PAYLOAD_OFFSET:PAYLOAD_OFFSET + entry.payload] = bytes(entry.payload)
         lay = entry.layout
         args = tuple(a + at if i in lay.pointer_at else a for i, a in enumerate(entry.args))
         fields = e.runner(lay.request)(*args)

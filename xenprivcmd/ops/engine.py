@@ -93,6 +93,17 @@ SUBOP_PREFIX = {"memory_op": "XENMEM_", "xen_version": "XENVER_", "event_channel
 HEADER_DOMAIN = "$domain"
 
 
+class _DomidArg(ctypes.Structure):
+    """A bare ``domid_t`` (``uint16_t`` in every release): the argument of the memory_ops
+    that only name a domain (``XENMEM_maximum_gpfn``, ``XENMEM_current_reservation``)."""
+
+    _fields_ = [("domid", ctypes.c_uint16)]
+
+
+#: Argument types that are no struct of the tables, by the name a request gives as its ``struct``.
+ARGUMENT_TYPES: Dict[str, type] = {"domid_t": _DomidArg}
+
+
 class Check:
     """A range check of the int argument at ``index`` (``what`` names it in the error)."""
 
@@ -366,7 +377,7 @@ class Families:
 
     def struct(self, name: str, what: str) -> type:
         """A struct of the release; :class:`NotSupported` naming ``what`` when it lacks it."""
-        cls = self.structs.get(name)
+        cls = self.structs.get(name) or ARGUMENT_TYPES.get(name)
         if cls is None:
             raise NotSupported(_errno.ENOSYS, f"{what}: Xen {self.variant.release} has no {name}")
         return cls  # type: ignore[no-any-return]
@@ -554,7 +565,7 @@ class _Ops:
 
 
 #: The modules that declare operations (imported when an operation is first asked for).
-OP_MODULES = ("domains", "host", "version", "pools")
+OP_MODULES = ("domains", "host", "version", "pools", "memory", "channels")
 
 
 def _load_ops() -> None:

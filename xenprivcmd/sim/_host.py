@@ -384,6 +384,10 @@ class Host:
         self._families: Dict[str, Tables] = {}
         self._consoles: Any = None
         self._evtchn: Any = None
+        #: XENMEM_claim_pages: domid -> pages claimed and not yet populated
+        self.claims: Dict[int, int] = {}
+        #: HVMOP_set_param: domid -> {index: value}
+        self.hvm_params: Dict[int, Dict[int, int]] = {}
         self.rover = 0
         self.used_pages = 0
         self._idle_rate = [4 + self.rng.randrange(5) for _ in range(pcpus)]
@@ -586,6 +590,8 @@ class Host:
         del self.domids[i]
         self.used_pages -= d.tot_pages
         self.names.pop(d.domid, None)
+        self.claims.pop(d.domid, None)
+        self.hvm_params.pop(d.domid, None)
         if self._store is not None:
             self._store.forget(d.domid)
         if self._consoles is not None:

@@ -9,7 +9,7 @@ mapping and the simulated guest writing its console, see the same bytes.  Keys a
 :class:`GuestMemory` is one domain's physmap: gfn -> mfn.  A domain of a host
 description (``web1``...) has its RAM at gfns ``0 .. tot_pages - 1`` (machine frames
 ``(domid + 1) << 24`` on), without a table entry each; ``populate_physmap`` adds
-entries (fresh mfns from ``1 << 44`` on), ``decrease_reservation`` removes them.  An
+entries (fresh mfns from ``1 << 39`` on), ``decrease_reservation`` removes them.  An
 x86 PV domain is mapped by mfn; a translated one (every Arm domain, x86 HVM) by gfn.
 
 What a simulated PV guest has, as xl leaves it (:meth:`Memory.setup_guest`): a
@@ -39,7 +39,7 @@ STORE_MAGIC_GFN = 0x39001
 #: Grant-table frames each simulated domain has (v1: 512 entries a frame).
 GNTTAB_FRAMES = 4
 #: Where populate_physmap's fresh machine frames start.
-FRESH_MFN_BASE = 1 << 44
+FRESH_MFN_BASE = 1 << 39  # above every implicit base ((0x7FF0 << 24) < 2**39), below 2**40 (52-bit addresses)
 _IMPLICIT_SHIFT = 24
 
 _u16 = struct.Struct("<H")

@@ -48,7 +48,7 @@ class SysctlMixin(DomainActions):
             "max_node_id": 0 if host.is_arm else MAX_NUMNODES - 1,
             "cpu_khz": 62_500 if host.is_arm else 2_400_000, "capabilities": caps,
             "total_pages": host.total_pages, "free_pages": host.free_pages, "scrub_pages": 0,
-            "outstanding_pages": 0, "max_mfn": host.total_pages + 0x100000 - 1,
+            "outstanding_pages": sum(host.claims.values()), "max_mfn": host.total_pages + 0x100000 - 1,
         }
         self._act_physinfo(lay, op, p, values)
         if p + "cpu_to_node" in lay and lay.get(op, p + "cpu_to_node"):

@@ -19,6 +19,7 @@ from ._dom0op import Dom0OpMixin
 from ._domctl import DomctlMixin
 from ._faults import Fault, Faults
 from ._garbling import GarbleLayer
+from ._guestops import EVENT_CHANNEL_OP, HVM_OP, MEMORY_OP, GuestOpsMixin
 from ._host import Host
 from ._sysctl import SysctlMixin
 from ._xenver import XenVersionMixin
@@ -26,7 +27,8 @@ from ._xenver import XenVersionMixin
 __all__ = ["SimTransport", "HypercallFailed", "DOMID_SELF", "M32", "M64"]
 
 
-class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0OpMixin, SimDevices, SimBase):
+class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0OpMixin, GuestOpsMixin, SimDevices,
+                   SimBase):
     """A simulated Xen (see :mod:`xenprivcmd.sim`).
 
     ``host`` is the :class:`~xenprivcmd.sim.Host`; ``faults`` the fault
@@ -150,6 +152,12 @@ class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0O
                 rc = self._do_domctl(args[0])
             elif op == hc.HYPERVISOR_sysctl and not self.dom0_op_era:
                 rc = self._do_sysctl(args[0])
+            elif op == MEMORY_OP:
+                rc = self._do_memory_op(args[0], args[1])
+            elif op == HVM_OP:
+                rc = self._do_hvm_op(args[0], args[1])
+            elif op == EVENT_CHANNEL_OP:
+                rc = self._do_event_channel_op(args[0], args[1])
             else:
                 raise OSError(E.ENOSYS, f"sim: hypercall {op} not implemented")
         except OSError as exc:
@@ -201,4 +209,6 @@ class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0O
             cmd = _u32.unpack(self.read(args[0], 4))[0]
             names = self._domctl_names if op == hc.HYPERVISOR_domctl else self._sysctl_names
             return names.get(cmd, cmd), cmd
+        if op in (MEMORY_OP, HVM_OP, EVENT_CHANNEL_OP):
+            return self.guest_subop(op, args[0]) or args[0], args[0]
         return None, None
