@@ -55,7 +55,8 @@ if TYPE_CHECKING:  # typing is not imported at run time (cold start, issue 15)
 
 __all__ = [
     "HYPERVISOR_dom0_op", "HYPERVISOR_memory_op", "HYPERVISOR_multicall", "HYPERVISOR_xen_version",
-    "HYPERVISOR_sysctl", "HYPERVISOR_domctl", "HYPERCALLS", "HYPERCALL_NAMES", "XENVER_NAMES",
+    "HYPERVISOR_sysctl", "HYPERVISOR_domctl", "HYPERVISOR_hvm_op",
+    "HYPERVISOR_event_channel_op", "HYPERCALLS", "HYPERCALL_NAMES", "XENVER_NAMES",
     "XENMEM_get_sharing_freed_pages", "XENMEM_get_sharing_shared_pages", "COMMAND_FAMILIES", "FAMILIES",
     "FIELD_ENUMS", "DOMID_FIRST_RESERVED", "DOMID_MAX", "check_domid", "SCHEDULER_NAMES", "scheduler_name",
     "is_command", "command_names", "interface_command_names", "command_name", "issue", "error",
@@ -84,6 +85,8 @@ HYPERVISOR_multicall = HYPERCALLS["multicall"]
 HYPERVISOR_xen_version = HYPERCALLS["xen_version"]
 HYPERVISOR_sysctl = HYPERCALLS["sysctl"]
 HYPERVISOR_domctl = HYPERCALLS["domctl"]
+HYPERVISOR_hvm_op = HYPERCALLS["hvm_op"]
+HYPERVISOR_event_channel_op = HYPERCALLS["event_channel_op"]
 
 #: number -> name, for what a trace, a recording or the simulator's log shows.
 HYPERCALL_NAMES: Dict[int, str] = {n: name for name, n in HYPERCALLS.items() if name != "platform_op"}

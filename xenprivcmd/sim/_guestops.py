@@ -17,21 +17,20 @@ from __future__ import annotations
 import errno as E
 from typing import Dict, Optional, Tuple
 
-from ..abi import hypercalls as hc
+from ..abi.hypercalls import HYPERVISOR_event_channel_op as EVENT_CHANNEL_OP
+from ..abi.hypercalls import HYPERVISOR_hvm_op as HVM_OP
+from ..abi.hypercalls import HYPERVISOR_memory_op as MEMORY_OP
 from ._base import DOMID_SELF, SimBase, _u64
 from ._evtchn import CONSOLE_PORT, STORE_PORT
 from ._host import Domain
 from ._memory import CONSOLE_MAGIC_GFN, STORE_MAGIC_GFN
 
-__all__ = ["GuestOpsMixin", "CTLDOM_MAX_ORDER"]
+__all__ = ["GuestOpsMixin", "CTLDOM_MAX_ORDER", "MEMORY_OP", "HVM_OP", "EVENT_CHANNEL_OP"]
 
 #: The largest extent order Xen lets a control domain populate for another (EPERM beyond)
 CTLDOM_MAX_ORDER = 12
 _MEMOP_CMD_MASK = (1 << 6) - 1
 
-MEMORY_OP = hc.HYPERVISOR_memory_op
-HVM_OP = hc.HYPERCALLS["hvm_op"]
-EVENT_CHANNEL_OP = hc.HYPERCALLS["event_channel_op"]
 #: the table family of each argument struct
 _FAMILY = {"xen_memory_reservation": "memory", "xen_hvm_param": "hvm", "evtchn_alloc_unbound": "evtchn",
            "evtchn_status": "evtchn"}
