@@ -68,9 +68,11 @@ _errno_EPERM = errno.EPERM
 
 class _Unbuilt:
     """The handle's operations before its engine exists: the first one asked builds it
-    (ABI detection for most), then the handle uses the engine's directly."""
+    (ABI detection for most), then the handle uses the engine's directly.  ``xen_version``
+    and ``version`` need no detection: asked first, they are the version engine's, kept
+    here (a new transport gets a new :class:`_Unbuilt`)."""
 
-    __slots__ = ("_handle",)
+    __slots__ = ("_handle", "xen_version", "version")
 
     def __init__(self, handle: "Handle") -> None:
         self._handle = handle
@@ -78,7 +80,9 @@ class _Unbuilt:
     def __getattr__(self, name: str) -> Any:
         h = self._handle
         if name in ("xen_version", "version") and h._abi is None:
-            return getattr(h._xenver(), name)  # before detection: no need to detect for these
+            fn = getattr(h._xenver(), name)  # before detection: no need to detect for these
+            setattr(self, name, fn)
+            return fn
         return getattr(h._build(name), name)
 
 

@@ -66,9 +66,12 @@ SET_PARAM = Request("hvm_op", "set_param", struct="xen_hvm_param", domain=True, 
 
 def _frames(frames: Iterable[int], what: str) -> List[int]:
     """A list of frame numbers, each checked; TypeError, ValueError."""
-    if isinstance(frames, (str, bytes, bytearray)) or not hasattr(frames, "__iter__"):
+    if isinstance(frames, (str, bytes, bytearray)):
         raise TypeError(f"{what} must be an iterable of ints, not {type(frames).__name__}")
-    out = list(frames)
+    try:
+        out = list(frames)
+    except TypeError:
+        raise TypeError(f"{what} must be an iterable of ints, not {type(frames).__name__}") from None
     if not out:
         raise ValueError(f"{what}: no frames given")
     if len(out) > MAX_EXTENTS:
