@@ -115,6 +115,12 @@ class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0O
         """The simulated xenstore (the toolstack's nodes, and guests that answer them)."""
         return self.host.store
 
+    def _forget_buffers(self) -> None:
+        """After a fork, in the child: the parent's buffers are gone, and so is any thread that
+        held the one-hypercall-at-a-time lock at the fork (a new lock, or the child waits forever)."""
+        super()._forget_buffers()
+        self._serial = threading.RLock()
+
     def describe(self) -> str:
         h = self.host
         return (f"sim Xen {h.xen[0]}.{h.xen[1]}{h.extraversion} ({h.release}, {len(h.domains)} domains, "
