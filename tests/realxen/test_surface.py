@@ -88,16 +88,27 @@ def test_grant_refs_show_the_rings_with_live_producers(xen):
     with xen.map_grants(domid, [1]) as g, xen.map_grants(domid, [0]) as c, \
             xen.map_foreign(domid, [console]) as same:
         assert g.kind == "grant" and g.frames == (1,)
-        before = (u32(g.view, STORE["req_prod"]), u32(g.view, STORE["rsp_prod"]))
+        def producers() -> tuple[int, int]:
+            return u32(g.view, STORE["req_prod"]), u32(g.view, STORE["rsp_prod"])
+
+        before = producers()
         assert before[0] > 0 and before[1] > 0  # the guest has talked to xenstore since it booted
-        # the guest's sysrq watch fires and it reads control/sysrq: a request and its reply
+        # the guest's sysrq watch fires (xenstored writes the event: rsp_prod moves first), then the
+        # guest reads control/sysrq (its request: req_prod moves; the reply: rsp_prod again).  Both
+        # producers must move; one alone is the watch event only, so wait for both.
         xs_write(f"/local/domain/{domid}/control/sysrq", "")
         deadline = time.monotonic() + WAIT
-        while (u32(g.view, STORE["req_prod"]), u32(g.view, STORE["rsp_prod"])) <= before:
-            assert time.monotonic() < deadline, ("xenstore ring producers did not move", before)
+        while True:
+            after = producers()
+            if after[0] > before[0] and after[1] > before[1]:
+                break
+            assert time.monotonic() < deadline, (
+                f"xenstore ring producers (req_prod, rsp_prod) not both past {before} within {WAIT:g} s: {after}")
             time.sleep(0.2)
-        after = (u32(g.view, STORE["req_prod"]), u32(g.view, STORE["rsp_prod"]))
-        assert after[0] > before[0] and after[1] > before[1]
+        # what the guest asked since: its read of control/sysrq, in req[] (1024 bytes, free-running index)
+        size = STORE["rsp"] - STORE["req"]
+        asked = bytes(g.view[STORE["req"] + i % size] for i in range(max(before[0], after[0] - size), after[0]))
+        assert b"control/sysrq" in asked, asked
         assert bytes(c.view[CONS["out"]:CONS["in_cons"]]) == bytes(same.view[CONS["out"]:CONS["in_cons"]])
     with xen.map_resource(domid, "grant_table") as table:
         permit = xen.abi.constants["GTF_permit_access"]
