@@ -159,29 +159,44 @@ def _state():
 
 
 def test_map_and_bind_cycles_leak_nothing(xen):
+    """The fast suite's leak test (tests/test_guestmem.py) runs the issue's 100,000 cycles on the
+    simulator, whose devices are memfds: the library's own mmap, munmap, fds and bookkeeping.  Here
+    the real drivers (privcmd, gntdev, evtchn) and Xen answer, under TCG at ~3 ms a cycle: fewer
+    cycles, and Xen's own books are read too (it hands out the lowest free port again)."""
     domid = guest_domid()
     frame = int(xs_read(f"/local/domain/{domid}/console/ring-ref"))
     ec = xenprivcmd.EventChannels()
     cycles = int(os.environ.get("REALXEN_CYCLES", "2000"))
+    ports = []
 
     def run(n: int) -> None:
         for i in range(n):
-            k = i % 3
+            k = i % 4
             if k == 0:
                 with xen.map_foreign(domid, [frame]) as m:
                     assert u32(m.view, CONS["out_prod"])
             elif k == 1:
                 with xen.map_grants(domid, [0]) as g:
                     assert u32(g.view, CONS["out_prod"])
+            elif k == 2:
+                xen.map_resource(domid, "grant_table").close()
             else:
-                ec.unbind(ec.bind_unbound(0))
+                port = ec.bind_unbound(0)
+                ports.append(port)
+                ec.unbind(port)
 
     run(cycles // 5)
     base = _state()
+    first = ports[-1]
     run(cycles)
     end = _state()
+    assert xen.transport.live_mappings() == [] and ec.ports == frozenset()
     ec.close()
-    assert end[0] == base[0] and end[1] <= base[1] + 4 and end[2] <= base[2] + 1024, (base, end)
+    assert end[0] == base[0], ("fds", base, end)
+    assert end[1] <= base[1] + 4, ("maps", base, end)
+    assert end[2] <= base[2] + 1024, ("rss KiB", base, end)
+    # a port Xen did not free would move every later one up: ~cycles/4 of them
+    assert max(ports) <= first + 4, (first, max(ports), len(ports))
 
 
 # -- xenstore: watches, transactions, mkdir, permissions, introduction ---------------------------------

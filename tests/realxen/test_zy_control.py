@@ -200,6 +200,8 @@ def test_setmem_balloons_the_guest_as_xl_mem_set_does(xen):
 #: ``xpsh event --loop --json --domain guest2``, started when this file starts (issue 24): it sees
 #: guest2 rebooted, built again by xl, paused and unpaused by xl, shut down and destroyed.
 EVENTS: Dict[str, "subprocess.Popen[str]"] = {}
+#: Wall-clock times (time.time(), as the events' ``time``) around what the tests did to guest2.
+MARKS: Dict[str, float] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -249,10 +251,13 @@ def test_xpsh_shutdown_wait(xen):
     until("the rebooted guest2's init up", lambda: open(log, errors="replace").read().count("xenvm guest up") >= 2,
           show=lambda: open(log, errors="replace").read()[-1500:])
     # a pause and an unpause for xpsh event to see (no xenstore watch fires for them: its poll does)
+    MARKS["pause"] = time.time()
     xl("pause", "guest2")
     time.sleep(3)
+    MARKS["unpause"] = time.time()
     xl("unpause", "guest2")
     time.sleep(3)
+    MARKS["shutdown"] = time.time()
     out = xpsh("shutdown", "--wait", "--timeout", str(WAIT), "guest2")
     assert out in ("Domain 'guest2' is gone\n", "Domain 'guest2' is shut off (poweroff)\n"), out
     until("guest2 not running for xl", lambda: all(r["name"] != "guest2" or "s" in r["state"]
@@ -269,14 +274,26 @@ def test_xpsh_event_saw_guest2_built_paused_unpaused_shut_down_and_destroyed():
     seen = [json.loads(line) for line in out.splitlines()]
     assert seen and all(set(e) == {"event", "domid", "name", "detail", "time"} for e in seen), out
     assert all(e["name"] == "guest2" for e in seen), seen
-    # the rebooted guest2: xl built it (started, paused from birth), unpaused it, we paused and
-    # unpaused it, xpsh shutdown powered it off, xl destroyed it
-    want = [("started", None), ("paused", None), ("unpaused", None), ("shutdown", "poweroff"),
-            ("destroyed", None)]
+    # the rebooted guest2: xl built it (started, paused from birth, then unpaused by xl), we
+    # paused and unpaused it with xl, xpsh shutdown powered it off, xl destroyed it.  The pause
+    # and unpause are ours, not xl's at birth: told apart by the time they were seen.
+    assert set(MARKS) == {"pause", "unpause", "shutdown"}, "test_xpsh_shutdown_wait did not get that far"
     last = [e for e in seen if e["event"] == "started"][-1]["domid"]
-    mine = [(e["event"], e["detail"]) for e in seen if e["domid"] == last]
-    it = iter(mine)
-    assert all(w in it for w in want), (mine, seen)  # in this order, others (dying, xl's unpause) between
+    mine = [e for e in seen if e["domid"] == last]
+    slack = 0.5  # the stream's clock reading is its own, a moment after the hypercall's
+
+    def at(event: str, detail: Optional[str], after: float, before: float = float("inf")) -> float:
+        for e in mine:
+            if e["event"] == event and e["detail"] == detail and after - slack <= e["time"] <= before:
+                return float(e["time"])
+        raise AssertionError(f"no {event} ({detail}) of domain {last} between {after:.3f} and {before:.3f}: {mine}")
+
+    started = at("started", None, 0.0, MARKS["pause"])
+    paused = at("paused", None, MARKS["pause"], MARKS["unpause"])
+    unpaused = at("unpaused", None, MARKS["unpause"], MARKS["shutdown"])
+    down = at("shutdown", "poweroff", MARKS["shutdown"])
+    gone = at("destroyed", None, down)
+    assert started < paused < unpaused < down <= gone, mine
     times = [e["time"] for e in seen]
     assert times == sorted(times)
     # and the first guest2's reboot before it
