@@ -491,12 +491,18 @@ class DomainEvent(NamedTuple):
 
 
 class EvtchnStatus(NamedTuple):
-    """The state of one event-channel port of a domain (``EVTCHNOP_status``).
+    """The state of one event-channel port of a domain (``EVTCHNOP_status``).  The fields
+    another status has no use for are ``None``.
 
-    ``status``: ``closed``, ``unbound`` (waiting for ``remote_domid`` to bind it),
-    ``interdomain`` (bound to ``remote_port`` of ``remote_domid``), ``pirq``, ``virq``
-    or ``ipi``; ``vcpu``: the vcpu it notifies; the fields another status has no use
-    for are None.
+    :domid: the domain whose port this is
+    :port: the port asked about
+    :status: ``closed``, ``unbound`` (waiting for ``remote_domid`` to bind it),
+        ``interdomain`` (bound to ``remote_port`` of ``remote_domid``), ``pirq``, ``virq`` or ``ipi``
+    :vcpu: the vcpu the port notifies
+    :remote_domid: the other end's domain (unbound: the one allowed to bind it; interdomain)
+    :remote_port: the other end's port (interdomain)
+    :pirq: the physical IRQ (pirq)
+    :virq: the virtual IRQ (virq)
     """
 
     domid: int
