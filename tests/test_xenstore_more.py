@@ -288,7 +288,7 @@ def test_introduce_and_release_fire_the_special_watches(side):
     for call in (lambda: xs.introduce_domain(-1, 1, 1), lambda: xs.introduce_domain(3, -1, 1),
                  lambda: xs.introduce_domain(3, 1, 0), lambda: xs.release_domain(1 << 16),
                  lambda: xs.is_domain_introduced("3")):
-        with pytest.raises(ValueError):
+        with pytest.raises((ValueError, TypeError)):  # a str domid: TypeError (abi.hypercalls.check_domid)
             call()
 
 
