@@ -149,6 +149,23 @@ def test_event_channels_deliver_through_dev_xen_evtchn(xen):
         assert ec.bind_unbound(0) > 0
 
 
+def test_a_port_from_evtchn_alloc_unbound_bound_through_event_channels_is_interdomain_to_dom0(xen):
+    domid = guest_domid()
+    port = xen.evtchn_alloc_unbound(domid, remote_domid=0)  # a port of guest1 that dom0 may bind
+    st = xen.evtchn_status(domid, port)
+    assert (st.domid, st.port, st.status, st.remote_domid, st.remote_port) == (domid, port, "unbound", 0, None), st
+    with xenprivcmd.EventChannels() as ec:
+        local = ec.bind_interdomain(domid, port)  # the kernel's evtchn driver gives dom0's port
+        st = xen.evtchn_status(domid, port)
+        assert (st.status, st.remote_domid, st.remote_port) == ("interdomain", 0, local), (st, local)
+        back = xen.evtchn_status(0, local)
+        assert (back.status, back.remote_domid, back.remote_port) == ("interdomain", domid, port), back
+        ec.unbind(local)
+    # dom0 closed its end: Xen leaves the guest's port waiting for dom0 again
+    st = xen.evtchn_status(domid, port)
+    assert (st.status, st.remote_domid, st.remote_port) == ("unbound", 0, None), st
+
+
 def _state():
     gc.collect()
     with open("/proc/self/maps") as f:
