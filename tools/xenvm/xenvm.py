@@ -92,6 +92,8 @@ def cmd_run(args):
             raise XenvmError("--env wants NAME=VALUE, got %r" % kv)
     if args.guests < 0:
         raise XenvmError("--guests must be >= 0")
+    if args.devices and not args.guests:
+        raise XenvmError("--devices gives guest1 a vif and a vbd: it needs --guests 1 or more")
     if args.kvm and args.suite.endswith("-arm64"):
         raise XenvmError("--kvm: arm64 suites run under TCG only")
     share = None if args.no_share else os.path.abspath(args.share or os.getcwd())
@@ -116,7 +118,7 @@ def cmd_run(args):
         dom0_mem_mb=args.dom0_mem, smp=args.smp, kvm=args.kvm, console=args.console,
         log_path=args.log, xen_args=args.xen_args, dom0_args=args.dom0_args,
         sched=args.sched, wait_guests=not args.no_wait_guests, guest1_vcpus=args.guest1_vcpus,
-        ssh_port=args.ssh_port, ssh_piece=ssh_piece, ssh_files=ssh_files)
+        ssh_port=args.ssh_port, ssh_piece=ssh_piece, ssh_files=ssh_files, devices=args.devices)
     return runner.run_vm(cache, info, spec)
 
 
@@ -201,6 +203,10 @@ def main(argv=None):
                    "their kernels to boot")
     s.add_argument("--guest1-vcpus", type=int, default=2, metavar="N",
                    help="vcpus of guest1 (default 2; the other guests have 1)")
+    s.add_argument("--devices", action="store_true",
+                   help="guest1 gets a vif on dom0's bridge xenbr0 (netback; dom0 169.254.77.1, "
+                   "the guest .2) and a file-backed vbd xvda (blkback over a loop device), "
+                   "set up by xl's hotplug scripts; the guest does a known disk I/O at boot")
     s.add_argument("--xenstore", action="store_true",
                    help="start xenstored, xen-init-dom0 and xenconsoled first")
     s.add_argument("--timeout", type=int, default=900, metavar="SEC",

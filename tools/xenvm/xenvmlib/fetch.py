@@ -7,8 +7,9 @@ from .apt import AptState
 from .common import TOOL_VERSION, XenvmError, kernel_suite, log, read_json, write_json
 
 # Of apt's install closure only these packages can hold files the image uses
-# (shared libraries, python, xen tools, dpkg); the rest (perl, systemd, ...) is skipped.
-KEEP_RE = re.compile(r"^(lib|zlib1g|xen|python3|busybox|dpkg$|tar$)")
+# (shared libraries, python, xen tools, dpkg, bash and util-linux for xl's hotplug
+# scripts); the rest (perl, systemd, ...) is skipped.
+KEEP_RE = re.compile(r"^(lib|zlib1g|xen|python3|busybox|dpkg$|tar$|bash$|util-linux$)")
 
 
 def _xen_version(apt):
@@ -77,6 +78,9 @@ def fetch(cache, suite, refresh=False):
         "dpkg": "dpkg",
         "tar": "tar",            # dpkg-deb runs GNU tar
         "ldconfig": "libc-bin",  # dpkg wants ldconfig in PATH
+        # xl's hotplug scripts (vif-bridge, block: run --devices) are bash and lock with flock
+        "bash": "bash",
+        "util_linux": "util-linux",
     }
     want = sorted(set(roots.values()) | {"xen-utils-common", "xenstore-utils"})
     closure = apt.resolve_closure(want)

@@ -290,6 +290,13 @@ def build(cache, manifest, force=False):
                 continue
             selected.add(c)
     selected.update(fs.resolve("sbin/ldconfig") or [])
+    # xl's hotplug scripts (/etc/xen/scripts, run --devices) need bash and flock; of
+    # their packages only these two programs (busybox has the rest the scripts call)
+    for prog in ("bin/bash", "usr/bin/flock"):
+        found = fs.resolve(prog)
+        if not found:
+            raise XenvmError("%s: no /%s in the image's packages" % (suite, prog))
+        selected.update(found)
     bb = fs.resolve("bin/busybox")
     if not bb:
         raise XenvmError("busybox-static has no /bin/busybox")
@@ -342,7 +349,7 @@ def build(cache, manifest, force=False):
     # kernel modules
     mdir = os.path.join(root, "usr/lib/modules", kinfo["kver"])
     os.makedirs(mdir)
-    for m in kinfo["modules"]:
+    for m in kinfo["modules"] + kinfo["device_modules"]:
         shutil.copyfile(os.path.join(kdir, "modules", m + ".ko"), os.path.join(mdir, m + ".ko"))
     # /etc, init and friends
     for d in ("proc", "sys", "dev", "run", "tmp", "host", "root", "mnt", "var/lib/xen",
@@ -353,7 +360,7 @@ def build(cache, manifest, force=False):
     os.symlink("../run/lock", os.path.join(root, "var/lock"))
     files = initscripts.dom0_files(xv=xv, pyv=pyv, suite=suite, kver=kinfo["kver"],
                                    modules=kinfo["modules"], xenstored=xenstored,
-                                   arch=arch.name)
+                                   arch=arch.name, device_modules=kinfo["device_modules"])
     for rel, (data, mode) in files.items():
         p = os.path.join(root, rel)
         os.makedirs(os.path.dirname(p), exist_ok=True)
@@ -381,8 +388,12 @@ def build(cache, manifest, force=False):
 
     # --- domU piece: kernel + tiny busybox initrd, unpacked in dom0 under /opt/xenvm/guest
     def guest_initrd(w):
-        for d in ("bin", "sbin", "proc", "sys", "dev", "tmp"):
+        for d in ("bin", "sbin", "proc", "sys", "dev", "tmp", "lib", "lib/modules"):
             w.dir(d)
+        # the frontends, loaded by init only when the toolstack gave the guest a vif / vbd
+        for m in kinfo["guest_modules"]:
+            with open(os.path.join(kdir, "modules", m + ".ko"), "rb") as f:
+                w.file("lib/modules/%s.ko" % m, f.read(), 0o644)
         with open(fs.files[bb[-1]][0], "rb") as f:
             w.file("bin/busybox", f.read(), 0o755)
         w.symlink("bin/sh", "busybox")

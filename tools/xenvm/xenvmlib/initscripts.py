@@ -19,6 +19,11 @@ mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /run/lock /run/xen /run/xenstored /run/xenvm /var/log/xen/console
+# udev's links elsewhere; xl's hotplug scripts (bash) redirect through them
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
 exec </dev/null >/dev/console 2>&1
 if ! . /xenvm/run.conf; then
     echo "@@XENVM:none:FAIL:no run configuration in the initramfs@@"
@@ -53,6 +58,20 @@ if [ "$XENVM_XENSTORE" = 1 ]; then
     xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console ||
         fail "xenconsoled failed to start"
 fi
+if [ "${XENVM_DEVICES:-0}" = 1 ]; then
+    # guest1's vif joins the bridge xenbr0 (dom0 169.254.77.1/16, the guest .2); its
+    # vbd xvda is a file on tmpfs that xl's block script puts on a loop device
+    m STAGE:devices
+    for mod in @DEVICE_MODULES@; do
+        insmod /lib/modules/@KVER@/$mod.ko || fail "insmod $mod failed"
+    done
+    ip link set lo up || fail "ip link set lo up failed"
+    brctl addbr xenbr0 || fail "brctl addbr xenbr0 failed"
+    ip addr add 169.254.77.1/16 dev xenbr0 || fail "cannot give xenbr0 an address"
+    ip link set xenbr0 up || fail "cannot bring xenbr0 up"
+    dd if=/dev/zero of=/run/xenvm/guest1-disk.img bs=1M count=16 2>/dev/null ||
+        fail "cannot make guest1's disk image"
+fi
 i=1
 while [ "$i" -le "${XENVM_GUESTS:-0}" ]; do
     m STAGE:guest$i
@@ -62,10 +81,16 @@ while [ "$i" -le "${XENVM_GUESTS:-0}" ]; do
         @GUEST_TYPE@
         echo 'kernel = "/opt/xenvm/guest/vmlinuz"'
         echo 'ramdisk = "/opt/xenvm/guest/initrd.gz"'
-        echo 'extra = "console=hvc0 quiet"'
         echo "memory = ${XENVM_GUEST_MEM:-128}"
         echo "vcpus = $vcpus"
         echo 'on_crash = "preserve"'
+        if [ "$i" = 1 ] && [ "${XENVM_DEVICES:-0}" = 1 ]; then
+            echo 'extra = "console=hvc0 quiet xenvm.ip=169.254.77.2/16"'
+            echo "vif = ['bridge=xenbr0,mac=00:16:3e:77:00:02']"
+            echo "disk = ['format=raw,vdev=xvda,access=rw,target=/run/xenvm/guest1-disk.img']"
+        else
+            echo 'extra = "console=hvc0 quiet"'
+        fi
     } > /run/xenvm/guest$i.cfg
     if ! xl create /run/xenvm/guest$i.cfg >/run/xenvm/guest$i.log 2>&1; then
         cat /run/xenvm/guest$i.log
@@ -95,6 +120,18 @@ if [ "${XENVM_GUESTS:-0}" -gt 0 ] && [ "${XENVM_WAIT_GUESTS:-1}" = 1 ]; then
         i=$((i+1))
     done
 fi
+if [ "${XENVM_GUESTS:-0}" -gt 0 ] && [ "${XENVM_DEVICES:-0}" = 1 ]; then
+    m STAGE:guest1-network
+    n=0
+    until ping -c 1 -W 1 169.254.77.2 >/dev/null 2>&1; do
+        n=$((n+1))
+        if [ $n -gt 60 ]; then
+            tail -20 /var/log/xen/console/guest-guest1.log 2>/dev/null
+            fail "guest1 did not answer pings on its vif within 60 s"
+        fi
+        sleep 0.5
+    done
+fi
 m STAGE:command
 OUT=
 n=0
@@ -119,10 +156,32 @@ sleep 30
 """
 
 GUEST_INIT = r"""#!/bin/busybox sh
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t devtmpfs devtmpfs /dev
-/bin/busybox echo "xenvm guest up"
-while :; do /bin/busybox sleep 3600; done
+b=/bin/busybox
+$b mount -t proc proc /proc
+$b mount -t devtmpfs devtmpfs /dev
+$b mount -t sysfs sysfs /sys
+# devices the toolstack gave (tools/xenvm run --devices): the frontends are loaded only
+# then, so a guest without them boots as before
+if $b ls /sys/bus/xen/devices 2>/dev/null | $b grep -q '^vbd-'; then
+    $b insmod /lib/modules/xen_blkfront.ko
+    n=0
+    while [ ! -b /dev/xvda ] && [ $n -lt 300 ]; do $b sleep 0.1; n=$((n+1)); done
+    # a known amount of disk I/O: 1 MiB read, 256 KiB written and flushed
+    $b dd if=/dev/xvda of=/dev/null bs=4096 count=256 2>/dev/null &&
+        $b dd if=/dev/zero of=/dev/xvda bs=4096 count=64 conv=fsync 2>/dev/null &&
+        $b echo "xenvm guest disk: read 1048576 bytes, wrote 262144 bytes"
+fi
+if $b ls /sys/bus/xen/devices 2>/dev/null | $b grep -q '^vif-'; then
+    $b insmod /lib/modules/xen_netfront.ko
+    n=0
+    while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 300 ]; do $b sleep 0.1; n=$((n+1)); done
+    ip=$($b sed -n 's/.*xenvm\.ip=\([^ ]*\).*/\1/p' /proc/cmdline)
+    $b ip link set lo up
+    $b ip link set eth0 up && $b ip addr add "${ip:-169.254.77.2/16}" dev eth0 &&
+        $b echo "xenvm guest network: eth0 ${ip:-169.254.77.2/16}"
+fi
+$b echo "xenvm guest up"
+while :; do $b sleep 3600; done
 """
 
 #: What the guest kernel runs when its xen manage driver gets control/shutdown
@@ -150,11 +209,11 @@ def _fill(text, **kw):
     return text
 
 
-def dom0_files(xv, pyv, suite, kver, modules, xenstored, arch="x86_64"):
+def dom0_files(xv, pyv, suite, kver, modules, xenstored, arch="x86_64", device_modules=()):
     # x86: PV guests; Arm has a single guest type, and xl wants no type= line there
     guest_type = "echo 'type = \"pv\"'" if arch == "x86_64" else ":"
     kw = dict(xv=xv, pyv=pyv, suite=suite, kver=kver, modules=" ".join(modules),
-              xenstored=xenstored, guest_type=guest_type)
+              xenstored=xenstored, guest_type=guest_type, device_modules=" ".join(device_modules))
     files = {"init": (_fill(DOM0_INIT, **kw), 0o755)}
     for k, v in ETC.items():
         files[k] = (_fill(v, **kw), 0o600 if k == "etc/shadow" else 0o644)

@@ -29,6 +29,13 @@ WANTED_MODULES_ARM64 = [
 ]
 
 
+# run --devices: dom0's backends (netback, blkback over a loop device, a bridge), loaded
+# by init only then, and the guest's frontends, loaded by the guest's init only when
+# the toolstack gave it such devices.  The same on both architectures.
+DEVICE_MODULES = ["loop", "xen-netback", "xen-blkback", "bridge"]
+GUEST_MODULES = ["xen-netfront", "xen-blkfront"]
+
+
 def wanted_modules(kinfo):
     return WANTED_MODULES_ARM64 if kinfo["package"].endswith("-arm64") else WANTED_MODULES
 
@@ -131,9 +138,17 @@ def prepare(cache, kinfo):
 
     for m in wanted_modules(kinfo):
         load(m)
+    extra = {}
+    for key, names in (("device_modules", DEVICE_MODULES), ("guest_modules", GUEST_MODULES)):
+        base_order = list(order)
+        for m in names:
+            load(m)
+        extra[key] = [n for n in order if n not in base_order]
+        del order[len(base_order):]
     shutil.rmtree(x)
     info = {"kver": kver, "package": kinfo["package"], "version": kinfo["version"],
             "modules": order}
+    info.update(extra)
     write_json(os.path.join(tmp, "kernel.json"), info)
     shutil.rmtree(base, ignore_errors=True)
     os.replace(tmp, base)
@@ -142,4 +157,5 @@ def prepare(cache, kinfo):
 
 def kernel_dir(cache, kinfo):
     return os.path.join(cache, "kernel", "%s_%s-%s" % (
-        kinfo["package"], kinfo["version"], key_of(wanted_modules(kinfo))[:8]))
+        kinfo["package"], kinfo["version"],
+        key_of(wanted_modules(kinfo) + DEVICE_MODULES + GUEST_MODULES)[:8]))

@@ -28,6 +28,8 @@ STAGES = {
     "xenconsoled": "starting xenconsoled",
     "command": "starting the command",
     "guests-boot": "waiting for the guests' kernels to boot",
+    "devices": "setting up guest1's backends (netback, blkback, the bridge xenbr0)",
+    "guest1-network": "waiting for guest1 to answer pings on its vif",
 }
 
 
@@ -68,7 +70,7 @@ class RunSpec:
                  workdir=None, env=(), pythonpath=(), pip_piece=None, pip_dir=None,
                  mem_mb=None, dom0_mem_mb=1024, smp=2, kvm=False, console=False,
                  log_path=None, xen_args="", dom0_args="", guest1_vcpus=2, sched="credit",
-                 wait_guests=True, ssh_port=None, ssh_piece=None, ssh_files=()):
+                 wait_guests=True, ssh_port=None, ssh_piece=None, ssh_files=(), devices=False):
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
@@ -84,6 +86,10 @@ def _command_script(spec):
         pp.append(spec.pip_dir)
     if pp:
         lines.append("export PYTHONPATH=%s" % _shell_quote(":".join(pp)))
+    if spec.devices and spec.guests:
+        # which guest has the vif and the vbd, and the addresses on dom0's bridge
+        lines.append("export XENVM_DEVICE_GUEST=guest1 XENVM_DEVICE_GUEST_IP=169.254.77.2 "
+                     "XENVM_DEVICE_DOM0_IP=169.254.77.1")
     for kv in spec.env:
         k, v = kv.split("=", 1)
         lines.append("export %s=%s" % (k, _shell_quote(v)))
@@ -125,6 +131,7 @@ def build_initrd(path, image, spec, nonce):
             "XENVM_GUESTS": str(spec.guests),
             "XENVM_GUEST1_VCPUS": str(spec.guest1_vcpus),
             "XENVM_WAIT_GUESTS": "1" if spec.wait_guests else "0",
+            "XENVM_DEVICES": "1" if spec.devices and spec.guests else "0",
         }
         w.file("xenvm/run.conf", "".join("%s=%s\n" % kv for kv in conf.items()).encode())
         w.file("xenvm/cmd.sh", _command_script(spec).encode(), 0o755)
