@@ -20,11 +20,12 @@ from typing import Dict, Iterator, List, Tuple
 import pytest
 
 import xenprivcmd
-from xenprivcmd.exporter import backends
+from xenprivcmd import iostats
 from xenprivcmd.exporter.cli import parse_listen
 from xenprivcmd.exporter.metrics import STATES, Exporter
 from xenprivcmd.exporter.scrape import Scraper
 from xenprivcmd.store import connection as xsmod
+from xenprivcmd.types import BlockStats, InterfaceStats
 
 from .exporter_helpers import ROOT, by_domid, env, get, one, parse, start_exporter, stop_exporter
 from .fakexenstored import FakeXenstored
@@ -232,21 +233,27 @@ def _fake_sysfs(root: Path) -> None:
         for k, v in values.items():
             (d / k).write_text(f"{v}\n")
 
+    zero = dict.fromkeys(("rx_errors", "rx_dropped", "tx_errors", "tx_dropped"), 0)
     # dom0's view of vif1.0: it received what the guest transmitted
-    put("class/net/vif1.0/statistics", rx_bytes=1000, rx_packets=10, tx_bytes=5000, tx_packets=50)
-    put("class/net/vif1.0-emu/statistics", rx_bytes=7, rx_packets=7, tx_bytes=7, tx_packets=7)
-    put("class/net/vif9.0/statistics", rx_bytes=1, rx_packets=1, tx_bytes=1, tx_packets=1)  # no domain 9
-    put("class/net/eth0/statistics", rx_bytes=3, rx_packets=3, tx_bytes=3, tx_packets=3)
+    put("class/net/vif1.0/statistics", rx_bytes=1000, rx_packets=10, tx_bytes=5000, tx_packets=50, **zero)
+    put("class/net/vif1.0-emu/statistics", rx_bytes=7, rx_packets=7, tx_bytes=7, tx_packets=7, **zero)
+    put("class/net/vif9.0/statistics", rx_bytes=1, rx_packets=1, tx_bytes=1, tx_packets=1, **zero)  # no domain 9
+    put("class/net/eth0/statistics", rx_bytes=3, rx_packets=3, tx_bytes=3, tx_packets=3, **zero)
     (root / "class/net/vif2.1").mkdir(parents=True)  # a vif going away: no statistics left
-    put("bus/xen-backend/devices/vbd-2-51712/statistics", rd_req=4, wr_req=6, oo_req=1, rd_sect=8, wr_sect=16)
-    (root / "bus/xen-backend/devices/vif-1-0").mkdir(parents=True)
+    put("bus/xen-backend/devices/vbd-2-51712/statistics", rd_req=4, wr_req=6, oo_req=1, rd_sect=8, wr_sect=16,
+        f_req=2, ds_req=0)
+    # netback's xenbus devices (the emulated NIC's tap vif1.0-emu is none)
+    for dev, ifname in (("vif-1-0", "vif1.0"), ("vif-9-0", "vif9.0"), ("vif-2-1", "vif2.1")):
+        (root / "bus/xen-backend/devices" / dev / "net" / ifname).mkdir(parents=True)
 
 
 def test_backend_counters_come_from_sysfs_from_the_guests_side(sim: xenprivcmd.Handle, tmp_path: Path) -> None:
     _fake_sysfs(tmp_path)
-    assert backends.network_stats(str(tmp_path)) == [
-        backends.NetStats(1, 0, 5000, 50, 1000, 10), backends.NetStats(9, 0, 1, 1, 1, 1)]
-    assert backends.block_stats(str(tmp_path)) == [backends.BlockStats(2, 51712, 4, 6, 1, 8 * 512, 16 * 512)]
+    fs = iostats.Sysfs(str(tmp_path))
+    assert iostats.interface_stats(fs) == [
+        InterfaceStats(1, 0, "vif1.0", None, 5000, 50, 0, 0, 1000, 10, 0, 0),
+        InterfaceStats(9, 0, "vif9.0", None, 1, 1, 0, 0, 1, 1, 0, 0)]
+    assert iostats.block_stats(fs) == [BlockStats(2, 51712, "xvda", 4, 8, 6, 16, 1, 2, 0)]
     s = parse(Exporter(Scraper(sim, sysfs=str(tmp_path)), min_interval=0).render())
     lab = {"domid": "1", "name": "web1", "device": "0"}
     assert s["xen_domain_network_transmit_bytes_total"] == [(lab, 1000.0)]
@@ -258,7 +265,8 @@ def test_backend_counters_come_from_sysfs_from_the_guests_side(sim: xenprivcmd.H
     assert s["xen_domain_block_write_bytes_total"] == [(blk, 16 * 512.0)]
     assert s["xen_domain_block_out_of_requests_total"] == [(blk, 1.0)]
     # no sysfs tree: no counters at all
-    assert backends.network_stats(str(tmp_path / "none")) == [] == backends.block_stats(str(tmp_path / "none"))
+    none = iostats.Sysfs(str(tmp_path / "none"))
+    assert iostats.interface_stats(none) == [] == iostats.block_stats(none)
 
 
 @pytest.fixture

@@ -257,6 +257,27 @@ def test_results_are_the_local_types(remote: Any):
         local.close()
 
 
+def test_io_counters_are_the_remote_dom0s(sshd: Sshd):
+    """interface_stats / block_stats run on the remote (its sysfs and xenstore), in one round trip each,
+    and a read-only helper allows them."""
+    local = xenprivcmd.open("sim:///default")
+    try:
+        for uri in (sshd.uri(), sshd.uri(key=sshd.forced_keys["readonly"])):
+            with xenprivcmd.open(uri) as h:
+                h.domain_info(0)
+                before = h.round_trips
+                nets, disks = h.interface_stats(), h.block_stats("db1")
+                assert h.round_trips == before + 2
+                assert [type(i) for i in nets] == [type(i) for i in local.interface_stats()]
+                assert [(i.domid, i.name, i.mac) for i in nets] == [(i.domid, i.name, i.mac)
+                                                                    for i in local.interface_stats()]
+                assert [(b.name, b.devid) for b in disks] == [("xvda", 51712), ("xvdb", 51728)]
+                with pytest.raises(errors.NoSuchDomain):
+                    h.block_stats(42)
+    finally:
+        local.close()
+
+
 def test_remote_hypercall_errors_keep_their_type(sshd: Sshd):
     with xenprivcmd.open(sshd.uri(path="/default?privileged=0")) as h:
         with pytest.raises(errors.HypervisorPermissionError) as info:

@@ -30,10 +30,12 @@ if TYPE_CHECKING:
     from .transport.mapping import Mapping
     from .transport.privcmd import Transport
     from .types import (
+        BlockStats,
         CpuPool,
         CpuTopology,
         DomainState,
         EvtchnStatus,
+        InterfaceStats,
         NumaNode,
         PcpuInfo,
         PhysInfo,
@@ -52,6 +54,7 @@ __all__ = ["Handle", "read_only_methods"]
 #: batched listings built on reading operations, the uptimes read from xenstore).
 READING_METHODS = frozenset({
     "with_names", "domain_names", "lookup", "nr_cpus", "domain_infos", "vcpu_list", "uptime", "uptimes",
+    "interface_stats", "block_stats",
 })
 
 
@@ -905,6 +908,37 @@ class Handle:
         from .events import DomainEvents
 
         return DomainEvents(self, domains, timeout)
+
+    # -- guests' network and disk I/O: dom0's backend counters (iostats.py) -------------------
+    def interface_stats(self, dom: Optional[DomainRef] = None) -> List["InterfaceStats"]:
+        """The network interfaces (netback vifs) of a domain, or of every domain when ``dom``
+        is None, with their counters from the guest's side as ``virsh domifstat`` shows them
+        (``rx_bytes``: what the guest received).  Read from dom0's sysfs (over
+        ``xen+ssh://``: the remote dom0's); names and MACs from xenstore.
+
+        Raises :class:`~xenprivcmd.errors.NoSuchDomain` for an unknown domain,
+        :class:`~xenprivcmd.errors.NotSupported` where there is no dom0 sysfs (a replay).
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> [(i.name, i.mac) for i in xen.interface_stats("web1")]
+        [('vif1.0', '00:16:3e:00:01:00')]
+        """
+        from . import iostats
+
+        return iostats.of_handle(self, "vif", dom)
+
+    def block_stats(self, dom: Optional[DomainRef] = None) -> List["BlockStats"]:
+        """The virtual disks (blkback vbds) of a domain, or of every domain when ``dom`` is
+        None: requests and 512-byte sectors read and written, flushes, discards.  Read
+        from dom0's sysfs; names (``xvda``) from xenstore.  Raises as :meth:`interface_stats`.
+
+        >>> xen = xenprivcmd.open("sim:///default")
+        >>> [(b.name, b.devid) for b in xen.block_stats("db1")]
+        [('xvda', 51712), ('xvdb', 51728)]
+        """
+        from . import iostats
+
+        return iostats.of_handle(self, "vbd", dom)
 
     # -- cpupools and memory sharing (ops/pools.py) ----------------------------------------
     def cpupools(self) -> List["CpuPool"]:

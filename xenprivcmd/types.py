@@ -11,7 +11,8 @@ else:  # the same classes, without importing typing (see _ntuple)
 
 __all__ = ["VersionInfo", "DomainInfo", "DomainState", "VcpuInfo", "VcpuAffinity", "VcpuListEntry", "SchedParams",
            "PhysInfo", "CpuTopology", "NumaNode", "PcpuInfo", "CpuPool", "WatchEvent", "XenstorePermission",
-           "DomainEvent", "EvtchnStatus", "SHUTDOWN_REASONS"]
+           "DomainEvent", "EvtchnStatus", "InterfaceStats", "BlockStats",
+           "SHUTDOWN_REASONS", "SECTOR_BYTES"]
 
 
 class VersionInfo(NamedTuple):
@@ -513,3 +514,85 @@ class EvtchnStatus(NamedTuple):
     remote_port: Optional[int]
     pirq: Optional[int]
     virq: Optional[int]
+
+
+#: blkback counts sectors of 512 bytes, whatever the disk's own sector size.
+SECTOR_BYTES = 512
+
+
+class InterfaceStats(NamedTuple):
+    """One network interface of a guest (a netback vif), counted from the guest's side.
+
+    netback counts from dom0's side of the link; here the counters are turned
+    round to the guest's view, as ``virsh domifstat`` shows them: ``rx_*`` is
+    what the guest received (the vif's transmit counters), ``tx_*`` what it
+    sent.  (xentop does not turn them round: its NETTX is ``rx_bytes`` here.)
+    Counters run from the vif's creation and wrap only at 2**64.
+
+    :domid: the guest's id
+    :devid: the vif's device number in the guest (xenstore ``device/vif/<devid>``)
+    :name: the backend interface in dom0, e.g. ``vif1.0``
+    :mac: the guest's MAC address (xenstore), ``None`` where unknown
+    :rx_bytes: bytes the guest received (the vif's ``tx_bytes``)
+    :rx_packets: packets the guest received (the vif's ``tx_packets``)
+    :rx_errs: packets to the guest that failed (the vif's ``tx_errors``)
+    :rx_drop: packets to the guest dropped, e.g. its ring was full (the vif's ``tx_dropped``)
+    :tx_bytes: bytes the guest sent (the vif's ``rx_bytes``)
+    :tx_packets: packets the guest sent (the vif's ``rx_packets``)
+    :tx_errs: packets from the guest that failed (the vif's ``rx_errors``)
+    :tx_drop: packets from the guest dropped in dom0 (the vif's ``rx_dropped``)
+    """
+
+    domid: int
+    devid: int
+    name: str
+    mac: Optional[str]
+    rx_bytes: int
+    rx_packets: int
+    rx_errs: int
+    rx_drop: int
+    tx_bytes: int
+    tx_packets: int
+    tx_errs: int
+    tx_drop: int
+
+
+class BlockStats(NamedTuple):
+    """One virtual disk of a guest (a blkback vbd): the requests blkback served.
+
+    Sectors are 512 bytes whatever the disk's own sector size
+    (:attr:`rd_bytes`, :attr:`wr_bytes` in bytes).  A disk served by QEMU
+    (qdisk) has no such counters and is not listed.
+
+    :domid: the guest's id
+    :devid: the disk's device number (xenstore ``device/vbd/<devid>``; 51712 is ``xvda``)
+    :name: the disk's name in the guest (xenstore's ``dev``, e.g. ``xvda``)
+    :rd_req: read requests
+    :rd_sect: sectors read, 512 bytes each (xentop's VBD_RSECT)
+    :wr_req: write requests
+    :wr_sect: sectors written, 512 bytes each (xentop's VBD_WSECT)
+    :oo_req: times a request had to wait: blkback was out of request slots (xentop's VBD_OO)
+    :f_req: flush (and barrier) requests
+    :ds_req: discard requests
+    """
+
+    domid: int
+    devid: int
+    name: str
+    rd_req: int
+    rd_sect: int
+    wr_req: int
+    wr_sect: int
+    oo_req: int
+    f_req: int
+    ds_req: int
+
+    @property
+    def rd_bytes(self) -> int:
+        """Bytes read (``rd_sect`` x 512)."""
+        return self.rd_sect * SECTOR_BYTES
+
+    @property
+    def wr_bytes(self) -> int:
+        """Bytes written (``wr_sect`` x 512)."""
+        return self.wr_sect * SECTOR_BYTES

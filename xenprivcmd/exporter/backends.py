@@ -1,18 +1,18 @@
-"""What the hypervisor does not know: balloon targets and guests' I/O counters.
+"""What the hypervisor does not know: balloon targets (and where guests' I/O counters are).
 
 * The balloon target is the toolstack's wish for a domain's memory, written
   to xenstore as ``/local/domain/<domid>/memory/target`` (KiB); the guest's
   balloon driver follows it.  Read with :class:`xenprivcmd.store.Xenstore`.
-* Network counters are those of the netback interfaces in dom0,
-  ``/sys/class/net/vif<domid>.<devid>/statistics/*``.  They count from
-  dom0's side, so a guest's transmitted bytes are the vif's received bytes;
-  :func:`network_stats` turns them round to the guest's view, like xentop's
-  NETTX/NETRX.  ``vif<domid>.<devid>-emu`` (the emulated NIC's tap of an HVM
-  guest) is left out: its traffic is the same guest's, counted by QEMU.
-* Block counters are blkback's, ``/sys/bus/xen-backend/devices/
-  vbd-<domid>-<devid>/statistics/{rd_req,wr_req,oo_req,rd_sect,wr_sect}``
-  (xentop's VBD_RD, VBD_WR, VBD_OO, VBD_RSECT, VBD_WSECT; sectors are 512
-  bytes).  A disk served by QEMU (qdisk) has no such counters.
+* Network and block counters are netback's and blkback's in dom0's sysfs,
+  read by the library's one reader, :mod:`xenprivcmd.iostats` (the same that
+  ``Handle.interface_stats`` / ``block_stats`` and ``xpsh domifstat`` use).
+  The exporter reports them from the guest's side: ``receive_bytes`` is what
+  the guest received, the vif's *transmit* counter (``virsh domifstat``'s
+  ``rx_bytes``).  xentop does not turn netback's counters round: its
+  NETTX(k) is the vif's transmit counter, so it equals ``receive_bytes``
+  (seen on Xen 4.17 and 4.20, tests/realxen).  Block counters are blkback's
+  as they are (xentop's VBD_RD, VBD_WR, VBD_OO; sectors of 512 bytes as
+  bytes).  A disk QEMU serves (qdisk) has no such counters.
 
 Where a source is absent (no xenstore, no such sysfs tree, a domain without
 a target) the answer is empty: the exporter then has no series for it,
@@ -21,95 +21,11 @@ rather than a made-up zero.
 
 from __future__ import annotations
 
-import os
-import re
-from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, Iterable
 
 from ..errors import DecodeError, XenstoreError, XenstoreNoEntry
 
-__all__ = ["NetStats", "BlockStats", "network_stats", "block_stats", "xenstore_names_and_targets", "SECTOR"]
-
-#: blkback counts sectors of 512 bytes, whatever the disk's own sector size.
-SECTOR = 512
-
-_VIF = re.compile(r"^vif(\d{1,5})\.(\d{1,9})$")
-_VBD = re.compile(r"^vbd-(\d{1,5})-(\d{1,9})$")
-
-
-class NetStats(NamedTuple):
-    """One vif, from the guest's side: what it received and transmitted."""
-
-    domid: int
-    device: int
-    rx_bytes: int
-    rx_packets: int
-    tx_bytes: int
-    tx_packets: int
-
-
-class BlockStats(NamedTuple):
-    """One blkback device: requests and bytes."""
-
-    domid: int
-    device: int
-    rd_req: int
-    wr_req: int
-    oo_req: int
-    rd_bytes: int
-    wr_bytes: int
-
-
-def _read_int(path: str) -> Optional[int]:
-    try:
-        with open(path, "rb") as f:
-            text = f.read(64)
-    except OSError:
-        return None
-    try:
-        return int(text.strip())
-    except ValueError:
-        return None
-
-
-def _listdir(path: str) -> List[str]:
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
-
-
-def network_stats(sysfs: str = "/sys") -> List[NetStats]:
-    """Every netback vif's counters, guest's view; ``[]`` without any."""
-    out: List[NetStats] = []
-    base = os.path.join(sysfs, "class", "net")
-    for name in _listdir(base):
-        m = _VIF.match(name)
-        if m is None:
-            continue
-        stats = os.path.join(base, name, "statistics")
-        vals = [_read_int(os.path.join(stats, k)) for k in ("tx_bytes", "tx_packets", "rx_bytes", "rx_packets")]
-        if any(v is None for v in vals):  # the vif went away while we read it
-            continue
-        rx_b, rx_p, tx_b, tx_p = (int(v) for v in vals)  # type: ignore[arg-type]
-        out.append(NetStats(int(m.group(1)), int(m.group(2)), rx_b, rx_p, tx_b, tx_p))
-    return out
-
-
-def block_stats(sysfs: str = "/sys") -> List[BlockStats]:
-    """Every blkback device's counters; ``[]`` without any."""
-    out: List[BlockStats] = []
-    base = os.path.join(sysfs, "bus", "xen-backend", "devices")
-    for name in _listdir(base):
-        m = _VBD.match(name)
-        if m is None:
-            continue
-        stats = os.path.join(base, name, "statistics")
-        vals = [_read_int(os.path.join(stats, k)) for k in ("rd_req", "wr_req", "oo_req", "rd_sect", "wr_sect")]
-        if any(v is None for v in vals):
-            continue
-        rd, wr, oo, rs, ws = (int(v) for v in vals)  # type: ignore[arg-type]
-        out.append(BlockStats(int(m.group(1)), int(m.group(2)), rd, wr, oo, rs * SECTOR, ws * SECTOR))
-    return out
+__all__ = ["xenstore_names_and_targets"]
 
 
 def xenstore_names_and_targets(domids: Iterable[int], open_store: Callable[[], Any],

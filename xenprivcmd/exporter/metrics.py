@@ -122,11 +122,11 @@ def _io(s: Sample) -> List[Family]:
     net = [_fam(f"xen_domain_network_{k}", "counter", doc, ("device",)) for k, doc in _NET]
     for n in s.net:
         for fam, value in zip(net, (n.rx_bytes, n.rx_packets, n.tx_bytes, n.tx_packets)):
-            fam.rows.append((n.domid, (str(n.device),), value))
+            fam.rows.append((n.domid, (str(n.devid),), value))
     blk = [_fam(f"xen_domain_block_{k}", "counter", doc, ("device",)) for k, doc in _BLOCK]
     for b in s.block:
         for fam, value in zip(blk, (b.rd_req, b.wr_req, b.oo_req, b.rd_bytes, b.wr_bytes)):
-            fam.rows.append((b.domid, (str(b.device),), value))
+            fam.rows.append((b.domid, (str(b.devid),), value))
     return net + blk
 
 

@@ -11,18 +11,21 @@ under a running hypervisor) and reused.
 Names and balloon targets come from xenstore when the handle is the local
 privcmd device (or ``xenstore`` names a socket or device); otherwise the
 names are the transport's (the simulator's) and there are no targets.
-Network and block counters come from dom0's sysfs when ``sysfs`` is given.
+Network and block counters are netback's and blkback's
+(:mod:`xenprivcmd.iostats`): from the sysfs tree ``sysfs`` names, else the
+handle's own (``/sys`` for the local device, the simulator's, the remote
+dom0's over ``xen+ssh://``); none where there is no such tree (a replay).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
-from ..errors import DecodeError, NoSuchDomain
+from .. import iostats
+from ..errors import DecodeError, NoSuchDomain, NotSupported
 from ..ops.domains import MAX_VCPUS
-from ..types import DomainInfo, PcpuInfo, PhysInfo
+from ..types import BlockStats, DomainInfo, InterfaceStats, PcpuInfo, PhysInfo
 from . import backends
-from .backends import BlockStats, NetStats
 
 __all__ = ["Sample", "HostInfo", "Scraper", "VcpuTime", "os_type"]
 
@@ -54,7 +57,7 @@ class Sample(NamedTuple):
     pcpus: List[PcpuInfo]
     info: HostInfo
     targets: Dict[int, int]  # domid -> bytes
-    net: List[NetStats]
+    net: List[InterfaceStats]
     block: List[BlockStats]
 
 
@@ -73,7 +76,7 @@ class Scraper:
     ``xenstore``: a socket or device path to read names and targets from
     (``None``: the local xenstore when the handle is ``xen:///``, none
     otherwise).  ``sysfs``: the sysfs root for backend counters (``None``:
-    ``/sys`` when the handle is ``xen:///``, none otherwise).
+    the handle's, see the module doc).
     """
 
     def __init__(self, handle: Any, xenstore: Optional[str] = None, sysfs: Optional[str] = None) -> None:
@@ -81,7 +84,7 @@ class Scraper:
         local = handle.transport.kind == "privcmd"
         self.use_xenstore = local or xenstore is not None
         self.xenstore = xenstore
-        self.sysfs = sysfs if sysfs is not None else ("/sys" if local else None)
+        self.sysfs = sysfs
         self._info: Optional[HostInfo] = None
 
     def host_info(self) -> HostInfo:
@@ -115,9 +118,21 @@ class Scraper:
         vcpus = self._vcpus(domains)
         phys = h.physinfo()
         pcpus = h.pcpu_info()
-        net = backends.network_stats(self.sysfs) if self.sysfs else []
-        block = backends.block_stats(self.sysfs) if self.sysfs else []
+        net, block = self._io()
         return Sample(domains, vcpus, phys, pcpus, info, targets, net, block)
+
+    def _io(self) -> Tuple[List[InterfaceStats], List[BlockStats]]:
+        """Every guest's vif and vbd counters (MACs and disk names are not read: no labels use them)."""
+        h = self.handle
+        try:
+            fs = iostats.Sysfs(self.sysfs) if self.sysfs is not None else iostats.sysfs_of(h)
+            return iostats.interface_stats(fs), iostats.block_stats(fs)
+        except NotSupported:
+            pass
+        try:  # a remote handle: the counters of its dom0
+            return h.interface_stats(), h.block_stats()
+        except NotSupported:  # no dom0 behind the handle (a replay)
+            return [], []
 
     def _vcpus(self, domains: List[DomainInfo]) -> List[VcpuTime]:
         """Every vcpu of ``domains`` in one batch: getvcpuinfo entries in multicall traps."""

@@ -55,9 +55,12 @@ URIs
     "domains": [{"domid": 0, "name": "Domain-0", "memory": 2048,
     "vcpus": 4, "state": "running"}, {"name": "web1", "uuid": "...",
     "memory": 1024, "max_memory": 2048, "vcpus": 2, "state": "paused",
-    "pv": false}]}`` (memory in MiB; state running|blocked|idle|paused; ``pv``
-    false: a guest without PV drivers, which never answers ``control/shutdown``
-    nor ``memory/target``; dom0 is added when the first entry is not domid 0).
+    "pv": false, "vifs": 2, "disks": ["xvda", "xvdb"]}]}`` (memory in MiB; state
+    running|blocked|idle|paused; ``pv`` false: a guest without PV drivers, which
+    never answers ``control/shutdown`` nor ``memory/target``, and has no devices
+    unless given; ``vifs`` network interfaces and ``disks`` by name, default one
+    vif and ``xvda`` for a guest with PV drivers; dom0 is added when the first
+    entry is not domid 0).
     URI options override the file.
 
 Bad options raise ``ValueError`` saying what is wrong.
@@ -91,7 +94,9 @@ Host and time
 ``transport.host`` is the :class:`Host`: ``host.domains`` (domid ->
 :class:`~xenprivcmd.sim._host.Domain`), ``host.names`` (domain names),
 ``host.store`` (the simulated xenstore and the guests' PV drivers:
-:mod:`xenprivcmd.sim._store`), ``host.console`` (the ring; ``host.console.line(text)`` adds a
+:mod:`xenprivcmd.sim._store`), ``host.sysfs()`` (dom0's netback and blkback
+counters of the guests' vifs and disks, which move as the guests run:
+:mod:`xenprivcmd.sim._backends`), ``host.console`` (the ring; ``host.console.line(text)`` adds a
 line), ``host.clock.advance(ns)``.  With the default simulated clock, time
 advances ``tick`` ns per hypercall, so runs are deterministic given the seed.
 """
@@ -160,7 +165,8 @@ def default_specs() -> List[DomainSpec]:
     return [
         DomainSpec(0, "Domain-0", None, 2 << 20, None, 4, "running"),
         DomainSpec(1, "web1", u("6f1c2a52-0d5e-4c1b-9f3a-2b7d8e9a0c11"), 1 << 20, 2 << 20, 2, "running"),
-        DomainSpec(2, "db1", u("0b8e7f3c-5a1d-4e6f-8c2b-9d0a1e2f3c22"), 2 << 20, None, 2, "blocked"),
+        DomainSpec(2, "db1", u("0b8e7f3c-5a1d-4e6f-8c2b-9d0a1e2f3c22"), 2 << 20, None, 2, "blocked",
+                   disks=("xvda", "xvdb")),
         DomainSpec(3, "build1", u("c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e33"), 512 << 10, None, 1, "paused"),
     ]
 
@@ -256,7 +262,7 @@ def _specs_from_json(items: Any) -> List[DomainSpec]:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise ValueError(f"sim: host description: domains[{i}] must be an object")
-        unknown = set(item) - {"domid", "name", "uuid", "memory", "max_memory", "vcpus", "state", "pv"}
+        unknown = set(item) - {"domid", "name", "uuid", "memory", "max_memory", "vcpus", "state", "pv", "vifs", "disks"}
         if unknown:
             raise ValueError(f"sim: host description: domains[{i}]: unknown keys {sorted(unknown)}")
         try:
@@ -274,8 +280,23 @@ def _specs_from_json(items: Any) -> List[DomainSpec]:
             _int(f"domains[{i}].vcpus", item.get("vcpus", 1), 1, 8192),
             parse_state(item.get("state", "running")),
             _bool(f"domains[{i}].pv", item.get("pv", 1)),
+            None if item.get("vifs") is None else _int(f"domains[{i}].vifs", item["vifs"], 0, 64),
+            None if item.get("disks") is None else _disks(f"domains[{i}].disks", item["disks"]),
         ))
     return out
+
+
+def _disks(name: str, value: Any) -> Tuple[str, ...]:
+    from ..iostats import vbd_devid
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"sim: host description: {name} must be a list of disk names (xvda, ...)")
+    for v in value:
+        if vbd_devid(v) is None or v.startswith("d"):
+            raise ValueError(f"sim: host description: {name}: {v!r} is no disk name (xvda, hdb, sdc1, ...)")
+    if len(set(value)) != len(value):
+        raise ValueError(f"sim: host description: {name}: a disk is named twice")
+    return tuple(value)
 
 
 def parse_uri(uri: str) -> Tuple[Optional[str], Dict[str, str]]:

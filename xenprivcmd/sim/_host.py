@@ -103,7 +103,7 @@ class Domain:
     __slots__ = ("domid", "handle", "tot_pages", "max_pages", "max_vcpus", "vcpus", "pause_count", "dying",
                  "weight", "cap", "shared_info_frame", "hvm", "destroy_tries", "is_dom0",
                  "unique_id", "built", "domflags", "hap_flag", "gpaddr_bits", "pv", "shutdown_code", "_rec", "_rec_at",
-                 "_running")
+                 "_running", "vifs", "disks")
 
     def __init__(self, domid: int, handle: bytes, tot_pages: int, max_pages: int, unique_id: int = 0) -> None:
         #: Xen 4.21+ gives every domain created since boot a unique id (get_domain_state).
@@ -135,6 +135,10 @@ class Domain:
         self.pv = True
         #: SHUTDOWN_* code once the guest has shut down (XEN_DOMINF_shutdown), else None.
         self.shutdown_code: Optional[int] = None
+        #: Its network interfaces (devids) and disks (names), served by dom0's netback and
+        #: blkback: the toolstack's xenstore nodes and dom0's sysfs counters (sim/_backends.py).
+        self.vifs: Tuple[int, ...] = ()
+        self.disks: Tuple[str, ...] = ()
         self._rec: Optional[bytes] = None
         self._rec_at = -1
         self._running = False
@@ -284,11 +288,15 @@ class Console:
 class DomainSpec:
     """What a host description says about one domain."""
 
-    __slots__ = ("domid", "name", "uuid", "memory_kib", "max_memory_kib", "vcpus", "state", "pv")
+    __slots__ = ("domid", "name", "uuid", "memory_kib", "max_memory_kib", "vcpus", "state", "pv", "vifs", "disks")
 
     def __init__(self, domid: Optional[int], name: Optional[str], uuid_: Optional[uuid.UUID], memory_kib: int,
-                 max_memory_kib: Optional[int], vcpus: int, state: str, pv: bool = True) -> None:
+                 max_memory_kib: Optional[int], vcpus: int, state: str, pv: bool = True,
+                 vifs: Optional[int] = None, disks: Optional[Tuple[str, ...]] = None) -> None:
         self.pv = pv
+        #: network interfaces and disk names; None: a guest with PV drivers has one vif and xvda
+        self.vifs = vifs
+        self.disks = disks
         self.domid = domid
         self.name = name
         self.uuid = uuid_
@@ -461,6 +469,9 @@ class Host:
         if spec.state == "paused":
             d.pause_count = 1
         d.pv = spec.pv
+        guest = domid != 0 and spec.pv
+        d.vifs = tuple(range(spec.vifs if spec.vifs is not None else int(guest)))
+        d.disks = spec.disks if spec.disks is not None else (("xvda",) if guest else ())
         self.used_pages += pages
         self.domains[domid] = d
         bisect.insort(self.domids, domid)
@@ -652,6 +663,13 @@ class Host:
 
             self._evtchn = EventChannelTable(self)
         return self._evtchn
+
+    def sysfs(self) -> Any:
+        """dom0's sysfs as netback and blkback fill it for the guests' devices
+        (:class:`~xenprivcmd.sim._backends.SimSysfs`)."""
+        from ._backends import SimSysfs
+
+        return SimSysfs(self)
 
     @property
     def store(self) -> Any:

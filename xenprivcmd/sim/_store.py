@@ -2,7 +2,9 @@
 
 The store holds what a toolstack (xl/libxl) writes for each domain:
 ``/local/domain/<id>/name``, ``vm``, ``memory/static-max``,
-``memory/target``, ``control/shutdown``, and ``/vm/<uuid>/{uuid,name,start_time}``.
+``memory/target``, ``control/shutdown``, the frontend and backend nodes of its
+vifs and disks (``device/vif/<devid>``, ``/local/domain/0/backend/vbd/<id>/<devid>/dev``,
+...), and ``/vm/<uuid>/{uuid,name,start_time}``.
 Names live in ``host.names`` (the simulator's oldest xenstore view) and are
 read from there; everything else is a node in :attr:`SimStore.nodes`.
 
@@ -126,6 +128,7 @@ class SimStore(ConnectionOps):
         if d.built:
             self.introduced[d.domid] = (0, 0)
             self.perms[base] = ["n0", f"r{d.domid}"]
+        self.add_devices(d)
 
     def _rings(self, d: "Domain", base: str) -> None:
         """What xl writes of a guest's console and xenstore ring (frames made on first read)."""
@@ -143,15 +146,45 @@ class SimStore(ConnectionOps):
         self.nodes[base + "/store/ring-ref"] = frame(1)
         self.nodes[base + "/store/port"] = str(STORE_PORT).encode()
 
+    def add_devices(self, d: "Domain") -> None:
+        """The nodes xl writes for ``d``'s vifs and disks (frontend and dom0's backend), connected."""
+        from ._backends import disk_devid, mac_of
+
+        n = self.nodes
+        for kind, devid, extra in ([("vif", i, {"mac": mac_of(d.domid, i), "bridge": "xenbr0", "handle": str(i),
+                                                "script": "/etc/xen/scripts/vif-bridge"}) for i in d.vifs]
+                                   + [("vbd", disk_devid(x), {"dev": x, "type": "phy", "mode": "w",
+                                                              "params": f"/var/lib/xen/images/{d.domid}-{x}.img",
+                                                              "device-type": "disk"}) for x in d.disks]):
+            front = f"/local/domain/{d.domid}/device/{kind}/{devid}"
+            back = f"/local/domain/0/backend/{kind}/{d.domid}/{devid}"
+            n[front + "/backend"] = back.encode()
+            n[front + "/backend-id"] = b"0"
+            n[front + "/state"] = b"4"
+            n[back + "/frontend"] = front.encode()
+            n[back + "/frontend-id"] = str(d.domid).encode()
+            n[back + "/online"] = b"1"
+            n[back + "/state"] = b"4"
+            n[back + "/hotplug-status"] = b"connected"
+            if kind == "vif":
+                n[front + "/mac"] = extra["mac"].encode()
+                n[front + "/handle"] = str(devid).encode()
+            else:
+                n[front + "/virtual-device"] = str(devid).encode()
+                n[front + "/device-type"] = b"disk"
+            for k, v in extra.items():
+                n[f"{back}/{k}"] = v.encode()
+
     def forget(self, domid: int) -> None:
-        """A destroyed domain's nodes go (the toolstack's cleanup); watches on them fire."""
+        """A destroyed domain's nodes go, its backends' too (the toolstack's cleanup); watches on them fire."""
         base = f"/local/domain/{domid}/"
+        prefixes = (base, f"/local/domain/0/backend/vif/{domid}/", f"/local/domain/0/backend/vbd/{domid}/")
         with self._lock:
-            gone = [k for k in self.nodes if k.startswith(base)]
+            gone = [k for k in self.nodes if k.startswith(prefixes)]
             for k in gone:
                 del self.nodes[k]
             self.introduced.pop(domid, None)
-        if gone:
+        if any(k.startswith(base) for k in gone):
             self.fire(base.rstrip("/"), removed=True)
 
     # -- watches ------------------------------------------------------------------------

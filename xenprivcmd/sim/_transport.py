@@ -121,6 +121,10 @@ class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0O
         super()._forget_buffers()
         self._serial = threading.RLock()
 
+    def sysfs(self) -> Any:
+        """dom0's sysfs as the simulated netback and blkback fill it (guests' I/O counters)."""
+        return self.host.sysfs()
+
     def describe(self) -> str:
         h = self.host
         return (f"sim Xen {h.xen[0]}.{h.xen[1]}{h.extraversion} ({h.release}, {len(h.domains)} domains, "
