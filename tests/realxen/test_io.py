@@ -1,0 +1,175 @@
+"""Guests' network and disk I/O on the real hypervisor (issue 26), against sysfs, xl, xenstore and xentop.
+
+tools/xenvm ``--devices`` (tools/run-tests: bookworm, trixie, bookworm-arm64) gives
+guest1 a netback vif on dom0's bridge xenbr0 and a blkback vbd xvda made by xl's
+own hotplug scripts; guest1's init read 1 MiB and wrote (and flushed) 256 KiB of
+xvda at boot.  Here dom0 pings the guest and sends it a one-sided UDP stream (to a
+closed port), so that a swapped direction shows.  Every reader is compared with
+the sysfs files themselves, read just before and just after it (traffic between
+two reads only adds), in the direction each one documents: the library, virsh
+and the exporter from the guest's side, xentop from the vif's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+from typing import Dict, Iterator, List, Tuple
+
+import pytest
+
+import xenprivcmd
+
+from .conftest import xl
+
+#: the suites tools/run-tests boots with a device guest (the others have none, by design: CI time)
+DEVICE_SUITES = ("bookworm", "trixie", "bookworm-arm64")
+PINGS = 20
+DATAGRAMS, DATAGRAM_BYTES = 200, 1200
+VIF = ("tx_bytes", "tx_packets", "tx_errors", "tx_dropped", "rx_bytes", "rx_packets", "rx_errors", "rx_dropped")
+VBD = ("rd_req", "rd_sect", "wr_req", "wr_sect", "oo_req", "f_req", "ds_req")
+
+
+@pytest.fixture(scope="module")
+def device_guest(xen: xenprivcmd.Handle) -> Tuple[int, str]:
+    """(domid, IP address) of the guest with the vif and the vbd."""
+    suite = os.environ.get("XENVM_SUITE", "")
+    name = os.environ.get("XENVM_DEVICE_GUEST")
+    if not name:
+        assert suite not in DEVICE_SUITES, f"{suite} must boot a device guest (tools/xenvm run --devices)"
+        pytest.skip(f"{suite} boots no guest with a vif and a vbd (tools/run-tests gives one to "
+                    f"{', '.join(DEVICE_SUITES)})")
+    return xen.lookup(name).domid, os.environ["XENVM_DEVICE_GUEST_IP"]
+
+
+def sysfs_vif(domid: int) -> Dict[str, int]:
+    base = f"/sys/class/net/vif{domid}.0/statistics"
+    return {k: int(open(f"{base}/{k}").read()) for k in VIF}
+
+
+def sysfs_vbd(domid: int) -> Dict[str, int]:
+    base = f"/sys/bus/xen-backend/devices/vbd-{domid}-51712/statistics"
+    return {k: int(open(f"{base}/{k}").read()) for k in VBD}
+
+
+def guest_view(s: Dict[str, int]) -> Dict[str, int]:
+    """sysfs's vif counters (dom0's side) as the guest sees them (virsh's rx_*/tx_* names)."""
+    return {"rx_bytes": s["tx_bytes"], "rx_packets": s["tx_packets"], "rx_errs": s["tx_errors"],
+            "rx_drop": s["tx_dropped"], "tx_bytes": s["rx_bytes"], "tx_packets": s["rx_packets"],
+            "tx_errs": s["rx_errors"], "tx_drop": s["rx_dropped"]}
+
+
+def between(before: Dict[str, int], got: Dict[str, int], after: Dict[str, int]) -> None:
+    for k, v in got.items():
+        assert before[k] <= v <= after[k], (k, before[k], v, after[k])
+
+
+@pytest.fixture(scope="module")
+def traffic(xen: xenprivcmd.Handle, device_guest: Tuple[int, str]) -> Iterator[Dict[str, int]]:
+    """dom0 -> guest: PINGS pings, then DATAGRAMS UDP datagrams to a closed port (the guest only
+    answers a few rate-limited ICMP errors); the library's counters before and after, guest's view."""
+    domid, ip = device_guest
+    before, = xen.interface_stats(domid)
+    p = subprocess.run(["ping", "-c", str(PINGS), "-i", "0.2", "-W", "5", ip], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0 and f"{PINGS} packets received" in p.stdout, p.stdout + p.stderr
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(DATAGRAMS):
+            s.sendto(b"x" * DATAGRAM_BYTES, (ip, 9))  # discard port: nothing listens in the guest
+    after, = xen.interface_stats(domid)
+    yield {k: getattr(after, k) - getattr(before, k) for k in ("rx_bytes", "rx_packets", "tx_bytes", "tx_packets")}
+
+
+def test_the_guest_received_what_dom0_sent_in_the_guests_direction(traffic: Dict[str, int]) -> None:
+    # received by the guest: the pings and every datagram (IP + UDP headers on top)
+    assert traffic["rx_packets"] >= PINGS + DATAGRAMS, traffic
+    assert traffic["rx_bytes"] >= DATAGRAMS * DATAGRAM_BYTES, traffic
+    # sent by the guest: the ping replies and a few ICMP errors, far less than it received
+    assert traffic["tx_packets"] >= PINGS, traffic
+    assert traffic["tx_bytes"] * 4 < traffic["rx_bytes"], traffic
+
+
+def test_library_counters_agree_with_sysfs(xen: xenprivcmd.Handle, device_guest: Tuple[int, str],
+                                           traffic: Dict[str, int]) -> None:
+    domid, _ip = device_guest
+    b0, v0 = sysfs_vif(domid), sysfs_vbd(domid)
+    net, = xen.interface_stats(domid)
+    disk, = xen.block_stats(domid)
+    b1, v1 = sysfs_vif(domid), sysfs_vbd(domid)
+    between(guest_view(b0), {k: getattr(net, k) for k in guest_view(b0)}, guest_view(b1))
+    between(v0, {k: getattr(disk, k) for k in VBD}, v1)
+    assert net.rx_bytes >= DATAGRAMS * DATAGRAM_BYTES
+    # every domain's list holds the same devices (dom0 has none)
+    assert [(i.domid, i.devid) for i in xen.interface_stats()] == [(domid, 0)]
+    assert [(b.domid, b.devid) for b in xen.block_stats()] == [(domid, 51712)]
+    assert xen.interface_stats(0) == [] == xen.block_stats(0)
+
+
+def test_the_guests_boot_io_is_counted(xen: xenprivcmd.Handle, device_guest: Tuple[int, str]) -> None:
+    """guest1's init read 1 MiB of xvda and wrote 256 KiB with a flush (tools/xenvm)."""
+    log = open("/var/log/xen/console/guest-guest1.log", errors="replace").read()
+    assert "xenvm guest disk: read 1048576 bytes, wrote 262144 bytes" in log
+    disk, = xen.block_stats(device_guest[0])
+    assert disk.rd_bytes >= 1 << 20 and disk.wr_bytes >= 256 << 10 and disk.f_req >= 1, disk
+    assert disk.rd_req > 0 and disk.wr_req > 0
+
+
+def test_names_agree_with_xl_and_xenstore(xen: xenprivcmd.Handle, device_guest: Tuple[int, str]) -> None:
+    domid, _ip = device_guest
+    net, = xen.interface_stats("guest1")
+    disk, = xen.block_stats("guest1")
+    assert net.name == f"vif{domid}.0" and os.path.isdir(f"/sys/class/net/{net.name}")
+    # xl network-list: Idx BE Mac Addr. handle state evt-ch tx-/rx-ring-ref BE-path
+    row = next(r.split() for r in xl("network-list", "guest1").splitlines()[1:] if r.strip())
+    assert int(row[0]) == net.devid and row[2] == net.mac
+    # xl block-list: Vdev BE handle state evt-ch ring-ref BE-path
+    row = next(r.split() for r in xl("block-list", "guest1").splitlines()[1:] if r.strip())
+    assert int(row[0]) == disk.devid == 51712
+    dev = subprocess.run(["xenstore-read", f"{row[-1].rstrip('/')}/dev"], capture_output=True, text=True, timeout=30)
+    assert dev.returncode == 0 and dev.stdout.strip() == disk.name == "xvda", dev.stderr
+
+
+def xentop() -> Tuple[Dict[str, List[str]], List[str]]:
+    """``xentop -b -i 1 -n -x``: the domains' rows by name, and the lines after the table rows."""
+    exe = shutil.which("xentop")
+    assert exe, "xentop is not on PATH in this dom0"
+    p = subprocess.run([exe, "-b", "-i", "1", "-n", "-x"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    head = lines[0].split()
+    assert head[:1] == ["NAME"] and "NETTX(k)" in head and "VBD_WSECT" in head, lines[0]
+    rows = {ln.split()[0]: ln.split() for ln in lines[1:] if ln.split() and ln.split()[0] not in ("Net0", "VBD")}
+    return rows, lines
+
+
+def test_xentop_counts_the_vif_from_dom0s_side(xen: xenprivcmd.Handle, device_guest: Tuple[int, str],
+                                              traffic: Dict[str, int]) -> None:
+    domid, _ip = device_guest
+    a, = xen.interface_stats(domid)
+    da, = xen.block_stats(domid)
+    rows, lines = xentop()
+    b, = xen.interface_stats(domid)
+    db, = xen.block_stats(domid)
+    net = next(ln for ln in lines if ln.startswith("Net0 "))
+    m = re.match(r"Net0 RX:\s+(\d+)bytes\s+(\d+)pkts\s+(\d+)err\s+(\d+)drop\s+TX:\s+(\d+)bytes\s+(\d+)pkts"
+                 r"\s+(\d+)err\s+(\d+)drop", net)
+    assert m, net
+    rx_b, rx_p, rx_e, rx_d, tx_b, tx_p, tx_e, tx_d = map(int, m.groups())
+    # xentop's TX is the vif's transmit counter: what the guest received (our rx)
+    assert a.rx_bytes <= tx_b <= b.rx_bytes and a.rx_packets <= tx_p <= b.rx_packets, (net, a, b)
+    assert a.tx_bytes <= rx_b <= b.tx_bytes and a.tx_packets <= rx_p <= b.tx_packets, (net, a, b)
+    assert (rx_e, rx_d, tx_e, tx_d) == (a.tx_errs, a.tx_drop, a.rx_errs, a.rx_drop)
+    head = lines[0].split()
+    row = rows["guest1"]
+    col = {h: row[i] for i, h in enumerate(head)}
+    assert int(col["NETS"]) == 1 and int(col["VBDS"]) == 1
+    assert a.rx_bytes // 1024 <= int(col["NETTX(k)"]) <= b.rx_bytes // 1024
+    assert a.tx_bytes // 1024 <= int(col["NETRX(k)"]) <= b.tx_bytes // 1024
+    for name, field in (("VBD_OO", "oo_req"), ("VBD_RD", "rd_req"), ("VBD_WR", "wr_req"), ("VBD_RSECT", "rd_sect"),
+                        ("VBD_WSECT", "wr_sect")):
+        assert getattr(da, field) <= int(col[name]) <= getattr(db, field), (name, col[name], da, db)
+    vbd = next(ln for ln in lines if ln.startswith("VBD "))
+    assert vbd.split()[2] == str(da.devid), vbd
