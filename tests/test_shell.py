@@ -304,7 +304,7 @@ NODEINFO_FIELDS = {"cpu_model": str, "cpus": int, "max_cpu_id": int, "cpu_mhz": 
                    "cores_per_socket": int, "threads_per_core": int, "numa_cells": int, "memory_kib": int,
                    "free_memory_kib": int, "virt_caps": list}
 VCPU_FIELDS = {"vcpu": int, "cpu": (int, type(None)), "state": str, "online": bool, "cpu_time_ns": int,
-               "affinity": list, "affinity_map": str, "soft_affinity": (list, type(None))}
+               "hard_affinity": list, "affinity_map": str, "soft_affinity": (list, type(None))}
 
 
 def has_fields(obj: Dict[str, Any], fields: Dict[str, Any]) -> None:
@@ -330,7 +330,7 @@ def test_json_list_dominfo_nodeinfo_vcpuinfo():
     assert vc["domain"] == {"id": 2, "name": "db1"}
     for v in vc["vcpus"]:
         has_fields(v, VCPU_FIELDS)
-        assert v["affinity"] == [0, 1, 2, 3] and v["affinity_map"] == "yyyy"
+        assert v["hard_affinity"] == [0, 1, 2, 3] and v["affinity_map"] == "yyyy"
 
 
 @pytest.mark.parametrize("args,keys", [
@@ -344,7 +344,7 @@ def test_json_list_dominfo_nodeinfo_vcpuinfo():
     (["domid", "web1"], {"id", "name", "uuid"}),
     (["domname", "1"], {"id", "name", "uuid"}),
     (["domuuid", "web1"], {"id", "name", "uuid"}),
-    (["vcpucount", "web1"], {"id", "name", "maximum", "current"}),
+    (["vcpucount", "web1"], {"id", "name", "vcpus", "online_vcpus"}),
     (["schedinfo", "web1"], {"domain", "scheduler", "weight", "cap"}),
     (["vcpupin", "web1"], {"domain", "vcpus"}),
     (["top", "--iterations", "2", "--delay", "0.01"], {"iterations"}),
@@ -353,9 +353,13 @@ def test_json_list_dominfo_nodeinfo_vcpuinfo():
     (["suspend", "web1"], {"domain", "action", "ok"}),
     (["resume", "build1"], {"domain", "action", "ok"}),
     (["destroy", "db1"], {"domain", "action", "ok"}),
-    (["setmem", "web1", "1G"], {"domain", "action", "ok", "memory_kib"}),
-    (["setmaxmem", "web1", "1G"], {"domain", "action", "ok", "memory_kib"}),
-    (["vcpupin", "web1", "0", "1"], {"domain", "action", "ok", "vcpu", "hard"}),
+    (["setmem", "web1", "1G"], {"domain", "action", "ok", "target_kib", "max_memory_kib"}),
+    (["setmaxmem", "web1", "1G"], {"domain", "action", "ok", "max_memory_kib"}),
+    (["vcpupin", "web1", "0", "1"], {"domain", "action", "ok", "vcpu", "hard_affinity"}),
+    (["setvcpus", "web1", "1"], {"domain", "action", "ok", "online_vcpus"}),
+    (["domifstat", "web1"], {"domain", "interfaces"}),
+    (["domblkstat", "db1"], {"domain", "disks"}),
+    (["domstats"], {"domains"}),
     (["schedinfo", "web1", "--set", "weight=300"], {"domain", "scheduler", "weight", "cap"}),
 ])
 def test_every_command_has_json(args, keys):
@@ -369,7 +373,8 @@ def test_json_scalars():
     assert len(top) == 2 and top[0]["interval_s"] is None and isinstance(top[1]["interval_s"], float)
     assert {d["name"] for d in top[1]["domains"]} == {"Domain-0", "web1", "db1", "build1"}
     assert all(isinstance(d["cpu_percent"], float) for d in top[1]["domains"])
-    assert jout("suspend", "web1") == {"domain": {"id": 1, "name": "web1"}, "action": "suspend", "ok": True}
+    assert jout("suspend", "web1") == {"domain": {"id": 1, "name": "web1"}, "action": "suspend", "ok": True,
+                                       "changed": True}
 
 
 def test_json_several_commands_one_document_per_line():
@@ -470,9 +475,11 @@ def test_top_batch_iterations():
     rounds = [r for r in out.split("xpsh top - ") if r.strip()]
     assert len(rounds) == 2
     assert "4 domains: 2 running, 1 blocked, 1 paused" in rounds[0]
-    assert re.search(r"NAME +STATE +CPU\(sec\) +CPU\(%\) +MEM\(k\) +MEM\(%\) +MAXMEM\(k\) +VCPUS", rounds[0])
-    assert re.search(r"^ +web1 r----- +\d+ +- +1048576", rounds[0], re.M)
-    assert re.search(r"^ +web1 r----- +\d+ +\d+\.\d +1048576", rounds[1], re.M)
+    assert re.search(r"NAME +STATE +CPU\(sec\) +CPU\(%\) +MEM\(k\) +MEM\(%\) +MAXMEM\(k\) +MAXMEM\(%\) +VCPUS +NETS"
+                     r" +NETTX\(k\) +NETRX\(k\) +VBDS +VBD_OO +VBD_RD +VBD_WR +VBD_RSECT +VBD_WSECT +SSID$", rounds[0], re.M)
+    # xentop's state letters (dsbcpr); CPU(%) 0.0 until a second round has a delta
+    assert re.search(r"^ +web1 -----r +\d+ +0\.0 +1048576", rounds[0], re.M)
+    assert re.search(r"^ +web1 -----r +\d+ +\d+\.\d +1048576", rounds[1], re.M)
     assert "\x1b[" not in out
 
 

@@ -212,7 +212,7 @@ def test_top_live_refreshes_until_interrupted(cache):
     try:
         p.expect(r"\x1b\[H\x1b\[2Jxpsh top - ")
         p.expect(r"\x1b\[H\x1b\[2Jxpsh top - ")
-        p.expect(r"web1 r----- +\d+ +\d+\.\d")
+        p.expect(r"web1 -----r +\d+ +\d+\.\d")
         os.killpg(p.proc.pid, signal.SIGINT)
         assert p.wait() == 130  # as README says for Ctrl-C
     finally:

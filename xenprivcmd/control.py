@@ -12,6 +12,9 @@ only sees the result (the guest's ``SCHEDOP_shutdown``, its freed pages):
   libxl also moves the hypervisor limit (``max_mem``) to the target, so a
   guest cannot balloon past it, and refuses a target above
   ``memory/static-max``, the most the guest was built for;
+* ``/local/domain/<id>/cpu/<n>/availability``: ``online`` or ``offline``, the
+  vcpus the toolstack wants the guest to run (``xl vcpu-set``); the guest's PV
+  drivers bring vcpus up and down to match;
 * ``/vm/<uuid>/start_time``: seconds since the epoch when libxl built the
   domain (``xl uptime``).
 
@@ -34,7 +37,8 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:
     from .handle import DomainRef, Handle
 
-__all__ = ["DryStore", "shutdown", "set_memory_target", "uptime", "uptimes", "SHUTDOWN_WORDS", "POLL_SECONDS",
+__all__ = ["DryStore", "shutdown", "set_memory_target", "set_online_vcpus", "uptime", "uptimes",
+           "SHUTDOWN_WORDS", "POLL_SECONDS",
            "ACK_SECONDS", "MAXMEM_SLACK_KIB"]
 
 #: What control/shutdown may be asked to do (Linux's manage driver words).
@@ -171,6 +175,31 @@ def set_memory_target(h: "Handle", dom: "DomainRef", kib: int, force: bool = Fal
     finally:
         store.close()
     return target, max_kib
+
+
+def set_online_vcpus(h: "Handle", dom: "DomainRef", count: int) -> int:
+    """Ask the guest to run ``count`` vcpus, as ``xl vcpu-set`` (and ``virsh setvcpus --live``
+    on libxl) do: ``cpu/<n>/availability`` = ``online`` for vcpus 0..count-1 and ``offline``
+    for the others up to the domain's maximum; the guest's PV drivers bring them up and
+    down (its ``nr_online_vcpus`` follows).  Returns ``count``.
+
+    Raises ``ValueError`` for a count below 1 or above the domain's vcpus (max_vcpus, fixed
+    at creation from Xen 4.12), :class:`~xenprivcmd.store.XenstoreUnavailable` without a
+    xenstore.
+    """
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise TypeError(f"vcpu count must be an int, not {type(count).__name__}")
+    info = h.lookup(dom)
+    who = f"domain {info.domid}" + (f" ({info.name})" if info.name else "")
+    if not 1 <= count <= info.vcpus:
+        raise ValueError(f"{who} can run 1..{info.vcpus} vcpus (its maximum), not {count}")
+    store = h.xenstore()
+    try:
+        for n in range(info.vcpus):
+            store.write(f"/local/domain/{info.domid}/cpu/{n}/availability", "online" if n < count else "offline")
+    finally:
+        store.close()
+    return count
 
 
 def _start_time(store: Any, domid: int) -> Optional[float]:

@@ -751,6 +751,14 @@ class Handle:
 
         return control.set_memory_target(self, dom, kib, force=force)
 
+    def set_online_vcpus(self, dom: DomainRef, count: int) -> int:
+        """Ask the guest to run ``count`` of its vcpus (``cpu/<n>/availability``, as ``xl vcpu-set``);
+        its PV drivers bring them up and down.  ``ValueError`` for a count outside 1..its vcpus."""
+        self._check_writable("set_online_vcpus")
+        from . import control
+
+        return control.set_online_vcpus(self, dom, count)
+
     def uptime(self, dom: DomainRef) -> Optional[float]:
         """Seconds the domain has been up (from the toolstack's ``start_time``), None if unknown."""
         from . import control

@@ -263,17 +263,15 @@ def of_handle(h: Any, kind: str, dom: Any = None) -> List[Any]:
         info = h.lookup(dom) if not (isinstance(dom, int) and not isinstance(dom, bool)) else h.domain_info(dom)
         domids = (info.domid,)
     fs = sysfs_of(h)
-    from . import control
-
     try:
-        store = control.store_of(h)
+        store = h.xenstore()
     except (XenstoreError, OSError):
         store = None  # no xenstore: disks named from their numbers, no MACs
     try:
         return interface_stats(fs, store, domids) if kind == "vif" else block_stats(fs, store, domids)
     finally:
         if store is not None:
-            control.close_store(h, store)
+            store.close()
 
 
 def counters_by_domain(items: List[Any]) -> Dict[int, List[Any]]:

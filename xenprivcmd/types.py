@@ -121,7 +121,7 @@ class DomainInfo(NamedTuple):
     name: Optional[str] = None
 
     def __repr__(self) -> str:
-        return (f"DomainInfo(id={self.domid}, name={self.name!r}, state={self.state!r}, "
+        return (f"DomainInfo(domid={self.domid}, name={self.name!r}, state={self.state!r}, "
                 f"memory_kib={self.memory_kib}, vcpus={self.vcpus}, uuid='{self.uuid}')")
 
     @property

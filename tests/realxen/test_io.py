@@ -173,3 +173,87 @@ def test_xentop_counts_the_vif_from_dom0s_side(xen: xenprivcmd.Handle, device_gu
         assert getattr(da, field) <= int(col[name]) <= getattr(db, field), (name, col[name], da, db)
     vbd = next(ln for ln in lines if ln.startswith("VBD "))
     assert vbd.split()[2] == str(da.devid), vbd
+
+
+# -- xpsh: domifstat, domblkstat, domstats, top ----------------------------------------------------------
+
+def xpsh(*args: str) -> str:
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "xenprivcmd", *args], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    return p.stdout
+
+
+def test_domifstat_and_domblkstat_agree_with_sysfs(device_guest: Tuple[int, str], traffic: Dict[str, int]) -> None:
+    domid, _ip = device_guest
+    b0, v0 = sysfs_vif(domid), sysfs_vbd(domid)
+    net = xpsh("domifstat", "guest1")
+    blk = xpsh("domblkstat", "guest1", "xvda")
+    b1, v1 = sysfs_vif(domid), sysfs_vbd(domid)
+    got = {}
+    for line in net.splitlines():
+        name, key, value = line.split()
+        assert name == f"vif{domid}.0", line
+        got[key] = int(value)
+    assert list(got) == ["rx_bytes", "rx_packets", "rx_errs", "rx_drop", "tx_bytes", "tx_packets", "tx_errs", "tx_drop"]
+    between(guest_view(b0), got, guest_view(b1))  # rx: what the guest received
+    disk = {ln.split()[1]: int(ln.split()[2]) for ln in blk.splitlines()}
+    assert [ln.split()[0] for ln in blk.splitlines()] == ["xvda"] * 6
+    assert v0["rd_req"] <= disk["rd_req"] <= v1["rd_req"] and v0["wr_req"] <= disk["wr_req"] <= v1["wr_req"]
+    assert v0["rd_sect"] * 512 <= disk["rd_bytes"] <= v1["rd_sect"] * 512
+    assert v0["wr_sect"] * 512 <= disk["wr_bytes"] <= v1["wr_sect"] * 512
+    assert v0["oo_req"] <= disk["errs"] <= v1["oo_req"] and v0["f_req"] <= disk["flush_operations"] <= v1["f_req"]
+
+
+def test_domstats_json_agrees_with_sysfs_and_xl(device_guest: Tuple[int, str], traffic: Dict[str, int]) -> None:
+    import json
+
+    domid, _ip = device_guest
+    b0, v0 = sysfs_vif(domid), sysfs_vbd(domid)
+    doc = json.loads(xpsh("--json", "domstats", "guest1"))
+    b1, v1 = sysfs_vif(domid), sysfs_vbd(domid)
+    d, = doc["domains"]
+    assert d["domain"] == {"id": domid, "name": "guest1"}
+    net, = d["net"]
+    assert net["name"] == f"vif{domid}.0" and net["devid"] == 0
+    between(guest_view(b0), {k: net[k] for k in guest_view(b0)}, guest_view(b1))
+    disk, = d["block"]
+    assert disk["name"] == "xvda" and disk["devid"] == 51712
+    between(v0, {k: disk[k] for k in VBD}, v1)
+    row = next(r.split() for r in xl("list", "guest1").splitlines()[1:] if r.strip())
+    assert d["vcpu"]["online_vcpus"] == int(row[3]) and d["balloon"]["memory_kib"] // 1024 == int(row[2])
+    text = xpsh("domstats", "--interface", "--block", "guest1")
+    assert text.startswith("Domain: 'guest1'\n  net.count=1\n  net.0.name=vif") and "  block.0.name=xvda\n" in text
+
+
+def test_top_batch_columns_agree_with_xentop(xen: xenprivcmd.Handle, device_guest: Tuple[int, str],
+                                             traffic: Dict[str, int]) -> None:
+    domid, _ip = device_guest
+    a, = xen.interface_stats(domid)
+    da, = xen.block_stats(domid)
+    ours = xpsh("top", "-b", "-i", "1", "-n", "-x").splitlines()
+    theirs_rows, theirs = xentop()
+    b, = xen.interface_stats(domid)
+    db, = xen.block_stats(domid)
+    assert ours[0] == theirs[0], (ours[0], theirs[0])  # the same header, to the character (same widths here)
+    mine = {ln.split()[0]: ln.split() for ln in ours[1:] if ln.split() and ln.split()[0] not in ("Net0", "VBD")}
+    head = ours[0].split()
+    assert set(mine) == set(theirs_rows)
+    for name, row in mine.items():
+        col, ref = dict(zip(head, row)), dict(zip(head, theirs_rows[name]))
+        for k in ("NAME", "MEM(k)", "MAXMEM(k)", "VCPUS", "NETS", "VBDS", "SSID"):
+            assert col[k] == ref[k], (name, k, col[k], ref[k])
+    col = dict(zip(head, mine["guest1"]))
+    for k, lo, hi in (("NETTX(k)", a.rx_bytes // 1024, b.rx_bytes // 1024),
+                      ("NETRX(k)", a.tx_bytes // 1024, b.tx_bytes // 1024),
+                      ("VBD_OO", da.oo_req, db.oo_req), ("VBD_RD", da.rd_req, db.rd_req),
+                      ("VBD_WR", da.wr_req, db.wr_req), ("VBD_RSECT", da.rd_sect, db.rd_sect),
+                      ("VBD_WSECT", da.wr_sect, db.wr_sect)):
+        assert lo <= int(col[k]) <= hi, (k, lo, col[k], hi)
+        assert lo <= int(dict(zip(head, theirs_rows["guest1"]))[k]) <= hi, (k, "xentop")
+    net = next(ln for ln in ours if ln.startswith("Net0 "))
+    ref = next(ln for ln in theirs if ln.startswith("Net0 "))
+    assert net.split()[:3] == ref.split()[:3] or a.tx_bytes != b.tx_bytes, (net, ref)  # RX: what the guest sent
+    vbd = next(ln for ln in ours if ln.startswith("VBD "))
+    assert vbd.split()[:4] == next(ln for ln in theirs if ln.startswith("VBD ")).split()[:4]  # VBD BlkBack 51712 [ca:

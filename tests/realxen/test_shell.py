@@ -181,3 +181,27 @@ def test_non_root_gets_one_line_run_as_root():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == ["error: permission denied opening /dev/xen/privcmd: run as root"]
+
+
+def test_vcpu_set_takes_vcpus_offline_and_back_as_xl_shows(guest):
+    """issue 26: vcpu-set (setvcpus) writes cpu/N/availability as xl vcpu-set; the guest's kernel follows."""
+    from .conftest import xl
+
+    def online() -> int:
+        return int(next(r.split() for r in xl("list", "guest1").splitlines()[1:] if r.strip())[3])
+
+    def wait_for(n: int) -> None:
+        deadline = time.monotonic() + 60
+        while online() != n:
+            assert time.monotonic() < deadline, f"guest1 does not run {n} vcpus a minute after vcpu-set"
+            time.sleep(0.5)
+
+    assert online() == 2
+    xpsh("vcpu-set", "guest1", "1")
+    wait_for(1)
+    assert json.loads(xpsh("--json", "dominfo", "guest1").stdout)["online_vcpus"] == 1
+    assert "CPU(s):         1\n" in xpsh("dominfo", "guest1").stdout
+    xpsh("setvcpus", "guest1", "2")
+    wait_for(2)
+    bad = xpsh("setvcpus", "guest1", "3", check=False)
+    assert bad.returncode == 1 and "can run 1..2 vcpus" in bad.stderr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .parse import Arg, Args, UsageError, suggest
-from .registry import GROUPS, command, not_offered
+from .registry import GROUPS, command
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,10 +27,9 @@ def cmd_help(s: Session, a: Args) -> None:
                                    for c in s.commands()]})
             return
         text = "Grouped commands:\n\n"
-        hidden = not_offered(s)
         for key, title in GROUPS:
             text += f" {title} (help keyword '{key}'):\n"
-            for c in sorted((c for c in s.commands() if c.group == key and c.name not in hidden),
+            for c in sorted((c for c in s.commands() if c.group == key),
                             key=lambda c: c.name):
                 text += f"    {c.name:<16} {c.summary}\n"
             text += "\n"

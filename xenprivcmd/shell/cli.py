@@ -109,6 +109,8 @@ def run(argv: Sequence[str], stdout: Optional[TextIO] = None, stderr: Optional[T
         if rest:
             try:
                 commands = split_argv(rest)
+                for tokens in commands:
+                    _hoist_globals(session, tokens)
             except UsageError as exc:
                 session.error(str(exc))
                 return 1
@@ -151,6 +153,49 @@ def complete_line(opts: Options, line: str, out: TextIO, handle: Any = None,
         except Exception:  # noqa: BLE001, S110
             pass
     return 0
+
+
+#: Global options also taken after a one-shot command (``xpsh list --json``) when the
+#: command has no option of that spelling (``dmesg -c`` is dmesg's, ``top -r`` top's).
+_HOISTED = {"--json": "json", "-q": "quiet", "--quiet": "quiet", "-r": "readonly", "--readonly": "readonly",
+            "-t": "timing", "--timing": "timing", "-N": "dry_run", "--dry-run": "dry_run"}
+
+
+def _hoist_globals(session: Session, tokens: List[str]) -> None:
+    """Take the global options out of one command's words and apply them (one-shot argv only)."""
+    cmd = session.command(tokens[0]) if tokens else None
+    if cmd is None:
+        return
+    longs = {f"--{o.name}": o for o in cmd.opts} | {f"--{a.name}": None for a in cmd.args}
+    shorts = {f"-{o.short}": o for o in cmd.opts if o.short}
+    keep = tokens[:1]
+    i = 1
+    while i < len(tokens):
+        tok = tokens[i]
+        i += 1
+        if tok == "--":
+            keep += tokens[i - 1:]
+            break
+        own = longs.get(tok.split("=", 1)[0]) if tok.startswith("--") else shorts.get(tok)
+        if tok in longs or own is not None:
+            keep.append(tok)
+            if (own is None or own.value is not None) and "=" not in tok and i < len(tokens):
+                keep.append(tokens[i])  # its value: never a global option
+                i += 1
+            continue
+        if tok in _HOISTED:
+            setattr(session.opts, _HOISTED[tok], True)
+        elif tok in ("-c", "--connect") or tok.startswith("--connect="):
+            if "=" in tok:
+                session.opts.uri = tok.split("=", 1)[1]
+            elif i < len(tokens):
+                session.opts.uri = tokens[i]
+                i += 1
+            else:
+                raise UsageError(f"option {tok} requires a URI")
+        else:
+            keep.append(tok)
+    tokens[:] = keep
 
 
 def interactive(session: Session, stdin: TextIO) -> int:

@@ -95,7 +95,7 @@ def cmd_list(s: Session, a: Args) -> None:
     if a.get("xl"):
         text = "" if s.opts.quiet else f"{'Name':<40} {'ID':>5} {'Mem':>5} {'VCPUs':>5}\tState\tTime(s)\n"
         for i in infos:
-            text += (f"{_name(i):<40} {i.domid:5d} {i.memory_kib // 1024:5d} {i.vcpus:5d}"
+            text += (f"{_name(i):<40} {i.domid:5d} {i.memory_kib // 1024:5d} {i.nr_online_vcpus:5d}"
                      f"     {i.state_letters} {i.cpu_time / 1e9:10.1f}\n")
         s.result(data, text)
         return
@@ -114,7 +114,7 @@ def cmd_dominfo(s: Session, a: Args) -> None:
     })
     rows: List[Sequence[Any]] = [
         ("Id", i.domid), ("Name", _name(i)), ("UUID", str(i.uuid)), ("OS Type", data["os_type"]),
-        ("State", i.state), ("CPU(s)", i.vcpus), ("CPU time", _seconds(i.cpu_time)),
+        ("State", i.state), ("CPU(s)", i.nr_online_vcpus), ("CPU time", _seconds(i.cpu_time)),
         ("Max memory", f"{i.max_memory_kib} KiB"), ("Used memory", f"{i.memory_kib} KiB"),
         ("Xen state", i.state_letters),
     ]
@@ -181,7 +181,7 @@ def cmd_vcpuinfo(s: Session, a: Args) -> None:
         state = vcpu_state(v)
         vcpus.append({
             "vcpu": v.vcpu, "cpu": v.cpu if v.online else None, "state": state, "online": v.online,
-            "cpu_time_ns": v.cpu_time, "affinity": hard,
+            "cpu_time_ns": v.cpu_time, "hard_affinity": hard,
             "affinity_map": affinity_map(hard, nr), "soft_affinity": soft,
         })
         shown = format_cpulist(hard) if a.get("pretty") else affinity_map(hard, nr)
@@ -196,7 +196,7 @@ def cmd_vcpuinfo(s: Session, a: Args) -> None:
 def cmd_vcpucount(s: Session, a: Args) -> None:
     i = s.lookup(a.domain)
     text = f"{'maximum':<12} {'live':<12} {i.vcpus:3d}\n{'current':<12} {'live':<12} {i.nr_online_vcpus:3d}\n"
-    s.result({"id": i.domid, "name": i.name, "maximum": i.vcpus, "current": i.nr_online_vcpus}, text)
+    s.result({"id": i.domid, "name": i.name, "vcpus": i.vcpus, "online_vcpus": i.nr_online_vcpus}, text)
 
 
 @command("schedinfo", "monitor", "show/set scheduler parameters",
@@ -232,28 +232,40 @@ def cmd_schedinfo(s: Session, a: Args) -> None:
 
 # -- control ----------------------------------------------------------------------------------
 
-@command("suspend", "control", "suspend (pause) a domain", "Pause a domain (XEN_DOMCTL_pausedomain).",
+@command("suspend", "control", "suspend (pause) a domain",
+         "Pause a domain (XEN_DOMCTL_pausedomain).  A paused domain is left as it is (as virsh does): Xen"
+         " counts pauses, and a second one would take a second resume.",
          args=[DOMAIN], opts=[FORCE], changes=_always, aliases=("pause",))
 def cmd_suspend(s: Session, a: Args) -> None:
     i = s.lookup(a.domain)
     _dom0_guard(s, i, a, "suspend")
-    s.handle.pause(i.domid)
+    if not i.paused:
+        s.handle.pause(i.domid)
     s.reasons[(i.domid, str(i.uuid))] = "user"
-    s.result({"domain": _dom_ref(i), "action": "suspend", "ok": True}, f"Domain {_who(i)} suspended\n")
+    s.result({"domain": _dom_ref(i), "action": "suspend", "ok": True, "changed": not i.paused},
+             f"Domain {_who(i)} suspended\n")
 
 
-@command("resume", "control", "resume (unpause) a domain", "Unpause a domain (XEN_DOMCTL_unpausedomain).",
+@command("resume", "control", "resume (unpause) a domain",
+         "Unpause a domain (XEN_DOMCTL_unpausedomain).  When something else paused it too (Xen counts"
+         " pauses), it stays paused and xpsh says so.",
          args=[DOMAIN], changes=_always, aliases=("unpause",))
 def cmd_resume(s: Session, a: Args) -> None:
     i = s.lookup(a.domain)
+    h = s.handle
     try:
-        s.handle.unpause(i.domid)
+        h.unpause(i.domid)
     except OSError as exc:
-        if exc.errno == errno.EINVAL and not s.handle.domain_info(i.domid).paused:
+        if exc.errno == errno.EINVAL and not h.domain_info(i.domid).paused:
             raise UsageError(f"domain {_who(i)} is not paused") from None
         raise
     s.reasons[(i.domid, str(i.uuid))] = "unpaused"
-    s.result({"domain": _dom_ref(i), "action": "resume", "ok": True}, f"Domain {_who(i)} resumed\n")
+    still = s.dry is None and h.domain_info(i.domid).paused
+    if still:
+        s.stderr.write(f"warning: domain {_who(i)} is still paused: it was paused more than once (Xen counts"
+                       " pauses; another resume, or the tool that paused it, unpauses it)\n")
+    s.result({"domain": _dom_ref(i), "action": "resume", "ok": True, "paused": still},
+             f"Domain {_who(i)} resumed\n")
 
 
 @command("destroy", "control", "destroy (stop) a domain", "Destroy a domain at once (XEN_DOMCTL_destroydomain).",
@@ -266,20 +278,45 @@ def cmd_destroy(s: Session, a: Args) -> None:
 
 
 @command("setvcpus", "control", "change the number of virtual CPUs",
-         "Set a domain's maximum vcpu count (XEN_DOMCTL_max_vcpus).  Xen before 4.12 only: from 4.12"
-         " the count is fixed when the domain is created, and xpsh refuses before any change.",
-         args=[DOMAIN, Arg("count", "int", help="number of vcpus")], opts=LIVE_OPTS, changes=_always)
+         "Set how many vcpus the guest runs (as virsh setvcpus --live and xl vcpu-set do: xenstore"
+         " cpu/N/availability, which the guest's PV drivers follow), 1 up to its maximum.  --maximum changes"
+         " the maximum itself (XEN_DOMCTL_max_vcpus): Xen before 4.12 only, and only upwards; from 4.12 it is"
+         " fixed when the domain is created.",
+         args=[DOMAIN, Arg("count", "int", help="number of vcpus")],
+         opts=[FORCE, Opt("maximum", "change the maximum (max_vcpus, Xen before 4.12), not the vcpus in use")]
+         + LIVE_OPTS, changes=_always, aliases=("vcpu-set",))
 def cmd_setvcpus(s: Session, a: Args) -> None:
     try:
         n = int(str(a.count), 10)
     except ValueError:
         raise UsageError(f"setvcpus: invalid vcpu count {a.count!r}") from None
     i = s.lookup(a.domain)
-    if s.handle.abi.xen >= (4, 12):
+    h = s.handle
+    if not a.get("maximum"):
+        _dom0_guard(s, i, a, "setvcpus")
+        if not 1 <= n <= i.vcpus:
+            raise UsageError(f"setvcpus: domain {_who(i)} can run 1..{i.vcpus} vcpus (its maximum), not {n}"
+                             + ("; setvcpus --maximum raises the maximum (Xen before 4.12)" if n > i.vcpus else ""))
+        h.set_online_vcpus(i.domid, n)
+        s.result({"domain": _dom_ref(i), "action": "setvcpus", "ok": True, "online_vcpus": n}, "")
+        return
+    xen = h.abi.xen
+    if xen >= (4, 12):
         raise UsageError(f"setvcpus: from Xen 4.12 a domain's vcpu count is fixed at creation"
-                         f" (domain {_who(i)} has {i.vcpus}); this is Xen {s.handle.abi.release}")
-    s.handle.set_max_vcpus(i.domid, n)
-    s.result({"domain": _dom_ref(i), "action": "setvcpus", "ok": True, "count": n}, "")
+                         f" (domain {_who(i)} has {i.vcpus}); this is Xen {h.abi.release}")
+    if n < i.vcpus:
+        raise UsageError(f"setvcpus: Xen {h.abi.release} cannot lower a domain's maximum vcpus (domain {_who(i)}"
+                         f" has {i.vcpus}): max_vcpus only grows; setvcpus {i.name or i.domid} {n}"
+                         " (without --maximum) takes vcpus offline instead")
+    try:
+        h.set_max_vcpus(i.domid, n)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            raise UsageError(f"setvcpus: Xen {h.abi.release} refused {n} vcpus for domain {_who(i)} (it has"
+                             f" {i.vcpus}; Xen allows at most its MAX_VIRT_CPUS, and only before the domain has"
+                             " run on old releases)") from None
+        raise
+    s.result({"domain": _dom_ref(i), "action": "setvcpus", "ok": True, "vcpus": n}, "")
 
 
 @command("vcpupin", "control", "show or set vcpu affinity",
@@ -288,7 +325,7 @@ def cmd_setvcpus(s: Session, a: Args) -> None:
          args=[DOMAIN, Arg("vcpu", "int", required=False, help="vcpu number"),
                Arg("cpulist", "cpulist", required=False, help="host cpus: N, N-M, ^N, comma separated, or r")],
          opts=LIVE_OPTS + [Opt("soft", "set the soft affinity instead of the hard one")],
-         changes=lambda a: a.get("cpulist") is not None)
+         changes=lambda a: a.get("cpulist") is not None, aliases=("vcpu-pin",))
 def cmd_vcpupin(s: Session, a: Args) -> None:
     vcpu: Optional[int] = None
     if a.get("vcpu") is not None:
@@ -308,7 +345,7 @@ def cmd_vcpupin(s: Session, a: Args) -> None:
         else:
             h.set_vcpu_affinity(i.domid, vcpu, hard=cpus)
         s.result({"domain": _dom_ref(i), "action": "vcpupin", "ok": True, "vcpu": vcpu,
-                  "soft" if a.get("soft") else "hard": sorted(cpus)}, "")
+                  "soft_affinity" if a.get("soft") else "hard_affinity": sorted(cpus)}, "")
         return
     i = s.lookup(a.domain)
     vcpus = [vcpu] if vcpu is not None else list(range(i.vcpus))
@@ -316,7 +353,7 @@ def cmd_vcpupin(s: Session, a: Args) -> None:
     out = []
     for v in vcpus:
         aff = h.vcpu_affinity(i.domid, v)
-        out.append({"vcpu": v, "affinity": sorted(aff.hard),
+        out.append({"vcpu": v, "hard_affinity": sorted(aff.hard),
                     "soft_affinity": None if aff.soft is None else sorted(aff.soft)})
         rows.append([str(v), format_cpulist(aff.hard)])
     s.result({"domain": _dom_ref(i), "vcpus": out}, _table(["VCPU", "CPU Affinity"], rows, s.opts.quiet) + "\n")

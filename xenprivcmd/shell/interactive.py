@@ -6,7 +6,7 @@ import os
 import shlex
 from typing import Any, List, Optional
 
-from .allcommands import all_names, not_offered, resolve
+from .allcommands import all_names, resolve
 from .parse import split_commands
 from .session import Session
 
@@ -61,8 +61,7 @@ def complete(session: Session, line: str, text: str) -> List[str]:
     except Exception:
         tokens = before.split()
     if not tokens:
-        hidden = not_offered(session)
-        return sorted(n for n in all_names() if n.startswith(text) and n not in hidden)
+        return sorted(n for n in all_names() if n.startswith(text))
     cmd = resolve(tokens[0])
     if cmd is None:
         return []

@@ -134,9 +134,35 @@ def cmd_freecell(s: Session, a: Args) -> None:
 
 
 @command("sched", "host", "host scheduler and domain parameters",
-         "The host's scheduler and the weight/cap of every domain (like xl sched-credit).")
+         "The host's scheduler and the weight/cap of every domain, as xl sched-credit (its aliases"
+         " sched-credit, sched-credit2).  With -d DOMAIN only that domain; -w/--weight and -c/--cap set its"
+         " parameters (as xl sched-credit -d DOM -w N -c N, and schedinfo).",
+         opts=[Opt("domain", "only this domain", value="str", short="d", metavar="DOMAIN"),
+               Opt("weight", "set the domain's weight (1..65535)", value="int", short="w"),
+               Opt("cap", "set the domain's cap (0..65534, 0 = none)", value="int", short="c")],
+         changes=lambda a: a.get("weight") is not None or a.get("cap") is not None,
+         aliases=("sched-credit", "sched-credit2"))
 def cmd_sched(s: Session, a: Args) -> None:
     h = s.handle
+    if a.get("weight") is not None or a.get("cap") is not None or a.get("domain") is not None:
+        if a.get("domain") is None:
+            raise UsageError("sched: -w/--weight and -c/--cap set one domain's parameters: name it with -d DOMAIN")
+        i = s.lookup(a.get("domain"))
+        w, c = a.get("weight"), a.get("cap")
+        if w is not None or c is not None:
+            p = h.set_sched_params(i.domid, weight=w if isinstance(w, int) else None,
+                                   cap=c if isinstance(c, int) else None)
+        else:
+            p = h.sched_params(i.domid)
+        sid, name = h.sched_id()
+        data = {"scheduler": name, "sched_id": sid,
+                "domains": [{"id": i.domid, "name": i.name, "weight": p.weight, "cap": p.cap}]}
+        text = f"Scheduler: {name} (id {sid})\n" if not s.opts.quiet else ""
+        text += _table(["Name", "ID", "Weight", "Cap"],
+                       [[_name(i), str(i.domid), str(p.weight), "-" if p.cap is None else str(p.cap)]],
+                       s.opts.quiet, right=(1, 2, 3))
+        s.result(data, text)
+        return
     sid, name = h.sched_id()
     rows = []
     doms = []

@@ -55,7 +55,10 @@ def split_argv(argv: Sequence[str]) -> List[List[str]]:
     """Command tokens from a one-shot argv: a single argument holding a
     whole command line (``xpsh "list; dominfo 1"``) is split like a typed
     line; otherwise the arguments are taken as they are, with lone ``;``
-    separating commands."""
+    separating commands.  An empty or blank line is no command (as an empty
+    interactive line)."""
+    if len(argv) == 1 and not argv[0].strip():
+        return []
     if len(argv) == 1 and any(ch == ";" or ch.isspace() for ch in argv[0]):
         return split_commands(argv[0])
     out: List[List[str]] = [[]]
@@ -280,13 +283,21 @@ def parse_args(cmd: str, tokens: Sequence[str], args: Sequence[Arg], opts: Seque
                 values[name] = inline
                 continue
             raise UsageError(f"command '{cmd}' doesn't support option --{name}")
-        # short flags, possibly combined (-cf)
-        for ch in tok[1:]:
+        # short flags, possibly combined (-nx); one taking a value takes the rest of the word
+        # or the next one, as getopt does (-d 0.5, -d0.5, -bi3)
+        for j, ch in enumerate(tok[1:], 1):
             o = by_short.get(ch)
             if o is None:
                 raise UsageError(f"command '{cmd}' doesn't support option -{ch}")
             if o.value is not None:
-                raise UsageError(f"command '{cmd}': option -{ch} requires --{o.name} VALUE")
+                inline = tok[j + 1:]
+                if not inline:
+                    if i >= len(tokens):
+                        raise UsageError(f"command '{cmd}': option -{ch} requires a value")
+                    inline = tokens[i]
+                    i += 1
+                set_opt(o, _convert(cmd, o.name, o.value, inline))
+                break
             set_opt(o, True)
     pending = [a for a in args if a.name not in values]
     for tok in positional:

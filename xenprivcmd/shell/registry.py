@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
     from .session import Session
 
-__all__ = ["Command", "COMMANDS", "ALIASES", "GROUPS", "HOMES", "command", "resolve", "all_names", "not_offered",
-           "vcpu_state", "stream_isatty"]
+__all__ = ["Command", "COMMANDS", "ALIASES", "GROUPS", "HOMES", "command", "resolve", "all_names",
+           "vcpu_state", "stream_isatty", "shell_words"]
 
 GROUPS = (
     ("host", "Host and Hypervisor"),
@@ -35,16 +35,18 @@ GROUPS = (
 #: it against the registered commands.
 HOMES = {
     "version": "node", "uri": "builtins", "nodeinfo": "node", "capabilities": "node", "freecell": "node",
-    "sched": "node", "dmesg": "monitor",
+    "sched": "node", "sched-credit": "node", "sched-credit2": "node", "dmesg": "monitor",
     "list": "domains", "dominfo": "domains", "domstate": "domains", "domid": "domains", "domname": "domains",
     "domuuid": "domains", "vcpuinfo": "domains", "vcpucount": "domains", "schedinfo": "domains",
-    "top": "monitor",
+    "domifstat": "stats", "domblkstat": "stats", "domstats": "stats",
+    "top": "top",
     "suspend": "domains", "pause": "domains", "resume": "domains", "unpause": "domains", "destroy": "domains",
-    "setvcpus": "domains", "vcpupin": "domains",
+    "setvcpus": "domains", "vcpu-set": "domains", "vcpupin": "domains", "vcpu-pin": "domains",
     "help": "builtins", "connect": "builtins", "quit": "builtins", "exit": "builtins",
     "info": "xlstyle", "topology": "xlstyle", "numainfo": "xlstyle", "cpupool-list": "xlstyle",
     "vcpu-list": "xlstyle",
-    "shutdown": "toolstack", "reboot": "toolstack", "setmem": "toolstack", "setmaxmem": "toolstack",
+    "shutdown": "toolstack", "reboot": "toolstack", "setmem": "toolstack", "mem-set": "toolstack",
+    "setmaxmem": "toolstack", "mem-max": "toolstack",
     "uptime": "toolstack", "event": "events", "console": "console",
 }
 _RANK = {word: i for i, word in enumerate(HOMES)}
@@ -114,17 +116,6 @@ def resolve(name: str) -> Optional[Command]:
 
 def all_names() -> List[str]:
     return sorted(list(COMMANDS) + list(ALIASES))
-
-
-def not_offered(s: Session) -> List[str]:
-    """Commands the connected hypervisor cannot do, left out of help and completion:
-    setvcpus from Xen 4.12 (the vcpu count is fixed when the domain is created)."""
-    try:
-        if s.connected and s.handle.abi.xen >= (4, 12):
-            return ["setvcpus"]
-    except Exception:  # noqa: BLE001 - help never fails because detection did
-        pass
-    return []
 
 
 DOMAIN = Arg("domain", "domain", help="domain name, id or uuid")
@@ -215,6 +206,22 @@ def vcpu_state(v: Any) -> str:
 def _seconds(ns: int) -> str:
     return f"{ns / 1e9:.1f}s"
 
+
+
+def shell_words(message: str) -> str:
+    """A library error's advice in the shell's words: ``force=True`` is ``--force``, the
+    methods are their commands (``set_max_mem`` is ``setmaxmem``)."""
+    if "raise the limit with set_max_mem, or force=True" in message:
+        # the limit memory/static-max is the toolstack's: only --force goes past it
+        advice = ("--force sets it anyway" if "(memory/static-max)" in message
+                  else "raise the limit with setmaxmem, or use --force")
+        message = message.replace("raise the limit with set_max_mem, or force=True", advice)
+    for lib, sh in (("(force=True to set it anyway)", "(--force sets it anyway)"),
+                    ("(force=True to set it)", "(--force sets it)"), ("force=True", "--force"),
+                    ("set_memory_target", "setmem"), ("set_max_mem", "setmaxmem"),
+                    ("set_online_vcpus", "setvcpus"), ("set_max_vcpus", "setvcpus --maximum")):
+        message = message.replace(lib, sh)
+    return message
 
 
 def stream_isatty(stream: Any) -> bool:

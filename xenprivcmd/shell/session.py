@@ -7,7 +7,7 @@ import time
 
 from .. import errors as _errors
 from .parse import UsageError, parse_args, suggest
-from .registry import COMMANDS, HOMES, resolve
+from .registry import COMMANDS, HOMES, resolve, shell_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # json, traceback, typing and trace load only when a run needs them
@@ -159,6 +159,16 @@ class Session:
         self.stderr.write(f"error: {message}\n")
         self.stderr.flush()
 
+    def failed(self, command: str, message: str) -> None:
+        """A command failed: its ``error:`` line on stderr and, with ``--json``, a JSON error object
+        on stdout, so that every command of a list has its line there."""
+        self.error(message)
+        if self.opts.json:
+            import json
+
+            self.stdout.write(json.dumps({"command": command, "error": message}) + "\n")
+            self.stdout.flush()
+
     # -- domains --------------------------------------------------------------------------------
     def lookup(self, ident: Any) -> Any:
         """A domain by id, name or UUID, or a one-line error naming it."""
@@ -245,15 +255,15 @@ class Session:
         except (KeyboardInterrupt, BrokenPipeError):
             raise
         except UsageError as exc:
-            self.error(str(exc))
+            self.failed(name, str(exc))
         except (_errors.XenprivcmdError, ValueError, TypeError, OSError, LookupError) as exc:
-            self.error(_describe(exc))
+            self.failed(name, shell_words(_describe(exc)))
             if self.env.get("XPSH_DEBUG"):
                 import traceback
 
                 traceback.print_exc(file=self.stderr)
         except Exception as exc:  # a bug: still one line unless debugging
-            self.error(f"internal error: {type(exc).__name__}: {exc}")
+            self.failed(name, f"internal error: {type(exc).__name__}: {exc}")
             if self.env.get("XPSH_DEBUG"):
                 import traceback
 

@@ -4,7 +4,7 @@ setmem (the balloon target), setmaxmem (the hypervisor limit), uptime."""
 from __future__ import annotations
 
 from .parse import Arg, Args, Opt, UsageError, parse_size_kib
-from .registry import DOMAIN, FORCE, LIVE_OPTS, _always, _dom0_guard, _dom_ref, _name, _who, command
+from .registry import DOMAIN, FORCE, LIVE_OPTS, _always, _dom0_guard, _dom_ref, _name, _who, command, shell_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ _SIZE = Arg("size", "size", help="new size; a number with an optional unit (defa
          " the guest's memory/static-max needs --force.",
          args=[DOMAIN, _SIZE],
          opts=[Opt("force", "act on domain 0 too; allow a target of 0 or above the limit")] + LIVE_OPTS,
-         changes=_always)
+         changes=_always, aliases=("mem-set",))
 def cmd_setmem(s: Session, a: Args) -> None:
     kib = parse_size_kib(str(a.size))
     i = s.lookup(a.domain)
@@ -77,15 +77,15 @@ def cmd_setmem(s: Session, a: Args) -> None:
     try:
         target, max_kib = s.handle.set_memory_target(i, kib, force=bool(a.get("force")))
     except ValueError as exc:
-        raise UsageError(f"setmem: {exc}") from None
-    s.result({"domain": _dom_ref(i), "action": "setmem", "ok": True, "memory_kib": kib, "target_kib": target,
+        raise UsageError(f"setmem: {shell_words(str(exc))}") from None
+    s.result({"domain": _dom_ref(i), "action": "setmem", "ok": True, "target_kib": target,
               "max_memory_kib": max_kib}, "")
 
 
 @command("setmaxmem", "control", "change the maximum memory limit",
          "Set a domain's hard memory limit (XEN_DOMCTL_max_mem; the balloon target is setmem's)."
          "  A limit below what the domain uses now needs --force.",
-         args=[DOMAIN, _SIZE], opts=[FORCE] + LIVE_OPTS, changes=_always)
+         args=[DOMAIN, _SIZE], opts=[FORCE] + LIVE_OPTS, changes=_always, aliases=("mem-max",))
 def cmd_setmaxmem(s: Session, a: Args) -> None:
     kib = parse_size_kib(str(a.size))
     i = s.lookup(a.domain)
@@ -93,8 +93,8 @@ def cmd_setmaxmem(s: Session, a: Args) -> None:
     try:
         s.handle.set_max_mem(i.domid, kib, force=bool(a.get("force")))
     except ValueError as exc:
-        raise UsageError(f"setmaxmem: {exc}") from None
-    s.result({"domain": _dom_ref(i), "action": "setmaxmem", "ok": True, "memory_kib": kib}, "")
+        raise UsageError(f"setmaxmem: {shell_words(str(exc))}") from None
+    s.result({"domain": _dom_ref(i), "action": "setmaxmem", "ok": True, "max_memory_kib": kib}, "")
 
 
 def format_uptime(seconds: float) -> str:

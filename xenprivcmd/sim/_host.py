@@ -698,6 +698,15 @@ class Host:
         d.tot_pages = want
         d.changed()
 
+    def set_vcpu_online(self, d: Domain, vcpu: int, online: bool) -> None:
+        """The guest's cpu hotplug driver brings a vcpu up or down (not vcpu 0 down, nor a
+        vcpu the domain does not have)."""
+        if vcpu >= len(d.vcpus) or (vcpu == 0 and not online):
+            return
+        d.fold(self.clock.now())
+        d.vcpus[vcpu].online = online
+        d.changed()
+
     def set_name(self, domid: int, name: Optional[str]) -> None:
         if name is None:
             self.names.pop(domid, None)

@@ -15,7 +15,8 @@ written and only while it is not paused: on ``control/shutdown`` it clears
 the node (the acknowledgement) and shuts down with that reason
 (``poweroff``, ``reboot``, ``suspend``, ``crash``, ``halt`` = poweroff);
 on ``memory/target`` its balloon driver sets its memory to the target (at
-most its ``max_mem``).  A paused domain or one without PV drivers leaves the
+most its ``max_mem``); on ``cpu/<n>/availability`` its cpu hotplug driver
+brings vcpu n ``online`` or ``offline`` (never vcpu 0 offline, as Linux on x86).  A paused domain or one without PV drivers leaves the
 node as written.  There is no toolstack daemon: a domain that reboots stays
 shut down with reason ``reboot``.
 
@@ -128,6 +129,8 @@ class SimStore(ConnectionOps):
         if d.built:
             self.introduced[d.domid] = (0, 0)
             self.perms[base] = ["n0", f"r{d.domid}"]
+        for v in d.vcpus:
+            self.nodes[f"{base}/cpu/{v.vid}/availability"] = b"online" if v.online else b"offline"
         self.add_devices(d)
 
     def _rings(self, d: "Domain", base: str) -> None:
@@ -495,6 +498,9 @@ class SimStore(ConnectionOps):
             self.write(f"/local/domain/{d.domid}/control/sysrq", b"")  # Linux acknowledges, then acts
             if data[:1] == b"h":
                 self.host.consoles.write(d, "\r\n" + SYSRQ_HELP)
+        elif node.startswith("cpu/") and node.endswith("/availability") and node[4:-13].isdigit():
+            if data in (b"online", b"offline"):  # Linux's xen cpu hotplug driver
+                self.host.set_vcpu_online(d, int(node[4:-13]), data == b"online")
         elif node == "memory/target":
             try:
                 kib = int(data.decode("ascii"))
