@@ -113,8 +113,7 @@ def _complete(path: str, line: str) -> List[str]:
 def test_bash_completes_options_commands_and_domain_names(xpsh_on_path: str) -> None:
     assert "--json" in _complete(xpsh_on_path, "xpsh --j")
     assert _complete(xpsh_on_path, "xpsh -c sim") == ["sim:///default", "sim+ssh://"]
-    assert _complete(xpsh_on_path, "xpsh -c sim:///default dom") == ["domid", "dominfo", "domname", "domstate",
-                                                                     "domuuid"]
+    assert _complete(xpsh_on_path, "xpsh -c sim:///default domi") == ["domid", "domifstat", "dominfo"]
     assert _complete(xpsh_on_path, "xpsh -c sim:///default --json dominfo w") == ["web1"]
     # every domain of the simulated host, by name and id
     import xenprivcmd
