@@ -257,3 +257,43 @@ def test_top_batch_columns_agree_with_xentop(xen: xenprivcmd.Handle, device_gues
     assert net.split()[:3] == ref.split()[:3] or a.tx_bytes != b.tx_bytes, (net, ref)  # RX: what the guest sent
     vbd = next(ln for ln in ours if ln.startswith("VBD "))
     assert vbd.split()[:4] == next(ln for ln in theirs if ln.startswith("VBD ")).split()[:4]  # VBD BlkBack 51712 [ca:
+
+
+# -- the exporter's series -------------------------------------------------------------------------------
+
+def test_exporter_series_agree_with_sysfs_and_xentop(device_guest: Tuple[int, str], traffic: Dict[str, int]) -> None:
+    from ..exporter_helpers import by_domid, get, parse, start_exporter, stop_exporter
+    from .test_exporter import _loopback_up
+
+    domid, _ip = device_guest
+    _loopback_up()
+    p, port = start_exporter("xen:///", "--min-interval", "0")
+    try:
+        b0, v0 = sysfs_vif(domid), sysfs_vbd(domid)
+        code, _ctype, body = get(f"http://127.0.0.1:{port}/metrics")
+        _rows, lines = xentop()
+        b1, v1 = sysfs_vif(domid), sysfs_vbd(domid)
+    finally:
+        assert stop_exporter(p) == 0
+    assert code == 200
+    s = parse(body)
+
+    def series(name: str) -> int:
+        got = by_domid(s, name)
+        assert set(got) == {domid}, (name, got)  # only the guest has backends here
+        return int(got[domid])
+
+    lo, hi = guest_view(b0), guest_view(b1)
+    for metric, key in (("receive_bytes", "rx_bytes"), ("receive_packets", "rx_packets"), ("receive_errs", "rx_errs"),
+                        ("receive_drop", "rx_drop"), ("transmit_bytes", "tx_bytes"),
+                        ("transmit_packets", "tx_packets"), ("transmit_errs", "tx_errs"), ("transmit_drop", "tx_drop")):
+        assert lo[key] <= series(f"xen_domain_network_{metric}_total") <= hi[key], metric
+    for metric, key, scale in (("read_requests", "rd_req", 1), ("write_requests", "wr_req", 1),
+                               ("out_of_requests", "oo_req", 1), ("flush_requests", "f_req", 1),
+                               ("discard_requests", "ds_req", 1), ("read_bytes", "rd_sect", 512),
+                               ("write_bytes", "wr_sect", 512)):
+        assert v0[key] * scale <= series(f"xen_domain_block_{metric}_total") <= v1[key] * scale, metric
+    # xentop's TX (the vif's transmit counter) is the exporter's receive_bytes: what the guest received
+    m = re.search(r"TX:\s+(\d+)bytes", next(ln for ln in lines if ln.startswith("Net0 ")))
+    assert m and lo["rx_bytes"] <= int(m.group(1)) <= hi["rx_bytes"]
+    assert series("xen_domain_network_receive_bytes_total") * 4 > series("xen_domain_network_transmit_bytes_total")

@@ -12,14 +12,16 @@ The pieces, one concern each:
 * :mod:`.scrape`: one read of the hypervisor (and of xenstore and dom0's
   backend counters) into a plain :class:`~.scrape.Sample`; ctypes + stdlib
   only, like the core;
-* :mod:`.backends`: balloon targets from xenstore, network and block
-  counters from the netback / blkback devices in dom0's sysfs;
+* :mod:`.backends`: balloon targets from xenstore (network and block
+  counters are the library's, :mod:`xenprivcmd.iostats`: netback's and
+  blkback's in dom0's sysfs);
 * :mod:`.metrics`: the :class:`~.metrics.Exporter`, a ``prometheus_client``
   collector (the optional extra ``exporter``): a Sample as metric families,
   their text exposition (byte-equal to ``generate_latest``, faster), ``xen_up``
   and the error counter, ``--min-interval`` caching;
-* :mod:`.cli`: options, the HTTP server, one ``error:`` line and exit 1 on
-  bad options.
+* :mod:`.server`: the HTTP side (a bounded thread pool, TLS and basic auth,
+  GET and HEAD, gzip, ``name[]``);
+* :mod:`.cli`: options, one ``error:`` line and exit 1 on bad options.
 
 ``import xenprivcmd`` never loads this package, and this package loads
 ``prometheus_client`` only in :mod:`.metrics` and :mod:`.cli`.

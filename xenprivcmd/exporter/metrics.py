@@ -14,10 +14,11 @@ tries again.  Nothing here raises out of :meth:`render`.
 
 from __future__ import annotations
 
+import gzip
 import sys
 import threading
 import time
-from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, TextIO, Tuple
+from typing import Callable, Collection, Dict, Iterator, List, NamedTuple, Optional, TextIO, Tuple
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -25,7 +26,7 @@ from prometheus_client.utils import floatToGoString as _float_to_go
 
 from .scrape import Sample, Scraper, os_type
 
-__all__ = ["Exporter", "Family", "families", "to_metrics", "text", "STATES", "state_label"]
+__all__ = ["Exporter", "Family", "families", "to_metrics", "text", "restrict", "sample_name", "STATES", "state_label"]
 
 #: ``xen_domain_state``'s values: the library's state words (DomainInfo.state), spaces as underscores.
 STATES = ("running", "idle", "paused", "shut_off", "crashed", "dying", "no_state")
@@ -106,31 +107,51 @@ def families(s: Sample) -> List[Family]:
 
 
 _OPTIONAL = ("xen_domain_network_", "xen_domain_block_")
-_NET = (("receive_bytes", "Bytes the guest received (netback vif)"),
-        ("receive_packets", "Packets the guest received (netback vif)"),
-        ("transmit_bytes", "Bytes the guest transmitted (netback vif)"),
-        ("transmit_packets", "Packets the guest transmitted (netback vif)"))
-_BLOCK = (("read_requests", "Read requests (blkback, xentop VBD_RD)"),
-          ("write_requests", "Write requests (blkback, xentop VBD_WR)"),
-          ("out_of_requests", "Times blkback ran out of requests (xentop VBD_OO)"),
-          ("read_bytes", "Bytes read (blkback sectors x 512)"),
-          ("write_bytes", "Bytes written (blkback sectors x 512)"))
+#: (metric, InterfaceStats field, help): the guest's side, as virsh domifstat (receive: what the
+#: guest received, netback's transmit counter; xentop's NETTX is receive_bytes)
+_NET = (("receive_bytes", "rx_bytes", "Bytes the guest received (netback vif's transmit counter; xentop NETTX)"),
+        ("receive_packets", "rx_packets", "Packets the guest received (netback vif)"),
+        ("receive_errs", "rx_errs", "Packets to the guest that failed (netback vif's tx_errors)"),
+        ("receive_drop", "rx_drop", "Packets to the guest dropped (netback vif's tx_dropped)"),
+        ("transmit_bytes", "tx_bytes", "Bytes the guest transmitted (netback vif's receive counter; xentop NETRX)"),
+        ("transmit_packets", "tx_packets", "Packets the guest transmitted (netback vif)"),
+        ("transmit_errs", "tx_errs", "Packets from the guest that failed (netback vif's rx_errors)"),
+        ("transmit_drop", "tx_drop", "Packets from the guest dropped (netback vif's rx_dropped)"))
+#: (metric, BlockStats field, help)
+_BLOCK = (("read_requests", "rd_req", "Read requests (blkback, xentop VBD_RD)"),
+          ("write_requests", "wr_req", "Write requests (blkback, xentop VBD_WR)"),
+          ("out_of_requests", "oo_req", "Times blkback ran out of requests (xentop VBD_OO)"),
+          ("flush_requests", "f_req", "Flush and barrier requests (blkback f_req)"),
+          ("discard_requests", "ds_req", "Discard requests (blkback ds_req)"),
+          ("read_bytes", "rd_bytes", "Bytes read (blkback sectors x 512)"),
+          ("write_bytes", "wr_bytes", "Bytes written (blkback sectors x 512)"))
 
 
 def _io(s: Sample) -> List[Family]:
-    """Backend counters (label ``device``)."""
-    net = [_fam(f"xen_domain_network_{k}", "counter", doc, ("device",)) for k, doc in _NET]
+    """Backend counters (label ``device``: the vif's or the vbd's device number)."""
+    net = [_fam(f"xen_domain_network_{k}", "counter", doc, ("device",)) for k, _f, doc in _NET]
     for n in s.net:
-        for fam, value in zip(net, (n.rx_bytes, n.rx_packets, n.tx_bytes, n.tx_packets)):
-            fam.rows.append((n.domid, (str(n.devid),), value))
-    blk = [_fam(f"xen_domain_block_{k}", "counter", doc, ("device",)) for k, doc in _BLOCK]
+        for fam, (_k, field, _d) in zip(net, _NET):
+            fam.rows.append((n.domid, (str(n.devid),), getattr(n, field)))
+    blk = [_fam(f"xen_domain_block_{k}", "counter", doc, ("device",)) for k, _f, doc in _BLOCK]
     for b in s.block:
-        for fam, value in zip(blk, (b.rd_req, b.wr_req, b.oo_req, b.rd_bytes, b.wr_bytes)):
-            fam.rows.append((b.domid, (str(b.devid),), value))
+        for fam, (_k, field, _d) in zip(blk, _BLOCK):
+            fam.rows.append((b.domid, (str(b.devid),), getattr(b, field)))
     return net + blk
 
 
 Known = Dict[int, Tuple[str, str]]
+
+
+def sample_name(f: Family) -> str:
+    """The name of a family's samples in the text format (a counter's end in ``_total``)."""
+    return f.name + "_total" if f.kind == "counter" else f.name
+
+
+def restrict(fams: List[Family], names: Collection[str]) -> List[Family]:
+    """The families with samples named in ``names`` (as prometheus_client's restricted registry)."""
+    wanted = set(names)
+    return [f for f in fams if sample_name(f) in wanted]
 
 
 def domain_labels(s: Optional[Sample]) -> Known:
@@ -169,7 +190,7 @@ def text(fams: List[Family], known: Known) -> bytes:
     out: List[str] = []
     put = out.append
     for f in fams:
-        name = f.name + "_total" if f.kind == "counter" else f.name
+        name = sample_name(f)
         doc = f.doc.replace("\\", "\\\\").replace("\n", "\\n")
         put(f"# HELP {name} {doc}\n# TYPE {name} {f.kind}\n")
         keys = (("domid", "name") if f.domain else ()) + f.labels
@@ -213,16 +234,39 @@ class Exporter:
         self._lock = threading.Lock()
         self._text: Optional[bytes] = None
         self._text_at = 0.0
+        self._fams: List[Family] = []
+        self._known: Known = {}
+        self._gzip: Optional[bytes] = None
 
-    def render(self) -> bytes:
-        """The body of one ``/metrics`` answer (text format 0.0.4, see :func:`text`)."""
+    def _fresh(self) -> None:
+        """Read the hypervisor unless the last read is younger than ``min_interval`` (lock held)."""
+        now = self.clock()
+        if self._text is not None and now - self._text_at < self.min_interval:
+            return
+        fams, known = self.read()
+        self._fams, self._known, self._text, self._text_at, self._gzip = fams, known, text(fams, known), now, None
+
+    def render(self, names: Optional[Collection[str]] = None) -> bytes:
+        """The body of one ``/metrics`` answer (text format 0.0.4, see :func:`text`).
+
+        ``names``: only the families with a sample of one of these names (prometheus_client's
+        ``name[]`` convention: ``xen_up``, ``xen_domain_cpu_time_seconds_total``); none or
+        empty: every family."""
         with self._lock:
-            now = self.clock()
-            if self._text is not None and now - self._text_at < self.min_interval:
-                return self._text
-            body = text(*self.read())
-            self._text, self._text_at = body, now
-            return body
+            self._fresh()
+            assert self._text is not None
+            if names:
+                return text(restrict(self._fams, names), self._known)
+            return self._text
+
+    def render_gzip(self) -> bytes:
+        """:meth:`render`'s whole body gzip-compressed, compressed once per read of the hypervisor."""
+        with self._lock:
+            self._fresh()
+            if self._gzip is None:
+                assert self._text is not None
+                self._gzip = gzip.compress(self._text, compresslevel=6, mtime=0)
+            return self._gzip
 
     def collect(self) -> Iterator[Metric]:
         """``prometheus_client``'s collector protocol: one read of the hypervisor

@@ -20,18 +20,22 @@ credentials), and the file's extra headers on every answer.
 
 :class:`Handler` keeps one path for every request: :meth:`Handler.answer`
 checks credentials and calls :meth:`Handler.route` (path and query ->
-:class:`Response`), :meth:`Handler.send` writes it.  A new method (HEAD), a
-new encoding (gzip) or a query parameter fits in one of those.
+:class:`Response`), :meth:`Handler.send` writes it.  GET and HEAD (the same
+headers, no body) go that way; ``/metrics`` is gzip-compressed when the client
+accepts it (README warns of 32 MB answers on big hosts) and takes
+prometheus_client's ``name[]`` parameter to select families.
 """
 
 from __future__ import annotations
 
+import gzip
 import queue
 import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, List, NamedTuple, Optional, Tuple
+from urllib.parse import parse_qs
 
 from .. import __version__
 from .webconfig import Watcher, WebConfig
@@ -76,6 +80,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self.send(self.answer())
 
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's name
+        """The GET answer's status and headers (its Content-Length too), without the body."""
+        self.send(self.answer(), body=False)
+
     def answer(self) -> Response:
         """Credentials first (when the web config has users), then :meth:`route`."""
         auth = self.config.auth
@@ -85,12 +93,35 @@ class Handler(BaseHTTPRequestHandler):
         return self.route(path, query)
 
     def route(self, path: str, query: str) -> Response:
-        """The answer to ``GET path?query``."""
+        """The answer to ``GET path?query``: ``/metrics`` (``name[]=`` selects families by
+        their samples' names, as prometheus_client does; gzip-compressed when the client's
+        ``Accept-Encoding`` takes gzip), the landing page, or 404."""
         if path == "/metrics":
-            return Response(200, CONTENT_TYPE, self.server.exporter.render())
+            exporter = self.server.exporter
+            names = parse_qs(query).get("name[]", [])
+            if self.gzip_accepted():
+                body = gzip.compress(exporter.render(names), mtime=0) if names else exporter.render_gzip()
+                return Response(200, CONTENT_TYPE, body, (("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")))
+            return Response(200, CONTENT_TYPE, exporter.render(names), (("Vary", "Accept-Encoding"),))
         if path == "/":
             return Response(200, "text/html; charset=utf-8", _LANDING)
         return Response(404, _TEXT, b"not found: try /metrics\n")
+
+    def gzip_accepted(self) -> bool:
+        """Whether the request's ``Accept-Encoding`` takes gzip (``gzip``, ``x-gzip`` or ``*``,
+        with no ``q=0``)."""
+        for item in (self.headers.get("Accept-Encoding") or "").split(","):
+            coding, _, params = item.partition(";")
+            if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
+                continue
+            q = params.strip().lower()
+            if q.startswith("q="):
+                try:
+                    return float(q[2:]) > 0
+                except ValueError:
+                    return False
+            return True
+        return False
 
     def send(self, r: Response, body: bool = True) -> None:
         """Status, headers (the answer's, then the web config's), and the body unless ``body`` is false."""
