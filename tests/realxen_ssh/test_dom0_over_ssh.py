@@ -153,3 +153,32 @@ def test_latency_over_ssh_reported(dom0: Dom0):
     with open(out, "w", encoding="utf-8") as f:
         json.dump({"domain_info_over_ssh_us": round(per_op * 1e6, 1), "round_trips_per_op": 1}, f)
     print(f"domain_info over ssh to the QEMU dom0: {per_op * 1e6:.0f} us per op, 1 round trip")
+
+
+def test_io_counters_over_ssh_are_the_remote_dom0s(dom0: Dom0):
+    """issue 26: over xen+ssh:// interface_stats / block_stats read the remote dom0's sysfs (its device guest)."""
+    def sysfs() -> Dict[str, int]:
+        out = dom0.ssh("cd /sys/class/net && for d in vif*.0; do echo $d $(cat $d/statistics/tx_bytes) "
+                       "$(cat $d/statistics/rx_bytes); done; cd /sys/bus/xen-backend/devices && for d in vbd-*; do "
+                       "echo $d $(cat $d/statistics/rd_req) $(cat $d/statistics/wr_sect); done")
+        got = {}
+        for line in out.splitlines():
+            name, a, b = line.split()
+            got[name + ":a"], got[name + ":b"] = int(a), int(b)
+        return got
+
+    before = sysfs()
+    assert before, "the ssh suite's dom0 must boot the device guest (tools/run-tests: SSH_SUITES within DEVICE_SUITES)"
+    with xenprivcmd.open(dom0.uri()) as h:
+        nets, disks = h.interface_stats(), h.block_stats()
+    after = sysfs()
+    assert [f"{n.name}" for n in nets] == sorted(k[:-2] for k in before if k.startswith("vif") and k.endswith(":a"))
+    for n in nets:  # rx: what the guest received, the vif's transmit counter
+        assert before[n.name + ":a"] <= n.rx_bytes <= after[n.name + ":a"]
+        assert before[n.name + ":b"] <= n.tx_bytes <= after[n.name + ":b"]
+    for d in disks:
+        key = f"vbd-{d.domid}-{d.devid}"
+        assert d.name == "xvda" and before[key + ":a"] <= d.rd_req <= after[key + ":a"]
+        assert before[key + ":b"] <= d.wr_sect <= after[key + ":b"]
+    p = xpsh(dom0.uri(), "domblkstat", "guest1", "xvda")
+    assert p.returncode == 0 and p.stdout.startswith("xvda rd_req "), p.stderr

@@ -181,7 +181,22 @@ if $b ls /sys/bus/xen/devices 2>/dev/null | $b grep -q '^vif-'; then
         $b echo "xenvm guest network: eth0 ${ip:-169.254.77.2/16}"
 fi
 $b echo "xenvm guest up"
-while :; do $b sleep 3600; done
+# udev's job in a distribution: a vcpu the toolstack brings back (xl vcpu-set: the kernel makes
+# it present again) is onlined from userspace; one it took away is no longer present
+present() {
+    for r in $($b tr , ' ' < /sys/devices/system/cpu/present); do
+        [ "$1" -ge "${r%-*}" ] && [ "$1" -le "${r#*-}" ] && return 0
+    done
+    return 1
+}
+while :; do
+    for f in /sys/devices/system/cpu/cpu[0-9]*/online; do
+        [ -e "$f" ] || continue
+        n=${f#/sys/devices/system/cpu/cpu}; n=${n%/online}
+        [ "$($b cat "$f")" = 0 ] && present "$n" && echo 1 > "$f"
+    done
+    $b sleep 1
+done
 """
 
 #: What the guest kernel runs when its xen manage driver gets control/shutdown
