@@ -145,6 +145,26 @@ def xentop() -> Tuple[Dict[str, List[str]], List[str]]:
     return rows, lines
 
 
+_NET0 = re.compile(r"Net0 RX:\s+(\d+)bytes\s+(\d+)pkts\s+(\d+)err\s+(\d+)drop\s+TX:\s+(\d+)bytes\s+(\d+)pkts"
+                   r"\s+(\d+)err\s+(\d+)drop")
+_VBD = re.compile(r"VBD BlkBack\s+(\d+)\s+\[[^]]*\]\s+OO:\s+(\d+)\s+RD:\s+(\d+)\s+WR:\s+(\d+)\s+RSECT:\s+(\d+)"
+                  r"\s+WSECT:\s+(\d+)")
+
+
+def xentop_devices(lines: List[str]) -> Tuple[Dict[str, int], Dict[str, int]]:
+    """xentop -x's Net0 and VBD lines (the one guest with devices): its vif counters under sysfs's
+    names (xentop's TX is the vif's tx_*), its vbd's under blkback's."""
+    net = next(ln for ln in lines if ln.startswith("Net0 "))
+    m = _NET0.match(net)
+    assert m, net
+    vif = dict(zip(("rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "tx_bytes", "tx_packets", "tx_errors",
+                    "tx_dropped"), map(int, m.groups())))
+    vbd = next(ln for ln in lines if ln.startswith("VBD "))
+    m = _VBD.match(vbd)
+    assert m, vbd
+    return vif, dict(zip(("devid", "oo_req", "rd_req", "wr_req", "rd_sect", "wr_sect"), map(int, m.groups())))
+
+
 def test_xentop_counts_the_vif_from_dom0s_side(xen: xenprivcmd.Handle, device_guest: Tuple[int, str],
                                               traffic: Dict[str, int]) -> None:
     domid, _ip = device_guest
@@ -153,15 +173,12 @@ def test_xentop_counts_the_vif_from_dom0s_side(xen: xenprivcmd.Handle, device_gu
     rows, lines = xentop()
     b, = xen.interface_stats(domid)
     db, = xen.block_stats(domid)
-    net = next(ln for ln in lines if ln.startswith("Net0 "))
-    m = re.match(r"Net0 RX:\s+(\d+)bytes\s+(\d+)pkts\s+(\d+)err\s+(\d+)drop\s+TX:\s+(\d+)bytes\s+(\d+)pkts"
-                 r"\s+(\d+)err\s+(\d+)drop", net)
-    assert m, net
-    rx_b, rx_p, rx_e, rx_d, tx_b, tx_p, tx_e, tx_d = map(int, m.groups())
+    vif, vbd = xentop_devices(lines)
     # xentop's TX is the vif's transmit counter: what the guest received (our rx)
-    assert a.rx_bytes <= tx_b <= b.rx_bytes and a.rx_packets <= tx_p <= b.rx_packets, (net, a, b)
-    assert a.tx_bytes <= rx_b <= b.tx_bytes and a.tx_packets <= rx_p <= b.tx_packets, (net, a, b)
-    assert (rx_e, rx_d, tx_e, tx_d) == (a.tx_errs, a.tx_drop, a.rx_errs, a.rx_drop)
+    assert a.rx_bytes <= vif["tx_bytes"] <= b.rx_bytes and a.rx_packets <= vif["tx_packets"] <= b.rx_packets, (vif, a, b)
+    assert a.tx_bytes <= vif["rx_bytes"] <= b.tx_bytes and a.tx_packets <= vif["rx_packets"] <= b.tx_packets, (vif, a, b)
+    assert (vif["rx_errors"], vif["rx_dropped"], vif["tx_errors"], vif["tx_dropped"]) == \
+        (a.tx_errs, a.tx_drop, a.rx_errs, a.rx_drop)
     head = lines[0].split()
     row = rows["guest1"]
     col = {h: row[i] for i, h in enumerate(head)}
@@ -171,8 +188,9 @@ def test_xentop_counts_the_vif_from_dom0s_side(xen: xenprivcmd.Handle, device_gu
     for name, field in (("VBD_OO", "oo_req"), ("VBD_RD", "rd_req"), ("VBD_WR", "wr_req"), ("VBD_RSECT", "rd_sect"),
                         ("VBD_WSECT", "wr_sect")):
         assert getattr(da, field) <= int(col[name]) <= getattr(db, field), (name, col[name], da, db)
-    vbd = next(ln for ln in lines if ln.startswith("VBD "))
-    assert vbd.split()[2] == str(da.devid), vbd
+    assert vbd["devid"] == da.devid, vbd
+    for field in ("oo_req", "rd_req", "wr_req", "rd_sect", "wr_sect"):
+        assert getattr(da, field) <= vbd[field] <= getattr(db, field), (field, vbd, da, db)
 
 
 # -- xpsh: domifstat, domblkstat, domstats, top ----------------------------------------------------------
@@ -185,12 +203,14 @@ def xpsh(*args: str) -> str:
     return p.stdout
 
 
-def test_domifstat_and_domblkstat_agree_with_sysfs(device_guest: Tuple[int, str], traffic: Dict[str, int]) -> None:
+def test_domifstat_and_domblkstat_agree_with_sysfs_and_xentop(device_guest: Tuple[int, str], traffic: Dict[str, int]) -> None:
     domid, _ip = device_guest
     b0, v0 = sysfs_vif(domid), sysfs_vbd(domid)
     net = xpsh("domifstat", "guest1")
     blk = xpsh("domblkstat", "guest1", "xvda")
+    _rows, lines = xentop()
     b1, v1 = sysfs_vif(domid), sysfs_vbd(domid)
+    top_vif, top_vbd = xentop_devices(lines)
     got = {}
     for line in net.splitlines():
         name, key, value = line.split()
@@ -204,15 +224,21 @@ def test_domifstat_and_domblkstat_agree_with_sysfs(device_guest: Tuple[int, str]
     assert v0["rd_sect"] * 512 <= disk["rd_bytes"] <= v1["rd_sect"] * 512
     assert v0["wr_sect"] * 512 <= disk["wr_bytes"] <= v1["wr_sect"] * 512
     assert v0["oo_req"] <= disk["errs"] <= v1["oo_req"] and v0["f_req"] <= disk["flush_operations"] <= v1["f_req"]
+    # xentop, read in the same window, in its own direction (its TX: what the guest received)
+    between(b0, top_vif, b1)
+    between(v0, {k: v for k, v in top_vbd.items() if k != "devid"}, v1)
+    assert top_vbd["devid"] == 51712
 
 
-def test_domstats_json_agrees_with_sysfs_and_xl(device_guest: Tuple[int, str], traffic: Dict[str, int]) -> None:
+def test_domstats_json_agrees_with_sysfs_xentop_and_xl(device_guest: Tuple[int, str], traffic: Dict[str, int]) -> None:
     import json
 
     domid, _ip = device_guest
     b0, v0 = sysfs_vif(domid), sysfs_vbd(domid)
     doc = json.loads(xpsh("--json", "domstats", "guest1"))
+    _rows, lines = xentop()
     b1, v1 = sysfs_vif(domid), sysfs_vbd(domid)
+    top_vif, top_vbd = xentop_devices(lines)
     d, = doc["domains"]
     assert d["domain"] == {"id": domid, "name": "guest1"}
     net, = d["net"]
@@ -221,6 +247,10 @@ def test_domstats_json_agrees_with_sysfs_and_xl(device_guest: Tuple[int, str], t
     disk, = d["block"]
     assert disk["name"] == "xvda" and disk["devid"] == 51712
     between(v0, {k: disk[k] for k in VBD}, v1)
+    # and xentop, read in the same window, in its own direction (its TX: what the guest received)
+    between(b0, top_vif, b1)
+    between(v0, {k: v for k, v in top_vbd.items() if k != "devid"}, v1)
+    assert top_vbd["devid"] == disk["devid"]
     row = next(r.split() for r in xl("list", "guest1").splitlines()[1:] if r.strip())
     assert d["vcpu"]["online_vcpus"] == int(row[3]) and d["balloon"]["memory_kib"] // 1024 == int(row[2])
     text = xpsh("domstats", "--interface", "--block", "guest1")
