@@ -101,7 +101,10 @@ class DomainInfo(NamedTuple):
     :ssidref: its XSM/FLASK security id
     :handle_bytes: the toolstack's 16-byte handle (:attr:`uuid` as a UUID)
     :cpupool: the id of the cpupool it runs in (``None`` before Xen 4.1)
-    :name: its name from xenstore, ``None`` where none was read
+    :name: its name from xenstore, ``None`` where none was read: the hypervisor knows no names, so
+        only calls that read xenstore fill it in (``domains(names=True)``, ``domain_info(d,
+        name=True)``, ``lookup``, and a domain asked for by name or UUID); ``domains()`` and
+        ``domain_info(1)`` stay one hypercall each
     """
 
     domid: int
