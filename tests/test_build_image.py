@@ -32,10 +32,11 @@ MiB = 1 << 20
 
 
 def test_placed_ramdisk_per_release():
-    data = read(suite_files("bookworm")["initrd"])
-    assert len(data) == 0xFAF94
+    data = read(suite_files("bookworm")["initrd"])  # its size follows tools/xenvm's guest (--devices' init)
+    raw = gzip.decompress(data)
+    assert data[:2] == b"\x1f\x8b" and len(raw) > len(data) > 0x80000
     placed = placed_ramdisk(X86, data)
-    assert len(placed) == 0x1E45E0 and placed[:-16] == gzip.decompress(data) and placed[-16:] == bytes(16)
+    assert len(placed) == len(raw) + 16 and placed[:-16] == raw and placed[-16:] == bytes(16)
     assert placed_ramdisk(X86_420, data) == data and placed_ramdisk(ARM, data) == data
     assert placed_ramdisk(X86, b"plain cpio") == b"plain cpio"
     bad = data[:100] + bytes(50) + data[-4:]
