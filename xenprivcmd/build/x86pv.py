@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 else:  # the same classes, without importing typing (see _ntuple)
     from .._ntuple import NamedTuple
 
-__all__ = ["Level", "Mapping", "PvLayout", "pv_layout", "page_tables", "p2m_list", "PAGE_SIZE",
+__all__ = ["Level", "MappedRange", "PvLayout", "pv_layout", "page_tables", "p2m_list", "PAGE_SIZE",
            "PAGE_PRESENT", "PAGE_RW", "PAGE_USER", "PAGE_ACCESSED", "PAGE_DIRTY", "INVALID_MFN"]
 
 LEVELS = 4
@@ -73,7 +73,7 @@ class Level(NamedTuple):
     tables: int
 
 
-class Mapping(NamedTuple):
+class MappedRange(NamedTuple):
     """One virtually contiguous range the initial page tables map: ``vfrom``..``vto``
     (inclusive, 48-bit) to the pfns from ``pfn`` on; ``levels[0]`` are its L1 tables ..
     ``levels[3]`` its L4 (the first mapping only has one); ``tables`` how many."""
@@ -100,7 +100,7 @@ class PvLayout(NamedTuple):
     virt_base: int
     virt_entry: int
     segments: Tuple[Segment, ...]
-    mappings: Tuple[Mapping, ...]
+    mappings: Tuple[MappedRange, ...]
     virt_alloc_end: int
     virt_pgtab_end: int
     p2m_base: Optional[int]
@@ -230,7 +230,7 @@ class _Level:
         self.vfrom, self.vto, self.pfn, self.count = vfrom, vto, pfn, count
 
 
-def _count_tables(maps: List[Mapping], vfrom: int, vto: int, pfn: int, pfn_alloc_end: int,
+def _count_tables(maps: List[MappedRange], vfrom: int, vto: int, pfn: int, pfn_alloc_end: int,
                   p2m_size: int) -> Tuple[int, int, int, List[_Level]]:
     """libxenguest's count_pgtables: the tables a new mapping of ``vfrom``..``vto`` needs
     beyond those of ``maps``, numbered from ``pfn_alloc_end``: (from, to, tables, levels)."""
@@ -273,9 +273,9 @@ def _count_tables(maps: List[Mapping], vfrom: int, vto: int, pfn: int, pfn_alloc
     return afrom, ato, tables, levels
 
 
-def _freeze(afrom: int, ato: int, pfn: int, tables: int, levels: List[_Level]) -> Mapping:
+def _freeze(afrom: int, ato: int, pfn: int, tables: int, levels: List[_Level]) -> MappedRange:
     lv = tuple(Level(x.vfrom, x.vto, x.pfn, x.count) for x in levels)
-    return Mapping(afrom, ato, pfn, tables, lv)  # type: ignore[arg-type]
+    return MappedRange(afrom, ato, pfn, tables, lv)  # type: ignore[arg-type]
 
 
 def pv_layout(kernel: PvKernel, total_pages: int, ramdisk_size: int = 0) -> PvLayout:
