@@ -25,8 +25,9 @@ import xenprivcmd
 
 from .conftest import xl
 
-#: the suites tools/run-tests boots with a device guest (the others have none, by design: CI time)
-DEVICE_SUITES = ("bookworm", "trixie", "bookworm-arm64")
+#: the suites tools/run-tests boots with a device guest (the others have none: CI time, and on
+#: arm64 the 128 MiB guest with devices runs out of memory when test_shell balloons it)
+DEVICE_SUITES = ("bookworm", "trixie")
 PINGS = 20
 DATAGRAMS, DATAGRAM_BYTES = 200, 1200
 VIF = ("tx_bytes", "tx_packets", "tx_errors", "tx_dropped", "rx_bytes", "rx_packets", "rx_errors", "rx_dropped")
