@@ -13,6 +13,7 @@ the domid being the low 16 bits of the first (every Xen architecture is little-e
 
 from __future__ import annotations
 
+from ..abi.hypercalls import DOMID_MAX
 from ..evtchn import MAX_PORT
 from ..types import EvtchnStatus
 from .engine import Check, Request, op
@@ -27,7 +28,7 @@ __all__ = ["ALLOC_UNBOUND", "STATUS", "STATUS_NAMES"]
 
 ALLOC_UNBOUND = Request("event_channel_op", "alloc_unbound", struct="evtchn_alloc_unbound", domain=True,
                         domid_field="dom", send=("dom", "remote_dom"), read=("port",), reads=False,
-                        checks=(Check(1, "remote domid", 0, 0x7FEF),))
+                        checks=(Check(1, "remote domid", 0, DOMID_MAX),))
 STATUS = Request("event_channel_op", "status", struct="evtchn_status", domain=True, domid_field="dom",
                  send=("dom", "port"), read=("status", "vcpu", "u.pirq", "u.interdomain.port"), reads=True,
                  checks=(Check(1, "port", 1, MAX_PORT),))
