@@ -19,12 +19,19 @@ import pytest
 
 import xenprivcmd
 
+#: The memory (MiB) tools/xenvm gave each xl guest: 128 on x86_64, 192 on arm64 (an arm64 guest
+#: cannot balloon much below 110 MiB).  Its init exports it to the test command.
+GUEST_MIB = int(os.environ.get("XENVM_GUEST_MEM", "0"))
+
 
 def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
     if not os.path.exists("/dev/xen/privcmd"):
         raise pytest.UsageError(
             "tests/realxen runs inside a Xen dom0 only; use `tools/run-tests --suite bookworm` to boot one"
         )
+    if not GUEST_MIB:
+        raise pytest.UsageError("tests/realxen needs $XENVM_GUEST_MEM, the xl guests' memory in MiB "
+                                "(tools/xenvm sets it)")
 
 
 @pytest.fixture(scope="session")

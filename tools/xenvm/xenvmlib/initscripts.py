@@ -29,6 +29,7 @@ if ! . /xenvm/run.conf; then
     echo "@@XENVM:none:FAIL:no run configuration in the initramfs@@"
     poweroff -f; sleep 30
 fi
+export XENVM_GUEST_MEM  # the test command reads the xl guests' memory (MiB) from it
 m() { echo "@@XENVM:${XENVM_NONCE}:$*@@"; }
 fail() { m "FAIL:$*"; sync; poweroff -f; sleep 30; }
 m INIT
@@ -81,7 +82,7 @@ while [ "$i" -le "${XENVM_GUESTS:-0}" ]; do
         @GUEST_TYPE@
         echo 'kernel = "/opt/xenvm/guest/vmlinuz"'
         echo 'ramdisk = "/opt/xenvm/guest/initrd.gz"'
-        echo "memory = ${XENVM_GUEST_MEM:-128}"
+        echo "memory = $XENVM_GUEST_MEM"
         echo "vcpus = $vcpus"
         echo 'on_crash = "preserve"'
         if [ "$i" = 1 ] && [ "${XENVM_DEVICES:-0}" = 1 ]; then
