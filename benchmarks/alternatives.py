@@ -66,7 +66,7 @@ def issue(repeat: int) -> None:
     variant = _abi.variant("4.17")
     h = Handle(t, "fake:", abi=variant)
     h._abi = variant
-    h.domain_info(0)
+    h.domain_info(0, name=False)
 
     req = _privcmd.privcmd_hypercall()
     ba = bytearray(48)
@@ -159,7 +159,7 @@ def issue(repeat: int) -> None:
 
     res = measure({
         "floor: ioctl(fd, FIONREAD, ctypes req, True)": lambda: ioctl(r, FIONREAD, req, True),
-        "current Handle.domain_info(0)": lambda: h.domain_info(0),
+        "current Handle.domain_info(0)": lambda: h.domain_info(0, name=False),
         "the engine's runner alone (fields read, no DomainInfo)": lambda: runner(0),
         "ctypes.memset(addr, 0, sizeof(xen_domctl)) alone": lambda: memset(addr, 0, size),
         "view[:size] = zeros alone": lambda: view.__setitem__(slice(0, size), zeros),
@@ -225,7 +225,7 @@ def _listing(repeat: int, n: int) -> None:
         show(f"list decode, N={n}: ns per domain (records already in the buffer)", res,
              "floor: list(Struct.iter_unpack(view))")
         res = measure({
-            "domains() (incl. sim)": h.domains,
+            "domains() (incl. sim)": lambda: h.domains(names=False),
             "infos_from alone": current,
         }, max(1, 2000 // n), repeat, per=n)
         show(f"domains() vs its decode, N={n}: ns per domain", res, "infos_from alone")

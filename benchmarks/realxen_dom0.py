@@ -67,8 +67,8 @@ def run_c_args(path, iters, repeats, ops):
 def xenprivcmd_ops(h):
     return {
         "xen_version": h.xen_version,
-        "getdomaininfo": lambda: h.domain_info(0),
-        "getdomaininfolist": h.domains,
+        "getdomaininfo": lambda: h.domain_info(0, name=False),
+        "getdomaininfolist": lambda: h.domains(names=False),
         "physinfo": h.physinfo,
         "vcpu_info": lambda: h.vcpu_info(0),
         "sched_params": lambda: h.sched_params(0),
@@ -110,12 +110,12 @@ def batch_section(h, bindir, iters, repeats):
 
     try:
         # 64 domains in all first: the listing against xc_domain_getinfolist
-        while len(h.domains()) < 64:
+        while len(h.domains(names=False)) < 64:
             made.append(h.create_domain())
-        n_list = len(h.domains())
+        n_list = len(h.domains(names=False))
         out["list64"] = {
             "domains": n_list,
-            "xenprivcmd": timed(h.domains, max(2, iters // 20)),
+            "xenprivcmd": timed(lambda: h.domains(names=False), max(2, iters // 20)),
             "libxenctrl_c": c_loop("getdomaininfolist", max(2, iters // 20)),
         }
         ones = list(made)
@@ -126,7 +126,7 @@ def batch_section(h, bindir, iters, repeats):
                 # Xen on Arm: EBUSY once its VMID pool is empty (8-bit VMIDs, e.g. QEMU's
                 # cortex-a57: 255 domains in all, dom0 and the guests included).  Give
                 # back room for the vcpu rows' domains and measure the counts that fit.
-                out["errors"].append(f"create_domain() after {len(h.domains())} domains: {exc}")
+                out["errors"].append(f"create_domain() after {len(h.domains(names=False))} domains: {exc}")
                 for d in ones[-len(BATCH_COUNTS):]:
                     h.destroy(d)
                     made.remove(d)
@@ -140,8 +140,8 @@ def batch_section(h, bindir, iters, repeats):
             if len(ids) < n:
                 out["errors"].append(f"getdomaininfo x{n}: skipped, only {len(ones)} domains could be made")
             else:
-                row = {"batched": timed(lambda ids=ids: h.domain_infos(ids), k) / n,
-                       "single": timed(lambda ids=ids: [h.domain_info(i) for i in ids], k) / n,
+                row = {"batched": timed(lambda ids=ids: h.domain_infos(ids, names=False), k) / n,
+                       "single": timed(lambda ids=ids: [h.domain_info(i, name=False) for i in ids], k) / n,
                        "libxenctrl_c": c_loop("infos:" + ",".join(map(str, ids)), k) / n}
                 out["domains"][str(n)] = row
             try:
@@ -152,7 +152,7 @@ def batch_section(h, bindir, iters, repeats):
                 continue
             made.append(d)
 
-            info = h.domain_info(d)
+            info = h.domain_info(d, name=False)
             h.engine.shapes.clear()
 
             def batched(info=info):
@@ -317,7 +317,7 @@ def main():
     h = xenprivcmd.open()
     major, minor = h.xen_version()
     release = h.version().release or f"{major}.{minor}"
-    doms = h.domains()
+    doms = h.domains(names=False)
     py = {op: fn for op, fn in xenprivcmd_ops(h).items()}
     ref, ref_handle = pyref_ops(h)
     xc, xc_lib = libxenctrl_ctypes_ops()

@@ -25,8 +25,8 @@ iters, batches = int(sys.argv[1]), int(sys.argv[2])
 h = xenprivcmd.open()
 ops = {
     "xen_version": h.xen_version,
-    "domain_info": lambda: h.domain_info(0),
-    "domains": h.domains,
+    "domain_info": lambda: h.domain_info(0, name=False),
+    "domains": lambda: h.domains(names=False),
     "physinfo": h.physinfo,
     "vcpu_info": lambda: h.vcpu_info(0),
     "sched_params": lambda: h.sched_params(0),

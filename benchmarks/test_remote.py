@@ -37,7 +37,7 @@ def sshd() -> Iterator[Sshd]:
 @pytest.fixture(scope="module")
 def remote(sshd: Sshd) -> Iterator[Any]:
     h = xenprivcmd.open(sshd.uri())
-    h.domain_info(0)
+    h.domain_info(0, name=False)
     yield h
     h.close()
 
@@ -45,7 +45,7 @@ def remote(sshd: Sshd) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def local() -> Iterator[Any]:
     h = xenprivcmd.open("sim:///default")
-    h.domain_info(0)
+    h.domain_info(0, name=False)
     yield h
     h.close()
 
@@ -74,7 +74,7 @@ def test_floor_echo_over_ssh(benchmark: Any, sshd: Sshd) -> None:
 
 @pytest.mark.parametrize("op", ["domain_info", "domains"])
 def test_remote_op(benchmark: Any, remote: Any, op: str) -> None:
-    call = (lambda: remote.domain_info(0)) if op == "domain_info" else remote.domains
+    call = (lambda: remote.domain_info(0, name=False)) if op == "domain_info" else (lambda: remote.domains(names=False))
     before = remote.round_trips
     call()
     trips = remote.round_trips - before
@@ -85,7 +85,7 @@ def test_remote_op(benchmark: Any, remote: Any, op: str) -> None:
 
 @pytest.mark.parametrize("op", ["domain_info", "domains"])
 def test_local_op(benchmark: Any, local: Any, op: str) -> None:
-    call = (lambda: local.domain_info(0)) if op == "domain_info" else local.domains
+    call = (lambda: local.domain_info(0, name=False)) if op == "domain_info" else (lambda: local.domains(names=False))
     benchmark.group = GROUP
     benchmark.extra_info.update(role="local", op=op)
     benchmark(call)

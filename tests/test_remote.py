@@ -242,7 +242,8 @@ def test_results_are_the_local_types(remote: Any):
             return [i._replace(cpu_time=0) for i in infos]
 
         assert timeless(remote.domains(names=True)) == timeless(local.domains(names=True))
-        assert remote.domains()[1].name is None and remote.domain_info(1, name=True).name == "web1"
+        assert remote.domains()[1].name == "web1" == remote.domain_info(1).name
+        assert remote.domains(names=False)[1].name is None and remote.domain_info(1, name=False).name is None
         for name in ("physinfo", "sched_id", "numa_info", "pcpu_info", "cpu_topology", "domain_names", "version"):
             got, want = getattr(remote, name)(), getattr(local, name)()
             assert type(got) is type(want), name

@@ -57,7 +57,7 @@ def series() -> List[str]:
 # -- the resolver ---------------------------------------------------------------------------
 
 def test_every_op_takes_id_name_uuid_or_domaininfo(sim):
-    info = sim.domain_info(1, name=True)
+    info = sim.domain_info(1)
     for ref in (1, "web1", "1", str(info.uuid), info.uuid, info):
         assert sim.domain_info(ref).domid == 1
         assert len(sim.vcpu_info(ref)) == 2
@@ -83,7 +83,7 @@ def test_resolver_errors_for_unknown_and_ambiguous_names(tmp_path):
 
 
 def test_domaininfo_repr_shows_what_people_read(sim):
-    info = sim.domain_info(1, name=True)
+    info = sim.domain_info(1)
     r = repr(info)
     assert r == ("DomainInfo(domid=1, name='web1', state='running', memory_kib=1048576, vcpus=2,"
                  " uuid='6f1c2a52-0d5e-4c1b-9f3a-2b7d8e9a0c11')")
@@ -92,6 +92,18 @@ def test_domaininfo_repr_shows_what_people_read(sim):
 
     for key, value in re.findall(r"(\w+)=('[^']*'|\d+)", r):
         assert str(getattr(info, key)) == value.strip("'"), key
+
+
+def test_a_domain_has_its_name_however_it_was_asked_for(sim):
+    # issue 26: domains() and domain_info(1) gave name=None while domain_info("web1") had it
+    named = {d.domid: d.name for d in sim.domains()}
+    assert named[0] == "Domain-0" and named[1] == "web1"
+    assert sim.domain_info(1).name == sim.domain_info("web1").name == sim.lookup(1).name == "web1"
+    assert [i.name for i in sim.domain_infos([0, 1])] == ["Domain-0", "web1"]
+    # asked for no name: one hypercall, no xenstore
+    assert {d.name for d in sim.domains(names=False)} == {None}
+    assert sim.domain_info(1, name=False).name is None
+    assert [i.name for i in sim.domain_infos([0, 1], names=False)] == [None, None]
 
 
 def test_numa_nodes_in_kib(sim):

@@ -69,7 +69,7 @@ def sample(h: Any, label: str, done: int, elapsed: float) -> Dict[str, Any]:
 
 
 def _ops(h: Any, domid: int) -> List[Callable[[], Any]]:
-    return [h.domains, lambda: h.domain_info(domid), h.xen_version, h.physinfo]
+    return [lambda: h.domains(names=False), lambda: h.domain_info(domid, name=False), h.xen_version, h.physinfo]
 
 
 def soak(calls: int = DEFAULT_CALLS, uri: str = DEFAULT_URI, warmup: Optional[int] = None,

@@ -68,7 +68,7 @@ def _read_int(store: Any, path: str) -> Optional[int]:
 
 def _info_or_none(h: "Handle", domid: int) -> Optional[DomainInfo]:
     try:
-        return h.domain_info(domid)
+        return h.domain_info(domid, name=False)
     except NoSuchDomain:
         return None
 

@@ -138,7 +138,7 @@ class DomainEvents:
         self._open_store()
         now = time.time()
         self._seen: Dict[int, _Seen] = {}
-        for info in handle.domains():
+        for info in handle.domains(names=False):
             self._seen[info.domid] = _Seen(info, self._name(info.domid), now, announced=True)
 
     # -- xenstore ------------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ class DomainEvents:
 
     def _look(self) -> None:
         now = time.time()
-        infos = {i.domid: i for i in self._h.domains()}
+        infos = {i.domid: i for i in self._h.domains(names=False)}
         for domid, seen in list(self._seen.items()):
             info = infos.get(domid)
             handle = bytes(info.handle_bytes) if info is not None else b""

@@ -97,7 +97,7 @@ class Handle:
     context manager.  A handle may be shared by threads.
 
     >>> xen = xenprivcmd.open("sim:///default")
-    >>> [(d.domid, d.name, d.state) for d in xen.domains(names=True)]
+    >>> [(d.domid, d.name, d.state) for d in xen.domains()]
     [(0, 'Domain-0', 'running'), (1, 'web1', 'running'), (2, 'db1', 'idle'), (3, 'build1', 'paused')]
     >>> xen.close()
     >>> xen.closed
@@ -318,22 +318,26 @@ class Handle:
         return [i._replace(name=table.get(i.domid)) for i in infos]
 
     # -- domains --------------------------------------------------------------------
-    def domains(self, names: bool = False) -> List[DomainInfo]:
+    def domains(self, names: bool = True) -> List[DomainInfo]:
         """Every domain, in domid order (``XEN_SYSCTL_getdomaininfolist``).
 
-        With ``names=True`` each result carries its name from xenstore when
-        one is reachable (else the names stay ``None``; never an error).
+        Each result carries its name from xenstore when one is reachable (else
+        the names stay ``None``; never an error).  ``names=False`` skips
+        xenstore: one hypercall, every ``name`` ``None`` (for callers that
+        poll and know the domids).
         """
         infos: List[DomainInfo] = self._ops.domains()
         return self.with_names(infos) if names else infos
 
-    def domain_info(self, dom: DomainRef, name: bool = False) -> DomainInfo:
+    def domain_info(self, dom: DomainRef, name: bool = True) -> DomainInfo:
         """One domain; :class:`~xenprivcmd.errors.NoSuchDomain` if it does not exist (every release).
 
-        A domain named by name or UUID is looked up (and so has its name).
+        Its ``name`` comes from xenstore, however the domain was named (``None``
+        where xenstore has none or is out of reach; never an error).
+        ``name=False`` skips xenstore for a domid: one hypercall.
 
         >>> xen = xenprivcmd.open("sim:///default")
-        >>> d = xen.domain_info(1, name=True)
+        >>> d = xen.domain_info(1)
         >>> d.name, d.memory_kib, d.max_memory_kib, d.vcpus, d.state_letters
         ('web1', 1048576, 2097152, 2, 'r-----')
         >>> xen.domain_info(42)
@@ -494,9 +498,10 @@ class Handle:
 
         return _batch.Batch(self.engine)
 
-    def domain_infos(self, domids: Iterable[int], names: bool = False) -> List[Union[DomainInfo, XenError]]:
+    def domain_infos(self, domids: Iterable[int], names: bool = True) -> List[Union[DomainInfo, XenError]]:
         """getdomaininfo for many domains in few traps: per id (in order) its
-        DomainInfo, or the error it ended with (e.g. a
+        DomainInfo (named from xenstore as :meth:`domains` names them; not with
+        ``names=False``), or the error it ended with (e.g. a
         :class:`~xenprivcmd.errors.NoSuchDomain` instance), returned, not raised."""
         ids = [check_domid(d) for d in domids]
         from .ops import batch as _batch

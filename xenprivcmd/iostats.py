@@ -260,7 +260,7 @@ def of_handle(h: Any, kind: str, dom: Any = None) -> List[Any]:
     """
     domids: Optional[Container[int]] = None
     if dom is not None:
-        info = h.lookup(dom) if not (isinstance(dom, int) and not isinstance(dom, bool)) else h.domain_info(dom)
+        info = h.lookup(dom) if not (isinstance(dom, int) and not isinstance(dom, bool)) else h.domain_info(dom, name=False)
         domids = (info.domid,)
     fs = sysfs_of(h)
     try:

@@ -101,10 +101,10 @@ class DomainInfo(NamedTuple):
     :ssidref: its XSM/FLASK security id
     :handle_bytes: the toolstack's 16-byte handle (:attr:`uuid` as a UUID)
     :cpupool: the id of the cpupool it runs in (``None`` before Xen 4.1)
-    :name: its name from xenstore, ``None`` where none was read: the hypervisor knows no names, so
-        only calls that read xenstore fill it in (``domains(names=True)``, ``domain_info(d,
-        name=True)``, ``lookup``, and a domain asked for by name or UUID); ``domains()`` and
-        ``domain_info(1)`` stay one hypercall each
+    :name: its name from xenstore (the hypervisor knows no names): ``domains()``,
+        ``domain_info()`` and ``lookup()`` read it, ``None`` where xenstore has none or is out of
+        reach, and where the caller asked for no name (``domains(names=False)``,
+        ``domain_info(d, name=False)``: one hypercall each)
     """
 
     domid: int

@@ -108,7 +108,7 @@ class Scraper:
         """One read of everything; raises what the library raises (the caller counts it)."""
         h = self.handle
         info = self.host_info()
-        domains: List[DomainInfo] = h.domains()
+        domains: List[DomainInfo] = h.domains(names=False)  # named below, from one read
         if self.use_xenstore:
             names, targets = backends.xenstore_names_and_targets([d.domid for d in domains], self._store)
         else:

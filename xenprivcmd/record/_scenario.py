@@ -50,9 +50,9 @@ def scenario_steps(h: Any) -> List[Tuple[str, Callable[[], Any]]]:
     return [
         ("version", h.version),
         ("abi", abi_step),
-        ("domains", h.domains),
-        ("domain_info(0)", lambda: h.domain_info(0)),
-        (f"domain_info({MISSING_DOMID:#x})", lambda: h.domain_info(MISSING_DOMID)),
+        ("domains", lambda: h.domains(names=False)),
+        ("domain_info(0)", lambda: h.domain_info(0, name=False)),
+        (f"domain_info({MISSING_DOMID:#x})", lambda: h.domain_info(MISSING_DOMID, name=False)),
         ("physinfo", h.physinfo),
         ("sched_id", h.sched_id),
         ("vcpu_info(0)", lambda: h.vcpu_info(0)),

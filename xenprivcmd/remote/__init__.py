@@ -2,7 +2,7 @@
 
     import xenprivcmd
     with xenprivcmd.open("xen+ssh://root@dom0.example/") as xen:
-        print([d.name for d in xen.domains(names=True)])
+        print([d.name for d in xen.domains()])
 
 URIs (libvirt's form)::
 

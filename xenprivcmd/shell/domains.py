@@ -256,11 +256,11 @@ def cmd_resume(s: Session, a: Args) -> None:
     try:
         h.unpause(i.domid)
     except OSError as exc:
-        if exc.errno == errno.EINVAL and not h.domain_info(i.domid).paused:
+        if exc.errno == errno.EINVAL and not h.domain_info(i.domid, name=False).paused:
             raise UsageError(f"domain {_who(i)} is not paused") from None
         raise
     s.reasons[(i.domid, str(i.uuid))] = "unpaused"
-    still = s.dry is None and h.domain_info(i.domid).paused
+    still = s.dry is None and h.domain_info(i.domid, name=False).paused
     if still:
         s.stderr.write(f"warning: domain {_who(i)} is still paused: it was paused more than once (Xen counts"
                        " pauses; another resume, or the tool that paused it, unpauses it)\n")

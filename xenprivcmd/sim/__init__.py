@@ -2,7 +2,7 @@
 
     import xenprivcmd
     with xenprivcmd.open("sim:///default") as xen:
-        print(xen.version().release, [d.name for d in xen.domains(names=True)])
+        print(xen.version().release, [d.name for d in xen.domains()])
 
 The library encodes every request into real hypercall buffers exactly as it
 does for ``/dev/xen/privcmd``; :class:`SimTransport` (a
