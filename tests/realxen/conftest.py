@@ -23,6 +23,11 @@ import xenprivcmd
 #: cannot balloon much below 110 MiB).  Its init exports it to the test command.
 GUEST_MIB = int(os.environ.get("XENVM_GUEST_MEM", "0"))
 
+#: XEN_DOMINF_blocked and XEN_DOMINF_running (bits 4 and 5 in every release's public domctl.h):
+#: a domain's vcpus change them between two reads (blocked even while the domain is paused:
+#: seen on Xen 4.14).
+CHANGING_FLAGS = (1 << 4) | (1 << 5)
+
 
 def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
     if not os.path.exists("/dev/xen/privcmd"):

@@ -16,10 +16,8 @@ import subprocess
 
 from xenprivcmd.types import DomainInfo
 
-# XEN_DOMINF_blocked and XEN_DOMINF_running (bits 4 and 5 in every release's
-# public domctl.h): a domain's vcpus change them between two reads (blocked even
-# while the domain is paused: seen on Xen 4.14).
-CHANGING_FLAGS = (1 << 4) | (1 << 5)
+from .conftest import CHANGING_FLAGS
+
 COMPARED = ("domid", "flags", "tot_pages", "max_pages", "outstanding_pages", "shr_pages", "paged_pages",
             "shared_info_frame", "cpu_time", "nr_online_vcpus", "max_vcpu_id", "ssidref", "handle_bytes",
             "cpupool")
