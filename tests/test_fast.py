@@ -144,6 +144,10 @@ def _example(req, e, domid):
         "hvm_op set_param": ((domid, 1, 5), 0),
         "event_channel_op alloc_unbound": ((domid, 0), 0),
         "event_channel_op status": ((domid, 1), 0),
+        # a vcpu_guest_context of zeros at the payload's start (Xen refuses its cr3: the same on every path)
+        "domctl setvcpucontext": ((domid, 0, 0), ctypes.sizeof(e.variant.structs["vcpu_guest_context"])),
+        "domctl set_address_size": ((domid, 64), 0),
+        "domctl hypercall_init": ((domid, 0x123), 0),
     }
     if name.startswith("xen_version ") and not send:
         return (), 0

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
     from uuid import UUID
 
+    from .build.config import DomainConfig
     from .events import DomainEvents
     from .evtchn import EventChannels
     from .ops import batch as _batch
@@ -686,6 +687,56 @@ class Handle:
     def evtchn_status(self, domid: DomainRef, port: int) -> "EvtchnStatus":
         """``EVTCHNOP_status``: the state of a domain's port (:class:`~xenprivcmd.types.EvtchnStatus`)."""
         return self._ops.evtchn_status(self._domid(domid), port)  # type: ignore[no-any-return]
+
+    # -- building a domain (ops/builder.py, build/create.py) -----------------------------
+    def create(self, config: "DomainConfig", *, paused: bool = False) -> DomainInfo:
+        """Build and start the guest ``config`` describes (an x86_64 PV guest: its kernel and
+        ramdisk loaded, its xenstore entries written as libxl writes them, introduced to
+        xenstored and so to xenconsoled), paused if ``paused``; returns its
+        :class:`~xenprivcmd.types.DomainInfo` (see :mod:`xenprivcmd.build.create`).
+
+        Raises before any hypercall: :class:`~xenprivcmd.errors.ConfigError` (a name in use,
+        more memory than the host has free, a type or command line the builder cannot
+        give), :class:`~xenprivcmd.errors.ImageError` (a kernel or ramdisk that cannot be
+        read or used), :class:`~xenprivcmd.errors.NotSupported` (Arm guests; a release
+        without the builder's hypercalls).  Afterwards the failing call's
+        :class:`~xenprivcmd.errors.XenError`, with everything done undone: no domain, no
+        xenstore nodes left.
+        """
+        self._check_writable("create")
+        from .build.create import create
+
+        return create(self, config, paused=paused)
+
+    def set_vcpu_context(self, domid: DomainRef, vcpu: int, context: bytes) -> None:
+        """``XEN_DOMCTL_setvcpucontext``: give a vcpu of a domain being built its first
+        context, the bytes of the release's ``vcpu_guest_context``
+        (:func:`xenprivcmd.build.boot.pv_vcpu_context`).  ``ValueError`` for bytes of another
+        size or a vcpu out of range (no hypercall); Xen says EINVAL for a vcpu the domain lacks
+        or a context it refuses (:class:`~xenprivcmd.errors.HypercallError`)."""
+        domid = self._writable_domid("set_vcpu_context", domid)
+        self._ops.set_vcpu_context(domid, vcpu, context)
+
+    def set_address_size(self, domid: DomainRef, bits: int) -> None:
+        """``XEN_DOMCTL_set_address_size``: an x86 PV domain's guest is 64-bit (or 32-bit);
+        said before it has memory.  ``ValueError`` for another size (no hypercall)."""
+        domid = self._writable_domid("set_address_size", domid)
+        self._ops.set_address_size(domid, bits)
+
+    def hypercall_init(self, domid: DomainRef, frame: int) -> None:
+        """``XEN_DOMCTL_hypercall_init``: Xen writes its hypercall stubs into a domain's
+        frame (an x86 PV guest's machine frame: the page its kernel's ``HYPERCALL_PAGE`` note
+        names)."""
+        domid = self._writable_domid("hypercall_init", domid)
+        self._ops.hypercall_init(domid, frame)
+
+    def pin_table(self, domid: DomainRef, frame: int, level: int = 4) -> None:
+        """``mmuext_op`` ``MMUEXT_PIN_L<level>_TABLE``: Xen validates and pins the page table
+        at an x86 PV domain's machine frame (level 4: a 64-bit guest's top table).
+        :class:`~xenprivcmd.errors.NotSupported` off x86; Xen says EINVAL for a frame that is
+        not the domain's or holds no valid table."""
+        domid = self._writable_domid("pin_table", domid)
+        self._ops.pin_table(domid, frame, level)
 
     # -- host -----------------------------------------------------------------------
     def physinfo(self) -> PhysInfo:

@@ -565,7 +565,7 @@ class _Ops:
 
 
 #: The modules that declare operations (imported when an operation is first asked for).
-OP_MODULES = ("domains", "host", "version", "pools", "memory", "channels")
+OP_MODULES = ("domains", "host", "version", "pools", "memory", "channels", "builder")
 
 
 def _load_ops() -> None:

@@ -110,6 +110,8 @@ class SimDevices(SimBase):
         if left:
             mem.paged_out[(domid, frame)] = left - 1
             return E.ENOENT, 0
+        if not d.hvm and frame == d.shared_info_frame and not d.is_dom0:
+            return 0, mem.ram.offset(("shinfo", domid))  # an x86 PV guest's shared info page, mapped by mfn
         mfn = mem.guest(d).frame(frame)
         if mfn is None:
             return E.EINVAL, 0

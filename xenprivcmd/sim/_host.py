@@ -103,7 +103,7 @@ class Domain:
     __slots__ = ("domid", "handle", "tot_pages", "max_pages", "max_vcpus", "vcpus", "pause_count", "dying",
                  "weight", "cap", "shared_info_frame", "hvm", "destroy_tries", "is_dom0",
                  "unique_id", "built", "domflags", "hap_flag", "gpaddr_bits", "pv", "shutdown_code", "_rec", "_rec_at",
-                 "_running", "vifs", "disks")
+                 "_running", "vifs", "disks", "boot")
 
     def __init__(self, domid: int, handle: bytes, tot_pages: int, max_pages: int, unique_id: int = 0) -> None:
         #: Xen 4.21+ gives every domain created since boot a unique id (get_domain_state).
@@ -142,6 +142,9 @@ class Domain:
         self._rec: Optional[bytes] = None
         self._rec_at = -1
         self._running = False
+        #: What a domain builder told Xen (sim/_build.py): "address_size", "hypercall_page",
+        #: "pinned" (mfn -> level), "contexts" (vcpu -> vcpu_guest_context bytes)
+        self.boot: Dict[str, Any] = {}
 
     # -- time -----------------------------------------------------------------
     def vcpu_running(self, v: Vcpu) -> bool:

@@ -9,7 +9,8 @@ mapping and the simulated guest writing its console, see the same bytes.  Keys a
 :class:`GuestMemory` is one domain's physmap: gfn -> mfn.  A domain of a host
 description (``web1``...) has its RAM at gfns ``0 .. tot_pages - 1`` (machine frames
 ``(domid + 1) << 24`` on), without a table entry each; ``populate_physmap`` adds
-entries (fresh mfns from ``1 << 39`` on), ``decrease_reservation`` removes them.  An
+entries (fresh mfns from ``0x400000`` on, below every implicit base and above
+the shared info frames, 32-bit as a v1 grant entry needs), ``decrease_reservation`` removes them.  An
 x86 PV domain is mapped by mfn; a translated one (every Arm domain, x86 HVM) by gfn.
 
 What a simulated PV guest has, as xl leaves it (:meth:`Memory.setup_guest`): a
@@ -39,7 +40,9 @@ STORE_MAGIC_GFN = 0x39001
 #: Grant-table frames each simulated domain has (v1: 512 entries a frame).
 GNTTAB_FRAMES = 4
 #: Where populate_physmap's fresh machine frames start.
-FRESH_MFN_BASE = 1 << 39  # above every implicit base ((0x7FF0 << 24) < 2**39), below 2**40 (52-bit addresses)
+FRESH_MFN_BASE = 0x400000  # above the shared info frames (0x100000 + domid * 0x10), below domain 0's implicit base
+#: ... and where they end (12M frames: 48 GiB populated over a host's life)
+FRESH_MFN_END = 1 << 24
 _IMPLICIT_SHIFT = 24
 
 _u16 = struct.Struct("<H")
@@ -195,6 +198,8 @@ class Memory:
 
     def fresh_mfn(self) -> int:
         mfn = self._next_fresh
+        if mfn >= FRESH_MFN_END:
+            raise OSError(12, "sim: no fresh machine frames left")  # ENOMEM
         self._next_fresh += 1
         return mfn
 
@@ -209,6 +214,7 @@ class Memory:
                     self.ram.release(key)
         for i in range(GNTTAB_FRAMES):
             self.ram.release(("gnttab", domid, i))
+        self.ram.release(("shinfo", domid))
         self._set_up.pop(domid, None)
         for k in [k for k, v in self._consoles.items() if v == domid]:
             del self._consoles[k]

@@ -96,6 +96,8 @@ class SimStore(ConnectionOps):
         self.dropped_events = 0
         self._tx: Dict[int, Tuple[Dict[str, Optional[bytes]], int]] = {}
         self._next_tx = 1
+        #: set_perms inside each open transaction (path -> perms), applied at its commit
+        self._tx_perms: Dict[int, Dict[str, List[str]]] = {}
         self._lock = threading.RLock()
         self._cond = threading.Condition(threading.RLock())
         self._queues: Dict[str, List[WatchEvent]] = {}
@@ -308,6 +310,7 @@ class SimStore(ConnectionOps):
             return b"%d\0" % tid, fired
         if msg_type == XS_TRANSACTION_END:
             got = self._tx.pop(tx_id, None)
+            tx_perms = self._tx_perms.pop(tx_id, {})
             if got is None:
                 raise OSError(_errno.ENOENT, "no such transaction")
             if arg != "T":
@@ -321,6 +324,10 @@ class SimStore(ConnectionOps):
                     self._rm(p, fired)
                 else:
                     self._write(p, v, fired, reactions)
+            for p, given in tx_perms.items():
+                if self._exists(p):
+                    self.perms[p] = given
+                    self._changed(p, fired)
             return b"OK\0", fired
         if msg_type in (XS_INTRODUCE, XS_RELEASE, XS_IS_DOMAIN_INTRODUCED, XS_GET_DOMAIN_PATH):
             words = payload[:-1].split(b"\0")
@@ -367,6 +374,9 @@ class SimStore(ConnectionOps):
                 raise OSError(_errno.ENOENT, "no such node")
             if not perms or any(w[0] not in "nrwb" or not w[1:].isdigit() for w in perms):
                 raise OSError(_errno.EINVAL, "bad permissions")
+            if tx_id:  # applied at the commit, after the transaction's writes
+                self._tx_perms.setdefault(tx_id, {})[arg] = perms
+                return b"OK\0", fired
             self.perms[arg] = perms
             self._changed(arg, fired)
             return b"OK\0", fired

@@ -14,6 +14,7 @@ from typing import Any, Deque, Dict, Optional, Tuple, Union
 
 from ..abi import hypercalls as hc
 from ._base import DOMID_SELF, M32, M64, HypercallFailed, SimBase, _mc_entry, _s64, _u32
+from ._build import MMUEXT_OP, BuildOpsMixin
 from ._devices import SimDevices
 from ._dom0op import Dom0OpMixin
 from ._domctl import DomctlMixin
@@ -27,8 +28,8 @@ from ._xenver import XenVersionMixin
 __all__ = ["SimTransport", "HypercallFailed", "DOMID_SELF", "M32", "M64"]
 
 
-class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0OpMixin, GuestOpsMixin, SimDevices,
-                   SimBase):
+class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0OpMixin, GuestOpsMixin, BuildOpsMixin,
+                   SimDevices, SimBase):
     """A simulated Xen (see :mod:`xenprivcmd.sim`).
 
     ``host`` is the :class:`~xenprivcmd.sim.Host`; ``faults`` the fault
@@ -67,7 +68,9 @@ class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0O
                         ("max_mem", self._max_mem), ("max_vcpus", self._max_vcpus),
                         ("getvcpuinfo", self._getvcpuinfo), ("getvcpuaffinity", self._vcpuaffinity),
                         ("setvcpuaffinity", self._vcpuaffinity), ("scheduler_op", self._scheduler_op),
-                        ("createdomain", self._createdomain), ("get_domain_state", self._get_domain_state)):
+                        ("createdomain", self._createdomain), ("get_domain_state", self._get_domain_state),
+                        ("setvcpucontext", self._setvcpucontext), ("set_address_size", self._set_address_size),
+                        ("hypercall_init", self._hypercall_init)):
             cmd = t.const("XEN_DOMCTL_" + name)
             if cmd is not None and not self.dom0_op_era:
                 self._domctl[cmd] = (name, h)
@@ -168,6 +171,8 @@ class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0O
                 rc = self._do_hvm_op(args[0], args[1])
             elif op == EVENT_CHANNEL_OP:
                 rc = self._do_event_channel_op(args[0], args[1])
+            elif op == MMUEXT_OP:
+                rc = self._do_mmuext_op(args[0], args[1], args[2], args[3])
             else:
                 raise OSError(E.ENOSYS, f"sim: hypercall {op} not implemented")
         except OSError as exc:
@@ -221,4 +226,6 @@ class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0O
             return names.get(cmd, cmd), cmd
         if op in (MEMORY_OP, HVM_OP, EVENT_CHANNEL_OP):
             return self.guest_subop(op, args[0]) or args[0], args[0]
+        if op == MMUEXT_OP:
+            return self.mmuext_subop(args[0]), None
         return None, None

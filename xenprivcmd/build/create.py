@@ -1,0 +1,259 @@
+"""Building and starting a guest from a :class:`~xenprivcmd.build.config.DomainConfig`:
+what :meth:`xenprivcmd.Handle.create` does, in libxl's order.
+
+Everything that can be refused without the hypervisor is checked first -- the config's
+guest type on this architecture, the kernel and ramdisk files (read, parsed, laid out),
+the command line, the name (no domain may have it), the host's free memory -- so a bad
+config leaves no trace.  Then, for an x86_64 PV guest (``libxl__domain_make``,
+``libxl__build_pre``, ``libxl__build_dom``, ``libxl__build_post``; libxenguest's
+``xc_dom_*`` for the image, Xen 4.14 to 4.21):
+
+1. ``createdomain`` (with ``max_vcpus``), its memory limit (the target and libxl's 1 MiB of
+   slack), the xenstore and console event channels (unbound, for dom0), the vcpus' hard
+   affinity and scheduler parameters when the config sets them;
+2. the guest's address size (64 bits), then its memory (``populate_physmap``, pfn order:
+   the p2m is what Xen answers);
+3. every page of the boot image (:func:`~xenprivcmd.build.image.pv_image`: the kernel,
+   the ramdisk, the p2m list, start_info, the page tables, the zeroed rings and boot
+   stack) written through foreign mappings; the hypercall page by Xen; the L4 pinned; the
+   shared info page with every vcpu's event upcalls masked; the boot vcpu's context;
+4. grant entries 0 and 1 seeded for the console and xenstore daemons (dom0);
+5. the xenstore skeleton (:func:`~xenprivcmd.build.skeleton.domain_skeleton`) in one
+   transaction, the domain introduced to xenstored (xenconsoled, watching
+   ``@introduceDomain``, then maps the console), and the domain unpaused unless asked not to.
+
+Any failure on the way undoes what was done, newest first: the xenstore nodes removed,
+the domain released from xenstored and destroyed (which frees its memory and event
+channels); mappings are closed as each step ends.  Arm guests are not built yet
+(:class:`~xenprivcmd.errors.NotSupported` before any hypercall).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import os
+import time
+import uuid as _uuid
+
+from ..errors import ConfigError, ImageError, NotSupported
+from .boot import grant_seed, pv_vcpu_context
+from .image import placed_ramdisk, pv_image
+from .kernel import pv_kernel, read_image
+from .memory import PAGE_SHIFT
+from .skeleton import domain_skeleton
+from .x86pv import pv_layout
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional, Sequence, Tuple
+
+    from ..handle import Handle
+    from ..types import DomainInfo
+    from .config import DomainConfig
+    from .image import Piece
+    from .kernel import PvKernel
+    from .x86pv import PvLayout
+
+__all__ = ["create", "Plan", "plan", "MAXMEM_SLACK_KIB", "MAP_CHUNK"]
+
+#: What libxl adds to a PV guest's memory limit (LIBXL_MAXMEM_CONSTANT, KiB)
+MAXMEM_SLACK_KIB = 1024
+#: Frames mapped at once while the image is written
+MAP_CHUNK = 2048
+#: The most bytes read of a kernel or ramdisk file
+FILE_LIMIT = 1 << 30
+
+
+class Plan:
+    """What is known before any hypercall: the config, the kernel as parsed, the ramdisk as
+    placed, the boot layout and the command line."""
+
+    __slots__ = ("config", "kernel", "ramdisk", "layout", "cmdline", "uuid")
+
+    def __init__(self, config: DomainConfig, kernel: PvKernel, ramdisk: bytes, layout: PvLayout,
+                 cmdline: str, uuid: _uuid.UUID) -> None:
+        self.config, self.kernel, self.ramdisk, self.layout = config, kernel, ramdisk, layout
+        self.cmdline, self.uuid = cmdline, uuid
+
+
+def _read(path: str, what: str) -> bytes:
+    """A file's bytes; :class:`ImageError` naming it when it cannot be read or is empty."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > FILE_LIMIT:
+                raise ImageError(f"the {what} is larger than {FILE_LIMIT} bytes", path)
+            data = f.read()
+    except OSError as e:
+        raise ImageError(f"cannot read the {what}: {e.strerror or e}", path) from None
+    if not data:
+        raise ImageError(f"the {what} file is empty", path)
+    return data
+
+
+def plan(xen: Handle, config: DomainConfig) -> Plan:
+    """Everything :func:`create` checks before its first hypercall that changes anything.
+
+    Raises :class:`ConfigError` for a guest type this architecture cannot build, a command
+    line Xen cannot pass, a name a domain already has or more memory than the host has
+    free; :class:`ImageError` for a kernel or ramdisk file that cannot be read or used, or
+    memory too small for them; :class:`NotSupported` for an architecture or release the
+    builder does not cover.
+    """
+    from .boot import _cmdline
+
+    variant = xen.abi
+    arch = variant.arch
+    config.domain_type(arch)
+    if arch != "x86_64":
+        raise NotSupported(_errno.EOPNOTSUPP, f"create: building {arch} guests is not supported yet "
+                           "(x86_64 PV guests are)")
+    for name in ("XEN_DOMCTL_setvcpucontext", "XEN_DOMCTL_hypercall_init", "XEN_DOMCTL_set_address_size",
+                 "MMUEXT_PIN_L4_TABLE"):
+        if name not in variant.constants or variant.domctl_interface_version is None:
+            raise NotSupported(_errno.ENOSYS, f"create: Xen {variant.release} lacks {name}")
+    if variant.structs.get("xen_domctl_createdomain") is None or variant.structs.get("start_info") is None:
+        raise NotSupported(_errno.ENOSYS, f"create: Xen {variant.release}'s tables lack what a builder needs")
+    cmdline = config.kernel_cmdline
+    _cmdline(variant, cmdline)
+    kernel = pv_kernel(read_image(_read(config.kernel, "kernel"), config.kernel), variant, config.kernel)
+    ramdisk = b""
+    if config.ramdisk:
+        ramdisk = placed_ramdisk(variant, _read(config.ramdisk, "ramdisk"), config.ramdisk)
+    total_pages = config.memory_kib >> 2
+    layout = pv_layout(kernel, total_pages, len(ramdisk))
+    for domid, name in xen.domain_names().items():
+        if name == config.name:
+            raise ConfigError(f"name: domain {domid} is already called {config.name!r}", key="name")
+    free = xen.physinfo().free_pages
+    if total_pages > free:
+        raise ConfigError(f"memory: {config.memory} MiB is more than the host has free "
+                          f"({free >> 8} MiB)", key="memory")
+    uid = config.uuid if config.uuid is not None else _uuid.uuid4()
+    return Plan(config, kernel, ramdisk, layout, cmdline, uid)
+
+
+def _write(xen: Handle, domid: int, mfns: Sequence[int], pieces: Sequence[Piece]) -> None:
+    """Each piece's bytes into the guest's pages, through foreign mappings of MAP_CHUNK
+    frames at most (each closed before the next)."""
+    for piece in pieces:
+        for first in range(0, piece.pages, MAP_CHUNK):
+            n = min(MAP_CHUNK, piece.pages - first)
+            frames = mfns[piece.pfn + first:piece.pfn + first + n]
+            with xen.map_foreign(domid, frames, writable=True) as m:
+                m.view[:] = piece.data[first << PAGE_SHIFT:(first + n) << PAGE_SHIFT]
+
+
+def _shared_info(xen: Handle) -> bytes:
+    """The shared info page as libxenguest leaves it: zero, every legacy vcpu_info's event
+    upcalls masked (the guest unmasks them once it has set its callbacks)."""
+    variant = xen.abi
+    cls = variant.structs["shared_info"]
+    si = cls()
+    for i in range(len(si.vcpu_info)):
+        si.vcpu_info[i].evtchn_upcall_mask = 1
+    return bytes(si) + bytes(4096 - ctypes.sizeof(cls))
+
+
+class _Undo:
+    """What to undo, newest first, if the build fails."""
+
+    def __init__(self) -> None:
+        self.steps: List[Tuple[str, Callable[[], None]]] = []
+
+    def add(self, what: str, fn: Callable[[], None]) -> None:
+        self.steps.append((what, fn))
+
+    def run(self) -> None:
+        while self.steps:
+            _what, fn = self.steps.pop()
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - the original error is what the caller sees
+                pass
+
+
+def _remove(xs: object, path: str) -> Callable[[], None]:
+    def rm() -> None:
+        try:
+            xs.rm(path)  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - absent already
+            pass
+    return rm
+
+
+def create(xen: Handle, config: DomainConfig, *, paused: bool = False,
+           progress: Optional[Callable[[str], None]] = None) -> DomainInfo:
+    """Build the guest ``config`` describes and start it (unless ``paused``); its
+    :class:`~xenprivcmd.types.DomainInfo` (named).  ``progress(step)`` hears each step.
+
+    Raises as :func:`plan` before anything is done; afterwards the hypercall's, the mapping's
+    or xenstore's error (:class:`~xenprivcmd.errors.XenError` and its subclasses), with
+    everything done so far undone (no domain, no xenstore nodes left).
+    """
+    p = plan(xen, config)
+    say = progress or (lambda _step: None)
+    variant = xen.abi
+    layout = p.layout
+    undo = _Undo()
+    xs = xen.xenstore()
+    try:
+        say("createdomain")
+        domid = xen.create_domain(config.maxvcpus, p.uuid)
+        undo.add("destroy", lambda: xen.destroy(domid))
+        xen.set_max_mem(domid, config.memory_kib + MAXMEM_SLACK_KIB, force=True)
+        store_port = xen.evtchn_alloc_unbound(domid, 0)
+        console_port = xen.evtchn_alloc_unbound(domid, 0)
+        hard = config.hard_affinity(xen.nr_cpus())
+        if hard is not None:
+            for vcpu, cpus in enumerate(hard):
+                xen.set_vcpu_affinity(domid, vcpu, hard=sorted(cpus))
+        if config.cpu_weight is not None or config.cap is not None:
+            xen.set_sched_params(domid, weight=config.cpu_weight, cap=config.cap)
+        say("memory")
+        xen.set_address_size(domid, 64)
+        mfns = xen.populate_physmap(domid, range(layout.total_pages))
+        shinfo = xen.domain_info(domid).shared_info_frame
+        say("image")
+        pieces = pv_image(variant, p.kernel, layout, mfns, ramdisk=p.ramdisk, shared_info_mfn=shinfo,
+                          store_evtchn=store_port, console_evtchn=console_port, cmdline=p.cmdline)
+        _write(xen, domid, mfns, pieces)
+        k = p.kernel
+        if k.virt_hypercall is not None:
+            xen.hypercall_init(domid, mfns[(k.virt_hypercall - layout.virt_base) >> PAGE_SHIFT])
+        xen.pin_table(domid, mfns[layout.pgtables.pfn], 4)
+        with xen.map_foreign(domid, [shinfo], writable=True) as m:
+            m.view[:] = _shared_info(xen)
+        xen.set_vcpu_context(domid, 0, pv_vcpu_context(variant, layout, mfns))
+        store_mfn, console_mfn = mfns[layout.xenstore_pfn], mfns[layout.console_pfn]
+        say("grants")
+        seed = grant_seed(variant, domid, console_frame=console_mfn, xenstore_frame=store_mfn)
+        with xen.map_resource(domid, "grant_table", frame=0, count=1, writable=True) as m:
+            m.view[:len(seed)] = seed
+        say("xenstore")
+        nodes = domain_skeleton(config, domid, uuid=str(p.uuid), arch=variant.arch, store_mfn=store_mfn,
+                                store_port=store_port, console_mfn=console_mfn, console_port=console_port,
+                                start_time=time.time(), cmdline=p.cmdline)
+        undo.add("vm", _remove(xs, f"/vm/{p.uuid}"))
+        undo.add("local", _remove(xs, f"/local/domain/{domid}"))
+
+        def write(tx: object) -> None:
+            for node in nodes:
+                tx.write(node.path, node.value)  # type: ignore[attr-defined]
+                tx.set_perms(node.path, node.perms)  # type: ignore[attr-defined]
+
+        xs.transaction(write)
+        say("introduce")
+        xs.introduce_domain(domid, store_mfn, store_port)
+        undo.add("release", lambda: xs.release_domain(domid))
+        if not paused:
+            say("unpause")
+            xen.unpause(domid)
+        return xen.domain_info(domid, name=True)
+    except BaseException:
+        undo.run()
+        raise
+    finally:
+        xs.close()
+
