@@ -241,3 +241,50 @@ def test_builder_ops_check_their_arguments():  # type: ignore[no-untyped-def]
     with pytest.raises(xenprivcmd.errors.ReadOnlyError):
         ro.pin_table(1, 5)
 
+
+# -- xpsh create ------------------------------------------------------------------------------
+
+SIM = "sim:///?xen=4.17.0&domains=1"
+
+
+def _xpsh(*args):  # type: ignore[no-untyped-def]
+    from .test_shell import xpsh
+
+    return xpsh(*args, uri=SIM)
+
+
+def test_xpsh_create_starts_the_guest(files, tmp_path):  # type: ignore[no-untyped-def]
+    kernel, ramdisk = files
+    cfg = tmp_path / "small.cfg"
+    cfg.write_text(f'name = "small"\nkernel = "{kernel}"\nramdisk = "{ramdisk}"\nmemory = 20\nvcpus = 2\n')
+    rc, out, err = _xpsh(f"create {cfg}; list")
+    assert (rc, err) == (0, ""), err
+    assert "Domain 'small' created (id 1)\n" in out and " 1    small      running" in out
+    rc, out, err = _xpsh(f"create --paused {cfg}; list")
+    assert rc == 0 and "created (id 1), paused" in out and " 1    small      paused" in out
+    rc, out, err = _xpsh("--json", f"create {cfg}")
+    assert rc == 0 and '"action": "create"' in out and '"state": "running"' in out
+    rc, out, err = _xpsh("-N", f"create {cfg}; list")
+    assert rc == 0 and "dry run: 'create' would build domain 'small'" in out and "populate_physmap 5120 pages" in out
+    assert "small" not in out.split("dry run")[-1].split("\n", 12)[-1]  # list: nothing was built
+
+
+@pytest.mark.parametrize("text,message", [
+    ('name = "z"\nkernel = "{k}"\nmemory = 0\n', "memory: 0 is out of range"),
+    ('name = "z"\nkernel = "{k}"\nmemory = 9000000\n', "more than the host has free"),
+    ('name = "z"\nkernel = "{k}"\nbogus = 1\n', "bogus: key not supported"),
+    ('name = "z\nkernel = "{k}"\n', "lexical error"),
+    ('name = "z"\nkernel = "/nonexistent/vmlinuz"\n', "cannot read the kernel"),
+    ('name = "z"\nkernel = "{cfg}"\n', "not a kernel"),
+])
+def test_xpsh_create_refuses_bad_configs_in_one_line(files, tmp_path, text, message):  # type: ignore[no-untyped-def]
+    cfg = tmp_path / "bad.cfg"
+    cfg.write_text(text.format(k=files[0], cfg=cfg))
+    rc, out, err = _xpsh(f"create {cfg}; list")
+    assert rc == 1 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert " z " not in out and "Domain-0" in out
+
+
+def test_xpsh_create_without_a_file(tmp_path):  # type: ignore[no-untyped-def]
+    rc, out, err = _xpsh(f"create {tmp_path}/none.cfg")
+    assert rc == 1 and err == f"error: create: cannot read {tmp_path}/none.cfg: No such file or directory\n"

@@ -105,4 +105,4 @@ def test_a_command_line_loads_the_modules_of_its_own_commands_only():
     start, listing, host, everything = json.loads(out.stdout.strip().splitlines()[-1])
     assert start == ["cli", "parse", "registry", "session"]
     assert listing == sorted(start + ["domains"]) and host == sorted(listing + ["node"])
-    assert set(everything) - set(host) == {"xlstyle", "monitor", "builtins", "toolstack", "events", "console", "stats", "top"}
+    assert set(everything) - set(host) == {"xlstyle", "monitor", "builtins", "toolstack", "events", "console", "stats", "top", "create"}

@@ -362,6 +362,8 @@ SHELL_BAD: Dict[str, List[List[str]]] = {
     "event": [["--timeout", "x"], ["--timeout", "-1"], ["--domain", "nosuch"], ["extra"], ["--loop", "--bogus"],
               ["--domain"]],
     "console": [["nosuch"], [], ["web1", "extra"], ["web1"]],  # stdin is no terminal here
+    # no file, a missing file, a directory, a file that is no xl config, two files, -c without a terminal
+    "create": [[], ["/nonexistent.cfg"], ["/"], ["/etc/hostname"], ["/a", "/b"], ["-c", "/nonexistent.cfg"]],
 }
 
 

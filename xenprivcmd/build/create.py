@@ -214,7 +214,7 @@ def create(xen: Handle, config: DomainConfig, *, paused: bool = False,
         say("memory")
         xen.set_address_size(domid, 64)
         mfns = xen.populate_physmap(domid, range(layout.total_pages))
-        shinfo = xen.domain_info(domid).shared_info_frame
+        shinfo = xen.domain_info(domid, name=False).shared_info_frame
         say("image")
         pieces = pv_image(variant, p.kernel, layout, mfns, ramdisk=p.ramdisk, shared_info_mfn=shinfo,
                           store_evtchn=store_port, console_evtchn=console_port, cmdline=p.cmdline)

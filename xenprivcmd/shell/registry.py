@@ -47,7 +47,7 @@ HOMES = {
     "vcpu-list": "xlstyle",
     "shutdown": "toolstack", "reboot": "toolstack", "setmem": "toolstack", "mem-set": "toolstack",
     "setmaxmem": "toolstack", "mem-max": "toolstack",
-    "uptime": "toolstack", "event": "events", "console": "console",
+    "uptime": "toolstack", "event": "events", "console": "console", "create": "create",
 }
 _RANK = {word: i for i, word in enumerate(HOMES)}
 

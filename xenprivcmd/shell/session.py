@@ -56,6 +56,8 @@ class Session:
         self.interactive = False
         #: -N: the xenstore that records the writes a changing command would make.
         self.dry_store: Any = None
+        #: what a command that cannot run dry says it would do, printed as its dry-run report
+        self.dry_plan: List[str] = []
         self._dom_cache: Tuple[float, List[str]] = (0.0, [])
         #: (domid, uuid) -> why the domain is in its state, for what this session did to it
         #: (``domstate --reason``: unpaused, user).
@@ -284,6 +286,11 @@ class Session:
         if self.opts.json:
             self.result({"dry_run": True, "command": name, "hypercalls": [_dry_dict(r) for r in recs],
                          "xenstore": writes})
+            return
+        plan, self.dry_plan = self.dry_plan, []
+        if plan and not recs and not writes:  # a command that described what it would do (create)
+            for text in plan:
+                self.line(text)
             return
         if not recs and not writes:
             self.line(f"dry run: '{name}' would issue no state-changing hypercall")
