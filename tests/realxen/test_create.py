@@ -77,10 +77,16 @@ def ours(xen: xenprivcmd.Handle) -> Iterator[xenprivcmd.DomainInfo]:
     name = "xpsh-create"
     _destroy(name)
     info = xen.create(DomainConfig.from_xl(_config(name), arch="x86_64"))
+    vm = _xs(f"/local/domain/{info.domid}/vm").stdout.strip()
     try:
         yield info
     finally:
         _destroy(name)
+        # what xl's destroy leaves of a domain libxl did not make (it keeps no /libxl/N for it),
+        # so that the later tests see the suite's own domains only
+        for path in (f"/local/domain/{info.domid}", vm):
+            if path:
+                subprocess.run(["xenstore-rm", path], capture_output=True, timeout=60)
 
 
 def test_our_guest_boots_to_its_init(xen: xenprivcmd.Handle, ours: xenprivcmd.DomainInfo) -> None:
