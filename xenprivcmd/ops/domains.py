@@ -21,7 +21,7 @@ from .engine import HEADER_DOMAIN, PAYLOAD_OFFSET, Check, Request, op
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple, TypeVar
+    from typing import Any, Callable, FrozenSet, Iterable, List, Optional, Sequence, Tuple, TypeVar
     from uuid import UUID
 
     from .engine import Engine, Families
@@ -356,19 +356,19 @@ def vcpu_from(vals: Tuple[Any, ...]) -> VcpuInfo:
 
 @op("vcpu_info", reads=True)
 def _vcpu_info(e: Engine) -> Callable[[int], List[Any]]:
-    """Every vcpu of a domain (``XEN_DOMCTL_getvcpuinfo`` for 0..max_vcpu_id)."""
-    info = e.ops.domain_info
-    each = e.series(GETVCPUINFO, result=VcpuInfo)
+    """Every vcpu of a domain: getdomaininfo (NoSuchDomain for a domain that is not there),
+    then ``XEN_DOMCTL_getvcpuinfo`` for 0..max_vcpu_id (one engine frame on the device)."""
     invalid = INVALID_MAX_VCPU_ID
+    at = DOMAININFO_FIELDS.index("max_vcpu_id")
 
-    def vcpu_info(domid: int) -> List[Any]:
-        mv = info(domid)[10]  # max_vcpu_id (DomainInfo's field 10): read here, not through .vcpus
+    def vcpus(vals: Tuple[Any, ...]) -> int:
+        mv = vals[at]
         n = 0 if mv == invalid or mv is None else mv + 1
         if n > MAX_VCPUS:
-            raise DecodeError(f"getdomaininfo: max_vcpu_id {mv} of domain {domid} is beyond any Xen")
-        return each(domid, range(n))
+            raise DecodeError(f"getdomaininfo: max_vcpu_id {mv} of domain {vals[0]} is beyond any Xen")
+        return n  # type: ignore[no-any-return]
 
-    return vcpu_info
+    return e.sized(GETDOMAININFO, GETVCPUINFO, vcpus, result=VcpuInfo, echo=0)
 
 
 def cpumap_bytes(cpus: Optional[Iterable[int]], nbytes: int) -> bytes:
@@ -531,24 +531,18 @@ def get_sched_params(e: Engine, domid: int, sched_id: int) -> SchedParams:
 
 @op("sched_params", reads=True)
 def _sched_params(e: Engine) -> Callable[[int], SchedParams]:
-    """Weight and cap under the host's scheduler (credit, credit2); the scheduler asked once
-    the domid is known to be good.  Per scheduler its getinfo runner, bound on first use."""
-    sched_id = e.ops.sched_id
-    bound: Dict[int, Tuple[Callable[..., Any], int]] = {}
+    """Weight and cap under the host's scheduler (credit, credit2): ``XEN_SYSCTL_sched_id``
+    (asked on every call, once the domid is known to be good) selects the scheduler's
+    getinfo ``XEN_DOMCTL_scheduler_op`` (one engine frame on the device)."""
+    from .host import SCHED_ID
 
-    def sched_params(domid: int) -> SchedParams:
-        if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
-            domid = e.resolve(domid)
-        sid = sched_id()[0]
-        got = bound.get(sid)
-        if got is None:
-            name = _sched_member(e, SCHEDULER_NAMES.get(sid, f"sched-{sid}"))
-            got = bound[sid] = (e.runner(_SCHED_GET[name], result=SchedParams, lead=(name,)),
-                                e.families.const("XEN_DOMCTL_SCHEDOP_getinfo", "schedinfo"))
-        run, getinfo = got
-        return run(domid, sid, getinfo)  # type: ignore[no-any-return]
+    def getinfo(vals: Tuple[Any, ...]) -> Tuple[Request, Tuple[Any, ...], Any, Tuple[Any, ...]]:
+        sid = int(vals[0])
+        name = _sched_member(e, SCHEDULER_NAMES.get(sid, f"sched-{sid}"))
+        return (_SCHED_GET[name], (sid, e.families.const("XEN_DOMCTL_SCHEDOP_getinfo", "schedinfo")),
+                SchedParams, (name,))
 
-    return sched_params
+    return e.selected(SCHED_ID, getinfo)
 
 
 def resolve_domid(e: Engine, domid: Any) -> int:

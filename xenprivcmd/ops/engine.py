@@ -61,7 +61,7 @@ from ..errors import NoSuchDomain, NotSupported, ReadOnlyError, RestrictedError,
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time (cold start)
-    from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
     from ..transport.privcmd import Transport
 
@@ -690,40 +690,68 @@ class Engine:
             self._runners[k] = got
         return got
 
-    def series(self, request: Request, result: Any = None) -> Callable[[int, Iterable[Any]], List[Any]]:
-        """``run(domid, items)``: ``request`` (a domain request of one more argument) for the
-        domid and each item, in order: the list of what each answered (as :meth:`runner`).
-        On the privcmd device one frame issues them all (``vcpu_info``'s vcpus)."""
-        lay = self.layout(request)
-        req = lay.request
-        one = self.runner(request, result)
-        if not self.device or self.read_only and not req.reads or not (
-                req.domain and req.nargs == 2 and lay.direct and lay.pick is None and not req.returns
-                and all(c.index == 1 for c in req.checks) and len(req.checks) <= 1 and len(lay.head) == 2):
-            def series(domid: Any, items: Iterable[Any]) -> List[Any]:
-                return [one(domid, a) for a in items]
+    def sized(self, first: Request, request: Request, count: Callable[[Tuple[Any, ...]], int],
+              result: Any = None, echo: Optional[int] = None) -> Callable[[Any], List[Any]]:
+        """``run(domid)``: a request whose answer sizes a series of the next.  ``first`` (a
+        domain request of the domid alone) answers its fields in their declared order
+        (``echo`` as :meth:`runner`'s: the index of the field that must be the domid);
+        ``count(fields)`` says how many items follow (it raises for an answer it refuses);
+        then ``request`` (a domain request of one more argument) runs for the domid and each
+        of ``range(count)``, in order: the list of what each answered (as :meth:`runner`,
+        ``result`` the type of each).  ``vcpu_info``: getdomaininfo's max_vcpu_id, then
+        getvcpuinfo per vcpu.  On the privcmd device one frame issues them all on the
+        thread's lane, everything bound once; elsewhere the two runners in turn."""
+        lay1, lay = self.layout(first), self.layout(request)
+        req1, req = lay1.request, lay.request
+        if not self.device or self.read_only and not (req1.reads and req.reads) or not (
+                req1.domain and req1.nargs == 1 and lay1.direct and not req1.returns and len(lay1.head) == 2
+                and not req1.checks and _series_shape(lay)):
+            one, each = self.runner(first, echo=echo), self.runner(request, result)
+            checked = self.check
 
-            return series
+            def sized(domid: Any) -> List[Any]:
+                domid = checked(first, (domid,))[0]
+                return [each(domid, a) for a in range(count(one(domid)))]
+
+            return sized
         t: Any = self.transport
-        size, pack, unpack, read_at = max(lay.size, 1), lay.pack, lay.unpack, lay.read_at
+        size = max(lay1.size, lay.size, 1)
+        pack1, unpack1, read1, picker1 = lay1.pack, lay1.unpack, lay1.read_at, lay1.picker
+        f0, f1 = lay1.head
+        pack, unpack, read_at = lay.pack, lay.unpack, lay.read_at
         h0, h1 = lay.head
         ioctl, fd, number = t.ioctl, t.fd, t.request
-        failed, acquire = self._failure(lay), self._acquirer(lay, size)
+        failed1, failed = self._failure(lay1), self._failure(lay)
+        acquire = self._acquirer(lay1, size, lay.key)
         rl = acquire.local  # type: ignore[attr-defined]
         resolve, mk = self.resolve, result
         check = req.checks[0] if req.checks else Check(1, "argument", -(1 << 64), 1 << 64)
         lo, hi = check.lo, check.hi
+        where = -1 if echo is None else echo
+        subop1 = req1.subop
 
-        def run_series(domid: Any, items: Iterable[Any]) -> List[Any]:
+        def run_sized(domid: Any) -> List[Any]:
             if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
                 domid = resolve(domid)
-            lane, preq = getattr(rl, "pair", _DEAD)
+            lane, preq1, preq = getattr(rl, "pair", _DEAD3)
             if not lane.buf.address:
-                lane, preq = acquire()
+                lane, preq1, preq = acquire()
             view = lane.view
+            pack1(view, 0, f0, f1, domid)
+            t.calls += 1
+            try:
+                ioctl(fd, number, preq1, True)
+            except (OSError, ValueError) as exc:
+                failed1(exc, preq1, domid)
+            vals = unpack1(view, read1)
+            if picker1 is not None:
+                vals = picker1(vals + _NONE)
+            if where >= 0 and vals[where] != domid:
+                raise NoSuchDomain(_errno.ESRCH, f"domctl {subop1}(domid={domid}): no such domain (ESRCH)",
+                                   hypercall="domctl", subop=subop1, domid=domid)
             out = []
-            for a in items:
-                if a.__class__ is not int or not lo <= a <= hi:
+            for a in range(count(vals)):
+                if not lo <= a <= hi:
                     check(a)
                 pack(view, 0, h0, h1, domid, a)
                 t.calls += 1
@@ -731,12 +759,117 @@ class Engine:
                     ioctl(fd, number, preq, True)
                 except (OSError, ValueError) as exc:
                     failed(exc, preq, domid)
-                vals = unpack(view, read_at)
-                out.append(vals if mk is None else _new(mk, vals))
+                got = unpack(view, read_at)
+                out.append(got if mk is None else _new(mk, got))
             return out
 
-        run_series.__name__ = run_series.__qualname__ = f"{req.family}_{req.subop}_series"
-        return run_series
+        run_sized.__name__ = run_sized.__qualname__ = f"{req1.subop}_{req.subop}"
+        return run_sized
+
+    def selected(self, first: Request, choose: Callable[[Tuple[Any, ...]], Tuple[Request, Tuple[Any, ...], Any,
+                                                                                  Tuple[Any, ...]]],
+                 ) -> Callable[[Any], Any]:
+        """``run(domid)``: a request whose answer selects the next.  ``first`` (a request of
+        no argument: the host's scheduler) answers its fields; ``choose(fields)`` gives
+        ``(request, args, result, lead)``: the domain request to issue for the domid and
+        ``args`` after it, answered as :meth:`runner`'s with that ``result`` and ``lead``
+        (``choose`` raises for an answer it cannot serve).  Each answer is chosen for once
+        (what ``choose`` gave is kept by the fields' values) but ``first`` is issued on
+        every call: what it answers may change.  On the privcmd device one frame issues
+        both on the thread's lane; elsewhere the runners in turn."""
+        lay1 = self.layout(first)
+        req1 = lay1.request
+        chosen: Dict[Tuple[Any, ...], Tuple[Any, ...]] = {}
+        resolve = self.resolve
+        if not self.device or self.read_only and not req1.reads or not (
+                not req1.domain and req1.nargs == 0 and lay1.direct and not req1.returns):
+            ask = self.runner(first)
+
+            def prepared(vals: Tuple[Any, ...]) -> Tuple[Any, ...]:
+                request, args, result, lead = choose(vals)
+                got = chosen[vals] = (self.runner(request, result, lead=lead), args)
+                return got
+
+            def selected(domid: Any) -> Any:
+                if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
+                    domid = resolve(domid)
+                vals = ask()
+                run, args = chosen.get(vals) or prepared(vals)
+                return run(domid, *args)
+
+            return selected
+        t: Any = self.transport
+        pack1, unpack1, read1, picker1, head1 = lay1.pack, lay1.unpack, lay1.read_at, lay1.picker, lay1.head
+        ioctl, fd, number = t.ioctl, t.fd, t.request
+        failed1 = self._failure(lay1)
+        lane_of, key1 = t.lane, lay1.key
+        rl = _thread_local()
+        #: the hypercall key of the chosen requests that run in this frame (the first chosen's),
+        #: and the lane size they all fit in
+        second: List[Any] = [None, max(lay1.size, 1)]
+
+        def acquire() -> Tuple[Any, Any, Any]:
+            """(lane, the first request's prebuilt request, the chosen ones'), for this thread."""
+            key2, need = second
+            lane = lane_of(need)
+            rl.pair = got = (lane, lane.request(key1), None if key2 is None else lane.request(key2))
+            return got
+
+        def prepare(vals: Tuple[Any, ...]) -> Tuple[Any, ...]:
+            """What is issued after an answer: (pack, h0, h1, args, unpack, read_at, failed,
+            result, lead), or (None, its runner, args, ...) for a request of another shape."""
+            request, args, result, lead = choose(vals)
+            lay = self.layout(request)
+            req = lay.request
+            if second[0] is None:
+                second[0] = lay.key
+            if self.read_only and not req.reads or lay.key != second[0] or not (
+                    req.domain and req.nargs == 1 + len(args) and lay.direct and lay.pick is None
+                    and not req.returns and len(lay.head) == 2):
+                got: Tuple[Any, ...] = (None, self.runner(request, result, lead=lead), tuple(args)) + (None,) * 6
+            else:
+                self.check(request, (0,) + tuple(args))
+                second[1] = max(second[1], lay.size)
+                h0, h1 = lay.head
+                got = (lay.pack, h0, h1, tuple(args), lay.unpack, lay.read_at, self._failure(lay), result,
+                       tuple(lead))
+            chosen[vals] = got
+            rl.pair = _DEAD3  # this thread's lane acquired again, with the chosen's request and size
+            return got
+
+        def run_selected(domid: Any) -> Any:
+            if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
+                domid = resolve(domid)
+            lane, preq1, preq = getattr(rl, "pair", _DEAD3)
+            if not lane.buf.address:
+                lane, preq1, preq = acquire()
+            view = lane.view
+            pack1(view, 0, *head1)
+            t.calls += 1
+            try:
+                ioctl(fd, number, preq1, True)
+            except (OSError, ValueError) as exc:
+                failed1(exc, preq1, None)
+            vals = unpack1(view, read1)
+            if picker1 is not None:
+                vals = picker1(vals + _NONE)
+            pack, h0, h1, args, unpack, read_at, failed, mk, lead = chosen.get(vals) or prepare(vals)
+            if pack is None:  # a request of another shape: its own runner
+                return h0(domid, *args)
+            if preq is None:  # the first choice on this thread, or by another thread since
+                lane, preq1, preq = acquire()
+                view = lane.view
+            pack(view, 0, h0, h1, domid, *args)
+            t.calls += 1
+            try:
+                ioctl(fd, number, preq, True)
+            except (OSError, ValueError) as exc:
+                failed(exc, preq, domid)
+            out = unpack(view, read_at)
+            return out if mk is None else _new(mk, lead + out)
+
+        run_selected.__name__ = run_selected.__qualname__ = f"{req1.subop}_selected"
+        return run_selected
 
     def __call__(self, request: Request, *args: Any) -> Tuple[Any, ...]:
         """Issue ``request`` once: the fields read back (see :meth:`runner`)."""
@@ -862,16 +995,16 @@ class Engine:
 
         return failed
 
-    def _acquirer(self, lay: Layout, size: int) -> Callable[[], Tuple[Any, Any]]:
-        """``acquire() -> (lane, its prebuilt request)`` for this thread, kept in
-        ``acquire.local.pair`` (a runner's own, so a call finds both in one lookup; a lane
-        whose buffer was replaced has address 0 and is acquired again)."""
+    def _acquirer(self, lay: Layout, size: int, *more: Tuple[Optional[int], ...]) -> Callable[[], Tuple[Any, ...]]:
+        """``acquire() -> (lane, its prebuilt request[, one per key of more])`` for this
+        thread, kept in ``acquire.local.pair`` (a runner's own, so a call finds them in one
+        lookup; a lane whose buffer was replaced has address 0 and is acquired again)."""
         lane_of, key = self.transport.lane, lay.key  # type: ignore[attr-defined]
         local = _thread_local()
 
-        def acquire() -> Tuple[Any, Any]:
+        def acquire() -> Tuple[Any, ...]:
             lane = lane_of(size)
-            pair = local.pair = (lane, lane.request(key))
+            pair = local.pair = (lane, lane.request(key)) + tuple(lane.request(k) for k in more)
             return pair
 
         acquire.local = local  # type: ignore[attr-defined]
@@ -1100,6 +1233,16 @@ class _Dead:
 
 #: (lane, request) of a runner not yet called on this thread: acquired on the first call.
 _DEAD: Tuple[Any, Any] = (_Dead, None)
+#: The same for a runner of two requests.
+_DEAD3: Tuple[Any, Any, Any] = (_Dead, None, None)
+
+
+def _series_shape(lay: Layout) -> bool:
+    """Whether a domain request of one more argument runs in a series frame: its domid and
+    the argument packed as they come, under at most one range check, no payload, read as laid."""
+    req = lay.request
+    return (req.domain and req.nargs == 2 and lay.direct and lay.pick is None and not req.returns
+            and all(c.index == 1 for c in req.checks) and len(req.checks) <= 1 and len(lay.head) == 2)
 
 
 def _ordered(order: Tuple[Tuple[str, Any], ...], args: Tuple[Any, ...], skip: int) -> List[Any]:
