@@ -380,6 +380,8 @@ def test_fast_and_single_issue_the_same_hypercalls_in_the_same_order(release):
         x.vcpu_affinity(1, 1)
         x.set_vcpu_affinity(2, 0, hard={1})
         x.set_sched_params(2, weight=400)
+        x.sched_params(2)
+        x.vcpu_info(1)
         x.pcpu_info()
         x.read_console(incremental=True)
         x.read_console(incremental=True)
@@ -525,7 +527,8 @@ def test_operations_are_built_once_per_engine_on_first_use():
     built = vars(e.ops)["domains"]
     assert h.domains() == g.domains() and vars(e.ops)["domains"] is built
     h.vcpu_info(1)
-    assert {"domains", "domain_info", "vcpu_info"} <= set(vars(e.ops))
+    assert {"domains", "vcpu_info"} <= set(vars(e.ops))
+    assert "domain_info" not in vars(e.ops)  # vcpu_info issues getdomaininfo itself (Engine.sized)
 
 
 def test_threads_get_their_own_lanes():
@@ -533,11 +536,16 @@ def test_threads_get_their_own_lanes():
     want = {d.domid: d for d in g.domains()}
     errs = []
 
+    vcpus = {domid: g.vcpu_info(domid) for domid in want}
+    sched = {domid: g.sched_params(domid) for domid in want}
+
     def work():
         try:
             for _ in range(50):
                 for domid, info in want.items():
                     assert h.domain_info(domid) == info
+                    assert h.vcpu_info(domid) == vcpus[domid]  # two requests in one frame, on the lane
+                    assert h.sched_params(domid) == sched[domid]
         except Exception as exc:  # pragma: no cover - reported below
             errs.append(exc)
 
@@ -549,13 +557,40 @@ def test_threads_get_their_own_lanes():
     assert not errs, errs[:2]
 
 
+def test_an_answer_that_selects_the_next_request_is_asked_on_every_call():
+    """sched_params (Engine.selected): sched_id's answer selects the scheduler's getinfo.  It is
+    asked on every call, so another answer selects anew, and one that no request serves is
+    refused every time (nothing kept for it), fast and single alike."""
+    h, g = _device_and_sim("sim:///?xen=4.17.0&domains=3&seed=2")
+    hosts = (h.transport.ioctl.sim.host, g.transport.host)
+    assert _same(h, g, lambda x: x.sched_params(1)).scheduler == "credit"
+    for sim_host in hosts:
+        sim_host.sched, sim_host.sched_id = "credit2", 6
+    assert _same(h, g, lambda x: x.sched_params(1)).scheduler == "credit2"
+    for sim_host in hosts:
+        sim_host.sched_id = 8  # rtds: no weight and cap here
+    for x in (h, g):
+        for _ in range(2):
+            before = x.transport.calls
+            with pytest.raises(errors.NotSupported, match="rtds"):
+                x.sched_params(1)
+            assert x.transport.calls - before == 1  # sched_id asked, nothing else
+    for sim_host in hosts:
+        sim_host.sched, sim_host.sched_id = "credit", 5
+    assert _same(h, g, lambda x: x.sched_params(2)).scheduler == "credit"
+    with pytest.raises(errors.NoSuchDomain):
+        h.sched_params(0x7FEE)
+
+
 def test_a_larger_buffer_gets_a_new_lane():
     h, g = _device_and_sim("sim:///?domains=3000&seed=3")
     h.domain_info(0)
+    h.vcpu_info(1), h.sched_params(1)  # their lanes: over the first buffer
     lane = h.transport.lane()
     assert h.domains() == g.domains() and len(g.domains()) == 3000  # three pages, in a grown buffer
     assert h.transport.lane() is not lane and not lane.buf.address
     assert h.domain_info(2999) == g.domain_info(2999)
+    assert h.vcpu_info(2) == g.vcpu_info(2) and h.sched_params(2) == g.sched_params(2)  # on the lane of now
 
 
 @pytest.mark.parametrize("release", ["3.0.2", "4.1.0", "4.19.0", abi.head_release()])
