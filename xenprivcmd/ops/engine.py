@@ -25,7 +25,11 @@ A runner (:meth:`Engine.runner`) takes the request's arguments (the domid
 first for a request on a domain) and returns the tuple of the fields read
 back.  The operations of :mod:`.domains`, :mod:`.host`, :mod:`.version` and
 :mod:`.pools` are built on runners (:class:`Op`: one builder per operation,
-run once per handle) and turn those tuples into typed results.  Arguments are
+run once per handle) and turn those tuples into typed results.  Two requests
+where the answer of the first sizes or selects the next are one runner too
+(:meth:`Engine.sized`: getdomaininfo's max_vcpu_id, then getvcpuinfo per vcpu;
+:meth:`Engine.selected`: sched_id, then that scheduler's scheduler_op): one
+frame issues both on the device.  Arguments are
 checked before anything is issued; an ``OSError`` of the hypercall becomes the
 typed error naming the hypercall, the sub-op and the domid
 (:func:`xenprivcmd.abi.hypercalls.error`).  On a read-only handle a request
