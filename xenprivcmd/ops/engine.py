@@ -786,7 +786,7 @@ class Engine:
         chosen: Dict[Tuple[Any, ...], Tuple[Any, ...]] = {}
         resolve = self.resolve
         if not self.device or self.read_only and not req1.reads or not (
-                not req1.domain and req1.nargs == 0 and lay1.direct and not req1.returns):
+                not req1.domain and req1.nargs == 0 and lay1.direct and not req1.returns and len(lay1.head) == 2):
             ask = self.runner(first)
 
             def prepared(vals: Tuple[Any, ...]) -> Tuple[Any, ...]:
@@ -803,7 +803,8 @@ class Engine:
 
             return selected
         t: Any = self.transport
-        pack1, unpack1, read1, picker1, head1 = lay1.pack, lay1.unpack, lay1.read_at, lay1.picker, lay1.head
+        pack1, unpack1, read1, picker1 = lay1.pack, lay1.unpack, lay1.read_at, lay1.picker
+        f0, f1 = lay1.head
         ioctl, fd, number = t.ioctl, t.fd, t.request
         failed1 = self._failure(lay1)
         lane_of, key1 = t.lane, lay1.key
@@ -820,23 +821,24 @@ class Engine:
             return got
 
         def prepare(vals: Tuple[Any, ...]) -> Tuple[Any, ...]:
-            """What is issued after an answer: (pack, h0, h1, args, unpack, read_at, failed,
-            result, lead), or (None, its runner, args, ...) for a request of another shape."""
+            """What is issued after an answer: (pack, h0, h1, a0, a1, unpack, read_at, failed,
+            result, lead) for a domain request of two more arguments, else (None, its runner,
+            args, ...)."""
             request, args, result, lead = choose(vals)
             lay = self.layout(request)
             req = lay.request
             if second[0] is None:
                 second[0] = lay.key
-            if self.read_only and not req.reads or lay.key != second[0] or not (
-                    req.domain and req.nargs == 1 + len(args) and lay.direct and lay.pick is None
+            if self.read_only and not req.reads or lay.key != second[0] or len(args) != 2 or not (
+                    req.domain and req.nargs == 3 and lay.direct and lay.pick is None
                     and not req.returns and len(lay.head) == 2):
-                got: Tuple[Any, ...] = (None, self.runner(request, result, lead=lead), tuple(args)) + (None,) * 6
+                got: Tuple[Any, ...] = (None, self.runner(request, result, lead=lead), tuple(args)) + (None,) * 7
             else:
                 self.check(request, (0,) + tuple(args))
                 second[1] = max(second[1], lay.size)
                 h0, h1 = lay.head
-                got = (lay.pack, h0, h1, tuple(args), lay.unpack, lay.read_at, self._failure(lay), result,
-                       tuple(lead))
+                a0, a1 = args
+                got = (lay.pack, h0, h1, a0, a1, lay.unpack, lay.read_at, self._failure(lay), result, tuple(lead))
             chosen[vals] = got
             rl.pair = _DEAD3  # this thread's lane acquired again, with the chosen's request and size
             return got
@@ -848,7 +850,7 @@ class Engine:
             if not lane.buf.address:
                 lane, preq1, preq = acquire()
             view = lane.view
-            pack1(view, 0, *head1)
+            pack1(view, 0, f0, f1)
             t.calls += 1
             try:
                 ioctl(fd, number, preq1, True)
@@ -857,13 +859,13 @@ class Engine:
             vals = unpack1(view, read1)
             if picker1 is not None:
                 vals = picker1(vals + _NONE)
-            pack, h0, h1, args, unpack, read_at, failed, mk, lead = chosen.get(vals) or prepare(vals)
+            pack, h0, h1, a0, a1, unpack, read_at, failed, mk, lead = chosen.get(vals) or prepare(vals)
             if pack is None:  # a request of another shape: its own runner
-                return h0(domid, *args)
+                return h0(domid, *h1)
             if preq is None:  # the first choice on this thread, or by another thread since
                 lane, preq1, preq = acquire()
                 view = lane.view
-            pack(view, 0, h0, h1, domid, *args)
+            pack(view, 0, h0, h1, domid, a0, a1)
             t.calls += 1
             try:
                 ioctl(fd, number, preq, True)
