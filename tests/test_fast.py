@@ -582,6 +582,19 @@ def test_an_answer_that_selects_the_next_request_is_asked_on_every_call():
         h.sched_params(0x7FEE)
 
 
+def test_a_selected_request_of_another_shape_runs_on_its_own_runner():
+    """Engine.selected: a chosen request that is not a domain request of two more arguments
+    (here getvcpuinfo, one) is issued by its own runner after the first, alike fast and single."""
+    h, g = _device_and_sim("sim:///?domains=3&seed=2")
+    runs = [x.engine.selected(host.SCHED_ID, lambda vals: (dom.GETVCPUINFO, (1,), None, ())) for x in (h, g)]
+    assert h.engine.device and not g.engine.device
+    want = g.engine(dom.GETVCPUINFO, 2, 1)
+    for x, run in zip((h, g), runs):
+        before = x.transport.calls
+        assert run(2) == run(2) == want
+        assert x.transport.calls - before == 4  # sched_id, then getvcpuinfo, twice
+
+
 def test_a_larger_buffer_gets_a_new_lane():
     h, g = _device_and_sim("sim:///?domains=3000&seed=3")
     h.domain_info(0)
