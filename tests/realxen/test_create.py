@@ -165,3 +165,33 @@ def test_bad_configs_are_refused_before_any_domain(xen: xenprivcmd.Handle, tmp_p
         xen.create(DomainConfig.from_xl(_config("xpsh-bad").replace(KERNEL, "/nonexistent"), arch="x86_64"))
     _nothing_left("xpsh-huge", before)
     _nothing_left("xpsh-bad", before)
+
+
+def test_xpsh_create_starts_a_guest_and_refuses_a_bad_config(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    name = "xpsh-shell"
+    _destroy(name)
+    cfg = tmp_path / "shell.cfg"
+    cfg.write_text(_config(name, vcpus=1))
+    before = {int(r["id"]) for r in xl_list()}
+    out = subprocess.run([sys.executable, "-m", "xenprivcmd", "create", str(cfg)], capture_output=True, text=True,
+                         timeout=600)
+    try:
+        assert out.returncode == 0 and out.stderr == "", out
+        row = _row(name)
+        assert row is not None and out.stdout == f"Domain '{name}' created (id {row['id']})\n", (out.stdout, row)
+        assert row["mem"] == "128" and row["vcpus"] == "1", row
+        _wait_console(name)
+    finally:
+        domid = subprocess.run(["xl", "domid", name], capture_output=True, text=True, timeout=60).stdout.strip()
+        _destroy(name)
+        if domid:
+            subprocess.run(["xenstore-rm", f"/local/domain/{domid}"], capture_output=True, timeout=60)
+    bad = tmp_path / "bad.cfg"
+    bad.write_text(_config("xpsh-bad", memory=0))
+    out = subprocess.run([sys.executable, "-m", "xenprivcmd", "create", str(bad)], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 1 and out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out
+    assert "memory: 0 is out of range" in out.stderr
+    _nothing_left("xpsh-bad", before)
