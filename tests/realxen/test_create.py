@@ -6,7 +6,7 @@ console (its init prints "xenvm guest up"), ``xl list`` (name, memory, vcpus) ag
 guest ``xl create`` made from the same config, ``xenstore-read`` and ``xenstore-ls``,
 and after an injected failure, ``xl list`` and xenstore finding nothing left.
 
-Proven on bookworm (Xen 4.17) and trixie (Xen 4.20) so far; the other suites skip with the reason.
+Proven on bullseye (Xen 4.14), bookworm (4.17) and trixie (4.20); the arm64 suites skip with the reason.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from xenprivcmd.errors import ConfigError, ImageError
 from .conftest import xl_list
 
 KERNEL, RAMDISK = "/opt/xenvm/guest/vmlinuz", "/opt/xenvm/guest/initrd.gz"
-PROVEN = ("bookworm", "trixie")
+PROVEN = ("bullseye", "bookworm", "trixie")
 BOOT_SECONDS = 180
 
 
