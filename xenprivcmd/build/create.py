@@ -26,6 +26,10 @@ Any failure on the way undoes what was done, newest first: the xenstore nodes re
 the domain released from xenstored and destroyed (which frees its memory and event
 channels); mappings are closed as each step ends.  Arm guests are not built yet
 (:class:`~xenprivcmd.errors.NotSupported` before any hypercall).
+
+Seen to boot Debian's guest kernel and initrd on real Xen 4.14, 4.17 and 4.20 (x86_64,
+``tests/realxen/test_create.py``); a release whose tables lack one of the builder's
+hypercalls is refused before any hypercall.
 """
 
 from __future__ import annotations
