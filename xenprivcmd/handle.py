@@ -54,7 +54,7 @@ __all__ = ["Handle", "read_only_methods"]
 #: Handle methods that only read and are no operation of the engine (lookups, names, the
 #: batched listings built on reading operations, the uptimes read from xenstore).
 READING_METHODS = frozenset({
-    "with_names", "domain_names", "lookup", "nr_cpus", "domain_infos", "vcpu_list", "uptime", "uptimes",
+    "with_names", "domain_names", "domain_name", "lookup", "nr_cpus", "domain_infos", "vcpu_list", "uptime", "uptimes",
     "interface_stats", "block_stats",
 })
 
@@ -311,6 +311,23 @@ class Handle:
         finally:
             store.close()
 
+    def domain_name(self, domid: int) -> Optional[str]:
+        """The name xenstore has for ``domid`` (one read of ``/local/domain/N/name``); ``None``
+        when it has none or there is no xenstore (never an error)."""
+        try:
+            store = self.xenstore()
+        except (OSError, DecodeError):
+            return None
+        try:
+            raw = store.read(f"/local/domain/{domid}/name")
+        except (OSError, DecodeError):
+            return None
+        finally:
+            store.close()
+        from .store.ops import _text
+
+        return _text(raw)
+
     def with_names(self, infos: List[DomainInfo]) -> List[DomainInfo]:
         """``infos`` with their ``name`` filled in from xenstore where known."""
         table = self.domain_names()
@@ -354,7 +371,7 @@ class Handle:
             if isinstance(dom, bool) or not isinstance(dom, int):
                 return self.lookup(dom)
         info: DomainInfo = self._ops.domain_info(dom)
-        return self.with_names([info])[0] if name else info
+        return info._replace(name=self.domain_name(dom)) if name else info
 
     def lookup(self, ident: "DomainRef") -> DomainInfo:
         """A domain (with its name) by int domid, name, UUID (string or :class:`~uuid.UUID`) or
