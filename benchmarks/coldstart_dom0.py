@@ -3,9 +3,10 @@
 1. Installs xenprivcmd on the dom0's own root file system the way a user
    does: the dom0's Python runs pip on the wheel (``--wheel``), so the
    package lands in ``/usr/local/lib/python3.X/dist-packages``, byte-compiled
-   by pip, with pip's own ``xpsh`` console script in ``/usr/local/bin``.  (If
-   pip cannot run there, the tree is copied, ``compileall``-ed and given the
-   same script; the JSON says which.)  Nothing is read over the 9p share.
+   by pip, with the package's ``xpsh`` script (``bin/xpsh``, its shebang set
+   by pip) in ``/usr/local/bin``.  (If pip cannot run there, the tree is
+   copied, ``compileall``-ed and given the same script; the JSON says which.)
+   Nothing is read over the 9p share.
 2. Times whole processes, interleaved round by round, all in this boot, with
    an environment without PYTHONPATH:
 
@@ -67,17 +68,6 @@ def dist_packages(py):
     return out.stdout.strip()
 
 
-PIP_SCRIPT = """#!{py}
-# -*- coding: utf-8 -*-
-import re
-import sys
-from xenprivcmd.shell import main
-if __name__ == '__main__':
-    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
-    sys.exit(main())
-"""
-
-
 def install(py, wheel, src):
     """pip install the wheel for the system python; fallback: copy + compileall."""
     env = dict(os.environ)  # pip itself comes from the share's wheel dir (PYTHONPATH)
@@ -96,8 +86,10 @@ def install(py, wheel, src):
         shutil.copytree(os.path.join(src, "xenprivcmd"), os.path.join(dest, "xenprivcmd"),
                         ignore=shutil.ignore_patterns("__pycache__"))
         subprocess.run([py, "-m", "compileall", "-q", os.path.join(dest, "xenprivcmd")], check=True, env=clean_env())
+        with open(os.path.join(src, "bin", "xpsh")) as f:  # the script pip installs (setup.cfg's scripts)
+            body = f.read().split("\n", 1)[1]
         with open("/usr/local/bin/xpsh", "w") as f:
-            f.write(PIP_SCRIPT.format(py=py))
+            f.write("#!%s\n%s" % (py, body))
         os.chmod("/usr/local/bin/xpsh", 0o755)
         method = "copied + compileall (pip unavailable)"
     where = subprocess.run([py, "-c", "import xenprivcmd; print(xenprivcmd.__file__)"], capture_output=True,
