@@ -106,3 +106,48 @@ def test_a_command_line_loads_the_modules_of_its_own_commands_only():
     assert start == ["cli", "parse", "registry", "session"]
     assert listing == sorted(start + ["domains"]) and host == sorted(listing + ["node"])
     assert set(everything) - set(host) == {"xlstyle", "monitor", "builtins", "toolstack", "events", "console", "stats", "top", "create"}
+
+
+def test_the_xpsh_script_imports_only_the_shell():
+    """bin/xpsh (setup.cfg's ``scripts``, what pip and the .deb install as ``xpsh``) is no
+    console_scripts wrapper: those import ``re`` (pip's) or ``importlib.metadata`` first."""
+    script = os.path.join(ROOT, "bin", "xpsh")
+    with open(script) as f:
+        shebang = f.readline()
+    assert shebang.startswith("#!") and "python" in shebang  # pip and dh_python3 set the interpreter
+    out = subprocess.run([sys.executable, "-S", "-X", "importtime", script, "--help"], capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage: xpsh ")
+    loaded = {ln.split("|")[-1].strip() for ln in out.stderr.splitlines() if ln.startswith("import time:")}
+    assert "xenprivcmd.shell.cli" in loaded
+    assert not loaded & set(WATCHED), sorted(loaded & set(WATCHED))
+    assert not {m for m in loaded if m.startswith("importlib.metadata")}
+
+
+def test_one_constant_or_layout_without_the_whole_set():
+    """structs.set_value (what a listing reads: a few names of one release) answers as the
+    replayed set does, for every name of every set of every table."""
+    from xenprivcmd import structs
+
+    tids = set()
+    for arch in structs.arches():
+        tids.add(arch)
+        tids.update(structs.table_id(arch, fam) for fam in structs.families())
+    checked = 0
+    for tid in sorted(tids):
+        for table in ("LAYOUTS", "CONSTS"):
+            index = structs._set_table(tid, table)
+            whole = {key: dict(structs._resolve(tid, table, key)) for key in index}
+            names = set().union(*whole.values())
+            structs._set_cache.clear()  # set_value must walk the rows, not read a resolved set
+            for key, resolved in whole.items():
+                for name in names:
+                    try:
+                        got = structs.set_value(tid, table, key, name)
+                    except KeyError:
+                        got = KeyError
+                    assert got == resolved.get(name, KeyError), (tid, table, key, name)
+                    checked += 1
+            structs._set_cache.clear()
+    assert checked > 50000

@@ -57,12 +57,13 @@ class _Consts(_ConstsBase):
     it lacks, the constant sets of ``release`` in the families ``structs.route``
     names (a family's module is loaded on first need)."""
 
-    __slots__ = ("_arch", "_key", "_d", "_release", "_fams")
+    __slots__ = ("_arch", "_key", "_d", "_one", "_release", "_fams")
 
     def __init__(self, arch: str, key: str, release: Optional[str] = None) -> None:
         self._arch = arch
         self._key = key
         self._d: Optional[Dict[str, int]] = None
+        self._one: Dict[str, Optional[int]] = {}  # names looked up one by one (``_d`` not built)
         self._release = release
         self._fams: Dict[str, Dict[str, int]] = {}
 
@@ -70,6 +71,21 @@ class _Consts(_ConstsBase):
         if self._d is None:
             self._d = _tables().const_set(self._arch, self._key)
         return self._d
+
+    def _core(self, name: str) -> Optional[int]:
+        """``name`` in the core set, without resolving the whole set until something needs it."""
+        d = self._d
+        if d is not None:
+            return d.get(name)
+        one = self._one
+        if name in one:
+            return one[name]
+        try:
+            v: Optional[int] = _tables().set_value(self._arch, "CONSTS", self._key, name)
+        except KeyError:
+            v = None
+        one[name] = v
+        return v
 
     def _family(self, family: str) -> Dict[str, int]:
         got = self._fams.get(family)
@@ -81,7 +97,7 @@ class _Consts(_ConstsBase):
         return got
 
     def __getitem__(self, name: str) -> int:
-        v = self._get().get(name)
+        v = self._core(name)
         if v is not None:
             return v
         if self._release is not None:

@@ -41,7 +41,7 @@ else:
     _MapBase = _MappingBase
 
 __all__ = [
-    "release_table", "head_release", "arches", "keys_for", "tables_id", "layout_set", "const_set",
+    "release_table", "head_release", "arches", "keys_for", "tables_id", "layout_set", "const_set", "set_value",
     "ctype_for", "spec_sizeof", "struct_class", "lean_class", "layout_data", "struct_rows", "struct_row",
     "set_rows", "StructMap", "families", "family_title", "family_prefixes", "family_keys", "route", "table_id",
     "family_layout_data", "linux_uapi_info",
@@ -250,6 +250,34 @@ def _resolve(arch: str, table: str, key: str) -> Dict[str, Any]:
         return cur
 
 
+def set_value(arch: str, table: str, key: str, name: str) -> Any:
+    """One name of the set ``key`` of ``LAYOUTS`` or ``CONSTS`` without resolving the whole
+    set: the nearest row from ``key`` up to the root that names ``name`` decides (a row's
+    changes apply after its removals, as :func:`_resolve` replays them).  KeyError when
+    the set lacks it.  What a one-shot command needs: a few names of one release, not the
+    replay of every delta since Xen 3.0.0 (hundreds of names parsed)."""
+    whole = _set_cache.get((arch, table, key))
+    if whole is not None:
+        return whole[name]
+    index = _set_table(arch, table)
+    if key not in index:
+        raise KeyError(key)
+    changed_tag, removed_tag = " %s=" % name, " %s " % name
+    k: Optional[str] = key
+    while k is not None:
+        parent, changed, removed = index[k]
+        at = (" " + changed).find(changed_tag)
+        if at >= 0:
+            start = at + len(changed_tag) - 1  # index in ``changed`` just past the '='
+            end = changed.find(" ", start)
+            value = changed[start:] if end < 0 else changed[start:end]
+            return int(value) if table == "CONSTS" else value
+        if removed and (" " + removed + " ").find(removed_tag) >= 0:
+            raise KeyError(name)
+        k = parent
+    raise KeyError(name)
+
+
 def layout_set(arch: str, key: str) -> Dict[str, str]:
     """name -> type spec for one (deduplicated) layout set. Do not mutate."""
     return _resolve(arch, "LAYOUTS", key)
@@ -392,15 +420,6 @@ def lean_class(arch: str, sid: int) -> Type[Any]:
         return cls
 
 
-def _spec_size(arch: str, spec: str) -> int:
-    """sizeof a spec from the rows alone (no class built for struct specs)."""
-    base, dims = parse_spec(spec)
-    n = struct_row(arch, int(base[1:]))[2] if base[:1] == "#" else ctypes.sizeof(_scalar(arch, base))
-    for d in dims:
-        n *= d
-    return n
-
-
 def _build(arch: str, sid: int, field_type: Any) -> Type[Any]:
     cname, kind, size, align, fields = struct_row(arch, sid)
     flist: List[Tuple[str, Any]] = []
@@ -459,6 +478,8 @@ class LazyUnion(ctypes.Union):
     _fields_ = []  # type: ignore[misc]  # the subclasses' raw bytes
     _xen_arch_ = ""
     _xen_table_ = ""
+    _xen_name_ = ""
+    _xen_size_ = 0
     _xen_members_: Dict[str, str] = {}
     _xen_types_: Dict[str, Any] = {}
 
@@ -469,7 +490,10 @@ class LazyUnion(ctypes.Union):
             spec = cls._xen_members_.get(name)
             if spec is None:
                 raise AttributeError("%s has no member %r" % (cls.__name__, name))
-            t = cls._xen_types_.setdefault(name, ctype_for(cls._xen_table_, spec))
+            t = ctype_for(cls._xen_table_, spec)
+            if ctypes.sizeof(t) > cls._xen_size_:  # checked here, not for every member up front
+                raise ValueError("%s: member %s does not fit the union" % (cls._xen_name_, name))
+            t = cls._xen_types_.setdefault(name, t)
         return t
 
     def __getattr__(self, name: str) -> Any:
@@ -497,8 +521,8 @@ def _lazy_union(arch: str, sid: int) -> Any:
     cname, kind, size, align, fields = struct_row(arch, sid)
     members = {}
     for i, (fname, off, spec) in enumerate(fields):
-        if off != 0 or _spec_size(arch, spec) > size:
-            raise ValueError("%s: member %s does not fit the union" % (cname, fname))
+        if off != 0:
+            raise ValueError("%s: member %s does not start the union" % (cname, fname))
         members[fname or "_anon%d" % i] = spec
     ns: Dict[str, Any] = {
         "__module__": __name__,
@@ -537,14 +561,30 @@ class StructMap(_MapBase):
     (an arch or a table id) is read.
     """
 
-    __slots__ = ("_arch", "_key", "_specs", "_release", "_fams")
+    __slots__ = ("_arch", "_key", "_specs", "_one", "_release", "_fams")
 
     def __init__(self, arch: str, key: str, release: Optional[str] = None) -> None:
         self._arch = arch
         self._key = key
         self._specs: Optional[Dict[str, str]] = None
+        self._one: Dict[str, Optional[str]] = {}  # names looked up one by one (``_specs`` not built)
         self._release = release
         self._fams: Dict[str, Dict[str, str]] = {}
+
+    def _core(self, name: str) -> Optional[str]:
+        """``name``'s spec in the core set, without resolving the whole set until something needs it."""
+        specs = self._specs
+        if specs is not None:
+            return specs.get(name)
+        one = self._one
+        if name in one:
+            return one[name]
+        try:
+            v: Optional[str] = set_value(self._arch, "LAYOUTS", self._key, name)
+        except KeyError:
+            v = None
+        one[name] = v
+        return v
 
     def _s(self) -> Dict[str, str]:
         if self._specs is None:
@@ -562,7 +602,7 @@ class StructMap(_MapBase):
     def where(self, name: str) -> Tuple[str, str]:
         """(table id, type spec) of ``name``: a ``#N`` spec indexes that table's rows
         (:func:`struct_row`).  KeyError when neither the core set nor a family has it."""
-        spec = self._s().get(name)
+        spec = self._core(name)
         if spec is not None:
             return self._arch, spec
         if self._release is not None:
