@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from ..abi.hypercalls import check_domid
 from .ops import StoreOps, _text
-from .transaction import Transaction, attempts_of, run
 from .wire import XS_GET_DOMAIN_PATH, XS_INTRODUCE, XS_IS_DOMAIN_INTRODUCED, XS_RELEASE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Optional, TypeVar
+
+    from .transaction import Transaction
 
     T = TypeVar("T")
 
@@ -88,6 +89,8 @@ class ConnectionOps(StoreOps):
         """
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValueError(f"transaction: attempts must be an int >= 1, not {attempts!r}")
+        from .transaction import attempts_of, run  # on first use: a one-shot listing never needs it
+
         if fn is not None:
             return run(self, fn, attempts)
         return attempts_of(self, attempts)
