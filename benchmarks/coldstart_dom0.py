@@ -139,7 +139,7 @@ def importtime(cmd, env, floor_mods, top=15):
     extra = [r for r in rows if r[2] not in floor_mods]
     extra.sort(key=lambda r: -r[0])
     return {"total_self_us_beyond_floor": sum(r[0] for r in extra), "modules_beyond_floor": len(extra),
-            "top_self_us": [[r[2], r[0]] for r in extra[:top]]}
+            "top_self_us": [[r[2], r[0]] for r in extra[:top]], "beyond_floor": sorted(r[2] for r in extra)}
 
 
 def floor_modules(py, env):
@@ -244,6 +244,7 @@ def main():
         "first_list_of_boot_ms": round(first_ms, 1),
         "rows": rows,
         "misses": misses,
+        "floor_modules": sorted(floor_mods),
         "samples_ms": samples,
         "outputs": outputs,
     }
