@@ -16,7 +16,11 @@ only sees the result (the guest's ``SCHEDOP_shutdown``, its freed pages):
   vcpus the toolstack wants the guest to run (``xl vcpu-set``); the guest's PV
   drivers bring vcpus up and down to match;
 * ``/vm/<uuid>/start_time``: seconds since the epoch when libxl built the
-  domain (``xl uptime``).
+  domain (``xl uptime``);
+* destroying a domain is a hypercall, but its xenstore nodes are the toolstack's to
+  remove (xenstored keeps them): :func:`destroy` removes what libxl's destroy removes
+  (``/local/domain/<id>``, the ``/vm/<uuid>`` its ``vm`` node names, ``/libxl/<id>``)
+  and the backend directories of its devices in dom0.
 
 The store is the transport's own (the simulator's) or, on a dom0, the
 pure-Python client of :mod:`xenprivcmd.store`.  xenstore is polled (this
@@ -37,7 +41,7 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:
     from .handle import DomainRef, Handle
 
-__all__ = ["DryStore", "shutdown", "set_memory_target", "set_online_vcpus", "uptime", "uptimes",
+__all__ = ["DryStore", "shutdown", "destroy", "forget", "set_memory_target", "set_online_vcpus", "uptime", "uptimes",
            "SHUTDOWN_WORDS", "POLL_SECONDS",
            "ACK_SECONDS", "MAXMEM_SLACK_KIB"]
 
@@ -138,6 +142,70 @@ def shutdown(h: "Handle", dom: "DomainRef", word: str = "poweroff", wait: bool =
         return h.domain_info(domid, name=True)
     except NoSuchDomain:
         return None
+
+
+def forget(store: Any, domid: int, vm: Optional[str] = None) -> List[str]:
+    """Remove what toolstacks keep in xenstore of domain ``domid``, gone or going: ``vm``
+    (its ``/vm/<uuid>``, default: what ``/local/domain/<id>/vm`` names), ``/local/domain/<id>``,
+    ``/libxl/<id>`` and ``/local/domain/0/backend/<kind>/<id>`` for every kind (libxl's
+    ``devices_destroy_cb`` and device removal).  The paths removed (those that were there).
+    Raises ``ValueError`` for domid 0 or one out of range; a ``vm`` that is not
+    ``/vm/<one name>`` is left alone."""
+    if isinstance(domid, bool) or not isinstance(domid, int) or not 1 <= domid < 0x7FF0:
+        raise ValueError(f"forget: domid must be a guest's (1..32751), not {domid!r}")
+    dom = f"/local/domain/{domid}"
+    if vm is None:
+        raw = _read(store, dom + "/vm")
+        vm = None if raw is None else raw.decode("utf-8", "replace")
+    paths: List[str] = []
+    try:
+        kinds = list(store.directory("/local/domain/0/backend"))
+    except (XenstoreNoEntry, OSError):
+        kinds = []
+    paths += [f"/local/domain/0/backend/{k}/{domid}" for k in kinds]
+    if vm is not None and vm.startswith("/vm/") and len(vm) > 4 and "/" not in vm[4:]:
+        paths.append(vm)
+    paths += [dom, f"/libxl/{domid}"]
+    removed = []
+    for path in paths:
+        try:
+            store.directory(path)
+        except (XenstoreNoEntry, OSError):
+            continue
+        try:
+            store.rm(path)
+        except XenstoreNoEntry:
+            continue
+        removed.append(path)
+    return removed
+
+
+def destroy(h: "Handle", dom: "DomainRef") -> List[str]:
+    """Destroy a domain (``XEN_DOMCTL_destroydomain``) and remove its xenstore nodes as
+    libxl's destroy does (:func:`forget`); the paths removed.  Without a xenstore only the
+    domain is destroyed.
+
+    Raises ``ValueError`` for domain 0, :class:`~xenprivcmd.errors.NoSuchDomain` for a
+    domain that does not exist, the hypercall's error otherwise (then nothing is removed).
+    """
+    info = h.lookup(dom)
+    domid = info.domid
+    if domid == 0:
+        raise ValueError("domain 0 cannot be destroyed")
+    try:
+        store = h.xenstore()
+    except (XenstoreUnavailable, OSError):
+        store = None
+    try:
+        vm = None
+        if store is not None:
+            raw = _read(store, f"/local/domain/{domid}/vm")
+            vm = None if raw is None else raw.decode("utf-8", "replace")
+        h.destroy(domid)
+        return [] if store is None else forget(store, domid, vm)
+    finally:
+        if store is not None:
+            store.close()
 
 
 def set_memory_target(h: "Handle", dom: "DomainRef", kib: int, force: bool = False) -> Tuple[int, int]:

@@ -706,11 +706,16 @@ class Handle:
         return self._ops.evtchn_status(self._domid(domid), port)  # type: ignore[no-any-return]
 
     # -- building a domain (ops/builder.py, build/create.py) -----------------------------
-    def create(self, config: "DomainConfig", *, paused: bool = False) -> DomainInfo:
+    def create(self, config: "DomainConfig", *, paused: bool = False, monitor: bool = False) -> DomainInfo:
         """Build and start the guest ``config`` describes (an x86_64 PV guest: its kernel and
         ramdisk loaded, its xenstore entries written as libxl writes them, introduced to
         xenstored and so to xenconsoled), paused if ``paused``; returns its
         :class:`~xenprivcmd.types.DomainInfo` (see :mod:`xenprivcmd.build.create`).
+
+        ``monitor``: also leave its on-shutdown monitor (``on_poweroff`` / ``on_reboot`` /
+        ``on_crash`` acted on, :mod:`xenprivcmd.build.monitor`): a detached process on a dom0,
+        a daemon thread of this process on the simulator.  If it cannot be started the
+        domain is destroyed and :class:`~xenprivcmd.build.monitor.MonitorError` raised.
 
         Raises before any hypercall: :class:`~xenprivcmd.errors.ConfigError` (a name in use,
         more memory than the host has free, a type or command line the builder cannot
@@ -723,7 +728,12 @@ class Handle:
         self._check_writable("create")
         from .build.create import create
 
-        return create(self, config, paused=paused)
+        info = create(self, config, paused=paused)
+        if monitor:
+            from .build.monitor import start
+
+            start(self, config, info.domid)
+        return info
 
     def set_vcpu_context(self, domid: DomainRef, vcpu: int, context: bytes) -> None:
         """``XEN_DOMCTL_setvcpucontext``: give a vcpu of a domain being built its first

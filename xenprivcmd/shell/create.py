@@ -17,14 +17,18 @@ __all__ = ["cmd_create"]
          " maxmem, vcpus, maxvcpus, cpus, cpu_weight, cap, kernel, ramdisk, cmdline/root/extra, on_poweroff,"
          " on_reboot, on_crash), in pure Python: an x86_64 PV guest's kernel and ramdisk loaded, its xenstore"
          " entries written as libxl writes them, introduced to xenstored and so to xenconsoled.  --paused leaves"
-         " it paused; -c attaches this terminal to its console once it runs.  No on-shutdown monitor is left"
-         " yet (--no-monitor is accepted: it is what happens).  With -N the config, kernel and ramdisk are"
+         " it paused; -c attaches this terminal to its console once it runs.  As xl, it leaves a monitor"
+         " behind (a detached process, its log /var/log/xen/xpsh-NAME.log) that acts when the guest shuts down:"
+         " on_poweroff/on_reboot/on_crash = destroy (the domain and its xenstore nodes), restart (built again"
+         " from the same config: a new id, the same name) or preserve (left shut down); it ends with the"
+         " domain.  --no-monitor leaves none (the guest then stays shut down).  With -N the config, kernel and"
+         " ramdisk are"
          " checked and the build is described, nothing is created.  A bad config, file or value is one error"
          " line and leaves no domain behind.",
          args=[Arg("file", "str", help="the xl config file")],
          opts=[Opt("paused", "leave the new domain paused", short="p"),
                Opt("console", "attach to its console once it runs (Ctrl-] detaches)", short="c"),
-               Opt("no-monitor", "leave no on-shutdown monitor (none is left yet in any case)")],
+               Opt("no-monitor", "leave no on-shutdown monitor (on_poweroff/on_reboot/on_crash are then not acted on)")],
          changes=_always)
 def cmd_create(s: Session, a: Args) -> None:
     from ..build.config import DomainConfig
@@ -52,6 +56,8 @@ def cmd_create(s: Session, a: Args) -> None:
                " grant entries 0 and 1")
         out.append("  xenstore: /local/domain/<domid> and /vm/" + str(p.uuid) + "; introduce"
                + ("" if a.get("paused") else "; unpausedomain"))
+        if not a.get("no-monitor"):
+            out.append(f"  monitor: on_poweroff={cfg.on_poweroff}, on_reboot={cfg.on_reboot}, on_crash={cfg.on_crash}")
         return
     if a.get("console"):
         import os
@@ -64,7 +70,7 @@ def cmd_create(s: Session, a: Args) -> None:
         if not tty:
             raise UsageError("create -c: stdin is not a terminal (run it from one)")
     try:
-        info = h.create(cfg, paused=bool(a.get("paused")))
+        info = h.create(cfg, paused=bool(a.get("paused")), monitor=not a.get("no-monitor"))
     except ValueError as exc:
         raise UsageError(f"create: {shell_words(str(exc))}") from None
     s.result({"domain": {"id": info.domid, "name": info.name}, "action": "create", "ok": True,

@@ -268,12 +268,19 @@ def cmd_resume(s: Session, a: Args) -> None:
              f"Domain {_who(i)} resumed\n")
 
 
-@command("destroy", "control", "destroy (stop) a domain", "Destroy a domain at once (XEN_DOMCTL_destroydomain).",
+@command("destroy", "control", "destroy (stop) a domain",
+         "Destroy a domain at once (XEN_DOMCTL_destroydomain) and remove its xenstore nodes as xl destroy does"
+         " (/local/domain/N, /vm/UUID, /libxl/N, its devices' backend directories).",
          args=[DOMAIN], opts=[FORCE], changes=_always)
 def cmd_destroy(s: Session, a: Args) -> None:
+    from ..control import destroy
+
     i = s.lookup(a.domain)
     _dom0_guard(s, i, a, "destroy")
-    s.handle.destroy(i.domid)
+    if i.domid == 0:  # --force: the hypervisor's answer, as asked (no xenstore of dom0's to remove)
+        s.handle.destroy(0)
+    else:
+        destroy(s.handle, i.domid)
     s.result({"domain": _dom_ref(i), "action": "destroy", "ok": True}, f"Domain {_who(i)} destroyed\n")
 
 
