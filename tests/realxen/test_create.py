@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from typing import Iterator
+from typing import Iterator, List
 
 import pytest
 
@@ -53,14 +53,17 @@ def _xs(path: str) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
     return subprocess.run(["xenstore-read", path], capture_output=True, text=True, timeout=60)
 
 
-def _wait_console(name: str) -> str:
+def _wait_console(name: str, after: int = 0) -> str:
+    """xenconsoled's log of ``name`` once its init printed "xenvm guest up" (after byte ``after``)."""
     log = f"/var/log/xen/console/guest-{name}.log"
     deadline = time.monotonic() + BOOT_SECONDS
     text = ""
     while time.monotonic() < deadline:
         if os.path.exists(log):
-            with open(log, errors="replace") as f:
-                text = f.read()
+            with open(log, "rb") as f:
+                if os.fstat(f.fileno()).st_size >= after:
+                    f.seek(after)
+                text = f.read().decode(errors="replace")
             if "xenvm guest up" in text:
                 return text
         time.sleep(1)
@@ -167,31 +170,143 @@ def test_bad_configs_are_refused_before_any_domain(xen: xenprivcmd.Handle, tmp_p
     _nothing_left("xpsh-bad", before)
 
 
-def test_xpsh_create_starts_a_guest_and_refuses_a_bad_config(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def _console_size(name: str) -> int:
+    try:
+        return os.path.getsize(f"/var/log/xen/console/guest-{name}.log")
+    except OSError:
+        return 0
+
+
+def _monitors(domid: int) -> List[int]:
+    """The pids of the xenprivcmd monitors watching ``domid`` (from /proc/PID/cmdline)."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"xenprivcmd.build.monitor" in argv and argv[argv.index(b"--domid") + 1] == str(domid).encode():
+            pids.append(int(pid))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _until(what: str, pred, seconds: float = BOOT_SECONDS):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"not within {seconds} s: {what}; xl list: {xl_list()}")
+
+
+def _xpsh(*args: str) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
     import sys
 
+    return subprocess.run([sys.executable, "-m", "xenprivcmd", *args], capture_output=True, text=True, timeout=600)
+
+
+def _gone_without_trace(name: str, domid: int, uuid: str, pids: List[int], before: set) -> None:  # type: ignore[type-arg]
+    """``name`` (domain ``domid``) destroyed: no such domain, nothing of it in xenstore, its
+    monitor ended."""
+    _until(f"{name} ({domid}) gone", lambda: _row(name) is None, 120)
+    _until(f"/local/domain/{domid} and /vm/{uuid} removed",
+           lambda: _xs(f"/local/domain/{domid}/name").returncode != 0 and _xs(f"/vm/{uuid}/name").returncode != 0, 60)
+    _until(f"the monitors {pids} ended", lambda: not any(_alive(p) for p in pids), 60)
+    _nothing_left(name, before)
+
+
+def test_xpsh_create_and_the_guest_lifecycle(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One guest through its life with its monitor: ``xpsh create`` (on_poweroff destroy,
+    on_reboot restart); ``xl reboot`` builds it again (a new domid, the same name, its init
+    runs again); ``xpsh shutdown`` destroys it with nothing left; again ``xpsh create`` and
+    ``xl shutdown``; ``xpsh create --paused`` and ``xpsh destroy``."""
     name = "xpsh-shell"
     _destroy(name)
     cfg = tmp_path / "shell.cfg"
-    cfg.write_text(_config(name, vcpus=1))
+    cfg.write_text(_config(name, vcpus=1) + 'on_poweroff = "destroy"\non_reboot = "restart"\n')
     before = {int(r["id"]) for r in xl_list()}
-    out = subprocess.run([sys.executable, "-m", "xenprivcmd", "create", str(cfg)], capture_output=True, text=True,
-                         timeout=600)
+    seen: List[int] = []
     try:
+        mark = _console_size(name)
+        out = _xpsh("create", str(cfg))
         assert out.returncode == 0 and out.stderr == "", out
         row = _row(name)
         assert row is not None and out.stdout == f"Domain '{name}' created (id {row['id']})\n", (out.stdout, row)
         assert row["mem"] == "128" and row["vcpus"] == "1", row
-        _wait_console(name)
+        first = int(row["id"])
+        uuid = _xs(f"/local/domain/{first}/vm").stdout.strip().split("/")[-1]
+        pids = _monitors(first)
+        seen += pids
+        assert len(pids) == 1 and os.getsid(pids[0]) != os.getsid(0), pids  # detached: a session of its own
+        _wait_console(name, mark)
+        # xl reboot: on_reboot = "restart"
+        mark = _console_size(name)
+        subprocess.run(["xl", "reboot", name], check=True, capture_output=True, timeout=120)
+        second = _until("a new domid", lambda: (r := _row(name)) is not None and int(r["id"]) != first
+                        and int(r["id"]))
+        _wait_console(name, mark)  # its init ran again
+        assert _row(name)["mem"] == "128"  # type: ignore[index]
+        assert _xs(f"/local/domain/{first}/name").returncode != 0
+        assert _xs(f"/local/domain/{second}/vm").stdout.strip() == f"/vm/{uuid}"  # the same uuid, as xl
+        assert [p for p in pids if _alive(p)] == pids  # the same monitor follows it
+        # xpsh shutdown: on_poweroff = "destroy"
+        out = _xpsh("shutdown", name)
+        assert out.returncode == 0 and out.stderr == "", out
+        _gone_without_trace(name, second, uuid, pids, before)
+        with open(f"/var/log/xen/xpsh-{name}.log") as f:
+            log = f.read()
+        assert f"domain {first} ({name}) shut down (reboot): restart" in log, log
+        assert f"domain {second} ({name}) shut down (poweroff): destroy" in log, log
+        # again, and xl shutdown
+        mark = _console_size(name)
+        out = _xpsh("create", str(cfg))
+        assert out.returncode == 0, out
+        third = int(_row(name)["id"])  # type: ignore[index]
+        pids = _monitors(third)
+        seen += pids
+        uuid = _xs(f"/local/domain/{third}/vm").stdout.strip().split("/")[-1]
+        _wait_console(name, mark)
+        subprocess.run(["xl", "shutdown", name], check=True, capture_output=True, timeout=120)
+        _gone_without_trace(name, third, uuid, pids, before)
+        # xpsh destroy of a paused one (no boot needed)
+        out = _xpsh("create", "--paused", str(cfg))
+        assert out.returncode == 0, out
+        fourth = int(_row(name)["id"])  # type: ignore[index]
+        pids = _monitors(fourth)
+        seen += pids
+        uuid = _xs(f"/local/domain/{fourth}/vm").stdout.strip().split("/")[-1]
+        assert len(pids) == 1 and _xs(f"/vm/{uuid}/name").stdout.strip() == name
+        out = _xpsh("destroy", name)
+        assert out.returncode == 0 and out.stdout == f"Domain '{name}' destroyed\n", out
+        assert _xs(f"/local/domain/{fourth}/name").returncode != 0 and _xs(f"/vm/{uuid}/name").returncode != 0
+        _gone_without_trace(name, fourth, uuid, pids, before)
     finally:
         domid = subprocess.run(["xl", "domid", name], capture_output=True, text=True, timeout=60).stdout.strip()
         _destroy(name)
         if domid:
             subprocess.run(["xenstore-rm", f"/local/domain/{domid}"], capture_output=True, timeout=60)
+        for pid in seen:
+            if _alive(pid):
+                os.kill(pid, 15)
+
+
+def test_xpsh_create_refuses_a_bad_config(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    before = {int(r["id"]) for r in xl_list()}
     bad = tmp_path / "bad.cfg"
     bad.write_text(_config("xpsh-bad", memory=0))
-    out = subprocess.run([sys.executable, "-m", "xenprivcmd", "create", str(bad)], capture_output=True, text=True,
-                         timeout=600)
+    out = _xpsh("create", str(bad))
     assert out.returncode == 1 and out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out
     assert "memory: 0 is out of range" in out.stderr
     _nothing_left("xpsh-bad", before)
