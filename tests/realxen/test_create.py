@@ -4,7 +4,11 @@ The guest is the one the suite's xl guests boot (``/opt/xenvm/guest/vmlinuz`` an
 ``initrd.gz``, the same config keys).  Independent facts: xenconsoled's log of the guest's
 console (its init prints "xenvm guest up"), ``xl list`` (name, memory, vcpus) against a
 guest ``xl create`` made from the same config, ``xenstore-read`` and ``xenstore-ls``,
-and after an injected failure, ``xl list`` and xenstore finding nothing left.
+and after an injected failure, ``xl list`` and xenstore finding nothing left.  With the
+on-shutdown monitor (a detached process, found in /proc): ``xl shutdown`` of the booted
+guest destroys it; a guest from ``xpsh create`` comes back under a new domid after ``xl
+reboot`` (its init prints again), goes after ``xpsh shutdown``, and ``xpsh destroy`` of
+another leaves nothing under /local/domain/N or /vm/UUID.
 
 Proven on bullseye (Xen 4.14), bookworm (4.17) and trixie (4.20); the arm64 suites skip with the reason.
 """
@@ -133,43 +137,6 @@ def test_the_domain_is_introduced_to_xenstored(xen: xenprivcmd.Handle, ours: xen
         xs.close()
 
 
-def _nothing_left(name: str, before: set) -> None:  # type: ignore[type-arg]
-    assert _row(name) is None, xl_list()
-    now = {int(r["id"]) for r in xl_list()}
-    assert now <= before, (before, now)
-    ls = subprocess.run(["xenstore-list", "/local/domain"], capture_output=True, text=True, timeout=60)
-    assert {int(x) for x in ls.stdout.split()} <= before | {0}, ls.stdout
-
-
-def test_a_failure_half_way_leaves_nothing(xen: xenprivcmd.Handle, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    name = "xpsh-broken"
-    before = {int(r["id"]) for r in xl_list()}
-
-    def refuse(*_a, **_k):  # type: ignore[no-untyped-def]
-        raise OSError(5, "injected")
-
-    for step in ("set_vcpu_context", "pin_table"):
-        monkeypatch.setattr(xen, step, refuse)
-        with pytest.raises(OSError, match="injected"):
-            xen.create(DomainConfig.from_xl(_config(name), arch="x86_64"))
-        monkeypatch.undo()
-        _nothing_left(name, before)
-
-
-def test_bad_configs_are_refused_before_any_domain(xen: xenprivcmd.Handle, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    before = {int(r["id"]) for r in xl_list()}
-    with pytest.raises(ConfigError, match="memory"):
-        xen.create(DomainConfig.from_xl(_config("xpsh-huge", memory=1 << 20), arch="x86_64"))
-    notkernel = tmp_path / "notakernel"
-    notkernel.write_bytes(b"hello" * 1000)
-    with pytest.raises(ImageError):
-        xen.create(DomainConfig.from_xl(_config("xpsh-bad").replace(KERNEL, str(notkernel)), arch="x86_64"))
-    with pytest.raises(ImageError, match="cannot read"):
-        xen.create(DomainConfig.from_xl(_config("xpsh-bad").replace(KERNEL, "/nonexistent"), arch="x86_64"))
-    _nothing_left("xpsh-huge", before)
-    _nothing_left("xpsh-bad", before)
-
-
 def _console_size(name: str) -> int:
     try:
         return os.path.getsize(f"/var/log/xen/console/guest-{name}.log")
@@ -227,11 +194,68 @@ def _gone_without_trace(name: str, domid: int, uuid: str, pids: List[int], befor
     _nothing_left(name, before)
 
 
+def test_xl_shutdown_of_our_guest_is_acted_on_by_its_monitor(xen: xenprivcmd.Handle,
+                                                             ours: xenprivcmd.DomainInfo) -> None:
+    """The booted guest gets a detached monitor (``build.monitor.spawn``); ``xl shutdown``
+    makes it power off and the monitor destroys it (on_poweroff's default) with nothing left
+    in xenstore.  The last test of ``ours``."""
+    from xenprivcmd.build.monitor import spawn
+
+    _wait_console("xpsh-create")
+    before = {int(r["id"]) for r in xl_list()} - {ours.domid}
+    uuid = str(ours.uuid)
+    pid = spawn(xen, DomainConfig.from_xl(_config("xpsh-create"), arch="x86_64"), ours.domid)
+    try:
+        assert _monitors(ours.domid) == [pid] and os.getsid(pid) != os.getsid(0)
+        subprocess.run(["xl", "shutdown", "xpsh-create"], check=True, capture_output=True, timeout=120)
+        _gone_without_trace("xpsh-create", ours.domid, uuid, [pid], before)
+    finally:
+        if _alive(pid):
+            os.kill(pid, 15)
+
+
+def _nothing_left(name: str, before: set) -> None:  # type: ignore[type-arg]
+    assert _row(name) is None, xl_list()
+    now = {int(r["id"]) for r in xl_list()}
+    assert now <= before, (before, now)
+    ls = subprocess.run(["xenstore-list", "/local/domain"], capture_output=True, text=True, timeout=60)
+    assert {int(x) for x in ls.stdout.split()} <= before | {0}, ls.stdout
+
+
+def test_a_failure_half_way_leaves_nothing(xen: xenprivcmd.Handle, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    name = "xpsh-broken"
+    before = {int(r["id"]) for r in xl_list()}
+
+    def refuse(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise OSError(5, "injected")
+
+    for step in ("set_vcpu_context", "pin_table"):
+        monkeypatch.setattr(xen, step, refuse)
+        with pytest.raises(OSError, match="injected"):
+            xen.create(DomainConfig.from_xl(_config(name), arch="x86_64"))
+        monkeypatch.undo()
+        _nothing_left(name, before)
+
+
+def test_bad_configs_are_refused_before_any_domain(xen: xenprivcmd.Handle, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    before = {int(r["id"]) for r in xl_list()}
+    with pytest.raises(ConfigError, match="memory"):
+        xen.create(DomainConfig.from_xl(_config("xpsh-huge", memory=1 << 20), arch="x86_64"))
+    notkernel = tmp_path / "notakernel"
+    notkernel.write_bytes(b"hello" * 1000)
+    with pytest.raises(ImageError):
+        xen.create(DomainConfig.from_xl(_config("xpsh-bad").replace(KERNEL, str(notkernel)), arch="x86_64"))
+    with pytest.raises(ImageError, match="cannot read"):
+        xen.create(DomainConfig.from_xl(_config("xpsh-bad").replace(KERNEL, "/nonexistent"), arch="x86_64"))
+    _nothing_left("xpsh-huge", before)
+    _nothing_left("xpsh-bad", before)
+
+
 def test_xpsh_create_and_the_guest_lifecycle(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """One guest through its life with its monitor: ``xpsh create`` (on_poweroff destroy,
     on_reboot restart); ``xl reboot`` builds it again (a new domid, the same name, its init
-    runs again); ``xpsh shutdown`` destroys it with nothing left; again ``xpsh create`` and
-    ``xl shutdown``; ``xpsh create --paused`` and ``xpsh destroy``."""
+    runs again); ``xpsh shutdown`` destroys it with nothing left; then ``xpsh create
+    --paused`` and ``xpsh destroy``: nothing left either."""
     name = "xpsh-shell"
     _destroy(name)
     cfg = tmp_path / "shell.cfg"
@@ -269,29 +293,18 @@ def test_xpsh_create_and_the_guest_lifecycle(tmp_path) -> None:  # type: ignore[
             log = f.read()
         assert f"domain {first} ({name}) shut down (reboot): restart" in log, log
         assert f"domain {second} ({name}) shut down (poweroff): destroy" in log, log
-        # again, and xl shutdown
-        mark = _console_size(name)
-        out = _xpsh("create", str(cfg))
+        # xpsh destroy of a paused one (no boot needed)
+        out = _xpsh("create", "--paused", str(cfg))
         assert out.returncode == 0, out
         third = int(_row(name)["id"])  # type: ignore[index]
         pids = _monitors(third)
         seen += pids
         uuid = _xs(f"/local/domain/{third}/vm").stdout.strip().split("/")[-1]
-        _wait_console(name, mark)
-        subprocess.run(["xl", "shutdown", name], check=True, capture_output=True, timeout=120)
-        _gone_without_trace(name, third, uuid, pids, before)
-        # xpsh destroy of a paused one (no boot needed)
-        out = _xpsh("create", "--paused", str(cfg))
-        assert out.returncode == 0, out
-        fourth = int(_row(name)["id"])  # type: ignore[index]
-        pids = _monitors(fourth)
-        seen += pids
-        uuid = _xs(f"/local/domain/{fourth}/vm").stdout.strip().split("/")[-1]
         assert len(pids) == 1 and _xs(f"/vm/{uuid}/name").stdout.strip() == name
         out = _xpsh("destroy", name)
         assert out.returncode == 0 and out.stdout == f"Domain '{name}' destroyed\n", out
-        assert _xs(f"/local/domain/{fourth}/name").returncode != 0 and _xs(f"/vm/{uuid}/name").returncode != 0
-        _gone_without_trace(name, fourth, uuid, pids, before)
+        assert _xs(f"/local/domain/{third}/name").returncode != 0 and _xs(f"/vm/{uuid}/name").returncode != 0
+        _gone_without_trace(name, third, uuid, pids, before)
     finally:
         domid = subprocess.run(["xl", "domid", name], capture_output=True, text=True, timeout=60).stdout.strip()
         _destroy(name)
