@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         InterfaceVersionMismatch,
         Interrupted,
         MappingError,
+        MonitorError,
         NoRemotePython,
         NoSuchDomain,
         NotDom0Error,
@@ -110,6 +111,7 @@ __all__ = [
     "RecordingFormatError",
     "ConfigError",
     "ImageError",
+    "MonitorError",
     "DomainConfig",
     "WebConfigError",
 ]

@@ -41,6 +41,7 @@ __all__ = [
     "GuestTimeout",
     "ConfigError",
     "ImageError",
+    "MonitorError",
     "MappingError",
     "RestrictedError",
     "from_errno",
@@ -186,6 +187,11 @@ class ConfigError(XenprivcmdError, ValueError):
 
 def _rebuild_config(cls, message, key, line, source):  # type: ignore[no-untyped-def]
     return cls(message, key=key, line=line, source=source)
+
+
+class MonitorError(XenprivcmdError, RuntimeError):
+    """A guest's on-shutdown monitor (:mod:`xenprivcmd.build.monitor`) could not be started
+    (its log says why)."""
 
 
 class ImageError(XenprivcmdError, ValueError):

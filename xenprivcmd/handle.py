@@ -715,7 +715,7 @@ class Handle:
         ``monitor``: also leave its on-shutdown monitor (``on_poweroff`` / ``on_reboot`` /
         ``on_crash`` acted on, :mod:`xenprivcmd.build.monitor`): a detached process on a dom0,
         a daemon thread of this process on the simulator.  If it cannot be started the
-        domain is destroyed and :class:`~xenprivcmd.build.monitor.MonitorError` raised.
+        domain is destroyed and :class:`~xenprivcmd.errors.MonitorError` raised.
 
         Raises before any hypercall: :class:`~xenprivcmd.errors.ConfigError` (a name in use,
         more memory than the host has free, a type or command line the builder cannot

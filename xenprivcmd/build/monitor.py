@@ -47,7 +47,7 @@ import sys
 import threading
 import time
 
-from ..errors import ConfigError, NoSuchDomain, NotSupported, XenprivcmdError
+from ..errors import ConfigError, MonitorError, NoSuchDomain, NotSupported
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -72,10 +72,6 @@ RESTART_WINDOW = 60.0
 OUTCOMES = ("destroyed", "preserved", "suspended", "gone", "failed", "stopped")
 #: Seconds :func:`spawn` waits for the new monitor to say it is watching.
 READY_SECONDS = 60.0
-
-
-class MonitorError(XenprivcmdError, RuntimeError):
-    """The monitor process could not be started (its log says why)."""
 
 
 def action_for(config: DomainConfig, reason: Optional[str]) -> Optional[str]:
