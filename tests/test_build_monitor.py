@@ -11,6 +11,7 @@ by getdomaininfo.  ``tests/realxen/test_create.py`` does the same with xl and a 
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
@@ -251,6 +252,8 @@ def test_xpsh_shutdown_reboot_destroy_with_the_monitor(xen, kernel, tmp_path):  
         assert rc == 0, err
         domid = int(out.split("id ")[1].rstrip(")\n"))
         uuid = xen.domain_info(domid).uuid
+        watching = [t for t in threading.enumerate() if t.name == "xenprivcmd-monitor-g"]
+        assert len(watching) == (0 if extra else 1), watching
         assert _store(xen, domid, uuid)
         rc, out, err = inproc("-N", "destroy", "g", handle=xen)
         assert rc == 0 and f"xenstore rm /vm/{uuid}" in out and f"xenstore rm /local/domain/{domid}" in out, out
@@ -258,3 +261,4 @@ def test_xpsh_shutdown_reboot_destroy_with_the_monitor(xen, kernel, tmp_path):  
         rc, out, err = inproc("destroy", "g", handle=xen)
         assert (rc, err) == (0, "") and out == "Domain 'g' destroyed\n", out
         assert not _store(xen, domid, uuid) and _ids(xen) == {}
+        _until(lambda: not [t for t in threading.enumerate() if t.name == "xenprivcmd-monitor-g"])  # it ended
