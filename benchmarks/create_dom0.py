@@ -2,8 +2,12 @@
 
 Runs inside a real dom0 (tools/xenvm boots one)::
 
-    python3 tools/xenvm/xenvm.py run --suite bookworm --guests 1 -- \\
+    python3 tools/xenvm/xenvm.py run --suite bookworm --guests 1 --timeout 3600 -- \\
         python3 benchmarks/create_dom0.py --rounds 5 --json results/create-bookworm.json
+
+(Under QEMU's TCG a round takes minutes: xenvm's default timeout of 900 s is too short.
+First run, bookworm, 2 rounds on a loaded host, medians: xl create 22.9 s, xpsh create
+62.5 s (2.73x, MISS), --no-monitor 39.5 s (1.73x), Handle.create 36.9 s (1.61x); noisy.)
 
 Per round, interleaved (so drift hits all alike), each a whole command as an
 administrator runs it, timed from its start to its return (the domain then runs: both
