@@ -765,6 +765,28 @@ class Handle:
         domid = self._writable_domid("pin_table", domid)
         self._ops.pin_table(domid, frame, level)
 
+    def set_paging_mempool_size(self, domid: DomainRef, size: int) -> None:
+        """``XEN_DOMCTL_set_paging_mempool_size``: the pool an Arm (or x86 HVM) domain's P2M
+        pages come from is ``size`` bytes (Xen 4.17+; libxl sizes an Arm guest's before its
+        memory).  Xen says EINVAL for a size that is no whole number of pages, ENOMEM when
+        the host lacks the memory; :class:`~xenprivcmd.errors.NotSupported` before 4.17."""
+        domid = self._writable_domid("set_paging_mempool_size", domid)
+        self._ops.set_paging_mempool_size(domid, size)
+
+    def cache_flush(self, domid: DomainRef, first: int, count: int) -> None:
+        """``XEN_DOMCTL_cacheflush``: clean and invalidate the data cache for ``count``
+        frames of an Arm domain from gfn ``first``, after writing them through foreign
+        mappings (a guest that starts with its caches off then reads what was written).
+        ``ValueError`` for a count outside 1..2**18 (no hypercall);
+        :class:`~xenprivcmd.errors.NotSupported` off Arm."""
+        domid = self._writable_domid("cache_flush", domid)
+        self._ops.cache_flush(domid, first, count)
+
+    def gpaddr_bits(self, domid: DomainRef) -> int:
+        """The width of a domain's guest-physical addresses (getdomaininfo's
+        ``gpaddr_bits``; Xen 4.16+, :class:`~xenprivcmd.errors.NotSupported` before)."""
+        return self._ops.gpaddr_bits(self._domid(domid))  # type: ignore[no-any-return]
+
     # -- host -----------------------------------------------------------------------
     def physinfo(self) -> PhysInfo:
         """``XEN_SYSCTL_physinfo``.

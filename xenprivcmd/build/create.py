@@ -50,10 +50,11 @@ from .x86pv import pv_layout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, List, Optional, Sequence, Tuple
+    from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
     from ..handle import Handle
     from ..types import DomainInfo
+    from .arm64 import Arm64Plan
     from .config import DomainConfig
     from .image import Piece
     from .kernel import PvKernel
@@ -96,7 +97,7 @@ def _read(path: str, what: str) -> bytes:
     return data
 
 
-def plan(xen: Handle, config: DomainConfig) -> Plan:
+def plan(xen: Handle, config: DomainConfig) -> Union[Plan, Arm64Plan]:
     """Everything :func:`create` checks before its first hypercall that changes anything.
 
     Raises :class:`ConfigError` for a guest type this architecture cannot build, a command
@@ -110,9 +111,15 @@ def plan(xen: Handle, config: DomainConfig) -> Plan:
     variant = xen.abi
     arch = variant.arch
     config.domain_type(arch)
+    uid = config.uuid if config.uuid is not None else _uuid.uuid4()
+    if arch == "aarch64":
+        from .arm64 import arm64_plan
+
+        _check_host(xen, config)
+        return arm64_plan(xen, config, uid)
     if arch != "x86_64":
-        raise NotSupported(_errno.EOPNOTSUPP, f"create: building {arch} guests is not supported yet "
-                           "(x86_64 PV guests are)")
+        raise NotSupported(_errno.EOPNOTSUPP, f"create: building {arch} guests is not supported "
+                           "(x86_64 PV and arm64 guests are)")
     for name in ("XEN_DOMCTL_setvcpucontext", "XEN_DOMCTL_hypercall_init", "XEN_DOMCTL_set_address_size",
                  "MMUEXT_PIN_L4_TABLE"):
         if name not in variant.constants or variant.domctl_interface_version is None:
@@ -127,15 +134,19 @@ def plan(xen: Handle, config: DomainConfig) -> Plan:
         ramdisk = placed_ramdisk(variant, _read(config.ramdisk, "ramdisk"), config.ramdisk)
     total_pages = config.memory_kib >> 2
     layout = pv_layout(kernel, total_pages, len(ramdisk))
+    _check_host(xen, config)
+    return Plan(config, kernel, ramdisk, layout, cmdline, uid)
+
+
+def _check_host(xen: Handle, config: DomainConfig) -> None:
+    """No domain has the config's name; the host has its memory free (ConfigError)."""
     for domid, name in xen.domain_names().items():
         if name == config.name:
             raise ConfigError(f"name: domain {domid} is already called {config.name!r}", key="name")
     free = xen.physinfo().free_pages
-    if total_pages > free:
+    if config.memory_kib >> 2 > free:
         raise ConfigError(f"memory: {config.memory} MiB is more than the host has free "
                           f"({free >> 8} MiB)", key="memory")
-    uid = config.uuid if config.uuid is not None else _uuid.uuid4()
-    return Plan(config, kernel, ramdisk, layout, cmdline, uid)
 
 
 def _write(xen: Handle, domid: int, mfns: Sequence[int], pieces: Sequence[Piece]) -> None:
@@ -187,6 +198,29 @@ def _remove(xs: object, path: str) -> Callable[[], None]:
     return rm
 
 
+def _build_pv(xen: Handle, p: Plan, domid: int, *, store_port: int, console_port: int,
+              say: Callable[[str], None]) -> Tuple[int, int]:
+    """Step 2 and 3 of the module doc for an x86_64 PV guest: (xenstore, console) mfns."""
+    variant = xen.abi
+    layout = p.layout
+    say("memory")
+    xen.set_address_size(domid, 64)
+    mfns = xen.populate_physmap(domid, range(layout.total_pages))
+    shinfo = xen.domain_info(domid, name=False).shared_info_frame
+    say("image")
+    pieces = pv_image(variant, p.kernel, layout, mfns, ramdisk=p.ramdisk, shared_info_mfn=shinfo,
+                      store_evtchn=store_port, console_evtchn=console_port, cmdline=p.cmdline)
+    _write(xen, domid, mfns, pieces)
+    k = p.kernel
+    if k.virt_hypercall is not None:
+        xen.hypercall_init(domid, mfns[(k.virt_hypercall - layout.virt_base) >> PAGE_SHIFT])
+    xen.pin_table(domid, mfns[layout.pgtables.pfn], 4)
+    with xen.map_foreign(domid, [shinfo], writable=True) as m:
+        m.view[:] = _shared_info(xen)
+    xen.set_vcpu_context(domid, 0, pv_vcpu_context(variant, layout, mfns))
+    return mfns[layout.xenstore_pfn], mfns[layout.console_pfn]
+
+
 def create(xen: Handle, config: DomainConfig, *, paused: bool = False,
            progress: Optional[Callable[[str], None]] = None) -> DomainInfo:
     """Build the guest ``config`` describes and start it (unless ``paused``); its
@@ -199,13 +233,20 @@ def create(xen: Handle, config: DomainConfig, *, paused: bool = False,
     p = plan(xen, config)
     say = progress or (lambda _step: None)
     variant = xen.abi
-    layout = p.layout
     undo = _Undo()
     xs = xen.xenstore()
+    arch: Dict[str, int] = {}
     try:
         say("createdomain")
-        domid = xen.create_domain(config.maxvcpus, p.uuid)
+        if isinstance(p, Plan):
+            domid = xen.create_domain(config.maxvcpus, p.uuid)
+        else:
+            from .arm64 import build_arm64, create_arm64_domain
+
+            domid, arch = create_arm64_domain(xen, p)
         undo.add("destroy", lambda: xen.destroy(domid))
+        if not isinstance(p, Plan):
+            xen.set_paging_mempool_size(domid, p.paging_bytes)
         xen.set_max_mem(domid, config.memory_kib + MAXMEM_SLACK_KIB, force=True)
         store_port = xen.evtchn_alloc_unbound(domid, 0)
         console_port = xen.evtchn_alloc_unbound(domid, 0)
@@ -215,22 +256,12 @@ def create(xen: Handle, config: DomainConfig, *, paused: bool = False,
                 xen.set_vcpu_affinity(domid, vcpu, hard=sorted(cpus))
         if config.cpu_weight is not None or config.cap is not None:
             xen.set_sched_params(domid, weight=config.cpu_weight, cap=config.cap)
-        say("memory")
-        xen.set_address_size(domid, 64)
-        mfns = xen.populate_physmap(domid, range(layout.total_pages))
-        shinfo = xen.domain_info(domid, name=False).shared_info_frame
-        say("image")
-        pieces = pv_image(variant, p.kernel, layout, mfns, ramdisk=p.ramdisk, shared_info_mfn=shinfo,
-                          store_evtchn=store_port, console_evtchn=console_port, cmdline=p.cmdline)
-        _write(xen, domid, mfns, pieces)
-        k = p.kernel
-        if k.virt_hypercall is not None:
-            xen.hypercall_init(domid, mfns[(k.virt_hypercall - layout.virt_base) >> PAGE_SHIFT])
-        xen.pin_table(domid, mfns[layout.pgtables.pfn], 4)
-        with xen.map_foreign(domid, [shinfo], writable=True) as m:
-            m.view[:] = _shared_info(xen)
-        xen.set_vcpu_context(domid, 0, pv_vcpu_context(variant, layout, mfns))
-        store_mfn, console_mfn = mfns[layout.xenstore_pfn], mfns[layout.console_pfn]
+        if isinstance(p, Plan):
+            store_mfn, console_mfn = _build_pv(xen, p, domid, store_port=store_port, console_port=console_port,
+                                               say=say)
+        else:
+            store_mfn, console_mfn = build_arm64(xen, p, domid, arch, store_port=store_port,
+                                                 console_port=console_port, say=say)
         say("grants")
         seed = grant_seed(variant, domid, console_frame=console_mfn, xenstore_frame=store_mfn)
         with xen.map_resource(domid, "grant_table", frame=0, count=1, writable=True) as m:

@@ -9,6 +9,15 @@ context, an x86 PV guest's address size, hypercall page and pinned top-level pag
 * ``XEN_DOMCTL_hypercall_init`` (``xen_domctl_hypercall_init``: a frame) has Xen write its
   hypercall stubs into the page the kernel's ``HYPERCALL_PAGE`` note names (x86 only; present
   in every release from 3.0.3 to 4.21);
+* ``XEN_DOMCTL_set_paging_mempool_size`` (``xen_domctl_paging_mempool``: bytes) sizes the
+  pool Xen takes an Arm guest's P2M pages from (4.17+; libxl sizes it from the guest's
+  vcpus and memory before the memory is given);
+* ``XEN_DOMCTL_cacheflush`` (``xen_domctl_cacheflush``: a first gfn and a count) cleans and
+  invalidates the data cache for frames written through foreign mappings, so an Arm guest
+  that starts with its MMU and caches off reads what was written (libxenguest flushes each
+  mapping it unmaps);
+* ``getdomaininfo``'s ``gpaddr_bits`` (4.16+): the guest-physical address width of an Arm
+  guest, which bounds the regions its device tree offers for foreign mappings;
 * ``MMUEXT_PIN_L4_TABLE`` through ``__HYPERVISOR_mmuext_op`` (``mmuext_op``: a command and a
   frame) validates and pins a PV guest's L4 page table (libxenguest's ``pin_table``).  This
   hypercall takes (ops, count, done, foreign domain) rather than the (sub-op, struct) of the
@@ -35,7 +44,8 @@ if TYPE_CHECKING:
 
     from .engine import Engine
 
-__all__ = ["SETVCPUCONTEXT", "SET_ADDRESS_SIZE", "HYPERCALL_INIT", "ADDRESS_SIZES", "PIN_LEVELS"]
+__all__ = ["SETVCPUCONTEXT", "SET_ADDRESS_SIZE", "HYPERCALL_INIT", "SET_PAGING_MEMPOOL_SIZE", "CACHEFLUSH",
+           "GPADDR_BITS", "ADDRESS_SIZES", "PIN_LEVELS", "MAX_CACHEFLUSH"]
 
 #: The address sizes a PV guest may have (libxenguest's x86_compat: xen-3.0-x86_32p, x86_64)
 ADDRESS_SIZES = (32, 64)
@@ -49,6 +59,17 @@ SET_ADDRESS_SIZE = Request("domctl", "set_address_size", struct="xen_domctl_addr
                            send=("size",), reads=False, checks=(Check(1, "address size", 32, 64),))
 HYPERCALL_INIT = Request("domctl", "hypercall_init", struct="xen_domctl_hypercall_init", send=("gmfn",),
                          reads=False, checks=(Check(1, "frame", 0, MAX_FRAME),))
+
+SET_PAGING_MEMPOOL_SIZE = Request("domctl", "set_paging_mempool_size", struct="xen_domctl_paging_mempool",
+                                  member="paging_mempool", send=("size",), reads=False,
+                                  checks=(Check(1, "paging mempool size", 0, (1 << 64) - 1),))
+CACHEFLUSH = Request("domctl", "cacheflush", struct="xen_domctl_cacheflush", send=("start_pfn", "nr_pfns"),
+                     reads=False, checks=(Check(1, "frame", 0, MAX_FRAME),))
+GPADDR_BITS = Request("domctl", "getdomaininfo", struct="xen_domctl_getdomaininfo", read=("domain", "gpaddr_bits"),
+                      reads=True)
+#: The most frames one cacheflush takes (Xen on Arm refuses more than 1 << MAX_ORDER, 2**18 on arm64; the
+#: builder flushes at most what it maps at once)
+MAX_CACHEFLUSH = 1 << 18
 
 
 def _bytes(data: Union[bytes, bytearray, memoryview], what: str) -> bytes:
@@ -130,3 +151,43 @@ def _pin_table(e: Engine) -> Callable[..., None]:
             raise _hc.error(exc, hypercall=hname, subop=subop, domid=domid) from None
 
     return pin_table
+
+
+@op("set_paging_mempool_size", reads=False)
+def _set_paging_mempool_size(e: Engine) -> Callable[[int, int], None]:
+    """``XEN_DOMCTL_set_paging_mempool_size``: the pool of domain ``domid``'s P2M pages is
+    ``size`` bytes (a multiple of 4 KiB; Xen says EINVAL otherwise, ENOMEM when the host
+    lacks them).  :class:`~xenprivcmd.errors.NotSupported` before Xen 4.17."""
+    def set_paging_mempool_size(domid: int, size: int) -> None:
+        domid = e.check(SET_PAGING_MEMPOOL_SIZE, (domid, size))[0]
+        e(SET_PAGING_MEMPOOL_SIZE, domid, size)
+
+    return set_paging_mempool_size
+
+
+@op("cache_flush", reads=False)
+def _cache_flush(e: Engine) -> Callable[[int, int, int], None]:
+    """``XEN_DOMCTL_cacheflush``: clean and invalidate the data cache of ``count`` frames
+    of Arm domain ``domid`` from gfn ``first`` (1..:data:`MAX_CACHEFLUSH` frames:
+    ``ValueError`` otherwise, nothing issued).  :class:`~xenprivcmd.errors.NotSupported`
+    off Arm (x86 has no such domctl)."""
+    def cache_flush(domid: int, first: int, count: int) -> None:
+        domid = e.check(CACHEFLUSH, (domid, first, count))[0]
+        Check(0, "frame count", 1, MAX_CACHEFLUSH)(count)
+        e(CACHEFLUSH, domid, first, count)
+
+    return cache_flush
+
+
+@op("gpaddr_bits", reads=True)
+def _gpaddr_bits(e: Engine) -> Callable[[int], int]:
+    """getdomaininfo's ``gpaddr_bits``: the width of domain ``domid``'s guest-physical
+    addresses (Xen 4.16+; :class:`~xenprivcmd.errors.NotSupported` before)."""
+    def gpaddr_bits(domid: int) -> int:
+        domid = e.check(GPADDR_BITS, (domid,))[0]
+        got = e.runner(GPADDR_BITS, echo=0)(domid)
+        if got[1] is None:
+            raise NotSupported(_errno.ENOSYS, f"getdomaininfo of Xen {e.variant.release} has no gpaddr_bits")
+        return int(got[1])
+
+    return gpaddr_bits

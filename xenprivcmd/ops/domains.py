@@ -21,7 +21,7 @@ from .engine import HEADER_DOMAIN, PAYLOAD_OFFSET, Check, Request, op
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, FrozenSet, Iterable, List, Optional, Sequence, Tuple, TypeVar
+    from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple, TypeVar
     from uuid import UUID
 
     from .engine import Engine, Families
@@ -610,7 +610,8 @@ CREATEDOMAIN_ARM = Request(
     fixed=(_GRANT_V1, ("flags", _arm_flags), ("arch.gic_version", _gic_native), ("arch.nr_spis", 0),
            ("config.gic_version", _gic_native), ("config.nr_spis", 0)),
     optional=_CREATE_OPTIONAL + ("arch.gic_version", "arch.nr_spis", "config.gic_version", "config.nr_spis"),
-    read=(HEADER_DOMAIN,), reads=False)
+    read=(HEADER_DOMAIN, "arch.gic_version", "config.gic_version", "arch.clock_frequency", "config.clock_frequency"),
+    reads=False)
 
 
 @op("create_domain", reads=False)
@@ -622,9 +623,12 @@ def _create_domain(e: Engine) -> Callable[..., int]:
     arch config left to Xen: the host's own GIC version, no SPIs, no TEE.  The
     max_vcpus domctl follows (it allocates the vcpus on every release; from 4.12 it
     must repeat createdomain's).  Anything failing after createdomain destroys the
-    new domain: nothing half-done."""
+    new domain: nothing half-done.  ``arch_out``, a dict, receives on Arm what Xen chose
+    and wrote back: ``gic_version`` (``XEN_DOMCTL_CONFIG_GIC_V2``/``_V3``) and
+    ``clock_frequency`` (the timer's, 0 when the host's device tree gives none)."""
     def create_domain(max_vcpus: int = 1, handle: Optional[UUID] = None, max_evtchn_port: int = 1023,
-                      max_grant_frames: int = 32, max_maptrack_frames: int = 1024) -> int:
+                      max_grant_frames: int = 32, max_maptrack_frames: int = 1024,
+                      arch_out: Optional[Dict[str, int]] = None) -> int:
         Check(0, "max_vcpus", 1, MAX_VCPUS)(max_vcpus)
         Check(0, "max_evtchn_port", 0, (1 << 31) - 1)(max_evtchn_port)
         Check(0, "max_grant_frames", 1, 1 << 20)(max_grant_frames)
@@ -641,7 +645,11 @@ def _create_domain(e: Engine) -> Callable[..., int]:
         created = 0
         try:
             e(req, raw, max_vcpus, max_evtchn_port, max_grant_frames, max_maptrack_frames)
-            created = int(lay.result(lay.unpack(view, lay.read_at))[0])
+            got = lay.result(lay.unpack(view, lay.read_at))
+            created = int(got[0])
+            if arch_out is not None and len(got) == 5:
+                gic, freq = got[1] if got[1] is not None else got[2], got[3] if got[3] is not None else got[4]
+                arch_out.update(gic_version=int(gic or 0), clock_frequency=int(freq or 0))
             if not 0 < created < DOMID_FIRST_RESERVED:
                 bad, created = created, 0
                 raise DecodeError(f"createdomain returned domid {bad}")

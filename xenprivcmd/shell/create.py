@@ -40,13 +40,18 @@ def cmd_create(s: Session, a: Args) -> None:
     except OSError as exc:
         raise UsageError(f"create: cannot read {path}: {exc.strerror or exc}") from None
     if s.opts.dry_run:
-        from ..build.create import plan
+        from ..build.create import Plan, plan
 
         p = plan(h, cfg)
-        lay = p.layout
         out = s.dry_plan
         out.append(f"dry run: 'create' would build domain '{cfg.name}' (uuid {p.uuid}) (not built; the config,"
                    " kernel and ramdisk were checked):")
+        if not isinstance(p, Plan):
+            from ..build.arm64 import describe
+
+            out.extend(describe(p, paused=bool(a.get("paused"))))
+            return
+        lay = p.layout
         out.append(f"  createdomain max_vcpus={cfg.maxvcpus}; max_mem {cfg.memory_kib + 1024} KiB; two event channels"
                " (xenstore, console)")
         out.append(f"  set_address_size 64; populate_physmap {lay.total_pages} pages")

@@ -1,12 +1,17 @@
 """The simulator's domain-builder hypercalls: ``XEN_DOMCTL_setvcpucontext``,
-``XEN_DOMCTL_set_address_size``, ``XEN_DOMCTL_hypercall_init`` and ``mmuext_op``'s
+``XEN_DOMCTL_set_address_size``, ``XEN_DOMCTL_hypercall_init``,
+``XEN_DOMCTL_set_paging_mempool_size``, ``XEN_DOMCTL_cacheflush`` and ``mmuext_op``'s
 ``MMUEXT_PIN_L*_TABLE`` (see :mod:`xenprivcmd.ops.builder`).
 
 Each keeps what it was told in the domain's ``boot`` record and fails as Xen does
 (``xen/common/domctl.c``, ``xen/arch/x86/domctl.c``, ``xen/arch/x86/mm.c``): a vcpu
 the domain lacks or a null context is EINVAL, an x86 PV context whose cr3 is no frame
-of the domain EINVAL; an address size on an HVM domain EOPNOTSUPP, 32 bits once the
-domain has memory EACCES, any size but 32 and 64 EINVAL, none on Arm (ENOSYS); a
+of the domain EINVAL; an address size on an x86 HVM domain EOPNOTSUPP, 32 bits once the
+domain has memory EACCES (on Arm any size once it has memory: EBUSY), any size but 32
+and 64 EINVAL; a paging pool that is no whole number of pages EINVAL, beyond the free
+memory ENOMEM; a cache flush off Arm ENOSYS, of more than 2**18 frames EINVAL (the
+flushed ranges are kept in ``boot["flushed"]``, the pool's size in
+``boot["paging_mempool"]``); a
 hypercall page at a frame the domain lacks EINVAL, at a pinned page table EPERM; a pin
 of a frame the domain lacks, of an HVM domain's or of one already pinned EINVAL.  A
 context with ``VGCF_online`` brings its vcpu up; vcpu 0's makes the domain built.
@@ -73,7 +78,14 @@ class BuildOpsMixin(SimBase):
     def _set_address_size(self, op: bytearray, d: Optional[Domain]) -> bool:
         assert d is not None
         if self.host.is_arm:
-            raise HypercallFailed(E.ENOSYS)
+            # arm64's switch_mode: 32 or 64 bits while the domain has no memory (EBUSY after)
+            size = self.domctl.get(op, "u.address_size.size")
+            if size not in (32, 64):
+                raise HypercallFailed(E.EINVAL)
+            if d.tot_pages:
+                raise HypercallFailed(E.EBUSY)
+            d.boot["address_size"] = size
+            return False
         if d.hvm:
             raise HypercallFailed(E.EOPNOTSUPP)
         size = self.domctl.get(op, "u.address_size.size")
@@ -98,6 +110,24 @@ class BuildOpsMixin(SimBase):
         page = b"".join(hypercall_stub(i) for i in range(_PAGE // 32))
         self.host.memory.ram.write(("mfn", mfn), 0, page)
         d.boot["hypercall_page"] = mfn
+        return False
+
+    def _set_paging_mempool_size(self, op: bytearray, d: Optional[Domain]) -> bool:
+        assert d is not None
+        size = self.domctl.get(op, "u.paging_mempool.size")
+        if size & (_PAGE - 1) or size >> 12 > self.host.free_pages:
+            raise HypercallFailed(E.EINVAL if size & (_PAGE - 1) else E.ENOMEM)
+        d.boot["paging_mempool"] = size
+        return False
+
+    def _cacheflush(self, op: bytearray, d: Optional[Domain]) -> bool:
+        assert d is not None
+        if not self.host.is_arm:
+            raise HypercallFailed(E.ENOSYS)
+        first, count = self.domctl.get(op, "u.cacheflush.start_pfn"), self.domctl.get(op, "u.cacheflush.nr_pfns")
+        if count > 1 << 18 or first + count >= 1 << 64:
+            raise HypercallFailed(E.EINVAL)
+        d.boot.setdefault("flushed", []).append((first, count))
         return False
 
     # -- mmuext_op --------------------------------------------------------------------------

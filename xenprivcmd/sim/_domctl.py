@@ -171,4 +171,12 @@ class DomctlMixin(DomainActions):
             optional = (c("XEN_DOMCTL_CDF_iommu", 0) or 0) | (c("XEN_DOMCTL_CDF_vpmu", 0) or 0)
             if flags & ~optional != hvm_flag | hap:
                 raise HypercallFailed(E.EINVAL)
-        return self._act_createdomain(lay, op, "domain", max_vcpus, hvm=bool(flags & hvm_flag))
+        done = self._act_createdomain(lay, op, "domain", max_vcpus, hvm=bool(flags & hvm_flag))
+        if host.is_arm:
+            # arch_domain_create writes back what it chose: GIC_NATIVE becomes the host's
+            # vGIC (a GICv3 here, as QEMU's virt machine of the real-Xen suites), and the
+            # timer's clock-frequency stays 0 (the host's device tree gives none)
+            for p in ("u.createdomain.arch.gic_version", "u.createdomain.config.gic_version"):
+                if p in lay and lay.get(op, p) == (self.tables.const("XEN_DOMCTL_CONFIG_GIC_NATIVE", 0) or 0):
+                    lay.put(op, p, self.tables.const("XEN_DOMCTL_CONFIG_GIC_V3", 2) or 2)
+        return done
