@@ -22,7 +22,7 @@ import xenprivcmd
 from xenprivcmd.build.config import DomainConfig
 from xenprivcmd.build.create import plan
 from xenprivcmd.build.skeleton import domain_skeleton
-from xenprivcmd.errors import ConfigError, HypercallError, ImageError, NotSupported
+from xenprivcmd.errors import ConfigError, HypercallError, ImageError
 
 from .build_helpers import make_kernel
 
@@ -193,7 +193,7 @@ def test_bad_configs_are_refused_before_any_hypercall(files, tmp_path):  # type:
     refused(_config((files[0], str(tmp_path / "missing"))), ImageError, "cannot read the ramdisk")
     refused(_config(files, extra="x" * 2000), ConfigError, "command line")
     arm = _sim(arch="aarch64")
-    with pytest.raises(NotSupported, match="aarch64 guests is not supported yet"):
+    with pytest.raises(ImageError, match="an arm64 guest needs an arm64 Image, not an x86_64 kernel"):
         arm.create(_config(files))
     assert xenprivcmd.open("sim:///?xen=4.17.0&domains=1", read_only=True) is not None
 

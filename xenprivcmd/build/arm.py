@@ -90,8 +90,8 @@ def arm64_layout(kernel: Arm64Kernel, memory_bytes: int, ramdisk_size: int, dtb_
     ramdisk of ``ramdisk_size`` bytes (0: none) and a device tree of ``dtb_size`` bytes.
 
     Raises :class:`ImageError` when the memory cannot hold it: no RAM, more than Arm's
-    guest memory map has, the kernel and modules beyond the first bank, no room for the
-    modules.  Unlike libxenguest, the kernel's extent is its ``image_size`` (bss
+    guest memory map has, the kernel (its bytes or its ``image_size``) and modules beyond
+    the first bank, no room for the modules.  Unlike libxenguest, the kernel's extent is its ``image_size`` (bss
     included) when that is larger than the file, so modules never land in its bss.
     """
     def c(name: str) -> int:
@@ -125,6 +125,9 @@ def arm64_layout(kernel: Arm64Kernel, memory_bytes: int, ramdisk_size: int, dtb_
     ram128mb = bases[0] + 128 * MiB
     if kernel.load_addr + (kernel.kernel_end - kernel.load_addr) > bank0end:
         raise ImageError(f"the kernel ends past the guest's memory ({memory_bytes >> 20} MiB)")
+    if kernel.image_end > bank0end:
+        raise ImageError(f"the kernel's image_size ends past the guest's memory ({memory_bytes >> 20} MiB): "
+                         "it needs more")
     if bank0end >= ram128mb + modsize and kernend < ram128mb:
         modbase = ram128mb
     elif bank0end - modsize > kernend:
