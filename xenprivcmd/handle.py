@@ -707,10 +707,12 @@ class Handle:
 
     # -- building a domain (ops/builder.py, build/create.py) -----------------------------
     def create(self, config: "DomainConfig", *, paused: bool = False, monitor: bool = False) -> DomainInfo:
-        """Build and start the guest ``config`` describes (an x86_64 PV guest: its kernel and
-        ramdisk loaded, its xenstore entries written as libxl writes them, introduced to
+        """Build and start the guest ``config`` describes (an x86_64 PV guest, or on Arm an
+        arm64 guest: its kernel and ramdisk loaded -- on Arm with the device tree libxl would
+        make --, its xenstore entries written as libxl writes them, introduced to
         xenstored and so to xenconsoled), paused if ``paused``; returns its
-        :class:`~xenprivcmd.types.DomainInfo` (see :mod:`xenprivcmd.build.create`).
+        :class:`~xenprivcmd.types.DomainInfo` (see :mod:`xenprivcmd.build.create` and
+        :mod:`xenprivcmd.build.arm64`).
 
         ``monitor``: also leave its on-shutdown monitor (``on_poweroff`` / ``on_reboot`` /
         ``on_crash`` acted on, :mod:`xenprivcmd.build.monitor`): a detached process on a dom0,
@@ -720,8 +722,8 @@ class Handle:
         Raises before any hypercall: :class:`~xenprivcmd.errors.ConfigError` (a name in use,
         more memory than the host has free, a type or command line the builder cannot
         give), :class:`~xenprivcmd.errors.ImageError` (a kernel or ramdisk that cannot be
-        read or used), :class:`~xenprivcmd.errors.NotSupported` (Arm guests; a release
-        without the builder's hypercalls).  Afterwards the failing call's
+        read or used), :class:`~xenprivcmd.errors.NotSupported` (a release without the
+        builder's hypercalls: arm64 guests need Xen 4.17 or later).  Afterwards the failing call's
         :class:`~xenprivcmd.errors.XenError`, with everything done undone: no domain, no
         xenstore nodes left.
         """

@@ -15,7 +15,8 @@ __all__ = ["cmd_create"]
 @command("create", "control", "create a domain from an xl config file",
          "Build and start the guest an xl config file describes (xl.cfg(5) keys: name, uuid, type, memory,"
          " maxmem, vcpus, maxvcpus, cpus, cpu_weight, cap, kernel, ramdisk, cmdline/root/extra, on_poweroff,"
-         " on_reboot, on_crash), in pure Python: an x86_64 PV guest's kernel and ramdisk loaded, its xenstore"
+         " on_reboot, on_crash), in pure Python: an x86_64 PV guest's (or on Arm an arm64 guest's, with its"
+         " device tree) kernel and ramdisk loaded, its xenstore"
          " entries written as libxl writes them, introduced to xenstored and so to xenconsoled.  --paused leaves"
          " it paused; -c attaches this terminal to its console once it runs.  As xl, it leaves a monitor"
          " behind (a detached process, its log /var/log/xen/xpsh-NAME.log) that acts when the guest shuts down:"
