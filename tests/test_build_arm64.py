@@ -167,7 +167,8 @@ def test_ram_extents_as_libxenguest_makes_them():
 
 
 def test_paging_pool_as_libxl_sizes_it():
-    # xl list -l of the suite's guest (bookworm-arm64, 192 MiB, 2 vcpus): "shadow_memkb": 3328
+    # libxl__get_required_paging_memory for a HAP guest: 4 KiB x (256 per vcpu + 1 per MiB + 128 on Arm);
+    # tests/realxen/test_create.py compares the pool with the one libxl gave its own guest
     assert paging_pool_bytes(2, 192 << 10) == 3328 << 10
     assert paging_pool_bytes(1, 128 << 10) == 4 * (256 + 128 + 128) << 10
 

@@ -149,6 +149,7 @@ def _example(req, e, domid):
         "domctl set_address_size": ((domid, 64), 0),
         "domctl hypercall_init": ((domid, 0x123), 0),
         "domctl set_paging_mempool_size": ((domid, 4 << 20), 0),
+        "domctl get_paging_mempool_size": ((domid,), 0),
         "domctl cacheflush": ((domid, 0x40000, 1), 0),
     }
     if name.startswith("xen_version ") and not send:

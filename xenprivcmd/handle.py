@@ -775,6 +775,11 @@ class Handle:
         domid = self._writable_domid("set_paging_mempool_size", domid)
         self._ops.set_paging_mempool_size(domid, size)
 
+    def paging_mempool_size(self, domid: DomainRef) -> int:
+        """``XEN_DOMCTL_get_paging_mempool_size``: the bytes of a domain's P2M pool (Xen
+        4.17+; :class:`~xenprivcmd.errors.NotSupported` before)."""
+        return self._ops.paging_mempool_size(self._domid(domid))  # type: ignore[no-any-return]
+
     def cache_flush(self, domid: DomainRef, first: int, count: int) -> None:
         """``XEN_DOMCTL_cacheflush``: clean and invalidate the data cache for ``count``
         frames of an Arm domain from gfn ``first``, after writing them through foreign

@@ -9,7 +9,8 @@ context, an x86 PV guest's address size, hypercall page and pinned top-level pag
 * ``XEN_DOMCTL_hypercall_init`` (``xen_domctl_hypercall_init``: a frame) has Xen write its
   hypercall stubs into the page the kernel's ``HYPERCALL_PAGE`` note names (x86 only; present
   in every release from 3.0.3 to 4.21);
-* ``XEN_DOMCTL_set_paging_mempool_size`` (``xen_domctl_paging_mempool``: bytes) sizes the
+* ``XEN_DOMCTL_set_paging_mempool_size`` (``xen_domctl_paging_mempool``: bytes; ``get_``
+  reads it) sizes the
   pool Xen takes an Arm guest's P2M pages from (4.17+; libxl sizes it from the guest's
   vcpus and memory before the memory is given);
 * ``XEN_DOMCTL_cacheflush`` (``xen_domctl_cacheflush``: a first gfn and a count) cleans and
@@ -44,7 +45,8 @@ if TYPE_CHECKING:
 
     from .engine import Engine
 
-__all__ = ["SETVCPUCONTEXT", "SET_ADDRESS_SIZE", "HYPERCALL_INIT", "SET_PAGING_MEMPOOL_SIZE", "CACHEFLUSH",
+__all__ = ["SETVCPUCONTEXT", "SET_ADDRESS_SIZE", "HYPERCALL_INIT", "SET_PAGING_MEMPOOL_SIZE",
+           "GET_PAGING_MEMPOOL_SIZE", "CACHEFLUSH",
            "GPADDR_BITS", "ADDRESS_SIZES", "PIN_LEVELS", "MAX_CACHEFLUSH"]
 
 #: The address sizes a PV guest may have (libxenguest's x86_compat: xen-3.0-x86_32p, x86_64)
@@ -63,6 +65,8 @@ HYPERCALL_INIT = Request("domctl", "hypercall_init", struct="xen_domctl_hypercal
 SET_PAGING_MEMPOOL_SIZE = Request("domctl", "set_paging_mempool_size", struct="xen_domctl_paging_mempool",
                                   member="paging_mempool", send=("size",), reads=False,
                                   checks=(Check(1, "paging mempool size", 0, (1 << 64) - 1),))
+GET_PAGING_MEMPOOL_SIZE = Request("domctl", "get_paging_mempool_size", struct="xen_domctl_paging_mempool",
+                                  member="paging_mempool", read=("size",), reads=True)
 CACHEFLUSH = Request("domctl", "cacheflush", struct="xen_domctl_cacheflush", send=("start_pfn", "nr_pfns"),
                      reads=False, checks=(Check(1, "frame", 0, MAX_FRAME),))
 GPADDR_BITS = Request("domctl", "getdomaininfo", struct="xen_domctl_getdomaininfo", read=("domain", "gpaddr_bits"),
@@ -163,6 +167,17 @@ def _set_paging_mempool_size(e: Engine) -> Callable[[int, int], None]:
         e(SET_PAGING_MEMPOOL_SIZE, domid, size)
 
     return set_paging_mempool_size
+
+
+@op("paging_mempool_size", reads=True)
+def _paging_mempool_size(e: Engine) -> Callable[[int], int]:
+    """``XEN_DOMCTL_get_paging_mempool_size``: the bytes of domain ``domid``'s P2M pool
+    (:class:`~xenprivcmd.errors.NotSupported` before Xen 4.17)."""
+    def paging_mempool_size(domid: int) -> int:
+        domid = e.check(GET_PAGING_MEMPOOL_SIZE, (domid,))[0]
+        return int(e(GET_PAGING_MEMPOOL_SIZE, domid)[0])
+
+    return paging_mempool_size
 
 
 @op("cache_flush", reads=False)

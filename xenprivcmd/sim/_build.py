@@ -120,6 +120,11 @@ class BuildOpsMixin(SimBase):
         d.boot["paging_mempool"] = size
         return False
 
+    def _get_paging_mempool_size(self, op: bytearray, d: Optional[Domain]) -> bool:
+        assert d is not None
+        self.domctl.put(op, "u.paging_mempool.size", d.boot.get("paging_mempool", 0))
+        return True
+
     def _cacheflush(self, op: bytearray, d: Optional[Domain]) -> bool:
         assert d is not None
         if not self.host.is_arm:

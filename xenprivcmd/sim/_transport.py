@@ -71,7 +71,8 @@ class SimTransport(GarbleLayer, XenVersionMixin, DomctlMixin, SysctlMixin, Dom0O
                         ("createdomain", self._createdomain), ("get_domain_state", self._get_domain_state),
                         ("setvcpucontext", self._setvcpucontext), ("set_address_size", self._set_address_size),
                         ("hypercall_init", self._hypercall_init),
-                        ("set_paging_mempool_size", self._set_paging_mempool_size), ("cacheflush", self._cacheflush)):
+                        ("set_paging_mempool_size", self._set_paging_mempool_size),
+                        ("get_paging_mempool_size", self._get_paging_mempool_size), ("cacheflush", self._cacheflush)):
             cmd = t.const("XEN_DOMCTL_" + name)
             if cmd is not None and not self.dom0_op_era:
                 self._domctl[cmd] = (name, h)
