@@ -38,9 +38,11 @@ import uuid as _uuid
 from ..errors import ConfigError, ImageError, NotSupported
 from . import arm, constants, fdt
 from .boot import arm64_vcpu_context
-from .create import MAP_CHUNK, _read, _write
 from .image import Piece, arm64_image
 from .kernel import arm64_kernel, read_image
+from .load import MAP_CHUNK
+from .load import read_file as _read
+from .load import write_pieces as _write
 from .memory import PAGE_SHIFT, PAGE_SIZE
 
 TYPE_CHECKING = False

@@ -37,27 +37,28 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
-import os
 import time
 import uuid as _uuid
 
-from ..errors import ConfigError, ImageError, NotSupported
+from ..errors import ConfigError, NotSupported
 from .boot import grant_seed, pv_vcpu_context
 from .image import placed_ramdisk, pv_image
 from .kernel import pv_kernel, read_image
+from .load import MAP_CHUNK
+from .load import read_file as _read
+from .load import write_pieces as _write
 from .memory import PAGE_SHIFT
 from .skeleton import domain_skeleton
 from .x86pv import pv_layout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+    from typing import Callable, Dict, List, Optional, Tuple, Union
 
     from ..handle import Handle
     from ..types import DomainInfo
     from .arm64 import Arm64Plan
     from .config import DomainConfig
-    from .image import Piece
     from .kernel import PvKernel
     from .x86pv import PvLayout
 
@@ -65,12 +66,6 @@ __all__ = ["create", "Plan", "plan", "MAXMEM_SLACK_KIB", "MAP_CHUNK"]
 
 #: What libxl adds to a PV guest's memory limit (LIBXL_MAXMEM_CONSTANT, KiB)
 MAXMEM_SLACK_KIB = 1024
-#: Frames mapped at once while the image is written
-MAP_CHUNK = 2048
-#: The most bytes read of a kernel or ramdisk file
-FILE_LIMIT = 1 << 30
-
-
 class Plan:
     """What is known before any hypercall: the config, the kernel as parsed, the ramdisk as
     placed, the boot layout and the command line."""
@@ -81,21 +76,6 @@ class Plan:
                  cmdline: str, uuid: _uuid.UUID) -> None:
         self.config, self.kernel, self.ramdisk, self.layout = config, kernel, ramdisk, layout
         self.cmdline, self.uuid = cmdline, uuid
-
-
-def _read(path: str, what: str) -> bytes:
-    """A file's bytes; :class:`ImageError` naming it when it cannot be read or is empty."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > FILE_LIMIT:
-                raise ImageError(f"the {what} is larger than {FILE_LIMIT} bytes", path)
-            data = f.read()
-    except OSError as e:
-        raise ImageError(f"cannot read the {what}: {e.strerror or e}", path) from None
-    if not data:
-        raise ImageError(f"the {what} file is empty", path)
-    return data
 
 
 def plan(xen: Handle, config: DomainConfig) -> Union[Plan, Arm64Plan]:
@@ -148,17 +128,6 @@ def _check_host(xen: Handle, config: DomainConfig) -> None:
     if config.memory_kib >> 2 > free:
         raise ConfigError(f"memory: {config.memory} MiB is more than the host has free "
                           f"({free >> 8} MiB)", key="memory")
-
-
-def _write(xen: Handle, domid: int, mfns: Sequence[int], pieces: Sequence[Piece]) -> None:
-    """Each piece's bytes into the guest's pages, through foreign mappings of MAP_CHUNK
-    frames at most (each closed before the next)."""
-    for piece in pieces:
-        for first in range(0, piece.pages, MAP_CHUNK):
-            n = min(MAP_CHUNK, piece.pages - first)
-            frames = mfns[piece.pfn + first:piece.pfn + first + n]
-            with xen.map_foreign(domid, frames, writable=True) as m:
-                m.view[:] = piece.data[first << PAGE_SHIFT:(first + n) << PAGE_SHIFT]
 
 
 def _shared_info(xen: Handle) -> bytes:
