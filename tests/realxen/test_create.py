@@ -206,7 +206,11 @@ def _gone_without_trace(name: str, domid: int, uuid: str, pids: List[int], befor
 
 def _monitor_proven(xen: xenprivcmd.Handle) -> None:
     if xen.abi.arch != "x86_64":
-        pytest.skip("the on-shutdown monitor with arm64 guests is not proven on real Xen yet (the build is)")
+        # seen on bookworm-arm64: `xl shutdown` of our guest exits 1.  The likely cause (libxl_domain.c,
+        # libxl__domain_pvcontrol_available): with no /libxl/N/type libxl takes the domain for HVM and
+        # wants HVM_PARAM_CALLBACK_IRQ set
+        pytest.skip("xl shutdown of an arm64 guest libxl did not make exits 1 (seen on bookworm-arm64); "
+                    "the monitor on arm64 is not proven yet")
 
 
 def test_xl_shutdown_of_our_guest_is_acted_on_by_its_monitor(xen: xenprivcmd.Handle,
