@@ -737,10 +737,9 @@ class Engine:
         def run_sized(domid: Any) -> List[Any]:
             if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
                 domid = resolve(domid)
-            lane, preq1, preq = getattr(rl, "pair", _DEAD3)
-            if not lane.buf.address:
-                lane, preq1, preq = acquire()
-            view = lane.view
+            buf, view, preq1, preq = getattr(rl, "pair", _DEAD4)
+            if not buf.address:
+                buf, view, preq1, preq = acquire()
             pack1(view, 0, f0, f1, domid)
             t.calls += 1
             try:
@@ -804,6 +803,12 @@ class Engine:
             return selected
         t: Any = self.transport
         pack1, unpack1, read1, picker1 = lay1.pack, lay1.unpack, lay1.read_at, lay1.picker
+        if picker1 is not None:  # the fields in their declared order (a frame more for such a request)
+            unpacked = unpack1
+
+            def unpack1(view: Any, at: int) -> Tuple[Any, ...]:
+                return picker1(unpacked(view, at) + _NONE)  # type: ignore[misc]
+
         f0, f1 = lay1.head
         ioctl, fd, number = t.ioctl, t.fd, t.request
         failed1 = self._failure(lay1)
@@ -812,44 +817,51 @@ class Engine:
         #: the hypercall key of the chosen requests that run in this frame (the first chosen's),
         #: and the lane size they all fit in
         second: List[Any] = [None, max(lay1.size, 1)]
+        #: by answer, what runs in this frame after it: (pack, h0, h1, a0, a1, unpack, read_at,
+        #: result, lead) of a domain request of two more arguments; ``fails``: its failure
+        fast: Dict[Tuple[Any, ...], Tuple[Any, ...]] = {}
+        fails: Dict[Tuple[Any, ...], Callable[[BaseException, Any, Optional[int]], int]] = {}
 
-        def acquire() -> Tuple[Any, Any, Any]:
-            """(lane, the first request's prebuilt request, the chosen ones'), for this thread."""
+        def acquire() -> Tuple[Any, Any, Any, Any]:
+            """(buffer, view, the first request's prebuilt request, the chosen ones' or None) of
+            this thread's lane."""
             key2, need = second
             lane = lane_of(need)
-            rl.pair = got = (lane, lane.request(key1), None if key2 is None else lane.request(key2))
+            rl.pair = got = (lane.buf, lane.view, lane.request(key1), None if key2 is None else lane.request(key2))
             return got
 
-        def prepare(vals: Tuple[Any, ...]) -> Tuple[Any, ...]:
-            """What is issued after an answer: (pack, h0, h1, a0, a1, unpack, read_at, failed,
-            result, lead) for a domain request of two more arguments, else (None, its runner,
-            args, ...)."""
-            request, args, result, lead = choose(vals)
-            lay = self.layout(request)
-            req = lay.request
-            if second[0] is None:
-                second[0] = lay.key
-            if self.read_only and not req.reads or lay.key != second[0] or len(args) != 2 or not (
-                    req.domain and req.nargs == 3 and lay.direct and lay.pick is None
-                    and not req.returns and len(lay.head) == 2):
-                got: Tuple[Any, ...] = (None, self.runner(request, result, lead=lead), tuple(args)) + (None,) * 7
-            else:
-                self.check(request, (0,) + tuple(args))
-                second[1] = max(second[1], lay.size)
-                h0, h1 = lay.head
-                a0, a1 = args
-                got = (lay.pack, h0, h1, a0, a1, lay.unpack, lay.read_at, self._failure(lay), result, tuple(lead))
-            chosen[vals] = got
-            rl.pair = _DEAD3  # this thread's lane acquired again, with the chosen's request and size
-            return got
+        def aside(domid: int, vals: Tuple[Any, ...]) -> Any:
+            """After an answer that does not run in the frame (not yet chosen for, not yet on this
+            thread's lane, or of another shape): the chosen request by its own runner (the same
+            hypercall).  A request of the frame's shape runs in the frame from the next call on."""
+            got = chosen.get(vals)
+            if got is None:
+                request, args, result, lead = choose(vals)
+                lay = self.layout(request)
+                req = lay.request
+                got = chosen[vals] = (self.runner(request, result, lead=lead), tuple(args))
+                if second[0] is None:
+                    second[0] = lay.key
+                if lay.key == second[0] and len(args) == 2 and result is not None and req.domain \
+                        and req.nargs == 3 and lay.direct and lay.pick is None and not req.returns \
+                        and len(lay.head) == 2 and not (self.read_only and not req.reads):
+                    self.check(request, (0,) + tuple(args))
+                    second[1] = max(second[1], lay.size)
+                    h0, h1 = lay.head
+                    a0, a1 = args
+                    fails[vals] = self._failure(lay)
+                    fast[vals] = (lay.pack, h0, h1, a0, a1, lay.unpack, lay.read_at, result, tuple(lead))
+            if vals in fast:
+                rl.pair = _DEAD4  # this thread's lane acquired again, with the chosen's request and size
+            run, args = got
+            return run(domid, *args)
 
         def run_selected(domid: Any) -> Any:
             if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
                 domid = resolve(domid)
-            lane, preq1, preq = getattr(rl, "pair", _DEAD3)
-            if not lane.buf.address:
-                lane, preq1, preq = acquire()
-            view = lane.view
+            buf, view, preq1, preq = getattr(rl, "pair", _DEAD4)
+            if not buf.address:
+                buf, view, preq1, preq = acquire()
             pack1(view, 0, f0, f1)
             t.calls += 1
             try:
@@ -857,22 +869,17 @@ class Engine:
             except (OSError, ValueError) as exc:
                 failed1(exc, preq1, None)
             vals = unpack1(view, read1)
-            if picker1 is not None:
-                vals = picker1(vals + _NONE)
-            pack, h0, h1, a0, a1, unpack, read_at, failed, mk, lead = chosen.get(vals) or prepare(vals)
-            if pack is None:  # a request of another shape: its own runner
-                return h0(domid, *h1)
-            if preq is None:  # the first choice on this thread, or by another thread since
-                lane, preq1, preq = acquire()
-                view = lane.view
+            got = fast.get(vals)
+            if got is None or preq is None:
+                return aside(domid, vals)
+            pack, h0, h1, a0, a1, unpack, read_at, mk, lead = got
             pack(view, 0, h0, h1, domid, a0, a1)
             t.calls += 1
             try:
                 ioctl(fd, number, preq, True)
             except (OSError, ValueError) as exc:
-                failed(exc, preq, domid)
-            out = unpack(view, read_at)
-            return out if mk is None else _new(mk, lead + out)
+                fails[vals](exc, preq, domid)
+            return _new(mk, lead + unpack(view, read_at))
 
         run_selected.__name__ = run_selected.__qualname__ = f"{req1.subop}_selected"
         return run_selected
@@ -1002,15 +1009,15 @@ class Engine:
         return failed
 
     def _acquirer(self, lay: Layout, size: int, *more: Tuple[Optional[int], ...]) -> Callable[[], Tuple[Any, ...]]:
-        """``acquire() -> (lane, its prebuilt request[, one per key of more])`` for this
-        thread, kept in ``acquire.local.pair`` (a runner's own, so a call finds them in one
-        lookup; a lane whose buffer was replaced has address 0 and is acquired again)."""
+        """``acquire() -> (buffer, view, prebuilt request[, one per key of more])`` of this
+        thread's lane, kept in ``acquire.local.pair`` (a runner's own, so a call finds them in
+        one lookup; a buffer that was replaced has address 0 and the lane is acquired again)."""
         lane_of, key = self.transport.lane, lay.key  # type: ignore[attr-defined]
         local = _thread_local()
 
         def acquire() -> Tuple[Any, ...]:
             lane = lane_of(size)
-            pair = local.pair = (lane, lane.request(key)) + tuple(lane.request(k) for k in more)
+            pair = local.pair = (lane.buf, lane.view, lane.request(key)) + tuple(lane.request(k) for k in more)
             return pair
 
         acquire.local = local  # type: ignore[attr-defined]
@@ -1056,10 +1063,9 @@ class Engine:
                 def run_domid(domid: Any) -> Any:
                     if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
                         domid = resolve(domid)
-                    lane, preq = getattr(rl, "pair", _DEAD)
-                    if not lane.buf.address:
-                        lane, preq = acquire()
-                    view = lane.view
+                    buf, view, preq = getattr(rl, "pair", _DEAD)
+                    if not buf.address:
+                        buf, view, preq = acquire()
                     pack(view, 0, h0, h1, domid)
                     t.calls += 1
                     try:
@@ -1083,10 +1089,9 @@ class Engine:
                     domid = resolve(domid)
                 if a.__class__ is not int or not lo <= a <= hi:
                     check(a)
-                lane, preq = getattr(rl, "pair", _DEAD)
-                if not lane.buf.address:
-                    lane, preq = acquire()
-                view = lane.view
+                buf, view, preq = getattr(rl, "pair", _DEAD)
+                if not buf.address:
+                    buf, view, preq = acquire()
                 pack(view, 0, h0, h1, domid, a)
                 t.calls += 1
                 try:
@@ -1110,10 +1115,9 @@ class Engine:
                     raise TypeError(f"{req.name} takes {nargs} arguments, not {len(rest) + 1}")
                 if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
                     domid = resolve(domid)
-                lane, preq = getattr(rl, "pair", _DEAD)
-                if not lane.buf.address:
-                    lane, preq = acquire()
-                view = lane.view
+                buf, view, preq = getattr(rl, "pair", _DEAD)
+                if not buf.address:
+                    buf, view, preq = acquire()
                 pack(view, 0, h0, h1, domid, *rest)
                 t.calls += 1
                 try:
@@ -1131,9 +1135,9 @@ class Engine:
             return run_domid_more
         if plain and not domain and nargs == 0 and lay.size == 0 and not lay.read_format[1:] and mk is None:
             def run_bare() -> Any:  # no struct (xen_version's version, a memory_op count)
-                lane, preq = getattr(rl, "pair", _DEAD)
-                if not lane.buf.address:
-                    lane, preq = acquire()
+                buf, _view, preq = getattr(rl, "pair", _DEAD)
+                if not buf.address:
+                    buf, _view, preq = acquire()
                 t.calls += 1
                 try:
                     rc = ioctl(fd, number, preq, True)
@@ -1152,12 +1156,11 @@ class Engine:
             def run_payload(*args: Any) -> Any:  # (view, *fields), the pointers offsets into the payload
                 if len(args) != nargs:
                     raise TypeError(f"{req.name} takes {nargs} arguments, not {len(args)}")
-                lane, preq = getattr(rl, "pair", _DEAD)
-                if not lane.buf.address:
-                    lane, preq = acquire()
-                view = lane.view
+                buf, view, preq = getattr(rl, "pair", _DEAD)
+                if not buf.address:
+                    buf, view, preq = acquire()
                 vals = list(args)
-                at = lane.base + PAYLOAD_OFFSET
+                at = buf.address + PAYLOAD_OFFSET
                 for i in pointers_only:
                     vals[i] += at
                 pack(view, 0, *head, *vals)
@@ -1175,10 +1178,9 @@ class Engine:
             def run_args(*args: Any) -> Any:
                 if len(args) != nargs:
                     raise TypeError(f"{req.name} takes {nargs} arguments, not {len(args)}")
-                lane, preq = getattr(rl, "pair", _DEAD)
-                if not lane.buf.address:
-                    lane, preq = acquire()
-                view = lane.view
+                buf, view, preq = getattr(rl, "pair", _DEAD)
+                if not buf.address:
+                    buf, view, preq = acquire()
                 pack(view, 0, *head, *args)
                 t.calls += 1
                 try:
@@ -1206,12 +1208,11 @@ class Engine:
                     args = (resolve(d),) + args[1:]
             for c in checks:
                 c(args[c.index])
-            lane, preq = getattr(rl, "pair", _DEAD)
-            if not lane.buf.address:
-                lane, preq = acquire()
-            view = lane.view
+            buf, view, preq = getattr(rl, "pair", _DEAD)
+            if not buf.address:
+                buf, view, preq = acquire()
             if pointers:
-                at = lane.base + PAYLOAD_OFFSET
+                at = buf.address + PAYLOAD_OFFSET
                 args = tuple(a + at if i in pointers else a for i, a in enumerate(args))
             if direct:
                 pack(view, 0, *head, *args)
@@ -1237,10 +1238,10 @@ class _Dead:
         address = 0
 
 
-#: (lane, request) of a runner not yet called on this thread: acquired on the first call.
-_DEAD: Tuple[Any, Any] = (_Dead, None)
+#: (buffer, view, request) of a runner not yet called on this thread: acquired on the first call.
+_DEAD: Tuple[Any, Any, Any] = (_Dead.buf, None, None)
 #: The same for a runner of two requests.
-_DEAD3: Tuple[Any, Any, Any] = (_Dead, None, None)
+_DEAD4: Tuple[Any, Any, Any, Any] = (_Dead.buf, None, None, None)
 
 
 def _series_shape(lay: Layout) -> bool:
