@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _thread
 import errno
+from _operator import attrgetter as _attrgetter
 
 from . import abi as _abi
 from .abi.hypercalls import check_domid
@@ -21,7 +22,7 @@ from .types import DomainInfo, VcpuListEntry
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import TracebackType
-    from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
+    from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type, TypeVar, Union
     from uuid import UUID
 
     from .build.config import DomainConfig
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
     #: How every domain operation names a domain: int domid, name, UUID (str or UUID) or DomainInfo.
     DomainRef = Union[int, str, UUID, DomainInfo]
+    _F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = ["Handle", "read_only_methods"]
 
@@ -68,6 +70,28 @@ def read_only_methods() -> "frozenset[str]":
     return READING_METHODS | {name for name, o in all_ops().items() if o.reads}
 
 _errno_EPERM = errno.EPERM
+
+
+class _Operation(property):
+    """A reading operation of the handle that *is* its engine's runner: ``h.op`` is the
+    operation of the handle's current transport and release, looked up on every access
+    (``_ops.op``, in C), so a call runs no frame of the handle's before the runner (under
+    emulation, a Python frame is a measurable part of a one- or two-hypercall operation).
+    What the handle's method would check, the runner checks (a domain named otherwise than
+    by a domid in range goes to the handle's lookup); ``Handle.op(h, *args)`` calls it as a
+    method.  A reference kept across a change of the handle's transport keeps the old
+    transport's operation: ask the handle again."""
+
+    def __call__(self, handle: "Handle", *args: Any, **kwargs: Any) -> Any:
+        return self.fget(handle)(*args, **kwargs)  # type: ignore[misc]
+
+
+def _operation(method: "_F") -> "_F":
+    """``method`` (its name, signature and doc) as an :class:`_Operation`: the engine's
+    operation of that name (the method's body spells out the same call)."""
+    got = _Operation(_attrgetter("_ops." + method.__name__), doc=method.__doc__)
+    got.__wrapped__ = method  # type: ignore[attr-defined]  # inspect.signature, the remote client
+    return got  # type: ignore[return-value]
 
 
 class _Unbuilt:
@@ -235,6 +259,7 @@ class Handle:
         """
         return self._ops.version()  # type: ignore[no-any-return]
 
+    @_operation
     def xen_version(self) -> "tuple[int, int]":
         """(major, minor) in one hypercall."""
         return self._ops.xen_version()  # type: ignore[no-any-return]
@@ -491,6 +516,7 @@ class Handle:
         domid = self._writable_domid("set_max_vcpus", dom)
         self._ops.set_max_vcpus(domid, n)
 
+    @_operation
     def vcpu_info(self, dom: DomainRef) -> List[VcpuInfo]:
         """Every vcpu of a domain."""
         if dom.__class__ is not int:
@@ -614,6 +640,7 @@ class Handle:
         domid = self._writable_domid("set_vcpu_affinity", dom)
         return self._ops.set_vcpu_affinity(domid, vcpu, hard, soft)  # type: ignore[no-any-return]
 
+    @_operation
     def sched_params(self, dom: DomainRef) -> SchedParams:
         """Weight and cap of a domain under the host's scheduler (credit, credit2)."""
         if dom.__class__ is not int:
@@ -795,6 +822,7 @@ class Handle:
         return self._ops.gpaddr_bits(self._domid(domid))  # type: ignore[no-any-return]
 
     # -- host -----------------------------------------------------------------------
+    @_operation
     def physinfo(self) -> PhysInfo:
         """``XEN_SYSCTL_physinfo``.
 

@@ -389,7 +389,8 @@ def _forwarder(name: str, original: Any) -> Any:
 
 #: Handle's operations, forwarded by name (``close`` and the private ones stay local).
 FORWARDED = tuple(sorted(n for n, f in vars(Handle).items()
-                         if inspect.isfunction(f) and not n.startswith("_") and n != "close"
+                         if inspect.isfunction(getattr(f, "__wrapped__", f))  # an _Operation wraps its method
+                         and not n.startswith("_") and n != "close"
                          and n not in vars(RemoteHandle)))
 for _name in FORWARDED:
     setattr(RemoteHandle, _name, _forwarder(_name, vars(Handle)[_name]))
