@@ -669,7 +669,7 @@ class Engine:
 
     def runner(self, request: Request, result: Any = None, tail: Tuple[Any, ...] = (),
                echo: Optional[int] = None, payload: Optional[int] = None, lead: Tuple[Any, ...] = (),
-               convert: Optional[Callable[[int], Any]] = None) -> Runner:
+               convert: Optional[Callable[[Any], Any]] = None) -> Runner:
         """``run(*args)``: ``request`` on this handle's transport (:class:`NotSupported` now
         when the release lacks it), returning the fields read back in their declared
         order (after the hypercall's return value for a request that ``returns``), or
@@ -680,8 +680,9 @@ class Engine:
         that much payload itself, takes its pointer arguments as offsets into it, and
         returns ``(view, *fields)``: the view holds the payload at :data:`PAYLOAD_OFFSET`.
         ``lead``: values put before the fields of a result (``result(*lead, *fields, *tail)``);
-        ``convert``: for a request with no struct read for its return value alone, what the
-        runner returns is ``convert(value)`` (a C callable keeps it one frame)."""
+        ``convert``: what the runner returns is ``convert(fields)`` (no ``result``), or for a
+        request with no struct read for its return value alone ``convert(value)`` (a C callable
+        keeps it one frame; a Python one is one frame, where a wrapper around the runner is two)."""
         k = (request, result, tail, echo, payload, lead, convert)
         got = self._runners.get(k)
         if got is None:
@@ -944,7 +945,7 @@ class Engine:
 
     def _single(self, lay: Layout, result: Any, tail: Tuple[Any, ...], echo: Optional[int],
                 payload: Optional[int], lead: Tuple[Any, ...] = (),
-                convert: Optional[Callable[[int], Any]] = None) -> Runner:
+                convert: Optional[Callable[[Any], Any]] = None) -> Runner:
         """The request on any transport: packed into the thread's scratch buffer,
         issued with ``transport.hypercall``."""
         t = self.transport
@@ -981,6 +982,8 @@ class Engine:
                 return convert(rc)  # type: ignore[misc]
             vals = unpack(view, read_at)
             out = finish((rc,) + vals if returns else vals, args)
+            if convert is not None:
+                return convert(out)
             return out if payload is None else (view,) + out
 
         run.__name__ = run.__qualname__ = f"{req.family}_{req.subop}"
@@ -1025,7 +1028,7 @@ class Engine:
 
     def _fast(self, lay: Layout, result: Any, tail: Tuple[Any, ...], echo: Optional[int],
               payload: Optional[int], lead: Tuple[Any, ...] = (),
-              convert: Optional[Callable[[int], Any]] = None) -> Runner:
+              convert: Optional[Callable[[Any], Any]] = None) -> Runner:
         """The request on the privcmd device: the thread's lane, one ioctl.
 
         The common shapes (a domain request with its domid and at most one more argument
@@ -1053,7 +1056,7 @@ class Engine:
             return NoSuchDomain(_errno.ESRCH, f"{req.family} {subop}(domid={domid}): no such domain (ESRCH)",
                                 hypercall=req.family, subop=subop, domid=domid)
 
-        plain = direct and lay.pick is None and payload is None
+        plain = direct and lay.pick is None and payload is None and (convert is None or not domain)
         where = -1 if echo is None else echo
         name = f"{req.family}_{req.subop}"
         if plain and domain and nargs <= 2 and len(head) == 2 and all(c.index == 1 for c in checks) \
@@ -1150,7 +1153,7 @@ class Engine:
             run_bare.__name__ = run_bare.__qualname__ = name
             return run_bare
         if direct and lay.pick is None and payload is not None and not domain and not checks and echo is None \
-                and mk is None and not returns:
+                and mk is None and not returns and convert is None:
             pointers_only = lay.pointer_at
 
             def run_payload(*args: Any) -> Any:  # (view, *fields), the pointers offsets into the payload
@@ -1192,6 +1195,8 @@ class Engine:
                     vals = picker(vals + _NONE)
                 if returns:
                     vals = (rc,) + vals
+                if convert is not None:
+                    return convert(vals)
                 return vals if mk is None else _new(mk, lead + vals + tail)
 
             run_args.__name__ = run_args.__qualname__ = name
@@ -1225,6 +1230,8 @@ class Engine:
                 rc = failed(exc, preq, args[0] if domain else None)
             vals = unpack(view, read_at)
             out = finish((rc,) + vals if returns else vals, args)
+            if convert is not None:
+                return convert(out)
             return out if payload is None else (view,) + out
 
         run.__name__ = run.__qualname__ = name

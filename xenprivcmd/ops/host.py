@@ -99,7 +99,7 @@ def physinfo_from(vals: Tuple[Any, ...]) -> PhysInfo:
 
 
 _new = tuple.__new__
-_hw_caps: Dict[bytes, Tuple[int, ...]] = {}
+_hw_caps: Dict[Optional[bytes], Tuple[int, ...]] = {None: ()}
 
 
 def _hw_cap(raw: Optional[bytes]) -> Tuple[int, ...]:
@@ -124,13 +124,21 @@ def _virt_caps(caps: int) -> Tuple[str, ...]:
 
 @op("physinfo", reads=True)
 def _physinfo(e: Engine) -> Callable[[], PhysInfo]:
-    """``XEN_SYSCTL_physinfo``."""
-    run = e.runner(PHYSINFO)
+    """``XEN_SYSCTL_physinfo`` (the runner itself, its fields made a PhysInfo)."""
+    pick = e.layout(PHYSINFO).pick
+    every = pick is None or all(pick[i] is not None for i in range(11))  # threads_per_core .. scrub_pages
+    return e.runner(PHYSINFO, convert=_physinfo_read if every else physinfo_from)  # type: ignore[no-any-return]
 
-    def physinfo() -> PhysInfo:
-        return physinfo_from(run())
 
-    return physinfo
+def _physinfo_read(vals: Tuple[Any, ...]) -> PhysInfo:
+    """:func:`physinfo_from` for a release whose physinfo has every field up to scrub_pages (Xen 3.3
+    on): the fields as read, the capabilities decoded once; anything unusual the general way."""
+    nr_cpus, max_cpu_id = vals[2], vals[3]
+    hw, virt = _hw_caps.get(vals[14]), _caps_cache.get(vals[7])
+    if hw is None or virt is None or not nr_cpus or not vals[4] or not 0 <= max_cpu_id < MAX_CPUS \
+            or nr_cpus > max_cpu_id + 1:
+        return physinfo_from(vals)
+    return _new(PhysInfo, vals[:13] + (hw, virt))  # type: ignore[no-any-return]
 
 
 @op("sched_id", reads=True)
