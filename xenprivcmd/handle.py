@@ -57,7 +57,7 @@ __all__ = ["Handle", "read_only_methods"]
 #: batched listings built on reading operations, the uptimes read from xenstore).
 READING_METHODS = frozenset({
     "with_names", "domain_names", "domain_name", "lookup", "nr_cpus", "domain_infos", "vcpu_list", "uptime", "uptimes",
-    "interface_stats", "block_stats",
+    "interface_stats", "block_stats", "info_or_domid", "with_name",
 })
 
 
@@ -361,6 +361,7 @@ class Handle:
         return [i._replace(name=table.get(i.domid)) for i in infos]
 
     # -- domains --------------------------------------------------------------------
+    @_operation
     def domains(self, names: bool = True) -> List[DomainInfo]:
         """Every domain, in domid order (``XEN_SYSCTL_getdomaininfolist``).
 
@@ -369,9 +370,9 @@ class Handle:
         xenstore: one hypercall, every ``name`` ``None`` (for callers that
         poll and know the domids).
         """
-        infos: List[DomainInfo] = self._ops.domains()
-        return self.with_names(infos) if names else infos
+        return self._ops.domains(names)  # type: ignore[no-any-return]
 
+    @_operation
     def domain_info(self, dom: DomainRef, name: bool = True) -> DomainInfo:
         """One domain; :class:`~xenprivcmd.errors.NoSuchDomain` if it does not exist (every release).
 
@@ -395,8 +396,19 @@ class Handle:
         if dom.__class__ is not int:
             if isinstance(dom, bool) or not isinstance(dom, int):
                 return self.lookup(dom)
-        info: DomainInfo = self._ops.domain_info(dom)
-        return info._replace(name=self.domain_name(dom)) if name else info
+        return self._ops.domain_info(dom, name)  # type: ignore[no-any-return]
+
+    def info_or_domid(self, dom: Any) -> Any:
+        """What :meth:`domain_info` does with a domain not named by a domid in range: the
+        domain looked up (a name, UUID or DomainInfo: :meth:`lookup`), else the domid checked
+        (``ValueError`` out of range)."""
+        if isinstance(dom, bool) or not isinstance(dom, int):
+            return self.lookup(dom)
+        return check_domid(dom)
+
+    def with_name(self, info: DomainInfo) -> DomainInfo:
+        """``info`` with the name xenstore has for its domain (:meth:`domain_name`)."""
+        return info._replace(name=self.domain_name(info.domid))
 
     def lookup(self, ident: "DomainRef") -> DomainInfo:
         """A domain (with its name) by int domid, name, UUID (string or :class:`~uuid.UUID`) or

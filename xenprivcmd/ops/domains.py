@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import errno as _errno
 import time
-from operator import lt as _lt
+from _operator import add as _add
+from _operator import itemgetter as _itemgetter
+from _operator import lt as _lt
+from itertools import repeat as _repeat
 
 from ..abi.hypercalls import DOMID_FIRST_RESERVED, DOMID_MAX, SCHEDULER_NAMES, check_domid
 from ..abi.layout import record_reader
@@ -101,6 +104,7 @@ _SCHED_PUT = {(name, cap): Request("domctl", "scheduler_op", struct="xen_domctl_
 # -- getdomaininfo records ----------------------------------------------------------------------
 
 _NO_NAME = (None,)
+_domid_of = _itemgetter(0)
 _new = tuple.__new__
 SHUTDOWN_SHIFT, SHUTDOWN_MASK = 16, 0xFF
 _DOMFLAGS_NAMES = {"hvm_guest": "DOMFLAGS_HVM"}
@@ -173,8 +177,8 @@ class InfoReader:
         if count < 0 or end > len(view):
             raise DecodeError(f"{count} domain records do not fit in the {len(view)}-byte buffer")
         recs = self.records.iter_unpack(view[offset:end])
-        if self.fast:
-            return [_new(DomainInfo, r + _NO_NAME) for r in recs]
+        if self.fast:  # in C: no frame per record
+            return list(map(_new, _repeat(DomainInfo), map(_add, recs, _repeat(_NO_NAME))))
         return [self.record(r) for r in recs]
 
 
@@ -196,7 +200,7 @@ def check_listing(batch: Sequence[Any], first: int) -> None:
     layout): :class:`DecodeError`, never garbage returned as domains."""
     if not batch:
         return
-    ids = [r[0] for r in batch]  # DomainInfo's first field is the domid
+    ids = list(map(_domid_of, batch))  # DomainInfo's first field is the domid
     if ids[0] < first or ids[-1] >= DOMID_FIRST_RESERVED or not all(map(_lt, ids, ids[1:])):
         shown = ", ".join(map(str, ids[:8])) + (", ..." if len(ids) > 8 else "")
         raise DecodeError(f"getdomaininfolist: {len(ids)} records from domain {first} do not carry "
@@ -207,32 +211,43 @@ def check_listing(batch: Sequence[Any], first: int) -> None:
 
 @op("domain_info", reads=True)
 def _domain_info(e: Engine) -> Callable[..., DomainInfo]:
-    """One domain by id (``XEN_DOMCTL_getdomaininfo``); NoSuchDomain if it does not exist
-    (before Xen 4.18 the hypercall answers with the next domain: turned into NoSuchDomain)."""
+    """One domain (``XEN_DOMCTL_getdomaininfo``); NoSuchDomain if it does not exist (before
+    Xen 4.18 the hypercall answers with the next domain: turned into NoSuchDomain).
+    ``domain_info(dom, name=True)``: a domain named otherwise than by a domid is the handle's
+    lookup (named); ``name`` adds the name xenstore has (the handle's ``domain_name``)."""
     rd = info_reader(e)
-    if rd.fast:  # the fields in DomainInfo's order, no flag to translate: a DomainInfo as read
-        return e.runner(GETDOMAININFO, result=DomainInfo, tail=_NO_NAME, echo=0)
+    h = e.handle
+    other, named = h.info_or_domid, h.with_name
+    if rd.fast and e.device:  # the fields in DomainInfo's order: a DomainInfo as read, in the runner's frame
+        return e.runner(GETDOMAININFO, result=DomainInfo, tail=_NO_NAME, echo=0, named=(other, named))
     run = e.runner(GETDOMAININFO, echo=0)
     one = rd.one
 
-    def domain_info(domid: Any) -> DomainInfo:
-        return one(run(domid))
+    def domain_info(dom: Any, name: bool = True) -> DomainInfo:
+        if dom.__class__ is not int or not 0 <= dom <= DOMID_MAX:
+            dom = other(dom)
+            if dom.__class__ is not int:
+                return dom  # type: ignore[no-any-return]  # looked up by name
+        info = one(run(dom))
+        return named(info) if name else info  # type: ignore[no-any-return]
 
     return domain_info
 
 
 @op("domains", reads=True)
-def _domains(e: Engine) -> Callable[[], List[DomainInfo]]:
+def _domains(e: Engine) -> Callable[..., List[DomainInfo]]:
     """Every domain, in domid order, through ``XEN_SYSCTL_getdomaininfolist``: one reused
     buffer, the records read straight out of it, paginated by ``first_domain`` so any
-    number of domains (Xen allows 32k) is listed."""
+    number of domains (Xen allows 32k) is listed; ``domains(names=True)``: named from
+    xenstore (the handle's ``with_names``)."""
     rd = info_reader(e)
     size = rd.size
     chunk = LIST_CHUNK
     run = e.runner(GETDOMAININFOLIST, payload=chunk * size)  # (view, num_domains); the records at 0
     many = rd.many
+    with_names = e.handle.with_names
 
-    def domains() -> List[DomainInfo]:
+    def domains(names: bool = True) -> List[DomainInfo]:
         out: List[DomainInfo] = []
         first = 0
         while first < DOMID_FIRST_RESERVED:
@@ -245,7 +260,7 @@ def _domains(e: Engine) -> Callable[[], List[DomainInfo]]:
             if n < chunk:
                 break
             first = batch[-1][0] + 1
-        return out
+        return with_names(out) if names else out  # type: ignore[no-any-return]
 
     return domains
 
@@ -317,7 +332,7 @@ def _set_max_mem(e: Engine) -> Callable[..., None]:
     def set_max_mem(domid: int, kib: int, force: bool = False) -> None:
         domid, kib = e.check(MAX_MEM, (domid, kib))
         if not force:
-            refuse_below_use(domid, kib, e.ops.domain_info(domid).memory_kib)
+            refuse_below_use(domid, kib, e.ops.domain_info(domid, False).memory_kib)
         run(domid, kib)
 
     return set_max_mem
@@ -453,7 +468,7 @@ def _vcpu_affinity(e: Engine) -> Callable[[int, int], VcpuAffinity]:
     def vcpu_affinity(domid: int, vcpu: int) -> VcpuAffinity:
         domid = e.check(GETVCPUINFO, (domid, vcpu))[0]
         n = nr_cpus()
-        check_vcpu(info(domid), vcpu)
+        check_vcpu(info(domid, False), vcpu)
         return read_affinity(e, domid, vcpu, n)
 
     return vcpu_affinity
@@ -492,7 +507,7 @@ def _set_vcpu_affinity(e: Engine) -> Callable[..., VcpuAffinity]:
             raise ValueError("give a hard or a soft cpu map (or both)")
         n = nr_cpus()
         hard_set, soft_set = affinity_maps(e, n, hard, soft)
-        check_vcpu(info(domid), vcpu)
+        check_vcpu(info(domid, False), vcpu)
         req, shape = affinity_requests(e, False)
         if req is None:
             raise NotSupported(_errno.ENOSYS, f"vcpu affinity: Xen {e.variant.release} has no setvcpuaffinity")

@@ -669,7 +669,8 @@ class Engine:
 
     def runner(self, request: Request, result: Any = None, tail: Tuple[Any, ...] = (),
                echo: Optional[int] = None, payload: Optional[int] = None, lead: Tuple[Any, ...] = (),
-               convert: Optional[Callable[[Any], Any]] = None) -> Runner:
+               convert: Optional[Callable[[Any], Any]] = None,
+               named: Optional[Tuple[Callable[[Any], Any], Callable[[Any], Any]]] = None) -> Runner:
         """``run(*args)``: ``request`` on this handle's transport (:class:`NotSupported` now
         when the release lacks it), returning the fields read back in their declared
         order (after the hypercall's return value for a request that ``returns``), or
@@ -682,12 +683,23 @@ class Engine:
         ``lead``: values put before the fields of a result (``result(*lead, *fields, *tail)``);
         ``convert``: what the runner returns is ``convert(fields)`` (no ``result``), or for a
         request with no struct read for its return value alone ``convert(value)`` (a C callable
-        keeps it one frame; a Python one is one frame, where a wrapper around the runner is two)."""
-        k = (request, result, tail, echo, payload, lead, convert)
+        keeps it one frame; a Python one is one frame, where a wrapper around the runner is two).
+        ``named = (other, then)``, for a request of the domid alone with a result and its echo
+        (no ``lead``, no return value), on the privcmd device only: the runner is ``run(dom, name=True)``; a ``dom`` that is no domid in range
+        goes to ``other(dom)``, which gives the domid or the answer itself (a domain looked up by
+        name), and with ``name`` the result goes through ``then`` (the domain's name added)."""
+        k = (request, result, tail, echo, payload, lead, convert, named)
         got = self._runners.get(k)
         if got is None:
             if self.read_only and not request.reads:
                 got = _refuse(request)
+            elif named is not None:
+                lay = self.layout(request)
+                if not (self.device and request.domain and request.nargs == 1 and result is not None
+                        and echo is not None and not lead and not request.returns):
+                    raise ValueError(f"{request.name}: a named runner is one of the domid alone on the device,"
+                                     " with a result and the domid's echo")
+                got = self._fast(lay, result, tail, echo, payload, lead, convert, named)
             else:
                 lay = self.layout(request)
                 build = self._fast if self.device else self._single
@@ -1028,7 +1040,8 @@ class Engine:
 
     def _fast(self, lay: Layout, result: Any, tail: Tuple[Any, ...], echo: Optional[int],
               payload: Optional[int], lead: Tuple[Any, ...] = (),
-              convert: Optional[Callable[[Any], Any]] = None) -> Runner:
+              convert: Optional[Callable[[Any], Any]] = None,
+              named: Optional[Tuple[Callable[[Any], Any], Callable[[Any], Any]]] = None) -> Runner:
         """The request on the privcmd device: the thread's lane, one ioctl.
 
         The common shapes (a domain request with its domid and at most one more argument
@@ -1062,6 +1075,30 @@ class Engine:
         if plain and domain and nargs <= 2 and len(head) == 2 and all(c.index == 1 for c in checks) \
                 and len(checks) <= nargs - 1:
             h0, h1 = head
+            if nargs == 1 and named is not None:
+                other, then = named
+
+                def run_domid_named(domid: Any, name: bool = True) -> Any:
+                    if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
+                        domid = other(domid)
+                        if domid.__class__ is not int:
+                            return domid  # the answer itself
+                    buf, view, preq = getattr(rl, "pair", _DEAD)
+                    if not buf.address:
+                        buf, view, preq = acquire()
+                    pack(view, 0, h0, h1, domid)
+                    t.calls += 1
+                    try:
+                        ioctl(fd, number, preq, True)
+                    except (OSError, ValueError) as exc:
+                        failed(exc, preq, domid)
+                    out = _new(mk, unpack(view, read_at) + tail)
+                    if out[where] != domid:
+                        raise gone(domid)
+                    return then(out) if name else out
+
+                run_domid_named.__name__ = run_domid_named.__qualname__ = name
+                return run_domid_named
             if nargs == 1:
                 def run_domid(domid: Any) -> Any:
                     if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
