@@ -89,7 +89,8 @@ class _Operation(property):
 def _operation(method: "_F") -> "_F":
     """``method`` (its name, signature and doc) as an :class:`_Operation`: the engine's
     operation of that name (the method's body spells out the same call)."""
-    got = _Operation(_attrgetter("_ops." + method.__name__), doc=method.__doc__)
+    got = _Operation(_attrgetter("_ops." + method.__name__))
+    got.__doc__ = method.__doc__  # in the instance's dict (property(doc=) of a subclass keeps the class's)
     got.__wrapped__ = method  # type: ignore[attr-defined]  # inspect.signature, the remote client
     return got  # type: ignore[return-value]
 
