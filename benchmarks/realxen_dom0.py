@@ -44,6 +44,31 @@ def batches(fn, iters, repeats):
     return out
 
 
+def bytecodes(fn):
+    """Where a call's Python time goes under emulation, where every bytecode and frame costs
+    microseconds: [frames, bytecodes] of one call of ``fn`` (``sys.settrace`` with opcode
+    events; the benchmark's own lambda not counted)."""
+    seen = {"frames": 0, "codes": 0}
+    top = fn.__code__ if getattr(fn, "__name__", "") == "<lambda>" else None
+
+    def trace(frame, event, arg):
+        if frame.f_code is top:
+            return None
+        if event == "call":
+            seen["frames"] += 1
+            frame.f_trace_opcodes = True
+        elif event == "opcode":
+            seen["codes"] += 1
+        return trace
+
+    sys.settrace(trace)
+    try:
+        fn()
+    finally:
+        sys.settrace(None)
+    return [seen["frames"], seen["codes"]]
+
+
 def run_c(path, iters, repeats):
     """{op: [per-call ns per batch]} and the header lines of a C program."""
     return run_c_args(path, iters, repeats, [])
@@ -357,6 +382,8 @@ def main():
         if impl in ops["getdomaininfo"] and impl in ops["getvcpuinfo"]:
             ops["vcpu_info"][impl] = ops["getdomaininfo"][impl] + dom0_vcpus * ops["getvcpuinfo"][impl]
     del ops["getvcpuinfo"]
+    for op in OPS:
+        ops[op]["bytecodes"] = {"xenprivcmd": bytecodes(py[op]), "pyref": bytecodes(ref[op])}
     batch = batch_section(h, args.bin, args.iters, max(3, args.repeats // 3))
     ref_handle.close()
 
@@ -401,7 +428,8 @@ def main():
         m = ops[op]
         floor = m.get("ioctl_c")
         print(op, " ".join(f"{k}={v:.0f}ns" + (f"({v / floor:.2f}x)" if floor else "")
-                           for k, v in m.items() if not k.endswith("_min")))
+                           for k, v in m.items() if not k.endswith("_min") and k != "bytecodes"),
+              "frames/bytecodes:", m["bytecodes"])
     print("batch:", json.dumps(batch))
     print("commands (ms):", json.dumps(commands))
     print("python3 xenprivcmd list, phases (ms):", json.dumps(list_phases))

@@ -297,7 +297,7 @@ def realxen_rows(doc: Dict[str, Any]) -> List[Row]:
                              REALXEN_LIST_VS_LIBXENCTRL if listing else None, "<"))
         if m.get("xenprivcmd") and m.get("pyref"):
             rows.append(_row(f"real Xen {suite}", f"{op}: xenprivcmd / PYREF", round(m["xenprivcmd"] / m["pyref"], 2),
-                             "x", REALXEN_PYREF_MAX_RATIO, "<="))
+                             "x", REALXEN_PYREF_MAX_RATIO, "<=", detail=_python_detail(m)))
     rows += _batch_rows(suite, doc.get("batch") or {})
     xl = doc.get("commands", {})
     for name, ms in xl.items():
@@ -308,6 +308,20 @@ def realxen_rows(doc: Dict[str, Any]) -> List[Row]:
                          " / ".join(f"{ph.get(k, 0):.0f}" for k in ("import", "open", "detect", "domains_names")),
                          "ms"))
     return rows
+
+
+def _python_detail(m: Dict[str, Any]) -> str:
+    """Where a single op's Python time goes: its bytecodes and frames per call against PYREF's
+    (each a few microseconds under TCG), and the fastest batches."""
+    parts = []
+    bc = m.get("bytecodes") or {}
+    if bc.get("xenprivcmd") and bc.get("pyref"):
+        (lf, lc), (pf, pc) = bc["xenprivcmd"], bc["pyref"]
+        parts.append(f"per call xenprivcmd {lc} bytecodes in {lf} frame(s), PYREF {pc} in {pf}")
+    if m.get("xenprivcmd_min") and m.get("pyref_min"):
+        parts.append(f"fastest batches {m['xenprivcmd_min']:.0f} / {m['pyref_min']:.0f} ns = "
+                     f"{m['xenprivcmd_min'] / m['pyref_min']:.2f}x")
+    return "; ".join(parts)
 
 
 def _batch_rows(suite: str, b: Dict[str, Any]) -> List[Row]:
