@@ -4,7 +4,10 @@ A :class:`Handle` resolves the domain a caller names (id, name, UUID or
 DomainInfo), refuses what a read-only handle may not do, and calls the
 operation of :mod:`xenprivcmd.ops` (each built once per handle and transport
 by the engine, :mod:`xenprivcmd.ops.engine`).  It keeps what it learns
-(:class:`~xenprivcmd.ops.engine.HandleState`) across transports.
+(:class:`~xenprivcmd.ops.engine.HandleState`) across transports.  The hot reading
+operations (``xen_version``, ``domain_info``, ``domains``, ``physinfo``, ``vcpu_info``,
+``sched_params``) are the engine's operations themselves (:class:`_Operation`: looked up
+in C on every access, no frame of the handle's before the runner).
 """
 
 from __future__ import annotations
