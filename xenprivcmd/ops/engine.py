@@ -1174,6 +1174,8 @@ class Engine:
             run_domid_more.__name__ = run_domid_more.__qualname__ = name
             return run_domid_more
         if plain and not domain and nargs == 0 and lay.size == 0 and not lay.read_format[1:] and mk is None:
+            done: Callable[[int], Any] = convert or ((lambda rc: (rc,)) if returns else (lambda _rc: ()))
+
             def run_bare() -> Any:  # no struct (xen_version's version, a memory_op count)
                 buf, _view, preq = getattr(rl, "pair", _DEAD)
                 if not buf.address:
@@ -1183,9 +1185,7 @@ class Engine:
                     rc = ioctl(fd, number, preq, True)
                 except (OSError, ValueError) as exc:
                     rc = failed(exc, preq, None)
-                if convert is not None:
-                    return convert(rc)
-                return (rc,) if returns else ()
+                return done(rc)
 
             run_bare.__name__ = run_bare.__qualname__ = name
             return run_bare
@@ -1214,6 +1214,26 @@ class Engine:
             run_payload.__name__ = run_payload.__qualname__ = name
             return run_payload
         picker = lay.picker
+        if direct and payload is None and not domain and nargs == 0 and len(head) == 2 and not returns and mk is None \
+                and convert is not None:
+            h0, h1 = head
+
+            def run_converted() -> Any:  # no argument, the fields converted (physinfo)
+                buf, view, preq = getattr(rl, "pair", _DEAD)
+                if not buf.address:
+                    buf, view, preq = acquire()
+                pack(view, 0, h0, h1)
+                t.calls += 1
+                try:
+                    ioctl(fd, number, preq, True)
+                except (OSError, ValueError) as exc:
+                    failed(exc, preq, None)
+                if picker is not None:
+                    return convert(picker(unpack(view, read_at) + _NONE))
+                return convert(unpack(view, read_at))
+
+            run_converted.__name__ = run_converted.__qualname__ = name
+            return run_converted
         if direct and payload is None and not domain and not checks and echo is None:
             def run_args(*args: Any) -> Any:
                 if len(args) != nargs:
