@@ -91,8 +91,20 @@ class _Operation(property):
 
 def _operation(method: "_F") -> "_F":
     """``method`` (its name, signature and doc) as an :class:`_Operation`: the engine's
-    operation of that name (the method's body spells out the same call)."""
-    got = _Operation(_attrgetter("_ops." + method.__name__))
+    operation of that name (the method's body spells out the same call).  Assigning the
+    attribute on a handle (a test's stand-in) replaces the operation of the handle's current
+    engine (until its transport changes); deleting it builds the engine's own again."""
+    name = method.__name__
+
+    def put(handle: "Handle", fn: Any) -> None:
+        setattr(handle._build(name), name, fn)
+
+    def drop(handle: "Handle") -> None:
+        ops = handle._build(name)
+        if name in vars(ops):
+            delattr(ops, name)
+
+    got = _Operation(_attrgetter("_ops." + name), put, drop)
     got.__doc__ = method.__doc__  # in the instance's dict (property(doc=) of a subclass keeps the class's)
     got.__wrapped__ = method  # type: ignore[attr-defined]  # inspect.signature, the remote client
     return got  # type: ignore[return-value]
