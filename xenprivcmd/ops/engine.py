@@ -685,9 +685,10 @@ class Engine:
         request with no struct read for its return value alone ``convert(value)`` (a C callable
         keeps it one frame; a Python one is one frame, where a wrapper around the runner is two).
         ``named = (other, then)``, for a request of the domid alone with a result and its echo
-        (no ``lead``, no return value), on the privcmd device only: the runner is ``run(dom, name=True)``; a ``dom`` that is no domid in range
-        goes to ``other(dom)``, which gives the domid or the answer itself (a domain looked up by
-        name), and with ``name`` the result goes through ``then`` (the domain's name added)."""
+        (no ``lead``, no return value), on the privcmd device only: the runner is
+        ``run(dom, name=True)``; a ``dom`` that is no domid in range goes to ``other(dom)``,
+        which gives the domid or the answer itself (a domain looked up by name), and with
+        ``name`` the result goes through ``then`` (the domain's name added)."""
         k = (request, result, tail, echo, payload, lead, convert, named)
         got = self._runners.get(k)
         if got is None:
