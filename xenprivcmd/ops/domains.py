@@ -246,6 +246,9 @@ def _domains(e: Engine) -> Callable[..., List[DomainInfo]]:
     run = e.runner(GETDOMAININFOLIST, payload=chunk * size)  # (view, num_domains); the records at 0
     many = rd.many
     with_names = e.handle.with_names
+    #: the records as DomainInfos in C, in this frame (the runner made room for ``chunk`` of them)
+    records = rd.records.iter_unpack if rd.fast else None
+    P = PAYLOAD_OFFSET
 
     def domains(names: bool = True) -> List[DomainInfo]:
         out: List[DomainInfo] = []
@@ -254,7 +257,11 @@ def _domains(e: Engine) -> Callable[..., List[DomainInfo]]:
             view, n = run(first, chunk, 0)
             if n > chunk:
                 raise DecodeError(f"getdomaininfolist: {n} domains returned for {chunk} asked")
-            batch = many(view, PAYLOAD_OFFSET, n)
+            if records is not None:
+                batch = list(map(_new, _repeat(DomainInfo), map(_add, records(view[P:P + n * size]),
+                                                                 _repeat(_NO_NAME))))
+            else:
+                batch = many(view, P, n)
             check_listing(batch, first)
             out += batch
             if n < chunk:
