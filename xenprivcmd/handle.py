@@ -83,7 +83,8 @@ class _Operation(property):
     What the handle's method would check, the runner checks (a domain named otherwise than
     by a domid in range goes to the handle's lookup); ``Handle.op(h, *args)`` calls it as a
     method.  A reference kept across a change of the handle's transport keeps the old
-    transport's operation: ask the handle again."""
+    transport's operation: ask the handle again.  Naming it (``h.physinfo``) builds the
+    engine, detecting the ABI if need be, as calling it would."""
 
     def __call__(self, handle: "Handle", *args: Any, **kwargs: Any) -> Any:
         return self.fget(handle)(*args, **kwargs)  # type: ignore[misc]

@@ -53,7 +53,7 @@ def scenario_steps(h: Any) -> List[Tuple[str, Callable[[], Any]]]:
         ("domains", lambda: h.domains(names=False)),
         ("domain_info(0)", lambda: h.domain_info(0, name=False)),
         (f"domain_info({MISSING_DOMID:#x})", lambda: h.domain_info(MISSING_DOMID, name=False)),
-        ("physinfo", h.physinfo),
+        ("physinfo", lambda: h.physinfo()),  # named here, it would build the engine (detect) first
         ("sched_id", h.sched_id),
         ("vcpu_info(0)", lambda: h.vcpu_info(0)),
         ("vcpu_affinity(0, 0)", lambda: h.vcpu_affinity(0, 0)),
