@@ -202,6 +202,7 @@ def test_a_failure_at_any_hypercall_leaves_nothing(files):  # type: ignore[no-un
         sim = xen.transport
         before = set(sim.host.domains)
         vms = set(xen.xenstore().directory("/vm"))
+        libxl = _libxl_ids(xen)
         sim.faults.fail(errno.EIO, op=op, subop=sub)
         with pytest.raises(HypercallError) as ei:
             xen.create(_config(files))
@@ -209,10 +210,18 @@ def test_a_failure_at_any_hypercall_leaves_nothing(files):  # type: ignore[no-un
         assert set(sim.host.domains) == before, (op, sub)
         xs = xen.xenstore()
         assert set(xs.directory("/vm")) == vms, (op, sub)
+        assert _libxl_ids(xen) == libxl, (op, sub)
         assert not [d for d in xs.directory("/local/domain") if int(d) not in before], (op, sub)
         assert not [d for d in sim.host.store.introduced if d not in before], (op, sub)
         tried += 1
     assert tried >= 10
+
+
+def _libxl_ids(xen):  # type: ignore[no-untyped-def]
+    try:
+        return set(xen.xenstore().directory("/libxl"))
+    except OSError:  # none yet
+        return set()
 
 
 def test_bad_arm64_configs_are_refused_before_any_hypercall(files, tmp_path):  # type: ignore[no-untyped-def]

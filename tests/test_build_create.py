@@ -164,6 +164,7 @@ def test_a_failure_at_any_hypercall_leaves_nothing(files):  # type: ignore[no-un
         assert set(sim.host.domains) == before, (op, sub)
         xs = xen.xenstore()
         assert _store_paths(xs, "/vm") == _store_paths(_sim().xenstore(), "/vm"), (op, sub)
+        assert _store_paths(xs, "/libxl") == _store_paths(_sim().xenstore(), "/libxl"), (op, sub)
         assert not [d for d in xs.directory("/local/domain") if int(d) not in before], (op, sub)
         assert not [d for d in sim.host.store.introduced if d not in before], (op, sub)
         tried += 1

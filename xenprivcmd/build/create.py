@@ -242,6 +242,7 @@ def create(xen: Handle, config: DomainConfig, *, paused: bool = False,
                                 start_time=time.time(), cmdline=p.cmdline)
         undo.add("vm", _remove(xs, f"/vm/{p.uuid}"))
         undo.add("local", _remove(xs, f"/local/domain/{domid}"))
+        undo.add("libxl", _remove(xs, f"/libxl/{domid}"))
 
         def write(tx: object) -> None:
             for node in nodes:

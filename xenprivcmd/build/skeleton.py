@@ -11,7 +11,7 @@ as libxl does (``tools/libs/light/libxl_create.c`` ``libxl__domain_make`` and
 ``libxl__domain_build``, ``libxl_dom.c`` ``libxl__build_post``, ``libxl_console.c``
 ``libxl__device_console_add``; the same from Xen 4.14 to 4.21).  ``console/tty`` starts
 empty: xenconsoled writes the pty it gives the console once it has mapped the ring.
-libxl's own records (``/libxl/N``) are not part of it.
+Of libxl's own records (``/libxl/N``) only the domain's type is: libxl reads it.
 
 Permissions are written as ``xenstore-ls -p`` prints them: ``"n0"`` (owner dom0, no
 access for others), ``"r5"`` (domain 5 may read), ``"b0"`` (read and write).  A node
@@ -94,6 +94,11 @@ def domain_skeleton(config: DomainConfig, domid: int, *, uuid: str, arch: str, s
     add(f"{vm}/name", config.name)
     add(f"{dom}/control/platform-feature-multiprocessor-suspend", "1")
     add(f"{dom}/control/platform-feature-xs_reset_watches", "1")
+    # libxl's record of the domain's type: libxl takes a domain Xen flags as HVM (every Arm
+    # guest) with no record for a real HVM guest, and `xl shutdown` then wants its callback
+    # IRQ; dom0's alone
+    add(f"/libxl/{domid}", "", ("n0",))
+    add(f"/libxl/{domid}/type", config.domain_type(arch), ("n0",))
     # libxl__build_post
     add(f"{dom}/memory/static-max", str(config.maxmem_kib))
     add(f"{dom}/memory/target", str(config.memory_kib))
