@@ -80,19 +80,70 @@ def _destroy(name: str) -> None:
     subprocess.run(["xl", "destroy", name], capture_output=True, timeout=120)
 
 
+#: what ``xpsh console`` showed of the ``ours`` guest from its first instruction to its init
+CONSOLE: List[bytes] = []
+
+
+def _read_until(fd: int, want: bytes, seconds: float) -> bytes:
+    import select
+
+    got = b""
+    deadline = time.monotonic() + seconds
+    while want not in got:
+        left = deadline - time.monotonic()
+        assert left > 0, got[-3000:]
+        if select.select([fd], [], [], left)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+    return got
+
+
+def _boot_on_xpsh_console(xen: xenprivcmd.Handle, name: str, domid: int) -> bytes:
+    """Attach ``xpsh console`` to the paused guest, unpause it, and read the console until its
+    init prints (then Ctrl-] detaches, status 0): what ``xpsh console`` showed."""
+    import pty
+    import sys
+
+    _until(f"xenconsoled's pty for {name}", lambda: _xs(f"/local/domain/{domid}/console/tty").stdout.strip(), 60)
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "xenprivcmd", "console", name], stdin=slave, stdout=slave,
+                         stderr=slave, start_new_session=True)
+    os.close(slave)
+    try:
+        banner = _read_until(master, b"Escape character", 120)
+        assert f"Connected to domain '{name}'".encode() in banner, banner
+        xen.unpause(domid)
+        out = _read_until(master, b"xenvm guest up", BOOT_SECONDS)
+        os.write(master, b"\x1d")
+        assert p.wait(120) == 0
+        return out
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(master)
+
+
 @pytest.fixture(scope="module")
 def ours(xen: xenprivcmd.Handle) -> Iterator[xenprivcmd.DomainInfo]:
+    """The guest of most tests, built paused by Handle.create and started under ``xpsh console``."""
     name = "xpsh-create"
     _destroy(name)
-    info = xen.create(DomainConfig.from_xl(_config(name), arch=xen.abi.arch))
+    info = xen.create(DomainConfig.from_xl(_config(name), arch=xen.abi.arch), paused=True)
     vm = _xs(f"/local/domain/{info.domid}/vm").stdout.strip()
     try:
-        yield info
+        assert info.state == "paused", info
+        CONSOLE.append(_boot_on_xpsh_console(xen, name, info.domid))
+        yield xen.domain_info(info.domid)
     finally:
         _destroy(name)
         # what xl's destroy leaves of a domain libxl did not make (it keeps no /libxl/N for it),
         # so that the later tests see the suite's own domains only
-        for path in (f"/local/domain/{info.domid}", vm):
+        for path in (f"/local/domain/{info.domid}", vm, f"/libxl/{info.domid}"):
             if path:
                 subprocess.run(["xenstore-rm", path], capture_output=True, timeout=60)
 
@@ -101,6 +152,10 @@ def test_our_guest_boots_to_its_init(xen: xenprivcmd.Handle, ours: xenprivcmd.Do
     assert ours.name == "xpsh-create" and ours.state != "paused"
     text = _wait_console("xpsh-create")
     assert "xenvm guest up" in text
+    # xpsh console saw it too: attached while the guest was paused, it showed the kernel's
+    # first lines up to the init's
+    assert len(CONSOLE) == 1 and b"xenvm guest up" in CONSOLE[0], CONSOLE
+    assert CONSOLE[0].count(b"\n") >= 2, CONSOLE
 
 
 def test_xl_lists_it_as_it_lists_the_same_config_built_by_xl(xen: xenprivcmd.Handle,
@@ -328,11 +383,23 @@ def test_xpsh_create_and_the_guest_lifecycle(xen: xenprivcmd.Handle, tmp_path) -
                 os.kill(pid, 15)
 
 
-def test_xpsh_create_refuses_a_bad_config(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("what", ["zero memory", "more memory than the host", "missing kernel", "not a kernel",
+                                  "unknown key", "syntax error"])
+def test_xpsh_create_refuses_a_bad_config(what: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     before = {int(r["id"]) for r in xl_list()}
+    notkernel = tmp_path / "notakernel"
+    notkernel.write_bytes(b"hello" * 1000)
+    text, says = {
+        "zero memory": (_config("xpsh-bad", memory=0), "memory: 0 is out of range"),
+        "more memory than the host": (_config("xpsh-bad", memory=1 << 20), "memory"),
+        "missing kernel": (_config("xpsh-bad").replace(KERNEL, "/nonexistent/vmlinuz"), "cannot read"),
+        "not a kernel": (_config("xpsh-bad").replace(KERNEL, str(notkernel)), "not a kernel"),
+        "unknown key": (_config("xpsh-bad") + 'no_such_key = 1\n', "no_such_key"),
+        "syntax error": (_config("xpsh-bad") + 'memory = = 5\n', "syntax error"),
+    }[what]
     bad = tmp_path / "bad.cfg"
-    bad.write_text(_config("xpsh-bad", memory=0))
+    bad.write_text(text)
     out = _xpsh("create", str(bad))
     assert out.returncode == 1 and out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out
-    assert "memory: 0 is out of range" in out.stderr
+    assert says in out.stderr, out.stderr
     _nothing_left("xpsh-bad", before)
