@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 import sys
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -136,3 +136,24 @@ def bzimage_around(payload: bytes, *, version: int = 0x020F, setup_sects: int = 
     setup[0x248:0x24C] = payload_offset.to_bytes(4, "little")
     setup[0x24C:0x250] = len(payload).to_bytes(4, "little")
     return bytes(setup) + bytes(pm) + payload + b"\0" * 64
+
+
+def refusing(xen: Any) -> Callable[[Any, type, str], None]:
+    """For a simulated handle: ``refused(cfg, exc, match)`` checks that ``xen.create(cfg)``
+    raises ``exc`` (its message matching ``match``) having asked the hypervisor only what a
+    builder reads first (sysctl, xen_version, reading domctls) and made no domain.  The
+    handle's names and physinfo are read before, so that only the create's calls count."""
+    import pytest
+
+    sim = xen.transport
+    xen.domain_names()
+    xen.physinfo()
+    sim.log.clear()
+
+    def refused(cfg: Any, exc: type, match: str) -> None:
+        with pytest.raises(exc, match=match):
+            xen.create(cfg)
+        assert not [e for e in sim.log if e[0] not in ("sysctl", "xen_version", "domctl") or
+                    e[:2] == ("domctl", "createdomain")], sim.log
+
+    return refused

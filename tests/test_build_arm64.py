@@ -26,6 +26,7 @@ from xenprivcmd.build.arm64 import paging_pool_bytes, ram_extents
 from xenprivcmd.build.config import DomainConfig
 from xenprivcmd.errors import ConfigError, HypercallError, ImageError, NotSupported
 
+from .build_helpers import refusing
 from .test_build_boot import ARM_VGC
 from .test_build_fdt import dts_of_dtb
 
@@ -231,16 +232,7 @@ def test_bad_arm64_configs_are_refused_before_any_hypercall(files, tmp_path):  #
     assert ei.value.key == "maxmem"
     assert DomainConfig.from_xl(f'name="x"\nkernel="{kernel}"\nmemory=64\nmaxmem=128\n').maxmem == 128  # no arch
     xen = _sim()
-    sim = xen.transport
-    xen.domain_names()
-    xen.physinfo()
-    sim.log.clear()
-
-    def refused(cfg, exc, match):  # type: ignore[no-untyped-def]
-        with pytest.raises(exc, match=match):
-            xen.create(cfg)
-        assert not [e for e in sim.log if e[0] not in ("sysctl", "xen_version", "domctl") or
-                    e[:2] == ("domctl", "createdomain")], sim.log
+    refused = refusing(xen)
 
     refused(_config(files, memory=1 << 20), ConfigError, "more than the host has free")
     refused(_config(files, memory=2), ImageError, "image_size ends past the guest.s memory")

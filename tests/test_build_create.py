@@ -24,7 +24,7 @@ from xenprivcmd.build.create import plan
 from xenprivcmd.build.skeleton import domain_skeleton
 from xenprivcmd.errors import ConfigError, HypercallError, ImageError
 
-from .build_helpers import make_kernel
+from .build_helpers import make_kernel, refusing
 
 HYPERCALL_PAGE = 0xFFFFFFFF81001000
 NOTES = [(6, "linux"), (5, "xen-3.0"), (3, 0xFFFFFFFF80000000), (1, 0xFFFFFFFF81000000), (2, HYPERCALL_PAGE),
@@ -173,16 +173,7 @@ def test_a_failure_at_any_hypercall_leaves_nothing(files):  # type: ignore[no-un
 
 def test_bad_configs_are_refused_before_any_hypercall(files, tmp_path):  # type: ignore[no-untyped-def]
     xen = _sim()
-    sim = xen.transport
-    xen.domain_names()
-    xen.physinfo()
-    sim.log.clear()
-
-    def refused(cfg, exc, match):  # type: ignore[no-untyped-def]
-        with pytest.raises(exc, match=match):
-            xen.create(cfg)
-        assert not [e for e in sim.log if e[0] not in ("sysctl", "xen_version", "domctl") or
-                    e[:2] == ("domctl", "createdomain")], sim.log
+    refused = refusing(xen)
 
     refused(_config(files, memory=1 << 20), ConfigError, "more than the host has free")
     refused(_config(files, memory=1), ImageError, "not enough memory")

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import pty
-import select
 import subprocess
 import sys
 import threading
@@ -23,6 +22,8 @@ import pytest
 import xenprivcmd
 from xenprivcmd import events as _events
 from xenprivcmd.shell import run
+
+from .terminal import read_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -165,23 +166,6 @@ def test_xpsh_event_text_waits_for_one(xen):
 
 # -- xpsh console -------------------------------------------------------------------------------------
 
-def _read_until(fd: int, want: bytes, seconds: float = 20.0) -> bytes:
-    got = b""
-    deadline = time.monotonic() + seconds
-    while want not in got:
-        left = deadline - time.monotonic()
-        assert left > 0, got
-        if select.select([fd], [], [], left)[0]:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            got += chunk
-    return got
-
-
 def test_xpsh_console_on_a_terminal_echoes_and_detaches_on_ctrl_bracket():
     master, slave = pty.openpty()
     env = dict(os.environ, PYTHONPATH=ROOT)
@@ -189,10 +173,10 @@ def test_xpsh_console_on_a_terminal_echoes_and_detaches_on_ctrl_bracket():
                          stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, start_new_session=True)
     os.close(slave)
     try:
-        banner = _read_until(master, b"Escape character")
+        banner = read_until(master, b"Escape character", 20.0)
         assert b"Connected to domain 'web1'" in banner
         os.write(master, b"uname\r")
-        got = _read_until(master, b"~ # ")
+        got = read_until(master, b"~ # ", 20.0)
         assert b"uname" in got
         os.write(master, b"\x1d")
         assert p.wait(20) == 0

@@ -27,6 +27,7 @@ import xenprivcmd
 from xenprivcmd.build.config import DomainConfig
 from xenprivcmd.errors import ConfigError, ImageError
 
+from ..terminal import read_until
 from .conftest import xl_list
 
 KERNEL, RAMDISK = "/opt/xenvm/guest/vmlinuz", "/opt/xenvm/guest/initrd.gz"
@@ -84,25 +85,6 @@ def _destroy(name: str) -> None:
 CONSOLE: List[bytes] = []
 
 
-def _read_until(fd: int, want: bytes, seconds: float) -> bytes:
-    import select
-
-    got = b""
-    deadline = time.monotonic() + seconds
-    while want not in got:
-        left = deadline - time.monotonic()
-        assert left > 0, got[-3000:]
-        if select.select([fd], [], [], left)[0]:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            got += chunk
-    return got
-
-
 def _boot_on_xpsh_console(xen: xenprivcmd.Handle, name: str, domid: int) -> bytes:
     """Attach ``xpsh console`` to the paused guest, unpause it, and read the console until its
     init prints (then Ctrl-] detaches, status 0): what ``xpsh console`` showed."""
@@ -115,10 +97,10 @@ def _boot_on_xpsh_console(xen: xenprivcmd.Handle, name: str, domid: int) -> byte
                          stderr=slave, start_new_session=True)
     os.close(slave)
     try:
-        banner = _read_until(master, b"Escape character", 120)
+        banner = read_until(master, b"Escape character", 120)
         assert f"Connected to domain '{name}'".encode() in banner, banner
         xen.unpause(domid)
-        out = _read_until(master, b"xenvm guest up", BOOT_SECONDS)
+        out = read_until(master, b"xenvm guest up", BOOT_SECONDS)
         os.write(master, b"\x1d")
         assert p.wait(120) == 0
         return out

@@ -21,6 +21,7 @@ import pytest
 import xenprivcmd
 from xenprivcmd import abi
 
+from ..terminal import read_until
 from .conftest import GUEST_MIB, xl_list
 
 
@@ -272,25 +273,6 @@ def test_transactions_mkdir_and_permissions_on_xenstored():
 
 # -- xpsh console ----------------------------------------------------------------------------------------
 
-def _read_until(fd: int, want: bytes, seconds: float) -> bytes:
-    import select
-
-    got = b""
-    deadline = time.monotonic() + seconds
-    while want not in got:
-        left = deadline - time.monotonic()
-        assert left > 0, got[-2000:]
-        if select.select([fd], [], [], left)[0]:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            got += chunk
-    return got
-
-
 def test_xpsh_console_shows_xl_sysrq_output_and_detaches_on_ctrl_bracket():
     import pty
     import sys
@@ -301,10 +283,10 @@ def test_xpsh_console_shows_xl_sysrq_output_and_detaches_on_ctrl_bracket():
                          stderr=slave, start_new_session=True)
     os.close(slave)
     try:
-        banner = _read_until(master, b"Escape character", WAIT)
+        banner = read_until(master, b"Escape character", WAIT)
         assert b"Connected to domain 'guest1'" in banner
         subprocess.run(["xl", "sysrq", "guest1", "h"], check=True, capture_output=True, timeout=120)
-        out = _read_until(master, b"HELP", WAIT)
+        out = read_until(master, b"HELP", WAIT)
         assert b"sysrq" in out.lower()
         os.write(master, b"\x1d")
         assert p.wait(WAIT) == 0
