@@ -66,6 +66,9 @@ def created(tmp_path_factory, xen) -> Iterator[int]:  # type: ignore[no-untyped-
 def test_skeleton_as_libxl_wrote_it(xen: xenprivcmd.Handle, created: int) -> None:
     domid = created
     theirs = {**xenstore_ls(f"/local/domain/{domid}"), **xenstore_ls(f"/vm/{UUID}")}
+    # of libxl's own records, the one the skeleton writes too: the domain's type
+    records = xenstore_ls(f"/libxl/{domid}")
+    theirs.update((p, records[p]) for p in (f"/libxl/{domid}", f"/libxl/{domid}/type"))
     d = f"/local/domain/{domid}"
     ours = domain_skeleton(DomainConfig.from_xl(_config(xen), arch=xen.abi.arch), domid, uuid=UUID, arch=xen.abi.arch,
                            store_mfn=int(theirs[f"{d}/store/ring-ref"][0]),

@@ -87,7 +87,8 @@ CONSOLE: List[bytes] = []
 
 def _boot_on_xpsh_console(xen: xenprivcmd.Handle, name: str, domid: int) -> bytes:
     """Attach ``xpsh console`` to the paused guest, unpause it, and read the console until its
-    init prints (then Ctrl-] detaches, status 0): what ``xpsh console`` showed."""
+    init prints (then Ctrl-] detaches, status 0): what ``xpsh console`` showed.  The guest
+    runs only once the console is attached, so what it shows cannot have come before."""
     import pty
     import sys
 
@@ -134,10 +135,9 @@ def test_our_guest_boots_to_its_init(xen: xenprivcmd.Handle, ours: xenprivcmd.Do
     assert ours.name == "xpsh-create" and ours.state != "paused"
     text = _wait_console("xpsh-create")
     assert "xenvm guest up" in text
-    # xpsh console saw it too: attached while the guest was paused, it showed the kernel's
-    # first lines up to the init's
+    # xpsh console saw it too: attached while the guest was paused, it showed the guest's
+    # console up to the init's line (the kernel is quiet)
     assert len(CONSOLE) == 1 and b"xenvm guest up" in CONSOLE[0], CONSOLE
-    assert CONSOLE[0].count(b"\n") >= 2, CONSOLE
 
 
 def test_xl_lists_it_as_it_lists_the_same_config_built_by_xl(xen: xenprivcmd.Handle,

@@ -17,6 +17,7 @@ import re
 import shutil
 import socket
 import subprocess
+import time
 from typing import Dict, Iterator, List, Tuple
 
 import pytest
@@ -80,7 +81,14 @@ def traffic(xen: xenprivcmd.Handle, device_guest: Tuple[int, str]) -> Iterator[D
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for _ in range(DATAGRAMS):
             s.sendto(b"x" * DATAGRAM_BYTES, (ip, 9))  # discard port: nothing listens in the guest
-    after, = xen.interface_stats(domid)
+            time.sleep(0.002)  # paced: an emulated guest on a loaded host drains its ring slowly
+    # netback hands the queue to the guest after sendto returns: the counters settle within seconds
+    deadline = time.monotonic() + 30
+    while True:
+        after, = xen.interface_stats(domid)
+        if after.rx_packets - before.rx_packets >= PINGS + DATAGRAMS or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     yield {k: getattr(after, k) - getattr(before, k) for k in ("rx_bytes", "rx_packets", "tx_bytes", "tx_packets")}
 
 

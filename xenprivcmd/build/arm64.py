@@ -139,8 +139,8 @@ def arm64_plan(xen: Handle, config: DomainConfig, uid: _uuid.UUID) -> Arm64Plan:
     builder needs, the command line fits, the Image and ramdisk are read and laid out.
 
     Raises :class:`NotSupported` for a release without the hypercalls (before Xen 4.17),
-    :class:`ConfigError` for a command line Xen cannot pass or more vcpus than an Arm
-    guest may have, :class:`ImageError` for files that cannot be read or used or memory
+    :class:`ConfigError` for a command line Xen cannot pass, more vcpus than an Arm
+    guest may have or ``maxmem`` above ``memory``, :class:`ImageError` for files that cannot be read or used or memory
     that cannot hold them.
     """
     variant = xen.abi
@@ -151,6 +151,11 @@ def arm64_plan(xen: Handle, config: DomainConfig, uid: _uuid.UUID) -> Arm64Plan:
     cmdline = config.kernel_cmdline
     if "\0" in cmdline:  # it goes into /chosen/bootargs, a NUL-terminated string
         raise ConfigError("the kernel command line holds a NUL byte", key="cmdline")
+    if config.maxmem != config.memory:
+        # xl reads such a config (`xl create -n` takes it); an Arm guest gets all its memory at
+        # boot, with no populate-on-demand to start it below maxmem
+        raise ConfigError(f"maxmem: maxmem ({config.maxmem} MiB) must equal memory ({config.memory} MiB) on Arm "
+                          "(no populate-on-demand: an Arm guest gets all its memory at boot)", key="maxmem")
     most = constants.const(variant, "GUEST_MAX_VCPUS")
     if config.maxvcpus > most:
         raise ConfigError(f"maxvcpus: an Arm guest has at most {most} vcpus, not {config.maxvcpus}", key="maxvcpus")

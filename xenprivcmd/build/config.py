@@ -416,8 +416,8 @@ class DomainConfig:
         """Read an xl config (xl.cfg(5) syntax, :mod:`xenprivcmd.build.xlcfg`).
 
         ``arch`` (``"x86_64"``, ``"aarch64"``), when given, also checks that the guest
-        type can be built there (and, on ``"aarch64"``, that ``maxmem`` is ``memory``:
-        Arm has no populate-on-demand).  ``source`` names the file in error messages.
+        type can be built there (an Arm guest's ``maxmem`` above ``memory`` is read, as xl
+        reads it, and refused when it is built).  ``source`` names the file in error messages.
         Raises :class:`ConfigError` (``key``, ``line`` and ``source`` set where known):
         a syntax error; a key not supported (xl's other keys too); a list where one value
         is wanted or the reverse; a value that is not a number where one is wanted (xl
@@ -486,10 +486,6 @@ class DomainConfig:
                 cfg.domain_type(arch)
             except ConfigError as e:
                 raise ConfigError(e.message, key="type", line=lines.get("type"), source=source) from None
-            if arch == "aarch64" and cfg.maxmem != cfg.memory:
-                # an Arm guest gets all its memory at boot: no populate-on-demand to start below maxmem
-                raise bad("maxmem", f"maxmem ({cfg.maxmem} MiB) must equal memory ({cfg.memory} MiB) on Arm "
-                          "(no populate-on-demand: an Arm guest gets all its memory at boot)")
         return cfg
 
     @classmethod

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 LIST_CHUNK = 1024
 #: destroydomain: how long EAGAIN ("still tearing down") is retried.
 DESTROY_RETRY_SECONDS = 30.0
+#: How long a failed create retries destroying the domain it made (an empty domain goes at once;
+#: a hypervisor that keeps answering EAGAIN gets the destroy's TryAgain, chained to the failure)
+UNDO_DESTROY_SECONDS = 5.0
 #: Bounds of scheduler parameters (credit / credit2).
 WEIGHT_MIN, WEIGHT_MAX = 1, 65535
 CAP_MIN, CAP_MAX = 0, 65534
@@ -686,7 +689,7 @@ def _create_domain(e: Engine) -> Callable[..., int]:
                 except ValueError:  # the buffer is gone (the handle closed)
                     created = 0
             if 0 < created < DOMID_FIRST_RESERVED:
-                e.ops.destroy(created)
+                e.ops.destroy(created, UNDO_DESTROY_SECONDS)
             raise
         return created
 
