@@ -95,21 +95,21 @@ def test_grant_refs_show_the_rings_with_live_producers(xen):
         before = producers()
         assert before[0] > 0 and before[1] > 0  # the guest has talked to xenstore since it booted
         # the guest's sysrq watch fires (xenstored writes the event: rsp_prod moves first), then the
-        # guest reads control/sysrq (its request: req_prod moves; the reply: rsp_prod again).  Both
-        # producers must move; one alone is the watch event only, so wait for both.
+        # guest starts a transaction and reads control/sysrq in it (its requests: req_prod moves; the
+        # replies: rsp_prod again).  Wait for both producers to move and the read to be in req[]
+        # (1024 bytes, free-running index): the transaction's start alone comes first.
         xs_write(f"/local/domain/{domid}/control/sysrq", "")
+        size = STORE["rsp"] - STORE["req"]
         deadline = time.monotonic() + WAIT
         while True:
             after = producers()
-            if after[0] > before[0] and after[1] > before[1]:
+            asked = bytes(g.view[STORE["req"] + i % size] for i in range(max(before[0], after[0] - size), after[0]))
+            if after[0] > before[0] and after[1] > before[1] and b"control/sysrq" in asked:
                 break
             assert time.monotonic() < deadline, (
-                f"xenstore ring producers (req_prod, rsp_prod) not both past {before} within {WAIT:g} s: {after}")
+                f"xenstore ring producers (req_prod, rsp_prod) not both past {before} with the guest's read of "
+                f"control/sysrq within {WAIT:g} s: {after}, asked {asked!r}")
             time.sleep(0.2)
-        # what the guest asked since: its read of control/sysrq, in req[] (1024 bytes, free-running index)
-        size = STORE["rsp"] - STORE["req"]
-        asked = bytes(g.view[STORE["req"] + i % size] for i in range(max(before[0], after[0] - size), after[0]))
-        assert b"control/sysrq" in asked, asked
         assert bytes(c.view[CONS["out"]:CONS["in_cons"]]) == bytes(same.view[CONS["out"]:CONS["in_cons"]])
     with xen.map_resource(domid, "grant_table") as table:
         permit = xen.abi.constants["GTF_permit_access"]
