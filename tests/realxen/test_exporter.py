@@ -210,12 +210,13 @@ def test_soak_thousands_of_scrapes_leave_rss_mappings_and_fds_flat() -> None:
         json.dump(figures, f, indent=1)
     assert n >= SOAK_MIN_REQUESTS and reads >= SOAK_MIN_READS, figures
     base = points[0]
-    # The allocator grows once in a step (seen in two runs: +376 KiB once, flat before and after);
-    # a leak grows all along (~300 bytes a fresh read: a rise of a page or more in most of the
-    # samples, taken every 100 requests). So: the run within one such step, and at most two rises.
+    # The allocator grows in steps of 376 KiB, flat before and after (seen once in two runs, and
+    # twice in a third: at 3700 and 5000 requests of 6400, 2 rises in 65 samples); a leak grows
+    # all along (~300 bytes a fresh read: a rise of a page or more in most of the samples, taken
+    # every 100 requests). So: the run within two such steps, and at most two rises.
     rss = [pt["rss_kib"] for pt in points]
     rises = sum(1 for a, b in zip(rss, rss[1:]) if b > a)
-    assert end["rss_kib"] - base["rss_kib"] <= 512 and rises <= 2, (rises, figures)
+    assert end["rss_kib"] - base["rss_kib"] <= 2 * 512 and rises <= 2, (rises, figures)
     assert end["fds"] == base["fds"], figures
     assert end["maps"] - base["maps"] <= 2, figures
     assert p.stderr is not None
