@@ -157,3 +157,62 @@ def refusing(xen: Any) -> Callable[[Any, type, str], None]:
                     e[:2] == ("domctl", "createdomain")], sim.log
 
     return refused
+
+
+def store_paths(xs: Any, top: str) -> set:  # type: ignore[type-arg]
+    """Every xenstore path at and below ``top`` (empty when ``top`` is absent)."""
+    try:
+        names = xs.directory(top)
+    except Exception:  # noqa: BLE001 - absent
+        return set()
+    out = {top}
+    for n in names:
+        out |= store_paths(xs, f"{top}/{n}")
+    return out
+
+
+def build_calls(xen: Any, cfg: Any) -> List[Tuple[str, Any]]:
+    """The (hypercall, sub-op) of every call ``xen.create(cfg)`` issues on a simulated handle, in order."""
+    sim = xen.transport
+    sim.log.clear()
+    xen.create(cfg)
+    return [(op, sub) for op, sub, _rc in sim.log]
+
+
+def fails_cleanly_at_each_step(new_sim: Callable[[], Any], cfg: Any, calls: Sequence[Tuple[str, Any]]) -> int:
+    """Fail each distinct call of a build (``calls``, from :func:`build_calls`) from
+    createdomain on, in turn, with EIO on a fresh simulated handle from ``new_sim()``: each
+    time the error is the one injected and nothing is left (no domain, no node under /vm or
+    /libxl, no /local/domain entry, nothing introduced).  How many calls were failed."""
+    import errno
+
+    import pytest
+
+    from xenprivcmd.errors import HypercallError
+
+    steps: List[Tuple[str, Any]] = []
+    for c in calls:
+        if c not in steps and c[0] != "xen_version" and c != ("sysctl", "physinfo"):
+            steps.append(c)
+    first_create = calls.index(("domctl", "createdomain"))
+    tried = 0
+    for op, sub in steps:
+        if calls.index((op, sub)) < first_create:
+            continue  # reads before anything is made
+        xen = new_sim()
+        sim = xen.transport
+        before = set(sim.host.domains)
+        xs = xen.xenstore()
+        kept = {top: store_paths(xs, top) for top in ("/vm", "/libxl")}
+        sim.faults.fail(errno.EIO, op=op, subop=sub)
+        with pytest.raises(HypercallError) as ei:
+            xen.create(cfg)
+        assert ei.value.errno == errno.EIO, (op, sub)
+        assert set(sim.host.domains) == before, (op, sub)
+        xs = xen.xenstore()
+        for top, paths in kept.items():
+            assert store_paths(xs, top) == paths, (op, sub, top)
+        assert not [d for d in xs.directory("/local/domain") if int(d) not in before], (op, sub)
+        assert not [d for d in sim.host.store.introduced if d not in before], (op, sub)
+        tried += 1
+    return tried

@@ -26,7 +26,7 @@ from xenprivcmd.build.arm64 import paging_pool_bytes, ram_extents
 from xenprivcmd.build.config import DomainConfig
 from xenprivcmd.errors import ConfigError, HypercallError, ImageError, NotSupported
 
-from .build_helpers import refusing
+from .build_helpers import build_calls, fails_cleanly_at_each_step, refusing
 from .test_build_boot import ARM_VGC
 from .test_build_fdt import dts_of_dtb
 
@@ -174,55 +174,15 @@ def test_paging_pool_as_libxl_sizes_it():
     assert paging_pool_bytes(1, 128 << 10) == 4 * (256 + 128 + 128) << 10
 
 
-def _build_calls(files):  # type: ignore[no-untyped-def]
-    xen = _sim()
-    sim = xen.transport
-    sim.log.clear()
-    xen.create(_config(files))
-    return [(op, sub) for op, sub, _rc in sim.log]
-
-
 def test_a_failure_at_any_hypercall_leaves_nothing(files):  # type: ignore[no-untyped-def]
-    calls = _build_calls(files)
+    calls = build_calls(_sim(), _config(files))
     order = [c for c in calls if c[0] == "domctl"]
     for a, b in (("createdomain", "set_paging_mempool_size"), ("set_paging_mempool_size", "max_mem"),
                  ("set_address_size", "cacheflush"), ("cacheflush", "setvcpucontext")):
         assert order.index(("domctl", a)) < order.index(("domctl", b)), (a, b)
     assert calls.index(("domctl", "set_address_size")) < calls.index(("memory_op", "populate_physmap"))
     assert ("mmuext_op", "pin_l4_table") not in calls and ("domctl", "hypercall_init") not in calls
-    steps = []
-    for c in calls:
-        if c not in steps and c[0] != "xen_version" and c != ("sysctl", "physinfo"):
-            steps.append(c)
-    first_create = calls.index(("domctl", "createdomain"))
-    tried = 0
-    for op, sub in steps:
-        if calls.index((op, sub)) < first_create:
-            continue
-        xen = _sim()
-        sim = xen.transport
-        before = set(sim.host.domains)
-        vms = set(xen.xenstore().directory("/vm"))
-        libxl = _libxl_ids(xen)
-        sim.faults.fail(errno.EIO, op=op, subop=sub)
-        with pytest.raises(HypercallError) as ei:
-            xen.create(_config(files))
-        assert ei.value.errno == errno.EIO, (op, sub)
-        assert set(sim.host.domains) == before, (op, sub)
-        xs = xen.xenstore()
-        assert set(xs.directory("/vm")) == vms, (op, sub)
-        assert _libxl_ids(xen) == libxl, (op, sub)
-        assert not [d for d in xs.directory("/local/domain") if int(d) not in before], (op, sub)
-        assert not [d for d in sim.host.store.introduced if d not in before], (op, sub)
-        tried += 1
-    assert tried >= 10
-
-
-def _libxl_ids(xen):  # type: ignore[no-untyped-def]
-    try:
-        return set(xen.xenstore().directory("/libxl"))
-    except OSError:  # none yet
-        return set()
+    assert fails_cleanly_at_each_step(_sim, _config(files), calls) >= 10
 
 
 def test_bad_arm64_configs_are_refused_before_any_hypercall(files, tmp_path):  # type: ignore[no-untyped-def]

@@ -24,7 +24,7 @@ from xenprivcmd.build.create import plan
 from xenprivcmd.build.skeleton import domain_skeleton
 from xenprivcmd.errors import ConfigError, HypercallError, ImageError
 
-from .build_helpers import make_kernel, refusing
+from .build_helpers import build_calls, fails_cleanly_at_each_step, make_kernel, refusing
 
 HYPERCALL_PAGE = 0xFFFFFFFF81001000
 NOTES = [(6, "linux"), (5, "xen-3.0"), (3, 0xFFFFFFFF80000000), (1, 0xFFFFFFFF81000000), (2, HYPERCALL_PAGE),
@@ -51,16 +51,6 @@ def _sim(**q):  # type: ignore[no-untyped-def]
     query = "&".join(f"{k}={v}" for k, v in {"xen": "4.17.0", "domains": 1, **q}.items())
     return xenprivcmd.open(f"sim:///?{query}")
 
-
-def _store_paths(xs, top):  # type: ignore[no-untyped-def]
-    try:
-        names = xs.directory(top)
-    except Exception:  # noqa: BLE001 - absent
-        return set()
-    out = {top}
-    for n in names:
-        out |= _store_paths(xs, f"{top}/{n}")
-    return out
 
 
 def test_a_small_guest_is_built_and_runs(files):  # type: ignore[no-untyped-def]
@@ -131,44 +121,12 @@ def test_paused_stays_paused(files):  # type: ignore[no-untyped-def]
     assert xen.domain_info(info.domid).state == "running"
 
 
-def _build_calls(files):  # type: ignore[no-untyped-def]
-    """The (hypercall, sub-op) of every call a build issues, in order."""
-    xen = _sim()
-    sim = xen.transport
-    sim.log.clear()
-    xen.create(_config(files))
-    return [(op, sub) for op, sub, _rc in sim.log]
-
-
 def test_a_failure_at_any_hypercall_leaves_nothing(files):  # type: ignore[no-untyped-def]
-    calls = _build_calls(files)
+    calls = build_calls(_sim(), _config(files))
     assert ("domctl", "createdomain") in calls and ("mmuext_op", "pin_l4_table") in calls
     assert calls.index(("domctl", "set_address_size")) < calls.index(("memory_op", "populate_physmap"))
     assert calls.index(("mmuext_op", "pin_l4_table")) < calls.index(("domctl", "setvcpucontext"))
-    steps = []
-    for c in calls:
-        if c not in steps and c[0] != "xen_version" and c != ("sysctl", "physinfo"):
-            steps.append(c)
-    first_create = calls.index(("domctl", "createdomain"))
-    tried = 0
-    for op, sub in steps:
-        if calls.index((op, sub)) < first_create:
-            continue  # reads before anything is made
-        xen = _sim()
-        sim = xen.transport
-        before = set(sim.host.domains)
-        sim.faults.fail(errno.EIO, op=op, subop=sub)
-        with pytest.raises(HypercallError) as ei:
-            xen.create(_config(files))
-        assert ei.value.errno == errno.EIO, (op, sub)
-        assert set(sim.host.domains) == before, (op, sub)
-        xs = xen.xenstore()
-        assert _store_paths(xs, "/vm") == _store_paths(_sim().xenstore(), "/vm"), (op, sub)
-        assert _store_paths(xs, "/libxl") == _store_paths(_sim().xenstore(), "/libxl"), (op, sub)
-        assert not [d for d in xs.directory("/local/domain") if int(d) not in before], (op, sub)
-        assert not [d for d in sim.host.store.introduced if d not in before], (op, sub)
-        tried += 1
-    assert tried >= 10
+    assert fails_cleanly_at_each_step(_sim, _config(files), calls) >= 10
 
 
 def test_bad_configs_are_refused_before_any_hypercall(files, tmp_path):  # type: ignore[no-untyped-def]

@@ -22,8 +22,8 @@ from xenprivcmd.build import monitor as mon
 from xenprivcmd.build.config import DomainConfig
 from xenprivcmd.errors import ImageError, NoSuchDomain, NotSupported
 
-from .build_helpers import make_kernel
-from .test_build_create import NOTES, _store_paths
+from .build_helpers import make_kernel, store_paths
+from .test_build_create import NOTES
 from .test_shell import inproc
 
 #: SHUTDOWN_* codes of public/sched.h (poweroff 0, reboot 1, suspend 2, crash 3, watchdog 4, soft_reset 5)
@@ -70,7 +70,7 @@ def _ids(xen):  # type: ignore[no-untyped-def]
 def _store(xen, domid, uuid):  # type: ignore[no-untyped-def]
     xs = xen.xenstore()
     try:
-        return _store_paths(xs, f"/local/domain/{domid}") | _store_paths(xs, f"/vm/{uuid}")
+        return store_paths(xs, f"/local/domain/{domid}") | store_paths(xs, f"/vm/{uuid}")
     finally:
         xs.close()
 
@@ -220,7 +220,7 @@ def test_destroy_removes_what_xl_would(xen, kernel):  # type: ignore[no-untyped-
         xs.write(path, "pv")
     removed = control.destroy(xen, info.domid)
     assert set(removed) == {f"/vm/{info.uuid}", f"/libxl/{info.domid}", f"/local/domain/0/backend/vkbd/{info.domid}"}
-    assert not _store(xen, info.domid, info.uuid) and not _store_paths(xs, f"/libxl/{info.domid}")
+    assert not _store(xen, info.domid, info.uuid) and not store_paths(xs, f"/libxl/{info.domid}")
     assert xs.read("/local/domain/0/backend/vkbd/99/0/state") == b"pv"  # another domain's: kept
     assert _ids(xen) == {}
     with pytest.raises(NoSuchDomain):
