@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import _thread
 import errno
-from _operator import attrgetter as _attrgetter
 
 from . import abi as _abi
 from .abi.hypercalls import check_domid
@@ -75,40 +74,50 @@ def read_only_methods() -> "frozenset[str]":
 _errno_EPERM = errno.EPERM
 
 
-class _Operation(property):
+class _Operation:
     """A reading operation of the handle that *is* its engine's runner: ``h.op`` is the
-    operation of the handle's current transport and release, looked up on every access
-    (``_ops.op``, in C), so a call runs no frame of the handle's before the runner (under
-    emulation, a Python frame is a measurable part of a one- or two-hypercall operation).
-    What the handle's method would check, the runner checks (a domain named otherwise than
-    by a domid in range goes to the handle's lookup); ``Handle.op(h, *args)`` calls it as a
-    method.  A reference kept across a change of the handle's transport keeps the old
-    transport's operation: ask the handle again.  Naming it (``h.physinfo``) builds the
-    engine, detecting the ABI if need be, as calling it would."""
+    operation of the handle's current transport and release, kept in the handle's own
+    dict once its engine is built, so a call runs no frame of the handle's before the
+    runner and the lookup is an instance attribute's (under emulation, a Python frame or a
+    descriptor call is a measurable part of a one- or two-hypercall operation).  What the
+    handle's method would check, the runner checks (a domain named otherwise than by a
+    domid in range goes to the handle's lookup); ``Handle.op(h, *args)`` calls it as a
+    method.  A change of the handle's transport (or its engine) forgets what was kept; a
+    reference kept across it keeps the old transport's operation: ask the handle again.
+    Naming it (``h.physinfo``) builds the engine, detecting the ABI if need be, as calling
+    it would.  Assigning the attribute on a handle (a test's stand-in) shadows the
+    operation until the transport changes; deleting it asks the engine again."""
+
+    def __init__(self, method: Callable[..., Any]) -> None:
+        self.name = self.__name__ = method.__name__
+        self.__doc__ = method.__doc__
+        self.__wrapped__ = method  # inspect.signature, the remote client
+
+    def __get__(self, handle: Optional["Handle"], owner: Any = None) -> Any:
+        if handle is None:
+            return self
+        ops = handle._ops
+        fn = getattr(ops, self.name)
+        if ops.__class__ is not _Unbuilt:  # an engine's: kept, unless the engine changed meanwhile
+            kept = handle.__dict__
+            kept[self.name] = fn
+            if handle._ops is not ops:
+                kept.pop(self.name, None)
+        return fn
 
     def __call__(self, handle: "Handle", *args: Any, **kwargs: Any) -> Any:
-        return self.fget(handle)(*args, **kwargs)  # type: ignore[misc]
+        return getattr(handle._ops, self.name)(*args, **kwargs)
+
+
+#: The names of the handle's operations kept in its dict (:class:`_Operation`).
+_OPERATIONS: List[str] = []
 
 
 def _operation(method: "_F") -> "_F":
     """``method`` (its name, signature and doc) as an :class:`_Operation`: the engine's
-    operation of that name (the method's body spells out the same call).  Assigning the
-    attribute on a handle (a test's stand-in) replaces the operation of the handle's current
-    engine (until its transport changes); deleting it builds the engine's own again."""
-    name = method.__name__
-
-    def put(handle: "Handle", fn: Any) -> None:
-        setattr(handle._build(name), name, fn)
-
-    def drop(handle: "Handle") -> None:
-        ops = handle._build(name)
-        if name in vars(ops):
-            delattr(ops, name)
-
-    got = _Operation(_attrgetter("_ops." + name), put, drop)
-    got.__doc__ = method.__doc__  # in the instance's dict (property(doc=) of a subclass keeps the class's)
-    got.__wrapped__ = method  # type: ignore[attr-defined]  # inspect.signature, the remote client
-    return got  # type: ignore[return-value]
+    operation of that name (the method's body spells out the same call)."""
+    _OPERATIONS.append(method.__name__)
+    return _Operation(method)  # type: ignore[return-value]
 
 
 class _Unbuilt:
@@ -209,6 +218,14 @@ class Handle:
         self._transport = t
         self._engine = None
         self._ops = _Unbuilt(self)
+        self._forget_operations()
+
+    def _forget_operations(self) -> None:
+        """Drop the operations kept in the handle's dict (:class:`_Operation`): the next
+        lookup asks the current engine."""
+        kept = self.__dict__
+        for name in _OPERATIONS:
+            kept.pop(name, None)
 
     @property
     def engine(self) -> Engine:

@@ -1093,9 +1093,10 @@ class Engine:
                         ioctl(fd, number, preq, True)
                     except (OSError, ValueError) as exc:
                         failed(exc, preq, domid)
-                    out = _new(mk, unpack(view, read_at) + tail)
-                    if out[where] != domid:
+                    vals = unpack(view, read_at)
+                    if vals[where] != domid:  # on the plain tuple: a subclass's item is a slower lookup
                         raise gone(domid)
+                    out = _new(mk, vals + tail)
                     return then(out) if name else out
 
                 run_domid_named.__name__ = run_domid_named.__qualname__ = name
@@ -1193,6 +1194,23 @@ class Engine:
         if direct and lay.pick is None and payload is not None and not domain and not checks and echo is None \
                 and mk is None and not returns and convert is None:
             pointers_only = lay.pointer_at
+            if nargs == 3 and tuple(pointers_only) == (2,) and len(head) == 2:
+                h0, h1 = head
+
+                def run_payload3(a0: Any, a1: Any, offset: Any) -> Any:  # (view, *fields): a listing's shape
+                    buf, view, preq = getattr(rl, "pair", _DEAD)
+                    if not buf.address:
+                        buf, view, preq = acquire()
+                    pack(view, 0, h0, h1, a0, a1, buf.address + PAYLOAD_OFFSET + offset)
+                    t.calls += 1
+                    try:
+                        ioctl(fd, number, preq, True)
+                    except (OSError, ValueError) as exc:
+                        failed(exc, preq, None)
+                    return (view,) + unpack(view, read_at)
+
+                run_payload3.__name__ = run_payload3.__qualname__ = name
+                return run_payload3
 
             def run_payload(*args: Any) -> Any:  # (view, *fields), the pointers offsets into the payload
                 if len(args) != nargs:
