@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno as _errno
 import time
 from _operator import add as _add
-from _operator import itemgetter as _itemgetter
 from _operator import lt as _lt
 from itertools import repeat as _repeat
 
@@ -107,7 +106,6 @@ _SCHED_PUT = {(name, cap): Request("domctl", "scheduler_op", struct="xen_domctl_
 # -- getdomaininfo records ----------------------------------------------------------------------
 
 _NO_NAME = (None,)
-_domid_of = _itemgetter(0)
 _new = tuple.__new__
 SHUTDOWN_SHIFT, SHUTDOWN_MASK = 16, 0xFF
 _DOMFLAGS_NAMES = {"hvm_guest": "DOMFLAGS_HVM"}
@@ -263,7 +261,7 @@ def _domains(e: Engine) -> Callable[..., List[DomainInfo]]:
             else:
                 batch = many(view, P, n)
             if n:  # Xen's order (listing_error): a frame fewer than a checking function's
-                ids = list(map(_domid_of, batch))  # DomainInfo's first field is the domid
+                ids = [r[0] for r in batch]  # DomainInfo's first field is the domid
                 if ids[0] < first or ids[-1] >= DOMID_FIRST_RESERVED or not all(map(_lt, ids, ids[1:])):
                     raise listing_error(ids, first)
                 out += batch

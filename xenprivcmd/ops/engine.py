@@ -62,6 +62,7 @@ from ..abi import hypercalls as _hc
 from ..abi.hypercalls import DOMID_MAX, error
 from ..abi.layout import _code, fields
 from ..errors import NoSuchDomain, NotSupported, ReadOnlyError, RestrictedError, XenError
+from . import runners as _runners
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time (cold start)
@@ -748,40 +749,12 @@ class Engine:
         where = -1 if echo is None else echo
         subop1 = req1.subop
 
-        def run_sized(domid: Any) -> List[Any]:
-            if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
-                domid = resolve(domid)
-            buf, view, preq1, preq = getattr(rl, "pair", _DEAD4)
-            if not buf.address:
-                buf, view, preq1, preq = acquire()
-            pack1(view, 0, f0, f1, domid)
-            t.calls += 1
-            try:
-                ioctl(fd, number, preq1, True)
-            except (OSError, ValueError) as exc:
-                failed1(exc, preq1, domid)
-            vals = unpack1(view, read1)
-            if picker1 is not None:
-                vals = picker1(vals + _NONE)
-            if where >= 0 and vals[where] != domid:
-                raise NoSuchDomain(_errno.ESRCH, f"domctl {subop1}(domid={domid}): no such domain (ESRCH)",
-                                   hypercall="domctl", subop=subop1, domid=domid)
-            out = []
-            for a in range(count(vals)):
-                if not lo <= a <= hi:
-                    check(a)
-                pack(view, 0, h0, h1, domid, a)
-                t.calls += 1
-                try:
-                    ioctl(fd, number, preq, True)
-                except (OSError, ValueError) as exc:
-                    failed(exc, preq, domid)
-                got = unpack(view, read_at)
-                out.append(got if mk is None else _new(mk, got))
-            return out
-
-        run_sized.__name__ = run_sized.__qualname__ = f"{req1.subop}_{req.subop}"
-        return run_sized
+        return _runners.bind(_runners.sized, f"{req1.subop}_{req.subop}", rl=rl, DEAD=_DEAD4, acquire=acquire,
+                             resolve=resolve, DOMID_MAX=DOMID_MAX, pack1=pack1, f0=f0, f1=f1, unpack1=unpack1,
+                             read1=read1, picker=picker1, failed1=failed1, where=where, NoSuchDomain=NoSuchDomain,
+                             ESRCH=_errno.ESRCH, subop1=subop1, count=count, lo=lo, hi=hi, check=check, pack=pack,
+                             h0=h0, h1=h1, unpack=unpack, read_at=read_at, failed=failed, mk=mk, new=_new, t=t,
+                             ioctl=ioctl, fd=fd, number=number, NONE=_NONE)
 
     def selected(self, first: Request, choose: Callable[[Tuple[Any, ...]], Tuple[Request, Tuple[Any, ...], Any,
                                                                                   Tuple[Any, ...]]],
@@ -833,8 +806,10 @@ class Engine:
         second: List[Any] = [None, max(lay1.size, 1)]
         #: by answer, what runs in this frame after it: (pack, h0, h1, a0, a1, unpack, read_at,
         #: result, lead) of a domain request of two more arguments; ``fails``: its failure
-        fast: Dict[Tuple[Any, ...], Tuple[Any, ...]] = {}
-        fails: Dict[Tuple[Any, ...], Callable[[BaseException, Any, Optional[int]], int]] = {}
+        #: by the answer's one field where it has one (an int's lookup is cheaper than a tuple's)
+        fast: Dict[Any, Tuple[Any, ...]] = {}
+        fails: Dict[Any, Callable[[BaseException, Any, Optional[int]], int]] = {}
+        one = picker1 is None and len(req1.read) == 1
 
         def acquire() -> Tuple[Any, Any, Any, Any]:
             """(buffer, view, the first request's prebuilt request, the chosen ones' or None) of
@@ -863,40 +838,18 @@ class Engine:
                     second[1] = max(second[1], lay.size)
                     h0, h1 = lay.head
                     a0, a1 = args
-                    fails[vals] = self._failure(lay)
-                    fast[vals] = (lay.pack, h0, h1, a0, a1, lay.unpack, lay.read_at, result, tuple(lead))
-            if vals in fast:
+                    fails[vals[0] if one else vals] = self._failure(lay)
+                    fast[vals[0] if one else vals] = (lay.pack, h0, h1, a0, a1, lay.unpack, lay.read_at, result,
+                                                      tuple(lead))
+            if (vals[0] if one else vals) in fast:
                 rl.pair = _DEAD4  # this thread's lane acquired again, with the chosen's request and size
             run, args = got
             return run(domid, *args)
 
-        def run_selected(domid: Any) -> Any:
-            if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
-                domid = resolve(domid)
-            buf, view, preq1, preq = getattr(rl, "pair", _DEAD4)
-            if not buf.address:
-                buf, view, preq1, preq = acquire()
-            pack1(view, 0, f0, f1)
-            t.calls += 1
-            try:
-                ioctl(fd, number, preq1, True)
-            except (OSError, ValueError) as exc:
-                failed1(exc, preq1, None)
-            vals = unpack1(view, read1)
-            got = fast.get(vals)
-            if got is None or preq is None:
-                return aside(domid, vals)
-            pack, h0, h1, a0, a1, unpack, read_at, mk, lead = got
-            pack(view, 0, h0, h1, domid, a0, a1)
-            t.calls += 1
-            try:
-                ioctl(fd, number, preq, True)
-            except (OSError, ValueError) as exc:
-                fails[vals](exc, preq, domid)
-            return _new(mk, lead + unpack(view, read_at))
-
-        run_selected.__name__ = run_selected.__qualname__ = f"{req1.subop}_selected"
-        return run_selected
+        return _runners.bind(_runners.selected_one if one else _runners.selected, f"{req1.subop}_selected", rl=rl, DEAD=_DEAD4, acquire=acquire,
+                             resolve=resolve, DOMID_MAX=DOMID_MAX, pack1=pack1, f0=f0, f1=f1, unpack1=unpack1,
+                             read1=read1, failed1=failed1, fast=fast, fails=fails, aside=aside, new=_new, t=t,
+                             ioctl=ioctl, fd=fd, number=number)
 
     def __call__(self, request: Request, *args: Any) -> Tuple[Any, ...]:
         """Issue ``request`` once: the fields read back (see :meth:`runner`)."""
@@ -1076,79 +1029,20 @@ class Engine:
         if plain and domain and nargs <= 2 and len(head) == 2 and all(c.index == 1 for c in checks) \
                 and len(checks) <= nargs - 1:
             h0, h1 = head
+            common = dict(rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, h0=h0, h1=h1, t=t, ioctl=ioctl, fd=fd,
+                          number=number, failed=failed, unpack=unpack, read_at=read_at, where=where, gone=gone,
+                          mk=mk, tail=tail, DOMID_MAX=DOMID_MAX, new=_new)
             if nargs == 1 and named is not None:
                 other, then = named
 
-                def run_domid_named(domid: Any, name: bool = True) -> Any:
-                    if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
-                        domid = other(domid)
-                        if domid.__class__ is not int:
-                            return domid  # the answer itself
-                    buf, view, preq = getattr(rl, "pair", _DEAD)
-                    if not buf.address:
-                        buf, view, preq = acquire()
-                    pack(view, 0, h0, h1, domid)
-                    t.calls += 1
-                    try:
-                        ioctl(fd, number, preq, True)
-                    except (OSError, ValueError) as exc:
-                        failed(exc, preq, domid)
-                    vals = unpack(view, read_at)
-                    if vals[where] != domid:  # on the plain tuple: a subclass's item is a slower lookup
-                        raise gone(domid)
-                    out = _new(mk, vals + tail)
-                    return then(out) if name else out
-
-                run_domid_named.__name__ = run_domid_named.__qualname__ = name
-                return run_domid_named
+                return _runners.bind(_runners.domid_named, name, **common, other=other, then=then)
             if nargs == 1:
-                def run_domid(domid: Any) -> Any:
-                    if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
-                        domid = resolve(domid)
-                    buf, view, preq = getattr(rl, "pair", _DEAD)
-                    if not buf.address:
-                        buf, view, preq = acquire()
-                    pack(view, 0, h0, h1, domid)
-                    t.calls += 1
-                    try:
-                        rc = ioctl(fd, number, preq, True)
-                    except (OSError, ValueError) as exc:
-                        rc = failed(exc, preq, domid)
-                    vals = unpack(view, read_at)
-                    if where >= 0 and vals[where] != domid:
-                        raise gone(domid)
-                    if returns:
-                        vals = (rc,) + vals
-                    return vals if mk is None else _new(mk, lead + vals + tail)
-
-                run_domid.__name__ = run_domid.__qualname__ = name
-                return run_domid
+                return _runners.bind(_runners.domid, name, **common, resolve=resolve, returns=returns, lead=lead)
             check = checks[0] if checks else Check(1, "argument", -(1 << 64), 1 << 64)
             lo, hi = check.lo, check.hi
 
-            def run_domid_arg(domid: Any, a: Any) -> Any:
-                if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
-                    domid = resolve(domid)
-                if a.__class__ is not int or not lo <= a <= hi:
-                    check(a)
-                buf, view, preq = getattr(rl, "pair", _DEAD)
-                if not buf.address:
-                    buf, view, preq = acquire()
-                pack(view, 0, h0, h1, domid, a)
-                t.calls += 1
-                try:
-                    rc = ioctl(fd, number, preq, True)
-                except (OSError, ValueError) as exc:
-                    rc = failed(exc, preq, domid)
-                vals = unpack(view, read_at)
-                if where >= 0 and vals[where] != domid:
-                    raise gone(domid)
-                if returns:
-                    vals = (rc,) + vals
-                return vals if mk is None else _new(mk, lead + vals + tail)
-
-            run_domid_arg.__name__ = run_domid_arg.__qualname__ = name
-            return run_domid_arg
+            return _runners.bind(_runners.domid_arg, name, **common, resolve=resolve, returns=returns, lead=lead,
+                                 lo=lo, hi=hi, check=check)
         if plain and domain and not checks and len(head) == 2:
             h0, h1 = head
 
@@ -1178,39 +1072,17 @@ class Engine:
         if plain and not domain and nargs == 0 and lay.size == 0 and not lay.read_format[1:] and mk is None:
             done: Callable[[int], Any] = convert or ((lambda rc: (rc,)) if returns else (lambda _rc: ()))
 
-            def run_bare() -> Any:  # no struct (xen_version's version, a memory_op count)
-                buf, _view, preq = getattr(rl, "pair", _DEAD)
-                if not buf.address:
-                    buf, _view, preq = acquire()
-                t.calls += 1
-                try:
-                    rc = ioctl(fd, number, preq, True)
-                except (OSError, ValueError) as exc:
-                    rc = failed(exc, preq, None)
-                return done(rc)
-
-            run_bare.__name__ = run_bare.__qualname__ = name
-            return run_bare
+            return _runners.bind(_runners.bare, name, rl=rl, DEAD=_DEAD, acquire=acquire, t=t, ioctl=ioctl, fd=fd,
+                                 number=number, failed=failed, done=done)
         if direct and lay.pick is None and payload is not None and not domain and not checks and echo is None \
                 and mk is None and not returns and convert is None:
             pointers_only = lay.pointer_at
             if nargs == 3 and tuple(pointers_only) == (2,) and len(head) == 2:
                 h0, h1 = head
-
-                def run_payload3(a0: Any, a1: Any, offset: Any) -> Any:  # (view, *fields): a listing's shape
-                    buf, view, preq = getattr(rl, "pair", _DEAD)
-                    if not buf.address:
-                        buf, view, preq = acquire()
-                    pack(view, 0, h0, h1, a0, a1, buf.address + PAYLOAD_OFFSET + offset)
-                    t.calls += 1
-                    try:
-                        ioctl(fd, number, preq, True)
-                    except (OSError, ValueError) as exc:
-                        failed(exc, preq, None)
-                    return (view,) + unpack(view, read_at)
-
-                run_payload3.__name__ = run_payload3.__qualname__ = name
-                return run_payload3
+                one = _runners.payload3_one if len(req.read) == 1 else _runners.payload3
+                return _runners.bind(one, name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, h0=h0,
+                                     h1=h1, t=t, ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack,
+                                     read_at=read_at, PAYLOAD_OFFSET=PAYLOAD_OFFSET)
 
             def run_payload(*args: Any) -> Any:  # (view, *fields), the pointers offsets into the payload
                 if len(args) != nargs:
@@ -1237,22 +1109,9 @@ class Engine:
                 and convert is not None:
             h0, h1 = head
 
-            def run_converted() -> Any:  # no argument, the fields converted (physinfo)
-                buf, view, preq = getattr(rl, "pair", _DEAD)
-                if not buf.address:
-                    buf, view, preq = acquire()
-                pack(view, 0, h0, h1)
-                t.calls += 1
-                try:
-                    ioctl(fd, number, preq, True)
-                except (OSError, ValueError) as exc:
-                    failed(exc, preq, None)
-                if picker is not None:
-                    return convert(picker(unpack(view, read_at) + _NONE))
-                return convert(unpack(view, read_at))
-
-            run_converted.__name__ = run_converted.__qualname__ = name
-            return run_converted
+            return _runners.bind(_runners.converted, name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, h0=h0,
+                                 h1=h1, t=t, ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack,
+                                 read_at=read_at, picker=picker, convert=convert, NONE=_NONE)
         if direct and payload is None and not domain and not checks and echo is None:
             def run_args(*args: Any) -> Any:
                 if len(args) != nargs:
