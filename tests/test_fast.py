@@ -619,6 +619,69 @@ def test_version_reads_alike_fast_and_single_and_before_detection(release):
     assert h.version() == g.version()
 
 
+def test_device_runners_are_the_templates_with_their_own_globals():
+    """The hot operations on the device run ``ops/runners.py``'s functions: made by their own
+    ``def`` (so the interpreter specialises calls to them), with no free variable (a closure
+    copies each into its frame on every call) and the values the engine bound as their
+    globals, never the module's."""
+    from xenprivcmd.ops import runners
+
+    made = runners._templates.__code__.co_consts
+    templates = {c.co_name: c for c in made if hasattr(c, "co_name")}
+    h, g = _device_and_sim("sim:///?domains=4&seed=7")
+    seen = {}
+    for name, call in (("xen_version", lambda: h.xen_version()), ("domain_info", lambda: h.domain_info(1)),
+                       ("domains", lambda: h.domains()), ("physinfo", lambda: h.physinfo()),
+                       ("vcpu_info", lambda: h.vcpu_info(1)), ("sched_params", lambda: h.sched_params(1))):
+        call()
+        fn = getattr(h, name)
+        runner = fn if name != "domains" else next(v for v in fn.__closure__ if callable(v.cell_contents)
+                                                   and getattr(v.cell_contents, "__code__", None) in made).cell_contents
+        assert runner.__code__ in templates.values(), name
+        assert runner.__code__.co_freevars == () and runner.__closure__ is None, name
+        assert runner.__globals__ is not vars(runners) and runner.__globals__["t"] is h.transport, name
+        seen[name] = runner.__code__.co_name
+    assert seen == {"xen_version": "bare_halves", "domain_info": "domid_named", "domains": "payload3_one",
+                    "physinfo": "converted", "vcpu_info": "sized", "sched_params": "selected_one"}
+    assert runners.pack is None and runners.t is None  # the module's own: placeholders only
+    import builtins
+    import types
+
+    every = types.FunctionType(runners._templates.__code__, {"__builtins__": builtins})()
+    assert set(seen.values()) < set(every) and all(f.__code__.co_freevars == () for f in every.values())
+    assert h.domains() == g.domains() and h.sched_params(1) == g.sched_params(1)
+
+
+def test_the_handle_keeps_its_operations_until_its_transport_changes():
+    h, g = _device_and_sim("sim:///default")
+    op = h.domain_info
+    assert h.domain_info is op and vars(h)["domain_info"] is op  # an instance attribute from now on
+    device = h.transport
+    h.transport = TimingTransport(device, h.abi)
+    assert "domain_info" not in vars(h) and h.domain_info is not op  # the new engine's
+    assert h.domain_info(1) == g.domain_info(1)
+
+    def stand_in(dom, name=True):
+        return "stand-in"
+
+    h.domain_info = stand_in  # a test's stand-in shadows the operation ...
+    assert h.domain_info(1) == "stand-in"
+    del h.domain_info  # ... until deleted
+    assert h.domain_info(1) == g.domain_info(1)
+    h.domain_info = stand_in
+    h.transport = device  # ... or the transport changes
+    assert h.domain_info(1) == g.domain_info(1) and h.engine.device
+    assert Handle.domain_info(h, 1) == g.domain_info(1)  # called as a method of the class
+
+
+def test_xen_version_before_detection_is_kept_then_the_engines():
+    h, g = _device_and_sim("sim:///default")
+    assert h._abi is None and h.xen_version() == g.xen_version() and h._abi is None
+    boot = h.xen_version
+    h.domain_info(0)  # builds the engine (detects): the boot engine's xen_version is forgotten
+    assert h.xen_version is not boot and h.xen_version() == g.xen_version()
+
+
 def test_no_code_is_compiled_at_run_time():
     """No ``exec``/``eval``/``compile`` of source anywhere in the package, but the remote
     bootstrap (its first stage is sent as source to a remote ``python3 -c``)."""

@@ -82,7 +82,7 @@ class _Operation:
     descriptor call is a measurable part of a one- or two-hypercall operation).  What the
     handle's method would check, the runner checks (a domain named otherwise than by a
     domid in range goes to the handle's lookup); ``Handle.op(h, *args)`` calls it as a
-    method.  A change of the handle's transport (or its engine) forgets what was kept; a
+    method.  A change of the handle's transport or engine forgets what was kept; a
     reference kept across it keeps the old transport's operation: ask the handle again.
     Naming it (``h.physinfo``) builds the engine, detecting the ABI if need be, as calling
     it would.  Assigning the attribute on a handle (a test's stand-in) shadows the
@@ -98,11 +98,10 @@ class _Operation:
             return self
         ops = handle._ops
         fn = getattr(ops, self.name)
-        if ops.__class__ is not _Unbuilt:  # an engine's: kept, unless the engine changed meanwhile
-            kept = handle.__dict__
-            kept[self.name] = fn
-            if handle._ops is not ops:
-                kept.pop(self.name, None)
+        kept = handle.__dict__
+        kept[self.name] = fn
+        if handle._ops is not ops:  # built or replaced meanwhile: not kept
+            kept.pop(self.name, None)
         return fn
 
     def __call__(self, handle: "Handle", *args: Any, **kwargs: Any) -> Any:
@@ -258,6 +257,7 @@ class Handle:
                        read_only=self.read_only)
             self._engine = e
             self._ops = e.ops
+            self._forget_operations()  # xen_version's of the boot engine, say
         return e.ops if op is not None else e
 
     # -- read-only handles ------------------------------------------------------------

@@ -77,7 +77,7 @@ _new = tuple.__new__
 _NONE = (None,)
 
 __all__ = ["Request", "Check", "Layout", "Families", "Engine", "HandleState", "Op", "OPS", "op", "PAYLOAD_OFFSET",
-           "declared_requests", "all_ops",
+           "declared_requests", "all_ops", "halves",
            "HEADER_DOMAIN", "HYPERCALL_OF"]
 
 #: Where a request's payload starts in the thread's buffer (a single call).
@@ -96,6 +96,12 @@ SUBOP_PREFIX = {"memory_op": "XENMEM_", "xen_version": "XENVER_", "event_channel
                 "hvm_op": "HVMOP_", "grant_table_op": "GNTTABOP_", "vcpu_op": "VCPUOP_"}
 #: A ``read`` path: the domid in a domctl's header (createdomain's answer).
 HEADER_DOMAIN = "$domain"
+
+
+def halves(rc: int) -> Tuple[int, int]:
+    """A return value's high and low 16 bits (``XENVER_version``'s major and minor): as a
+    runner's ``convert``, the device's runner splits it in its own frame."""
+    return rc >> 16, rc & 0xFFFF
 
 
 class _DomidArg(ctypes.Structure):
@@ -749,7 +755,7 @@ class Engine:
         where = -1 if echo is None else echo
         subop1 = req1.subop
 
-        return _runners.bind(_runners.sized, f"{req1.subop}_{req.subop}", rl=rl, DEAD=_DEAD4, acquire=acquire,
+        return _runners.bind("sized", f"{req1.subop}_{req.subop}", rl=rl, DEAD=_DEAD4, acquire=acquire,
                              resolve=resolve, DOMID_MAX=DOMID_MAX, pack1=pack1, f0=f0, f1=f1, unpack1=unpack1,
                              read1=read1, picker=picker1, failed1=failed1, where=where, NoSuchDomain=NoSuchDomain,
                              ESRCH=_errno.ESRCH, subop1=subop1, count=count, lo=lo, hi=hi, check=check, pack=pack,
@@ -846,7 +852,7 @@ class Engine:
             run, args = got
             return run(domid, *args)
 
-        return _runners.bind(_runners.selected_one if one else _runners.selected, f"{req1.subop}_selected", rl=rl, DEAD=_DEAD4, acquire=acquire,
+        return _runners.bind("selected_one" if one else "selected", f"{req1.subop}_selected", rl=rl, DEAD=_DEAD4, acquire=acquire,
                              resolve=resolve, DOMID_MAX=DOMID_MAX, pack1=pack1, f0=f0, f1=f1, unpack1=unpack1,
                              read1=read1, failed1=failed1, fast=fast, fails=fails, aside=aside, new=_new, t=t,
                              ioctl=ioctl, fd=fd, number=number)
@@ -1035,142 +1041,64 @@ class Engine:
             if nargs == 1 and named is not None:
                 other, then = named
 
-                return _runners.bind(_runners.domid_named, name, **common, other=other, then=then)
+                return _runners.bind("domid_named", name, **common, other=other, then=then)
             if nargs == 1:
-                return _runners.bind(_runners.domid, name, **common, resolve=resolve, returns=returns, lead=lead)
+                return _runners.bind("domid", name, **common, resolve=resolve, returns=returns, lead=lead)
             check = checks[0] if checks else Check(1, "argument", -(1 << 64), 1 << 64)
             lo, hi = check.lo, check.hi
 
-            return _runners.bind(_runners.domid_arg, name, **common, resolve=resolve, returns=returns, lead=lead,
+            return _runners.bind("domid_arg", name, **common, resolve=resolve, returns=returns, lead=lead,
                                  lo=lo, hi=hi, check=check)
         if plain and domain and not checks and len(head) == 2:
             h0, h1 = head
 
-            def run_domid_more(domid: Any, *rest: Any) -> Any:
-                if len(rest) != nargs - 1:
-                    raise TypeError(f"{req.name} takes {nargs} arguments, not {len(rest) + 1}")
-                if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
-                    domid = resolve(domid)
-                buf, view, preq = getattr(rl, "pair", _DEAD)
-                if not buf.address:
-                    buf, view, preq = acquire()
-                pack(view, 0, h0, h1, domid, *rest)
-                t.calls += 1
-                try:
-                    rc = ioctl(fd, number, preq, True)
-                except (OSError, ValueError) as exc:
-                    rc = failed(exc, preq, domid)
-                vals = unpack(view, read_at)
-                if where >= 0 and vals[where] != domid:
-                    raise gone(domid)
-                if returns:
-                    vals = (rc,) + vals
-                return vals if mk is None else _new(mk, lead + vals + tail)
-
-            run_domid_more.__name__ = run_domid_more.__qualname__ = name
-            return run_domid_more
+            return _runners.bind("domid_more", name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, h0=h0, h1=h1,
+                                 t=t, ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack,
+                                 read_at=read_at, where=where, gone=gone, mk=mk, lead=lead, tail=tail,
+                                 DOMID_MAX=DOMID_MAX, new=_new, resolve=resolve, returns=returns, nargs=nargs,
+                                 request_name=req.name)
         if plain and not domain and nargs == 0 and lay.size == 0 and not lay.read_format[1:] and mk is None:
             done: Callable[[int], Any] = convert or ((lambda rc: (rc,)) if returns else (lambda _rc: ()))
 
-            return _runners.bind(_runners.bare, name, rl=rl, DEAD=_DEAD, acquire=acquire, t=t, ioctl=ioctl, fd=fd,
-                                 number=number, failed=failed, done=done)
+            return _runners.bind("bare_halves" if convert is halves else "bare", name, rl=rl,
+                                 DEAD=_DEAD, acquire=acquire, t=t, ioctl=ioctl, fd=fd, number=number, failed=failed,
+                                 done=done)
         if direct and lay.pick is None and payload is not None and not domain and not checks and echo is None \
                 and mk is None and not returns and convert is None:
             pointers_only = lay.pointer_at
             if nargs == 3 and tuple(pointers_only) == (2,) and len(head) == 2:
                 h0, h1 = head
-                one = _runners.payload3_one if len(req.read) == 1 else _runners.payload3
+                one = "payload3_one" if len(req.read) == 1 else "payload3"
                 return _runners.bind(one, name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, h0=h0,
                                      h1=h1, t=t, ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack,
                                      read_at=read_at, PAYLOAD_OFFSET=PAYLOAD_OFFSET)
 
-            def run_payload(*args: Any) -> Any:  # (view, *fields), the pointers offsets into the payload
-                if len(args) != nargs:
-                    raise TypeError(f"{req.name} takes {nargs} arguments, not {len(args)}")
-                buf, view, preq = getattr(rl, "pair", _DEAD)
-                if not buf.address:
-                    buf, view, preq = acquire()
-                vals = list(args)
-                at = buf.address + PAYLOAD_OFFSET
-                for i in pointers_only:
-                    vals[i] += at
-                pack(view, 0, *head, *vals)
-                t.calls += 1
-                try:
-                    ioctl(fd, number, preq, True)
-                except (OSError, ValueError) as exc:
-                    failed(exc, preq, None)
-                return (view,) + unpack(view, read_at)
-
-            run_payload.__name__ = run_payload.__qualname__ = name
-            return run_payload
+            return _runners.bind("payload_any", name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, head=head, t=t,
+                                 ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack, read_at=read_at,
+                                 PAYLOAD_OFFSET=PAYLOAD_OFFSET, pointers=tuple(pointers_only), nargs=nargs,
+                                 request_name=req.name)
         picker = lay.picker
         if direct and payload is None and not domain and nargs == 0 and len(head) == 2 and not returns and mk is None \
                 and convert is not None:
             h0, h1 = head
 
-            return _runners.bind(_runners.converted, name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, h0=h0,
+            return _runners.bind("converted", name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, h0=h0,
                                  h1=h1, t=t, ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack,
                                  read_at=read_at, picker=picker, convert=convert, NONE=_NONE)
         if direct and payload is None and not domain and not checks and echo is None:
-            def run_args(*args: Any) -> Any:
-                if len(args) != nargs:
-                    raise TypeError(f"{req.name} takes {nargs} arguments, not {len(args)}")
-                buf, view, preq = getattr(rl, "pair", _DEAD)
-                if not buf.address:
-                    buf, view, preq = acquire()
-                pack(view, 0, *head, *args)
-                t.calls += 1
-                try:
-                    rc = ioctl(fd, number, preq, True)
-                except (OSError, ValueError) as exc:
-                    rc = failed(exc, preq, None)
-                vals = unpack(view, read_at)
-                if picker is not None:
-                    vals = picker(vals + _NONE)
-                if returns:
-                    vals = (rc,) + vals
-                if convert is not None:
-                    return convert(vals)
-                return vals if mk is None else _new(mk, lead + vals + tail)
-
-            run_args.__name__ = run_args.__qualname__ = name
-            return run_args
+            return _runners.bind("args_any", name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, head=head, t=t,
+                                 ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack, read_at=read_at,
+                                 picker=picker, NONE=_NONE, returns=returns, convert=convert, mk=mk, lead=lead,
+                                 tail=tail, new=_new, nargs=nargs, request_name=req.name)
         finish = self._result(lay, result, tail, echo, lead)
         pointers = lay.pointer_at if payload is not None else ()
 
-        def run(*args: Any) -> Any:
-            if len(args) != nargs:
-                raise TypeError(f"{req.name} takes {nargs} arguments, not {len(args)}")
-            if domain:
-                d = args[0]
-                if d.__class__ is not int or not 0 <= d <= DOMID_MAX:
-                    args = (resolve(d),) + args[1:]
-            for c in checks:
-                c(args[c.index])
-            buf, view, preq = getattr(rl, "pair", _DEAD)
-            if not buf.address:
-                buf, view, preq = acquire()
-            if pointers:
-                at = buf.address + PAYLOAD_OFFSET
-                args = tuple(a + at if i in pointers else a for i, a in enumerate(args))
-            if direct:
-                pack(view, 0, *head, *args)
-            else:
-                pack(view, 0, *_ordered(order, args, skip))
-            t.calls += 1
-            try:
-                rc = ioctl(fd, number, preq, True)
-            except (OSError, ValueError) as exc:
-                rc = failed(exc, preq, args[0] if domain else None)
-            vals = unpack(view, read_at)
-            out = finish((rc,) + vals if returns else vals, args)
-            if convert is not None:
-                return convert(out)
-            return out if payload is None else (view,) + out
-
-        run.__name__ = run.__qualname__ = name
-        return run
+        return _runners.bind("general", name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, head=head, t=t,
+                             ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack, read_at=read_at,
+                             PAYLOAD_OFFSET=PAYLOAD_OFFSET, pointers=tuple(pointers), nargs=nargs,
+                             request_name=req.name, domain=domain, resolve=resolve, DOMID_MAX=DOMID_MAX,
+                             checks=checks, direct=direct, ordered=_ordered, order=order, skip=skip,
+                             returns=returns, finish=finish, convert=convert, payload=payload)
 
 
 class _Dead:

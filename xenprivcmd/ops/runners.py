@@ -1,16 +1,20 @@
 """The engine's fast runners on the privcmd device: plain functions whose values are their globals.
 
-A runner of :meth:`.engine.Engine.runner` on the device is one of these functions,
-re-made for one request and one handle with :func:`bind`: the function's own code
-object, and a globals dict of its own holding what the engine prepared (the
-``struct.Struct`` methods, the header values, the transport's ioctl, fd and request
-number, the runner's thread-local lane, the result type).  No source is compiled:
-the code is this module's, checked by ruff and mypy like any other.  Why globals and
-not a closure's cells: a closure copies each free variable into the frame and
-releases it again on every call (18 of them for ``getdomaininfo``: about 200 machine
-instructions of a 6000-instruction call on Python 3.13), where a global is read
-only where it is used.  The names below are declared for the linters; this module
-never binds them itself.
+A runner of :meth:`.engine.Engine.runner` on the device is one of the functions
+below, made for one request and one handle by :func:`bind`: its ``def`` runs
+with a globals dict of its own, holding what the engine prepared (the
+``struct.Struct`` methods, the header values, the transport's ioctl, fd and
+request number, the runner's thread-local lane, the result type).  No source
+is compiled at run time: the code is this module's, checked by ruff and mypy
+like any other.  Why globals and not a closure's cells: a closure copies each
+free variable into its frame and releases it again on every call (18 of them
+for ``getdomaininfo``: about 200 machine instructions of a call on Python
+3.13), where a global is read only where it is used.  Why ``def`` and not
+``types.FunctionType(code, globals)``: Python 3.13 does not specialise calls
+to a function made by the latter (no function version), and an unspecialised
+call costs about 100 instructions more.  ``benchmarks/paired_native.py``
+counts both.  The names declared below are those globals, for the linters
+(None here: the functions only ever run with their own).
 """
 
 from __future__ import annotations
@@ -20,63 +24,75 @@ from types import FunctionType as _FunctionType
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, Dict
 
 #: Bound per runner by :func:`bind` (the engine's names for them): declared for the linters.
-acquire: Any  # () -> (buffer, view, prebuilt request[, the second request's]) of this thread's lane
-rl: Any  # the runner's thread-local: .pair, what acquire() gave on this thread
-DEAD: Any  # the pair of a thread that has none yet (its buffer's address is 0)
-pack: Any  # the request's Struct.pack_into
-unpack: Any  # the reply's Struct.unpack_from
-read_at: Any  # where the reply's fields start
-h0: Any  # the header's first two values (the sub-op and the interface version)
-h1: Any
-t: Any  # the transport (its hypercall count)
-ioctl: Any  # the device's ioctl, its fd and the privcmd request number
-fd: Any
-number: Any
-failed: Any  # (exc, request, domid) -> rc: EINTR issued again, else the typed error
-mk: Any  # the result type (tuple.__new__'d), or None for the plain tuple
-lead: Any  # fields before the reply's, and after it, in the result
-tail: Any
-where: Any  # the index of the reply's echo of the domid (-1: none)
-gone: Any  # domid -> NoSuchDomain
-resolve: Any  # anything but a domid in range -> a domid (or the handle's error)
-other: Any  # as resolve, but may answer the result itself (a record named by it)
-then: Any  # the result named (domain_info's name=True)
-returns: Any  # whether the hypercall's return value leads the fields
-lo: Any  # the range of the argument after the domid, and its check (raises)
-hi: Any
-check: Any
-done: Any  # rc -> the result of a request of no struct
-convert: Any  # fields -> the result
-picker: Any  # fields in the declared order (None: as read)
-count: Any  # the first reply's fields -> how many of the second request follow
-pack1: Any  # the first request's, for a runner of two
-unpack1: Any
-read1: Any
-f0: Any
-f1: Any
-failed1: Any
-fast: Any  # selected: by the first answer, what the second is (pack, h0, h1, a0, a1, unpack, read_at, mk, lead)
-fails: Any  # selected: by the first answer, the second's failed()
-aside: Any  # selected: (domid, first answer) -> the result, the second request not run in the frame
-NONE: Any  # (None,)
-DOMID_MAX: Any
-PAYLOAD_OFFSET: Any
-new: Any  # tuple.__new__
-NoSuchDomain: Any
-ESRCH: Any
-subop1: Any
+acquire: Any = None  # () -> (buffer, view, prebuilt request[, the second request's]) of this thread's lane
+rl: Any = None  # the runner's thread-local: .pair, what acquire() gave on this thread
+DEAD: Any = None  # the pair of a thread that has none yet (its buffer's address is 0)
+pack: Any = None  # the request's Struct.pack_into
+unpack: Any = None  # the reply's Struct.unpack_from
+read_at: Any = None  # where the reply's fields start
+h0: Any = None  # the header's first two values (the sub-op and the interface version)
+h1: Any = None
+t: Any = None  # the transport (its hypercall count)
+ioctl: Any = None  # the device's ioctl, its fd and the privcmd request number
+fd: Any = None
+number: Any = None
+failed: Any = None  # (exc, request, domid) -> rc: EINTR issued again, else the typed error
+mk: Any = None  # the result type (tuple.__new__'d), or None for the plain tuple
+lead: Any = None  # fields before the reply's, and after it, in the result
+tail: Any = None
+where: Any = None  # the index of the reply's echo of the domid (-1: none)
+gone: Any = None  # domid -> NoSuchDomain
+resolve: Any = None  # anything but a domid in range -> a domid (or the handle's error)
+other: Any = None  # as resolve, but may answer the result itself (a record named by it)
+then: Any = None  # the result named (domain_info's name=True)
+returns: Any = None  # whether the hypercall's return value leads the fields
+lo: Any = None  # the range of the argument after the domid, and its check (raises)
+hi: Any = None
+check: Any = None
+done: Any = None  # rc -> the result of a request of no struct
+convert: Any = None  # fields -> the result
+picker: Any = None  # fields in the declared order (None: as read)
+count: Any = None  # the first reply's fields -> how many of the second request follow
+pack1: Any = None  # the first request's, for a runner of two
+unpack1: Any = None
+read1: Any = None
+f0: Any = None
+f1: Any = None
+failed1: Any = None
+fast: Any = None  # selected: by the first answer, what the second is (pack, h0, h1, a0, a1, unpack, read_at, mk, lead)
+fails: Any = None  # selected: by the first answer, the second's failed()
+aside: Any = None  # selected: (domid, first answer) -> the result, the second request not run in the frame
+NONE: Any = None  # (None,)
+DOMID_MAX: Any = None
+PAYLOAD_OFFSET: Any = None
+new: Any = None  # tuple.__new__
+NoSuchDomain: Any = None
+nargs: Any = None  # how many arguments a runner of varying ones takes, and the request's name
+request_name: Any = None
+head: Any = None  # the header's values (the general runners')
+pointers: Any = None  # the indexes of the arguments that are offsets into the payload
+domain: Any = None  # the general runner's: whether the first argument is a domid
+checks: Any = None  # its argument checks, whether it packs as laid (else: ordered(order, args, skip))
+direct: Any = None
+ordered: Any = None
+order: Any = None
+skip: Any = None
+finish: Any = None  # (fields, args) -> the result
+payload: Any = None  # the payload's size (None: none)
+ESRCH: Any = None
+subop1: Any = None
 
 
-def bind(template: Callable[..., Any], name: str, **values: Any) -> Callable[..., Any]:
-    """``template``'s code with ``values`` as its globals (and the builtins), named ``name``."""
+def bind(template: str, name: str, **values: Any) -> Callable[..., Any]:
+    """The runner ``template`` (a function of :func:`_templates`) with ``values`` as its
+    globals (and the builtins), named ``name``."""
     values["__builtins__"] = _builtins
-    fn = _FunctionType(template.__code__, values, name, template.__defaults__)
-    fn.__qualname__ = name
-    fn.__doc__ = template.__doc__
-    return fn
+    fn: Any = _FunctionType(_templates.__code__, values, "_templates")()[template]
+    fn.__name__ = fn.__qualname__ = name
+    return fn  # type: ignore[no-any-return]
 
 
 # Each runner first takes this thread's lane (``rl.pair``; a buffer that was replaced has
@@ -84,217 +100,333 @@ def bind(template: Callable[..., Any], name: str, **values: Any) -> Callable[...
 # issues it and reads the reply: one frame.
 
 
-def domid_named(domid: Any, name: bool = True) -> Any:
-    """A domain's record by its domid: ``other`` answers anything but a domid in range (a
-    name, a UUID, a record), ``then`` names the record (getdomaininfo)."""
-    if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
-        domid = other(domid)
-        if domid.__class__ is not int:
-            return domid  # the answer itself
-    buf, view, preq = getattr(rl, "pair", DEAD)
-    if buf.address == 0:
-        buf, view, preq = acquire()
-    pack(view, 0, h0, h1, domid)
-    t.calls += 1
-    try:
-        ioctl(fd, number, preq, True)
-    except (OSError, ValueError) as exc:
-        failed(exc, preq, domid)
-    vals = unpack(view, read_at)
-    if vals[where] != domid:  # on the plain tuple: a subclass's item is a slower lookup
-        raise gone(domid)
-    out = new(mk, vals + tail)
-    return then(out) if name else out
-
-
-def domid(domid: Any) -> Any:
-    """A request on one domain, of its domid alone."""
-    if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
-        domid = resolve(domid)
-    buf, view, preq = getattr(rl, "pair", DEAD)
-    if buf.address == 0:
-        buf, view, preq = acquire()
-    pack(view, 0, h0, h1, domid)
-    t.calls += 1
-    try:
-        rc = ioctl(fd, number, preq, True)
-    except (OSError, ValueError) as exc:
-        rc = failed(exc, preq, domid)
-    vals = unpack(view, read_at)
-    if where >= 0 and vals[where] != domid:
-        raise gone(domid)
-    if returns:
-        vals = (rc,) + vals
-    return vals if mk is None else new(mk, lead + vals + tail)
-
-
-def domid_arg(domid: Any, a: Any) -> Any:
-    """A request on one domain, of its domid and one more argument in ``lo..hi``."""
-    if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
-        domid = resolve(domid)
-    if a.__class__ is not int or not lo <= a <= hi:
-        check(a)
-    buf, view, preq = getattr(rl, "pair", DEAD)
-    if buf.address == 0:
-        buf, view, preq = acquire()
-    pack(view, 0, h0, h1, domid, a)
-    t.calls += 1
-    try:
-        rc = ioctl(fd, number, preq, True)
-    except (OSError, ValueError) as exc:
-        rc = failed(exc, preq, domid)
-    vals = unpack(view, read_at)
-    if where >= 0 and vals[where] != domid:
-        raise gone(domid)
-    if returns:
-        vals = (rc,) + vals
-    return vals if mk is None else new(mk, lead + vals + tail)
-
-
-def bare() -> Any:
-    """A request of no struct (xen_version's version, a memory_op count): its return value."""
-    buf, _view, preq = getattr(rl, "pair", DEAD)
-    if buf.address == 0:
-        buf, _view, preq = acquire()
-    t.calls += 1
-    try:
-        rc = ioctl(fd, number, preq, True)
-    except (OSError, ValueError) as exc:
-        rc = failed(exc, preq, None)
-    return done(rc)
-
-
-def payload3(a0: Any, a1: Any, offset: Any) -> Any:
-    """A request of two values and a pointer ``offset`` bytes into the payload (a listing's
-    shape): ``(view, *fields)``."""
-    buf, view, preq = getattr(rl, "pair", DEAD)
-    if buf.address == 0:
-        buf, view, preq = acquire()
-    pack(view, 0, h0, h1, a0, a1, buf.address + PAYLOAD_OFFSET + offset)
-    t.calls += 1
-    try:
-        ioctl(fd, number, preq, True)
-    except (OSError, ValueError) as exc:
-        failed(exc, preq, None)
-    return (view,) + unpack(view, read_at)
-
-
-def payload3_one(a0: Any, a1: Any, offset: Any) -> Any:
-    """:func:`payload3` of one field read back: ``(view, field)``, one tuple fewer."""
-    buf, view, preq = getattr(rl, "pair", DEAD)
-    if buf.address == 0:
-        buf, view, preq = acquire()
-    pack(view, 0, h0, h1, a0, a1, buf.address + PAYLOAD_OFFSET + offset)
-    t.calls += 1
-    try:
-        ioctl(fd, number, preq, True)
-    except (OSError, ValueError) as exc:
-        failed(exc, preq, None)
-    return view, unpack(view, read_at)[0]
-
-
-def converted() -> Any:
-    """A request of no argument, its fields converted (physinfo)."""
-    buf, view, preq = getattr(rl, "pair", DEAD)
-    if buf.address == 0:
-        buf, view, preq = acquire()
-    pack(view, 0, h0, h1)
-    t.calls += 1
-    try:
-        ioctl(fd, number, preq, True)
-    except (OSError, ValueError) as exc:
-        failed(exc, preq, None)
-    if picker is not None:
-        return convert(picker(unpack(view, read_at) + NONE))
-    return convert(unpack(view, read_at))
-
-
-def sized(domid: Any) -> Any:
-    """A domain request whose answer sizes a series of the next (getdomaininfo's
-    max_vcpu_id, then getvcpuinfo per vcpu): the list of what each of those answered."""
-    if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
-        domid = resolve(domid)
-    buf, view, preq1, preq = getattr(rl, "pair", DEAD)
-    if buf.address == 0:
-        buf, view, preq1, preq = acquire()
-    pack1(view, 0, f0, f1, domid)
-    t.calls += 1
-    try:
-        ioctl(fd, number, preq1, True)
-    except (OSError, ValueError) as exc:
-        failed1(exc, preq1, domid)
-    vals = unpack1(view, read1)
-    if picker is not None:
-        vals = picker(vals + NONE)
-    if where >= 0 and vals[where] != domid:
-        raise NoSuchDomain(ESRCH, f"domctl {subop1}(domid={domid}): no such domain (ESRCH)",
-                           hypercall="domctl", subop=subop1, domid=domid)
-    out = []
-    for a in range(count(vals)):
-        if not lo <= a <= hi:
-            check(a)
-        pack(view, 0, h0, h1, domid, a)
+def _templates() -> Dict[str, Callable[..., Any]]:
+    """Every runner, made by running these ``def`` statements with a runner's own globals
+    (:func:`bind`).  A function made by its ``def`` is one the interpreter specialises calls
+    to (Python 3.13 does not for one made by ``types.FunctionType``, so the runners are not
+    made that way)."""
+    def domid_named(domid: Any, name: bool = True) -> Any:
+        """A domain's record by its domid: ``other`` answers anything but a domid in range (a
+        name, a UUID, a record), ``then`` names the record (getdomaininfo)."""
+        if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
+            domid = other(domid)
+            if domid.__class__ is not int:
+                return domid  # the answer itself
+        buf, view, preq = getattr(rl, "pair", DEAD)
+        if buf.address == 0:
+            buf, view, preq = acquire()
+        pack(view, 0, h0, h1, domid)
         t.calls += 1
         try:
             ioctl(fd, number, preq, True)
         except (OSError, ValueError) as exc:
             failed(exc, preq, domid)
-        got = unpack(view, read_at)
-        out.append(got if mk is None else new(mk, got))
-    return out
+        vals = unpack(view, read_at)
+        if vals[where] != domid:  # on the plain tuple: a subclass's item is a slower lookup
+            raise gone(domid)
+        out = new(mk, vals + tail)
+        return then(out) if name else out
 
 
-def selected(domid: Any) -> Any:
-    """A request of no argument whose answer selects the domain request that follows
-    (sched_id, then that scheduler's scheduler_op)."""
-    if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
-        domid = resolve(domid)
-    buf, view, preq1, preq = getattr(rl, "pair", DEAD)
-    if buf.address == 0:
-        buf, view, preq1, preq = acquire()
-    pack1(view, 0, f0, f1)
-    t.calls += 1
-    try:
-        ioctl(fd, number, preq1, True)
-    except (OSError, ValueError) as exc:
-        failed1(exc, preq1, None)
-    vals = unpack1(view, read1)
-    got = fast.get(vals)
-    if got is None or preq is None:
-        return aside(domid, vals)
-    pack2, g0, g1, a0, a1, unpack2, read2, mk2, lead2 = got
-    pack2(view, 0, g0, g1, domid, a0, a1)
-    t.calls += 1
-    try:
-        ioctl(fd, number, preq, True)
-    except (OSError, ValueError) as exc:
-        fails[vals](exc, preq, domid)
-    return new(mk2, lead2 + unpack2(view, read2))
+    def domid(domid: Any) -> Any:
+        """A request on one domain, of its domid alone."""
+        if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
+            domid = resolve(domid)
+        buf, view, preq = getattr(rl, "pair", DEAD)
+        if buf.address == 0:
+            buf, view, preq = acquire()
+        pack(view, 0, h0, h1, domid)
+        t.calls += 1
+        try:
+            rc = ioctl(fd, number, preq, True)
+        except (OSError, ValueError) as exc:
+            rc = failed(exc, preq, domid)
+        vals = unpack(view, read_at)
+        if where >= 0 and vals[where] != domid:
+            raise gone(domid)
+        if returns:
+            vals = (rc,) + vals
+        return vals if mk is None else new(mk, lead + vals + tail)
 
 
-def selected_one(domid: Any) -> Any:
-    """:func:`selected` where the first answer is one field: the second request is found
-    by that field's value."""
-    if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
-        domid = resolve(domid)
-    buf, view, preq1, preq = getattr(rl, "pair", DEAD)
-    if buf.address == 0:
-        buf, view, preq1, preq = acquire()
-    pack1(view, 0, f0, f1)
-    t.calls += 1
-    try:
-        ioctl(fd, number, preq1, True)
-    except (OSError, ValueError) as exc:
-        failed1(exc, preq1, None)
-    vals = unpack1(view, read1)
-    got = fast.get(vals[0])
-    if got is None or preq is None:
-        return aside(domid, vals)
-    pack2, g0, g1, a0, a1, unpack2, read2, mk2, lead2 = got
-    pack2(view, 0, g0, g1, domid, a0, a1)
-    t.calls += 1
-    try:
-        ioctl(fd, number, preq, True)
-    except (OSError, ValueError) as exc:
-        fails[vals[0]](exc, preq, domid)
-    return new(mk2, lead2 + unpack2(view, read2))
+    def domid_arg(domid: Any, a: Any) -> Any:
+        """A request on one domain, of its domid and one more argument in ``lo..hi``."""
+        if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
+            domid = resolve(domid)
+        if a.__class__ is not int or not lo <= a <= hi:
+            check(a)
+        buf, view, preq = getattr(rl, "pair", DEAD)
+        if buf.address == 0:
+            buf, view, preq = acquire()
+        pack(view, 0, h0, h1, domid, a)
+        t.calls += 1
+        try:
+            rc = ioctl(fd, number, preq, True)
+        except (OSError, ValueError) as exc:
+            rc = failed(exc, preq, domid)
+        vals = unpack(view, read_at)
+        if where >= 0 and vals[where] != domid:
+            raise gone(domid)
+        if returns:
+            vals = (rc,) + vals
+        return vals if mk is None else new(mk, lead + vals + tail)
+
+
+    def bare() -> Any:
+        """A request of no struct (xen_version's version, a memory_op count): its return value."""
+        buf, _view, preq = getattr(rl, "pair", DEAD)
+        if buf.address == 0:
+            buf, _view, preq = acquire()
+        t.calls += 1
+        try:
+            rc = ioctl(fd, number, preq, True)
+        except (OSError, ValueError) as exc:
+            rc = failed(exc, preq, None)
+        return done(rc)
+
+
+    def bare_halves() -> Any:
+        """:func:`bare`, the return value split in its high and low 16 bits (XENVER_version)."""
+        buf, _view, preq = getattr(rl, "pair", DEAD)
+        if buf.address == 0:
+            buf, _view, preq = acquire()
+        t.calls += 1
+        try:
+            rc = ioctl(fd, number, preq, True)
+        except (OSError, ValueError) as exc:
+            rc = failed(exc, preq, None)
+        return rc >> 16, rc & 0xFFFF
+
+
+    def payload3(a0: Any, a1: Any, offset: Any) -> Any:
+        """A request of two values and a pointer ``offset`` bytes into the payload (a listing's
+        shape): ``(view, *fields)``."""
+        buf, view, preq = getattr(rl, "pair", DEAD)
+        if buf.address == 0:
+            buf, view, preq = acquire()
+        pack(view, 0, h0, h1, a0, a1, buf.address + PAYLOAD_OFFSET + offset)
+        t.calls += 1
+        try:
+            ioctl(fd, number, preq, True)
+        except (OSError, ValueError) as exc:
+            failed(exc, preq, None)
+        return (view,) + unpack(view, read_at)
+
+
+    def payload3_one(a0: Any, a1: Any, offset: Any) -> Any:
+        """:func:`payload3` of one field read back: ``(view, field)``, one tuple fewer."""
+        buf, view, preq = getattr(rl, "pair", DEAD)
+        if buf.address == 0:
+            buf, view, preq = acquire()
+        pack(view, 0, h0, h1, a0, a1, buf.address + PAYLOAD_OFFSET + offset)
+        t.calls += 1
+        try:
+            ioctl(fd, number, preq, True)
+        except (OSError, ValueError) as exc:
+            failed(exc, preq, None)
+        return view, unpack(view, read_at)[0]
+
+
+    def converted() -> Any:
+        """A request of no argument, its fields converted (physinfo)."""
+        buf, view, preq = getattr(rl, "pair", DEAD)
+        if buf.address == 0:
+            buf, view, preq = acquire()
+        pack(view, 0, h0, h1)
+        t.calls += 1
+        try:
+            ioctl(fd, number, preq, True)
+        except (OSError, ValueError) as exc:
+            failed(exc, preq, None)
+        if picker is not None:
+            return convert(picker(unpack(view, read_at) + NONE))
+        return convert(unpack(view, read_at))
+
+
+    def sized(domid: Any) -> Any:
+        """A domain request whose answer sizes a series of the next (getdomaininfo's
+        max_vcpu_id, then getvcpuinfo per vcpu): the list of what each of those answered."""
+        if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
+            domid = resolve(domid)
+        buf, view, preq1, preq = getattr(rl, "pair", DEAD)
+        if buf.address == 0:
+            buf, view, preq1, preq = acquire()
+        pack1(view, 0, f0, f1, domid)
+        t.calls += 1
+        try:
+            ioctl(fd, number, preq1, True)
+        except (OSError, ValueError) as exc:
+            failed1(exc, preq1, domid)
+        vals = unpack1(view, read1)
+        if picker is not None:
+            vals = picker(vals + NONE)
+        if where >= 0 and vals[where] != domid:
+            raise NoSuchDomain(ESRCH, f"domctl {subop1}(domid={domid}): no such domain (ESRCH)",
+                               hypercall="domctl", subop=subop1, domid=domid)
+        out = []
+        for a in range(count(vals)):
+            if not lo <= a <= hi:
+                check(a)
+            pack(view, 0, h0, h1, domid, a)
+            t.calls += 1
+            try:
+                ioctl(fd, number, preq, True)
+            except (OSError, ValueError) as exc:
+                failed(exc, preq, domid)
+            got = unpack(view, read_at)
+            out.append(got if mk is None else new(mk, got))
+        return out
+
+
+    def selected(domid: Any) -> Any:
+        """A request of no argument whose answer selects the domain request that follows
+        (sched_id, then that scheduler's scheduler_op)."""
+        if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
+            domid = resolve(domid)
+        buf, view, preq1, preq = getattr(rl, "pair", DEAD)
+        if buf.address == 0:
+            buf, view, preq1, preq = acquire()
+        pack1(view, 0, f0, f1)
+        t.calls += 1
+        try:
+            ioctl(fd, number, preq1, True)
+        except (OSError, ValueError) as exc:
+            failed1(exc, preq1, None)
+        vals = unpack1(view, read1)
+        got = fast.get(vals)
+        if got is None or preq is None:
+            return aside(domid, vals)
+        pack2, g0, g1, a0, a1, unpack2, read2, mk2, lead2 = got
+        pack2(view, 0, g0, g1, domid, a0, a1)
+        t.calls += 1
+        try:
+            ioctl(fd, number, preq, True)
+        except (OSError, ValueError) as exc:
+            fails[vals](exc, preq, domid)
+        return new(mk2, lead2 + unpack2(view, read2))
+
+
+    def selected_one(domid: Any) -> Any:
+        """:func:`selected` where the first answer is one field: the second request is found
+        by that field's value."""
+        if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
+            domid = resolve(domid)
+        buf, view, preq1, preq = getattr(rl, "pair", DEAD)
+        if buf.address == 0:
+            buf, view, preq1, preq = acquire()
+        pack1(view, 0, f0, f1)
+        t.calls += 1
+        try:
+            ioctl(fd, number, preq1, True)
+        except (OSError, ValueError) as exc:
+            failed1(exc, preq1, None)
+        vals = unpack1(view, read1)
+        got = fast.get(vals[0])
+        if got is None or preq is None:
+            return aside(domid, vals)
+        pack2, g0, g1, a0, a1, unpack2, read2, mk2, lead2 = got
+        pack2(view, 0, g0, g1, domid, a0, a1)
+        t.calls += 1
+        try:
+            ioctl(fd, number, preq, True)
+        except (OSError, ValueError) as exc:
+            fails[vals[0]](exc, preq, domid)
+        return new(mk2, lead2 + unpack2(view, read2))
+
+    def domid_more(domid: Any, *rest: Any) -> Any:
+        """A request on one domain, of its domid and more arguments without checks."""
+        if len(rest) != nargs - 1:
+            raise TypeError(f"{request_name} takes {nargs} arguments, not {len(rest) + 1}")
+        if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
+            domid = resolve(domid)
+        buf, view, preq = getattr(rl, "pair", DEAD)
+        if buf.address == 0:
+            buf, view, preq = acquire()
+        pack(view, 0, h0, h1, domid, *rest)
+        t.calls += 1
+        try:
+            rc = ioctl(fd, number, preq, True)
+        except (OSError, ValueError) as exc:
+            rc = failed(exc, preq, domid)
+        vals = unpack(view, read_at)
+        if where >= 0 and vals[where] != domid:
+            raise gone(domid)
+        if returns:
+            vals = (rc,) + vals
+        return vals if mk is None else new(mk, lead + vals + tail)
+
+    def payload_any(*args: Any) -> Any:
+        """A request with a payload, the ``pointers`` arguments offsets into it: ``(view, *fields)``."""
+        if len(args) != nargs:
+            raise TypeError(f"{request_name} takes {nargs} arguments, not {len(args)}")
+        buf, view, preq = getattr(rl, "pair", DEAD)
+        if buf.address == 0:
+            buf, view, preq = acquire()
+        vals = list(args)
+        at = buf.address + PAYLOAD_OFFSET
+        for i in pointers:
+            vals[i] += at
+        pack(view, 0, *head, *vals)
+        t.calls += 1
+        try:
+            ioctl(fd, number, preq, True)
+        except (OSError, ValueError) as exc:
+            failed(exc, preq, None)
+        return (view,) + unpack(view, read_at)
+
+    def args_any(*args: Any) -> Any:
+        """A request of arguments without checks, on no domain."""
+        if len(args) != nargs:
+            raise TypeError(f"{request_name} takes {nargs} arguments, not {len(args)}")
+        buf, view, preq = getattr(rl, "pair", DEAD)
+        if buf.address == 0:
+            buf, view, preq = acquire()
+        pack(view, 0, *head, *args)
+        t.calls += 1
+        try:
+            rc = ioctl(fd, number, preq, True)
+        except (OSError, ValueError) as exc:
+            rc = failed(exc, preq, None)
+        vals = unpack(view, read_at)
+        if picker is not None:
+            vals = picker(vals + NONE)
+        if returns:
+            vals = (rc,) + vals
+        if convert is not None:
+            return convert(vals)
+        return vals if mk is None else new(mk, lead + vals + tail)
+
+    def general(*args: Any) -> Any:
+        """Any other request: its checks, its fields in offset order, its result."""
+        if len(args) != nargs:
+            raise TypeError(f"{request_name} takes {nargs} arguments, not {len(args)}")
+        if domain:
+            d = args[0]
+            if d.__class__ is not int or not 0 <= d <= DOMID_MAX:
+                args = (resolve(d),) + args[1:]
+        for c in checks:
+            c(args[c.index])
+        buf, view, preq = getattr(rl, "pair", DEAD)
+        if buf.address == 0:
+            buf, view, preq = acquire()
+        if pointers:
+            at = buf.address + PAYLOAD_OFFSET
+            args = tuple(a + at if i in pointers else a for i, a in enumerate(args))
+        if direct:
+            pack(view, 0, *head, *args)
+        else:
+            pack(view, 0, *ordered(order, args, skip))
+        t.calls += 1
+        try:
+            rc = ioctl(fd, number, preq, True)
+        except (OSError, ValueError) as exc:
+            rc = failed(exc, preq, args[0] if domain else None)
+        vals = unpack(view, read_at)
+        out = finish((rc,) + vals if returns else vals, args)
+        if convert is not None:
+            return convert(out)
+        return out if payload is None else (view,) + out
+
+    return {fn.__name__: fn for fn in (domid_named, domid, domid_arg, domid_more, bare, bare_halves, payload_any,
+                                       payload3, payload3_one, converted, args_any, general, sized, selected,
+                                       selected_one)}

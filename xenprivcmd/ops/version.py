@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import errno as _errno
 import struct
-from _operator import methodcaller as _methodcaller
 
 from ..abi import hypercalls as _hc
 from ..abi.hypercalls import XENVER_NAMES
 from ..errors import DecodeError, HypercallError
 from ..types import VersionInfo
-from .engine import Request, op
+from .engine import Request, halves, op
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -206,14 +205,10 @@ def boot(t: Any, arch: str = "x86_64") -> XenVersion:
     return XenVersion(Engine(fam, t, resolve=check_domid, state=HandleState(), handle=None))
 
 
-#: (major, minor) of XENVER_version's answer, in C (``divmod(v, 1 << 16)``)
-_SPLIT = _methodcaller("__divmod__", 1 << 16)
-
-
 @op("xen_version", reads=True)
 def _xen_version(e: Engine) -> Callable[[], Tuple[int, int]]:
     """(major, minor) in one hypercall (the runner itself)."""
-    return e.runner(VERSION, convert=_SPLIT)  # type: ignore[no-any-return]
+    return e.runner(VERSION, convert=halves)  # type: ignore[no-any-return]
 
 
 @op("version", reads=True)
