@@ -852,8 +852,8 @@ class Engine:
             run, args = got
             return run(domid, *args)
 
-        return _runners.bind("selected_one" if one else "selected", f"{req1.subop}_selected", rl=rl, DEAD=_DEAD4, acquire=acquire,
-                             resolve=resolve, DOMID_MAX=DOMID_MAX, pack1=pack1, f0=f0, f1=f1, unpack1=unpack1,
+        return _runners.bind("selected_one" if one else "selected", f"{req1.subop}_selected", rl=rl, DEAD=_DEAD4,
+                             acquire=acquire, resolve=resolve, DOMID_MAX=DOMID_MAX, pack1=pack1, f0=f0, f1=f1, unpack1=unpack1,
                              read1=read1, failed1=failed1, fast=fast, fails=fails, aside=aside, new=_new, t=t,
                              ioctl=ioctl, fd=fd, number=number)
 
@@ -1068,8 +1068,8 @@ class Engine:
             pointers_only = lay.pointer_at
             if nargs == 3 and tuple(pointers_only) == (2,) and len(head) == 2:
                 h0, h1 = head
-                one = "payload3_one" if len(req.read) == 1 else "payload3"
-                return _runners.bind(one, name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, h0=h0,
+                template = "payload3_one" if len(req.read) == 1 else "payload3"
+                return _runners.bind(template, name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, h0=h0,
                                      h1=h1, t=t, ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack,
                                      read_at=read_at, PAYLOAD_OFFSET=PAYLOAD_OFFSET)
 
