@@ -224,7 +224,8 @@ def main() -> int:
             unit = "instructions" if count else "ns"
             for op in ops:
                 ratio = new[op] / old[op]
-                rows.append({"python": version, "op": op, "new": new[op], "base": old[op], "ratio": ratio, "unit": unit})
+                rows.append({"python": version, "op": op, "new": new[op], "base": old[op], "ratio": ratio,
+                             "unit": unit})
                 verdict = "PASS" if ratio <= 1.0 else "MISS"
                 print(f"{verdict}  [Python {version}] {op:13s} {new[op]:9.0f} / {old[op]:9.0f} {unit} per call"
                       f" (this tree / {args.baseline}) = {ratio:.3f} (target <= 1.00)", flush=True)

@@ -853,8 +853,8 @@ class Engine:
             return run(domid, *args)
 
         return _runners.bind("selected_one" if one else "selected", f"{req1.subop}_selected", rl=rl, DEAD=_DEAD4,
-                             acquire=acquire, resolve=resolve, DOMID_MAX=DOMID_MAX, pack1=pack1, f0=f0, f1=f1, unpack1=unpack1,
-                             read1=read1, failed1=failed1, fast=fast, fails=fails, aside=aside, new=_new, t=t,
+                             acquire=acquire, resolve=resolve, DOMID_MAX=DOMID_MAX, pack1=pack1, f0=f0, f1=f1,
+                             unpack1=unpack1, read1=read1, failed1=failed1, fast=fast, fails=fails, aside=aside, new=_new, t=t,
                              ioctl=ioctl, fd=fd, number=number)
 
     def __call__(self, request: Request, *args: Any) -> Tuple[Any, ...]:
