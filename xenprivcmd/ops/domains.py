@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno as _errno
 import time
 from _operator import add as _add
-from _operator import lt as _lt
 from itertools import repeat as _repeat
 
 from ..abi.hypercalls import DOMID_FIRST_RESERVED, DOMID_MAX, SCHEDULER_NAMES, check_domid
@@ -239,38 +238,14 @@ def _domains(e: Engine) -> Callable[..., List[DomainInfo]]:
     number of domains (Xen allows 32k) is listed; ``domains(names=True)``: named from
     xenstore (the handle's ``with_names``)."""
     rd = info_reader(e)
-    size = rd.size
     chunk = LIST_CHUNK
-    run = e.runner(GETDOMAININFOLIST, payload=chunk * size)  # (view, num_domains); the records at 0
-    many = rd.many
-    with_names = e.handle.with_names
-    #: the records as DomainInfos in C, in this frame (the runner made room for ``chunk`` of them)
-    records = rd.records.iter_unpack if rd.fast else None
-    P = PAYLOAD_OFFSET
 
-    def domains(names: bool = True) -> List[DomainInfo]:
-        out: List[DomainInfo] = []
-        first = 0
-        while first < DOMID_FIRST_RESERVED:
-            view, n = run(first, chunk, 0)
-            if n > chunk:
-                raise DecodeError(f"getdomaininfolist: {n} domains returned for {chunk} asked")
-            if records is not None:
-                # a comprehension: inlined from Python 3.12 on, where it beats map()s of C calls
-                batch = [_new(DomainInfo, r + _NO_NAME) for r in records(view[P:P + n * size])]
-            else:
-                batch = many(view, P, n)
-            if n:  # Xen's order (listing_error): a frame fewer than a checking function's
-                ids = [r[0] for r in batch]  # DomainInfo's first field is the domid
-                if ids[0] < first or ids[-1] >= DOMID_FIRST_RESERVED or not all(map(_lt, ids, ids[1:])):
-                    raise listing_error(ids, first)
-                out += batch
-            if n < chunk:
-                break
-            first = ids[-1] + 1
-        return with_names(out) if names else out  # type: ignore[no-any-return]
+    def too_many(n: int) -> DecodeError:
+        return DecodeError(f"getdomaininfolist: {n} domains returned for {chunk} asked")
 
-    return domains
+    #: the records as DomainInfos in C, in the listing's frame (``records``; else ``rd.many``)
+    return e.listing(GETDOMAININFOLIST, chunk, rd.size, rd.records.iter_unpack if rd.fast else None, rd.many,
+                     DomainInfo, _NO_NAME, DOMID_FIRST_RESERVED, too_many, listing_error, e.handle.with_names)
 
 
 @op("domain_state", reads=True)

@@ -56,6 +56,7 @@ import ctypes
 import errno as _errno
 import struct
 from _operator import itemgetter as _itemgetter
+from _operator import lt as _lt
 from _thread import _local as _thread_local
 
 from ..abi import hypercalls as _hc
@@ -75,6 +76,8 @@ if TYPE_CHECKING:  # typing is not imported at run time (cold start)
 
 _new = tuple.__new__
 _NONE = (None,)
+#: equal to no answer
+_NOTHING = object()
 
 __all__ = ["Request", "Check", "Layout", "Families", "Engine", "HandleState", "Op", "OPS", "op", "PAYLOAD_OFFSET",
            "declared_requests", "all_ops", "halves",
@@ -715,6 +718,37 @@ class Engine:
             self._runners[k] = got
         return got
 
+    def listing(self, request: Request, chunk: int, size: int, records: Optional[Callable[[Any], Any]],
+                many: Callable[[Any, int, int], List[Any]], result: Any, tail: Tuple[Any, ...], limit: int,
+                too_many: Callable[[int], BaseException],
+                out_of_order: Callable[[List[int], int], BaseException],
+                then: Callable[[List[Any]], List[Any]]) -> Callable[..., List[Any]]:
+        """``run(names=True)``: every record of a listing paginated by its records' first
+        field.  ``request`` takes ``(first, chunk, payload pointer)`` and reads back one field,
+        how many records (``size`` bytes each) it wrote at the payload; ``records`` reads such
+        bytes in C into tuples (then ``result(*record, *tail)`` each), else ``many(view,
+        offset, count)`` gives the list.  The first fields must ascend from ``first`` on,
+        below ``limit`` (else ``out_of_order(fields, first)`` is raised; a count above
+        ``chunk``, ``too_many(count)``); with ``names`` the list goes through ``then``.  On
+        the privcmd device, while the request has that shape, the listing issues the
+        hypercall in its own frame (getdomaininfolist)."""
+        values = dict(chunk=chunk, records=records, many=many, P=PAYLOAD_OFFSET, size=size, LIMIT=limit,
+                      mk=result, tail=tail, new=_new, lt=_lt, too_many=too_many, listing_error=out_of_order,
+                      then=then)
+        lay = self.layout(request)
+        req = lay.request
+        if self.device and not (self.read_only and not req.reads) and req.nargs == 3 and not req.domain \
+                and not req.checks and not req.returns and lay.direct and lay.pick is None \
+                and tuple(lay.pointer_at) == (2,) and len(lay.head) == 2 and len(req.read) == 1:
+            t: Any = self.transport
+            acquire = self._acquirer(lay, max(lay.size, PAYLOAD_OFFSET + chunk * size))
+            h0, h1 = lay.head
+            rl = acquire.local  # type: ignore[attr-defined]
+            return _runners.bind("listing_device", f"{req.subop}_listing", **values, rl=rl, acquire=acquire,
+                                 pack=lay.pack, h0=h0, h1=h1, t=t, ioctl=t.ioctl, fd=t.fd, number=t.request, failed=self._failure(lay), unpack=lay.unpack, read_at=lay.read_at)
+        return _runners.bind("listing", f"{req.subop}_listing", **values,
+                             run=self.runner(request, payload=chunk * size))
+
     def sized(self, first: Request, request: Request, count: Callable[[Tuple[Any, ...]], int],
               result: Any = None, echo: Optional[int] = None) -> Callable[[Any], List[Any]]:
         """``run(domid)``: a request whose answer sizes a series of the next.  ``first`` (a
@@ -807,18 +841,17 @@ class Engine:
         failed1 = self._failure(lay1)
         lane_of, key1 = t.lane, lay1.key
         rl = _thread_local()
-        #: the hypercall key of the chosen requests that run in this frame (the first chosen's),
-        #: and the lane size they all fit in
+        #: the hypercall key of the chosen request that runs in this frame, and the lane size
+        #: both requests fit in
         second: List[Any] = [None, max(lay1.size, 1)]
-        #: by answer, what runs in this frame after it: (pack, h0, h1, a0, a1, unpack, read_at,
-        #: result, lead) of a domain request of two more arguments; ``fails``: its failure
-        #: by the answer's one field where it has one (an int's lookup is cheaper than a tuple's)
-        fast: Dict[Any, Tuple[Any, ...]] = {}
-        fails: Dict[Any, Callable[[BaseException, Any, Optional[int]], int]] = {}
         one = picker1 is None and len(req1.read) == 1
+        #: the runner's globals (below): ``answer`` (what the first request answers, its one
+        #: field where it has one) and what runs in the frame after it, the first chosen
+        #: request of a domain and two more arguments
+        mine: Dict[str, Any] = {}
 
         def acquire() -> Tuple[Any, Any, Any, Any]:
-            """(buffer, view, the first request's prebuilt request, the chosen ones' or None) of
+            """(buffer, view, the first request's prebuilt request, the chosen one's or None) of
             this thread's lane."""
             key2, need = second
             lane = lane_of(need)
@@ -827,35 +860,35 @@ class Engine:
 
         def aside(domid: int, vals: Tuple[Any, ...]) -> Any:
             """After an answer that does not run in the frame (not yet chosen for, not yet on this
-            thread's lane, or of another shape): the chosen request by its own runner (the same
-            hypercall).  A request of the frame's shape runs in the frame from the next call on."""
+            thread's lane, or another answer than the one the frame runs): the chosen request by
+            its own runner (the same hypercall).  The first chosen request of the frame's shape
+            runs in the frame from the next call on."""
             got = chosen.get(vals)
+            key = vals[0] if one else vals
             if got is None:
                 request, args, result, lead = choose(vals)
                 lay = self.layout(request)
                 req = lay.request
                 got = chosen[vals] = (self.runner(request, result, lead=lead), tuple(args))
-                if second[0] is None:
-                    second[0] = lay.key
-                if lay.key == second[0] and len(args) == 2 and result is not None and req.domain \
+                if second[0] is None and len(args) == 2 and result is not None and req.domain \
                         and req.nargs == 3 and lay.direct and lay.pick is None and not req.returns \
                         and len(lay.head) == 2 and not (self.read_only and not req.reads):
                     self.check(request, (0,) + tuple(args))
-                    second[1] = max(second[1], lay.size)
-                    h0, h1 = lay.head
-                    a0, a1 = args
-                    fails[vals[0] if one else vals] = self._failure(lay)
-                    fast[vals[0] if one else vals] = (lay.pack, h0, h1, a0, a1, lay.unpack, lay.read_at, result,
-                                                      tuple(lead))
-            if (vals[0] if one else vals) in fast:
+                    second[0], second[1] = lay.key, max(second[1], lay.size)
+                    (h0, h1), (a0, a1) = lay.head, args
+                    mine.update(pack=lay.pack, h0=h0, h1=h1, a0=a0, a1=a1, unpack=lay.unpack, read_at=lay.read_at,
+                                mk=result, lead=tuple(lead), failed=self._failure(lay), answer=key)
+            if key == mine["answer"]:
                 rl.pair = _DEAD4  # this thread's lane acquired again, with the chosen's request and size
             run, args = got
             return run(domid, *args)
 
-        return _runners.bind("selected_one" if one else "selected", f"{req1.subop}_selected", rl=rl, DEAD=_DEAD4,
-                             acquire=acquire, resolve=resolve, DOMID_MAX=DOMID_MAX, pack1=pack1, f0=f0, f1=f1,
-                             unpack1=unpack1, read1=read1, failed1=failed1, fast=fast, fails=fails, aside=aside, new=_new, t=t,
-                             ioctl=ioctl, fd=fd, number=number)
+        fn = _runners.bind("selected_one" if one else "selected", f"{req1.subop}_selected", rl=rl, DEAD=_DEAD4,
+                           acquire=acquire, resolve=resolve, DOMID_MAX=DOMID_MAX, pack1=pack1, f0=f0, f1=f1,
+                           unpack1=unpack1, read1=read1, failed1=failed1, aside=aside, new=_new, t=t, ioctl=ioctl,
+                           fd=fd, number=number, answer=_NOTHING)
+        mine = fn.__globals__  # what aside() sets, the runner reads
+        return fn
 
     def __call__(self, request: Request, *args: Any) -> Tuple[Any, ...]:
         """Issue ``request`` once: the fields read back (see :meth:`runner`)."""

@@ -62,9 +62,20 @@ read1: Any = None
 f0: Any = None
 f1: Any = None
 failed1: Any = None
-fast: Any = None  # selected: by the first answer, what the second is (pack, h0, h1, a0, a1, unpack, read_at, mk, lead)
-fails: Any = None  # selected: by the first answer, the second's failed()
-aside: Any = None  # selected: (domid, first answer) -> the result, the second request not run in the frame
+run: Any = None  # listing: the page's runner, its size, the records' reader (or many()), where and how big
+chunk: Any = None
+records: Any = None
+many: Any = None
+P: Any = None
+size: Any = None
+LIMIT: Any = None  # listing: the first fields stay below it
+lt: Any = None  # operator.lt
+too_many: Any = None  # listing: count -> the error of a page of more records than asked
+listing_error: Any = None  # listing: (first fields, first) -> the error of a page out of order
+a0: Any = None  # selected: the chosen request's two arguments after the domid
+a1: Any = None
+answer: Any = None  # selected: the first request's answer after which the chosen request runs in the frame
+aside: Any = None  # selected: (domid, first answer) -> the result, the chosen request not run in the frame
 NONE: Any = None  # (None,)
 DOMID_MAX: Any = None
 PAYLOAD_OFFSET: Any = None
@@ -112,7 +123,10 @@ def _templates() -> Dict[str, Callable[..., Any]]:
             domid = other(domid)
             if domid.__class__ is not int:
                 return domid  # the answer itself
-        buf, view, preq = getattr(rl, "pair", DEAD)
+        try:
+            buf, view, preq = rl.pair
+        except AttributeError:  # this thread's first call
+            buf, view, preq = acquire()
         if buf.address == 0:
             buf, view, preq = acquire()
         pack(view, 0, h0, h1, domid)
@@ -132,7 +146,10 @@ def _templates() -> Dict[str, Callable[..., Any]]:
         """A request on one domain, of its domid alone."""
         if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
             domid = resolve(domid)
-        buf, view, preq = getattr(rl, "pair", DEAD)
+        try:
+            buf, view, preq = rl.pair
+        except AttributeError:  # this thread's first call
+            buf, view, preq = acquire()
         if buf.address == 0:
             buf, view, preq = acquire()
         pack(view, 0, h0, h1, domid)
@@ -155,7 +172,10 @@ def _templates() -> Dict[str, Callable[..., Any]]:
             domid = resolve(domid)
         if a.__class__ is not int or not lo <= a <= hi:
             check(a)
-        buf, view, preq = getattr(rl, "pair", DEAD)
+        try:
+            buf, view, preq = rl.pair
+        except AttributeError:  # this thread's first call
+            buf, view, preq = acquire()
         if buf.address == 0:
             buf, view, preq = acquire()
         pack(view, 0, h0, h1, domid, a)
@@ -174,7 +194,10 @@ def _templates() -> Dict[str, Callable[..., Any]]:
 
     def bare() -> Any:
         """A request of no struct (xen_version's version, a memory_op count): its return value."""
-        buf, _view, preq = getattr(rl, "pair", DEAD)
+        try:
+            buf, _view, preq = rl.pair
+        except AttributeError:  # this thread's first call
+            buf, _view, preq = acquire()
         if buf.address == 0:
             buf, _view, preq = acquire()
         t.calls += 1
@@ -187,7 +210,10 @@ def _templates() -> Dict[str, Callable[..., Any]]:
 
     def bare_halves() -> Any:
         """:func:`bare`, the return value split in its high and low 16 bits (XENVER_version)."""
-        buf, _view, preq = getattr(rl, "pair", DEAD)
+        try:
+            buf, _view, preq = rl.pair
+        except AttributeError:  # this thread's first call
+            buf, _view, preq = acquire()
         if buf.address == 0:
             buf, _view, preq = acquire()
         t.calls += 1
@@ -201,7 +227,10 @@ def _templates() -> Dict[str, Callable[..., Any]]:
     def payload3(a0: Any, a1: Any, offset: Any) -> Any:
         """A request of two values and a pointer ``offset`` bytes into the payload (a listing's
         shape): ``(view, *fields)``."""
-        buf, view, preq = getattr(rl, "pair", DEAD)
+        try:
+            buf, view, preq = rl.pair
+        except AttributeError:  # this thread's first call
+            buf, view, preq = acquire()
         if buf.address == 0:
             buf, view, preq = acquire()
         pack(view, 0, h0, h1, a0, a1, buf.address + PAYLOAD_OFFSET + offset)
@@ -215,7 +244,10 @@ def _templates() -> Dict[str, Callable[..., Any]]:
 
     def payload3_one(a0: Any, a1: Any, offset: Any) -> Any:
         """:func:`payload3` of one field read back: ``(view, field)``, one tuple fewer."""
-        buf, view, preq = getattr(rl, "pair", DEAD)
+        try:
+            buf, view, preq = rl.pair
+        except AttributeError:  # this thread's first call
+            buf, view, preq = acquire()
         if buf.address == 0:
             buf, view, preq = acquire()
         pack(view, 0, h0, h1, a0, a1, buf.address + PAYLOAD_OFFSET + offset)
@@ -229,7 +261,10 @@ def _templates() -> Dict[str, Callable[..., Any]]:
 
     def converted() -> Any:
         """A request of no argument, its fields converted (physinfo)."""
-        buf, view, preq = getattr(rl, "pair", DEAD)
+        try:
+            buf, view, preq = rl.pair
+        except AttributeError:  # this thread's first call
+            buf, view, preq = acquire()
         if buf.address == 0:
             buf, view, preq = acquire()
         pack(view, 0, h0, h1)
@@ -248,7 +283,10 @@ def _templates() -> Dict[str, Callable[..., Any]]:
         max_vcpu_id, then getvcpuinfo per vcpu): the list of what each of those answered."""
         if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
             domid = resolve(domid)
-        buf, view, preq1, preq = getattr(rl, "pair", DEAD)
+        try:
+            buf, view, preq1, preq = rl.pair
+        except AttributeError:  # this thread's first call
+            buf, view, preq1, preq = acquire()
         if buf.address == 0:
             buf, view, preq1, preq = acquire()
         pack1(view, 0, f0, f1, domid)
@@ -280,10 +318,15 @@ def _templates() -> Dict[str, Callable[..., Any]]:
 
     def selected(domid: Any) -> Any:
         """A request of no argument whose answer selects the domain request that follows
-        (sched_id, then that scheduler's scheduler_op)."""
+        (sched_id, then that scheduler's scheduler_op): the first request chosen runs here,
+        with its ``pack``, ``h0``, ``h1``, ``a0``, ``a1``, ``unpack``, ``read_at``, ``mk``,
+        ``lead`` and ``failed``, after its ``answer``; any other answer goes ``aside``."""
         if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
             domid = resolve(domid)
-        buf, view, preq1, preq = getattr(rl, "pair", DEAD)
+        try:
+            buf, view, preq1, preq = rl.pair
+        except AttributeError:  # this thread's first call
+            buf, view, preq1, preq = acquire()
         if buf.address == 0:
             buf, view, preq1, preq = acquire()
         pack1(view, 0, f0, f1)
@@ -293,25 +336,24 @@ def _templates() -> Dict[str, Callable[..., Any]]:
         except (OSError, ValueError) as exc:
             failed1(exc, preq1, None)
         vals = unpack1(view, read1)
-        got = fast.get(vals)
-        if got is None or preq is None:
+        if vals != answer or preq is None:
             return aside(domid, vals)
-        pack2, g0, g1, a0, a1, unpack2, read2, mk2, lead2 = got
-        pack2(view, 0, g0, g1, domid, a0, a1)
+        pack(view, 0, h0, h1, domid, a0, a1)
         t.calls += 1
         try:
             ioctl(fd, number, preq, True)
         except (OSError, ValueError) as exc:
-            fails[vals](exc, preq, domid)
-        return new(mk2, lead2 + unpack2(view, read2))
-
+            failed(exc, preq, domid)
+        return new(mk, lead + unpack(view, read_at))
 
     def selected_one(domid: Any) -> Any:
-        """:func:`selected` where the first answer is one field: the second request is found
-        by that field's value."""
+        """:func:`selected` where the first answer is one field: ``answer`` is its value."""
         if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
             domid = resolve(domid)
-        buf, view, preq1, preq = getattr(rl, "pair", DEAD)
+        try:
+            buf, view, preq1, preq = rl.pair
+        except AttributeError:  # this thread's first call
+            buf, view, preq1, preq = acquire()
         if buf.address == 0:
             buf, view, preq1, preq = acquire()
         pack1(view, 0, f0, f1)
@@ -321,17 +363,77 @@ def _templates() -> Dict[str, Callable[..., Any]]:
         except (OSError, ValueError) as exc:
             failed1(exc, preq1, None)
         vals = unpack1(view, read1)
-        got = fast.get(vals[0])
-        if got is None or preq is None:
+        if vals[0] != answer or preq is None:
             return aside(domid, vals)
-        pack2, g0, g1, a0, a1, unpack2, read2, mk2, lead2 = got
-        pack2(view, 0, g0, g1, domid, a0, a1)
+        pack(view, 0, h0, h1, domid, a0, a1)
         t.calls += 1
         try:
             ioctl(fd, number, preq, True)
         except (OSError, ValueError) as exc:
-            fails[vals[0]](exc, preq, domid)
-        return new(mk2, lead2 + unpack2(view, read2))
+            failed(exc, preq, domid)
+        return new(mk, lead + unpack(view, read_at))
+
+    def listing(names: bool = True) -> Any:
+        """A listing paginated by its records' first field (getdomaininfolist): ``run(first,
+        chunk, 0)`` answers ``(view, count)``, the records ``P`` bytes into the view, ``size``
+        bytes each; ``records`` reads them in C into ``mk``s with ``tail`` (else ``many(view,
+        P, count)``).  Their first fields must ascend from ``first`` on, below ``LIMIT``
+        (``listing_error``, ``too_many``); ``then`` names the list when ``names``."""
+        out = []
+        first = 0
+        while first < LIMIT:
+            view, n = run(first, chunk, 0)
+            if n > chunk:
+                raise too_many(n)
+            if records is not None:  # a comprehension: inlined from Python 3.12 on, it beats map()s
+                batch = [new(mk, r + tail) for r in records(view[P:P + n * size])]
+            else:
+                batch = many(view, P, n)
+            if n:
+                ids = [r[0] for r in batch]
+                if ids[0] < first or ids[-1] >= LIMIT or not all(map(lt, ids, ids[1:])):
+                    raise listing_error(ids, first)
+                out += batch
+            if n < chunk:
+                break
+            first = ids[-1] + 1
+        return then(out) if names else out
+
+    def listing_device(names: bool = True) -> Any:
+        """:func:`listing` issuing the page's request itself (``pack``, ``h0``, ``h1``, the
+        lane, ``unpack`` of the count at ``read_at``): one frame, no tuple per page."""
+        try:
+            buf, view, preq = rl.pair
+        except AttributeError:  # this thread's first call
+            buf, view, preq = acquire()
+        if buf.address == 0:
+            buf, view, preq = acquire()
+        at = buf.address + P
+        out = []
+        first = 0
+        while first < LIMIT:
+            pack(view, 0, h0, h1, first, chunk, at)
+            t.calls += 1
+            try:
+                ioctl(fd, number, preq, True)
+            except (OSError, ValueError) as exc:
+                failed(exc, preq, None)
+            n = unpack(view, read_at)[0]
+            if n > chunk:
+                raise too_many(n)
+            if records is not None:  # a comprehension: inlined from Python 3.12 on, it beats map()s
+                batch = [new(mk, r + tail) for r in records(view[P:P + n * size])]
+            else:
+                batch = many(view, P, n)
+            if n:
+                ids = [r[0] for r in batch]
+                if ids[0] < first or ids[-1] >= LIMIT or not all(map(lt, ids, ids[1:])):
+                    raise listing_error(ids, first)
+                out += batch
+            if n < chunk:
+                break
+            first = ids[-1] + 1
+        return then(out) if names else out
 
     def domid_more(domid: Any, *rest: Any) -> Any:
         """A request on one domain, of its domid and more arguments without checks."""
@@ -339,7 +441,10 @@ def _templates() -> Dict[str, Callable[..., Any]]:
             raise TypeError(f"{request_name} takes {nargs} arguments, not {len(rest) + 1}")
         if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
             domid = resolve(domid)
-        buf, view, preq = getattr(rl, "pair", DEAD)
+        try:
+            buf, view, preq = rl.pair
+        except AttributeError:  # this thread's first call
+            buf, view, preq = acquire()
         if buf.address == 0:
             buf, view, preq = acquire()
         pack(view, 0, h0, h1, domid, *rest)
@@ -359,7 +464,10 @@ def _templates() -> Dict[str, Callable[..., Any]]:
         """A request with a payload, the ``pointers`` arguments offsets into it: ``(view, *fields)``."""
         if len(args) != nargs:
             raise TypeError(f"{request_name} takes {nargs} arguments, not {len(args)}")
-        buf, view, preq = getattr(rl, "pair", DEAD)
+        try:
+            buf, view, preq = rl.pair
+        except AttributeError:  # this thread's first call
+            buf, view, preq = acquire()
         if buf.address == 0:
             buf, view, preq = acquire()
         vals = list(args)
@@ -378,7 +486,10 @@ def _templates() -> Dict[str, Callable[..., Any]]:
         """A request of arguments without checks, on no domain."""
         if len(args) != nargs:
             raise TypeError(f"{request_name} takes {nargs} arguments, not {len(args)}")
-        buf, view, preq = getattr(rl, "pair", DEAD)
+        try:
+            buf, view, preq = rl.pair
+        except AttributeError:  # this thread's first call
+            buf, view, preq = acquire()
         if buf.address == 0:
             buf, view, preq = acquire()
         pack(view, 0, *head, *args)
@@ -406,7 +517,10 @@ def _templates() -> Dict[str, Callable[..., Any]]:
                 args = (resolve(d),) + args[1:]
         for c in checks:
             c(args[c.index])
-        buf, view, preq = getattr(rl, "pair", DEAD)
+        try:
+            buf, view, preq = rl.pair
+        except AttributeError:  # this thread's first call
+            buf, view, preq = acquire()
         if buf.address == 0:
             buf, view, preq = acquire()
         if pointers:
@@ -429,4 +543,4 @@ def _templates() -> Dict[str, Callable[..., Any]]:
 
     return {fn.__name__: fn for fn in (domid_named, domid, domid_arg, domid_more, bare, bare_halves, payload_any,
                                        payload3, payload3_one, converted, args_any, general, sized, selected,
-                                       selected_one)}
+                                       selected_one, listing, listing_device)}
