@@ -745,7 +745,8 @@ class Engine:
             h0, h1 = lay.head
             rl = acquire.local  # type: ignore[attr-defined]
             return _runners.bind("listing_device", f"{req.subop}_listing", **values, rl=rl, acquire=acquire,
-                                 pack=lay.pack, h0=h0, h1=h1, t=t, ioctl=t.ioctl, fd=t.fd, number=t.request, failed=self._failure(lay), unpack=lay.unpack, read_at=lay.read_at)
+                                 pack=lay.pack, h0=h0, h1=h1, t=t, ioctl=t.ioctl, fd=t.fd, number=t.request,
+                                 failed=self._failure(lay), unpack=lay.unpack, read_at=lay.read_at)
         return _runners.bind("listing", f"{req.subop}_listing", **values,
                              run=self.runner(request, payload=chunk * size))
 
@@ -789,7 +790,7 @@ class Engine:
         where = -1 if echo is None else echo
         subop1 = req1.subop
 
-        return _runners.bind("sized", f"{req1.subop}_{req.subop}", rl=rl, DEAD=_DEAD4, acquire=acquire,
+        return _runners.bind("sized", f"{req1.subop}_{req.subop}", rl=rl, acquire=acquire,
                              resolve=resolve, DOMID_MAX=DOMID_MAX, pack1=pack1, f0=f0, f1=f1, unpack1=unpack1,
                              read1=read1, picker=picker1, failed1=failed1, where=where, NoSuchDomain=NoSuchDomain,
                              ESRCH=_errno.ESRCH, subop1=subop1, count=count, lo=lo, hi=hi, check=check, pack=pack,
@@ -883,7 +884,7 @@ class Engine:
             run, args = got
             return run(domid, *args)
 
-        fn = _runners.bind("selected_one" if one else "selected", f"{req1.subop}_selected", rl=rl, DEAD=_DEAD4,
+        fn = _runners.bind("selected_one" if one else "selected", f"{req1.subop}_selected", rl=rl,
                            acquire=acquire, resolve=resolve, DOMID_MAX=DOMID_MAX, pack1=pack1, f0=f0, f1=f1,
                            unpack1=unpack1, read1=read1, failed1=failed1, aside=aside, new=_new, t=t, ioctl=ioctl,
                            fd=fd, number=number, answer=_NOTHING)
@@ -1068,7 +1069,7 @@ class Engine:
         if plain and domain and nargs <= 2 and len(head) == 2 and all(c.index == 1 for c in checks) \
                 and len(checks) <= nargs - 1:
             h0, h1 = head
-            common = dict(rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, h0=h0, h1=h1, t=t, ioctl=ioctl, fd=fd,
+            common = dict(rl=rl, acquire=acquire, pack=pack, h0=h0, h1=h1, t=t, ioctl=ioctl, fd=fd,
                           number=number, failed=failed, unpack=unpack, read_at=read_at, where=where, gone=gone,
                           mk=mk, tail=tail, DOMID_MAX=DOMID_MAX, new=_new)
             if nargs == 1 and named is not None:
@@ -1085,7 +1086,7 @@ class Engine:
         if plain and domain and not checks and len(head) == 2:
             h0, h1 = head
 
-            return _runners.bind("domid_more", name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, h0=h0, h1=h1,
+            return _runners.bind("domid_more", name, rl=rl, acquire=acquire, pack=pack, h0=h0, h1=h1,
                                  t=t, ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack,
                                  read_at=read_at, where=where, gone=gone, mk=mk, lead=lead, tail=tail,
                                  DOMID_MAX=DOMID_MAX, new=_new, resolve=resolve, returns=returns, nargs=nargs,
@@ -1094,7 +1095,7 @@ class Engine:
             done: Callable[[int], Any] = convert or ((lambda rc: (rc,)) if returns else (lambda _rc: ()))
 
             return _runners.bind("bare_halves" if convert is halves else "bare", name, rl=rl,
-                                 DEAD=_DEAD, acquire=acquire, t=t, ioctl=ioctl, fd=fd, number=number, failed=failed,
+                                 acquire=acquire, t=t, ioctl=ioctl, fd=fd, number=number, failed=failed,
                                  done=done)
         if direct and lay.pick is None and payload is not None and not domain and not checks and echo is None \
                 and mk is None and not returns and convert is None:
@@ -1102,11 +1103,11 @@ class Engine:
             if nargs == 3 and tuple(pointers_only) == (2,) and len(head) == 2:
                 h0, h1 = head
                 template = "payload3_one" if len(req.read) == 1 else "payload3"
-                return _runners.bind(template, name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, h0=h0,
+                return _runners.bind(template, name, rl=rl, acquire=acquire, pack=pack, h0=h0,
                                      h1=h1, t=t, ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack,
                                      read_at=read_at, PAYLOAD_OFFSET=PAYLOAD_OFFSET)
 
-            return _runners.bind("payload_any", name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, head=head, t=t,
+            return _runners.bind("payload_any", name, rl=rl, acquire=acquire, pack=pack, head=head, t=t,
                                  ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack, read_at=read_at,
                                  PAYLOAD_OFFSET=PAYLOAD_OFFSET, pointers=tuple(pointers_only), nargs=nargs,
                                  request_name=req.name)
@@ -1115,18 +1116,18 @@ class Engine:
                 and convert is not None:
             h0, h1 = head
 
-            return _runners.bind("converted", name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, h0=h0,
+            return _runners.bind("converted", name, rl=rl, acquire=acquire, pack=pack, h0=h0,
                                  h1=h1, t=t, ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack,
                                  read_at=read_at, picker=picker, convert=convert, NONE=_NONE)
         if direct and payload is None and not domain and not checks and echo is None:
-            return _runners.bind("args_any", name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, head=head, t=t,
+            return _runners.bind("args_any", name, rl=rl, acquire=acquire, pack=pack, head=head, t=t,
                                  ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack, read_at=read_at,
                                  picker=picker, NONE=_NONE, returns=returns, convert=convert, mk=mk, lead=lead,
                                  tail=tail, new=_new, nargs=nargs, request_name=req.name)
         finish = self._result(lay, result, tail, echo, lead)
         pointers = lay.pointer_at if payload is not None else ()
 
-        return _runners.bind("general", name, rl=rl, DEAD=_DEAD, acquire=acquire, pack=pack, head=head, t=t,
+        return _runners.bind("general", name, rl=rl, acquire=acquire, pack=pack, head=head, t=t,
                              ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack, read_at=read_at,
                              PAYLOAD_OFFSET=PAYLOAD_OFFSET, pointers=tuple(pointers), nargs=nargs,
                              request_name=req.name, domain=domain, resolve=resolve, DOMID_MAX=DOMID_MAX,
@@ -1135,15 +1136,14 @@ class Engine:
 
 
 class _Dead:
-    """What a thread's runner holds before its first call: a lane whose buffer is gone."""
+    """A lane whose buffer is gone: what a runner of two requests is given to acquire its
+    lane again (with the second request's) on its next call."""
 
     class buf:  # noqa: N801 - stands for a released Buffer
         address = 0
 
 
-#: (buffer, view, request) of a runner not yet called on this thread: acquired on the first call.
-_DEAD: Tuple[Any, Any, Any] = (_Dead.buf, None, None)
-#: The same for a runner of two requests.
+#: (buffer, view, first request, second request) of a lane to acquire again.
 _DEAD4: Tuple[Any, Any, Any, Any] = (_Dead.buf, None, None, None)
 
 

@@ -1,7 +1,8 @@
-"""The engine's fast runners on the privcmd device: plain functions whose values are their globals.
+"""The engine's runners: plain functions whose values are their globals.
 
-A runner of :meth:`.engine.Engine.runner` on the device is one of the functions
-below, made for one request and one handle by :func:`bind`: its ``def`` runs
+A runner of :meth:`.engine.Engine.runner` on the privcmd device (and a listing of
+:meth:`.engine.Engine.listing` on any transport) is one of the functions below,
+made for one request and one handle by :func:`bind`: its ``def`` runs
 with a globals dict of its own, holding what the engine prepared (the
 ``struct.Struct`` methods, the header values, the transport's ioctl, fd and
 request number, the runner's thread-local lane, the result type).  No source
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 #: Bound per runner by :func:`bind` (the engine's names for them): declared for the linters.
 acquire: Any = None  # () -> (buffer, view, prebuilt request[, the second request's]) of this thread's lane
 rl: Any = None  # the runner's thread-local: .pair, what acquire() gave on this thread
-DEAD: Any = None  # the pair of a thread that has none yet (its buffer's address is 0)
 pack: Any = None  # the request's Struct.pack_into
 unpack: Any = None  # the reply's Struct.unpack_from
 read_at: Any = None  # where the reply's fields start
@@ -106,9 +106,9 @@ def bind(template: str, name: str, **values: Any) -> Callable[..., Any]:
     return fn  # type: ignore[no-any-return]
 
 
-# Each runner first takes this thread's lane (``rl.pair``; a buffer that was replaced has
-# address 0 and the lane is acquired again), packs the whole request, counts the hypercall,
-# issues it and reads the reply: one frame.
+# Each runner on the device first takes this thread's lane (``rl.pair``; a buffer that was
+# replaced has address 0 and the lane is acquired again), packs the whole request, counts
+# the hypercall, issues it and reads the reply: one frame.
 
 
 def _templates() -> Dict[str, Callable[..., Any]]:
