@@ -640,7 +640,7 @@ def test_device_runners_are_the_templates_with_their_own_globals():
         assert runner.__globals__ is not vars(runners) and runner.__globals__["t"] is h.transport, name
         seen[name] = runner.__code__.co_name
     assert seen == {"xen_version": "bare_halves", "domain_info": "domid_named", "domains": "listing_device",
-                    "physinfo": "converted", "vcpu_info": "sized", "sched_params": "selected_one"}
+                    "physinfo": "converted", "vcpu_info": "sized", "sched_params": "selected"}
     assert runners.pack is None and runners.t is None  # the module's own: placeholders only
     import builtins
     import types

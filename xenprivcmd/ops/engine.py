@@ -806,14 +806,16 @@ class Engine:
         ``args`` after it, answered as :meth:`runner`'s with that ``result`` and ``lead``
         (``choose`` raises for an answer it cannot serve).  Each answer is chosen for once
         (what ``choose`` gave is kept by the fields' values) but ``first`` is issued on
-        every call: what it answers may change.  On the privcmd device one frame issues
-        both on the thread's lane; elsewhere the runners in turn."""
+        every call: what it answers may change.  On the privcmd device, for a ``first`` that
+        reads one field, one frame issues both on the thread's lane; elsewhere the runners
+        in turn."""
         lay1 = self.layout(first)
         req1 = lay1.request
         chosen: Dict[Tuple[Any, ...], Tuple[Any, ...]] = {}
         resolve = self.resolve
         if not self.device or self.read_only and not req1.reads or not (
-                not req1.domain and req1.nargs == 0 and lay1.direct and not req1.returns and len(lay1.head) == 2):
+                not req1.domain and req1.nargs == 0 and lay1.direct and not req1.returns and len(lay1.head) == 2
+                and lay1.picker is None and len(req1.read) == 1):
             ask = self.runner(first)
 
             def prepared(vals: Tuple[Any, ...]) -> Tuple[Any, ...]:
@@ -830,13 +832,7 @@ class Engine:
 
             return selected
         t: Any = self.transport
-        pack1, unpack1, read1, picker1 = lay1.pack, lay1.unpack, lay1.read_at, lay1.picker
-        if picker1 is not None:  # the fields in their declared order (a frame more for such a request)
-            unpacked = unpack1
-
-            def unpack1(view: Any, at: int) -> Tuple[Any, ...]:
-                return picker1(unpacked(view, at) + _NONE)  # type: ignore[misc]
-
+        pack1, unpack1, read1 = lay1.pack, lay1.unpack, lay1.read_at
         f0, f1 = lay1.head
         ioctl, fd, number = t.ioctl, t.fd, t.request
         failed1 = self._failure(lay1)
@@ -845,10 +841,8 @@ class Engine:
         #: the hypercall key of the chosen request that runs in this frame, and the lane size
         #: both requests fit in
         second: List[Any] = [None, max(lay1.size, 1)]
-        one = picker1 is None and len(req1.read) == 1
-        #: the runner's globals (below): ``answer`` (what the first request answers, its one
-        #: field where it has one) and what runs in the frame after it, the first chosen
-        #: request of a domain and two more arguments
+        #: the runner's globals (below): ``answer`` (the first request's one field) and what
+        #: runs in the frame after it, the first chosen request of a domain and two more arguments
         mine: Dict[str, Any] = {}
 
         def acquire() -> Tuple[Any, Any, Any, Any]:
@@ -865,7 +859,6 @@ class Engine:
             its own runner (the same hypercall).  The first chosen request of the frame's shape
             runs in the frame from the next call on."""
             got = chosen.get(vals)
-            key = vals[0] if one else vals
             if got is None:
                 request, args, result, lead = choose(vals)
                 lay = self.layout(request)
@@ -878,13 +871,13 @@ class Engine:
                     second[0], second[1] = lay.key, max(second[1], lay.size)
                     (h0, h1), (a0, a1) = lay.head, args
                     mine.update(pack=lay.pack, h0=h0, h1=h1, a0=a0, a1=a1, unpack=lay.unpack, read_at=lay.read_at,
-                                mk=result, lead=tuple(lead), failed=self._failure(lay), answer=key)
-            if key == mine["answer"]:
+                                mk=result, lead=tuple(lead), failed=self._failure(lay), answer=vals[0])
+            if vals[0] == mine["answer"]:
                 rl.pair = _DEAD4  # this thread's lane acquired again, with the chosen's request and size
             run, args = got
             return run(domid, *args)
 
-        fn = _runners.bind("selected_one" if one else "selected", f"{req1.subop}_selected", rl=rl,
+        fn = _runners.bind("selected", f"{req1.subop}_selected", rl=rl,
                            acquire=acquire, resolve=resolve, DOMID_MAX=DOMID_MAX, pack1=pack1, f0=f0, f1=f1,
                            unpack1=unpack1, read1=read1, failed1=failed1, aside=aside, new=_new, t=t, ioctl=ioctl,
                            fd=fd, number=number, answer=_NOTHING)
@@ -1100,13 +1093,6 @@ class Engine:
         if direct and lay.pick is None and payload is not None and not domain and not checks and echo is None \
                 and mk is None and not returns and convert is None:
             pointers_only = lay.pointer_at
-            if nargs == 3 and tuple(pointers_only) == (2,) and len(head) == 2:
-                h0, h1 = head
-                template = "payload3_one" if len(req.read) == 1 else "payload3"
-                return _runners.bind(template, name, rl=rl, acquire=acquire, pack=pack, h0=h0,
-                                     h1=h1, t=t, ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack,
-                                     read_at=read_at, PAYLOAD_OFFSET=PAYLOAD_OFFSET)
-
             return _runners.bind("payload_any", name, rl=rl, acquire=acquire, pack=pack, head=head, t=t,
                                  ioctl=ioctl, fd=fd, number=number, failed=failed, unpack=unpack, read_at=read_at,
                                  PAYLOAD_OFFSET=PAYLOAD_OFFSET, pointers=tuple(pointers_only), nargs=nargs,

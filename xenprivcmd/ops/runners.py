@@ -74,7 +74,7 @@ too_many: Any = None  # listing: count -> the error of a page of more records th
 listing_error: Any = None  # listing: (first fields, first) -> the error of a page out of order
 a0: Any = None  # selected: the chosen request's two arguments after the domid
 a1: Any = None
-answer: Any = None  # selected: the first request's answer after which the chosen request runs in the frame
+answer: Any = None  # selected: the first request's one field after which the chosen request runs in the frame
 aside: Any = None  # selected: (domid, first answer) -> the result, the chosen request not run in the frame
 NONE: Any = None  # (None,)
 DOMID_MAX: Any = None
@@ -224,41 +224,6 @@ def _templates() -> Dict[str, Callable[..., Any]]:
         return rc >> 16, rc & 0xFFFF
 
 
-    def payload3(a0: Any, a1: Any, offset: Any) -> Any:
-        """A request of two values and a pointer ``offset`` bytes into the payload (a listing's
-        shape): ``(view, *fields)``."""
-        try:
-            buf, view, preq = rl.pair
-        except AttributeError:  # this thread's first call
-            buf, view, preq = acquire()
-        if buf.address == 0:
-            buf, view, preq = acquire()
-        pack(view, 0, h0, h1, a0, a1, buf.address + PAYLOAD_OFFSET + offset)
-        t.calls += 1
-        try:
-            ioctl(fd, number, preq, True)
-        except (OSError, ValueError) as exc:
-            failed(exc, preq, None)
-        return (view,) + unpack(view, read_at)
-
-
-    def payload3_one(a0: Any, a1: Any, offset: Any) -> Any:
-        """:func:`payload3` of one field read back: ``(view, field)``, one tuple fewer."""
-        try:
-            buf, view, preq = rl.pair
-        except AttributeError:  # this thread's first call
-            buf, view, preq = acquire()
-        if buf.address == 0:
-            buf, view, preq = acquire()
-        pack(view, 0, h0, h1, a0, a1, buf.address + PAYLOAD_OFFSET + offset)
-        t.calls += 1
-        try:
-            ioctl(fd, number, preq, True)
-        except (OSError, ValueError) as exc:
-            failed(exc, preq, None)
-        return view, unpack(view, read_at)[0]
-
-
     def converted() -> Any:
         """A request of no argument, its fields converted (physinfo)."""
         try:
@@ -320,34 +285,8 @@ def _templates() -> Dict[str, Callable[..., Any]]:
         """A request of no argument whose answer selects the domain request that follows
         (sched_id, then that scheduler's scheduler_op): the first request chosen runs here,
         with its ``pack``, ``h0``, ``h1``, ``a0``, ``a1``, ``unpack``, ``read_at``, ``mk``,
-        ``lead`` and ``failed``, after its ``answer``; any other answer goes ``aside``."""
-        if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
-            domid = resolve(domid)
-        try:
-            buf, view, preq1, preq = rl.pair
-        except AttributeError:  # this thread's first call
-            buf, view, preq1, preq = acquire()
-        if buf.address == 0:
-            buf, view, preq1, preq = acquire()
-        pack1(view, 0, f0, f1)
-        t.calls += 1
-        try:
-            ioctl(fd, number, preq1, True)
-        except (OSError, ValueError) as exc:
-            failed1(exc, preq1, None)
-        vals = unpack1(view, read1)
-        if vals != answer or preq is None:
-            return aside(domid, vals)
-        pack(view, 0, h0, h1, domid, a0, a1)
-        t.calls += 1
-        try:
-            ioctl(fd, number, preq, True)
-        except (OSError, ValueError) as exc:
-            failed(exc, preq, domid)
-        return new(mk, lead + unpack(view, read_at))
-
-    def selected_one(domid: Any) -> Any:
-        """:func:`selected` where the first answer is one field: ``answer`` is its value."""
+        ``lead`` and ``failed``, after its ``answer`` (the first request's one field); any
+        other answer goes ``aside``."""
         if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
             domid = resolve(domid)
         try:
@@ -542,5 +481,5 @@ def _templates() -> Dict[str, Callable[..., Any]]:
         return out if payload is None else (view,) + out
 
     return {fn.__name__: fn for fn in (domid_named, domid, domid_arg, domid_more, bare, bare_halves, payload_any,
-                                       payload3, payload3_one, converted, args_any, general, sized, selected,
-                                       selected_one, listing, listing_device)}
+                                       converted, args_any, general, sized, selected, listing,
+                                       listing_device)}
