@@ -609,6 +609,50 @@ def test_a_larger_buffer_gets_a_new_lane():
     assert h.vcpu_info(2) == g.vcpu_info(2) and h.sched_params(2) == g.sched_params(2)  # on the lane of now
 
 
+def test_runners_kept_across_a_dead_buffer_acquire_again_or_refuse_typed():
+    """A runner finds a dead buffer by its released view (the pack refuses it: TypeError): after
+    the buffer grew, and in the child after fork(), it acquires its lane again; after close it
+    refuses with the closed handle's error, never writing through a stale view."""
+    h, g = _device_and_sim("sim:///default")
+    calls = {  # one per device template that packs: domid_named, sized, selected, converted, listing
+        "domain_info": lambda f: f(1, name=False),
+        "vcpu_info": lambda f: f(1),
+        "sched_params": lambda f: f(1),
+        "physinfo": lambda f: f(),
+        "domains": lambda f: f(names=False),
+    }
+    want = {k: call(getattr(g, k)) for k, call in calls.items()}
+    kept = {k: getattr(h, k) for k in calls}
+    pause = h._ops.pause  # domid
+    lane = h.transport.lane()
+
+    def same() -> bool:
+        pause(1)
+        h.unpause(1)
+        return all(call(kept[k]) == want[k] for k, call in calls.items())
+
+    assert same()
+    h.transport.scratch(lane.size * 4)  # a larger buffer: the lanes' one is released
+    assert not lane.buf.address
+    with pytest.raises(ValueError):
+        lane.view[0]  # released: the runners' pack refuses it
+    assert same()
+    pid = os.fork()
+    if pid == 0:  # the child: every buffer forgotten, the runners acquire anew
+        os._exit(0 if same() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert same()  # the parent's lanes live on
+    before = h.transport.calls
+    h.close()
+    for k, f in [("pause", pause)] + list(kept.items()):
+        with pytest.raises(xenprivcmd.XenError) as exc:
+            calls.get(k, lambda f: f(1))(f)
+        assert exc.value.errno == errno.EBADF, k
+    assert h.transport.calls == before  # refused before any ioctl
+    g.close()
+
+
 @pytest.mark.parametrize("release", ["3.0.2", "4.1.0", "4.19.0", abi.head_release()])
 def test_version_reads_alike_fast_and_single_and_before_detection(release):
     h, g = _device_and_sim(f"sim:///?xen={release}")

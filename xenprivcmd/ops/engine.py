@@ -873,7 +873,10 @@ class Engine:
                     mine.update(pack=lay.pack, h0=h0, h1=h1, a0=a0, a1=a1, unpack=lay.unpack, read_at=lay.read_at,
                                 mk=result, lead=tuple(lead), failed=self._failure(lay), answer=vals[0])
             if vals[0] == mine["answer"]:
-                rl.pair = _DEAD4  # this thread's lane acquired again, with the chosen's request and size
+                try:
+                    del rl.pair  # this thread's lane acquired again, with the chosen's request and size
+                except AttributeError:  # pragma: no cover - the frame just ran on it
+                    pass
             run, args = got
             return run(domid, *args)
 
@@ -1013,7 +1016,7 @@ class Engine:
     def _acquirer(self, lay: Layout, size: int, *more: Tuple[Optional[int], ...]) -> Callable[[], Tuple[Any, ...]]:
         """``acquire() -> (buffer, view, prebuilt request[, one per key of more])`` of this
         thread's lane, kept in ``acquire.local.pair`` (a runner's own, so a call finds them in
-        one lookup; a buffer that was replaced has address 0 and the lane is acquired again)."""
+        one lookup; the runner acquires the lane again when the buffer died, see :mod:`.runners`)."""
         lane_of, key = self.transport.lane, lay.key  # type: ignore[attr-defined]
         local = _thread_local()
 
@@ -1119,18 +1122,6 @@ class Engine:
                              request_name=req.name, domain=domain, resolve=resolve, DOMID_MAX=DOMID_MAX,
                              checks=checks, direct=direct, ordered=_ordered, order=order, skip=skip,
                              returns=returns, finish=finish, convert=convert, payload=payload)
-
-
-class _Dead:
-    """A lane whose buffer is gone: what a runner of two requests is given to acquire its
-    lane again (with the second request's) on its next call."""
-
-    class buf:  # noqa: N801 - stands for a released Buffer
-        address = 0
-
-
-#: (buffer, view, first request, second request) of a lane to acquire again.
-_DEAD4: Tuple[Any, Any, Any, Any] = (_Dead.buf, None, None, None)
 
 
 def _series_shape(lay: Layout) -> bool:

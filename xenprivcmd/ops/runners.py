@@ -106,9 +106,13 @@ def bind(template: str, name: str, **values: Any) -> Callable[..., Any]:
     return fn  # type: ignore[no-any-return]
 
 
-# Each runner on the device first takes this thread's lane (``rl.pair``; a buffer that was
-# replaced has address 0 and the lane is acquired again), packs the whole request, counts
-# the hypercall, issues it and reads the reply: one frame.
+# Each runner on the device first takes this thread's lane (``rl.pair``) and packs the whole
+# request into its view; a buffer that died (replaced by a larger one, its handle closed, the
+# child after fork()) has its view released, which the pack refuses with TypeError (no writable
+# buffer, on every Python), and the lane is acquired again (a runner packing nothing checks the
+# buffer's address).  No check runs before the pack: under QEMU TCG even reading the address
+# was ~3% of a getdomaininfo.  Then it counts the
+# hypercall, issues it and reads the reply: one frame.
 
 
 def _templates() -> Dict[str, Callable[..., Any]]:
@@ -124,12 +128,11 @@ def _templates() -> Dict[str, Callable[..., Any]]:
             if domid.__class__ is not int:
                 return domid  # the answer itself
         try:
-            buf, view, preq = rl.pair
-        except AttributeError:  # this thread's first call
-            buf, view, preq = acquire()
-        if buf.address == 0:
-            buf, view, preq = acquire()
-        pack(view, 0, h0, h1, domid)
+            _buf, view, preq = rl.pair
+            pack(view, 0, h0, h1, domid)
+        except (AttributeError, TypeError):  # this thread's first call; its buffer died (a released view)
+            _buf, view, preq = acquire()
+            pack(view, 0, h0, h1, domid)
         t.calls += 1
         try:
             ioctl(fd, number, preq, True)
@@ -147,12 +150,11 @@ def _templates() -> Dict[str, Callable[..., Any]]:
         if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
             domid = resolve(domid)
         try:
-            buf, view, preq = rl.pair
-        except AttributeError:  # this thread's first call
-            buf, view, preq = acquire()
-        if buf.address == 0:
-            buf, view, preq = acquire()
-        pack(view, 0, h0, h1, domid)
+            _buf, view, preq = rl.pair
+            pack(view, 0, h0, h1, domid)
+        except (AttributeError, TypeError):  # this thread's first call; its buffer died (a released view)
+            _buf, view, preq = acquire()
+            pack(view, 0, h0, h1, domid)
         t.calls += 1
         try:
             rc = ioctl(fd, number, preq, True)
@@ -173,12 +175,11 @@ def _templates() -> Dict[str, Callable[..., Any]]:
         if a.__class__ is not int or not lo <= a <= hi:
             check(a)
         try:
-            buf, view, preq = rl.pair
-        except AttributeError:  # this thread's first call
-            buf, view, preq = acquire()
-        if buf.address == 0:
-            buf, view, preq = acquire()
-        pack(view, 0, h0, h1, domid, a)
+            _buf, view, preq = rl.pair
+            pack(view, 0, h0, h1, domid, a)
+        except (AttributeError, TypeError):  # this thread's first call; its buffer died (a released view)
+            _buf, view, preq = acquire()
+            pack(view, 0, h0, h1, domid, a)
         t.calls += 1
         try:
             rc = ioctl(fd, number, preq, True)
@@ -227,12 +228,11 @@ def _templates() -> Dict[str, Callable[..., Any]]:
     def converted() -> Any:
         """A request of no argument, its fields converted (physinfo)."""
         try:
-            buf, view, preq = rl.pair
-        except AttributeError:  # this thread's first call
-            buf, view, preq = acquire()
-        if buf.address == 0:
-            buf, view, preq = acquire()
-        pack(view, 0, h0, h1)
+            _buf, view, preq = rl.pair
+            pack(view, 0, h0, h1)
+        except (AttributeError, TypeError):  # this thread's first call; its buffer died (a released view)
+            _buf, view, preq = acquire()
+            pack(view, 0, h0, h1)
         t.calls += 1
         try:
             ioctl(fd, number, preq, True)
@@ -249,12 +249,11 @@ def _templates() -> Dict[str, Callable[..., Any]]:
         if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
             domid = resolve(domid)
         try:
-            buf, view, preq1, preq = rl.pair
-        except AttributeError:  # this thread's first call
-            buf, view, preq1, preq = acquire()
-        if buf.address == 0:
-            buf, view, preq1, preq = acquire()
-        pack1(view, 0, f0, f1, domid)
+            _buf, view, preq1, preq = rl.pair
+            pack1(view, 0, f0, f1, domid)
+        except (AttributeError, TypeError):  # this thread's first call; its buffer died (a released view)
+            _buf, view, preq1, preq = acquire()
+            pack1(view, 0, f0, f1, domid)
         t.calls += 1
         try:
             ioctl(fd, number, preq1, True)
@@ -290,12 +289,11 @@ def _templates() -> Dict[str, Callable[..., Any]]:
         if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
             domid = resolve(domid)
         try:
-            buf, view, preq1, preq = rl.pair
-        except AttributeError:  # this thread's first call
-            buf, view, preq1, preq = acquire()
-        if buf.address == 0:
-            buf, view, preq1, preq = acquire()
-        pack1(view, 0, f0, f1)
+            _buf, view, preq1, preq = rl.pair
+            pack1(view, 0, f0, f1)
+        except (AttributeError, TypeError):  # this thread's first call; its buffer died (a released view)
+            _buf, view, preq1, preq = acquire()
+            pack1(view, 0, f0, f1)
         t.calls += 1
         try:
             ioctl(fd, number, preq1, True)
@@ -341,17 +339,17 @@ def _templates() -> Dict[str, Callable[..., Any]]:
     def listing_device(names: bool = True) -> Any:
         """:func:`listing` issuing the page's request itself (``pack``, ``h0``, ``h1``, the
         lane, ``unpack`` of the count at ``read_at``): one frame, no tuple per page."""
+        first = 0
         try:
             buf, view, preq = rl.pair
-        except AttributeError:  # this thread's first call
-            buf, view, preq = acquire()
-        if buf.address == 0:
-            buf, view, preq = acquire()
-        at = buf.address + P
-        out = []
-        first = 0
-        while first < LIMIT:
+            at = buf.address + P
             pack(view, 0, h0, h1, first, chunk, at)
+        except (AttributeError, TypeError):  # this thread's first call; its buffer died (a released view)
+            buf, view, preq = acquire()
+            at = buf.address + P
+            pack(view, 0, h0, h1, first, chunk, at)
+        out = []
+        while True:
             t.calls += 1
             try:
                 ioctl(fd, number, preq, True)
@@ -372,6 +370,9 @@ def _templates() -> Dict[str, Callable[..., Any]]:
             if n < chunk:
                 break
             first = ids[-1] + 1
+            if first >= LIMIT:
+                break
+            pack(view, 0, h0, h1, first, chunk, at)
         return then(out) if names else out
 
     def domid_more(domid: Any, *rest: Any) -> Any:
@@ -381,12 +382,11 @@ def _templates() -> Dict[str, Callable[..., Any]]:
         if domid.__class__ is not int or not 0 <= domid <= DOMID_MAX:
             domid = resolve(domid)
         try:
-            buf, view, preq = rl.pair
-        except AttributeError:  # this thread's first call
-            buf, view, preq = acquire()
-        if buf.address == 0:
-            buf, view, preq = acquire()
-        pack(view, 0, h0, h1, domid, *rest)
+            _buf, view, preq = rl.pair
+            pack(view, 0, h0, h1, domid, *rest)
+        except (AttributeError, TypeError):  # this thread's first call; its buffer died (a released view)
+            _buf, view, preq = acquire()
+            pack(view, 0, h0, h1, domid, *rest)
         t.calls += 1
         try:
             rc = ioctl(fd, number, preq, True)
@@ -426,12 +426,11 @@ def _templates() -> Dict[str, Callable[..., Any]]:
         if len(args) != nargs:
             raise TypeError(f"{request_name} takes {nargs} arguments, not {len(args)}")
         try:
-            buf, view, preq = rl.pair
-        except AttributeError:  # this thread's first call
-            buf, view, preq = acquire()
-        if buf.address == 0:
-            buf, view, preq = acquire()
-        pack(view, 0, *head, *args)
+            _buf, view, preq = rl.pair
+            pack(view, 0, *head, *args)
+        except (AttributeError, TypeError):  # this thread's first call; its buffer died (a released view)
+            _buf, view, preq = acquire()
+            pack(view, 0, *head, *args)
         t.calls += 1
         try:
             rc = ioctl(fd, number, preq, True)
