@@ -4,9 +4,9 @@
 tree at ``--new`` and an export of an earlier commit at ``--base`` run the
 same ops (``xen_version``, ``domain_info(0)``, ``domains()``, ``physinfo()``,
 ``vcpu_info(0)``, ``sched_params(0)``) in one process, each tree's package
-imported in turn under its own name and opened on its own handle, their
-batches interleaved (base, new, new, base, ...).  Each round is one such
-process.  Under TCG on a shared host one op's batches spread 2-10x, and a
+imported in turn under its own name and opened on its own handle (which tree
+first alternates by round), their batches interleaved (base, new, new, base,
+...).  Each round is one such process.  Under TCG on a shared host one op's batches spread 2-10x, and a
 process's placement in memory moves all its batches together, by up to 2x on
 arm64: two processes, one per tree, compare their placements as much as their
 code.  Interleaved in one process, both trees see the same placement, the same
@@ -37,6 +37,8 @@ import json, os, sys, time
 iters, batches = int(sys.argv[1]), int(sys.argv[2])
 trees = {"new": sys.argv[3], "base": sys.argv[4]}
 uri = sys.argv[5] or None
+if sys.argv[6] == "base":  # which tree is imported (and its objects made) first alternates by round
+    trees = {"base": trees["base"], "new": trees["new"]}
 keep, ops, files = [], {}, {}
 for label, tree in trees.items():
     for name in [m for m in sys.modules if m == "xenprivcmd" or m.startswith("xenprivcmd.")]:
@@ -65,7 +67,7 @@ clock = time.perf_counter_ns
 rng = range(iters)
 for op in ops["new"]:
     for b in range(batches):
-        for label in (("base", "new") if b % 2 == 0 else ("new", "base")):
+        for label in (("base", "new") if b % 2 == 0 else ("new", "base")):  # base, new, new, base, ...
             fn = ops[label][op]
             t0 = clock()
             for _ in rng:
@@ -75,10 +77,11 @@ print(json.dumps({"files": files, "ns": out}))
 """
 
 
-def run(new, base, iters, batches, uri=""):
-    """One round: {"new": {op: [ns per call, a batch each]}, "base": ...}."""
+def run(new, base, iters, batches, uri="", first="new"):
+    """One round: {"new": {op: [ns per call, a batch each]}, "base": ...}; ``first``: the tree
+    imported first."""
     trees = [os.path.abspath(new), os.path.abspath(base)]
-    res = subprocess.run([sys.executable, "-c", CHILD, str(iters), str(batches)] + trees + [uri], capture_output=True,
+    res = subprocess.run([sys.executable, "-c", CHILD, str(iters), str(batches)] + trees + [uri, first], capture_output=True,
                          universal_newlines=True, timeout=1200, cwd="/")
     if res.returncode != 0:
         raise RuntimeError(f"paired round: {res.stderr.strip()[-2000:]}")
@@ -112,8 +115,8 @@ def main():
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     samples = {"new": {}, "base": {}}
-    for _ in range(args.rounds):
-        got = run(args.new, args.base, args.iters, args.batches, args.uri)
+    for r in range(args.rounds):
+        got = run(args.new, args.base, args.iters, args.batches, args.uri, "new" if r % 2 == 0 else "base")
         for which in samples:
             for op, ns in got[which].items():
                 samples[which].setdefault(op, []).extend(ns)
