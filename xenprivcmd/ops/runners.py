@@ -107,12 +107,12 @@ def bind(template: str, name: str, **values: Any) -> Callable[..., Any]:
 
 
 # Each runner on the device first takes this thread's lane (``rl.pair``) and packs the whole
-# request into its view; a buffer that died (replaced by a larger one, its handle closed, the
-# child after fork()) has its view released, which the pack refuses with TypeError (no writable
-# buffer, on every Python), and the lane is acquired again (a runner packing nothing checks the
-# buffer's address).  No check runs before the pack: under QEMU TCG even reading the address
-# was ~3% of a getdomaininfo.  Then it counts the
-# hypercall, issues it and reads the reply: one frame.
+# request into its view.  A buffer that died (replaced by a larger one, its handle closed, the
+# child after fork()) has its view released, which the pack refuses with TypeError (no
+# writable buffer, on every Python), and the lane is acquired again; a runner packing nothing
+# checks the buffer's address.  Nothing is checked before the pack: under QEMU TCG reading the
+# address on every call was 2-3% of a getdomaininfo.  Then the runner counts the hypercall,
+# issues it and reads the reply: one frame.
 
 
 def _templates() -> Dict[str, Callable[..., Any]]:
