@@ -37,6 +37,7 @@ import json, os, sys, time
 iters, batches = int(sys.argv[1]), int(sys.argv[2])
 trees = {"new": sys.argv[3], "base": sys.argv[4]}
 uri = sys.argv[5] or None
+wanted = sys.argv[7].split(",")
 if sys.argv[6] == "base":  # which tree is imported (and its objects made) first alternates by round
     trees = {"base": trees["base"], "new": trees["new"]}
 keep, ops, files = [], {}, {}
@@ -56,6 +57,7 @@ for label, tree in trees.items():
         "vcpu_info": lambda h=h: h.vcpu_info(0),
         "sched_params": lambda h=h: h.sched_params(0),
     }
+    fns = {k: fns[k] for k in wanted}
     for fn in fns.values():  # everything an op imports or builds on first use, while its tree is first
         fn()
         fn()
@@ -77,11 +79,11 @@ print(json.dumps({"files": files, "ns": out}))
 """
 
 
-def run(new, base, iters, batches, uri="", first="new"):
+def run(new, base, iters, batches, uri="", first="new", ops=OPS):
     """One round: {"new": {op: [ns per call, a batch each]}, "base": ...}; ``first``: the tree
     imported first."""
     trees = [os.path.abspath(new), os.path.abspath(base)]
-    res = subprocess.run([sys.executable, "-c", CHILD, str(iters), str(batches)] + trees + [uri, first], capture_output=True,
+    res = subprocess.run([sys.executable, "-c", CHILD, str(iters), str(batches)] + trees + [uri, first, ",".join(ops)], capture_output=True,
                          universal_newlines=True, timeout=1200, cwd="/")
     if res.returncode != 0:
         raise RuntimeError(f"paired round: {res.stderr.strip()[-2000:]}")
@@ -111,12 +113,14 @@ def main():
     ap.add_argument("--rounds", type=int, default=12, help="processes, each running both trees (default 12)")
     ap.add_argument("--iters", type=int, default=1000, help="calls per batch")
     ap.add_argument("--batches", type=int, default=4, help="batches per op, tree and round (default 4)")
+    ap.add_argument("--op", action="append", choices=OPS, help="an op to run (repeatable; default all)")
     ap.add_argument("--uri", default="", help="what both trees open (default: the local privcmd device)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     samples = {"new": {}, "base": {}}
     for r in range(args.rounds):
-        got = run(args.new, args.base, args.iters, args.batches, args.uri, "new" if r % 2 == 0 else "base")
+        got = run(args.new, args.base, args.iters, args.batches, args.uri, "new" if r % 2 == 0 else "base",
+                  args.op or OPS)
         for which in samples:
             for op, ns in got[which].items():
                 samples[which].setdefault(op, []).extend(ns)
