@@ -30,8 +30,8 @@ VCPUS64_MAX = 0.25
 LIST64_MAX = 0.35
 
 
-def bold(value: float, ok: bool) -> str:
-    return f"**{value:.2f}**" if ok else f"{value:.2f}"
+def bold(value: float, ok: bool, digits: int = 2) -> str:
+    return f"**{value:.{digits}f}**" if ok else f"{value:.{digits}f}"
 
 
 def load(results: str) -> dict:
@@ -70,7 +70,7 @@ def summary(docs: dict) -> list:
             cells = []
             for _, _, paired in runs:
                 r = paired["ops"][pop]["rounds_ratio"] if paired and pop in paired["ops"] else None
-                cells.append("-" if r is None else bold(r, r <= BEFORE_MAX))
+                cells.append("-" if r is None else bold(r, r <= BEFORE_MAX, 3))
             lines.append(f"| {name} / {base} (<= {BEFORE_MAX:.2f}; paired rounds) | " + " | ".join(cells) + " |")
     cells_v, cells_l = [], []
     for _, run, _ in runs:
@@ -107,7 +107,9 @@ def per_suite(docs: dict) -> list:
             if paired:
                 p = paired["ops"][pop]
                 rr = p["round_ratios"]
-                row += (f" {bold(p['rounds_ratio'], p['rounds_ratio'] <= BEFORE_MAX)} ({min(rr):.2f}-{max(rr):.2f}) |"
+                faster = p.get("rounds_faster", sum(r < 1 for r in rr))
+                row += (f" {bold(p['rounds_ratio'], p['rounds_ratio'] <= BEFORE_MAX, 3)} ({min(rr):.2f}-{max(rr):.2f};"
+                        f" faster in {faster} of {len(rr)}) |"
                         f" {p['new_ns'] / 1000:.1f} / {p['base_ns'] / 1000:.1f} us = {p['ratio']:.2f} |"
                         f" {p['fastest_new_ns'] / 1000:.1f} / {p['fastest_base_ns'] / 1000:.1f} us ="
                         f" {p['fastest_ratio']:.2f} |")

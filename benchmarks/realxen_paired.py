@@ -15,7 +15,8 @@ guests and the same moment.
 Per op, ``new / base`` (below 1 is faster) by three figures:
 
 * ``rounds`` (the verdict, PASS at <= 1.00: "no op slower"): the median over
-  the rounds of new's fastest batch / base's fastest batch in that round;
+  the rounds of new's fastest batch / base's fastest batch in that round
+  (with their range and how many of them new was faster in);
 * ``median``: the medians over every batch;
 * ``fastest``: the means of each side's fastest sixth of the batches.
 
@@ -101,6 +102,7 @@ def summary(new_ns, base_ns, batches):
     rounds = [min(new_ns[i:i + batches]) / min(base_ns[i:i + batches]) for i in range(0, len(new_ns), batches)]
     new, base = statistics.median(new_ns), statistics.median(base_ns)
     return {"rounds_ratio": statistics.median(rounds), "round_ratios": rounds,
+            "rounds_faster": sum(r < 1 for r in rounds),
             "new_ns": new, "base_ns": base, "ratio": new / base,
             "fastest_new_ns": fast_n, "fastest_base_ns": fast_b, "fastest_ratio": fast_n / fast_b}
 
@@ -128,7 +130,8 @@ def main():
     for op in samples["new"]:
         r = rows[op] = summary(samples["new"][op], samples["base"][op], args.batches)
         print(f"{'PASS' if r['rounds_ratio'] <= 1.0 else 'MISS'}  paired {op:13s} new/base {r['rounds_ratio']:4.2f}"
-              f" (median of {args.rounds} rounds, {min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f});"
+              f" (median of {args.rounds} rounds, {min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f},"
+              f" new faster in {r['rounds_faster']});"
               f" medians {r['new_ns'] / 1000:.1f} / {r['base_ns'] / 1000:.1f} us = {r['ratio']:4.2f};"
               f" fastest {r['fastest_new_ns'] / 1000:.1f} / {r['fastest_base_ns'] / 1000:.1f} us ="
               f" {r['fastest_ratio']:4.2f}  (target <= 1.00)", flush=True)
