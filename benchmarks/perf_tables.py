@@ -7,7 +7,9 @@ Reads ``results/realxen-<suite>.json`` (``benchmarks/realxen_dom0.py``: the
 ops against PYREF, the batches against libxenctrl) and, where there is one,
 ``results/realxen-<suite>-paired.json`` (``benchmarks/realxen_paired.py``:
 this tree against an earlier commit, interleaved in one process) for each
-suite found, and prints markdown.  Bold: the target is met.  Standard library
+suite found, and prints markdown; then a row per op of the pairings run alone
+(``results/realxen-<suite>-paired-only.json``, ``tools/bench-realxen
+--paired-only``).  Bold: the target is met.  Standard library
 only.
 """
 
@@ -118,6 +120,28 @@ def per_suite(docs: dict) -> list:
     return lines
 
 
+def more_rounds(results: str) -> list:
+    """The pairings run alone (``tools/bench-realxen --paired-only``): one row per suite and op."""
+    lines = []
+    for suite, label in SUITES:
+        path = os.path.join(results, f"realxen-{suite}-paired-only.json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            doc = json.load(f)
+        if not lines:
+            lines = ["| suite | op | / base: paired rounds (range; new faster in) | fastest batches |",
+                     "| --- | --- | --- | --- |"]
+        for op, p in doc["ops"].items():
+            rr = p["round_ratios"]
+            faster = p.get("rounds_faster", sum(r < 1 for r in rr))
+            lines.append(f"| {label} | `{op}` vs {doc['base']} | {bold(p['rounds_ratio'], p['rounds_ratio'] <= BEFORE_MAX, 3)}"
+                         f" ({min(rr):.2f}-{max(rr):.2f}; {faster} of {len(rr)}) |"
+                         f" {p['fastest_new_ns'] / 1000:.1f} / {p['fastest_base_ns'] / 1000:.1f} us ="
+                         f" {p['fastest_ratio']:.2f} |")
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", nargs="?", default="results", help="where tools/bench-realxen wrote (default results)")
@@ -126,7 +150,8 @@ def main() -> int:
     if not docs:
         print(f"perf_tables: no realxen-<suite>.json in {args.results}", file=sys.stderr)
         return 1
-    print("\n".join(summary(docs) + [""] + per_suite(docs)))
+    more = more_rounds(args.results)
+    print("\n".join(summary(docs) + [""] + per_suite(docs) + ([""] + more if more else [])))
     return 0
 
 
