@@ -151,7 +151,7 @@ def main() -> int:
         print(f"perf_tables: no realxen-<suite>.json in {args.results}", file=sys.stderr)
         return 1
     more = more_rounds(args.results)
-    print("\n".join(summary(docs) + [""] + per_suite(docs) + ([""] + more if more else [])))
+    print("\n".join(summary(docs) + [""] + per_suite(docs) + more))
     return 0
 
 
