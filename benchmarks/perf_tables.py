@@ -36,21 +36,22 @@ def bold(value: float, ok: bool, digits: int = 2) -> str:
     return f"**{value:.{digits}f}**" if ok else f"{value:.{digits}f}"
 
 
+def _read(results: str, name: str):
+    """The JSON document ``results``/``name``, or None when there is none."""
+    path = os.path.join(results, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def load(results: str) -> dict:
     """{suite: (label, the run, the paired run or None)} for the suites with a run."""
     out = {}
     for suite, label in SUITES:
-        path = os.path.join(results, f"realxen-{suite}.json")
-        if not os.path.exists(path):
-            continue
-        with open(path) as f:
-            run = json.load(f)
-        paired = None
-        ppath = os.path.join(results, f"realxen-{suite}-paired.json")
-        if os.path.exists(ppath):
-            with open(ppath) as f:
-                paired = json.load(f)
-        out[suite] = (label, run, paired)
+        run = _read(results, f"realxen-{suite}.json")
+        if run is not None:
+            out[suite] = (label, run, _read(results, f"realxen-{suite}-paired.json"))
     return out
 
 
@@ -124,11 +125,9 @@ def more_rounds(results: str) -> list:
     """The pairings run alone (``tools/bench-realxen --paired-only``): one row per suite and op."""
     lines = []
     for suite, label in SUITES:
-        path = os.path.join(results, f"realxen-{suite}-paired-only.json")
-        if not os.path.exists(path):
+        doc = _read(results, f"realxen-{suite}-paired-only.json")
+        if doc is None:
             continue
-        with open(path) as f:
-            doc = json.load(f)
         if not lines:
             lines = ["| suite | op | / base: paired rounds (range; new faster in) | fastest batches |",
                      "| --- | --- | --- | --- |"]
