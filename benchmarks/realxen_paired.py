@@ -6,11 +6,11 @@ same ops (``xen_version``, ``domain_info(0)``, ``domains()``, ``physinfo()``,
 ``vcpu_info(0)``, ``sched_params(0)``) in one process, each tree's package
 imported in turn under its own name and opened on its own handle (which tree
 first alternates by round), their batches interleaved (base, new, new, base,
-...).  Each round is one such process.  Under TCG on a shared host one op's batches spread 2-10x, and a
-process's placement in memory moves all its batches together, by up to 2x on
-arm64: two processes, one per tree, compare their placements as much as their
-code.  Interleaved in one process, both trees see the same placement, the same
-guests and the same moment.
+...).  Each round is one such process.  Under TCG on a shared host one op's
+batches spread 2-10x, and a process's placement in memory moves all its
+batches together, by up to 2x on arm64: two processes, one per tree, compare
+their placements as much as their code.  Interleaved in one process, both
+trees see the same placement, the same guests and the same moment.
 
 Per op, ``new / base`` (below 1 is faster) by three figures:
 
@@ -34,7 +34,7 @@ OPS = ("xen_version", "domain_info", "domains", "physinfo", "vcpu_info", "sched_
 
 #: One round: both trees' packages, one after the other, then their batches interleaved; JSON on stdout.
 CHILD = r"""
-import json, os, sys, time
+import json, sys, time
 iters, batches = int(sys.argv[1]), int(sys.argv[2])
 trees = {"new": sys.argv[3], "base": sys.argv[4]}
 uri = sys.argv[5] or None
@@ -84,8 +84,8 @@ def run(new, base, iters, batches, uri="", first="new", ops=OPS):
     """One round: {"new": {op: [ns per call, a batch each]}, "base": ...}; ``first``: the tree
     imported first."""
     trees = [os.path.abspath(new), os.path.abspath(base)]
-    res = subprocess.run([sys.executable, "-c", CHILD, str(iters), str(batches)] + trees + [uri, first, ",".join(ops)], capture_output=True,
-                         universal_newlines=True, timeout=1200, cwd="/")
+    argv = [sys.executable, "-c", CHILD, str(iters), str(batches)] + trees + [uri, first, ",".join(ops)]
+    res = subprocess.run(argv, capture_output=True, universal_newlines=True, timeout=1200, cwd="/")
     if res.returncode != 0:
         raise RuntimeError(f"paired round: {res.stderr.strip()[-2000:]}")
     doc = json.loads(res.stdout.strip().splitlines()[-1])
