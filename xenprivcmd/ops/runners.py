@@ -109,9 +109,10 @@ def bind(template: str, name: str, **values: Any) -> Callable[..., Any]:
 # Each runner on the device first takes this thread's lane (``rl.pair``) and packs the whole
 # request into its view.  A buffer that died (replaced by a larger one, its handle closed, the
 # child after fork()) has its view released, which the pack refuses with TypeError (no
-# writable buffer, on every Python), and the lane is acquired again; a runner packing nothing
-# checks the buffer's address.  Nothing is checked before the pack: under QEMU TCG reading the
-# address on every call was 2-3% of a getdomaininfo.  Then the runner counts the hypercall,
+# writable buffer, on every Python), and the lane is acquired again; a runner packing nothing,
+# or putting the buffer's address in its request (a payload), checks that address first.
+# Nothing is checked before the pack: under QEMU TCG reading the address on every call was 2-3%
+# of a getdomaininfo.  Then the runner counts the hypercall,
 # issues it and reads the reply: one frame.
 
 
