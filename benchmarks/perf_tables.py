@@ -110,7 +110,7 @@ def per_suite(docs: dict) -> list:
             if paired:
                 p = paired["ops"][pop]
                 rr = p["round_ratios"]
-                faster = p.get("rounds_faster", sum(r < 1 for r in rr))
+                faster = sum(r < 1 for r in rr)
                 row += (f" {bold(p['rounds_ratio'], p['rounds_ratio'] <= BEFORE_MAX, 3)} ({min(rr):.2f}-{max(rr):.2f};"
                         f" faster in {faster} of {len(rr)}) |"
                         f" {p['new_ns'] / 1000:.1f} / {p['base_ns'] / 1000:.1f} us = {p['ratio']:.2f} |"
@@ -133,7 +133,7 @@ def more_rounds(results: str) -> list:
                      "| --- | --- | --- | --- |"]
         for op, p in doc["ops"].items():
             rr = p["round_ratios"]
-            faster = p.get("rounds_faster", sum(r < 1 for r in rr))
+            faster = sum(r < 1 for r in rr)
             lines.append(f"| {label} | `{op}` vs {doc['base']} | {bold(p['rounds_ratio'], p['rounds_ratio'] <= BEFORE_MAX, 3)}"
                          f" ({min(rr):.2f}-{max(rr):.2f}; {faster} of {len(rr)}) |"
                          f" {p['fastest_new_ns'] / 1000:.1f} / {p['fastest_base_ns'] / 1000:.1f} us ="

@@ -843,7 +843,7 @@ class Engine:
         second: List[Any] = [None, max(lay1.size, 1)]
         #: the runner's globals (below): ``answer`` (the first request's one field) and what
         #: runs in the frame after it, the first chosen request of a domain and two more arguments
-        mine: Dict[str, Any] = {}
+        mine: Dict[str, Any]  # set below, once the runner is made
 
         def acquire() -> Tuple[Any, Any, Any, Any]:
             """(buffer, view, the first request's prebuilt request, the chosen one's or None) of
@@ -873,10 +873,7 @@ class Engine:
                     mine.update(pack=lay.pack, h0=h0, h1=h1, a0=a0, a1=a1, unpack=lay.unpack, read_at=lay.read_at,
                                 mk=result, lead=tuple(lead), failed=self._failure(lay), answer=vals[0])
             if vals[0] == mine["answer"]:
-                try:
-                    del rl.pair  # this thread's lane acquired again, with the chosen's request and size
-                except AttributeError:  # pragma: no cover - the frame just ran on it
-                    pass
+                del rl.pair  # set: the runner that called aside ran on it; acquired again, with the chosen's request
             run, args = got
             return run(domid, *args)
 
